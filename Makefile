@@ -1,0 +1,52 @@
+# qfrefund — the two commands of the README are `make run` and `make test`.
+# Every target installs what it needs (redis-server from Debian's packages) instead of failing obscurely.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+# Share one target dir between every target (and with CI); builds are the slow part here.
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+
+.PHONY: run test deps check-tools fmt lint unit
+
+## run: build, start the QFPay simulator (and Redis when needed), push refunds through, show the outcome
+run: deps
+	@bash deploy/run-local.sh
+
+## test: formatting, clippy with warnings as errors, and every test against real redis-server processes
+test: deps fmt lint unit
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	@if command -v cargo-nextest >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast -j2; \
+	fi
+
+## deps: make sure redis-server and the Rust tools exist
+deps: check-tools
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		echo "redis-server not found: installing Debian's redis-server package"; \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+			sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		else \
+			echo "error: install Redis 7 (redis-server on PATH), or set QFREFUND_REDIS_SERVER to its path" >&2; \
+			exit 1; \
+		fi; \
+	fi
+	@# Debian starts a system Redis on install where systemd runs; the project never relies on it.
+	@redis-server --version | head -n1
+
+check-tools:
+	@command -v $(CARGO) >/dev/null 2>&1 || { echo "error: cargo not found: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+	@$(CARGO) fmt --version >/dev/null 2>&1 || { echo "error: rustfmt missing: rustup component add rustfmt" >&2; exit 1; }
+	@$(CARGO) clippy --version >/dev/null 2>&1 || { echo "error: clippy missing: rustup component add clippy" >&2; exit 1; }

@@ -1,0 +1,206 @@
+//! The HTTP client for `/trade/v1/refund` and `/trade/v1/query`.
+//!
+//! Its error type exists to answer one question for the worker: *could this request have moved
+//! money?* [`ClientError::NotSent`] is the only "no" (the connection was never established, so no
+//! byte of the body left this process); everything after the first byte is
+//! [`ClientError::OutcomeUnknown`] and must be settled by enquiry; a `429` is
+//! [`ClientError::RateLimited`] (QFPay did not process it, API §1.2).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::params::Params;
+use crate::request::{EnquiryRequest, RefundRequest};
+use crate::response::{EnquiryResponse, ParseError, RefundResponse};
+use crate::secret::ClientKey;
+use crate::sign::{SignAlg, sign};
+
+/// Path of the refund call (API §4).
+pub const REFUND_PATH: &str = "/trade/v1/refund";
+/// Path of the transaction enquiry call (API §5).
+pub const QUERY_PATH: &str = "/trade/v1/query";
+
+/// Transport settings, shared by every merchant's client.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Establishing the TCP (and TLS) connection. A failure inside it is provably "not sent".
+    pub connect_timeout: Duration,
+    /// The whole exchange. Past it the outcome is unknown: QFPay may have applied the refund.
+    pub timeout: Duration,
+    /// Idle keep-alive connections kept per host.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self { connect_timeout: Duration::from_secs(3), timeout: Duration::from_secs(15), pool_max_idle_per_host: 64 }
+    }
+}
+
+/// Who is calling: QFPay's app code, the client key and the digest to sign with.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub app_code: String,
+    pub key: ClientKey,
+    pub alg: SignAlg,
+}
+
+/// Why a call did not produce a business answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Provably not sent: no connection was established (refused, DNS, TLS handshake, connect
+    /// timeout). Safe to send again.
+    #[error("request not sent: {reason}")]
+    NotSent { reason: String },
+    /// Sent (at least partly) and no usable answer: timeout after sending, reset, 5xx or another
+    /// unexpected status, a body that is not a QFPay answer. QFPay may have acted: enquire.
+    #[error("outcome unknown{}: {reason}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    OutcomeUnknown { reason: String, status: Option<u16> },
+    /// HTTP 429: QFPay did not process the request (API §1.2). Back off and send again.
+    #[error("rate limited by QFPay (HTTP 429){}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    RateLimited { retry_after: Option<Duration> },
+    /// The client is set up wrongly (bad base URL, empty app code); nothing was sent.
+    #[error("client misconfigured: {0}")]
+    Config(String),
+}
+
+impl ClientError {
+    /// Whether QFPay may have received (and acted on) the request.
+    pub fn may_have_been_sent(&self) -> bool {
+        matches!(self, ClientError::OutcomeUnknown { .. })
+    }
+}
+
+/// A QFPay client for one merchant (base URL + credentials) over a shared connection pool.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    creds: Credentials,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base_url)
+            .field("app_code", &self.creds.app_code)
+            .field("alg", &self.creds.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// The shared connection pool. Build it once per process and hand it to every merchant's client.
+    pub fn pool(config: &ClientConfig) -> Result<reqwest::Client, ClientError> {
+        reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .user_agent(concat!("qfrefund/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Config(e.to_string()))
+    }
+
+    /// A client for the merchant at `base_url` (e.g. `https://openapi-hk.qfapi.com`).
+    pub fn new(http: reqwest::Client, base_url: &str, creds: Credentials) -> Result<Self, ClientError> {
+        let base_url = base_url.trim().trim_end_matches('/').to_owned();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(ClientError::Config(format!(
+                "base URL must start with http:// or https:// (got {base_url:?})"
+            )));
+        }
+        if creds.app_code.trim().is_empty() {
+            return Err(ClientError::Config("app code is empty".into()));
+        }
+        if creds.key.is_empty() {
+            return Err(ClientError::Config("client key is empty".into()));
+        }
+        Ok(Self { http, base_url, creds })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `POST /trade/v1/refund`. `Ok` is QFPay's business answer, whatever its `respcd`.
+    pub async fn refund(&self, req: &RefundRequest) -> Result<RefundResponse, ClientError> {
+        let body = self.post(REFUND_PATH, &req.params()).await?;
+        RefundResponse::parse(&body).map_err(unknown_body)
+    }
+
+    /// `POST /trade/v1/query`. `Ok` is QFPay's answer; check [`EnquiryResponse::is_ok`].
+    pub async fn enquire(&self, req: &EnquiryRequest) -> Result<EnquiryResponse, ClientError> {
+        let body = self.post(QUERY_PATH, &req.params()).await?;
+        EnquiryResponse::parse(&body).map_err(unknown_body)
+    }
+
+    async fn post(&self, path: &str, params: &Params) -> Result<Vec<u8>, ClientError> {
+        let started = Instant::now();
+        let signature = sign(params, &self.creds.key, self.creds.alg);
+        let mut rb = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .header("X-QF-APPCODE", &self.creds.app_code)
+            .header("X-QF-SIGN", signature)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded; charset=utf-8")
+            .body(params.form_body());
+        if self.creds.alg != SignAlg::Md5 {
+            rb = rb.header("X-QF-SIGNTYPE", self.creds.alg.header_value());
+        }
+        let resp = rb.send().await.map_err(transport_error)?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(ClientError::RateLimited { retry_after });
+        }
+        if !status.is_success() {
+            return Err(ClientError::OutcomeUnknown {
+                reason: format!("unexpected status {status}"),
+                status: Some(status.as_u16()),
+            });
+        }
+        let body = resp.bytes().await.map_err(transport_error)?;
+        tracing::debug!(
+            path,
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "qfpay answered"
+        );
+        Ok(body.to_vec())
+    }
+}
+
+fn unknown_body(e: ParseError) -> ClientError {
+    ClientError::OutcomeUnknown { reason: format!("unusable answer: {e}"), status: None }
+}
+
+/// Sorts a reqwest error into "not sent" or "outcome unknown". Only a failure to *connect* proves
+/// nothing was sent; hyper retries a pooled connection that closed before the request was written,
+/// so a write failure on a reused connection is not mistaken for one here.
+fn transport_error(e: reqwest::Error) -> ClientError {
+    let reason = error_chain(&e);
+    if e.is_builder() {
+        ClientError::Config(reason)
+    } else if e.is_connect() {
+        ClientError::NotSent { reason }
+    } else {
+        ClientError::OutcomeUnknown { reason, status: e.status().map(|s| s.as_u16()) }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
