@@ -1,6 +1,8 @@
 //! The client against the simulator over real HTTP: business answers are `Ok`, and every transport
 //! failure lands on the right side of "not sent" / "outcome unknown".
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use qfpay::{

@@ -1,5 +1,7 @@
 //! Every vector of `shared/qfpay/sign_vectors.json` (copied to `tests/data/`), reproduced.
 
+#![allow(clippy::unwrap_used)]
+
 use qfpay::sign::{EmptyValues, notification_signature, sign, sign_string, signing_string_of, verify_notification};
 use qfpay::{ClientKey, Params, SignAlg};
 use serde_json::Value;

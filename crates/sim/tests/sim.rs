@@ -1,5 +1,7 @@
 //! The simulator as a user's test would see it: over real HTTP, through the `qfpay` client.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use qfpay::{Client, ClientConfig, ClientError, Credentials, EnquiryRequest, RefundLookup, RefundRequest, Txdtm};

@@ -1,6 +1,8 @@
 //! The harness itself: servers start on distinct ports, keep their AOF data across a crash, and
 //! vanish on drop.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
