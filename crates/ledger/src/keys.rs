@@ -1,0 +1,88 @@
+//! Key names. Every key of one deployment starts with `<namespace>:{<tag>}:`, so all of them hash
+//! to one Redis Cluster slot and every Lua script can touch every key it declares.
+
+use crate::state::State;
+
+/// Names the keys of one ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// `namespace` separates deployments sharing a Redis; `tag` is the cluster hash tag.
+    pub fn new(namespace: &str, tag: &str) -> Self {
+        Self { prefix: format!("{namespace}:{{{tag}}}") }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The refund record (hash).
+    pub fn record(&self, out_trade_no: &str) -> String {
+        format!("{}:r:{out_trade_no}", self.prefix)
+    }
+
+    /// Every non-final refund, scored by when a worker should next act (ms).
+    pub fn due(&self) -> String {
+        format!("{}:due", self.prefix)
+    }
+
+    /// The outcome stream: one entry per transition.
+    pub fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// Per payment: `paid`, `committed` (sum of succeeded refunds), `inflight` (the one refund sent).
+    pub fn payment(&self, syssn: &str) -> String {
+        format!("{}:pay:{syssn}", self.prefix)
+    }
+
+    /// Paused merchants: merchant → why.
+    pub fn paused(&self) -> String {
+        format!("{}:paused", self.prefix)
+    }
+
+    /// Refunds in one state, scored by when they entered it.
+    pub fn state(&self, state: State) -> String {
+        format!("{}:state:{state}", self.prefix)
+    }
+
+    /// A merchant's token bucket.
+    pub fn rate(&self, merchant: &str) -> String {
+        format!("{}:rl:{merchant}", self.prefix)
+    }
+
+    /// Producers push here after enqueueing so an idle worker feeds at once instead of polling.
+    pub fn wake(&self) -> String {
+        format!("{}:wake", self.prefix)
+    }
+
+    /// The apalis queue name: shares the tag, so apalis' keys land in the same slot.
+    pub fn apalis_queue(&self) -> String {
+        format!("{}:jobs", self.prefix)
+    }
+
+    /// The KEYS every record script takes, in `lua/common.lua`'s order.
+    pub fn script_keys(&self, out_trade_no: &str, syssn: &str) -> Vec<String> {
+        let mut keys = vec![self.record(out_trade_no), self.due(), self.events(), self.payment(syssn), self.paused()];
+        keys.extend(State::ALL.into_iter().map(|s| self.state(s)));
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_carries_the_hash_tag() {
+        let k = Keys::new("qfrefund", "shop1");
+        let mut all = k.script_keys("RF1", "123");
+        all.extend([k.rate("m"), k.wake(), k.apalis_queue()]);
+        for key in all {
+            assert!(key.starts_with("qfrefund:{shop1}:"), "{key}");
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The refund ledger: the truth about every refund. apalis only carries "look at this refund now";
+//! everything that decides money lives here.
+//!
+//! # Layout
+//! - [`state`]: the eight [`State`]s; which are final.
+//! - [`record`]: the [`Record`] (one Redis hash per `out_trade_no`).
+//! - [`machine`]: the state machine as pure functions — [`machine::after_submit`],
+//!   [`machine::after_enquiry`] and [`machine::action_for`] — table-tested without Redis.
+//! - [`schedule`]: the [`Policy`] (enquiry and resubmit backoff via backon, full jitter, max age,
+//!   lease), computed from counters stored on the record so it survives restarts.
+//! - [`producer`]: [`NewRefund`], validated before anything is written.
+//! - [`store`]: [`Ledger`], the Redis store. Each operation is one Lua script (`src/lua/*.lua`,
+//!   each opening with what it guarantees): enqueue, claim (lease + fence, "submitting" persisted
+//!   before any HTTP call, one refund in flight per payment, the over-refund guard), transition
+//!   (compare-and-set on `(state, fence)`), defer, feed (the due-index), rate limit.
+//! - [`keys`]: every key under one `{hash tag}`.
+//! - [`events`]: the outcome stream, one entry per transition.
+
+pub mod events;
+pub mod keys;
+pub mod machine;
+pub mod producer;
+pub mod record;
+pub mod schedule;
+pub mod state;
+pub mod store;
+
+pub use events::Event;
+pub use keys::Keys;
+pub use machine::{Decision, EnquiryResult, SubmitResult};
+pub use producer::{DEFAULT_MERCHANT, NewRefund};
+pub use record::Record;
+pub use schedule::Policy;
+pub use state::State;
+pub use store::{Claim, Enqueued, Ledger, LedgerConfig, LedgerError};

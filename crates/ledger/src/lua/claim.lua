@@ -1,0 +1,81 @@
+-- claim: take the lease on a refund that is due, and say what to do with it.
+-- Guarantees: at most one live lease per refund; every claim bumps the fence, so writes from an
+-- earlier holder are refused. 'submitting' is persisted (with txdtm and the submit counted) BEFORE
+-- the caller sends anything. A record found in 'submitting' (its holder died or stalled) becomes
+-- 'pending' and is enquired, never resent. One refund in flight per payment; a refund that would
+-- take a payment's refunds past what was paid fails here and is never sent. Paused merchants wait.
+-- ARGV: 1 out_trade_no, 2 now ms, 3 worker id, 4 lease ms, 5 txdtm for a first submit,
+--       6 payment-busy wait ms, 7 paused wait ms, 8 stream maxlen, 9 '1' = return need_paid when
+--       the payment's amount is unknown
+-- Returns: {'missing'} | {'final', state} | {'review'} | {'leased', until} | {'early', next_at}
+--        | {'deferred', why, next_at} | {'need_paid'} | {'failed', why}
+--        | {'submit', fence, txdtm} | {'enquire', fence}
+local otn, now, worker, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local rec = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'next_at', 'merchant', 'syssn', 'txamt', 'fence', 'txdtm')
+local state = rec[1]
+if not state then return {'missing'} end
+if FINAL[state] then return {'final', state} end
+if state == 'needs_review' then return {'review'} end
+local lease_until = tonumber(rec[2]) or 0
+if lease_until > now then return {'leased', tostring(lease_until)} end
+local next_at = tonumber(rec[3]) or 0
+if next_at > now then return {'early', tostring(next_at)} end
+
+local function defer(why, at)
+  redis.call('HSET', KEYS[1], 'next_at', at, 'reason', why)
+  redis.call('ZADD', KEYS[2], at, otn)
+  return {'deferred', why, tostring(at)}
+end
+
+local fence = (tonumber(rec[7]) or 0) + 1
+local function take_lease(new_state)
+  redis.call('HSET', KEYS[1], 'fence', fence, 'lease_owner', worker, 'lease_until', now + lease,
+    'next_at', now + lease, 'updated_at', now)
+  redis.call('ZADD', KEYS[2], now + lease, otn)
+  if new_state ~= state then
+    set_state(otn, state, new_state, now)
+    emit(state, now, ARGV[8])
+  end
+end
+
+if state == 'submitting' or state == 'pending' then
+  if state == 'submitting' then
+    redis.call('HSET', KEYS[1], 'reason', 'found in submitting after its lease expired: enquiring, never resending')
+  end
+  redis.call('HINCRBY', KEYS[1], 'enquiries', 1)
+  take_lease('pending')
+  return {'enquire', tostring(fence)}
+end
+
+-- queued or retry_wait: a submit.
+local merchant, txamt = rec[4], tonumber(rec[6])
+local paused = redis.call('HGET', KEYS[5], merchant)
+if paused then return defer('merchant ' .. merchant .. ' paused: ' .. paused, now + tonumber(ARGV[7])) end
+local inflight = redis.call('HGET', KEYS[4], 'inflight')
+if inflight and inflight ~= otn then
+  return defer('waiting for refund ' .. inflight .. ' of the same payment', now + tonumber(ARGV[6]))
+end
+local paid = redis.call('HGET', KEYS[4], 'paid')
+if not paid and ARGV[9] == '1' then return {'need_paid'} end
+if paid and not inflight then
+  local committed = hget_num(KEYS[4], 'committed')
+  if committed + txamt > tonumber(paid) then
+    local why = 'would refund ' .. (committed + txamt) .. ' of a payment of ' .. paid .. ' (' .. committed ..
+      ' already refunded): never sent'
+    redis.call('HSET', KEYS[1], 'reason', why, 'updated_at', now)
+    redis.call('ZREM', KEYS[2], otn)
+    set_state(otn, state, 'failed', now)
+    emit(state, now, ARGV[8])
+    return {'failed', why}
+  end
+end
+redis.call('HSET', KEYS[4], 'inflight', otn)
+local txdtm = rec[8]
+if not txdtm or txdtm == '' then
+  txdtm = ARGV[5]
+  redis.call('HSET', KEYS[1], 'txdtm', txdtm, 'submitted_at', now)
+end
+redis.call('HINCRBY', KEYS[1], 'submits', 1)
+redis.call('HSET', KEYS[1], 'last_submit_at', now, 'not_found', 0)
+take_lease('submitting')
+return {'submit', tostring(fence), txdtm}

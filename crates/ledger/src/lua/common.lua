@@ -1,0 +1,51 @@
+-- Shared prelude of every ledger script (concatenated in front of each one at build time).
+--
+-- Every script receives the same KEYS, all under one {hash tag}, so Redis Cluster routes them
+-- together and no script touches an undeclared key:
+--   KEYS[1] the refund record (hash)       KEYS[2] the due-index (zset: out_trade_no -> next_at ms)
+--   KEYS[3] the outcome stream             KEYS[4] the payment (hash: paid, committed, inflight)
+--   KEYS[5] paused merchants (hash)        KEYS[6..13] one zset per state, in State::ALL order
+local STATES = {'queued', 'submitting', 'pending', 'retry_wait', 'succeeded', 'failed', 'needs_review', 'cancelled'}
+local STATE_KEY = {}
+for i, s in ipairs(STATES) do STATE_KEY[s] = KEYS[5 + i] end
+local FINAL = {succeeded = true, failed = true, cancelled = true}
+
+local function hget_num(key, field)
+  local v = redis.call('HGET', key, field)
+  if v == false or v == '' then return 0 end
+  return tonumber(v) or 0
+end
+
+-- Moves the record from one state's index to another's and stores the new state.
+local function set_state(otn, old, new, now)
+  if old and STATE_KEY[old] then redis.call('ZREM', STATE_KEY[old], otn) end
+  redis.call('ZADD', STATE_KEY[new], now, otn)
+  redis.call('HSET', KEYS[1], 'state', new)
+end
+
+-- Appends the record's public fields to the outcome stream: one entry per transition.
+local function emit(prev, now, maxlen)
+  local f = redis.call('HMGET', KEYS[1], 'out_trade_no', 'state', 'syssn', 'txamt', 'merchant', 'respcd',
+    'resperr', 'refund_syssn', 'reason', 'submits', 'enquiries', 'fence')
+  local entry = {'out_trade_no', f[1], 'state', f[2], 'prev_state', prev or '', 'syssn', f[3], 'txamt', f[4],
+    'merchant', f[5], 'respcd', f[6] or '', 'resperr', f[7] or '', 'refund_syssn', f[8] or '',
+    'reason', f[9] or '', 'submits', f[10] or '0', 'enquiries', f[11] or '0', 'fence', f[12] or '0', 'at', tostring(now)}
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', unpack(entry))
+end
+
+-- Payment accounting when a refund leaves flight: a success commits its amount; a final state
+-- frees the payment for its next refund. needs_review keeps the payment locked: money may have moved.
+local function settle_payment(otn, new, txamt)
+  if new == 'succeeded' then redis.call('HINCRBY', KEYS[4], 'committed', txamt) end
+  if FINAL[new] and redis.call('HGET', KEYS[4], 'inflight') == otn then
+    redis.call('HDEL', KEYS[4], 'inflight')
+  end
+end
+
+-- Writes field/value pairs from ARGV[first..]; an empty value deletes the field.
+local function write_fields(first)
+  for i = first, #ARGV, 2 do
+    if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
+    else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  end
+end

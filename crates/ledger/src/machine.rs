@@ -1,0 +1,301 @@
+//! The refund state machine as pure functions (DESIGN §4): given a record, what just happened and
+//! the time, what the record must become. No I/O; the store applies a [`Decision`] with one atomic
+//! compare-and-set on `(state, fence)`.
+//!
+//! The rule that keeps promise 4 ("never guessed"): only QFPay's answer moves a refund to
+//! `succeeded` or `failed`. A transport error, a processing code, a duplicate code, a code we do
+//! not know — all lead to an enquiry, and an enquiry that cannot settle it leads to a person.
+
+use std::time::Duration;
+
+use qfpay::respcd::{Class, classify, is_duplicate_code, lookup};
+use qfpay::time::{DEFAULT_OFFSET_SECS, after_refund_blackout};
+use qfpay::{ClientError, EnquiryResponse, RefundLookup, RefundResponse, Txdtm};
+
+use crate::record::Record;
+use crate::schedule::Policy;
+use crate::state::State;
+
+/// What a submit produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // built once per submit, never stored in bulk
+pub enum SubmitResult {
+    /// QFPay's business answer.
+    Answer(RefundResponse),
+    /// The request provably never left (connection not established).
+    NotSent(String),
+    /// It may have reached QFPay; no usable answer.
+    Unknown(String),
+    /// HTTP 429: not processed.
+    RateLimited(Option<Duration>),
+    /// Our client is misconfigured; nothing was sent.
+    Misconfigured(String),
+}
+
+impl From<Result<RefundResponse, ClientError>> for SubmitResult {
+    fn from(r: Result<RefundResponse, ClientError>) -> Self {
+        match r {
+            Ok(a) => SubmitResult::Answer(a),
+            Err(ClientError::NotSent { reason }) => SubmitResult::NotSent(reason),
+            Err(ClientError::RateLimited { retry_after }) => SubmitResult::RateLimited(retry_after),
+            Err(ClientError::Config(reason)) => SubmitResult::Misconfigured(reason),
+            Err(e) => SubmitResult::Unknown(e.to_string()),
+        }
+    }
+}
+
+/// What an enquiry produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
+pub enum EnquiryResult {
+    Answer(EnquiryResponse),
+    Failed(ClientError),
+}
+
+/// The record's next state and everything that changes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub state: State,
+    /// When a worker should act next (`None` for final states and `needs_review`).
+    pub next_at: Option<i64>,
+    /// Why, in words, for operators and the outcome stream.
+    pub reason: String,
+    /// A configuration error: stop this merchant's queue until someone resumes it.
+    pub pause_merchant: bool,
+    /// Fields to write (an empty value deletes the field).
+    pub set: Vec<(&'static str, String)>,
+}
+
+impl Decision {
+    fn new(state: State, next_at: Option<i64>, reason: impl Into<String>) -> Self {
+        Self { state, next_at, reason: reason.into(), pause_merchant: false, set: Vec::new() }
+    }
+    fn with(mut self, field: &'static str, value: impl Into<String>) -> Self {
+        self.set.push((field, value.into()));
+        self
+    }
+    fn pause(mut self) -> Self {
+        self.pause_merchant = true;
+        self
+    }
+    /// Records QFPay's answer fields on the record.
+    fn answer(self, respcd: &str, resperr: Option<&str>) -> Self {
+        self.with("respcd", respcd).with("resperr", resperr.unwrap_or(""))
+    }
+}
+
+/// What a worker does with a record it found in `state` (the claim script implements exactly this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Submit,
+    Enquire,
+    Nothing,
+}
+
+/// A record found in `submitting` was being sent by a worker that died or stalled: it may have
+/// reached QFPay, so it is enquired, never resent (promise 4).
+pub fn action_for(state: State) -> Action {
+    match state {
+        State::Queued | State::RetryWait => Action::Submit,
+        State::Submitting | State::Pending => Action::Enquire,
+        State::Succeeded | State::Failed | State::Cancelled | State::NeedsReview => Action::Nothing,
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+fn submitted_local(rec: &Record) -> Option<Txdtm> {
+    rec.txdtm.as_deref().and_then(|t| t.parse().ok())
+}
+
+/// Retryable: resend at the later of the backoff and the code's own minimum wait, within budget.
+fn retry(rec: &Record, policy: &Policy, now: i64, unit: f64, code: &str, cap: Option<u32>) -> Decision {
+    let retries = rec.retries + 1;
+    let budget = cap.map_or(policy.resubmit_budget, |c| c.min(policy.resubmit_budget));
+    if retries > budget {
+        return Decision::new(State::Failed, None, format!("respcd {code}: retry budget of {budget} spent"))
+            .with("retries", retries.to_string());
+    }
+    let min_wait = lookup(code).map_or(0, |e| i64::from(e.min_retry_delay_s) * 1000);
+    let mut next = now + ms(policy.resubmit_delay(retries - 1, unit)).max(min_wait);
+    if code == "1265" {
+        // Inside the nightly window: try again after it (00:35 merchant time).
+        next = next.max(after_refund_blackout(now / 1000, DEFAULT_OFFSET_SECS) * 1000);
+    }
+    Decision::new(State::RetryWait, Some(next), format!("respcd {code}: retryable, resend #{retries}"))
+        .with("retries", retries.to_string())
+}
+
+/// After a submit that this worker's lease covered.
+pub fn after_submit(rec: &Record, result: &SubmitResult, policy: &Policy, now: i64, unit: f64) -> Decision {
+    let enquire_at = now + ms(policy.enquiry_delay(0, unit));
+    let resend_at = |n: u32| now + ms(policy.resubmit_delay(n, unit));
+    let d = match result {
+        SubmitResult::Answer(a) => {
+            let code = a.respcd();
+            let base = |state, next, reason: String| {
+                Decision::new(state, next, reason)
+                    .answer(code, a.resperr.as_deref())
+                    .with("submit_code", code)
+                    .with("not_found", "0")
+            };
+            match classify(code, submitted_local(rec)) {
+                Class::Success => base(State::Succeeded, None, "refund accepted".into())
+                    .with("refund_syssn", a.syssn.clone().unwrap_or_default())
+                    .with("sysdtm", a.sysdtm.clone().unwrap_or_default()),
+                Class::InProgress if is_duplicate_code(code) => {
+                    base(State::Pending, Some(enquire_at), format!("respcd {code}: id already used, enquiring"))
+                }
+                Class::InProgress => base(State::Pending, Some(enquire_at), format!("respcd {code}: processing")),
+                Class::Retryable { cap } => {
+                    let r = retry(rec, policy, now, unit, code, cap);
+                    let (state, next, reason) = (r.state, r.next_at, r.reason.clone());
+                    let mut d = base(state, next, reason);
+                    d.set.extend(r.set);
+                    d
+                }
+                Class::FinalFailure { reconcile: false } => {
+                    base(State::Failed, None, format!("respcd {code}: refused"))
+                }
+                Class::FinalFailure { reconcile: true } => base(
+                    State::Pending,
+                    Some(enquire_at),
+                    format!("respcd {code}: may echo an earlier success, enquiring before failing"),
+                )
+                .with("reconcile_code", code),
+                Class::ConfigError => {
+                    base(State::NeedsReview, None, format!("respcd {code}: configuration error, merchant paused"))
+                        .pause()
+                }
+                Class::Unknown => {
+                    base(State::Pending, Some(enquire_at), format!("respcd {code}: unknown code, enquiring"))
+                        .with("unknown_code", code)
+                }
+            }
+        }
+        SubmitResult::NotSent(e) => {
+            Decision::new(State::RetryWait, Some(resend_at(rec.submits.saturating_sub(1))), "not sent")
+                .with("last_error", format!("not sent: {e}"))
+        }
+        SubmitResult::Unknown(e) => Decision::new(State::Pending, Some(enquire_at), "outcome unknown, enquiring")
+            .with("last_error", e.clone())
+            .with("not_found", "0"),
+        SubmitResult::RateLimited(after) => {
+            let wait = ms(policy.resubmit_delay(rec.submits.saturating_sub(1), unit)).max(after.map_or(0, ms));
+            Decision::new(State::RetryWait, Some(now + wait), "rate limited (429)").with("last_error", "HTTP 429")
+        }
+        SubmitResult::Misconfigured(e) => {
+            Decision::new(State::NeedsReview, None, "client misconfigured, merchant paused")
+                .with("last_error", e.clone())
+                .pause()
+        }
+    };
+    age_limit(rec, d, policy, now)
+}
+
+/// After an enquiry that this worker's lease covered (`rec.enquiries` counts it already).
+pub fn after_enquiry(rec: &Record, result: &EnquiryResult, policy: &Policy, now: i64, unit: f64) -> Decision {
+    let again = |reason: String| {
+        Decision::new(State::Pending, Some(now + ms(policy.enquiry_delay(rec.enquiries, unit))), reason)
+    };
+    let d = match result {
+        EnquiryResult::Failed(e) => again(format!("enquiry failed: {e}")).with("last_error", e.to_string()),
+        EnquiryResult::Answer(r) if !r.is_ok() => match classify(r.respcd(), None) {
+            Class::ConfigError => Decision::new(
+                State::NeedsReview,
+                None,
+                format!("enquiry refused, respcd {}: configuration error, merchant paused", r.respcd()),
+            )
+            .with("last_error", r.resperr.clone().unwrap_or_default())
+            .pause(),
+            _ => again(format!("enquiry answered respcd {}", r.respcd()))
+                .with("last_error", r.resperr.clone().unwrap_or_default()),
+        },
+        EnquiryResult::Answer(r) => match r.refund(&rec.out_trade_no) {
+            RefundLookup::Succeeded(found) => Decision::new(State::Succeeded, None, "enquiry: refund succeeded")
+                .answer("0000", found.errmsg.as_deref())
+                .with("refund_syssn", found.syssn.unwrap_or_default())
+                .with("sysdtm", found.sysdtm.unwrap_or_default()),
+            RefundLookup::InProgress(found) => again(format!("enquiry: still processing ({})", found.respcd()))
+                .answer(found.respcd(), found.errmsg.as_deref())
+                .with("not_found", "0"),
+            RefundLookup::Other(found) => {
+                let code = found.respcd().to_owned();
+                let base = |state, next, reason: String| {
+                    Decision::new(state, next, reason).answer(&code, found.errmsg.as_deref()).with("not_found", "0")
+                };
+                match classify(&code, submitted_local(rec)) {
+                    Class::Success => unreachable_success(rec, &code),
+                    Class::InProgress => {
+                        again(format!("enquiry: respcd {code}, not final")).answer(&code, found.errmsg.as_deref())
+                    }
+                    // QFPay holds a failed record for our id: resending it would be a duplicate.
+                    Class::FinalFailure { .. } | Class::Retryable { .. } => {
+                        base(State::Failed, None, format!("enquiry: refund failed with respcd {code}"))
+                    }
+                    Class::ConfigError => {
+                        base(State::NeedsReview, None, format!("enquiry: respcd {code}, configuration error")).pause()
+                    }
+                    Class::Unknown => base(State::NeedsReview, None, format!("enquiry: unknown respcd {code}")),
+                }
+            }
+            RefundLookup::NotFound => not_found(rec, policy, now, unit),
+        },
+    };
+    age_limit(rec, d, policy, now)
+}
+
+fn unreachable_success(rec: &Record, code: &str) -> Decision {
+    // `refund()` returns every `0000` record as Succeeded; keep the type total without guessing.
+    Decision::new(
+        State::NeedsReview,
+        None,
+        format!("enquiry: record {} answered {code} unexpectedly", rec.out_trade_no),
+    )
+}
+
+fn not_found(rec: &Record, policy: &Policy, now: i64, unit: f64) -> Decision {
+    if let Some(code) = &rec.reconcile_code {
+        return Decision::new(State::Failed, None, format!("respcd {code} confirmed: no refund of ours found"))
+            .with("reconcile_code", "");
+    }
+    if let Some(code) = &rec.unknown_code {
+        return Decision::new(State::NeedsReview, None, format!("unknown respcd {code} and no record found"));
+    }
+    if rec.submit_code.as_deref().is_some_and(is_duplicate_code) {
+        return Decision::new(
+            State::NeedsReview,
+            None,
+            "QFPay says the out_trade_no is used, but no refund of ours has it: it clashes with another transaction",
+        );
+    }
+    let seen = rec.not_found + 1;
+    let since_submit = now - rec.last_submit_at.unwrap_or(rec.created_at);
+    if seen >= policy.not_found_min && since_submit >= ms(policy.not_found_grace) {
+        return Decision::new(
+            State::RetryWait,
+            Some(now),
+            format!("not found {seen} times over {}s: resending", since_submit / 1000),
+        )
+        .with("not_found", "0");
+    }
+    Decision::new(
+        State::Pending,
+        Some(now + ms(policy.enquiry_delay(rec.enquiries, unit))),
+        format!("not found ({seen})"),
+    )
+    .with("not_found", seen.to_string())
+}
+
+/// Past the maximum age, anything not final goes to a person.
+fn age_limit(rec: &Record, d: Decision, policy: &Policy, now: i64) -> Decision {
+    if d.state.is_final() || d.state == State::NeedsReview || now - rec.created_at < ms(policy.max_age) {
+        return d;
+    }
+    let mut review =
+        Decision::new(State::NeedsReview, None, format!("max age reached while {}: {}", d.state, d.reason));
+    review.set = d.set;
+    review
+}

@@ -1,0 +1,138 @@
+//! The refund record: one Redis hash per `out_trade_no` (DESIGN §3), and its public JSON form.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::state::State;
+
+/// Everything the ledger knows about one refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
+    // The request, as enqueued (immutable).
+    pub out_trade_no: String,
+    pub syssn: String,
+    pub txamt: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_txamt: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mchid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udid: Option<String>,
+    pub merchant: String,
+    /// Hash of the request: a second enqueue with other fields is a conflict, not a new refund.
+    #[serde(skip)]
+    pub payload_hash: String,
+
+    // Where it stands.
+    pub state: State,
+    /// Bumped by every claim; a write carrying an older fence is refused.
+    pub fence: u64,
+    #[serde(skip)]
+    pub lease_owner: Option<String>,
+    #[serde(skip)]
+    pub lease_until: i64,
+    pub submits: u32,
+    pub enquiries: u32,
+    /// Retryable codes answered so far (bounded by the resubmit budget).
+    pub retries: u32,
+    /// Consecutive enquiries that did not find it since the last submit.
+    pub not_found: u32,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub next_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submitted_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_submit_at: Option<i64>,
+    /// `txdtm` of the first submit; every resend and enquiry window is anchored on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub txdtm: Option<String>,
+
+    // QFPay's last word.
+    pub respcd: Option<String>,
+    pub resperr: Option<String>,
+    pub refund_syssn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sysdtm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// `respcd` of the last submit answer (a duplicate code changes what "not found" means).
+    #[serde(skip)]
+    pub submit_code: Option<String>,
+    /// A final-failure code that may be our own earlier success: enquire once before failing.
+    #[serde(skip)]
+    pub reconcile_code: Option<String>,
+    /// A code outside the catalogue: one enquiry round, then a person.
+    #[serde(skip)]
+    pub unknown_code: Option<String>,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// A hash that is not a record: a field is missing or unreadable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refund record {key}: field {field}: {problem}")]
+pub struct CorruptRecord {
+    pub key: String,
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl Record {
+    /// Reads a record from its hash fields.
+    pub fn from_hash(key: &str, h: &HashMap<String, String>) -> Result<Self, CorruptRecord> {
+        let bad = |field: &'static str, problem: &str| CorruptRecord {
+            key: key.to_owned(),
+            field,
+            problem: problem.to_owned(),
+        };
+        let text = |f: &'static str| h.get(f).filter(|v| !v.is_empty()).cloned();
+        let req = |f: &'static str| text(f).ok_or_else(|| bad(f, "missing"));
+        let num = |f: &'static str| -> Result<i64, CorruptRecord> {
+            h.get(f).filter(|v| !v.is_empty()).map_or(Ok(0), |v| v.parse().map_err(|_| bad(f, "not a number")))
+        };
+        let count = |f: &'static str| num(f).map(|v| v.clamp(0, i64::from(u32::MAX)) as u32);
+        let opt_num = |f: &'static str| num(f).map(|v| (v != 0).then_some(v));
+        Ok(Self {
+            out_trade_no: req("out_trade_no")?,
+            syssn: req("syssn")?,
+            txamt: req("txamt")?.parse().map_err(|_| bad("txamt", "not an amount"))?,
+            orig_txamt: text("orig_txamt")
+                .map(|v| v.parse().map_err(|_| bad("orig_txamt", "not an amount")))
+                .transpose()?,
+            mchid: text("mchid"),
+            udid: text("udid"),
+            merchant: req("merchant")?,
+            payload_hash: req("payload_hash")?,
+            state: req("state")?.parse().map_err(|_| bad("state", "unknown state"))?,
+            fence: num("fence")?.max(0) as u64,
+            lease_owner: text("lease_owner"),
+            lease_until: num("lease_until")?,
+            submits: count("submits")?,
+            enquiries: count("enquiries")?,
+            retries: count("retries")?,
+            not_found: count("not_found")?,
+            created_at: num("created_at")?,
+            updated_at: num("updated_at")?,
+            next_at: num("next_at")?,
+            submitted_at: opt_num("submitted_at")?,
+            last_submit_at: opt_num("last_submit_at")?,
+            txdtm: text("txdtm"),
+            respcd: text("respcd"),
+            resperr: text("resperr"),
+            refund_syssn: text("refund_syssn"),
+            sysdtm: text("sysdtm"),
+            reason: text("reason"),
+            last_error: text("last_error"),
+            submit_code: text("submit_code"),
+            reconcile_code: text("reconcile_code"),
+            unknown_code: text("unknown_code"),
+        })
+    }
+}

@@ -1,0 +1,105 @@
+//! The eight states of a refund (DESIGN §4) and which of them are final.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a refund stands. Stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    /// Accepted, never sent.
+    Queued,
+    /// A worker holds the lease and is (or was, before it died) sending it. Persisted *before* the
+    /// HTTP call, so whoever finds it here knows it may have reached QFPay: enquire, never resend.
+    Submitting,
+    /// Sent, outcome not final or unknown: enquire with backoff.
+    Pending,
+    /// Proven not to have taken effect (rejected for a transient reason, never sent, or not found
+    /// after enough enquiries): resend with the same `out_trade_no` at `next_at`.
+    RetryWait,
+    /// Final: QFPay confirmed the refund.
+    Succeeded,
+    /// Final: QFPay refused it, or it would exceed what was paid and was never sent.
+    Failed,
+    /// A person must decide (config error, max age, an answer that cannot be read safely).
+    /// Not final: an operator can retry or resolve it.
+    NeedsReview,
+    /// Final: withdrawn before it was ever sent.
+    Cancelled,
+}
+
+impl State {
+    pub const ALL: [State; 8] = [
+        State::Queued,
+        State::Submitting,
+        State::Pending,
+        State::RetryWait,
+        State::Succeeded,
+        State::Failed,
+        State::NeedsReview,
+        State::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Submitting => "submitting",
+            State::Pending => "pending",
+            State::RetryWait => "retry_wait",
+            State::Succeeded => "succeeded",
+            State::Failed => "failed",
+            State::NeedsReview => "needs_review",
+            State::Cancelled => "cancelled",
+        }
+    }
+
+    /// Final states never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Succeeded | State::Failed | State::Cancelled)
+    }
+
+    /// States a worker acts on (they sit in the due-index).
+    pub fn is_workable(self) -> bool {
+        matches!(self, State::Queued | State::Submitting | State::Pending | State::RetryWait)
+    }
+}
+
+impl serde::Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown state name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown state {0:?}: expected one of queued, submitting, pending, retry_wait, succeeded, failed, needs_review, cancelled"
+)]
+pub struct UnknownState(pub String);
+
+impl FromStr for State {
+    type Err = UnknownState;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        State::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| UnknownState(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_exactly_three_are_final() {
+        for s in State::ALL {
+            assert_eq!(s.as_str().parse::<State>(), Ok(s));
+        }
+        let finals: Vec<_> = State::ALL.into_iter().filter(|s| s.is_final()).collect();
+        assert_eq!(finals, [State::Succeeded, State::Failed, State::Cancelled]);
+        assert!("done".parse::<State>().is_err());
+    }
+}

@@ -1,0 +1,442 @@
+//! The ledger in Redis. Every operation that changes a refund is one Lua script (see `lua/`), so
+//! each is atomic; this file only marshals arguments and results.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use qfpay::FieldError;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use crate::events::Event;
+use crate::keys::Keys;
+use crate::machine::Decision;
+use crate::producer::NewRefund;
+use crate::record::{CorruptRecord, Record};
+use crate::schedule::Policy;
+use crate::state::State;
+
+macro_rules! record_script {
+    ($file:literal) => {
+        LazyLock::new(|| Script::new(concat!(include_str!("lua/common.lua"), "\n", include_str!($file))))
+    };
+}
+
+static ENQUEUE: LazyLock<Script> = record_script!("lua/enqueue.lua");
+static CLAIM: LazyLock<Script> = record_script!("lua/claim.lua");
+static TRANSITION: LazyLock<Script> = record_script!("lua/transition.lua");
+static DEFER: LazyLock<Script> = record_script!("lua/defer.lua");
+static SET_PAID: LazyLock<Script> = record_script!("lua/set_paid.lua");
+static FEED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/feed.lua")));
+static RATE_LIMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/rate_limit.lua")));
+
+/// Where the ledger lives.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    pub namespace: String,
+    /// Redis Cluster hash tag shared by every key.
+    pub tag: String,
+    /// Approximate cap of the outcome stream's length.
+    pub events_maxlen: u64,
+    /// A Redis command that takes longer fails (the connection is then re-established).
+    pub response_timeout: Duration,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "qfrefund".into(),
+            tag: "default".into(),
+            events_maxlen: 1_000_000,
+            response_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What can go wrong in the ledger.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    #[error("invalid refund: {0}")]
+    Invalid(#[from] FieldError),
+    /// The `out_trade_no` exists with another payload: a conflict, never a second refund.
+    #[error("out_trade_no {out_trade_no} already exists with a different request: {}", differences.join("; "))]
+    Conflict { out_trade_no: String, differences: Vec<String>, existing: Box<Record> },
+    #[error("orig_txamt {given} disagrees with {recorded} recorded for payment {syssn}")]
+    PaidMismatch { syssn: String, recorded: String, given: u64 },
+    #[error(transparent)]
+    Corrupt(#[from] CorruptRecord),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("unexpected answer from a ledger script: {0}")]
+    Script(String),
+}
+
+/// The result of an accepted enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    Created(Record),
+    /// The same request was enqueued before: this is that record, unchanged.
+    Duplicate(Record),
+}
+
+impl Enqueued {
+    pub fn record(&self) -> &Record {
+        match self {
+            Enqueued::Created(r) | Enqueued::Duplicate(r) => r,
+        }
+    }
+}
+
+/// What a claim gave the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Send it: the lease is ours under `fence`, `submitting` is persisted, `txdtm` is the one to send.
+    Submit { fence: u64, txdtm: String },
+    /// Enquire it under `fence`.
+    Enquire { fence: u64 },
+    /// The payment's amount is unknown: learn it, then claim again.
+    NeedPaid,
+    /// It would exceed what was paid: it is now `failed`, never sent.
+    Failed(String),
+    /// Not now: moved to `next_at` (paused merchant, payment busy).
+    Deferred { why: String, next_at: i64 },
+    /// Nothing to do: someone holds it, it is not due, it is final, or it waits for a person.
+    Skip(String),
+}
+
+/// The Redis store of one ledger.
+#[derive(Clone)]
+pub struct Ledger {
+    con: ConnectionManager,
+    keys: Keys,
+    config: LedgerConfig,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("prefix", &self.keys.prefix()).finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    qfpay::time::unix_now_ms()
+}
+
+impl Ledger {
+    /// Connects (and keeps reconnecting, with backoff, whenever Redis goes away).
+    pub async fn connect(url: &str, config: LedgerConfig) -> Result<Self, LedgerError> {
+        let client = redis::Client::open(url)?;
+        let cm = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.response_timeout))
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2));
+        let con = client.get_connection_manager_with_config(cm).await?;
+        Ok(Self { con, keys: Keys::new(&config.namespace, &config.tag), config })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// A connection handle (cheap to clone) for callers that need plain commands.
+    pub fn connection(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
+    /// Enqueues one refund: created, or the existing record for the same request; a conflict for
+    /// another request under the same `out_trade_no`.
+    pub async fn enqueue(&self, refund: NewRefund) -> Result<Enqueued, LedgerError> {
+        let refund = refund.normalised();
+        refund.validate()?;
+        let inv = self.enqueue_invocation(&refund, now_ms());
+        let mut con = self.con.clone();
+        let reply: Vec<String> = inv.invoke_async(&mut con).await?;
+        let out = self.enqueue_outcome(&refund, &reply).await;
+        self.wake().await;
+        out
+    }
+
+    /// Enqueues many refunds in pipelined chunks (one round trip per chunk). One result per input,
+    /// in order; an invalid line is reported without touching Redis.
+    pub async fn enqueue_batch(&self, refunds: Vec<NewRefund>) -> Vec<Result<Enqueued, LedgerError>> {
+        let mut results: Vec<Option<Result<Enqueued, LedgerError>>> = Vec::with_capacity(refunds.len());
+        let mut valid: Vec<(usize, NewRefund)> = Vec::new();
+        for (i, r) in refunds.into_iter().enumerate() {
+            let r = r.normalised();
+            match r.validate() {
+                Ok(()) => {
+                    results.push(None);
+                    valid.push((i, r));
+                }
+                Err(e) => results.push(Some(Err(e.into()))),
+            }
+        }
+        let mut con = self.con.clone();
+        for chunk in valid.chunks(500) {
+            match self.enqueue_chunk(&mut con, chunk).await {
+                Ok(replies) => {
+                    for ((i, r), reply) in chunk.iter().zip(replies) {
+                        results[*i] = Some(self.enqueue_outcome(r, &reply).await);
+                    }
+                }
+                Err(e) => {
+                    for (i, _) in chunk {
+                        results[*i] = Some(Err(LedgerError::Redis(e.clone())));
+                    }
+                }
+            }
+        }
+        self.wake().await;
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(LedgerError::Script("no result".into())))).collect()
+    }
+
+    async fn enqueue_chunk(
+        &self,
+        con: &mut ConnectionManager,
+        chunk: &[(usize, NewRefund)],
+    ) -> Result<Vec<Vec<String>>, redis::RedisError> {
+        let now = now_ms();
+        // Pipelines do not load scripts by themselves: load once, retry once after a NOSCRIPT
+        // (a Redis restarted between the two).
+        for attempt in 0..2 {
+            if attempt == 1 || !self.script_loaded(con).await {
+                ENQUEUE.prepare_invoke().load_async(con).await?;
+            }
+            let mut pipe = redis::pipe();
+            for (_, r) in chunk {
+                pipe.invoke_script(&self.enqueue_invocation(r, now));
+            }
+            match pipe.query_async(con).await {
+                Err(e) if attempt == 0 && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {}
+                other => return other,
+            }
+        }
+        Err(redis::RedisError::from((redis::ErrorKind::Io, "enqueue script could not be loaded")))
+    }
+
+    async fn script_loaded(&self, con: &mut ConnectionManager) -> bool {
+        redis::cmd("SCRIPT")
+            .arg("EXISTS")
+            .arg(ENQUEUE.get_hash())
+            .query_async::<Vec<bool>>(con)
+            .await
+            .is_ok_and(|v| v.first().copied().unwrap_or(false))
+    }
+
+    fn enqueue_invocation<'a>(&self, r: &NewRefund, now: i64) -> redis::ScriptInvocation<'a> {
+        let mut inv = ENQUEUE.prepare_invoke();
+        for k in self.keys.script_keys(&r.out_trade_no, &r.syssn) {
+            inv.key(k);
+        }
+        inv.arg(&r.out_trade_no)
+            .arg(r.payload_hash())
+            .arg(now)
+            .arg(self.config.events_maxlen)
+            .arg(r.orig_txamt.map(|v| v.to_string()).unwrap_or_default());
+        for (k, v) in r.fields() {
+            inv.arg(k).arg(v);
+        }
+        inv
+    }
+
+    async fn enqueue_outcome(&self, r: &NewRefund, reply: &[String]) -> Result<Enqueued, LedgerError> {
+        let load =
+            || async { self.get(&r.out_trade_no).await?.ok_or_else(|| LedgerError::Script("record vanished".into())) };
+        match reply.first().map(String::as_str) {
+            Some("created") => Ok(Enqueued::Created(load().await?)),
+            Some("duplicate") => Ok(Enqueued::Duplicate(load().await?)),
+            Some("conflict") => {
+                let existing = load().await?;
+                Err(LedgerError::Conflict {
+                    out_trade_no: r.out_trade_no.clone(),
+                    differences: r.differences(&existing),
+                    existing: Box::new(existing),
+                })
+            }
+            Some("paid_mismatch") => Err(LedgerError::PaidMismatch {
+                syssn: r.syssn.clone(),
+                recorded: reply.get(1).cloned().unwrap_or_default(),
+                given: r.orig_txamt.unwrap_or(0),
+            }),
+            _ => Err(LedgerError::Script(format!("enqueue answered {reply:?}"))),
+        }
+    }
+
+    /// Tells idle workers there is work (they block on this list instead of polling).
+    async fn wake(&self) {
+        let mut con = self.con.clone();
+        let key = self.keys.wake();
+        let _: Result<(), _> = redis::pipe().lpush(&key, 1).ltrim(&key, 0, 15).query_async(&mut con).await;
+    }
+
+    /// The record of `out_trade_no`, if there is one.
+    pub async fn get(&self, out_trade_no: &str) -> Result<Option<Record>, LedgerError> {
+        let key = self.keys.record(out_trade_no);
+        let h: HashMap<String, String> = self.con.clone().hgetall(&key).await?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Record::from_hash(&key, &h)?))
+    }
+
+    /// Up to `limit` out_trade_nos in `state`, oldest first, starting at `offset`.
+    pub async fn list(&self, state: State, offset: isize, limit: isize) -> Result<Vec<String>, LedgerError> {
+        let ids: Vec<String> =
+            self.con.clone().zrange(self.keys.state(state), offset, offset + limit.max(1) - 1).await?;
+        Ok(ids)
+    }
+
+    /// How many refunds are in each state.
+    pub async fn counts(&self) -> Result<Vec<(State, u64)>, LedgerError> {
+        let mut pipe = redis::pipe();
+        for s in State::ALL {
+            pipe.zcard(self.keys.state(s));
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut self.con.clone()).await?;
+        Ok(State::ALL.into_iter().zip(counts).collect())
+    }
+
+    /// Claims a due refund for this worker (see `lua/claim.lua`).
+    pub async fn claim(
+        &self,
+        rec: &Record,
+        worker: &str,
+        policy: &Policy,
+        txdtm: &str,
+        want_paid: bool,
+    ) -> Result<Claim, LedgerError> {
+        let mut inv = CLAIM.prepare_invoke();
+        for k in self.keys.script_keys(&rec.out_trade_no, &rec.syssn) {
+            inv.key(k);
+        }
+        inv.arg(&rec.out_trade_no)
+            .arg(now_ms())
+            .arg(worker)
+            .arg(policy.lease.as_millis() as u64)
+            .arg(txdtm)
+            .arg(policy.syssn_busy_wait.as_millis() as u64)
+            .arg(policy.paused_wait.as_millis() as u64)
+            .arg(self.config.events_maxlen)
+            .arg(if want_paid { "1" } else { "0" });
+        let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
+        let num = |i: usize| at(i).parse::<i64>().map_err(|_| LedgerError::Script(format!("claim answered {reply:?}")));
+        Ok(match at(0).as_str() {
+            "submit" => Claim::Submit { fence: num(1)? as u64, txdtm: at(2) },
+            "enquire" => Claim::Enquire { fence: num(1)? as u64 },
+            "need_paid" => Claim::NeedPaid,
+            "failed" => Claim::Failed(at(1)),
+            "deferred" => Claim::Deferred { why: at(1), next_at: num(2)? },
+            "missing" | "final" | "review" | "leased" | "early" => Claim::Skip(reply.join(" ")),
+            _ => return Err(LedgerError::Script(format!("claim answered {reply:?}"))),
+        })
+    }
+
+    /// Applies `decision` if this worker still holds the refund under `fence` in `expected` state.
+    /// `Ok(false)`: the fence moved on — another worker took over, and nothing was written.
+    pub async fn transition(
+        &self,
+        rec: &Record,
+        expected: State,
+        fence: u64,
+        d: &Decision,
+    ) -> Result<bool, LedgerError> {
+        let mut inv = TRANSITION.prepare_invoke();
+        for k in self.keys.script_keys(&rec.out_trade_no, &rec.syssn) {
+            inv.key(k);
+        }
+        inv.arg(&rec.out_trade_no)
+            .arg(expected.as_str())
+            .arg(fence)
+            .arg(d.state.as_str())
+            .arg(d.next_at.unwrap_or(-1))
+            .arg(now_ms())
+            .arg(&d.reason)
+            .arg(if d.pause_merchant { rec.merchant.as_str() } else { "" })
+            .arg(self.config.events_maxlen);
+        for (k, v) in &d.set {
+            inv.arg(*k).arg(v);
+        }
+        let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(true),
+            Some("stale") => Ok(false),
+            _ => Err(LedgerError::Script(format!("transition answered {reply:?}"))),
+        }
+    }
+
+    /// Moves the next step of an unheld refund to `next_at` (no state change, no event).
+    pub async fn defer(&self, rec: &Record, next_at: i64, reason: &str) -> Result<bool, LedgerError> {
+        let mut inv = DEFER.prepare_invoke();
+        for k in self.keys.script_keys(&rec.out_trade_no, &rec.syssn) {
+            inv.key(k);
+        }
+        inv.arg(&rec.out_trade_no).arg(rec.state.as_str()).arg(next_at).arg(now_ms()).arg(reason);
+        let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        Ok(reply.first().is_some_and(|r| r == "ok"))
+    }
+
+    /// Records a payment's amount learned by enquiry (first writer wins); returns the recorded one.
+    pub async fn set_paid(&self, rec: &Record, paid: u64) -> Result<u64, LedgerError> {
+        let mut inv = SET_PAID.prepare_invoke();
+        for k in self.keys.script_keys(&rec.out_trade_no, &rec.syssn) {
+            inv.key(k);
+        }
+        inv.arg(paid);
+        let v: String = inv.invoke_async(&mut self.con.clone()).await?;
+        v.parse().map_err(|_| LedgerError::Script(format!("set_paid answered {v:?}")))
+    }
+
+    /// Takes up to `limit` due refunds for delivery, holding each for `hold`.
+    pub async fn feed(&self, limit: usize, hold: Duration) -> Result<Vec<String>, LedgerError> {
+        let mut inv = FEED.prepare_invoke();
+        inv.key(self.keys.due()).arg(now_ms()).arg(limit).arg(hold.as_millis() as u64);
+        Ok(inv.invoke_async(&mut self.con.clone()).await?)
+    }
+
+    /// Takes a token from `merchant`'s bucket: `Ok(0)` if taken, else the ms to wait for one.
+    pub async fn take_token(&self, merchant: &str, per_sec: f64, burst: u32) -> Result<u64, LedgerError> {
+        let mut inv = RATE_LIMIT.prepare_invoke();
+        inv.key(self.keys.rate(merchant)).arg(per_sec).arg(burst).arg(now_ms());
+        Ok(inv.invoke_async(&mut self.con.clone()).await?)
+    }
+
+    /// Pauses a merchant's submits (operators, and configuration errors).
+    pub async fn pause(&self, merchant: &str, why: &str) -> Result<(), LedgerError> {
+        let _: () = self.con.clone().hset(self.keys.paused(), merchant, why).await?;
+        Ok(())
+    }
+
+    /// Resumes a paused merchant. Returns whether it was paused.
+    pub async fn resume(&self, merchant: &str) -> Result<bool, LedgerError> {
+        let n: u64 = self.con.clone().hdel(self.keys.paused(), merchant).await?;
+        Ok(n > 0)
+    }
+
+    /// Paused merchants and why.
+    pub async fn paused(&self) -> Result<HashMap<String, String>, LedgerError> {
+        Ok(self.con.clone().hgetall(self.keys.paused()).await?)
+    }
+
+    /// Outcome-stream entries after the id `after` (`"0"`: from the beginning), at most `count`.
+    pub async fn events(&self, after: &str, count: usize) -> Result<Vec<Event>, LedgerError> {
+        let start = if after == "0" || after.is_empty() { "-".to_owned() } else { format!("({after}") };
+        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(self.keys.events())
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(entries.into_iter().map(|(id, f)| Event::from_fields(id, f)).collect())
+    }
+
+    /// Number of refunds waiting in the due-index (due now or later).
+    pub async fn due_len(&self) -> Result<u64, LedgerError> {
+        Ok(self.con.clone().zcard(self.keys.due()).await?)
+    }
+}

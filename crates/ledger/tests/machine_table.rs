@@ -1,0 +1,207 @@
+//! The state machine, table-tested: (state, what happened) → (next state, when). Pure: no Redis.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use ledger::machine::{Action, EnquiryResult, SubmitResult, action_for, after_enquiry, after_submit};
+use ledger::{Policy, Record, State};
+use qfpay::{ClientError, EnquiryResponse, RefundResponse};
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn rec() -> Record {
+    Record {
+        out_trade_no: "RF1".into(),
+        syssn: "123".into(),
+        txamt: 100,
+        orig_txamt: None,
+        mchid: None,
+        udid: None,
+        merchant: "default".into(),
+        payload_hash: "h".into(),
+        state: State::Submitting,
+        fence: 1,
+        lease_owner: None,
+        lease_until: 0,
+        submits: 1,
+        enquiries: 0,
+        retries: 0,
+        not_found: 0,
+        created_at: NOW - 1_000,
+        updated_at: NOW,
+        next_at: NOW,
+        submitted_at: Some(NOW - 500),
+        last_submit_at: Some(NOW - 500),
+        txdtm: Some("2026-01-01 12:00:00".into()),
+        respcd: None,
+        resperr: None,
+        refund_syssn: None,
+        sysdtm: None,
+        reason: None,
+        last_error: None,
+        submit_code: None,
+        reconcile_code: None,
+        unknown_code: None,
+    }
+}
+
+fn ans(code: &str) -> SubmitResult {
+    SubmitResult::Answer(RefundResponse { respcd: Some(code.into()), ..Default::default() })
+}
+
+fn enq(json: &str) -> EnquiryResult {
+    EnquiryResult::Answer(EnquiryResponse::parse(json.as_bytes()).unwrap())
+}
+
+fn found(code: &str) -> EnquiryResult {
+    enq(&format!(
+        r#"{{"respcd":"0000","data":[{{"out_trade_no":"RF1","order_type":"refund","respcd":"{code}","syssn":"S9"}}]}}"#
+    ))
+}
+
+fn none_found() -> EnquiryResult {
+    enq(r#"{"respcd":"0000","data":[]}"#)
+}
+
+#[test]
+fn what_a_worker_does_in_each_state() {
+    use Action::*;
+    let table = [
+        (State::Queued, Submit),
+        (State::RetryWait, Submit),
+        (State::Submitting, Enquire), // its holder died: enquire, never resend
+        (State::Pending, Enquire),
+        (State::Succeeded, Nothing),
+        (State::Failed, Nothing),
+        (State::Cancelled, Nothing),
+        (State::NeedsReview, Nothing),
+    ];
+    for (state, action) in table {
+        assert_eq!(action_for(state), action, "{state}");
+    }
+}
+
+#[test]
+fn after_a_submit() {
+    let p = Policy::default();
+    let first = NOW + 4_000;
+    let unknown = |e: ClientError| SubmitResult::from(Err(e));
+    let table: Vec<(SubmitResult, State, Option<i64>)> = vec![
+        (ans("0000"), State::Succeeded, None),
+        (ans("1143"), State::Pending, Some(first)),
+        (ans("1145"), State::Pending, Some(first)),
+        (ans("1295"), State::Pending, Some(first)),
+        (ans("1298"), State::Pending, Some(first)),
+        (ans("1102"), State::Pending, Some(first)), // duplicate: enquire
+        (ans("2011"), State::Pending, Some(first)),
+        (ans("1272"), State::Pending, Some(first)), // reconcile code: enquire before failing
+        (ans("1264"), State::Pending, Some(first)),
+        (ans("1136"), State::Failed, None),
+        (ans("1155"), State::Failed, None),
+        (ans("1265"), State::Failed, None), // outside the nightly window
+        (ans("1108"), State::NeedsReview, None),
+        (ans("1104"), State::NeedsReview, None),
+        (ans("7777"), State::Pending, Some(first)), // unknown code: one enquiry round
+        (unknown(ClientError::OutcomeUnknown { reason: "timeout".into(), status: None }), State::Pending, Some(first)),
+        (unknown(ClientError::OutcomeUnknown { reason: "5xx".into(), status: Some(502) }), State::Pending, Some(first)),
+        (SubmitResult::Unknown("reset".into()), State::Pending, Some(first)),
+        (SubmitResult::Misconfigured("bad url".into()), State::NeedsReview, None),
+    ];
+    for (result, state, next) in table {
+        let d = after_submit(&rec(), &result, &p, NOW, 0.5);
+        assert_eq!((d.state, d.next_at), (state, next), "{result:?}");
+    }
+}
+
+#[test]
+fn retryable_answers_resend_later_within_a_budget() {
+    let p = Policy::default();
+    for (code, min_wait_ms) in [("1296", 0), ("1269", 6 * 3600 * 1000), ("1100", 300_000), ("1147", 0)] {
+        let d = after_submit(&rec(), &ans(code), &p, NOW, 0.0);
+        assert_eq!(d.state, State::RetryWait, "{code}");
+        assert!(d.next_at.unwrap() >= NOW + min_wait_ms.max(500), "{code}");
+    }
+    // 1147 allows 3 retries; the 4th answer fails the refund.
+    let spent = Record { retries: 3, ..rec() };
+    assert_eq!(after_submit(&spent, &ans("1147"), &p, NOW, 0.5).state, State::Failed);
+    // A 429 or a connection that never opened resends, without spending the budget.
+    let d = after_submit(&spent, &SubmitResult::RateLimited(Some(Duration::from_secs(7))), &p, NOW, 0.0);
+    assert_eq!((d.state, d.next_at), (State::RetryWait, Some(NOW + 7_000)));
+    let d = after_submit(&spent, &SubmitResult::NotSent("refused".into()), &p, NOW, 0.0);
+    assert_eq!(d.state, State::RetryWait);
+    assert!(!d.set.iter().any(|(k, _)| *k == "retries"));
+}
+
+#[test]
+fn code_1265_in_the_nightly_window_waits_for_it_to_end() {
+    let p = Policy::default();
+    let r = Record { txdtm: Some("2026-01-01 23:40:00".into()), ..rec() };
+    // 23:45 HK = 15:45 UTC; the window ends 00:35 HK = 16:35 UTC.
+    let now = "2026-01-01 23:45:00".parse::<qfpay::Txdtm>().unwrap().to_unix(8 * 3600) * 1000;
+    let d = after_submit(&r, &ans("1265"), &p, now, 0.0);
+    assert_eq!(d.state, State::RetryWait);
+    assert_eq!(d.next_at.unwrap(), now + 50 * 60 * 1000);
+}
+
+#[test]
+fn after_an_enquiry() {
+    let p = Policy::default();
+    let pending = Record { state: State::Pending, enquiries: 1, ..rec() };
+    let again = |r: &Record| NOW + p.enquiry_delay(r.enquiries, 0.5).as_millis() as i64;
+    let table: Vec<(EnquiryResult, State)> = vec![
+        (found("0000"), State::Succeeded),
+        (found("1145"), State::Pending),
+        (found("1143"), State::Pending),
+        (found("1155"), State::Failed),
+        (found("1296"), State::Failed), // a failed record for our id: resending would be a duplicate
+        (found("1108"), State::NeedsReview),
+        (found("4242"), State::NeedsReview),
+        (none_found(), State::Pending),
+        (enq(r#"{"respcd":"1145","data":[]}"#), State::Pending),
+        (enq(r#"{"respcd":"1108"}"#), State::NeedsReview),
+        (EnquiryResult::Failed(ClientError::NotSent { reason: "refused".into() }), State::Pending),
+    ];
+    for (result, state) in table {
+        let d = after_enquiry(&pending, &result, &p, NOW, 0.5);
+        assert_eq!(d.state, state, "{result:?}");
+        if state == State::Pending {
+            assert_eq!(d.next_at, Some(again(&pending)), "{result:?}");
+        }
+    }
+    let d = after_enquiry(&pending, &found("0000"), &p, NOW, 0.5);
+    assert!(d.set.contains(&("refund_syssn", "S9".into())));
+}
+
+#[test]
+fn not_found_resends_only_after_enough_misses_and_time() {
+    let p = Policy::default();
+    let base = Record { state: State::Pending, enquiries: 3, not_found: 2, ..rec() };
+    // Third miss, but only 0.5 s after the submit: keep enquiring.
+    assert_eq!(after_enquiry(&base, &none_found(), &p, NOW, 0.5).state, State::Pending);
+    // Third miss a minute after the submit: resend now with the same out_trade_no.
+    let later = NOW + 61_000;
+    let d = after_enquiry(&base, &none_found(), &p, later, 0.5);
+    assert_eq!((d.state, d.next_at), (State::RetryWait, Some(later)));
+    // Not found after a duplicate code: the id belongs to someone else — a person decides.
+    let dup = Record { submit_code: Some("1102".into()), ..base.clone() };
+    assert_eq!(after_enquiry(&dup, &none_found(), &p, later, 0.5).state, State::NeedsReview);
+    // Not found after a reconcile code: the refusal stands.
+    let rec1272 = Record { reconcile_code: Some("1272".into()), ..base.clone() };
+    assert_eq!(after_enquiry(&rec1272, &none_found(), &p, NOW, 0.5).state, State::Failed);
+    // …but a success found overrides it.
+    assert_eq!(after_enquiry(&rec1272, &found("0000"), &p, NOW, 0.5).state, State::Succeeded);
+    // Not found after an unknown code: a person decides.
+    let unknown = Record { unknown_code: Some("7777".into()), ..base };
+    assert_eq!(after_enquiry(&unknown, &none_found(), &p, NOW, 0.5).state, State::NeedsReview);
+}
+
+#[test]
+fn past_max_age_anything_unsettled_needs_review() {
+    let p = Policy { max_age: Duration::from_secs(60), ..Policy::default() };
+    let old = Record { state: State::Pending, created_at: NOW - 61_000, ..rec() };
+    assert_eq!(after_enquiry(&old, &found("1145"), &p, NOW, 0.5).state, State::NeedsReview);
+    assert_eq!(after_submit(&old, &SubmitResult::Unknown("t".into()), &p, NOW, 0.5).state, State::NeedsReview);
+    // A final answer still wins.
+    assert_eq!(after_enquiry(&old, &found("0000"), &p, NOW, 0.5).state, State::Succeeded);
+}
