@@ -49,7 +49,7 @@ impl Default for Policy {
             not_found_min: 3,
             not_found_grace: Duration::from_secs(60),
             max_age: Duration::from_secs(48 * 3600),
-            lease: Duration::from_secs(30),
+            lease: Duration::from_secs(10),
             syssn_busy_wait: Duration::from_millis(500),
             paused_wait: Duration::from_secs(30),
         }

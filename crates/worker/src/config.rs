@@ -1,0 +1,129 @@
+//! Worker settings. Loading them (file, environment) is the CLI's job; this is what they mean.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ledger::{LedgerConfig, Policy};
+use qfpay::{ClientConfig, ClientKey, SignAlg};
+
+/// One merchant's QFPay account. `Debug` shows no key.
+#[derive(Debug, Clone)]
+pub struct Merchant {
+    /// The name refunds refer to (`merchant` field; `default` when they name none).
+    pub name: String,
+    pub app_code: String,
+    pub key: ClientKey,
+    /// Sent on every call when QFPay issued one (agents' sub-merchants).
+    pub mchid: Option<String>,
+    /// Credentials are region-specific, so the base URL belongs to the merchant (API §1.1).
+    pub base_url: String,
+    pub alg: SignAlg,
+}
+
+/// Everything a worker process needs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub redis_url: String,
+    pub ledger: LedgerConfig,
+    pub policy: Policy,
+    pub merchants: HashMap<String, Merchant>,
+    pub http: ClientConfig,
+    /// Refunds handled at once by this process.
+    pub concurrency: usize,
+    /// How often an idle apalis worker looks for jobs (apalis-redis would otherwise wait for its
+    /// 30 s heartbeat).
+    pub poll_interval: Duration,
+    /// apalis heartbeat; a dead worker's jobs come back after `heartbeat × missed_heartbeats`.
+    pub heartbeat: Duration,
+    pub missed_heartbeats: usize,
+    /// Jobs fetched per apalis poll.
+    pub fetch_batch: usize,
+    /// Due refunds moved into apalis per feed.
+    pub feed_batch: usize,
+    /// Never let more than this many jobs wait in apalis (well under the 8 000 that crash it).
+    pub feed_high_water: usize,
+    /// A fed refund is not fed again for this long unless a worker claimed and rescheduled it.
+    pub feed_hold: Duration,
+    /// Longest wait between feeds when no producer wakes the feeder.
+    pub feed_idle: Duration,
+    /// Per-merchant token bucket shared by every worker (QFPay: 100/s and 400/min per merchant,
+    /// shared with its payments).
+    pub rate_per_sec: f64,
+    pub rate_burst: u32,
+    /// Defer submits in 23:30–00:30 UTC+8 (with five minutes' margin each side).
+    pub quiet_window: bool,
+    /// Enquire the payment for its amount when the producer did not give `orig_txamt`.
+    pub learn_paid: bool,
+    /// After SIGTERM: how long in-flight refunds may take to finish.
+    pub drain_grace: Duration,
+    /// Worker identity; unique per process (a pid and a random suffix are added).
+    pub worker_name: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            ledger: LedgerConfig::default(),
+            policy: Policy::default(),
+            merchants: HashMap::new(),
+            http: ClientConfig {
+                connect_timeout: Duration::from_secs(2),
+                timeout: Duration::from_secs(6),
+                pool_max_idle_per_host: 64,
+            },
+            concurrency: 32,
+            poll_interval: Duration::from_millis(50),
+            heartbeat: Duration::from_secs(2),
+            missed_heartbeats: 3,
+            fetch_batch: 50,
+            feed_batch: 500,
+            feed_high_water: 2_000,
+            feed_hold: Duration::from_secs(30),
+            feed_idle: Duration::from_millis(250),
+            rate_per_sec: 5.0,
+            rate_burst: 20,
+            quiet_window: true,
+            learn_paid: true,
+            drain_grace: Duration::from_secs(20),
+            worker_name: "qfrefund".into(),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Checks what would otherwise fail later and obscurely.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.merchants.is_empty() {
+            return Err("no merchant configured: set QFPAY_APP_CODE, QFPAY_CLIENT_KEY and QFPAY_BASE_URL, or [merchants.*] in the config file".into());
+        }
+        for m in self.merchants.values() {
+            if m.app_code.trim().is_empty() {
+                return Err(format!("merchant {}: app_code is empty", m.name));
+            }
+            if m.key.is_empty() {
+                return Err(format!("merchant {}: client key is empty", m.name));
+            }
+            if !(m.base_url.starts_with("http://") || m.base_url.starts_with("https://")) {
+                return Err(format!("merchant {}: base_url must start with http:// or https://", m.name));
+            }
+        }
+        if self.policy.lease <= self.http.timeout + self.http.connect_timeout {
+            return Err(format!(
+                "lease ({:?}) must be longer than the HTTP connect + total timeout ({:?}): a live request must never outlast its lease",
+                self.policy.lease,
+                self.http.timeout + self.http.connect_timeout
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err("concurrency must be at least 1".into());
+        }
+        if self.feed_high_water >= 8_000 || self.feed_batch == 0 || self.feed_batch > self.feed_high_water {
+            return Err("feed_batch must be 1..=feed_high_water, and feed_high_water below 8000".into());
+        }
+        if !(self.rate_per_sec > 0.0) || self.rate_burst == 0 {
+            return Err("rate_per_sec and rate_burst must be positive".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! Feeds apalis from the ledger's due-index.
+//!
+//! Why not schedule each next step as a delayed apalis job? Because apalis-redis 1.0 puts every
+//! job, immediate or delayed, in one scheduled set and promotes *all* due ones with a single Lua
+//! `unpack`: 8 000 due at once (a 20k import, or enquiries piling up during an outage) crash every
+//! worker for good. So the due-index (a sorted set we own) is the schedule, and this feeder hands
+//! apalis what is due in chunks, never letting more than `feed_high_water` jobs wait there. A fed
+//! refund is held for `feed_hold`; if its job is lost it becomes due again — nothing depends on an
+//! apalis job surviving.
+
+use std::time::Duration;
+
+use apalis::prelude::TaskSink;
+use apalis_redis::RedisStorage;
+use ledger::Ledger;
+use tracing::{debug, warn};
+
+use crate::config::WorkerConfig;
+use crate::runner::Shutdown;
+
+/// The apalis job: which refund to look at. Kept as plain JSON so no payload can fail to decode
+/// (apalis-redis stops the whole worker on a codec error).
+pub fn job(out_trade_no: &str) -> serde_json::Value {
+    serde_json::json!({ "otn": out_trade_no })
+}
+
+/// Runs until shutdown: feed what is due, then wait for a producer's wake-up or `feed_idle`.
+pub async fn run(ledger: Ledger, mut storage: RedisStorage<serde_json::Value>, config: WorkerConfig, shutdown: Shutdown) {
+    let queue = storage.get_config().clone();
+    let (active, scheduled) = (queue.active_jobs_list(), queue.scheduled_jobs_set());
+    let wake_key = ledger.keys().wake();
+    let mut waker: Option<redis::aio::MultiplexedConnection> = None;
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_triggered() {
+        let fed = async {
+            // Room left in apalis: ready jobs plus scheduled ones already due.
+            let now_s = qfpay::time::unix_now();
+            let (ready, due): (usize, usize) = redis::pipe()
+                .llen(&active)
+                .zcount(&scheduled, "-inf", now_s)
+                .query_async(&mut ledger.connection())
+                .await?;
+            let room = config.feed_high_water.saturating_sub(ready + due).min(config.feed_batch);
+            if room == 0 {
+                return Ok::<usize, FeedError>(0);
+            }
+            let ids = ledger.feed(room, config.feed_hold).await?;
+            if !ids.is_empty() {
+                let n = ids.len();
+                storage.push_bulk(ids.iter().map(|id| job(id)).collect()).await.map_err(|e| FeedError::Apalis(e.to_string()))?;
+                debug!(fed = n, "fed due refunds to apalis");
+            }
+            Ok(ids.len())
+        }
+        .await;
+        match fed {
+            Ok(n) if n >= config.feed_batch => continue, // more is due: feed again at once
+            Ok(_) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                warn!(error = %e, "feeding failed; retrying");
+                shutdown.sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        }
+        // Idle: block on the wake list (a dedicated connection: a blocking command would stall
+        // every other command multiplexed on the shared one).
+        if waker.is_none() {
+            waker = open_waker(&config.redis_url).await;
+        }
+        match waker.as_mut() {
+            Some(con) => {
+                let secs = config.feed_idle.as_secs_f64().max(0.01);
+                let woke: Result<Option<(String, String)>, _> =
+                    redis::cmd("BLPOP").arg(&wake_key).arg(secs).query_async(con).await;
+                if woke.is_err() {
+                    waker = None;
+                } else if woke.is_ok_and(|w| w.is_some()) {
+                    // Drain the other wake-ups: one feed serves them all.
+                    let _: Result<(), _> = redis::cmd("DEL").arg(&wake_key).query_async(con).await;
+                }
+            }
+            None => shutdown.sleep(config.feed_idle).await,
+        }
+    }
+}
+
+async fn open_waker(url: &str) -> Option<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url).ok()?;
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(10)));
+    client.get_multiplexed_async_connection_with_config(&cfg).await.ok()
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FeedError {
+    #[error(transparent)]
+    Ledger(#[from] ledger::LedgerError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("apalis push: {0}")]
+    Apalis(String),
+}

@@ -1,0 +1,283 @@
+//! The handler: one refund, one step. Load → act by state → classify → transition under the fence.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ledger::machine::{Action, EnquiryResult, SubmitResult, action_for, after_enquiry, after_submit};
+use ledger::{Claim, Decision, Ledger, LedgerError, Policy, Record, State};
+use qfpay::time::{DEFAULT_OFFSET_SECS, after_refund_blackout, near_refund_blackout, unix_now_ms};
+use qfpay::{Client, ClientError, Credentials, EnquiryRequest, RefundLookup, RefundRequest, Txdtm};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::{Merchant, WorkerConfig};
+
+/// What one step did (for logs, metrics and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Submitted; the record is now in this state.
+    Submitted(State),
+    /// Enquired; the record is now in this state.
+    Enquired(State),
+    /// Moved to a later time without a transition (rate limit, nightly window, busy payment, pause).
+    Deferred(String),
+    /// Failed before sending (over-refund): never sent.
+    Refused(String),
+    /// Our write was refused: another worker holds the refund now.
+    Fenced,
+    /// Nothing to do (final, held by someone, not due, or unknown).
+    Nothing(String),
+}
+
+/// Everything the handler needs, shared by all in-flight refunds of a process.
+pub struct Processor {
+    ledger: Ledger,
+    policy: Policy,
+    clients: HashMap<String, (Client, Option<String>)>,
+    worker_id: String,
+    rate_per_sec: f64,
+    rate_burst: u32,
+    quiet_window: bool,
+    learn_paid: bool,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor").field("worker_id", &self.worker_id).finish_non_exhaustive()
+    }
+}
+
+impl Processor {
+    /// Builds the per-merchant clients over one connection pool.
+    pub fn new(ledger: Ledger, config: &WorkerConfig, worker_id: String) -> Result<Self, ClientError> {
+        let pool = Client::pool(&config.http)?;
+        let mut clients = HashMap::new();
+        for m in config.merchants.values() {
+            let Merchant { name, app_code, key, mchid, base_url, alg } = m.clone();
+            let client = Client::new(pool.clone(), &base_url, Credentials { app_code, key, alg })?;
+            clients.insert(name, (client, mchid));
+        }
+        Ok(Self {
+            ledger,
+            policy: config.policy.clone(),
+            clients,
+            worker_id,
+            rate_per_sec: config.rate_per_sec,
+            rate_burst: config.rate_burst,
+            quiet_window: config.quiet_window,
+            learn_paid: config.learn_paid,
+        })
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Takes one step on refund `out_trade_no`. Errors are Redis errors: the refund stays in the
+    /// due-index and comes back; nothing is lost by returning early.
+    pub async fn process(&self, out_trade_no: &str) -> Result<Step, LedgerError> {
+        let span = info_span!("refund", out_trade_no, worker = %self.worker_id);
+        self.step(out_trade_no).instrument(span).await
+    }
+
+    async fn step(&self, out_trade_no: &str) -> Result<Step, LedgerError> {
+        let Some(rec) = self.ledger.get(out_trade_no).await? else {
+            return Ok(Step::Nothing("no such refund".into()));
+        };
+        let now = unix_now_ms();
+        let action = action_for(rec.state);
+        if action == Action::Nothing {
+            return Ok(Step::Nothing(format!("state {}", rec.state)));
+        }
+        if rec.lease_until > now || rec.next_at > now {
+            return Ok(Step::Nothing("held or not due".into()));
+        }
+        let Some((client, mchid)) = self.clients.get(&rec.merchant) else {
+            let why = format!("no credentials for merchant {:?} on this worker", rec.merchant);
+            warn!(merchant = %rec.merchant, "{why}");
+            self.ledger.defer(&rec, now + ms(self.policy.paused_wait), &why).await?;
+            return Ok(Step::Deferred(why));
+        };
+        if action == Action::Submit && self.quiet_window {
+            let local = Txdtm::from_unix(now / 1000, DEFAULT_OFFSET_SECS);
+            if near_refund_blackout(local) {
+                let at = after_refund_blackout(now / 1000, DEFAULT_OFFSET_SECS) * 1000;
+                let why = "QFPay refuses refunds 23:30-00:30 (UTC+8): deferred to 00:35".to_owned();
+                self.ledger.defer(&rec, at, &why).await?;
+                return Ok(Step::Deferred(why));
+            }
+        }
+        let wait = self.ledger.take_token(&rec.merchant, self.rate_per_sec, self.rate_burst).await?;
+        if wait > 0 {
+            let why = format!("rate limit of merchant {}", rec.merchant);
+            self.ledger.defer(&rec, now + wait as i64, &why).await?;
+            return Ok(Step::Deferred(why));
+        }
+        let txdtm = Txdtm::from_unix(now / 1000, DEFAULT_OFFSET_SECS).to_string();
+        let want_paid = self.learn_paid && rec.orig_txamt.is_none();
+        let mut claim = self.ledger.claim(&rec, &self.worker_id, &self.policy, &txdtm, want_paid).await?;
+        if claim == Claim::NeedPaid {
+            self.learn_paid(client, mchid.as_deref(), &rec).await?;
+            claim = self.ledger.claim(&rec, &self.worker_id, &self.policy, &txdtm, false).await?;
+        }
+        match claim {
+            Claim::Submit { fence, txdtm } => self.submit(client, mchid.as_deref(), rec, fence, txdtm).await,
+            Claim::Enquire { fence } => self.enquire(client, mchid.as_deref(), rec, fence).await,
+            Claim::Failed(why) => {
+                info!(%why, "refused before sending");
+                Ok(Step::Refused(why))
+            }
+            Claim::Deferred { why, .. } => Ok(Step::Deferred(why)),
+            Claim::Skip(why) => Ok(Step::Nothing(why)),
+            Claim::NeedPaid => Ok(Step::Nothing("payment amount still unknown".into())),
+        }
+    }
+
+    /// Learns what the payment was for by enquiring it (promise 3 needs the amount). If QFPay
+    /// cannot say, the refund goes ahead and QFPay's own remainder check (`1272`) still applies.
+    async fn learn_paid(&self, client: &Client, mchid: Option<&str>, rec: &Record) -> Result<(), LedgerError> {
+        let req = match EnquiryRequest::new(&[&rec.syssn], &[], None).and_then(|r| r.with_mchid(mchid)) {
+            Ok(r) => r,
+            Err(e) => return Err(LedgerError::Invalid(e)),
+        };
+        match client.enquire(&req).await {
+            Ok(answer) if answer.is_ok() => {
+                let payment = answer.data.iter().find(|r| {
+                    r.syssn.as_deref() == Some(rec.syssn.as_str())
+                        && r.order_type.as_deref().is_none_or(|t| t == "payment")
+                });
+                if let Some(paid) = payment.and_then(|p| p.txamt.as_deref()).and_then(|t| t.parse::<u64>().ok()) {
+                    let recorded = self.ledger.set_paid(rec, paid).await?;
+                    debug!(syssn = %rec.syssn, recorded, "learned the payment's amount");
+                }
+            }
+            Ok(answer) => debug!(respcd = answer.respcd(), "payment enquiry refused; going ahead"),
+            Err(e) => debug!(error = %e, "payment enquiry failed; going ahead"),
+        }
+        Ok(())
+    }
+
+    async fn submit(
+        &self,
+        client: &Client,
+        mchid: Option<&str>,
+        mut rec: Record,
+        fence: u64,
+        txdtm: String,
+    ) -> Result<Step, LedgerError> {
+        // The record as the claim left it: the machine reads these.
+        let now = unix_now_ms();
+        rec.state = State::Submitting;
+        rec.fence = fence;
+        rec.submits += 1;
+        rec.last_submit_at = Some(now);
+        rec.txdtm = Some(txdtm.clone());
+        let result = match self.refund_request(&rec, mchid, &txdtm) {
+            Ok(req) => SubmitResult::from(client.refund(&req).await),
+            // Validated at enqueue; if it still cannot be built, nothing was sent.
+            Err(e) => SubmitResult::Misconfigured(e),
+        };
+        let decision = after_submit(&rec, &result, &self.policy, unix_now_ms(), fastrand::f64());
+        info!(submit = rec.submits, result = %describe_submit(&result), next = %decision.state, "submitted");
+        self.apply(&rec, State::Submitting, fence, &decision).await.map(|ok| {
+            if ok { Step::Submitted(decision.state) } else { Step::Fenced }
+        })
+    }
+
+    fn refund_request(&self, rec: &Record, mchid: Option<&str>, txdtm: &str) -> Result<RefundRequest, String> {
+        let at: Txdtm = txdtm.parse().map_err(|e| format!("txdtm: {e}"))?;
+        RefundRequest::new(&rec.syssn, &rec.out_trade_no, rec.txamt, at)
+            .and_then(|r| r.with_mchid(rec.mchid.as_deref().or(mchid)))
+            .and_then(|r| r.with_udid(rec.udid.as_deref()))
+            .map_err(|e| e.to_string())
+    }
+
+    async fn enquire(&self, client: &Client, mchid: Option<&str>, mut rec: Record, fence: u64) -> Result<Step, LedgerError> {
+        let expected = State::Pending;
+        rec.fence = fence;
+        rec.enquiries += 1;
+        let result = match self.enquiry_request(&rec, mchid) {
+            Ok(req) => match client.enquire(&req).await {
+                Ok(answer) => EnquiryResult::Answer(answer),
+                Err(e) => EnquiryResult::Failed(e),
+            },
+            Err(e) => EnquiryResult::Failed(ClientError::Config(e)),
+        };
+        let decision = after_enquiry(&rec, &result, &self.policy, unix_now_ms(), fastrand::f64());
+        info!(enquiry = rec.enquiries, result = %describe_enquiry(&rec, &result), next = %decision.state, "enquired");
+        self.apply(&rec, expected, fence, &decision).await.map(|ok| {
+            if ok { Step::Enquired(decision.state) } else { Step::Fenced }
+        })
+    }
+
+    /// By the refund's own `syssn` when QFPay gave one; else by `out_trade_no` over a window around
+    /// the first submit (without one, QFPay searches only the current month, API §5.1).
+    fn enquiry_request(&self, rec: &Record, mchid: Option<&str>) -> Result<EnquiryRequest, String> {
+        let mchid = rec.mchid.as_deref().or(mchid);
+        let req = if let Some(syssn) = rec.refund_syssn.as_deref() {
+            EnquiryRequest::new(&[syssn], &[&rec.out_trade_no], None)
+        } else {
+            let submitted = rec
+                .txdtm
+                .as_deref()
+                .and_then(|t| t.parse::<Txdtm>().ok())
+                .map_or(rec.created_at / 1000, |t| t.to_unix(DEFAULT_OFFSET_SECS));
+            let from = Txdtm::from_unix(submitted - 86_400, DEFAULT_OFFSET_SECS);
+            let to = Txdtm::from_unix(unix_now_ms() / 1000 + 86_400, DEFAULT_OFFSET_SECS);
+            EnquiryRequest::new(&[], &[&rec.out_trade_no], Some((from, to)))
+        };
+        req.and_then(|r| r.with_page(1, 100)).and_then(|r| r.with_mchid(mchid)).map_err(|e| e.to_string())
+    }
+
+    /// Writes the decision. A Redis hiccup here is retried for a while: the answer we hold is worth
+    /// keeping. If Redis stays away, the lease expires and another worker enquires — QFPay's
+    /// records, not our memory, settle it.
+    async fn apply(&self, rec: &Record, expected: State, fence: u64, d: &Decision) -> Result<bool, LedgerError> {
+        let deadline = std::time::Instant::now() + self.policy.lease / 2;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self.ledger.transition(rec, expected, fence, d).await {
+                Ok(true) => return Ok(true),
+                Ok(false) => {
+                    warn!(fence, "fenced off: another worker took this refund over; our result is dropped");
+                    return Ok(false);
+                }
+                Err(LedgerError::Redis(e)) if std::time::Instant::now() < deadline => {
+                    warn!(error = %e, "could not record the outcome yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn describe_submit(r: &SubmitResult) -> String {
+    match r {
+        SubmitResult::Answer(a) => format!("respcd {}", a.respcd()),
+        SubmitResult::NotSent(e) => format!("not sent: {e}"),
+        SubmitResult::Unknown(e) => format!("unknown: {e}"),
+        SubmitResult::RateLimited(_) => "429".into(),
+        SubmitResult::Misconfigured(e) => format!("misconfigured: {e}"),
+    }
+}
+
+fn describe_enquiry(rec: &Record, r: &EnquiryResult) -> String {
+    match r {
+        EnquiryResult::Answer(a) if !a.is_ok() => format!("enquiry respcd {}", a.respcd()),
+        EnquiryResult::Answer(a) => match a.refund(&rec.out_trade_no) {
+            RefundLookup::Succeeded(_) => "found 0000".into(),
+            RefundLookup::InProgress(f) | RefundLookup::Other(f) => format!("found {}", f.respcd()),
+            RefundLookup::NotFound => "not found".into(),
+        },
+        EnquiryResult::Failed(e) => e.to_string(),
+    }
+}

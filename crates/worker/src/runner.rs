@@ -1,0 +1,185 @@
+//! Running a worker process: the apalis worker under a supervisor, the feeder, the janitor, and
+//! graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::{BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt};
+use apalis_redis::{Config as ApalisConfig, RedisStorage};
+use ledger::Ledger;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::WorkerConfig;
+use crate::feeder;
+use crate::processor::Processor;
+
+/// A shutdown signal every task of the process can wait on. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// Pulls the [`Shutdown`] signal.
+#[derive(Debug)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl Shutdown {
+    pub fn new() -> (ShutdownTrigger, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger(tx), Shutdown(rx))
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves when shutdown is triggered (at once if it was).
+    pub async fn wait(&self) {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|t| *t).await;
+    }
+
+    /// Sleeps for `d`, or less if shutdown comes first.
+    pub async fn sleep(&self, d: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(d) => {}
+            () = self.wait() => {}
+        }
+    }
+}
+
+impl ShutdownTrigger {
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Why a worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Ledger(#[from] ledger::LedgerError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// A process-unique worker identity: apalis-redis refuses a name it saw within the last heartbeat
+/// window, even after a clean stop.
+pub fn unique_worker_id(base: &str) -> String {
+    format!("{base}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+fn apalis_config(config: &WorkerConfig, queue: &str) -> ApalisConfig {
+    ApalisConfig::default()
+        .queue(queue)
+        .batch_size(config.fetch_batch)
+        .heartbeat_interval(config.heartbeat)
+        .missed_heartbeats(config.missed_heartbeats)
+        // The ledger's lease and fence decide who may act on a refund; apalis' own task locking
+        // would add an O(backlog) LREM per job and guard nothing more.
+        .lock_tasks(false)
+        .emit_events(false)
+        // Needed: it is what acknowledges a job.
+        .persist_results(true)
+        // Set explicitly (None is sent as EXPIRE 0). qfrefund does not use apalis idempotency keys:
+        // duplicate deliveries are harmless because the claim script admits one holder.
+        .idempotency_ttl(Some(config.feed_hold))
+}
+
+async fn handle(job: serde_json::Value, processor: Data<Arc<Processor>>) -> Result<(), BoxDynError> {
+    let Some(otn) = job.get("otn").and_then(|v| v.as_str()) else {
+        warn!(%job, "job without an out_trade_no: dropped (the ledger's due-index is the source of truth)");
+        return Ok(());
+    };
+    // Never an Err: apalis' own retries (linear, whole seconds, hard-coded) are not ours; a failed
+    // step leaves the refund in the due-index, which brings it back.
+    if let Err(e) = processor.process(otn).await {
+        warn!(out_trade_no = otn, error = %e, "step failed; the refund stays due");
+    }
+    Ok(())
+}
+
+/// Runs a worker until `shutdown`, then drains in-flight refunds within the grace period.
+pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunError> {
+    config.validate().map_err(RunError::Config)?;
+    let ledger = Ledger::connect(&config.redis_url, config.ledger.clone()).await?;
+    let worker_id = unique_worker_id(&config.worker_name);
+    let processor =
+        Arc::new(Processor::new(ledger.clone(), &config, worker_id.clone()).map_err(|e| RunError::Config(e.to_string()))?);
+    let apalis_con = apalis_redis::connect(config.redis_url.as_str()).await?;
+    let queue = ledger.keys().apalis_queue();
+    let storage: RedisStorage<serde_json::Value> =
+        RedisStorage::new(apalis_con.clone()).with_config(apalis_config(&config, &queue));
+    info!(worker = %worker_id, queue, concurrency = config.concurrency, "worker starting");
+
+    let feeder = tokio::spawn(feeder::run(ledger.clone(), storage.clone(), config.clone(), shutdown.clone()));
+    let janitor = tokio::spawn(janitor(apalis_con, storage.get_config().clone(), shutdown.clone()));
+
+    let mut restarts = 0u32;
+    let mut delay = Duration::from_millis(200);
+    while !shutdown.is_triggered() {
+        let name = format!("{worker_id}-r{restarts}");
+        let worker = WorkerBuilder::new(name.as_str())
+            .backend(storage.clone().poll_with_interval(config.poll_interval))
+            .concurrency(config.concurrency)
+            .data(processor.clone())
+            .build(handle);
+        let stop = shutdown.clone();
+        let signal = async move {
+            stop.wait().await;
+            Ok::<(), std::io::Error>(())
+        };
+        let run = worker.run_until(signal);
+        tokio::pin!(run);
+        let result = tokio::select! {
+            r = &mut run => r,
+            () = async {
+                shutdown.wait().await;
+                tokio::time::sleep(config.drain_grace).await;
+            } => {
+                warn!(grace = ?config.drain_grace, "drain grace elapsed with refunds in flight; their leases will expire and another worker will enquire them");
+                break;
+            }
+        };
+        match result {
+            Ok(()) => break,
+            Err(e) => {
+                restarts += 1;
+                error!(error = %e, restarts, "apalis worker stopped; restarting");
+                shutdown.sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    let _ = feeder.await;
+    janitor.abort();
+    info!(worker = %worker_id, "worker stopped");
+    Ok(())
+}
+
+/// Deletes finished apalis jobs (apalis-redis keeps every job's data and result until vacuumed;
+/// its own vacuum reads the whole data hash in one script). Bounded work per call.
+async fn janitor(mut con: apalis_redis::ConnectionManager, queue: ApalisConfig, shutdown: Shutdown) {
+    let script = redis::Script::new(include_str!("janitor.lua"));
+    while !shutdown.is_triggered() {
+        let mut removed = 1000;
+        while removed >= 1000 {
+            removed = match script
+                .key(queue.done_jobs_set())
+                .key(queue.job_data_hash())
+                .arg(queue.job_meta_hash())
+                .arg(1000)
+                .invoke_async::<u64>(&mut con)
+                .await
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    warn!(error = %e, "janitor failed");
+                    0
+                }
+            };
+        }
+        shutdown.sleep(Duration::from_secs(5)).await;
+    }
+}
