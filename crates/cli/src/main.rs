@@ -1,19 +1,47 @@
 //! `qfrefund`: the command line. Parsing, configuration and output only; the logic lives in the
-//! library crates.
+//! library crates (`ledger`, `worker`, `qfpay`, `qfpay_sim`).
 
+mod commands;
+mod config;
+mod import;
 mod qfpay_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "qfrefund", version, about = "Durable QFPay refunds: at most one refund per out_trade_no")]
 struct Cli {
+    /// TOML configuration file (also QFREFUND_CONFIG); the environment overrides it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Process refunds until SIGTERM/SIGINT; run as many side by side as you like.
+    Worker,
+    /// Enqueue one refund; prints its record as JSON.
+    Enqueue(commands::EnqueueArgs),
+    /// Enqueue every refund of a CSV (header syssn,out_trade_no,txamt[,orig_txamt,mchid,udid,merchant])
+    /// or JSON Lines file; prints a JSON summary. Exit 0 when every line was accepted or a duplicate.
+    Import(commands::ImportArgs),
+    /// Print one refund's record as JSON (exit 3 if unknown).
+    Status { out_trade_no: String },
+    /// Print refunds as JSON lines, oldest first.
+    List(commands::ListArgs),
+    /// Stop submitting a merchant's refunds (enquiries go on).
+    Pause {
+        merchant: String,
+        #[arg(long, default_value = "paused by an operator")]
+        reason: String,
+    },
+    /// Resume a paused merchant (after a configuration error is fixed, say).
+    Resume { merchant: String },
     /// Run the QFPay simulator (same as `qfpay-sim`).
     Sim(qfpay_sim::args::SimArgs),
     /// Talk to QFPay directly, bypassing the ledger: for checking credentials and connectivity
@@ -22,21 +50,38 @@ enum Command {
     Qfpay(qfpay_cmd::QfpayCommand),
 }
 
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("QFREFUND_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match Cli::parse().command {
-        Command::Sim(args) => qfpay_sim::args::run(args).await,
-        Command::Qfpay(cmd) => qfpay_cmd::run(cmd).await,
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let long_running = matches!(cli.command, Command::Worker | Command::Sim(_));
+    init_logging(if long_running { "info" } else { "warn" });
+    let config = cli.config.as_deref();
+    let result = match cli.command {
+        Command::Worker => commands::worker(config).await,
+        Command::Enqueue(args) => commands::enqueue(config, args).await,
+        Command::Import(args) => commands::import(config, args).await,
+        Command::Status { out_trade_no } => commands::status(config, &out_trade_no).await,
+        Command::List(args) => commands::list(config, args).await,
+        Command::Pause { merchant, reason } => commands::pause(config, &merchant, Some(&reason)).await,
+        Command::Resume { merchant } => commands::pause(config, &merchant, None).await,
+        Command::Sim(args) => qfpay_sim::args::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Qfpay(cmd) => qfpay_cmd::run(cmd).await.map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

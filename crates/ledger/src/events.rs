@@ -23,6 +23,9 @@ pub struct Event {
     pub reason: String,
     pub submits: String,
     pub enquiries: String,
+    /// When a worker will act next (ms; `0` for final states and needs_review).
+    pub next_at: String,
+    /// When the transition happened (ms since the epoch).
     pub at: String,
 }
 
@@ -43,6 +46,7 @@ impl Event {
             reason: take("reason"),
             submits: take("submits"),
             enquiries: take("enquiries"),
+            next_at: take("next_at"),
             at: take("at"),
         }
     }

@@ -121,7 +121,7 @@ impl WorkerConfig {
         if self.feed_high_water >= 8_000 || self.feed_batch == 0 || self.feed_batch > self.feed_high_water {
             return Err("feed_batch must be 1..=feed_high_water, and feed_high_water below 8000".into());
         }
-        if !(self.rate_per_sec > 0.0) || self.rate_burst == 0 {
+        if self.rate_per_sec.is_nan() || self.rate_per_sec <= 0.0 || self.rate_burst == 0 {
             return Err("rate_per_sec and rate_burst must be positive".into());
         }
         Ok(())

@@ -26,10 +26,10 @@ end
 -- Appends the record's public fields to the outcome stream: one entry per transition.
 local function emit(prev, now, maxlen)
   local f = redis.call('HMGET', KEYS[1], 'out_trade_no', 'state', 'syssn', 'txamt', 'merchant', 'respcd',
-    'resperr', 'refund_syssn', 'reason', 'submits', 'enquiries', 'fence')
+    'resperr', 'refund_syssn', 'reason', 'submits', 'enquiries', 'fence', 'next_at')
   local entry = {'out_trade_no', f[1], 'state', f[2], 'prev_state', prev or '', 'syssn', f[3], 'txamt', f[4],
     'merchant', f[5], 'respcd', f[6] or '', 'resperr', f[7] or '', 'refund_syssn', f[8] or '',
-    'reason', f[9] or '', 'submits', f[10] or '0', 'enquiries', f[11] or '0', 'fence', f[12] or '0', 'at', tostring(now)}
+    'reason', f[9] or '', 'submits', f[10] or '0', 'enquiries', f[11] or '0', 'fence', f[12] or '0', 'next_at', f[13] or '0', 'at', tostring(now)}
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', unpack(entry))
 end
 

@@ -1,0 +1,234 @@
+//! Configuration: defaults < TOML file (`--config` or `QFREFUND_CONFIG`) < environment.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ledger::LedgerConfig;
+use qfpay::{ClientKey, SignAlg};
+use serde::Deserialize;
+use worker::{Merchant, WorkerConfig};
+
+/// The TOML file. Every field is optional; see `deploy/qfrefund.example.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    redis_url: Option<String>,
+    namespace: Option<String>,
+    queue_tag: Option<String>,
+    #[serde(default)]
+    worker: WorkerSection,
+    #[serde(default)]
+    merchants: HashMap<String, MerchantSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkerSection {
+    concurrency: Option<usize>,
+    http_timeout_ms: Option<u64>,
+    http_connect_timeout_ms: Option<u64>,
+    enquiry_first_ms: Option<u64>,
+    backoff_base_ms: Option<u64>,
+    backoff_cap_ms: Option<u64>,
+    resubmit_base_ms: Option<u64>,
+    resubmit_cap_ms: Option<u64>,
+    resubmit_budget: Option<u32>,
+    not_found_grace_ms: Option<u64>,
+    max_age_s: Option<u64>,
+    lease_ms: Option<u64>,
+    quiet_window: Option<String>,
+    rate_per_sec: Option<f64>,
+    rate_burst: Option<u32>,
+    poll_interval_ms: Option<u64>,
+    heartbeat_ms: Option<u64>,
+    drain_grace_ms: Option<u64>,
+    learn_paid: Option<bool>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MerchantSection {
+    app_code: String,
+    /// The key itself (keep the file private), or…
+    client_key: Option<String>,
+    /// …the name of an environment variable holding it.
+    client_key_env: Option<String>,
+    mchid: Option<String>,
+    base_url: String,
+    sign_alg: Option<String>,
+}
+
+/// Reads the environment variable `name`, if set and not blank.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, what: &str) -> anyhow::Result<Option<T>> {
+    env(name).map(|v| v.parse::<T>().map_err(|_| anyhow::anyhow!("{name}: expected {what}, got {v:?}"))).transpose()
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// The loaded configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub redis_url: String,
+    pub ledger: LedgerConfig,
+    file: FileConfig,
+}
+
+impl Config {
+    /// Loads the file (if any) and the environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let path = path.map(Path::to_path_buf).or_else(|| env("QFREFUND_CONFIG").map(Into::into));
+        let file: FileConfig = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("config file {}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let redis_url = env("QFREFUND_REDIS_URL")
+            .or_else(|| file.redis_url.clone())
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        let mut ledger = LedgerConfig::default();
+        if let Some(ns) = env("QFREFUND_NAMESPACE").or_else(|| file.namespace.clone()) {
+            ledger.namespace = ns;
+        }
+        if let Some(tag) = env("QFREFUND_QUEUE_TAG").or_else(|| file.queue_tag.clone()) {
+            ledger.tag = tag;
+        }
+        Ok(Self { redis_url, ledger, file })
+    }
+
+    /// The worker's configuration: file, then environment over it.
+    pub fn worker(&self) -> anyhow::Result<WorkerConfig> {
+        let w = &self.file.worker;
+        let mut c = WorkerConfig { redis_url: self.redis_url.clone(), ledger: self.ledger.clone(), ..WorkerConfig::default() };
+        let pick = |env_name: &str, file: Option<u64>| -> anyhow::Result<Option<u64>> {
+            Ok(env_num::<u64>(env_name, "a whole number")?.or(file))
+        };
+        if let Some(v) = env_num::<usize>("QFREFUND_CONCURRENCY", "a whole number")?.or(w.concurrency) {
+            c.concurrency = v;
+        }
+        if let Some(v) = pick("QFREFUND_HTTP_TIMEOUT_MS", w.http_timeout_ms)? {
+            c.http.timeout = ms(v);
+        }
+        if let Some(v) = pick("QFREFUND_HTTP_CONNECT_TIMEOUT_MS", w.http_connect_timeout_ms)? {
+            c.http.connect_timeout = ms(v);
+        }
+        let p = &mut c.policy;
+        if let Some(v) = pick("QFREFUND_ENQUIRY_FIRST_MS", w.enquiry_first_ms)? {
+            p.enquiry_first = ms(v);
+        }
+        if let Some(v) = pick("QFREFUND_BACKOFF_BASE_MS", w.backoff_base_ms)? {
+            p.enquiry_base = ms(v);
+        }
+        if let Some(v) = pick("QFREFUND_BACKOFF_CAP_MS", w.backoff_cap_ms)? {
+            p.enquiry_cap = ms(v);
+        }
+        if let Some(v) = pick("QFREFUND_RESUBMIT_BASE_MS", w.resubmit_base_ms)? {
+            p.resubmit_base = ms(v);
+        }
+        if let Some(v) = pick("QFREFUND_RESUBMIT_CAP_MS", w.resubmit_cap_ms)? {
+            p.resubmit_cap = ms(v);
+        }
+        if let Some(v) = env_num::<u32>("QFREFUND_RESUBMIT_BUDGET", "a whole number")?.or(w.resubmit_budget) {
+            p.resubmit_budget = v;
+        }
+        if let Some(v) = pick("QFREFUND_NOT_FOUND_GRACE_MS", w.not_found_grace_ms)? {
+            p.not_found_grace = ms(v);
+        }
+        if let Some(v) = pick("QFREFUND_MAX_AGE_S", w.max_age_s)? {
+            p.max_age = Duration::from_secs(v);
+        }
+        if let Some(v) = pick("QFREFUND_LEASE_MS", w.lease_ms)? {
+            p.lease = ms(v);
+        }
+        if let Some(v) = env("QFREFUND_QUIET_WINDOW").or_else(|| w.quiet_window.clone()) {
+            c.quiet_window = match v.as_str() {
+                "on" => true,
+                "off" => false,
+                other => bail!("QFREFUND_QUIET_WINDOW / quiet_window: expected on or off, got {other:?}"),
+            };
+        }
+        if let Some(v) = env_num::<f64>("QFREFUND_RATE_PER_SEC", "a number")?.or(w.rate_per_sec) {
+            c.rate_per_sec = v;
+        }
+        if let Some(v) = env_num::<u32>("QFREFUND_RATE_BURST", "a whole number")?.or(w.rate_burst) {
+            c.rate_burst = v;
+        }
+        if let Some(v) = pick("QFREFUND_POLL_MS", w.poll_interval_ms)? {
+            c.poll_interval = ms(v);
+        }
+        if let Some(v) = pick("QFREFUND_HEARTBEAT_MS", w.heartbeat_ms)? {
+            c.heartbeat = ms(v);
+        }
+        if let Some(v) = pick("QFREFUND_DRAIN_GRACE_MS", w.drain_grace_ms)? {
+            c.drain_grace = ms(v);
+        }
+        if let Some(v) = w.learn_paid {
+            c.learn_paid = v;
+        }
+        if let Some(v) = env("QFREFUND_WORKER_NAME").or_else(|| w.name.clone()) {
+            c.worker_name = v;
+        }
+        c.merchants = self.merchants()?;
+        c.validate().map_err(anyhow::Error::msg)?;
+        Ok(c)
+    }
+
+    /// Merchants from the file, with the default merchant from `QFPAY_*` over it.
+    fn merchants(&self) -> anyhow::Result<HashMap<String, Merchant>> {
+        let mut out = HashMap::new();
+        for (name, m) in &self.file.merchants {
+            let key = match (&m.client_key, &m.client_key_env) {
+                (Some(k), None) => k.clone(),
+                (None, Some(var)) => env(var).with_context(|| format!("merchant {name}: environment variable {var} is not set"))?,
+                _ => bail!("merchant {name}: give exactly one of client_key and client_key_env"),
+            };
+            let alg = m.sign_alg.as_deref().unwrap_or("MD5").parse::<SignAlg>().map_err(|e| anyhow::anyhow!("merchant {name}: {e}"))?;
+            out.insert(
+                name.clone(),
+                Merchant {
+                    name: name.clone(),
+                    app_code: m.app_code.clone(),
+                    key: ClientKey::new(key),
+                    mchid: m.mchid.clone().filter(|v| !v.is_empty()),
+                    base_url: m.base_url.clone(),
+                    alg,
+                },
+            );
+        }
+        let default = ledger::DEFAULT_MERCHANT;
+        let (app, key, url) = (env("QFPAY_APP_CODE"), env("QFPAY_CLIENT_KEY"), env("QFPAY_BASE_URL"));
+        if app.is_some() || key.is_some() || url.is_some() {
+            let base = out.remove(default);
+            let get = |v: Option<String>, from_file: Option<String>, var: &str| {
+                v.or(from_file).with_context(|| format!("{var} is not set (needed for the default merchant)"))
+            };
+            let alg = match env("QFPAY_SIGN_ALG") {
+                Some(a) => a.parse::<SignAlg>().map_err(|e| anyhow::anyhow!("QFPAY_SIGN_ALG: {e}"))?,
+                None => base.as_ref().map_or(SignAlg::Md5, |b| b.alg),
+            };
+            let merchant = Merchant {
+                name: default.into(),
+                app_code: get(app, base.as_ref().map(|b| b.app_code.clone()), "QFPAY_APP_CODE")?,
+                key: match key {
+                    Some(k) => ClientKey::new(k),
+                    None => base.as_ref().map(|b| b.key.clone()).context("QFPAY_CLIENT_KEY is not set (needed for the default merchant)")?,
+                },
+                mchid: env("QFPAY_MCHID").or_else(|| base.as_ref().and_then(|b| b.mchid.clone())),
+                base_url: get(url, base.as_ref().map(|b| b.base_url.clone()), "QFPAY_BASE_URL")?,
+                alg,
+            };
+            out.insert(default.into(), merchant);
+        }
+        Ok(out)
+    }
+}
