@@ -99,7 +99,10 @@ pub async fn enqueue(config: Option<&Path>, a: EnqueueArgs) -> anyhow::Result<Ex
         Ok(e) => {
             println!("{}", serde_json::to_string(e.record())?);
             if matches!(e, Enqueued::Duplicate(_)) {
-                eprintln!("note: {} was enqueued before with the same request; this is that record", e.record().out_trade_no);
+                eprintln!(
+                    "note: {} was enqueued before with the same request; this is that record",
+                    e.record().out_trade_no
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -149,14 +152,19 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
                 Err(LedgerError::Conflict { out_trade_no, differences, .. }) => {
                     conflicts += 1;
                     if conflicting.len() < 1_000 {
-                        conflicting.push(json!({"line": line, "out_trade_no": out_trade_no, "differences": differences}));
+                        conflicting
+                            .push(json!({"line": line, "out_trade_no": out_trade_no, "differences": differences}));
                     }
                 }
                 Err(e) => invalid.push(json!({"line": line, "error": e.to_string()})),
             }
         }
         if progress {
-            eprint!("\r{} accepted, {duplicates} duplicates, {conflicts} conflicts, {} invalid", accepted, invalid.len());
+            eprint!(
+                "\r{} accepted, {duplicates} duplicates, {conflicts} conflicts, {} invalid",
+                accepted,
+                invalid.len()
+            );
             let _ = std::io::stderr().flush();
         }
     }

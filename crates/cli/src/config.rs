@@ -88,7 +88,8 @@ impl Config {
         let path = path.map(Path::to_path_buf).or_else(|| env("QFREFUND_CONFIG").map(Into::into));
         let file: FileConfig = match &path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
+                let text =
+                    std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
                 toml::from_str(&text).with_context(|| format!("config file {}", p.display()))?
             }
             None => FileConfig::default(),
@@ -109,7 +110,8 @@ impl Config {
     /// The worker's configuration: file, then environment over it.
     pub fn worker(&self) -> anyhow::Result<WorkerConfig> {
         let w = &self.file.worker;
-        let mut c = WorkerConfig { redis_url: self.redis_url.clone(), ledger: self.ledger.clone(), ..WorkerConfig::default() };
+        let mut c =
+            WorkerConfig { redis_url: self.redis_url.clone(), ledger: self.ledger.clone(), ..WorkerConfig::default() };
         let pick = |env_name: &str, file: Option<u64>| -> anyhow::Result<Option<u64>> {
             Ok(env_num::<u64>(env_name, "a whole number")?.or(file))
         };
@@ -189,10 +191,17 @@ impl Config {
         for (name, m) in &self.file.merchants {
             let key = match (&m.client_key, &m.client_key_env) {
                 (Some(k), None) => k.clone(),
-                (None, Some(var)) => env(var).with_context(|| format!("merchant {name}: environment variable {var} is not set"))?,
+                (None, Some(var)) => {
+                    env(var).with_context(|| format!("merchant {name}: environment variable {var} is not set"))?
+                }
                 _ => bail!("merchant {name}: give exactly one of client_key and client_key_env"),
             };
-            let alg = m.sign_alg.as_deref().unwrap_or("MD5").parse::<SignAlg>().map_err(|e| anyhow::anyhow!("merchant {name}: {e}"))?;
+            let alg = m
+                .sign_alg
+                .as_deref()
+                .unwrap_or("MD5")
+                .parse::<SignAlg>()
+                .map_err(|e| anyhow::anyhow!("merchant {name}: {e}"))?;
             out.insert(
                 name.clone(),
                 Merchant {
@@ -221,7 +230,10 @@ impl Config {
                 app_code: get(app, base.as_ref().map(|b| b.app_code.clone()), "QFPAY_APP_CODE")?,
                 key: match key {
                     Some(k) => ClientKey::new(k),
-                    None => base.as_ref().map(|b| b.key.clone()).context("QFPAY_CLIENT_KEY is not set (needed for the default merchant)")?,
+                    None => base
+                        .as_ref()
+                        .map(|b| b.key.clone())
+                        .context("QFPAY_CLIENT_KEY is not set (needed for the default merchant)")?,
                 },
                 mchid: env("QFPAY_MCHID").or_else(|| base.as_ref().and_then(|b| b.mchid.clone())),
                 base_url: get(url, base.as_ref().map(|b| b.base_url.clone()), "QFPAY_BASE_URL")?,

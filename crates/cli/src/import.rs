@@ -190,7 +190,11 @@ impl<R: BufRead> Lines<R> {
             if text.trim().is_empty() {
                 continue;
             }
-            let format = *self.format.get_or_insert(if text.trim_start().starts_with('{') { Format::Jsonl } else { Format::Csv });
+            let format = *self.format.get_or_insert(if text.trim_start().starts_with('{') {
+                Format::Jsonl
+            } else {
+                Format::Csv
+            });
             let result = match format {
                 Format::Jsonl => json_record(text),
                 Format::Csv => match &self.header {
@@ -239,7 +243,8 @@ mod tests {
     #[test]
     fn bad_csv_lines_say_which_line_and_field() {
         let got = all("syssn,out_trade_no,txamt\n1,RF1,-5\n1,RF2\n1,RF3,abc\n1,\"RF4,5\n1,RF5,99999999999999999999\n");
-        let errs: Vec<(usize, String)> = got.into_iter().map(|r| r.map(|_| ()).unwrap_err()).map(|e| (e.line, e.error)).collect();
+        let errs: Vec<(usize, String)> =
+            got.into_iter().map(|r| r.map(|_| ()).unwrap_err()).map(|e| (e.line, e.error)).collect();
         assert_eq!(errs[0].0, 2);
         assert!(errs[0].1.starts_with("txamt"), "{:?}", errs[0]);
         assert!(errs[1].1.contains("expected 3 fields"), "{:?}", errs[1]);
@@ -259,7 +264,9 @@ mod tests {
 
     #[test]
     fn json_lines_accept_numbers_or_digit_strings_and_name_bad_fields() {
-        let got = all("{\"syssn\":\"1\",\"out_trade_no\":\"RF1\",\"txamt\":100,\"orig_txamt\":\"500\"}\n{\"syssn\":\"1\",\"out_trade_no\":\"RF2\",\"txamt\":1.5}\n{\"syssn\":\"1\",\"out_trade_no\":\"RF3\",\"txamt\":1,\"amount\":2}\n");
+        let got = all(
+            "{\"syssn\":\"1\",\"out_trade_no\":\"RF1\",\"txamt\":100,\"orig_txamt\":\"500\"}\n{\"syssn\":\"1\",\"out_trade_no\":\"RF2\",\"txamt\":1.5}\n{\"syssn\":\"1\",\"out_trade_no\":\"RF3\",\"txamt\":1,\"amount\":2}\n",
+        );
         let r = got[0].clone().unwrap().1;
         assert_eq!((r.txamt, r.orig_txamt), (100, Some(500)));
         assert!(got[1].clone().unwrap_err().error.starts_with("txamt"));

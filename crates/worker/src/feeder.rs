@@ -25,7 +25,12 @@ pub fn job(out_trade_no: &str) -> serde_json::Value {
 }
 
 /// Runs until shutdown: feed what is due, then wait for a producer's wake-up or `feed_idle`.
-pub async fn run(ledger: Ledger, mut storage: RedisStorage<serde_json::Value>, config: WorkerConfig, shutdown: Shutdown) {
+pub async fn run(
+    ledger: Ledger,
+    mut storage: RedisStorage<serde_json::Value>,
+    config: WorkerConfig,
+    shutdown: Shutdown,
+) {
     let queue = storage.get_config().clone();
     let (active, scheduled) = (queue.active_jobs_list(), queue.scheduled_jobs_set());
     let wake_key = ledger.keys().wake();
@@ -47,7 +52,10 @@ pub async fn run(ledger: Ledger, mut storage: RedisStorage<serde_json::Value>, c
             let ids = ledger.feed(room, config.feed_hold).await?;
             if !ids.is_empty() {
                 let n = ids.len();
-                storage.push_bulk(ids.iter().map(|id| job(id)).collect()).await.map_err(|e| FeedError::Apalis(e.to_string()))?;
+                storage
+                    .push_bulk(ids.iter().map(|id| job(id)).collect())
+                    .await
+                    .map_err(|e| FeedError::Apalis(e.to_string()))?;
                 debug!(fed = n, "fed due refunds to apalis");
             }
             Ok(ids.len())

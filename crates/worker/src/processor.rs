@@ -182,9 +182,9 @@ impl Processor {
         };
         let decision = after_submit(&rec, &result, &self.policy, unix_now_ms(), fastrand::f64());
         info!(submit = rec.submits, result = %describe_submit(&result), next = %decision.state, "submitted");
-        self.apply(&rec, State::Submitting, fence, &decision).await.map(|ok| {
-            if ok { Step::Submitted(decision.state) } else { Step::Fenced }
-        })
+        self.apply(&rec, State::Submitting, fence, &decision)
+            .await
+            .map(|ok| if ok { Step::Submitted(decision.state) } else { Step::Fenced })
     }
 
     fn refund_request(&self, rec: &Record, mchid: Option<&str>, txdtm: &str) -> Result<RefundRequest, String> {
@@ -195,7 +195,13 @@ impl Processor {
             .map_err(|e| e.to_string())
     }
 
-    async fn enquire(&self, client: &Client, mchid: Option<&str>, mut rec: Record, fence: u64) -> Result<Step, LedgerError> {
+    async fn enquire(
+        &self,
+        client: &Client,
+        mchid: Option<&str>,
+        mut rec: Record,
+        fence: u64,
+    ) -> Result<Step, LedgerError> {
         let expected = State::Pending;
         rec.fence = fence;
         rec.enquiries += 1;
@@ -208,9 +214,9 @@ impl Processor {
         };
         let decision = after_enquiry(&rec, &result, &self.policy, unix_now_ms(), fastrand::f64());
         info!(enquiry = rec.enquiries, result = %describe_enquiry(&rec, &result), next = %decision.state, "enquired");
-        self.apply(&rec, expected, fence, &decision).await.map(|ok| {
-            if ok { Step::Enquired(decision.state) } else { Step::Fenced }
-        })
+        self.apply(&rec, expected, fence, &decision)
+            .await
+            .map(|ok| if ok { Step::Enquired(decision.state) } else { Step::Fenced })
     }
 
     /// By the refund's own `syssn` when QFPay gave one; else by `out_trade_no` over a window around

@@ -105,8 +105,9 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
     config.validate().map_err(RunError::Config)?;
     let ledger = Ledger::connect(&config.redis_url, config.ledger.clone()).await?;
     let worker_id = unique_worker_id(&config.worker_name);
-    let processor =
-        Arc::new(Processor::new(ledger.clone(), &config, worker_id.clone()).map_err(|e| RunError::Config(e.to_string()))?);
+    let processor = Arc::new(
+        Processor::new(ledger.clone(), &config, worker_id.clone()).map_err(|e| RunError::Config(e.to_string()))?,
+    );
     let apalis_con = apalis_redis::connect(config.redis_url.as_str()).await?;
     let queue = ledger.keys().apalis_queue();
     let storage: RedisStorage<serde_json::Value> =

@@ -125,7 +125,9 @@ impl Env {
             assert!(records <= 1, "{o} recorded {records} times at QFPay");
             match r.state {
                 State::Succeeded => assert_eq!(refunded, r.txamt, "{o}: ledger succeeded, QFPay refunded {refunded}"),
-                State::Failed | State::Cancelled => assert_eq!(refunded, 0, "{o}: ledger {} but QFPay refunded {refunded}", r.state),
+                State::Failed | State::Cancelled => {
+                    assert_eq!(refunded, 0, "{o}: ledger {} but QFPay refunded {refunded}", r.state)
+                }
                 _ => {}
             }
         }
