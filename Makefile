@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Share one target dir between every target (and with CI); builds are the slow part here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: run test deps check-tools fmt lint unit
+.PHONY: run test deps check-tools fmt lint unit bins
 
 ## run: build, start the QFPay simulator (and Redis when needed), push refunds through, show the outcome
 run: deps
@@ -21,12 +21,16 @@ fmt:
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit:
+unit: bins
 	@if command -v cargo-nextest >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		$(CARGO) test --workspace --no-fail-fast -j2; \
 	fi
+
+# End-to-end suites run the real `qfrefund` binary.
+bins:
+	$(CARGO) build -p qfrefund
 
 ## deps: make sure redis-server and the Rust tools exist
 deps: check-tools

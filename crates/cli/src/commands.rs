@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use ledger::{Enqueued, Ledger, LedgerError, NewRefund, State};
+use ledger::{Accepted, Enqueued, Ledger, LedgerError, NewRefund, State};
 use serde_json::json;
 
 use crate::config::Config;
@@ -147,8 +147,8 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
         let (numbers, refunds): (Vec<usize>, Vec<NewRefund>) = batch.into_iter().unzip();
         for (line, result) in numbers.into_iter().zip(ledger.enqueue_batch(refunds).await) {
             match result {
-                Ok(Enqueued::Created(_)) => accepted += 1,
-                Ok(Enqueued::Duplicate(_)) => duplicates += 1,
+                Ok(Accepted::Created) => accepted += 1,
+                Ok(Accepted::Duplicate) => duplicates += 1,
                 Err(LedgerError::Conflict { out_trade_no, differences, .. }) => {
                     conflicts += 1;
                     if conflicting.len() < 1_000 {

@@ -73,6 +73,15 @@ pub enum LedgerError {
     Script(String),
 }
 
+/// What a batch enqueue did with one accepted line (no record is read back: imports stay one
+/// round trip per chunk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    Created,
+    /// The same request was enqueued before; nothing changed.
+    Duplicate,
+}
+
 /// The result of an accepted enqueue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
@@ -161,8 +170,8 @@ impl Ledger {
 
     /// Enqueues many refunds in pipelined chunks (one round trip per chunk). One result per input,
     /// in order; an invalid line is reported without touching Redis.
-    pub async fn enqueue_batch(&self, refunds: Vec<NewRefund>) -> Vec<Result<Enqueued, LedgerError>> {
-        let mut results: Vec<Option<Result<Enqueued, LedgerError>>> = Vec::with_capacity(refunds.len());
+    pub async fn enqueue_batch(&self, refunds: Vec<NewRefund>) -> Vec<Result<Accepted, LedgerError>> {
+        let mut results: Vec<Option<Result<Accepted, LedgerError>>> = Vec::with_capacity(refunds.len());
         let mut valid: Vec<(usize, NewRefund)> = Vec::new();
         for (i, r) in refunds.into_iter().enumerate() {
             let r = r.normalised();
@@ -179,7 +188,11 @@ impl Ledger {
             match self.enqueue_chunk(&mut con, chunk).await {
                 Ok(replies) => {
                     for ((i, r), reply) in chunk.iter().zip(replies) {
-                        results[*i] = Some(self.enqueue_outcome(r, &reply).await);
+                        results[*i] = Some(match reply.first().map(String::as_str) {
+                            Some("created") => Ok(Accepted::Created),
+                            Some("duplicate") => Ok(Accepted::Duplicate),
+                            _ => self.enqueue_outcome(r, &reply).await.map(|_| Accepted::Created),
+                        });
                     }
                 }
                 Err(e) => {

@@ -108,11 +108,12 @@ impl WorkerConfig {
                 return Err(format!("merchant {}: base_url must start with http:// or https://", m.name));
             }
         }
-        if self.policy.lease <= self.http.timeout + self.http.connect_timeout {
+        // reqwest's timeout covers the whole exchange, connecting included; the margin covers the
+        // claim and the transition around it.
+        if self.policy.lease < self.http.timeout + Duration::from_millis(500) {
             return Err(format!(
-                "lease ({:?}) must be longer than the HTTP connect + total timeout ({:?}): a live request must never outlast its lease",
-                self.policy.lease,
-                self.http.timeout + self.http.connect_timeout
+                "lease ({:?}) must exceed the HTTP timeout ({:?}) by at least 500 ms: a live request must never outlast its lease",
+                self.policy.lease, self.http.timeout
             ));
         }
         if self.concurrency == 0 {

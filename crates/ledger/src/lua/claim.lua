@@ -62,7 +62,7 @@ if paid and not inflight then
   if committed + txamt > tonumber(paid) then
     local why = 'would refund ' .. (committed + txamt) .. ' of a payment of ' .. paid .. ' (' .. committed ..
       ' already refunded): never sent'
-    redis.call('HSET', KEYS[1], 'reason', why, 'updated_at', now)
+    redis.call('HSET', KEYS[1], 'reason', why, 'updated_at', now, 'next_at', 0)
     redis.call('ZREM', KEYS[2], otn)
     set_state(otn, state, 'failed', now)
     emit(state, now, ARGV[8])

@@ -1,0 +1,148 @@
+//! The promises under real process failures: `qfrefund worker` processes killed with SIGKILL,
+//! frozen with SIGSTOP past their lease, and a 20k-refund import drained by two of them.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use ledger::{NewRefund, State};
+use qfpay_sim::args::generated_syssn;
+use qfrefund_e2e::{Scratch, WorkerProcess, env_for, ledger, qfrefund_bin, wait_count};
+use testkit::{Faults, RedisServer, SimConfig, SimHandle, unique_namespace};
+
+fn audit_records(sim: &SimHandle, otn: &str) -> u64 {
+    sim.audit()["by_out_trade_no"][otn]["records"].as_u64().unwrap_or(0)
+}
+
+/// Promise 1 and 2: a worker killed (SIGKILL) while its refunds are at QFPay — applied there, not
+/// yet recorded here. Another worker picks them up within seconds of their leases expiring,
+/// enquires (never resends) and finishes every one; QFPay applied each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_submit_is_finished_by_another_without_a_second_refund() {
+    let scratch = Scratch::new("kill9");
+    let redis = RedisServer::start_with_aof().unwrap();
+    let faults = Faults { hang_after_apply: 1.0, hang_ms: 1_500, ..Faults::default() };
+    let sim = SimHandle::start_local(SimConfig { faults, ..SimConfig::demo(12) }).await.unwrap();
+    let ns = unique_namespace("kill9");
+    let mut env = env_for(&redis.url(), &ns, &sim.url());
+    env.insert("QFREFUND_HTTP_TIMEOUT_MS".into(), "2000".into());
+    env.insert("QFREFUND_LEASE_MS".into(), "3000".into());
+    let l = ledger(&redis.url(), &ns).await;
+    let ids: Vec<String> = (1..=12).map(|i| format!("RF-K{i}")).collect();
+    for (i, o) in ids.iter().enumerate() {
+        l.enqueue(NewRefund::new(&generated_syssn(i as u64 + 1), o, 100)).await.unwrap();
+    }
+    let mut a = WorkerProcess::spawn(&env, scratch.path("a.log"));
+    // Wait until A has sent them all (QFPay applied them; A waits for the hung answers).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sim.audit()["totals"]["recorded"].as_u64().unwrap() < 12 {
+        assert!(Instant::now() < deadline, "A did not send: {}", a.output());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut in_submitting = 0;
+    for o in &ids {
+        in_submitting += u32::from(l.get(o).await.unwrap().unwrap().state == State::Submitting);
+    }
+    assert!(in_submitting > 0, "some refunds are mid-submit when A dies");
+    a.kill9();
+    let killed_at = Instant::now();
+    sim.set_faults(Faults::default()).unwrap();
+    let mut b = WorkerProcess::spawn(&env, scratch.path("b.log"));
+    let took = wait_count(&l, State::Succeeded, 12, Duration::from_secs(30)).await;
+    assert!(killed_at.elapsed() < Duration::from_secs(12), "recovered in {took:?}: {}", b.output());
+    for o in &ids {
+        let r = l.get(o).await.unwrap().unwrap();
+        assert_eq!(r.submits, 1, "{o}: found mid-submit, enquired, never resent");
+        assert!(r.enquiries >= 1, "{o}");
+        assert_eq!(audit_records(&sim, o), 1, "{o}: exactly one refund at QFPay");
+    }
+    assert!(b.terminate(), "B drains and exits cleanly on SIGTERM");
+}
+
+/// Promise 1 under a stall: A is frozen (SIGSTOP) mid-request past its lease; B takes the refund
+/// over under a new fence and settles it; when A wakes, its late write is refused by the fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_workers_late_write_is_rejected_by_the_fence() {
+    let scratch = Scratch::new("stall");
+    let redis = RedisServer::start().unwrap();
+    let faults = Faults { latency_ms: 400, ..Faults::default() };
+    let sim = SimHandle::start_local(SimConfig { faults, ..SimConfig::demo(1) }).await.unwrap();
+    let ns = unique_namespace("stall");
+    let mut env = env_for(&redis.url(), &ns, &sim.url());
+    env.insert("QFREFUND_HTTP_TIMEOUT_MS".into(), "1500".into());
+    env.insert("QFREFUND_LEASE_MS".into(), "2500".into());
+    let l = ledger(&redis.url(), &ns).await;
+    l.enqueue(NewRefund::new(&generated_syssn(1), "RF-S", 100)).await.unwrap();
+    let a = WorkerProcess::spawn(&env, scratch.path("a.log"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if l.get("RF-S").await.unwrap().unwrap().state == State::Submitting {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A never submitted: {}", a.output());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.stop(); // frozen mid-request: QFPay will apply it, A cannot record it
+    tokio::time::sleep(Duration::from_millis(2_600)).await; // past A's lease
+    let mut b = WorkerProcess::spawn(&env, scratch.path("b.log"));
+    wait_count(&l, State::Succeeded, 1, Duration::from_secs(20)).await;
+    let settled = l.get("RF-S").await.unwrap().unwrap();
+    assert!(settled.fence >= 2, "B took it over under a new fence: {settled:?}");
+    assert_eq!((settled.submits, settled.enquiries >= 1), (1, true));
+    a.cont();
+    // A wakes up with its answer (or its timeout) and tries to record it under the old fence.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !a.output().contains("fenced off") {
+        assert!(Instant::now() < deadline, "A's late write was not reported as fenced: {}", a.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = l.get("RF-S").await.unwrap().unwrap();
+    assert_eq!(after, settled, "A's late write changed nothing");
+    assert_eq!(audit_records(&sim, "RF-S"), 1);
+    assert!(b.terminate());
+}
+
+/// A 20 000-refund CSV import (far above the 8 000 due jobs that crash a bare apalis-redis
+/// worker) drains through two worker processes; every refund is applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_20k_import_drains_through_two_workers() {
+    const N: u64 = 20_000;
+    let scratch = Scratch::new("import20k");
+    let redis = RedisServer::start_with_aof().unwrap();
+    let sim = SimHandle::start_local(SimConfig::demo(N)).await.unwrap();
+    let ns = unique_namespace("import20k");
+    let mut env = env_for(&redis.url(), &ns, &sim.url());
+    env.insert("QFREFUND_CONCURRENCY".into(), "64".into());
+    env.insert("RUST_LOG".into(), "warn".into());
+    let csv = scratch.path("refunds.csv");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+    writeln!(f, "syssn,out_trade_no,txamt,orig_txamt").unwrap();
+    for i in 1..=N {
+        writeln!(f, "{},RF-BATCH-{i},{},100000", generated_syssn(i), 100 + i % 900).unwrap();
+    }
+    f.flush().unwrap();
+    drop(f);
+    let mut workers: Vec<WorkerProcess> =
+        (0..2).map(|i| WorkerProcess::spawn(&env, scratch.path(&format!("w{i}.log")))).collect();
+    let started = Instant::now();
+    let out = std::process::Command::new(qfrefund_bin()).arg("import").arg(&csv).envs(&env).output().unwrap();
+    let import_took = started.elapsed();
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["accepted"], N);
+    let l = ledger(&redis.url(), &ns).await;
+    let drained = wait_count(&l, State::Succeeded, N, Duration::from_secs(240)).await;
+    let audit = sim.audit();
+    assert_eq!(audit["totals"]["succeeded"], N);
+    assert_eq!(audit["totals"]["recorded"], N, "no refund recorded twice");
+    assert_eq!(audit["violations"].as_array().unwrap().len(), 0);
+    eprintln!(
+        "20k import: {import_took:?} to import, {:?} to drain ({:.0} refunds/s through two workers, debug build)",
+        started.elapsed(),
+        N as f64 / drained.max(import_took).as_secs_f64()
+    );
+    for w in &mut workers {
+        assert!(w.terminate(), "clean exit: {}", w.output());
+    }
+}
