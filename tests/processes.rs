@@ -146,3 +146,28 @@ async fn a_20k_import_drains_through_two_workers() {
         assert!(w.terminate(), "clean exit: {}", w.output());
     }
 }
+
+/// SIGTERM stops taking new refunds but lets the ones in flight finish and record their outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_refunds_before_exiting() {
+    let scratch = Scratch::new("drain");
+    let redis = RedisServer::start().unwrap();
+    let sim = SimHandle::start_local(SimConfig { faults: Faults { latency_ms: 800, ..Faults::default() }, ..SimConfig::demo(4) })
+        .await
+        .unwrap();
+    let ns = unique_namespace("drain");
+    let env = env_for(&redis.url(), &ns, &sim.url());
+    let l = ledger(&redis.url(), &ns).await;
+    let ids: Vec<String> = (1..=4).map(|i| format!("RF-T{i}")).collect();
+    for (i, o) in ids.iter().enumerate() {
+        l.enqueue(NewRefund::new(&generated_syssn(i as u64 + 1), o, 100)).await.unwrap();
+    }
+    let mut w = WorkerProcess::spawn(&env, scratch.path("w.log"));
+    wait_count(&l, State::Submitting, 4, Duration::from_secs(20)).await;
+    assert!(w.terminate(), "clean exit: {}", w.output());
+    for o in &ids {
+        let r = l.get(o).await.unwrap().unwrap();
+        assert_eq!(r.state, State::Succeeded, "{o} finished during the drain: {}", w.output());
+        assert_eq!(audit_records(&sim, o), 1);
+    }
+}

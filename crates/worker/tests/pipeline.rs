@@ -386,3 +386,60 @@ async fn an_idle_worker_picks_up_a_new_refund_at_once() {
     assert!(worst < Duration::from_millis(750), "slowest pickup {worst:?}");
     w.stop().await;
 }
+
+/// Several merchants, each with its own credentials (and mchid); a refund naming a merchant this
+/// worker has no credentials for waits, visibly, instead of being sent with the wrong ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_refund_is_signed_with_its_merchants_credentials() {
+    use qfpay_sim::{Merchant as SimMerchant, PaymentSeed};
+    let mut sim = testkit::SimConfig::demo(1);
+    sim.merchants.push(SimMerchant { app_code: "SHOP2".into(), key: qfpay::ClientKey::new("KEY-OF-SHOP2"), mchid: Some("M2".into()) });
+    sim.payments.push(PaymentSeed { app_code: Some("SHOP2".into()), ..qfpay_sim::args::generated_payment(2, 5_000) });
+    let env = Env::start_with("merchants", sim, false).await;
+    let mut cfg = env.config.clone();
+    let shop2 = worker::Merchant {
+        name: "shop2".into(),
+        app_code: "SHOP2".into(),
+        key: qfpay::ClientKey::new("KEY-OF-SHOP2"),
+        mchid: Some("M2".into()),
+        base_url: env.sim.url(),
+        alg: qfpay::SignAlg::Sha256,
+    };
+    cfg.merchants.insert("shop2".into(), shop2);
+    let syssn = qfpay_sim::args::generated_syssn;
+    env.ledger.enqueue(ledger::NewRefund::new(&syssn(1), "RF-M1", 100)).await.unwrap();
+    let r2 = ledger::NewRefund { merchant: Some("shop2".into()), ..ledger::NewRefund::new(&syssn(2), "RF-M2", 200) };
+    env.ledger.enqueue(r2).await.unwrap();
+    let r3 = ledger::NewRefund { merchant: Some("shop3".into()), ..ledger::NewRefund::new(&syssn(2), "RF-M3", 300) };
+    env.ledger.enqueue(r3).await.unwrap();
+    let w = common::Worker::start(cfg);
+    env.wait_for(&["RF-M1".into(), "RF-M2".into()], &[State::Succeeded], Duration::from_secs(20)).await;
+    let refunds = env.sim.audit()["refunds"].as_array().unwrap().clone();
+    let by = |otn: &str| refunds.iter().find(|r| r["out_trade_no"] == otn).unwrap()["app_code"].clone();
+    assert_eq!((by("RF-M1"), by("RF-M2")), ("QFSIMAPPCODE".into(), "SHOP2".into()));
+    let r3 = env.record("RF-M3").await;
+    assert_eq!((r3.state, r3.submits), (State::Queued, 0));
+    assert!(r3.reason.as_deref().unwrap().contains("no credentials for merchant \"shop3\""), "{r3:?}");
+    w.stop().await;
+}
+
+/// The per-merchant token bucket paces submits across the whole fleet; nothing is lost to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_merchant_rate_limit_paces_submits() {
+    let env = Env::start("ratelimit", 12, Faults::default()).await;
+    let mut cfg = env.config.clone();
+    cfg.rate_per_sec = 10.0;
+    cfg.rate_burst = 2;
+    let ids = otns("RF-RL", 12);
+    for (i, o) in ids.iter().enumerate() {
+        env.enqueue(i as u64 + 1, o, 100).await;
+    }
+    let started = std::time::Instant::now();
+    let (w1, w2) = (common::Worker::start(cfg.clone()), common::Worker::start(cfg));
+    env.wait_for(&ids, &[State::Succeeded], Duration::from_secs(20)).await;
+    // 12 requests at 10/s after a burst of 2: at least a second, whatever the number of workers.
+    assert!(started.elapsed() >= Duration::from_millis(950), "{:?}", started.elapsed());
+    env.assert_audit_agrees(&ids).await;
+    w1.stop().await;
+    w2.stop().await;
+}
