@@ -326,3 +326,22 @@ async fn the_binary_serves_generated_payments() {
     let _ = child.wait();
     assert_eq!(answer.unwrap().respcd(), "0000");
 }
+
+#[test]
+fn payments_load_from_json_and_csv_files() {
+    let dir = std::env::temp_dir().join(format!("qfpay-sim-payments-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("p.json");
+    std::fs::write(&json, r#"[{"syssn":"111","txamt":500},{"syssn":"112","txamt":7,"respcd":"1145"}]"#).unwrap();
+    let got = qfpay_sim::args::load_payments(&json).unwrap();
+    assert_eq!((got.len(), got[1].respcd.as_str()), (2, "1145"));
+    let csv = dir.join("p.csv");
+    std::fs::write(&csv, "\u{feff}syssn,txamt,out_trade_no\r\n211,900,PAY-A\r\n212,1000,\r\n").unwrap();
+    let got = qfpay_sim::args::load_payments(&csv).unwrap();
+    assert_eq!((got[0].txamt, got[0].out_trade_no.as_deref(), got[1].out_trade_no.as_deref()), (900, Some("PAY-A"), None));
+    std::fs::write(&csv, "syssn,amount\n1,2\n").unwrap();
+    assert!(qfpay_sim::args::load_payments(&csv).unwrap_err().to_string().contains("syssn and txamt"));
+    std::fs::write(&csv, "syssn,txamt\n1,-2\n").unwrap();
+    assert!(format!("{:#}", qfpay_sim::args::load_payments(&csv).unwrap_err()).contains("line 2"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
