@@ -240,10 +240,7 @@ impl Ledger {
     }
 
     fn enqueue_invocation<'a>(&self, r: &NewRefund, now: i64) -> redis::ScriptInvocation<'a> {
-        let mut inv = ENQUEUE.prepare_invoke();
-        for k in self.keys.script_keys(&r.out_trade_no, &r.syssn) {
-            inv.key(k);
-        }
+        let mut inv = self.on_record(&ENQUEUE, &r.out_trade_no, &r.syssn);
         inv.arg(&r.out_trade_no)
             .arg(r.payload_hash())
             .arg(now)
@@ -276,6 +273,15 @@ impl Ledger {
             }),
             _ => Err(LedgerError::Script(format!("enqueue answered {reply:?}"))),
         }
+    }
+
+    /// An invocation of a record script with its KEYS (see `lua/common.lua`) already set.
+    fn on_record<'a>(&self, script: &'a Script, out_trade_no: &str, syssn: &str) -> redis::ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        for k in self.keys.script_keys(out_trade_no, syssn) {
+            inv.key(k);
+        }
+        inv
     }
 
     /// Tells idle workers there is work (they block on this list instead of polling).
@@ -321,10 +327,7 @@ impl Ledger {
         txdtm: &str,
         want_paid: bool,
     ) -> Result<Claim, LedgerError> {
-        let mut inv = CLAIM.prepare_invoke();
-        for k in self.keys.script_keys(&rec.out_trade_no, &rec.syssn) {
-            inv.key(k);
-        }
+        let mut inv = self.on_record(&CLAIM, &rec.out_trade_no, &rec.syssn);
         inv.arg(&rec.out_trade_no)
             .arg(now_ms())
             .arg(worker)
@@ -357,10 +360,7 @@ impl Ledger {
         fence: u64,
         d: &Decision,
     ) -> Result<bool, LedgerError> {
-        let mut inv = TRANSITION.prepare_invoke();
-        for k in self.keys.script_keys(&rec.out_trade_no, &rec.syssn) {
-            inv.key(k);
-        }
+        let mut inv = self.on_record(&TRANSITION, &rec.out_trade_no, &rec.syssn);
         inv.arg(&rec.out_trade_no)
             .arg(expected.as_str())
             .arg(fence)
@@ -383,10 +383,7 @@ impl Ledger {
 
     /// Moves the next step of an unheld refund to `next_at` (no state change, no event).
     pub async fn defer(&self, rec: &Record, next_at: i64, reason: &str) -> Result<bool, LedgerError> {
-        let mut inv = DEFER.prepare_invoke();
-        for k in self.keys.script_keys(&rec.out_trade_no, &rec.syssn) {
-            inv.key(k);
-        }
+        let mut inv = self.on_record(&DEFER, &rec.out_trade_no, &rec.syssn);
         inv.arg(&rec.out_trade_no).arg(rec.state.as_str()).arg(next_at).arg(now_ms()).arg(reason);
         let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
         Ok(reply.first().is_some_and(|r| r == "ok"))
@@ -394,10 +391,7 @@ impl Ledger {
 
     /// Records a payment's amount learned by enquiry (first writer wins); returns the recorded one.
     pub async fn set_paid(&self, rec: &Record, paid: u64) -> Result<u64, LedgerError> {
-        let mut inv = SET_PAID.prepare_invoke();
-        for k in self.keys.script_keys(&rec.out_trade_no, &rec.syssn) {
-            inv.key(k);
-        }
+        let mut inv = self.on_record(&SET_PAID, &rec.out_trade_no, &rec.syssn);
         inv.arg(paid);
         let v: String = inv.invoke_async(&mut self.con.clone()).await?;
         v.parse().map_err(|_| LedgerError::Script(format!("set_paid answered {v:?}")))
