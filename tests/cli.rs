@@ -146,3 +146,36 @@ fn the_example_config_file_loads() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn operators_retry_resolve_and_cancel_with_a_reason() {
+    let redis = RedisServer::start().unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("cli-ops"), "http://127.0.0.1:1");
+    let s = generated_syssn(1);
+    assert!(run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", "RF-O1", "--amount", "100"]).status.success());
+    // A queued refund can be cancelled (with a reason), once; it cannot be resolved.
+    assert_eq!(run(&env, &["cancel", "RF-O1"]).status.code(), Some(2), "--reason is required");
+    let out = run(&env, &["cancel", "RF-O1", "--reason", "customer kept the goods", "--by", "ann"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rec = json(&out);
+    assert_eq!((rec["state"].as_str(), rec["operator"].as_str()), (Some("cancelled"), Some("ann")));
+    assert!(rec["reason"].as_str().unwrap().contains("customer kept the goods"));
+    let again = run(&env, &["resolve", "RF-O1", "--state", "succeeded", "--reason", "x"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("needs_review"));
+    assert_eq!(run(&env, &["retry", "RF-NOPE", "--reason", "x"]).status.code(), Some(1));
+}
+
+#[test]
+fn a_config_file_error_never_prints_the_client_key() {
+    let scratch = Scratch::new("cfgkey");
+    let mut env = env_for("redis://127.0.0.1:1", "x", "http://127.0.0.1:1");
+    env.remove("QFPAY_CLIENT_KEY");
+    let path = scratch.path("bad.toml");
+    // An unquoted key is a TOML syntax error on exactly the line that holds it.
+    std::fs::write(&path, "[merchants.default]\napp_code = \"A\"\nclient_key = 0E32A59A8B454940A2FF39D7C1B2A3F4\nbase_url = \"http://x\"\n").unwrap();
+    let out = run(&env, &["--config", path.to_str().unwrap(), "status", "X"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3"), "{err}");
+    assert!(!err.contains("0E32A59A8B454940A2FF39D7C1B2A3F4"), "{err}");
+}

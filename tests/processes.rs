@@ -152,9 +152,12 @@ async fn a_20k_import_drains_through_two_workers() {
 async fn sigterm_drains_in_flight_refunds_before_exiting() {
     let scratch = Scratch::new("drain");
     let redis = RedisServer::start().unwrap();
-    let sim = SimHandle::start_local(SimConfig { faults: Faults { latency_ms: 800, ..Faults::default() }, ..SimConfig::demo(4) })
-        .await
-        .unwrap();
+    let sim = SimHandle::start_local(SimConfig {
+        faults: Faults { latency_ms: 800, ..Faults::default() },
+        ..SimConfig::demo(4)
+    })
+    .await
+    .unwrap();
     let ns = unique_namespace("drain");
     let env = env_for(&redis.url(), &ns, &sim.url());
     let l = ledger(&redis.url(), &ns).await;

@@ -242,3 +242,33 @@ pub async fn pause(config: Option<&Path>, merchant: &str, reason: Option<&str>) 
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    out_trade_no: String,
+    /// Why (kept on the record and in the outcome stream).
+    #[arg(long)]
+    reason: String,
+    /// Who (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+pub async fn operate(config: Option<&Path>, a: OperatorArgs, op: ledger::Operation) -> anyhow::Result<ExitCode> {
+    if a.reason.trim().is_empty() {
+        anyhow::bail!("--reason must say why");
+    }
+    let who = a.by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
+    let ledger = open(config).await?;
+    match ledger.operate(&a.out_trade_no, op, &who, &a.reason).await? {
+        Ok(_) => {
+            let rec = ledger.get(&a.out_trade_no).await?.context("record vanished")?;
+            println!("{}", serde_json::to_string(&rec)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            eprintln!("refused: {why}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -53,12 +53,23 @@ struct WorkerSection {
 struct MerchantSection {
     app_code: String,
     /// The key itself (keep the file private), or…
-    client_key: Option<String>,
+    client_key: Option<ClientKey>,
     /// …the name of an environment variable holding it.
     client_key_env: Option<String>,
     mchid: Option<String>,
     base_url: String,
     sign_alg: Option<String>,
+}
+
+/// A TOML error without the quoted source line: that line may hold a client key.
+fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!(" at line {line}, column {col}")
+    });
+    anyhow::anyhow!("config file {}{}: {}", path.display(), at.unwrap_or_default(), e.message())
 }
 
 /// Reads the environment variable `name`, if set and not blank.
@@ -90,7 +101,7 @@ impl Config {
             Some(p) => {
                 let text =
                     std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("config file {}", p.display()))?
+                toml::from_str(&text).map_err(|e| config_error(p, &text, &e))?
             }
             None => FileConfig::default(),
         };
@@ -191,9 +202,9 @@ impl Config {
         for (name, m) in &self.file.merchants {
             let key = match (&m.client_key, &m.client_key_env) {
                 (Some(k), None) => k.clone(),
-                (None, Some(var)) => {
-                    env(var).with_context(|| format!("merchant {name}: environment variable {var} is not set"))?
-                }
+                (None, Some(var)) => ClientKey::new(
+                    env(var).with_context(|| format!("merchant {name}: environment variable {var} is not set"))?,
+                ),
                 _ => bail!("merchant {name}: give exactly one of client_key and client_key_env"),
             };
             let alg = m
@@ -207,7 +218,7 @@ impl Config {
                 Merchant {
                     name: name.clone(),
                     app_code: m.app_code.clone(),
-                    key: ClientKey::new(key),
+                    key,
                     mchid: m.mchid.clone().filter(|v| !v.is_empty()),
                     base_url: m.base_url.clone(),
                     alg,

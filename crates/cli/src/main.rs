@@ -42,6 +42,17 @@ enum Command {
     },
     /// Resume a paused merchant (after a configuration error is fixed, say).
     Resume { merchant: String },
+    /// Look at a refund in needs_review again: enquire first if it was ever sent, else submit.
+    Retry(commands::OperatorArgs),
+    /// Settle a refund in needs_review as succeeded or failed, as established with QFPay.
+    Resolve {
+        #[command(flatten)]
+        op: commands::OperatorArgs,
+        #[arg(long, value_parser = ["succeeded", "failed"])]
+        state: String,
+    },
+    /// Withdraw a refund that was never sent (queued).
+    Cancel(commands::OperatorArgs),
     /// Run the QFPay simulator (same as `qfpay-sim`).
     Sim(qfpay_sim::args::SimArgs),
     /// Talk to QFPay directly, bypassing the ledger: for checking credentials and connectivity
@@ -74,6 +85,12 @@ async fn main() -> ExitCode {
         Command::List(args) => commands::list(config, args).await,
         Command::Pause { merchant, reason } => commands::pause(config, &merchant, Some(&reason)).await,
         Command::Resume { merchant } => commands::pause(config, &merchant, None).await,
+        Command::Retry(op) => commands::operate(config, op, ledger::Operation::Retry).await,
+        Command::Resolve { op, state } => {
+            let target = if state == "succeeded" { ledger::State::Succeeded } else { ledger::State::Failed };
+            commands::operate(config, op, ledger::Operation::Resolve(target)).await
+        }
+        Command::Cancel(op) => commands::operate(config, op, ledger::Operation::Cancel).await,
         Command::Sim(args) => qfpay_sim::args::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Qfpay(cmd) => qfpay_cmd::run(cmd).await.map(|()| ExitCode::SUCCESS),
     };

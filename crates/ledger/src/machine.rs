@@ -106,8 +106,28 @@ fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
+/// When the latest submit was sent, in merchant time (what decides how a `1265` reads).
 fn submitted_local(rec: &Record) -> Option<Txdtm> {
-    rec.txdtm.as_deref().and_then(|t| t.parse().ok())
+    match rec.last_submit_at {
+        Some(ms) => Some(Txdtm::from_unix(ms.div_euclid(1000), DEFAULT_OFFSET_SECS)),
+        None => rec.txdtm.as_deref().and_then(|t| t.parse().ok()),
+    }
+}
+
+/// A refusal that would end the refund as `failed`. If an earlier attempt may have taken effect
+/// unseen, the refusal does not prove there is no refund: enquire (with the not-found rules of a
+/// resend) before concluding, and let a person conclude if it stays unclear.
+fn refuse(rec: &Record, enquire_at: i64, code: &str, reason: String) -> Decision {
+    if rec.uncertain {
+        Decision::new(
+            State::Pending,
+            Some(enquire_at),
+            format!("{reason}; an earlier attempt may have succeeded: enquiring"),
+        )
+        .with("reconcile_code", code)
+    } else {
+        Decision::new(State::Failed, None, reason)
+    }
 }
 
 /// Retryable: resend at the later of the backoff and the code's own minimum wait, within budget.
@@ -115,7 +135,8 @@ fn retry(rec: &Record, policy: &Policy, now: i64, unit: f64, code: &str, cap: Op
     let retries = rec.retries + 1;
     let budget = cap.map_or(policy.resubmit_budget, |c| c.min(policy.resubmit_budget));
     if retries > budget {
-        return Decision::new(State::Failed, None, format!("respcd {code}: retry budget of {budget} spent"))
+        let enquire_at = now + ms(policy.enquiry_delay(0, unit));
+        return refuse(rec, enquire_at, code, format!("respcd {code}: retry budget of {budget} spent"))
             .with("retries", retries.to_string());
     }
     let min_wait = lookup(code).map_or(0, |e| i64::from(e.min_retry_delay_s) * 1000);
@@ -141,23 +162,27 @@ pub fn after_submit(rec: &Record, result: &SubmitResult, policy: &Policy, now: i
                     .with("submit_code", code)
                     .with("not_found", "0")
             };
+            // Answers that leave open whether this attempt took effect.
+            let unsure = |d: Decision| d.with("uncertain", "1");
+            // The answer's fields, with the state, time and reason another rule decided.
+            let decided_by = |r: Decision| {
+                let mut d = base(r.state, r.next_at, r.reason);
+                d.set.extend(r.set);
+                d
+            };
             match classify(code, submitted_local(rec)) {
                 Class::Success => base(State::Succeeded, None, "refund accepted".into())
                     .with("refund_syssn", a.syssn.clone().unwrap_or_default())
                     .with("sysdtm", a.sysdtm.clone().unwrap_or_default()),
                 Class::InProgress if is_duplicate_code(code) => {
-                    base(State::Pending, Some(enquire_at), format!("respcd {code}: id already used, enquiring"))
+                    unsure(base(State::Pending, Some(enquire_at), format!("respcd {code}: id already used, enquiring")))
                 }
-                Class::InProgress => base(State::Pending, Some(enquire_at), format!("respcd {code}: processing")),
-                Class::Retryable { cap } => {
-                    let r = retry(rec, policy, now, unit, code, cap);
-                    let (state, next, reason) = (r.state, r.next_at, r.reason.clone());
-                    let mut d = base(state, next, reason);
-                    d.set.extend(r.set);
-                    d
+                Class::InProgress => {
+                    unsure(base(State::Pending, Some(enquire_at), format!("respcd {code}: processing")))
                 }
+                Class::Retryable { cap } => decided_by(retry(rec, policy, now, unit, code, cap)),
                 Class::FinalFailure { reconcile: false } => {
-                    base(State::Failed, None, format!("respcd {code}: refused"))
+                    decided_by(refuse(rec, enquire_at, code, format!("respcd {code}: refused")))
                 }
                 Class::FinalFailure { reconcile: true } => base(
                     State::Pending,
@@ -169,10 +194,10 @@ pub fn after_submit(rec: &Record, result: &SubmitResult, policy: &Policy, now: i
                     base(State::NeedsReview, None, format!("respcd {code}: configuration error, merchant paused"))
                         .pause()
                 }
-                Class::Unknown => {
+                Class::Unknown => unsure(
                     base(State::Pending, Some(enquire_at), format!("respcd {code}: unknown code, enquiring"))
-                        .with("unknown_code", code)
-                }
+                        .with("unknown_code", code),
+                ),
             }
         }
         SubmitResult::NotSent(e) => {
@@ -181,7 +206,8 @@ pub fn after_submit(rec: &Record, result: &SubmitResult, policy: &Policy, now: i
         }
         SubmitResult::Unknown(e) => Decision::new(State::Pending, Some(enquire_at), "outcome unknown, enquiring")
             .with("last_error", e.clone())
-            .with("not_found", "0"),
+            .with("not_found", "0")
+            .with("uncertain", "1"),
         SubmitResult::RateLimited(after) => {
             let wait = ms(policy.resubmit_delay(rec.submits.saturating_sub(1), unit)).max(after.map_or(0, ms));
             Decision::new(State::RetryWait, Some(now + wait), "rate limited (429)").with("last_error", "HTTP 429")
@@ -213,7 +239,7 @@ pub fn after_enquiry(rec: &Record, result: &EnquiryResult, policy: &Policy, now:
             _ => again(format!("enquiry answered respcd {}", r.respcd()))
                 .with("last_error", r.resperr.clone().unwrap_or_default()),
         },
-        EnquiryResult::Answer(r) => match r.refund(&rec.out_trade_no) {
+        EnquiryResult::Answer(r) => match r.refund(&rec.out_trade_no, &rec.syssn, rec.txamt) {
             RefundLookup::Succeeded(found) => Decision::new(State::Succeeded, None, "enquiry: refund succeeded")
                 .answer("0000", found.errmsg.as_deref())
                 .with("refund_syssn", found.syssn.unwrap_or_default())
@@ -241,6 +267,16 @@ pub fn after_enquiry(rec: &Record, result: &EnquiryResult, policy: &Policy, now:
                     Class::Unknown => base(State::NeedsReview, None, format!("enquiry: unknown respcd {code}")),
                 }
             }
+            RefundLookup::Foreign(found) => Decision::new(
+                State::NeedsReview,
+                None,
+                format!(
+                    "out_trade_no is used by another refund at QFPay (payment {}, amount {}, respcd {}): not ours",
+                    found.orig_syssn.as_deref().unwrap_or("?"),
+                    found.txamt.as_deref().unwrap_or("?"),
+                    found.respcd()
+                ),
+            ),
             RefundLookup::NotFound => not_found(rec, policy, now, unit),
         },
     };
@@ -257,41 +293,52 @@ fn unreachable_success(rec: &Record, code: &str) -> Decision {
 }
 
 fn not_found(rec: &Record, policy: &Policy, now: i64, unit: f64) -> Decision {
-    if let Some(code) = &rec.reconcile_code {
+    // A refusal of a first attempt: nothing earlier of ours can be hiding behind it.
+    if let Some(code) = rec.reconcile_code.as_deref().filter(|_| !rec.uncertain) {
         return Decision::new(State::Failed, None, format!("respcd {code} confirmed: no refund of ours found"))
             .with("reconcile_code", "");
     }
+    // QFPay's records lag (API §8.5): conclude nothing from "not found" until it has been seen
+    // often enough, for long enough after the last submit.
+    let seen = rec.not_found + 1;
+    let since_submit = now - rec.last_submit_at.unwrap_or(rec.created_at);
+    if seen < policy.not_found_min || since_submit < ms(policy.not_found_grace) {
+        return Decision::new(
+            State::Pending,
+            Some(now + ms(policy.enquiry_delay(rec.enquiries, unit))),
+            format!("not found ({seen})"),
+        )
+        .with("not_found", seen.to_string());
+    }
+    let over = format!("{seen} enquiries over {}s", since_submit / 1000);
+    if let Some(code) = &rec.reconcile_code {
+        return Decision::new(
+            State::NeedsReview,
+            None,
+            format!(
+                "respcd {code}, and an earlier attempt whose outcome was never seen is not found either ({over}): \
+                 confirm with QFPay before refunding again"
+            ),
+        );
+    }
     if let Some(code) = &rec.unknown_code {
-        return Decision::new(State::NeedsReview, None, format!("unknown respcd {code} and no record found"));
+        return Decision::new(State::NeedsReview, None, format!("unknown respcd {code} and no record found ({over})"));
     }
     if rec.submit_code.as_deref().is_some_and(is_duplicate_code) {
         return Decision::new(
             State::NeedsReview,
             None,
-            "QFPay says the out_trade_no is used, but no refund of ours has it: it clashes with another transaction",
+            format!(
+                "QFPay says the out_trade_no is used, but no refund of ours has it ({over}): it clashes with another transaction"
+            ),
         );
     }
-    let seen = rec.not_found + 1;
-    let since_submit = now - rec.last_submit_at.unwrap_or(rec.created_at);
-    if seen >= policy.not_found_min && since_submit >= ms(policy.not_found_grace) {
-        return Decision::new(
-            State::RetryWait,
-            Some(now),
-            format!("not found {seen} times over {}s: resending", since_submit / 1000),
-        )
-        .with("not_found", "0");
-    }
-    Decision::new(
-        State::Pending,
-        Some(now + ms(policy.enquiry_delay(rec.enquiries, unit))),
-        format!("not found ({seen})"),
-    )
-    .with("not_found", seen.to_string())
+    Decision::new(State::RetryWait, Some(now), format!("not found, {over}: resending")).with("not_found", "0")
 }
 
 /// Past the maximum age, anything not final goes to a person.
 fn age_limit(rec: &Record, d: Decision, policy: &Policy, now: i64) -> Decision {
-    if d.state.is_final() || d.state == State::NeedsReview || now - rec.created_at < ms(policy.max_age) {
+    if d.state.is_final() || d.state == State::NeedsReview || now - rec.age_from() < ms(policy.max_age) {
         return d;
     }
     let mut review =

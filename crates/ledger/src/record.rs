@@ -39,6 +39,9 @@ pub struct Record {
     /// Consecutive enquiries that did not find it since the last submit.
     pub not_found: u32,
     pub created_at: i64,
+    /// When an operator last retried it: the maximum age counts from the later of the two.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retried_at: Option<i64>,
     pub updated_at: i64,
     #[serde(skip_serializing_if = "is_zero")]
     pub next_at: i64,
@@ -69,6 +72,13 @@ pub struct Record {
     /// A code outside the catalogue: one enquiry round, then a person.
     #[serde(skip)]
     pub unknown_code: Option<String>,
+    /// An earlier submit may have taken effect without our seeing it (its outcome was unknown, or
+    /// it was only "not found" before a resend): a refusal now does not prove there is no refund.
+    #[serde(skip)]
+    pub uncertain: bool,
+    /// The operator behind the last manual action, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -119,6 +129,7 @@ impl Record {
             retries: count("retries")?,
             not_found: count("not_found")?,
             created_at: num("created_at")?,
+            retried_at: opt_num("retried_at")?,
             updated_at: num("updated_at")?,
             next_at: num("next_at")?,
             submitted_at: opt_num("submitted_at")?,
@@ -133,6 +144,13 @@ impl Record {
             submit_code: text("submit_code"),
             reconcile_code: text("reconcile_code"),
             unknown_code: text("unknown_code"),
+            uncertain: text("uncertain").is_some_and(|v| v == "1"),
+            operator: text("operator"),
         })
+    }
+
+    /// Where the maximum age is counted from.
+    pub fn age_from(&self) -> i64 {
+        self.created_at.max(self.retried_at.unwrap_or(0))
     }
 }

@@ -2,7 +2,8 @@
 //! each is atomic; this file only marshals arguments and results.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use qfpay::FieldError;
@@ -28,6 +29,7 @@ static CLAIM: LazyLock<Script> = record_script!("lua/claim.lua");
 static TRANSITION: LazyLock<Script> = record_script!("lua/transition.lua");
 static DEFER: LazyLock<Script> = record_script!("lua/defer.lua");
 static SET_PAID: LazyLock<Script> = record_script!("lua/set_paid.lua");
+static OPERATE: LazyLock<Script> = record_script!("lua/operate.lua");
 static FEED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/feed.lua")));
 static RATE_LIMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/rate_limit.lua")));
 
@@ -101,10 +103,13 @@ impl Enqueued {
 /// What a claim gave the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// Send it: the lease is ours under `fence`, `submitting` is persisted, `txdtm` is the one to send.
-    Submit { fence: u64, txdtm: String },
-    /// Enquire it under `fence`.
-    Enquire { fence: u64 },
+    /// Send it: the lease is ours under `fence`, `submitting` is persisted; `record` is the record
+    /// as claimed (its `txdtm` is the one to send).
+    Submit { fence: u64, record: Box<Record> },
+    /// Enquire it under `fence`; `record` is the record as claimed.
+    Enquire { fence: u64, record: Box<Record> },
+    /// It waited (paused merchant, busy payment) past its maximum age: now `needs_review`.
+    Blocked(String),
     /// The payment's amount is unknown: learn it, then claim again.
     NeedPaid,
     /// It would exceed what was paid: it is now `failed`, never sent.
@@ -121,16 +126,48 @@ pub struct Ledger {
     con: ConnectionManager,
     keys: Keys,
     config: LedgerConfig,
+    /// Redis' clock minus ours (ms): leases and schedules use Redis' time, so workers whose clocks
+    /// disagree still agree on when a lease ends.
+    clock_offset: Arc<AtomicI64>,
+}
+
+/// What the Redis server offers and how it is set up, as far as the ledger cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub version: String,
+    pub aof_enabled: bool,
+    pub maxmemory_policy: String,
+    /// `WAITAOF` exists (Redis ≥ 7.2): a claim can be made durable before anything is sent.
+    pub waitaof: bool,
+}
+
+impl ServerInfo {
+    /// Refusal for a Redis that may silently drop refunds: an evicting memory policy.
+    pub fn refusal(&self) -> Option<String> {
+        self.maxmemory_policy.starts_with("allkeys").then(|| {
+            format!(
+                "Redis maxmemory-policy is {}: it may evict refund records. Set maxmemory-policy noeviction",
+                self.maxmemory_policy
+            )
+        })
+    }
+}
+
+/// What an operator does to a refund (see `lua/operate.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// needs_review → pending (enquire first) or queued (never sent).
+    Retry,
+    /// needs_review → the final state the operator established with QFPay.
+    Resolve(State),
+    /// queued → cancelled.
+    Cancel,
 }
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ledger").field("prefix", &self.keys.prefix()).finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    qfpay::time::unix_now_ms()
 }
 
 impl Ledger {
@@ -143,7 +180,66 @@ impl Ledger {
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
         let con = client.get_connection_manager_with_config(cm).await?;
-        Ok(Self { con, keys: Keys::new(&config.namespace, &config.tag), config })
+        let ledger =
+            Self { con, keys: Keys::new(&config.namespace, &config.tag), config, clock_offset: Arc::default() };
+        ledger.sync_clock().await?;
+        Ok(ledger)
+    }
+
+    /// Reads the server's version and persistence settings (from INFO, which managed Redis allows
+    /// where CONFIG is disabled).
+    pub async fn server_info(&self) -> Result<ServerInfo, LedgerError> {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .arg("persistence")
+            .arg("memory")
+            .query_async(&mut self.con.clone())
+            .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        };
+        let version = field("redis_version");
+        let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+        let at_least = |maj: u32, min: u32| {
+            (parts.first().copied().unwrap_or(0), parts.get(1).copied().unwrap_or(0)) >= (maj, min)
+        };
+        Ok(ServerInfo {
+            waitaof: at_least(7, 2),
+            aof_enabled: field("aof_enabled") == "1",
+            maxmemory_policy: field("maxmemory_policy"),
+            version,
+        })
+    }
+
+    /// Waits until this connection's writes are fsynced to the AOF (`WAITAOF 1 0`), up to
+    /// `timeout`. `Ok(false)`: not durable in time.
+    pub async fn wait_durable(&self, timeout: Duration) -> Result<bool, LedgerError> {
+        let (local, _replicas): (u64, u64) = redis::cmd("WAITAOF")
+            .arg(1)
+            .arg(0)
+            .arg(timeout.as_millis() as u64)
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(local >= 1)
+    }
+
+    /// Now, by Redis' clock (ms since the epoch).
+    pub fn now_ms(&self) -> i64 {
+        qfpay::time::unix_now_ms() + self.clock_offset.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads Redis' clock (call now and then: clocks drift).
+    pub async fn sync_clock(&self) -> Result<i64, LedgerError> {
+        let before = qfpay::time::unix_now_ms();
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut self.con.clone()).await?;
+        let after = qfpay::time::unix_now_ms();
+        let offset = secs * 1000 + micros / 1000 - (before + after) / 2;
+        self.clock_offset.store(offset, Ordering::Relaxed);
+        Ok(offset)
     }
 
     pub fn keys(&self) -> &Keys {
@@ -160,7 +256,7 @@ impl Ledger {
     pub async fn enqueue(&self, refund: NewRefund) -> Result<Enqueued, LedgerError> {
         let refund = refund.normalised();
         refund.validate()?;
-        let inv = self.enqueue_invocation(&refund, now_ms());
+        let inv = self.enqueue_invocation(&refund, self.now_ms());
         let mut con = self.con.clone();
         let reply: Vec<String> = inv.invoke_async(&mut con).await?;
         let out = self.enqueue_outcome(&refund, &reply).await;
@@ -211,7 +307,7 @@ impl Ledger {
         con: &mut ConnectionManager,
         chunk: &[(usize, NewRefund)],
     ) -> Result<Vec<Vec<String>>, redis::RedisError> {
-        let now = now_ms();
+        let now = self.now_ms();
         // Pipelines do not load scripts by themselves: load once, retry once after a NOSCRIPT
         // (a Redis restarted between the two).
         for attempt in 0..2 {
@@ -318,7 +414,8 @@ impl Ledger {
         Ok(State::ALL.into_iter().zip(counts).collect())
     }
 
-    /// Claims a due refund for this worker (see `lua/claim.lua`).
+    /// Claims a due refund for this worker (see `lua/claim.lua`). `submit_not_before` (ms, 0 for
+    /// none) defers a submit, e.g. past the nightly window.
     pub async fn claim(
         &self,
         rec: &Record,
@@ -326,39 +423,51 @@ impl Ledger {
         policy: &Policy,
         txdtm: &str,
         want_paid: bool,
+        submit_not_before: i64,
     ) -> Result<Claim, LedgerError> {
         let mut inv = self.on_record(&CLAIM, &rec.out_trade_no, &rec.syssn);
         inv.arg(&rec.out_trade_no)
-            .arg(now_ms())
+            .arg(self.now_ms())
             .arg(worker)
             .arg(policy.lease.as_millis() as u64)
             .arg(txdtm)
             .arg(policy.syssn_busy_wait.as_millis() as u64)
             .arg(policy.paused_wait.as_millis() as u64)
             .arg(self.config.events_maxlen)
-            .arg(if want_paid { "1" } else { "0" });
+            .arg(if want_paid { "1" } else { "0" })
+            .arg(submit_not_before)
+            .arg(policy.max_age.as_millis() as u64);
         let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
         let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
-        let num = |i: usize| at(i).parse::<i64>().map_err(|_| LedgerError::Script(format!("claim answered {reply:?}")));
+        let bad = || LedgerError::Script(format!("claim answered {:?}", reply.first()));
+        let claimed = || -> Result<(u64, Box<Record>), LedgerError> {
+            let fence = at(1).parse::<u64>().map_err(|_| bad())?;
+            let fields: HashMap<String, String> =
+                reply[2..].chunks_exact(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect();
+            Ok((fence, Box::new(Record::from_hash(&self.keys.record(&rec.out_trade_no), &fields)?)))
+        };
         Ok(match at(0).as_str() {
-            "submit" => Claim::Submit { fence: num(1)? as u64, txdtm: at(2) },
-            "enquire" => Claim::Enquire { fence: num(1)? as u64 },
+            "submit" => claimed().map(|(fence, record)| Claim::Submit { fence, record })?,
+            "enquire" => claimed().map(|(fence, record)| Claim::Enquire { fence, record })?,
             "need_paid" => Claim::NeedPaid,
             "failed" => Claim::Failed(at(1)),
-            "deferred" => Claim::Deferred { why: at(1), next_at: num(2)? },
+            "blocked" => Claim::Blocked(at(1)),
+            "deferred" => Claim::Deferred { why: at(1), next_at: at(2).parse().map_err(|_| bad())? },
             "missing" | "final" | "review" | "leased" | "early" => Claim::Skip(reply.join(" ")),
-            _ => return Err(LedgerError::Script(format!("claim answered {reply:?}"))),
+            _ => return Err(bad()),
         })
     }
 
     /// Applies `decision` if this worker still holds the refund under `fence` in `expected` state.
     /// `Ok(false)`: the fence moved on — another worker took over, and nothing was written.
+    /// `op` identifies this decision: applying the same `op` again (after a lost reply) is a no-op.
     pub async fn transition(
         &self,
         rec: &Record,
         expected: State,
         fence: u64,
         d: &Decision,
+        op: &str,
     ) -> Result<bool, LedgerError> {
         let mut inv = self.on_record(&TRANSITION, &rec.out_trade_no, &rec.syssn);
         inv.arg(&rec.out_trade_no)
@@ -366,10 +475,11 @@ impl Ledger {
             .arg(fence)
             .arg(d.state.as_str())
             .arg(d.next_at.unwrap_or(-1))
-            .arg(now_ms())
+            .arg(self.now_ms())
             .arg(&d.reason)
             .arg(if d.pause_merchant { rec.merchant.as_str() } else { "" })
-            .arg(self.config.events_maxlen);
+            .arg(self.config.events_maxlen)
+            .arg(op);
         for (k, v) in &d.set {
             inv.arg(*k).arg(v);
         }
@@ -381,12 +491,58 @@ impl Ledger {
         }
     }
 
-    /// Moves the next step of an unheld refund to `next_at` (no state change, no event).
-    pub async fn defer(&self, rec: &Record, next_at: i64, reason: &str) -> Result<bool, LedgerError> {
+    /// Moves the next step of an unheld refund to `next_at` (no state change, no event); past
+    /// `max_age` the refund goes to `needs_review` instead. `Ok(false)`: it was not deferred.
+    pub async fn defer(
+        &self,
+        rec: &Record,
+        next_at: i64,
+        reason: &str,
+        max_age: Duration,
+    ) -> Result<bool, LedgerError> {
         let mut inv = self.on_record(&DEFER, &rec.out_trade_no, &rec.syssn);
-        inv.arg(&rec.out_trade_no).arg(rec.state.as_str()).arg(next_at).arg(now_ms()).arg(reason);
+        inv.arg(&rec.out_trade_no)
+            .arg(rec.state.as_str())
+            .arg(next_at)
+            .arg(self.now_ms())
+            .arg(reason)
+            .arg(max_age.as_millis() as u64)
+            .arg(self.config.events_maxlen);
         let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
         Ok(reply.first().is_some_and(|r| r == "ok"))
+    }
+
+    /// An operator's action on a refund, recorded with `who` and `why`. `Ok(Err(why))`: refused.
+    pub async fn operate(
+        &self,
+        out_trade_no: &str,
+        op: Operation,
+        who: &str,
+        why: &str,
+    ) -> Result<Result<State, String>, LedgerError> {
+        let Some(rec) = self.get(out_trade_no).await? else {
+            return Ok(Err(format!("no refund with out_trade_no {out_trade_no:?}")));
+        };
+        let (action, target) = match op {
+            Operation::Retry => ("retry", ""),
+            Operation::Resolve(s) => ("resolve", s.as_str()),
+            Operation::Cancel => ("cancel", ""),
+        };
+        let mut inv = self.on_record(&OPERATE, &rec.out_trade_no, &rec.syssn);
+        inv.arg(out_trade_no)
+            .arg(action)
+            .arg(target)
+            .arg(who)
+            .arg(why)
+            .arg(self.now_ms())
+            .arg(self.config.events_maxlen);
+        let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
+        match at(0).as_str() {
+            "ok" => at(1).parse::<State>().map(Ok).map_err(|e| LedgerError::Script(e.to_string())),
+            "refused" => Ok(Err(at(1))),
+            _ => Err(LedgerError::Script(format!("operate answered {reply:?}"))),
+        }
     }
 
     /// Records a payment's amount learned by enquiry (first writer wins); returns the recorded one.
@@ -400,14 +556,14 @@ impl Ledger {
     /// Takes up to `limit` due refunds for delivery, holding each for `hold`.
     pub async fn feed(&self, limit: usize, hold: Duration) -> Result<Vec<String>, LedgerError> {
         let mut inv = FEED.prepare_invoke();
-        inv.key(self.keys.due()).arg(now_ms()).arg(limit).arg(hold.as_millis() as u64);
+        inv.key(self.keys.due()).arg(self.now_ms()).arg(limit).arg(hold.as_millis() as u64);
         Ok(inv.invoke_async(&mut self.con.clone()).await?)
     }
 
     /// Takes a token from `merchant`'s bucket: `Ok(0)` if taken, else the ms to wait for one.
     pub async fn take_token(&self, merchant: &str, per_sec: f64, burst: u32) -> Result<u64, LedgerError> {
         let mut inv = RATE_LIMIT.prepare_invoke();
-        inv.key(self.keys.rate(merchant)).arg(per_sec).arg(burst).arg(now_ms());
+        inv.key(self.keys.rate(merchant)).arg(per_sec).arg(burst).arg(self.now_ms());
         Ok(inv.invoke_async(&mut self.con.clone()).await?)
     }
 

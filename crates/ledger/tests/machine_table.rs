@@ -29,6 +29,7 @@ fn rec() -> Record {
         retries: 0,
         not_found: 0,
         created_at: NOW - 1_000,
+        retried_at: None,
         updated_at: NOW,
         next_at: NOW,
         submitted_at: Some(NOW - 500),
@@ -43,6 +44,8 @@ fn rec() -> Record {
         submit_code: None,
         reconcile_code: None,
         unknown_code: None,
+        uncertain: false,
+        operator: None,
     }
 }
 
@@ -136,9 +139,9 @@ fn retryable_answers_resend_later_within_a_budget() {
 #[test]
 fn code_1265_in_the_nightly_window_waits_for_it_to_end() {
     let p = Policy::default();
-    let r = Record { txdtm: Some("2026-01-01 23:40:00".into()), ..rec() };
-    // 23:45 HK = 15:45 UTC; the window ends 00:35 HK = 16:35 UTC.
+    // The first submit was at noon; this one, answered 1265, at 23:40 — the send time decides.
     let now = "2026-01-01 23:45:00".parse::<qfpay::Txdtm>().unwrap().to_unix(8 * 3600) * 1000;
+    let r = Record { txdtm: Some("2026-01-01 12:00:00".into()), last_submit_at: Some(now - 5 * 60_000), ..rec() };
     let d = after_submit(&r, &ans("1265"), &p, now, 0.0);
     assert_eq!(d.state, State::RetryWait);
     assert_eq!(d.next_at.unwrap(), now + 50 * 60 * 1000);
@@ -183,17 +186,20 @@ fn not_found_resends_only_after_enough_misses_and_time() {
     let later = NOW + 61_000;
     let d = after_enquiry(&base, &none_found(), &p, later, 0.5);
     assert_eq!((d.state, d.next_at), (State::RetryWait, Some(later)));
-    // Not found after a duplicate code: the id belongs to someone else — a person decides.
+    // Not found after a duplicate code: maybe only lagging, so keep looking; still not found after
+    // the grace period, the id belongs to someone else — a person decides.
     let dup = Record { submit_code: Some("1102".into()), ..base.clone() };
+    assert_eq!(after_enquiry(&dup, &none_found(), &p, NOW, 0.5).state, State::Pending);
     assert_eq!(after_enquiry(&dup, &none_found(), &p, later, 0.5).state, State::NeedsReview);
     // Not found after a reconcile code: the refusal stands.
     let rec1272 = Record { reconcile_code: Some("1272".into()), ..base.clone() };
     assert_eq!(after_enquiry(&rec1272, &none_found(), &p, NOW, 0.5).state, State::Failed);
     // …but a success found overrides it.
     assert_eq!(after_enquiry(&rec1272, &found("0000"), &p, NOW, 0.5).state, State::Succeeded);
-    // Not found after an unknown code: a person decides.
+    // Not found after an unknown code: after the same patience, a person decides.
     let unknown = Record { unknown_code: Some("7777".into()), ..base };
-    assert_eq!(after_enquiry(&unknown, &none_found(), &p, NOW, 0.5).state, State::NeedsReview);
+    assert_eq!(after_enquiry(&unknown, &none_found(), &p, NOW, 0.5).state, State::Pending);
+    assert_eq!(after_enquiry(&unknown, &none_found(), &p, later, 0.5).state, State::NeedsReview);
 }
 
 #[test]
@@ -204,4 +210,54 @@ fn past_max_age_anything_unsettled_needs_review() {
     assert_eq!(after_submit(&old, &SubmitResult::Unknown("t".into()), &p, NOW, 0.5).state, State::NeedsReview);
     // A final answer still wins.
     assert_eq!(after_enquiry(&old, &found("0000"), &p, NOW, 0.5).state, State::Succeeded);
+}
+
+/// After an attempt whose outcome we never saw, a refusal does not prove there is no refund:
+/// enquire with the resend rules, and let a person conclude if it stays unclear (never `failed`).
+#[test]
+fn refusals_after_an_unseen_attempt_are_never_read_as_failure() {
+    let p = Policy::default();
+    let unsure = Record { uncertain: true, submits: 2, ..rec() };
+    for code in ["1155", "1263", "1136"] {
+        let d = after_submit(&unsure, &ans(code), &p, NOW, 0.5);
+        assert_eq!(d.state, State::Pending, "{code}");
+        assert!(d.set.contains(&("reconcile_code", code.into())), "{code}");
+        // Without an unseen earlier attempt the same answer is final.
+        assert_eq!(after_submit(&rec(), &ans(code), &p, NOW, 0.5).state, State::Failed, "{code}");
+    }
+    // Retry budget spent after an unseen attempt: enquire, not fail.
+    let spent = Record { retries: 3, ..unsure.clone() };
+    assert_eq!(after_submit(&spent, &ans("1147"), &p, NOW, 0.5).state, State::Pending);
+    // Reconcile: one miss is not enough; enough misses over the grace period → a person.
+    let looking = Record { state: State::Pending, reconcile_code: Some("1263".into()), enquiries: 1, ..unsure };
+    assert_eq!(after_enquiry(&looking, &none_found(), &p, NOW, 0.5).state, State::Pending);
+    let long_after = Record { not_found: 2, ..looking.clone() };
+    let d = after_enquiry(&long_after, &none_found(), &p, NOW + 61_000, 0.5);
+    assert_eq!(d.state, State::NeedsReview);
+    assert!(d.reason.contains("confirm with QFPay"));
+    assert_eq!(after_enquiry(&looking, &found("0000"), &p, NOW, 0.5).state, State::Succeeded);
+    // Answers that leave the outcome open mark the record uncertain.
+    for r in [ans("1145"), ans("1102"), ans("7777"), SubmitResult::Unknown("t".into())] {
+        assert!(after_submit(&rec(), &r, &p, NOW, 0.5).set.contains(&("uncertain", "1".into())), "{r:?}");
+    }
+    // A refusal of this attempt says nothing about an earlier one (there is none here).
+    for code in ["1296", "1272"] {
+        assert!(!after_submit(&rec(), &ans(code), &p, NOW, 0.5).set.iter().any(|(k, _)| *k == "uncertain"), "{code}");
+    }
+}
+
+/// A record carrying our out_trade_no that reverses another payment or amount is someone else's
+/// refund: never read as ours.
+#[test]
+fn someone_elses_refund_under_our_id_is_not_our_success() {
+    let p = Policy::default();
+    let pending = Record { state: State::Pending, enquiries: 1, ..rec() };
+    for (orig, amt) in [("999", "100"), ("123", "250")] {
+        let answer = enq(&format!(
+            r#"{{"respcd":"0000","data":[{{"out_trade_no":"RF1","order_type":"refund","respcd":"0000","syssn":"X","origssn":"{orig}","txamt":"{amt}"}}]}}"#
+        ));
+        let d = after_enquiry(&pending, &answer, &p, NOW, 0.5);
+        assert_eq!(d.state, State::NeedsReview, "{orig}/{amt}");
+        assert!(d.reason.contains("another refund"));
+    }
 }

@@ -20,6 +20,18 @@ fn policy(lease_ms: u64) -> Policy {
     Policy { lease: Duration::from_millis(lease_ms), syssn_busy_wait: Duration::from_millis(1), ..Policy::default() }
 }
 
+/// A claim as a worker makes it: no nightly window, the paid amount not asked for.
+async fn claim(l: &Ledger, rec: &ledger::Record, worker: &str, p: &Policy, txdtm: &str, want_paid: bool) -> Claim {
+    l.claim(rec, worker, p, txdtm, want_paid, 0).await.unwrap()
+}
+
+fn fence_of(c: &Claim) -> u64 {
+    match c {
+        Claim::Submit { fence, .. } | Claim::Enquire { fence, .. } => *fence,
+        other => panic!("not claimed: {other:?}"),
+    }
+}
+
 fn answer(code: &str) -> SubmitResult {
     SubmitResult::Answer(RefundResponse { respcd: Some(code.into()), syssn: Some("R1".into()), ..Default::default() })
 }
@@ -58,22 +70,27 @@ async fn claim_persists_submitting_before_any_send_and_fences_stale_writers() {
     l.enqueue(NewRefund::new("123", "RF1", 100)).await.unwrap();
     let rec = l.get("RF1").await.unwrap().unwrap();
     let p = policy(200);
-    let claim = l.claim(&rec, "w1", &p, "2026-01-02 03:04:05", false).await.unwrap();
-    assert_eq!(claim, Claim::Submit { fence: 1, txdtm: "2026-01-02 03:04:05".into() });
+    let first = claim(&l, &rec, "w1", &p, "2026-01-02 03:04:05", false).await;
+    let Claim::Submit { fence, record } = first.clone() else { panic!("{first:?}") };
     let stored = l.get("RF1").await.unwrap().unwrap();
-    assert_eq!((stored.state, stored.submits, stored.fence), (State::Submitting, 1, 1));
+    assert_eq!(*record, stored, "the claim hands back the record as stored");
+    assert_eq!((stored.state, stored.submits, stored.fence), (State::Submitting, 1, fence));
+    assert!(fence > 1_700_000_000_000, "fences grow with Redis' clock (ms), so a rolled-back record never reuses one");
     assert_eq!(stored.txdtm.as_deref(), Some("2026-01-02 03:04:05"));
     // While the lease lives nobody else gets it.
-    assert!(matches!(l.claim(&stored, "w2", &p, "x", false).await.unwrap(), Claim::Skip(s) if s.starts_with("leased")));
+    assert!(matches!(claim(&l, &stored, "w2", &p, "x", false).await, Claim::Skip(s) if s.starts_with("leased")));
     // The holder stalls past its lease; another worker finds `submitting`: it enquires, never resends.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(l.claim(&stored, "w2", &p, "x", false).await.unwrap(), Claim::Enquire { fence: 2 });
+    let second = claim(&l, &stored, "w2", &p, "x", false).await;
+    assert!(matches!(second, Claim::Enquire { .. }), "{second:?}");
+    assert!(fence_of(&second) > fence);
     let taken = l.get("RF1").await.unwrap().unwrap();
+    assert!(taken.uncertain, "an orphaned submit may have taken effect");
     assert_eq!((taken.state, taken.submits, taken.enquiries), (State::Pending, 1, 1));
     assert_eq!(taken.txdtm.as_deref(), Some("2026-01-02 03:04:05"), "txdtm of the first submit is kept");
     // The stalled worker wakes up with QFPay's answer: its write is refused by the fence.
     let late = after_submit(&stored, &answer("0000"), &p, 0, 0.5);
-    assert!(!l.transition(&stored, State::Submitting, 1, &late).await.unwrap());
+    assert!(!l.transition(&stored, State::Submitting, fence, &late, "late-op").await.unwrap());
     assert_eq!(l.get("RF1").await.unwrap().unwrap().state, State::Pending);
 }
 
@@ -83,17 +100,19 @@ async fn final_states_are_immutable_and_emit_exactly_one_final_event() {
     l.enqueue(NewRefund::new("123", "RF1", 100)).await.unwrap();
     let rec = l.get("RF1").await.unwrap().unwrap();
     let p = policy(5_000);
-    let Claim::Submit { fence, .. } = l.claim(&rec, "w1", &p, "t", false).await.unwrap() else { panic!() };
+    let fence = fence_of(&claim(&l, &rec, "w1", &p, "t", false).await);
     let d = after_submit(&rec, &answer("0000"), &p, 0, 0.5);
-    assert!(l.transition(&rec, State::Submitting, fence, &d).await.unwrap());
+    assert!(l.transition(&rec, State::Submitting, fence, &d, "op1").await.unwrap());
+    // The same operation again (a retry after a lost reply) lands once: no second event.
+    assert!(l.transition(&rec, State::Submitting, fence, &d, "op1").await.unwrap());
     let done = l.get("RF1").await.unwrap().unwrap();
     assert_eq!(done.state, State::Succeeded);
     assert_eq!(done.refund_syssn.as_deref(), Some("R1"));
     assert_eq!(l.due_len().await.unwrap(), 0, "final refunds leave the due-index");
     // Nothing moves it again, even with the right fence.
     let back = after_submit(&rec, &answer("1155"), &p, 0, 0.5);
-    assert!(!l.transition(&done, State::Succeeded, fence, &back).await.unwrap());
-    assert!(matches!(l.claim(&done, "w2", &p, "t", false).await.unwrap(), Claim::Skip(_)));
+    assert!(!l.transition(&done, State::Succeeded, fence, &back, "op2").await.unwrap());
+    assert!(matches!(claim(&l, &done, "w2", &p, "t", false).await, Claim::Skip(_)));
     let events = l.events("0", 100).await.unwrap();
     let states: Vec<&str> = events.iter().map(|e| e.state.as_str()).collect();
     assert_eq!(states, ["queued", "submitting", "succeeded"]);
@@ -109,17 +128,15 @@ async fn one_refund_in_flight_per_payment_and_never_more_than_paid() {
         l.enqueue(NewRefund { orig_txamt: Some(1000), ..NewRefund::new("123", otn, amt) }).await.unwrap();
     }
     let r1 = l.get("RF1").await.unwrap().unwrap();
-    let Claim::Submit { fence, .. } = l.claim(&r1, "w", &p, "t", false).await.unwrap() else { panic!() };
+    let fence = fence_of(&claim(&l, &r1, "w", &p, "t", false).await);
     // RF2 waits while RF1 is in flight.
     let r2 = l.get("RF2").await.unwrap().unwrap();
-    assert!(
-        matches!(l.claim(&r2, "w", &p, "t", false).await.unwrap(), Claim::Deferred { why, .. } if why.contains("RF1"))
-    );
+    assert!(matches!(claim(&l, &r2, "w", &p, "t", false).await, Claim::Deferred { why, .. } if why.contains("RF1")));
     let d = after_submit(&r1, &answer("0000"), &p, 0, 0.5);
-    assert!(l.transition(&r1, State::Submitting, fence, &d).await.unwrap());
+    assert!(l.transition(&r1, State::Submitting, fence, &d, "op").await.unwrap());
     // 600 + 600 > 1000: RF2 fails without ever being sent.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    match l.claim(&r2, "w", &p, "t", false).await.unwrap() {
+    match claim(&l, &r2, "w", &p, "t", false).await {
         Claim::Failed(why) => assert!(why.contains("never sent"), "{why}"),
         other => panic!("{other:?}"),
     }
@@ -127,7 +144,7 @@ async fn one_refund_in_flight_per_payment_and_never_more_than_paid() {
     assert_eq!((r2.state, r2.submits), (State::Failed, 0));
     // 600 + 400 = 1000 fits exactly.
     let r3 = l.get("RF3").await.unwrap().unwrap();
-    assert!(matches!(l.claim(&r3, "w", &p, "t", false).await.unwrap(), Claim::Submit { .. }));
+    assert!(matches!(claim(&l, &r3, "w", &p, "t", false).await, Claim::Submit { .. }));
 }
 
 #[tokio::test]
@@ -136,10 +153,10 @@ async fn an_unknown_paid_amount_is_learned_before_the_first_submit() {
     let p = policy(5_000);
     l.enqueue(NewRefund::new("555", "RF1", 700)).await.unwrap();
     let r = l.get("RF1").await.unwrap().unwrap();
-    assert_eq!(l.claim(&r, "w", &p, "t", true).await.unwrap(), Claim::NeedPaid);
+    assert_eq!(claim(&l, &r, "w", &p, "t", true).await, Claim::NeedPaid);
     assert_eq!(l.set_paid(&r, 500).await.unwrap(), 500);
     assert_eq!(l.set_paid(&r, 900).await.unwrap(), 500, "the first learned amount stands");
-    assert!(matches!(l.claim(&r, "w", &p, "t", true).await.unwrap(), Claim::Failed(_)));
+    assert!(matches!(claim(&l, &r, "w", &p, "t", true).await, Claim::Failed(_)));
 }
 
 #[tokio::test]
@@ -149,20 +166,18 @@ async fn paused_merchants_wait_and_config_errors_pause_them() {
     l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
     l.enqueue(NewRefund::new("2", "RF2", 1)).await.unwrap();
     let r1 = l.get("RF1").await.unwrap().unwrap();
-    let Claim::Submit { fence, .. } = l.claim(&r1, "w", &p, "t", false).await.unwrap() else { panic!() };
+    let fence = fence_of(&claim(&l, &r1, "w", &p, "t", false).await);
     let d = after_submit(&r1, &answer("1108"), &p, 0, 0.5);
     assert!(d.pause_merchant);
-    assert!(l.transition(&r1, State::Submitting, fence, &d).await.unwrap());
+    assert!(l.transition(&r1, State::Submitting, fence, &d, "op").await.unwrap());
     assert_eq!(l.get("RF1").await.unwrap().unwrap().state, State::NeedsReview);
     assert!(l.paused().await.unwrap().contains_key("default"));
     let r2 = l.get("RF2").await.unwrap().unwrap();
-    assert!(
-        matches!(l.claim(&r2, "w", &p, "t", false).await.unwrap(), Claim::Deferred { why, .. } if why.contains("paused"))
-    );
+    assert!(matches!(claim(&l, &r2, "w", &p, "t", false).await, Claim::Deferred { why, .. } if why.contains("paused")));
     assert!(l.resume("default").await.unwrap());
     let r2 = l.get("RF2").await.unwrap().unwrap();
-    l.defer(&r2, 0, "resumed").await.unwrap();
-    assert!(matches!(l.claim(&r2, "w", &p, "t", false).await.unwrap(), Claim::Submit { .. }));
+    l.defer(&r2, 0, "resumed", p.max_age).await.unwrap();
+    assert!(matches!(claim(&l, &r2, "w", &p, "t", false).await, Claim::Submit { .. }));
 }
 
 #[tokio::test]
@@ -206,4 +221,91 @@ async fn batches_are_pipelined_and_report_each_line() {
     assert!(matches!(&results[1202], Err(LedgerError::Invalid(e)) if e.field == "out_trade_no"));
     let counts = l.counts().await.unwrap();
     assert_eq!(counts[0], (State::Queued, 1200));
+}
+
+#[tokio::test]
+async fn the_nightly_window_holds_back_submits_not_enquiries() {
+    let (_r, l) = ledger("window").await;
+    let p = policy(5_000);
+    l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
+    let r = l.get("RF1").await.unwrap().unwrap();
+    let later = l.now_ms() + 3_600_000;
+    match l.claim(&r, "w", &p, "t", false, later).await.unwrap() {
+        Claim::Deferred { why, next_at } => {
+            assert!(why.contains("23:30"));
+            assert_eq!(next_at, later);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(l.get("RF1").await.unwrap().unwrap().submits, 0);
+}
+
+/// A refund that waits — for a paused merchant, a busy payment — past its maximum age goes to a
+/// person instead of waiting unseen for ever.
+#[tokio::test]
+async fn waiting_past_max_age_leads_to_needs_review() {
+    let (_r, l) = ledger("blocked").await;
+    let p = Policy { max_age: Duration::from_millis(50), ..policy(5_000) };
+    l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
+    l.enqueue(NewRefund::new("2", "RF2", 1)).await.unwrap();
+    l.pause("default", "test").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let r1 = l.get("RF1").await.unwrap().unwrap();
+    assert!(matches!(claim(&l, &r1, "w", &p, "t", false).await, Claim::Blocked(why) if why.contains("paused")));
+    let r2 = l.get("RF2").await.unwrap().unwrap();
+    assert!(!l.defer(&r2, l.now_ms() + 10, "no credentials", p.max_age).await.unwrap());
+    for o in ["RF1", "RF2"] {
+        let r = l.get(o).await.unwrap().unwrap();
+        assert_eq!(r.state, State::NeedsReview, "{o}");
+        assert!(r.reason.unwrap().starts_with("max age reached while waiting"));
+    }
+    assert_eq!(l.due_len().await.unwrap(), 0);
+}
+
+/// Operators: retry (enquire first if ever sent), resolve (audited; a success counts against the
+/// payment), cancel (never-sent only); anything else is refused with the reason.
+#[tokio::test]
+async fn operator_actions_are_guarded_and_audited() {
+    use ledger::Operation::{Cancel, Resolve, Retry};
+    let (_r, l) = ledger("operate").await;
+    let p = policy(5_000);
+    let r = NewRefund { orig_txamt: Some(1_000), ..NewRefund::new("1", "RF1", 600) };
+    l.enqueue(r).await.unwrap();
+    l.enqueue(NewRefund { orig_txamt: Some(1_000), ..NewRefund::new("1", "RF2", 600) }).await.unwrap();
+    // RF1 sent, then a configuration error: needs_review, payment locked.
+    let r1 = l.get("RF1").await.unwrap().unwrap();
+    let fence = fence_of(&claim(&l, &r1, "w", &p, "t", false).await);
+    let d = after_submit(&r1, &answer("1108"), &p, 0, 0.5);
+    assert!(l.transition(&r1, State::Submitting, fence, &d, "op").await.unwrap());
+    assert!(l.operate("RF2", Cancel, "ann", "duplicate order").await.unwrap().is_ok());
+    assert!(l.operate("RF2", Retry, "ann", "x").await.unwrap().unwrap_err().contains("needs_review"));
+    assert!(l.operate("RF1", Cancel, "ann", "x").await.unwrap().unwrap_err().contains("never sent"));
+    // Retry: it was sent, so it is enquired first.
+    assert_eq!(l.operate("RF1", Retry, "ann", "key fixed").await.unwrap(), Ok(State::Pending));
+    let r1 = l.get("RF1").await.unwrap().unwrap();
+    assert_eq!(r1.operator.as_deref(), Some("ann"));
+    assert!(r1.reason.as_deref().unwrap().contains("retry by ann: key fixed"));
+    assert!(matches!(claim(&l, &r1, "w", &p, "t", false).await, Claim::Enquire { .. }));
+    // Back to needs_review by hand, then resolved as succeeded: it counts against the payment.
+    let r1 = l.get("RF1").await.unwrap().unwrap();
+    let review = ledger::Decision {
+        state: State::NeedsReview,
+        next_at: None,
+        reason: "test".into(),
+        pause_merchant: false,
+        set: vec![],
+    };
+    assert!(l.transition(&r1, State::Pending, r1.fence, &review, "op2").await.unwrap());
+    assert_eq!(
+        l.operate("RF1", Resolve(State::Succeeded), "bob", "QFPay confirmed by phone").await.unwrap(),
+        Ok(State::Succeeded)
+    );
+    l.resume("default").await.unwrap(); // the 1108 paused the merchant
+    l.enqueue(NewRefund { orig_txamt: Some(1_000), ..NewRefund::new("1", "RF3", 600) }).await.unwrap();
+    let r3 = l.get("RF3").await.unwrap().unwrap();
+    assert!(matches!(claim(&l, &r3, "w", &p, "t", false).await, Claim::Failed(_)), "600 + 600 > 1000");
+    let events = l.events("0", 100).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.out_trade_no == "RF1" && e.state == "succeeded" && e.reason.contains("resolve by bob"))
+    );
 }

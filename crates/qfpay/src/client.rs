@@ -125,17 +125,36 @@ impl Client {
 
     /// `POST /trade/v1/refund`. `Ok` is QFPay's business answer, whatever its `respcd`.
     pub async fn refund(&self, req: &RefundRequest) -> Result<RefundResponse, ClientError> {
-        let body = self.post(REFUND_PATH, &req.params()).await?;
+        self.refund_within(req, None).await
+    }
+
+    /// [`Self::refund`], giving up (outcome unknown) after `within` instead of the configured
+    /// timeout when that is shorter: a worker never lets a request outlive its lease.
+    pub async fn refund_within(
+        &self,
+        req: &RefundRequest,
+        within: Option<Duration>,
+    ) -> Result<RefundResponse, ClientError> {
+        let body = self.post(REFUND_PATH, &req.params(), within).await?;
         RefundResponse::parse(&body).map_err(unknown_body)
     }
 
     /// `POST /trade/v1/query`. `Ok` is QFPay's answer; check [`EnquiryResponse::is_ok`].
     pub async fn enquire(&self, req: &EnquiryRequest) -> Result<EnquiryResponse, ClientError> {
-        let body = self.post(QUERY_PATH, &req.params()).await?;
+        self.enquire_within(req, None).await
+    }
+
+    /// [`Self::enquire`] with a shorter timeout when `within` is shorter than the configured one.
+    pub async fn enquire_within(
+        &self,
+        req: &EnquiryRequest,
+        within: Option<Duration>,
+    ) -> Result<EnquiryResponse, ClientError> {
+        let body = self.post(QUERY_PATH, &req.params(), within).await?;
         EnquiryResponse::parse(&body).map_err(unknown_body)
     }
 
-    async fn post(&self, path: &str, params: &Params) -> Result<Vec<u8>, ClientError> {
+    async fn post(&self, path: &str, params: &Params, within: Option<Duration>) -> Result<Vec<u8>, ClientError> {
         let started = Instant::now();
         let signature = sign(params, &self.creds.key, self.creds.alg);
         let mut rb = self
@@ -147,6 +166,9 @@ impl Client {
             .body(params.form_body());
         if self.creds.alg != SignAlg::Md5 {
             rb = rb.header("X-QF-SIGNTYPE", self.creds.alg.header_value());
+        }
+        if let Some(within) = within {
+            rb = rb.timeout(within);
         }
         let resp = rb.send().await.map_err(transport_error)?;
         let status = resp.status();

@@ -214,6 +214,9 @@ pub enum RefundLookup {
     InProgress(EnquiryRecord),
     /// A record of ours with another code: classify that code.
     Other(EnquiryRecord),
+    /// A refund record carries our `out_trade_no` but reverses another payment or another amount:
+    /// the id clashes with someone else's refund. It says nothing about ours.
+    Foreign(EnquiryRecord),
     /// No record carries our `out_trade_no`.
     NotFound,
 }
@@ -237,23 +240,33 @@ impl EnquiryResponse {
         self.respcd() == "0000"
     }
 
-    /// The state of our refund among the records: any success wins, then any processing record,
-    /// then the first other record (several records can exist for one id, API §5.2).
-    pub fn refund(&self, out_trade_no: &str) -> RefundLookup {
-        let ours = || {
+    /// The state of our refund — `out_trade_no`, reversing payment `orig_syssn` by `txamt` — among
+    /// the records: any success wins, then any processing record, then the first other record
+    /// (several records can exist for one id, API §5.2). A record with our id whose payment or
+    /// amount differs (where QFPay states them) is not ours: [`RefundLookup::Foreign`].
+    pub fn refund(&self, out_trade_no: &str, orig_syssn: &str, txamt: u64) -> RefundLookup {
+        let with_id = || {
             self.data.iter().filter(|r| {
                 r.out_trade_no.as_deref() == Some(out_trade_no)
                     && r.order_type.as_deref().is_none_or(|t| t.eq_ignore_ascii_case("refund"))
             })
         };
+        let is_ours = |r: &EnquiryRecord| {
+            r.orig_syssn.as_deref().is_none_or(|s| s == orig_syssn)
+                && r.txamt.as_deref().is_none_or(|a| a.parse::<u64>().is_ok_and(|a| a == txamt))
+        };
+        let ours = || with_id().filter(|r| is_ours(r));
         if let Some(r) = ours().find(|r| r.respcd() == "0000") {
             return RefundLookup::Succeeded(r.clone());
         }
         if let Some(r) = ours().find(|r| is_processing_record_code(r.respcd())) {
             return RefundLookup::InProgress(r.clone());
         }
-        match ours().next() {
-            Some(r) => RefundLookup::Other(r.clone()),
+        if let Some(r) = ours().next() {
+            return RefundLookup::Other(r.clone());
+        }
+        match with_id().next() {
+            Some(r) => RefundLookup::Foreign(r.clone()),
             None => RefundLookup::NotFound,
         }
     }
@@ -304,7 +317,9 @@ mod tests {
     fn lookup_prefers_success_then_processing_and_ignores_other_ids_and_payments() {
         let body = br#"{"respcd":"0000","page":1,"page_size":"10","data":[
             {"out_trade_no":"RF1","order_type":"refund","respcd":"1145","origssn":null},
-            {"out_trade_no":"RF1","order_type":"refund","respcd":"0000","syssn":"S2","origssn":"S1"},
+            {"out_trade_no":"RF1","order_type":"refund","respcd":"0000","syssn":"S2","origssn":"S1","txamt":"100"},
+            {"out_trade_no":"RF5","order_type":"refund","respcd":"0000","syssn":"S7","origssn":"OTHER","txamt":"100"},
+            {"out_trade_no":"RF6","order_type":"refund","respcd":"0000","origssn":"S1","txamt":"99"},
             {"out_trade_no":"RF2","order_type":"refund","respcd":"1264"},
             {"out_trade_no":"RF3","order_type":"payment","respcd":"0000"},
             {"out_trade_no":"RF4","respcd":"1298"}
@@ -312,16 +327,19 @@ mod tests {
         let e = EnquiryResponse::parse(body).unwrap();
         assert!(e.is_ok());
         assert_eq!(e.page.as_deref(), Some("1"));
-        match e.refund("RF1") {
+        match e.refund("RF1", "S1", 100) {
             RefundLookup::Succeeded(r) => {
                 assert_eq!(r.syssn.as_deref(), Some("S2"));
                 assert_eq!(r.orig_syssn.as_deref(), Some("S1"));
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(e.refund("RF2"), RefundLookup::Other(r) if r.respcd() == "1264"));
-        assert_eq!(e.refund("RF3"), RefundLookup::NotFound);
-        assert!(matches!(e.refund("RF4"), RefundLookup::InProgress(_)));
-        assert_eq!(e.refund("nope"), RefundLookup::NotFound);
+        assert!(matches!(e.refund("RF2", "S1", 100), RefundLookup::Other(r) if r.respcd() == "1264"));
+        assert_eq!(e.refund("RF3", "S1", 100), RefundLookup::NotFound);
+        assert!(matches!(e.refund("RF4", "S1", 100), RefundLookup::InProgress(_)));
+        assert_eq!(e.refund("nope", "S1", 100), RefundLookup::NotFound);
+        // Someone else's refund under our id: another payment, or another amount.
+        assert!(matches!(e.refund("RF5", "S1", 100), RefundLookup::Foreign(r) if r.syssn.as_deref() == Some("S7")));
+        assert!(matches!(e.refund("RF6", "S1", 100), RefundLookup::Foreign(_)));
     }
 }

@@ -28,6 +28,13 @@ impl ClientKey {
     }
 }
 
+/// Read from configuration straight into the redacting type (there is no `Serialize`).
+impl<'de> serde::Deserialize<'de> for ClientKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(ClientKey::new)
+    }
+}
+
 impl fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ClientKey(<redacted>)")

@@ -169,10 +169,10 @@ async fn processing_refunds_become_final_in_enquiries() {
     let enquiry = EnquiryRequest::new(&[], &["RF-PROC"], window).unwrap();
     let first = client.enquire(&enquiry).await.unwrap();
     assert!(first.is_ok());
-    assert!(matches!(first.refund("RF-PROC"), RefundLookup::InProgress(_)), "{first:?}");
+    assert!(matches!(first.refund("RF-PROC", &generated_syssn(1), 700), RefundLookup::InProgress(_)), "{first:?}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let later = client.enquire(&enquiry).await.unwrap();
-    match later.refund("RF-PROC") {
+    match later.refund("RF-PROC", &generated_syssn(1), 700) {
         RefundLookup::Succeeded(r) => assert_eq!(r.txamt.as_deref(), Some("700")),
         other => panic!("{other:?}"),
     }

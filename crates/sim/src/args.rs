@@ -79,6 +79,9 @@ pub struct SimArgs {
     /// Probability of HTTP 5xx on an enquiry.
     #[arg(long, default_value_t = 0.0)]
     pub fault_enquiry_5xx: f64,
+    /// Enquiries show a refund only this many ms after it was recorded.
+    #[arg(long, default_value_t = 0)]
+    pub visibility_lag_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +135,7 @@ impl SimArgs {
             rate_limit_429: self.fault_429,
             code_1269: self.fault_1269,
             enquiry_5xx: self.fault_enquiry_5xx,
+            visibility_lag_ms: self.visibility_lag_ms,
             paused: false,
         };
         faults.validate().map_err(anyhow::Error::msg)?;

@@ -297,7 +297,8 @@ impl Bank {
     }
 
     /// Answers `POST /trade/v1/query` for a merchant whose signature was checked (API §5).
-    pub fn query(&mut self, app_code: &str, p: &Params, now_ms: i64) -> serde_json::Value {
+    /// Refunds recorded less than `lag_ms` ago are not shown yet.
+    pub fn query(&mut self, app_code: &str, p: &Params, now_ms: i64, lag_ms: i64) -> serde_json::Value {
         self.settle(now_ms);
         let split = |name: &str| -> Vec<String> {
             p.get(name)
@@ -340,7 +341,10 @@ impl Bank {
             }
         }
         for key in &self.order {
-            let Some(r) = self.refunds.get(key).filter(|r| r.app_code == app_code) else { continue };
+            let Some(r) = self.refunds.get(key).filter(|r| r.app_code == app_code && r.sys_ms <= now_ms - lag_ms)
+            else {
+                continue;
+            };
             if wanted(&r.syssn, Some(&r.out_trade_no)) && in_window(r.sysdtm) {
                 records.push((r.sys_ms, self.refund_json(r)));
             }

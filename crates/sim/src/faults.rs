@@ -29,6 +29,8 @@ pub struct Faults {
     pub code_1269: f64,
     /// Enquiry: HTTP 500.
     pub enquiry_5xx: f64,
+    /// Enquiries show a refund only this long after it was recorded (QFPay's records lag, API §8.5).
+    pub visibility_lag_ms: u64,
     /// Every new request waits, connection open, until this is switched off again (a stalled QFPay).
     pub paused: bool,
 }
@@ -48,6 +50,7 @@ impl Default for Faults {
             rate_limit_429: 0.0,
             code_1269: 0.0,
             enquiry_5xx: 0.0,
+            visibility_lag_ms: 0,
             paused: false,
         }
     }

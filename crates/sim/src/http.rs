@@ -343,7 +343,7 @@ async fn query(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         return (StatusCode::BAD_GATEWAY, "<html><body>502 Bad Gateway</body></html>").into_response();
     }
     let now = shared.now_ms();
-    qfpay_json(shared.bank().query(&app_code, &p, now))
+    qfpay_json(shared.bank().query(&app_code, &p, now, faults.visibility_lag_ms as i64))
 }
 
 async fn audit(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {

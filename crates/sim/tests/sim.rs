@@ -194,7 +194,7 @@ async fn processing_refunds_can_end_failed_and_free_their_amount() {
     assert_eq!(c.refund(&req(1, "RF-PF", 100_000)).await.unwrap().respcd(), "1145");
     tokio::time::sleep(Duration::from_millis(150)).await;
     let e = EnquiryRequest::new(&[], &["RF-PF"], None).unwrap();
-    match c.enquire(&e).await.unwrap().refund("RF-PF") {
+    match c.enquire(&e).await.unwrap().refund("RF-PF", &generated_syssn(1), 100_000) {
         RefundLookup::Other(r) => assert_eq!(r.respcd(), "1155"),
         other => panic!("{other:?}"),
     }
@@ -240,13 +240,19 @@ async fn enquiries_without_a_window_search_only_the_current_month() {
     let refund_syssn = r.syssn.clone().unwrap();
     sim.set_clock_offset_ms(0);
     let by_id = EnquiryRequest::new(&[], &["RF-OLD"], None).unwrap();
-    assert_eq!(c.enquire(&by_id).await.unwrap().refund("RF-OLD"), RefundLookup::NotFound);
+    assert_eq!(c.enquire(&by_id).await.unwrap().refund("RF-OLD", &generated_syssn(1), 5), RefundLookup::NotFound);
     let now = Txdtm::now(HK);
     let from = Txdtm::from_unix(now.to_unix(HK) - 60 * 86_400, HK);
     let windowed = EnquiryRequest::new(&[], &["RF-OLD"], Some((from, now))).unwrap();
-    assert!(matches!(c.enquire(&windowed).await.unwrap().refund("RF-OLD"), RefundLookup::Succeeded(_)));
+    assert!(matches!(
+        c.enquire(&windowed).await.unwrap().refund("RF-OLD", &generated_syssn(1), 5),
+        RefundLookup::Succeeded(_)
+    ));
     let by_syssn = EnquiryRequest::new(&[&refund_syssn], &[], None).unwrap();
-    assert!(matches!(c.enquire(&by_syssn).await.unwrap().refund("RF-OLD"), RefundLookup::Succeeded(_)));
+    assert!(matches!(
+        c.enquire(&by_syssn).await.unwrap().refund("RF-OLD", &generated_syssn(1), 5),
+        RefundLookup::Succeeded(_)
+    ));
 }
 
 #[tokio::test]
@@ -338,7 +344,10 @@ fn payments_load_from_json_and_csv_files() {
     let csv = dir.join("p.csv");
     std::fs::write(&csv, "\u{feff}syssn,txamt,out_trade_no\r\n211,900,PAY-A\r\n212,1000,\r\n").unwrap();
     let got = qfpay_sim::args::load_payments(&csv).unwrap();
-    assert_eq!((got[0].txamt, got[0].out_trade_no.as_deref(), got[1].out_trade_no.as_deref()), (900, Some("PAY-A"), None));
+    assert_eq!(
+        (got[0].txamt, got[0].out_trade_no.as_deref(), got[1].out_trade_no.as_deref()),
+        (900, Some("PAY-A"), None)
+    );
     std::fs::write(&csv, "syssn,amount\n1,2\n").unwrap();
     assert!(qfpay_sim::args::load_payments(&csv).unwrap_err().to_string().contains("syssn and txamt"));
     std::fs::write(&csv, "syssn,txamt\n1,-2\n").unwrap();

@@ -116,6 +116,14 @@ impl WorkerConfig {
                 self.policy.lease, self.http.timeout
             ));
         }
+        // "Not found" may only lead to a resend once the earlier request can no longer be in
+        // flight: it ended (or was cut off) by the end of its lease.
+        if self.policy.not_found_grace < self.policy.lease {
+            return Err(format!(
+                "not_found_grace ({:?}) must be at least the lease ({:?}): a resend must never overlap the request before it",
+                self.policy.not_found_grace, self.policy.lease
+            ));
+        }
         if self.concurrency == 0 {
             return Err("concurrency must be at least 1".into());
         }

@@ -36,10 +36,17 @@ pub async fn run(
     let wake_key = ledger.keys().wake();
     let mut waker: Option<redis::aio::MultiplexedConnection> = None;
     let mut backoff = Duration::from_millis(100);
+    let mut clock_synced = std::time::Instant::now();
     while !shutdown.is_triggered() {
+        if clock_synced.elapsed() > Duration::from_secs(10) {
+            clock_synced = std::time::Instant::now();
+            if let Err(e) = ledger.sync_clock().await {
+                debug!(error = %e, "could not read Redis' clock");
+            }
+        }
         let fed = async {
             // Room left in apalis: ready jobs plus scheduled ones already due.
-            let now_s = qfpay::time::unix_now();
+            let now_s = ledger.now_ms() / 1000;
             let (ready, due): (usize, usize) = redis::pipe()
                 .llen(&active)
                 .zcount(&scheduled, "-inf", now_s)

@@ -1,11 +1,12 @@
-//! The handler: one refund, one step. Load → act by state → classify → transition under the fence.
+//! The handler: one refund, one step. Load → claim (the script decides submit or enquire on the
+//! record as it then is) → call QFPay within the lease → classify → transition under the fence.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use ledger::machine::{Action, EnquiryResult, SubmitResult, action_for, after_enquiry, after_submit};
 use ledger::{Claim, Decision, Ledger, LedgerError, Policy, Record, State};
-use qfpay::time::{DEFAULT_OFFSET_SECS, after_refund_blackout, near_refund_blackout, unix_now_ms};
+use qfpay::time::{DEFAULT_OFFSET_SECS, after_refund_blackout, near_refund_blackout};
 use qfpay::{Client, ClientError, Credentials, EnquiryRequest, RefundLookup, RefundRequest, Txdtm};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -22,11 +23,17 @@ pub enum Step {
     Deferred(String),
     /// Failed before sending (over-refund): never sent.
     Refused(String),
+    /// It waited past its maximum age (paused merchant, busy payment, no credentials): now in
+    /// `needs_review`.
+    Review(String),
     /// Our write was refused: another worker holds the refund now.
     Fenced,
     /// Nothing to do (final, held by someone, not due, or unknown).
     Nothing(String),
 }
+
+/// Time kept between the end of a request and the end of its lease, for the transition after it.
+const LEASE_MARGIN: Duration = Duration::from_millis(300);
 
 /// Everything the handler needs, shared by all in-flight refunds of a process.
 pub struct Processor {
@@ -38,6 +45,10 @@ pub struct Processor {
     rate_burst: u32,
     quiet_window: bool,
     learn_paid: bool,
+    http_timeout: Duration,
+    /// Redis can fsync on demand (`WAITAOF`): make each claim durable before sending, so a Redis
+    /// crash cannot roll a sent refund back to `queued`.
+    durable_claims: bool,
 }
 
 impl std::fmt::Debug for Processor {
@@ -65,7 +76,15 @@ impl Processor {
             rate_burst: config.rate_burst,
             quiet_window: config.quiet_window,
             learn_paid: config.learn_paid,
+            http_timeout: config.http.timeout,
+            durable_claims: false,
         })
+    }
+
+    /// Waits for each claim to reach the AOF before sending (see [`ledger::ServerInfo::waitaof`]).
+    pub fn with_durable_claims(mut self, on: bool) -> Self {
+        self.durable_claims = on;
+        self
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -87,9 +106,8 @@ impl Processor {
         let Some(rec) = self.ledger.get(out_trade_no).await? else {
             return Ok(Step::Nothing("no such refund".into()));
         };
-        let now = unix_now_ms();
-        let action = action_for(rec.state);
-        if action == Action::Nothing {
+        let now = self.ledger.now_ms();
+        if action_for(rec.state) == Action::Nothing {
             return Ok(Step::Nothing(format!("state {}", rec.state)));
         }
         if rec.lease_until > now || rec.next_at > now {
@@ -98,37 +116,41 @@ impl Processor {
         let Some((client, mchid)) = self.clients.get(&rec.merchant) else {
             let why = format!("no credentials for merchant {:?} on this worker", rec.merchant);
             warn!(merchant = %rec.merchant, "{why}");
-            self.ledger.defer(&rec, now + ms(self.policy.paused_wait), &why).await?;
-            return Ok(Step::Deferred(why));
+            let deferred =
+                self.ledger.defer(&rec, now + ms(self.policy.paused_wait), &why, self.policy.max_age).await?;
+            return Ok(if deferred { Step::Deferred(why) } else { Step::Review(why) });
         };
-        if action == Action::Submit && self.quiet_window {
-            let local = Txdtm::from_unix(now / 1000, DEFAULT_OFFSET_SECS);
-            if near_refund_blackout(local) {
-                let at = after_refund_blackout(now / 1000, DEFAULT_OFFSET_SECS) * 1000;
-                let why = "QFPay refuses refunds 23:30-00:30 (UTC+8): deferred to 00:35".to_owned();
-                self.ledger.defer(&rec, at, &why).await?;
-                return Ok(Step::Deferred(why));
-            }
-        }
         let wait = self.ledger.take_token(&rec.merchant, self.rate_per_sec, self.rate_burst).await?;
         if wait > 0 {
             let why = format!("rate limit of merchant {}", rec.merchant);
-            self.ledger.defer(&rec, now + wait as i64, &why).await?;
+            self.ledger.defer(&rec, now + wait as i64, &why, self.policy.max_age).await?;
             return Ok(Step::Deferred(why));
         }
-        let txdtm = Txdtm::from_unix(now / 1000, DEFAULT_OFFSET_SECS).to_string();
+        // The claim decides between submit and enquiry on the record as it is then; the nightly
+        // window only ever holds back a submit.
+        let local = Txdtm::from_unix(now.div_euclid(1000), DEFAULT_OFFSET_SECS);
+        let not_before = if self.quiet_window && near_refund_blackout(local) {
+            after_refund_blackout(now.div_euclid(1000), DEFAULT_OFFSET_SECS) * 1000
+        } else {
+            0
+        };
+        let txdtm = local.to_string();
         let want_paid = self.learn_paid && rec.orig_txamt.is_none();
-        let mut claim = self.ledger.claim(&rec, &self.worker_id, &self.policy, &txdtm, want_paid).await?;
+        let mut claim = self.ledger.claim(&rec, &self.worker_id, &self.policy, &txdtm, want_paid, not_before).await?;
         if claim == Claim::NeedPaid {
             self.learn_paid(client, mchid.as_deref(), &rec).await?;
-            claim = self.ledger.claim(&rec, &self.worker_id, &self.policy, &txdtm, false).await?;
+            claim = self.ledger.claim(&rec, &self.worker_id, &self.policy, &txdtm, false, not_before).await?;
         }
         match claim {
-            Claim::Submit { fence, txdtm } => self.submit(client, mchid.as_deref(), rec, fence, txdtm).await,
-            Claim::Enquire { fence } => self.enquire(client, mchid.as_deref(), rec, fence).await,
+            Claim::Submit { fence, record } => self.submit(client, mchid.as_deref(), *record, fence).await,
+            Claim::Enquire { fence, record } => self.enquire(client, mchid.as_deref(), *record, fence).await,
             Claim::Failed(why) => {
                 info!(%why, "refused before sending");
                 Ok(Step::Refused(why))
+            }
+            Claim::Blocked(why) => {
+                warn!(%why, "needs review");
+                Ok(Step::Review(why))
             }
             Claim::Deferred { why, .. } => Ok(Step::Deferred(why)),
             Claim::Skip(why) => Ok(Step::Nothing(why)),
@@ -139,15 +161,13 @@ impl Processor {
     /// Learns what the payment was for by enquiring it (promise 3 needs the amount). If QFPay
     /// cannot say, the refund goes ahead and QFPay's own remainder check (`1272`) still applies.
     async fn learn_paid(&self, client: &Client, mchid: Option<&str>, rec: &Record) -> Result<(), LedgerError> {
-        let req = match EnquiryRequest::new(&[&rec.syssn], &[], None).and_then(|r| r.with_mchid(mchid)) {
-            Ok(r) => r,
-            Err(e) => return Err(LedgerError::Invalid(e)),
-        };
+        let req = EnquiryRequest::new(&[&rec.syssn], &[], None).and_then(|r| r.with_mchid(mchid))?;
         match client.enquire(&req).await {
             Ok(answer) if answer.is_ok() => {
                 let payment = answer.data.iter().find(|r| {
                     r.syssn.as_deref() == Some(rec.syssn.as_str())
                         && r.order_type.as_deref().is_none_or(|t| t == "payment")
+                        && r.respcd() == "0000"
                 });
                 if let Some(paid) = payment.and_then(|p| p.txamt.as_deref()).and_then(|t| t.parse::<u64>().ok()) {
                     let recorded = self.ledger.set_paid(rec, paid).await?;
@@ -160,35 +180,32 @@ impl Processor {
         Ok(())
     }
 
-    async fn submit(
-        &self,
-        client: &Client,
-        mchid: Option<&str>,
-        mut rec: Record,
-        fence: u64,
-        txdtm: String,
-    ) -> Result<Step, LedgerError> {
-        // The record as the claim left it: the machine reads these.
-        let now = unix_now_ms();
-        rec.state = State::Submitting;
-        rec.fence = fence;
-        rec.submits += 1;
-        rec.last_submit_at = Some(now);
-        rec.txdtm = Some(txdtm.clone());
-        let result = match self.refund_request(&rec, mchid, &txdtm) {
-            Ok(req) => SubmitResult::from(client.refund(&req).await),
+    /// How long a request may take so that it ends, with a margin, before the lease does. `None`:
+    /// the lease is already (nearly) over — do not send at all.
+    fn within_lease(&self, rec: &Record) -> Option<Duration> {
+        let left = rec.lease_until - self.ledger.now_ms() - ms(LEASE_MARGIN);
+        (left > 0).then(|| Duration::from_millis(left as u64).min(self.http_timeout))
+    }
+
+    async fn submit(&self, client: &Client, mchid: Option<&str>, rec: Record, fence: u64) -> Result<Step, LedgerError> {
+        let durable = !self.durable_claims || self.ledger.wait_durable(Duration::from_secs(1)).await.unwrap_or(false);
+        let result = match (self.refund_request(&rec, mchid), self.within_lease(&rec)) {
+            _ if !durable => SubmitResult::NotSent("the claim did not reach Redis' AOF in time".into()),
+            // Stalled between the claim and here: the lease is spent, so nothing is sent.
+            (_, None) => SubmitResult::NotSent("the lease ran out before the request was sent".into()),
+            (Ok(req), Some(within)) => SubmitResult::from(client.refund_within(&req, Some(within)).await),
             // Validated at enqueue; if it still cannot be built, nothing was sent.
-            Err(e) => SubmitResult::Misconfigured(e),
+            (Err(e), _) => SubmitResult::Misconfigured(e),
         };
-        let decision = after_submit(&rec, &result, &self.policy, unix_now_ms(), fastrand::f64());
+        let decision = after_submit(&rec, &result, &self.policy, self.ledger.now_ms(), fastrand::f64());
         info!(submit = rec.submits, result = %describe_submit(&result), next = %decision.state, "submitted");
         self.apply(&rec, State::Submitting, fence, &decision)
             .await
             .map(|ok| if ok { Step::Submitted(decision.state) } else { Step::Fenced })
     }
 
-    fn refund_request(&self, rec: &Record, mchid: Option<&str>, txdtm: &str) -> Result<RefundRequest, String> {
-        let at: Txdtm = txdtm.parse().map_err(|e| format!("txdtm: {e}"))?;
+    fn refund_request(&self, rec: &Record, mchid: Option<&str>) -> Result<RefundRequest, String> {
+        let at: Txdtm = rec.txdtm.as_deref().unwrap_or("").parse().map_err(|e| format!("txdtm: {e}"))?;
         RefundRequest::new(&rec.syssn, &rec.out_trade_no, rec.txamt, at)
             .and_then(|r| r.with_mchid(rec.mchid.as_deref().or(mchid)))
             .and_then(|r| r.with_udid(rec.udid.as_deref()))
@@ -199,22 +216,20 @@ impl Processor {
         &self,
         client: &Client,
         mchid: Option<&str>,
-        mut rec: Record,
+        rec: Record,
         fence: u64,
     ) -> Result<Step, LedgerError> {
-        let expected = State::Pending;
-        rec.fence = fence;
-        rec.enquiries += 1;
-        let result = match self.enquiry_request(&rec, mchid) {
-            Ok(req) => match client.enquire(&req).await {
+        let result = match (self.enquiry_request(&rec, mchid), self.within_lease(&rec)) {
+            (_, None) => EnquiryResult::Failed(ClientError::NotSent { reason: "the lease ran out".into() }),
+            (Ok(req), Some(within)) => match client.enquire_within(&req, Some(within)).await {
                 Ok(answer) => EnquiryResult::Answer(answer),
                 Err(e) => EnquiryResult::Failed(e),
             },
-            Err(e) => EnquiryResult::Failed(ClientError::Config(e)),
+            (Err(e), _) => EnquiryResult::Failed(ClientError::Config(e)),
         };
-        let decision = after_enquiry(&rec, &result, &self.policy, unix_now_ms(), fastrand::f64());
+        let decision = after_enquiry(&rec, &result, &self.policy, self.ledger.now_ms(), fastrand::f64());
         info!(enquiry = rec.enquiries, result = %describe_enquiry(&rec, &result), next = %decision.state, "enquired");
-        self.apply(&rec, expected, fence, &decision)
+        self.apply(&rec, State::Pending, fence, &decision)
             .await
             .map(|ok| if ok { Step::Enquired(decision.state) } else { Step::Fenced })
     }
@@ -232,20 +247,21 @@ impl Processor {
                 .and_then(|t| t.parse::<Txdtm>().ok())
                 .map_or(rec.created_at / 1000, |t| t.to_unix(DEFAULT_OFFSET_SECS));
             let from = Txdtm::from_unix(submitted - 86_400, DEFAULT_OFFSET_SECS);
-            let to = Txdtm::from_unix(unix_now_ms() / 1000 + 86_400, DEFAULT_OFFSET_SECS);
+            let to = Txdtm::from_unix(self.ledger.now_ms() / 1000 + 86_400, DEFAULT_OFFSET_SECS);
             EnquiryRequest::new(&[], &[&rec.out_trade_no], Some((from, to)))
         };
         req.and_then(|r| r.with_page(1, 100)).and_then(|r| r.with_mchid(mchid)).map_err(|e| e.to_string())
     }
 
     /// Writes the decision. A Redis hiccup here is retried for a while: the answer we hold is worth
-    /// keeping. If Redis stays away, the lease expires and another worker enquires — QFPay's
-    /// records, not our memory, settle it.
+    /// keeping (the same operation id makes a retry land once). If Redis stays away, the lease
+    /// expires and another worker enquires — QFPay's records, not our memory, settle it.
     async fn apply(&self, rec: &Record, expected: State, fence: u64, d: &Decision) -> Result<bool, LedgerError> {
         let deadline = std::time::Instant::now() + self.policy.lease / 2;
         let mut delay = Duration::from_millis(50);
+        let op = format!("{}:{fence}:{:016x}", self.worker_id, fastrand::u64(..));
         loop {
-            match self.ledger.transition(rec, expected, fence, d).await {
+            match self.ledger.transition(rec, expected, fence, d, &op).await {
                 Ok(true) => return Ok(true),
                 Ok(false) => {
                     warn!(fence, "fenced off: another worker took this refund over; our result is dropped");
@@ -279,9 +295,10 @@ fn describe_submit(r: &SubmitResult) -> String {
 fn describe_enquiry(rec: &Record, r: &EnquiryResult) -> String {
     match r {
         EnquiryResult::Answer(a) if !a.is_ok() => format!("enquiry respcd {}", a.respcd()),
-        EnquiryResult::Answer(a) => match a.refund(&rec.out_trade_no) {
+        EnquiryResult::Answer(a) => match a.refund(&rec.out_trade_no, &rec.syssn, rec.txamt) {
             RefundLookup::Succeeded(_) => "found 0000".into(),
             RefundLookup::InProgress(f) | RefundLookup::Other(f) => format!("found {}", f.respcd()),
+            RefundLookup::Foreign(f) => format!("found someone else's refund {}", f.syssn.as_deref().unwrap_or("?")),
             RefundLookup::NotFound => "not found".into(),
         },
         EnquiryResult::Failed(e) => e.to_string(),

@@ -1,17 +1,20 @@
 -- claim: take the lease on a refund that is due, and say what to do with it.
--- Guarantees: at most one live lease per refund; every claim bumps the fence, so writes from an
--- earlier holder are refused. 'submitting' is persisted (with txdtm and the submit counted) BEFORE
--- the caller sends anything. A record found in 'submitting' (its holder died or stalled) becomes
--- 'pending' and is enquired, never resent. One refund in flight per payment; a refund that would
--- take a payment's refunds past what was paid fails here and is never sent. Paused merchants wait.
+-- Guarantees: at most one live lease per refund; every claim takes a new fence (see next_fence), so
+-- writes from an earlier holder are refused. 'submitting' is persisted (with txdtm and the submit
+-- counted) BEFORE the caller sends anything. A record found in 'submitting' (its holder died or
+-- stalled) becomes 'pending' and is enquired, never resent. One refund in flight per payment; a
+-- refund that would take a payment's refunds past what was paid fails here and is never sent.
+-- Paused merchants, a busy payment and the nightly window defer a submit; a refund deferred past
+-- its maximum age goes to needs_review. The claimed record is returned as the caller must use it.
 -- ARGV: 1 out_trade_no, 2 now ms, 3 worker id, 4 lease ms, 5 txdtm for a first submit,
 --       6 payment-busy wait ms, 7 paused wait ms, 8 stream maxlen, 9 '1' = return need_paid when
---       the payment's amount is unknown
+--       the payment's amount is unknown, 10 no submit before (ms, 0 = none), 11 max age ms
 -- Returns: {'missing'} | {'final', state} | {'review'} | {'leased', until} | {'early', next_at}
---        | {'deferred', why, next_at} | {'need_paid'} | {'failed', why}
---        | {'submit', fence, txdtm} | {'enquire', fence}
+--        | {'deferred', why, next_at} | {'need_paid'} | {'failed', why} | {'blocked', why}
+--        | {'submit', fence, field, value, ...} | {'enquire', fence, field, value, ...}
 local otn, now, worker, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local rec = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'next_at', 'merchant', 'syssn', 'txamt', 'fence', 'txdtm')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'next_at', 'merchant', 'syssn', 'txamt', 'fence',
+  'txdtm', 'created_at', 'retried_at')
 local state = rec[1]
 if not state then return {'missing'} end
 if FINAL[state] then return {'final', state} end
@@ -21,14 +24,21 @@ if lease_until > now then return {'leased', tostring(lease_until)} end
 local next_at = tonumber(rec[3]) or 0
 if next_at > now then return {'early', tostring(next_at)} end
 
+local age_from = math.max(tonumber(rec[9]) or now, tonumber(rec[10]) or 0)
+local too_old = now - age_from >= tonumber(ARGV[11])
 local function defer(why, at)
+  if too_old then
+    why = 'max age reached while waiting: ' .. why
+    review(otn, state, why, now, ARGV[8])
+    return {'blocked', why}
+  end
   redis.call('HSET', KEYS[1], 'next_at', at, 'reason', why)
   redis.call('ZADD', KEYS[2], at, otn)
   return {'deferred', why, tostring(at)}
 end
 
-local fence = (tonumber(rec[7]) or 0) + 1
-local function take_lease(new_state)
+local fence = next_fence(rec[7])
+local function take_lease(new_state, answer)
   redis.call('HSET', KEYS[1], 'fence', fence, 'lease_owner', worker, 'lease_until', now + lease,
     'next_at', now + lease, 'updated_at', now)
   redis.call('ZADD', KEYS[2], now + lease, otn)
@@ -36,21 +46,28 @@ local function take_lease(new_state)
     set_state(otn, state, new_state, now)
     emit(state, now, ARGV[8])
   end
+  local out = {answer, fence}
+  for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = v end
+  return out
 end
 
 if state == 'submitting' or state == 'pending' then
   if state == 'submitting' then
-    redis.call('HSET', KEYS[1], 'reason', 'found in submitting after its lease expired: enquiring, never resending')
+    redis.call('HSET', KEYS[1], 'reason', 'found in submitting after its lease expired: enquiring, never resending',
+      'uncertain', 1)
   end
   redis.call('HINCRBY', KEYS[1], 'enquiries', 1)
-  take_lease('pending')
-  return {'enquire', tostring(fence)}
+  return take_lease('pending', 'enquire')
 end
 
 -- queued or retry_wait: a submit.
 local merchant, txamt = rec[4], tonumber(rec[6])
 local paused = redis.call('HGET', KEYS[5], merchant)
 if paused then return defer('merchant ' .. merchant .. ' paused: ' .. paused, now + tonumber(ARGV[7])) end
+local not_before = tonumber(ARGV[10])
+if not_before > now then
+  return defer('QFPay refuses refunds 23:30-00:30 (UTC+8): deferred to 00:35', not_before)
+end
 local inflight = redis.call('HGET', KEYS[4], 'inflight')
 if inflight and inflight ~= otn then
   return defer('waiting for refund ' .. inflight .. ' of the same payment', now + tonumber(ARGV[6]))
@@ -72,10 +89,8 @@ end
 redis.call('HSET', KEYS[4], 'inflight', otn)
 local txdtm = rec[8]
 if not txdtm or txdtm == '' then
-  txdtm = ARGV[5]
-  redis.call('HSET', KEYS[1], 'txdtm', txdtm, 'submitted_at', now)
+  redis.call('HSET', KEYS[1], 'txdtm', ARGV[5], 'submitted_at', now)
 end
 redis.call('HINCRBY', KEYS[1], 'submits', 1)
 redis.call('HSET', KEYS[1], 'last_submit_at', now, 'not_found', 0)
-take_lease('submitting')
-return {'submit', tostring(fence), txdtm}
+return take_lease('submitting', 'submit')

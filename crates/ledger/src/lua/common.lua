@@ -42,6 +42,27 @@ local function settle_payment(otn, new, txamt)
   end
 end
 
+-- A fence no earlier claim can have used, even one Redis lost in a crash (AOF everysec, a failover):
+-- it grows with the server's clock, not only by increments, so a rolled-back record never hands
+-- out a fence again that a worker still holds.
+-- Milliseconds keep it below 10^14, where Lua's number-to-string conversion is still exact; it
+-- is handled as a string everywhere else.
+local function next_fence(old)
+  local t = redis.call('TIME')
+  local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return string.format('%d', math.max((tonumber(old) or 0) + 1, clock))
+end
+
+-- Moves a refund that has waited too long (for a paused merchant, a busy payment, missing
+-- credentials) to needs_review, so it is seen instead of deferred for ever.
+local function review(otn, state, why, now, maxlen)
+  redis.call('HSET', KEYS[1], 'reason', why, 'updated_at', now, 'next_at', 0)
+  redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_until')
+  redis.call('ZREM', KEYS[2], otn)
+  set_state(otn, state, 'needs_review', now)
+  emit(state, now, maxlen)
+end
+
 -- Writes field/value pairs from ARGV[first..]; an empty value deletes the field.
 local function write_fields(first)
   for i = first, #ARGV, 2 do

@@ -2,16 +2,19 @@
 -- Guarantees: compare-and-set on (state, fence): a stalled worker whose lease was taken over
 -- writes nothing. Final states are never left. The due-index, the state indexes, the payment's
 -- accounting, the merchant's pause and the outcome stream change with the record, atomically.
+-- Idempotent: a retry of the same operation (op id) after a lost reply changes nothing again.
 -- ARGV: 1 out_trade_no, 2 expected state, 3 expected fence, 4 new state, 5 next_at ms or -1,
---       6 now ms, 7 reason, 8 merchant to pause or '', 9 stream maxlen, 10.. field/value pairs
+--       6 now ms, 7 reason, 8 merchant to pause or '', 9 stream maxlen, 10 op id, 11.. field/value pairs
 -- Returns: {'ok'} | {'stale', state, fence}
 local otn, expected, fence, new = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local next_at, now = tonumber(ARGV[5]), tonumber(ARGV[6])
-local cur = redis.call('HMGET', KEYS[1], 'state', 'fence', 'txamt')
+local cur = redis.call('HMGET', KEYS[1], 'state', 'fence', 'txamt', 'last_op')
+if cur[4] == ARGV[10] then return {'ok'} end
 if cur[1] ~= expected or cur[2] ~= fence or FINAL[cur[1]] then
   return {'stale', cur[1] or '', cur[2] or ''}
 end
-write_fields(10)
+redis.call('HSET', KEYS[1], 'last_op', ARGV[10])
+write_fields(11)
 redis.call('HSET', KEYS[1], 'reason', ARGV[7], 'updated_at', now)
 redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_until')
 if next_at >= 0 then

@@ -42,7 +42,7 @@ pub fn fast_config(redis_url: &str, sim_url: &str, namespace: &str) -> WorkerCon
     p.enquiry_cap = Duration::from_millis(400);
     p.resubmit_base = Duration::from_millis(100);
     p.resubmit_cap = Duration::from_millis(400);
-    p.not_found_grace = Duration::from_millis(300);
+    p.not_found_grace = Duration::from_millis(1_600);
     p.syssn_busy_wait = Duration::from_millis(20);
     p.paused_wait = Duration::from_millis(200);
     c.poll_interval = Duration::from_millis(20);
