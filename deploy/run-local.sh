@@ -85,7 +85,8 @@ echo "== outcomes by state"
 "$BIN" list | grep -o '"state":"[a-z_]*"' | sort | uniq -c
 echo "== one refund in full: qfrefund status RF-DEMO-005"
 "$BIN" status RF-DEMO-005
-echo "== the over-refund that was never sent"
+echo "== two refunds of 60.00 against payment 37 (paid 100.00): one succeeds, the other fails, never sent"
+"$BIN" status RF-DEMO-037a || true
 "$BIN" status RF-DEMO-037b || true
 echo "== the simulator's audit (what QFPay applied)"
 if command -v curl >/dev/null 2>&1; then
