@@ -75,11 +75,9 @@ async fn a_stalled_workers_late_write_is_rejected_by_the_fence() {
     let l = ledger(&redis.url(), &ns).await;
     l.enqueue(NewRefund::new(&generated_syssn(1), "RF-S", 100)).await.unwrap();
     let a = WorkerProcess::spawn(&env, scratch.path("a.log"));
+    // Wait until A's request has reached QFPay (which answers only after 400 ms).
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if l.get("RF-S").await.unwrap().unwrap().state == State::Submitting {
-            break;
-        }
+    while sim.stats()["refund_requests"].as_u64().unwrap_or(0) == 0 {
         assert!(Instant::now() < deadline, "A never submitted: {}", a.output());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -271,8 +271,8 @@ async fn refund(
     body: Bytes,
 ) -> Response {
     let faults = shared.faults();
+    shared.bank().stats.refund_requests += 1; // counted on arrival, before any latency or pause
     pre_answer(&shared, &faults).await;
-    shared.bank().stats.refund_requests += 1;
     let p = Params::from_form_body(&body);
     let app_code = match authenticate(&shared, &headers, &p) {
         Ok(a) => a,
@@ -327,8 +327,8 @@ async fn refund(
 
 async fn query(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let faults = shared.faults();
-    pre_answer(&shared, &faults).await;
     shared.bank().stats.query_requests += 1;
+    pre_answer(&shared, &faults).await;
     let p = Params::from_form_body(&body);
     let app_code = match authenticate(&shared, &headers, &p) {
         Ok(a) => a,
