@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Share one target dir between every target (and with CI); builds are the slow part here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: run test deps check-tools fmt lint unit bins
+.PHONY: run test deps check-tools fmt lint unit bins chaos
 
 ## run: build, start the QFPay simulator (and Redis when needed), push refunds through, show the outcome
 run: deps
@@ -27,6 +27,12 @@ unit: bins
 	else \
 		$(CARGO) test --workspace --no-fail-fast -j2; \
 	fi
+
+## chaos: the full chaos suite (5 000 refunds, 4 workers, release build); prints one figure line
+chaos: deps
+	$(CARGO) build --release -p qfrefund
+	QFREFUND_BIN=$(CARGO_TARGET_DIR)/release/qfrefund QFREFUND_CHAOS_M=$${QFREFUND_CHAOS_M:-5000} \
+		QFREFUND_CHAOS_K=$${QFREFUND_CHAOS_K:-4} $(CARGO) test --release -p qfrefund-e2e --test chaos -- --nocapture
 
 # End-to-end suites run the real `qfrefund` binary.
 bins:

@@ -173,3 +173,48 @@ impl Drop for Scratch {
         }
     }
 }
+
+/// Every key and value in a Redis, as text (for "the key is nowhere" checks).
+pub async fn dump_redis(url: &str) -> String {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut con).await.unwrap();
+    let mut out = String::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut con).await.unwrap();
+        let value: redis::Value = match kind.as_str() {
+            "string" => redis::cmd("GET").arg(&key).query_async(&mut con).await.unwrap(),
+            "hash" => redis::cmd("HGETALL").arg(&key).query_async(&mut con).await.unwrap(),
+            "list" => redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut con).await.unwrap(),
+            "set" => redis::cmd("SMEMBERS").arg(&key).query_async(&mut con).await.unwrap(),
+            "zset" => {
+                redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).arg("WITHSCORES").query_async(&mut con).await.unwrap()
+            }
+            "stream" => redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query_async(&mut con).await.unwrap(),
+            _ => redis::Value::Nil,
+        };
+        out.push_str(&key);
+        out.push('\n');
+        flatten(&value, &mut out);
+    }
+    out
+}
+
+fn flatten(v: &redis::Value, out: &mut String) {
+    match v {
+        redis::Value::BulkString(b) => {
+            out.push_str(&String::from_utf8_lossy(b));
+            out.push('\n');
+        }
+        redis::Value::SimpleString(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        redis::Value::Array(items) | redis::Value::Set(items) => items.iter().for_each(|i| flatten(i, out)),
+        redis::Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+            flatten(k, out);
+            flatten(v, out);
+        }),
+        other => out.push_str(&format!("{other:?}\n")),
+    }
+}

@@ -35,6 +35,7 @@ struct WorkerSection {
     resubmit_base_ms: Option<u64>,
     resubmit_cap_ms: Option<u64>,
     resubmit_budget: Option<u32>,
+    code_delay_cap_ms: Option<u64>,
     not_found_grace_ms: Option<u64>,
     max_age_s: Option<u64>,
     lease_ms: Option<u64>,
@@ -153,6 +154,9 @@ impl Config {
         }
         if let Some(v) = env_num::<u32>("QFREFUND_RESUBMIT_BUDGET", "a whole number")?.or(w.resubmit_budget) {
             p.resubmit_budget = v;
+        }
+        if let Some(v) = pick("QFREFUND_CODE_DELAY_CAP_MS", w.code_delay_cap_ms)? {
+            p.code_delay_cap = Some(ms(v));
         }
         if let Some(v) = pick("QFREFUND_NOT_FOUND_GRACE_MS", w.not_found_grace_ms)? {
             p.not_found_grace = ms(v);

@@ -139,7 +139,8 @@ fn retry(rec: &Record, policy: &Policy, now: i64, unit: f64, code: &str, cap: Op
         return refuse(rec, enquire_at, code, format!("respcd {code}: retry budget of {budget} spent"))
             .with("retries", retries.to_string());
     }
-    let min_wait = lookup(code).map_or(0, |e| i64::from(e.min_retry_delay_s) * 1000);
+    let advised = lookup(code).map_or(0, |e| i64::from(e.min_retry_delay_s) * 1000);
+    let min_wait = policy.code_delay_cap.map_or(advised, |cap| advised.min(ms(cap)));
     let mut next = now + ms(policy.resubmit_delay(retries - 1, unit)).max(min_wait);
     if code == "1265" {
         // Inside the nightly window: try again after it (00:35 merchant time).

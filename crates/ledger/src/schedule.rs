@@ -23,6 +23,9 @@ pub struct Policy {
     pub resubmit_cap: Duration,
     /// How many times a retryable *code* may be answered before the refund fails.
     pub resubmit_budget: u32,
+    /// Upper bound on a code's own minimum wait (`1269`: hours; `1124`: a day). `None`: as QFPay
+    /// advises. Test and staging setups shorten it.
+    pub code_delay_cap: Option<Duration>,
     /// "Not found" must be seen this many times, over at least `not_found_grace` since the last
     /// submit, before a resend (QFPay's records can lag, API §8.5).
     pub not_found_min: u32,
@@ -46,6 +49,7 @@ impl Default for Policy {
             resubmit_base: Duration::from_secs(1),
             resubmit_cap: Duration::from_secs(300),
             resubmit_budget: 5,
+            code_delay_cap: None,
             not_found_min: 3,
             not_found_grace: Duration::from_secs(60),
             max_age: Duration::from_secs(48 * 3600),
