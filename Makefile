@@ -38,18 +38,22 @@ chaos: deps
 bins:
 	$(CARGO) build -p qfrefund
 
-## deps: make sure redis-server and the Rust tools exist
+## deps: make sure redis-server (with redis-cli), openssl (TLS tests) and the Rust tools exist
 deps: check-tools
-	@if ! command -v redis-server >/dev/null 2>&1; then \
-		echo "redis-server not found: installing Debian's redis-server package"; \
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
 			sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-			sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+			sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "error: install Redis 7 (redis-server on PATH), or set QFREFUND_REDIS_SERVER to its path" >&2; \
+			echo "error: install$$missing (Redis 7 with redis-cli, and openssl), or set QFREFUND_REDIS_SERVER" >&2; \
 			exit 1; \
 		fi; \
 	fi

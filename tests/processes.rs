@@ -172,3 +172,67 @@ async fn sigterm_drains_in_flight_refunds_before_exiting() {
         assert_eq!(audit_records(&sim, o), 1);
     }
 }
+
+/// Redis AUTH: workers, producers and operators all work with a password-protected Redis, and a
+/// wrong password is refused with a clear error that does not repeat it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_protected_redis_works_end_to_end() {
+    let scratch = Scratch::new("auth");
+    let redis = RedisServer::builder().password("s3cret-pw").aof(testkit::Aof::EverySec).start().unwrap();
+    let sim = SimHandle::start_local(SimConfig::demo(1)).await.unwrap();
+    let ns = unique_namespace("auth");
+    let env = env_for(&redis.url(), &ns, &sim.url());
+    let enq = std::process::Command::new(qfrefund_bin())
+        .args(["enqueue", "--syssn", &generated_syssn(1), "--out-trade-no", "RF-AUTH", "--amount", "100"])
+        .envs(&env)
+        .output()
+        .unwrap();
+    assert!(enq.status.success(), "{}", String::from_utf8_lossy(&enq.stderr));
+    let mut w = WorkerProcess::spawn(&env, scratch.path("w.log"));
+    let l = ledger(&redis.url(), &ns).await;
+    wait_count(&l, State::Succeeded, 1, Duration::from_secs(20)).await;
+    assert_eq!(audit_records(&sim, "RF-AUTH"), 1);
+    assert!(w.terminate());
+    let mut wrong = env.clone();
+    wrong.insert("QFREFUND_REDIS_URL".into(), redis.url().replace("s3cret-pw", "wrong-pw"));
+    let out = std::process::Command::new(qfrefund_bin()).args(["status", "RF-AUTH"]).envs(&wrong).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.to_lowercase().contains("auth") || err.contains("WRONGPASS"), "{err}");
+    assert!(!err.contains("wrong-pw"), "{err}");
+}
+
+/// TLS (`rediss://`) with a private CA: producers and workers connect, refunds go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_works_end_to_end() {
+    let scratch = Scratch::new("tls");
+    let redis = RedisServer::builder().tls().password("tls-pw").start().unwrap();
+    assert!(redis.url().starts_with("rediss://"));
+    let sim = SimHandle::start_local(SimConfig::demo(1)).await.unwrap();
+    let ns = unique_namespace("tls");
+    let mut env = env_for(&redis.url(), &ns, &sim.url());
+    env.insert("QFREFUND_REDIS_CA_FILE".into(), redis.ca_file().display().to_string());
+    let enq = std::process::Command::new(qfrefund_bin())
+        .args(["enqueue", "--syssn", &generated_syssn(1), "--out-trade-no", "RF-TLS", "--amount", "100"])
+        .envs(&env)
+        .output()
+        .unwrap();
+    assert!(enq.status.success(), "{}", String::from_utf8_lossy(&enq.stderr));
+    let mut w = WorkerProcess::spawn(&env, scratch.path("w.log"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = std::process::Command::new(qfrefund_bin()).args(["status", "RF-TLS"]).envs(&env).output().unwrap();
+        let rec: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap_or_default();
+        if rec["state"] == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{rec} {}", w.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(audit_records(&sim, "RF-TLS"), 1);
+    assert!(w.terminate());
+    // Without the CA the server's certificate is not trusted: a clear refusal.
+    env.remove("QFREFUND_REDIS_CA_FILE");
+    let out = std::process::Command::new(qfrefund_bin()).args(["status", "RF-TLS"]).envs(&env).output().unwrap();
+    assert!(!out.status.success());
+}

@@ -15,6 +15,7 @@ use worker::{Merchant, WorkerConfig};
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     redis_url: Option<String>,
+    redis_ca_file: Option<std::path::PathBuf>,
     namespace: Option<String>,
     queue_tag: Option<String>,
     #[serde(default)]
@@ -116,6 +117,7 @@ impl Config {
         if let Some(tag) = env("QFREFUND_QUEUE_TAG").or_else(|| file.queue_tag.clone()) {
             ledger.tag = tag;
         }
+        ledger.tls_ca_file = env("QFREFUND_REDIS_CA_FILE").map(Into::into).or_else(|| file.redis_ca_file.clone());
         Ok(Self { redis_url, ledger, file })
     }
 

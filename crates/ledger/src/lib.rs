@@ -32,4 +32,4 @@ pub use producer::{DEFAULT_MERCHANT, NewRefund};
 pub use record::Record;
 pub use schedule::Policy;
 pub use state::State;
-pub use store::{Accepted, Claim, Enqueued, Ledger, LedgerConfig, LedgerError, Operation, ServerInfo};
+pub use store::{Accepted, Claim, Enqueued, Ledger, LedgerConfig, LedgerError, Operation, ServerInfo, redis_client};

@@ -43,6 +43,9 @@ pub struct LedgerConfig {
     pub events_maxlen: u64,
     /// A Redis command that takes longer fails (the connection is then re-established).
     pub response_timeout: Duration,
+    /// PEM file of the CA that signed the Redis server's certificate, for `rediss://` URLs with a
+    /// private CA (the system's roots are used otherwise).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for LedgerConfig {
@@ -52,6 +55,7 @@ impl Default for LedgerConfig {
             tag: "default".into(),
             events_maxlen: 1_000_000,
             response_timeout: Duration::from_secs(5),
+            tls_ca_file: None,
         }
     }
 }
@@ -73,6 +77,22 @@ pub enum LedgerError {
     Redis(#[from] redis::RedisError),
     #[error("unexpected answer from a ledger script: {0}")]
     Script(String),
+    #[error("Redis TLS CA file {path}: {error}")]
+    TlsCa { path: String, error: String },
+}
+
+/// A Redis client for `url` (`redis://`, or `rediss://` for TLS), trusting `tls_ca_file` when
+/// given. Every connection of the process (ledger, apalis, feeder) is made through this.
+pub fn redis_client(url: &str, tls_ca_file: Option<&std::path::Path>) -> Result<redis::Client, LedgerError> {
+    match tls_ca_file {
+        None => Ok(redis::Client::open(url)?),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| LedgerError::TlsCa { path: path.display().to_string(), error: e.to_string() })?;
+            let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+            Ok(redis::Client::build_with_tls(url, certs)?)
+        }
+    }
 }
 
 /// What a batch enqueue did with one accepted line (no record is read back: imports stay one
@@ -173,7 +193,7 @@ impl std::fmt::Debug for Ledger {
 impl Ledger {
     /// Connects (and keeps reconnecting, with backoff, whenever Redis goes away).
     pub async fn connect(url: &str, config: LedgerConfig) -> Result<Self, LedgerError> {
-        let client = redis::Client::open(url)?;
+        let client = redis_client(url, config.tls_ca_file.as_deref())?;
         let cm = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.response_timeout))
             .set_connection_timeout(Some(Duration::from_secs(3)))

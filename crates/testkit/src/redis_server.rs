@@ -32,6 +32,7 @@ pub fn unique_namespace(name: &str) -> String {
 pub struct RedisServerBuilder {
     aof: Aof,
     password: Option<String>,
+    tls: bool,
     extra: Vec<String>,
 }
 
@@ -47,6 +48,13 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Serve TLS only (`rediss://`), with a certificate for 127.0.0.1 signed by a throwaway CA
+    /// (see [`RedisServer::ca_file`]). Needs the `openssl` command.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     /// Any other `redis-server` option, e.g. `["--maxmemory-policy", "allkeys-lru"]`.
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra.push(arg.to_owned());
@@ -56,6 +64,9 @@ impl RedisServerBuilder {
     /// Starts the server and waits until it answers `PING`.
     pub fn start(self) -> io::Result<RedisServer> {
         let dir = TempDir::new()?;
+        if self.tls {
+            make_certificate(&dir.path)?;
+        }
         let mut last_err = None;
         // The free port found here could be taken by someone else before redis binds it: retry.
         for _ in 0..5 {
@@ -86,7 +97,12 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn builder() -> RedisServerBuilder {
-        RedisServerBuilder { aof: Aof::Off, password: None, extra: Vec::new() }
+        RedisServerBuilder { aof: Aof::Off, password: None, tls: false, extra: Vec::new() }
+    }
+
+    /// The CA certificate (PEM) a TLS server's certificate is signed with.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     /// A server without persistence.
@@ -105,9 +121,10 @@ impl RedisServer {
 
     /// `redis://127.0.0.1:<port>` (with the password when one is set).
     pub fn url(&self) -> String {
+        let scheme = if self.options.tls { "rediss" } else { "redis" };
         match &self.options.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(p) => format!("{scheme}://:{p}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
         }
     }
 
@@ -158,9 +175,19 @@ impl RedisServer {
     fn spawn(&mut self) -> io::Result<()> {
         let bin = redis_server_binary();
         let mut cmd = Command::new(&bin);
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+        if self.options.tls {
+            let d = &self.dir;
+            cmd.args(["--port", "0", "--tls-port", &self.port.to_string(), "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(d.join("cert.pem"))
+                .arg("--tls-key-file")
+                .arg(d.join("key.pem"))
+                .arg("--tls-ca-cert-file")
+                .arg(d.join("ca.pem"));
+        } else {
+            cmd.arg("--port").arg(self.port.to_string());
+        }
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
@@ -196,7 +223,12 @@ impl RedisServer {
                 let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
                 return Err(io::Error::other(format!("redis-server exited ({status}) on port {}: {tail}", self.port)));
             }
-            if ping(addr, self.options.password.as_deref()).is_ok() {
+            let ready = if self.options.tls {
+                tls_ping(self.port, &self.dir.join("ca.pem"), self.options.password.as_deref())
+            } else {
+                ping(addr, self.options.password.as_deref()).is_ok()
+            };
+            if ready {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -264,6 +296,62 @@ fn ping(addr: SocketAddr, password: Option<&str>) -> io::Result<()> {
         got.extend_from_slice(&buf[..n]);
     }
     if got.starts_with(want) { Ok(()) } else { Err(io::Error::other(String::from_utf8_lossy(&got).into_owned())) }
+}
+
+/// `redis-cli --tls PING`: readiness of a TLS-only server.
+fn tls_ping(port: u16, ca: &Path, password: Option<&str>) -> bool {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["--tls", "-h", "127.0.0.1", "-p", &port.to_string(), "--cacert"]).arg(ca);
+    if let Some(p) = password {
+        cmd.args(["--no-auth-warning", "-a", p]);
+    }
+    cmd.arg("PING").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+}
+
+/// A throwaway CA and a certificate for 127.0.0.1 signed by it, in `dir`.
+fn make_certificate(dir: &Path) -> io::Result<()> {
+    let run = |args: &[&str]| -> io::Result<()> {
+        let out = Command::new("openssl").current_dir(dir).args(args).output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("openssl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr))))
+        }
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=qfrefund test CA",
+    ])?;
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "req.pem", "-subj", "/CN=127.0.0.1"])?;
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.pem",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ])
 }
 
 fn free_port() -> io::Result<u16> {

@@ -81,7 +81,7 @@ pub async fn run(
         // Idle: block on the wake list (a dedicated connection: a blocking command would stall
         // every other command multiplexed on the shared one).
         if waker.is_none() {
-            waker = open_waker(&config.redis_url).await;
+            waker = open_waker(&config).await;
         }
         match waker.as_mut() {
             Some(con) => {
@@ -100,8 +100,8 @@ pub async fn run(
     }
 }
 
-async fn open_waker(url: &str) -> Option<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(url).ok()?;
+async fn open_waker(config: &WorkerConfig) -> Option<redis::aio::MultiplexedConnection> {
+    let client = ledger::redis_client(&config.redis_url, config.ledger.tls_ca_file.as_deref()).ok()?;
     let cfg = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(10)));

@@ -108,7 +108,8 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
     let processor = Arc::new(
         Processor::new(ledger.clone(), &config, worker_id.clone()).map_err(|e| RunError::Config(e.to_string()))?,
     );
-    let apalis_con = apalis_redis::connect(config.redis_url.as_str()).await?;
+    let apalis_con =
+        ledger::redis_client(&config.redis_url, config.ledger.tls_ca_file.as_deref())?.get_connection_manager().await?;
     let queue = ledger.keys().apalis_queue();
     let storage: RedisStorage<serde_json::Value> =
         RedisStorage::new(apalis_con.clone()).with_config(apalis_config(&config, &queue));
