@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Share one target dir between every target (and with CI); builds are the slow part here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: run test deps check-tools fmt lint unit bins chaos
+.PHONY: run test deps check-tools fmt lint unit bins chaos fuzz
 
 ## run: build, start the QFPay simulator (and Redis when needed), push refunds through, show the outcome
 run: deps
@@ -33,6 +33,20 @@ chaos: deps
 	$(CARGO) build --release -p qfrefund
 	QFREFUND_BIN=$(CARGO_TARGET_DIR)/release/qfrefund QFREFUND_CHAOS_M=$${QFREFUND_CHAOS_M:-5000} \
 		QFREFUND_CHAOS_K=$${QFREFUND_CHAOS_K:-4} $(CARGO) test --release -p qfrefund-e2e --test chaos -- --nocapture
+
+## fuzz: a short run (FUZZ_SECONDS each, default 30) of every fuzz target in tests/fuzz
+# cargo-fuzz wants nightly flags; RUSTC_BOOTSTRAP lets this machine's stable toolchain accept them.
+# No sanitizer: the code under test forbids unsafe. A crash leaves its input in
+# tests/fuzz/artifacts/<target>/ — add it as a regression test beside the code it broke.
+FUZZ_SECONDS ?= 30
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@cd tests/fuzz && for t in import_lines refund_json qfpay_responses; do \
+		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(CURDIR)/tests/fuzz/target $(CARGO) fuzz run --fuzz-dir . -s none $$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=4096 2>&1 | grep -E "^(Done|==|INFO: Seed)|panicked|crash-"; \
+		[ "$${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz target $$t failed: see tests/fuzz/artifacts/$$t/"; exit 1; }; \
+	done
 
 # End-to-end suites run the real `qfrefund` binary.
 bins:

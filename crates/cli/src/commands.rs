@@ -10,7 +10,7 @@ use ledger::{Accepted, Enqueued, Ledger, LedgerError, NewRefund, State};
 use serde_json::json;
 
 use crate::config::Config;
-use crate::import::{Format, Lines};
+use ledger::import::{Format, Lines};
 
 async fn open(config: Option<&Path>) -> anyhow::Result<Ledger> {
     let c = Config::load(config)?;

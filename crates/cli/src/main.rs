@@ -3,7 +3,6 @@
 
 mod commands;
 mod config;
-mod import;
 mod qfpay_cmd;
 
 use std::path::PathBuf;

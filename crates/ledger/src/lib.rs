@@ -9,6 +9,8 @@
 //! - [`schedule`]: the [`Policy`] (enquiry and resubmit backoff via backon, full jitter, max age,
 //!   lease), computed from counters stored on the record so it survives restarts.
 //! - [`producer`]: [`NewRefund`], validated before anything is written.
+//! - [`import`]: CSV and JSON Lines refund files, read a line at a time, every problem reported
+//!   with its line and field.
 //! - [`store`]: [`Ledger`], the Redis store. Each operation is one Lua script (`src/lua/*.lua`,
 //!   each opening with what it guarantees): enqueue, claim (lease + fence, "submitting" persisted
 //!   before any HTTP call, one refund in flight per payment, the over-refund guard), transition
@@ -17,6 +19,7 @@
 //! - [`events`]: the outcome stream, one entry per transition.
 
 pub mod events;
+pub mod import;
 pub mod keys;
 pub mod machine;
 pub mod producer;

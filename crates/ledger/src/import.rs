@@ -3,7 +3,7 @@
 
 use std::io::BufRead;
 
-use ledger::NewRefund;
+use crate::NewRefund;
 use qfpay::request::parse_txamt;
 use serde::Deserialize;
 
