@@ -6,20 +6,30 @@ CARGO ?= cargo
 # Share one target dir between every target (and with CI); builds are the slow part here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: run test deps check-tools fmt lint unit bins chaos fuzz
+.PHONY: run test deps check-tools fmt lint deny audit unit bins chaos fuzz
 
 ## run: build, start the QFPay simulator (and Redis when needed), push refunds through, show the outcome
 run: deps
 	@bash deploy/run-local.sh
 
 ## test: formatting, clippy with warnings as errors, and every test against real redis-server processes
-test: deps fmt lint unit
+test: deps fmt lint deny unit
 
 fmt:
 	$(CARGO) fmt --all -- --check
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## deny: licences, banned crates and sources (offline); installs cargo-deny when missing
+deny:
+	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install cargo-deny --locked
+	$(CARGO) deny --log-level error check --hide-inclusion-graph licenses bans sources
+
+## audit: RustSec advisories (needs network access to the advisory database)
+audit:
+	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install cargo-deny --locked
+	$(CARGO) deny check advisories
 
 unit: bins
 	@if command -v cargo-nextest >/dev/null 2>&1; then \

@@ -104,6 +104,9 @@ fn import_reports_every_line_and_exits_1_unless_all_were_accepted() {
     assert!(invalid[0]["error"].as_str().unwrap().starts_with("txamt"), "{invalid:?}");
     assert_eq!(invalid[1]["line"], 4);
     assert_eq!(sum["conflicting"][0]["line"], 2);
+    // A rejected line leaves nothing behind; a conflicting one leaves the original untouched.
+    assert_eq!(run(&env, &["status", "RF-I4"]).status.code(), Some(3));
+    assert_eq!(json(&run(&env, &["status", "RF-I1"]))["txamt"], 100);
 }
 
 #[test]
