@@ -95,6 +95,46 @@ pub struct CorruptRecord {
 }
 
 impl Record {
+    /// The record `enqueue` creates for `refund` at `now` (ms): queued, due at once.
+    pub fn queued(refund: &crate::NewRefund, now: i64) -> Self {
+        Self {
+            out_trade_no: refund.out_trade_no.clone(),
+            syssn: refund.syssn.clone(),
+            txamt: refund.txamt,
+            orig_txamt: refund.orig_txamt,
+            mchid: refund.mchid.clone(),
+            udid: refund.udid.clone(),
+            merchant: refund.merchant().to_owned(),
+            payload_hash: refund.payload_hash(),
+            state: State::Queued,
+            fence: 0,
+            lease_owner: None,
+            lease_until: 0,
+            submits: 0,
+            enquiries: 0,
+            retries: 0,
+            not_found: 0,
+            created_at: now,
+            retried_at: None,
+            updated_at: now,
+            next_at: now,
+            submitted_at: None,
+            last_submit_at: None,
+            txdtm: None,
+            respcd: None,
+            resperr: None,
+            refund_syssn: None,
+            sysdtm: None,
+            reason: None,
+            last_error: None,
+            submit_code: None,
+            reconcile_code: None,
+            unknown_code: None,
+            uncertain: false,
+            operator: None,
+        }
+    }
+
     /// Reads a record from its hash fields.
     pub fn from_hash(key: &str, h: &HashMap<String, String>) -> Result<Self, CorruptRecord> {
         let bad = |field: &'static str, problem: &str| CorruptRecord {

@@ -46,40 +46,8 @@ fn event() -> impl Strategy<Value = Event> {
 
 fn record() -> Record {
     Record {
-        out_trade_no: "RF1".into(),
-        syssn: "123".into(),
-        txamt: 100,
-        orig_txamt: None,
-        mchid: None,
-        udid: None,
-        merchant: "default".into(),
-        payload_hash: "h".into(),
-        state: State::Queued,
-        fence: 0,
-        lease_owner: None,
-        lease_until: 0,
-        submits: 0,
-        enquiries: 0,
-        retries: 0,
-        not_found: 0,
-        created_at: T0,
-        retried_at: None,
-        updated_at: T0,
-        next_at: T0,
-        submitted_at: None,
-        last_submit_at: None,
         txdtm: Some("2026-01-01 12:00:00".into()),
-        respcd: None,
-        resperr: None,
-        refund_syssn: None,
-        sysdtm: None,
-        reason: None,
-        last_error: None,
-        submit_code: None,
-        reconcile_code: None,
-        unknown_code: None,
-        uncertain: false,
-        operator: None,
+        ..Record::queued(&ledger::NewRefund::new("123", "RF1", 100), T0)
     }
 }
 

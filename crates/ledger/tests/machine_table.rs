@@ -10,42 +10,17 @@ use qfpay::{ClientError, EnquiryResponse, RefundResponse};
 
 const NOW: i64 = 1_800_000_000_000;
 
+/// A refund sent half a second ago, its first submit in flight.
 fn rec() -> Record {
     Record {
-        out_trade_no: "RF1".into(),
-        syssn: "123".into(),
-        txamt: 100,
-        orig_txamt: None,
-        mchid: None,
-        udid: None,
-        merchant: "default".into(),
-        payload_hash: "h".into(),
         state: State::Submitting,
         fence: 1,
-        lease_owner: None,
-        lease_until: 0,
         submits: 1,
-        enquiries: 0,
-        retries: 0,
-        not_found: 0,
         created_at: NOW - 1_000,
-        retried_at: None,
-        updated_at: NOW,
-        next_at: NOW,
         submitted_at: Some(NOW - 500),
         last_submit_at: Some(NOW - 500),
         txdtm: Some("2026-01-01 12:00:00".into()),
-        respcd: None,
-        resperr: None,
-        refund_syssn: None,
-        sysdtm: None,
-        reason: None,
-        last_error: None,
-        submit_code: None,
-        reconcile_code: None,
-        unknown_code: None,
-        uncertain: false,
-        operator: None,
+        ..Record::queued(&ledger::NewRefund::new("123", "RF1", 100), NOW - 1_000)
     }
 }
 

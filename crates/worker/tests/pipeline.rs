@@ -140,16 +140,7 @@ async fn code_1269_waits_hours_before_resending_and_moves_no_money() {
 async fn duplicate_code_is_resolved_by_enquiry() {
     let env = Env::start("dup", 2, Faults::default()).await;
     // An earlier attempt (say, before a crash wiped our record) already applied RF-D1.
-    let client = qfpay::Client::new(
-        qfpay::Client::pool(&qfpay::ClientConfig::default()).unwrap(),
-        &env.sim.url(),
-        testkit::SimConfig::demo_credentials(),
-    )
-    .unwrap();
-    let req =
-        qfpay::RefundRequest::new(&qfpay_sim::args::generated_syssn(1), "RF-D1", 300, qfpay::Txdtm::now(8 * 3600))
-            .unwrap();
-    assert_eq!(client.refund(&req).await.unwrap().respcd(), "0000");
+    assert_eq!(env.direct_refund(1, "RF-D1", 300).await, "0000");
     env.enqueue(1, "RF-D1", 300).await;
     // PAY2 is payment 2's own out_trade_no: a clash with another transaction.
     env.enqueue(2, "PAY2", 100).await;
@@ -482,16 +473,7 @@ async fn a_lagging_record_after_a_lost_answer_is_found_not_refunded_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn someone_elses_refund_under_our_id_goes_to_review() {
     let env = Env::start("foreign", 2, Faults::default()).await;
-    let client = qfpay::Client::new(
-        qfpay::Client::pool(&qfpay::ClientConfig::default()).unwrap(),
-        &env.sim.url(),
-        testkit::SimConfig::demo_credentials(),
-    )
-    .unwrap();
-    let theirs =
-        qfpay::RefundRequest::new(&qfpay_sim::args::generated_syssn(2), "RF-X", 300, qfpay::Txdtm::now(8 * 3600))
-            .unwrap();
-    assert_eq!(client.refund(&theirs).await.unwrap().respcd(), "0000");
+    assert_eq!(env.direct_refund(2, "RF-X", 300).await, "0000");
     env.enqueue(1, "RF-X", 300).await;
     let w = env.worker();
     let r = &env.wait_for(&["RF-X".into()], &[State::NeedsReview], Duration::from_secs(20)).await[0];

@@ -80,6 +80,20 @@ impl Env {
         self.ledger.enqueue(NewRefund::new(&generated_syssn(payment), otn, amount)).await.unwrap().record().clone()
     }
 
+    /// A refund sent to the simulator directly, as some other system (or an earlier attempt whose
+    /// record we lost) would have.
+    pub async fn direct_refund(&self, payment: u64, otn: &str, amount: u64) -> String {
+        let client = qfpay::Client::new(
+            qfpay::Client::pool(&qfpay::ClientConfig::default()).unwrap(),
+            &self.sim.url(),
+            SimConfig::demo_credentials(),
+        )
+        .unwrap();
+        let req =
+            qfpay::RefundRequest::new(&generated_syssn(payment), otn, amount, qfpay::Txdtm::now(8 * 3600)).unwrap();
+        client.refund(&req).await.unwrap().respcd().to_owned()
+    }
+
     pub async fn record(&self, otn: &str) -> Record {
         self.ledger.get(otn).await.unwrap().unwrap()
     }
