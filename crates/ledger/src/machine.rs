@@ -146,6 +146,16 @@ fn retry(rec: &Record, policy: &Policy, now: i64, unit: f64, code: &str, cap: Op
         // Inside the nightly window: try again after it (00:35 merchant time).
         next = next.max(after_refund_blackout(now / 1000, DEFAULT_OFFSET_SECS) * 1000);
     }
+    if rec.uncertain {
+        // API §7: enquire first, to rule out that an earlier, unseen attempt succeeded; "not
+        // found" then leads to the resend (with the usual patience), not before this wait.
+        return Decision::new(
+            State::Pending,
+            Some(next.max(now + ms(policy.enquiry_delay(0, unit)))),
+            format!("respcd {code}: retryable after an unseen attempt: enquiring before resend #{retries}"),
+        )
+        .with("retries", retries.to_string());
+    }
     Decision::new(State::RetryWait, Some(next), format!("respcd {code}: retryable, resend #{retries}"))
         .with("retries", retries.to_string())
 }

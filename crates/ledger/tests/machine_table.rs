@@ -200,6 +200,10 @@ fn refusals_after_an_unseen_attempt_are_never_read_as_failure() {
         // Without an unseen earlier attempt the same answer is final.
         assert_eq!(after_submit(&rec(), &ans(code), &p, NOW, 0.5).state, State::Failed, "{code}");
     }
+    // Within budget, a retryable answer after an unseen attempt is enquired before the resend.
+    let d = after_submit(&unsure, &ans("1296"), &p, NOW, 0.5);
+    assert_eq!(d.state, State::Pending);
+    assert!(d.reason.contains("enquiring before resend"));
     // Retry budget spent after an unseen attempt: enquire, not fail.
     let spent = Record { retries: 3, ..unsure.clone() };
     assert_eq!(after_submit(&spent, &ans("1147"), &p, NOW, 0.5).state, State::Pending);
