@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Share one target dir between every target (and with CI); builds are the slow part here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: run test deps check-tools fmt lint deny audit unit bins chaos fuzz
+.PHONY: run test deps check-tools fmt lint deny audit unit bins chaos fuzz bench
 
 ## run: build, start the QFPay simulator (and Redis when needed), push refunds through, show the outcome
 run: deps
@@ -37,6 +37,11 @@ unit: bins
 	else \
 		$(CARGO) test --workspace --no-fail-fast -j2; \
 	fi
+
+## bench: qfrefund against bare apalis-redis in one run (release build); writes bench/RESULTS.md
+bench: deps
+	$(CARGO) build --release -p qfrefund -p qfrefund-bench
+	$(CARGO_TARGET_DIR)/release/qfrefund-bench
 
 ## chaos: the full chaos suite (5 000 refunds, 4 workers, release build); prints one figure line
 chaos: deps

@@ -16,11 +16,13 @@ pub fn qfrefund_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("QFREFUND_BIN") {
         return p.into();
     }
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("qfrefund");
-    assert!(bin.exists(), "{} not built: run `cargo build -p qfrefund` (make test does)", bin.display());
-    bin
+    // Tests run from target/<profile>/deps/, binaries (the bench) from target/<profile>/.
+    let exe = std::env::current_exe().expect("executable path");
+    let dirs = [exe.parent(), exe.parent().and_then(|d| d.parent())];
+    let found = dirs.into_iter().flatten().map(|d| d.join("qfrefund")).find(|b| b.exists());
+    found.unwrap_or_else(|| {
+        panic!("qfrefund not built next to {}: run `cargo build -p qfrefund` (make test does)", exe.display())
+    })
 }
 
 /// Environment for a `qfrefund` process talking to `redis_url`, namespace `ns`, QFPay at `sim_url`.

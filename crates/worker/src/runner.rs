@@ -70,7 +70,8 @@ pub fn unique_worker_id(base: &str) -> String {
     format!("{base}-{}-{:04x}", std::process::id(), fastrand::u16(..))
 }
 
-fn apalis_config(config: &WorkerConfig, queue: &str) -> ApalisConfig {
+/// The apalis-redis configuration a worker runs with (also what `make bench` measures bare apalis with).
+pub fn apalis_config(config: &WorkerConfig, queue: &str) -> ApalisConfig {
     ApalisConfig::default()
         .queue(queue)
         .batch_size(config.fetch_batch)

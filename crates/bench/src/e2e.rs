@@ -1,0 +1,93 @@
+//! qfrefund end to end: real `qfrefund worker` processes (release build), a real redis-server
+//! (AOF everysec) and the simulator, from enqueue to every refund final.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ledger::{Ledger, NewRefund, State};
+use qfpay_sim::args::generated_syssn;
+use qfrefund_e2e::{WorkerProcess, env_for, ledger as connect};
+
+/// Where a bench run happens.
+pub struct Bed {
+    pub redis_url: String,
+    pub sim_url: String,
+    pub dir: std::path::PathBuf,
+}
+
+impl Bed {
+    pub fn env(&self, ns: &str, concurrency: usize) -> HashMap<String, String> {
+        let mut env = env_for(&self.redis_url, ns, &self.sim_url);
+        env.insert("QFREFUND_CONCURRENCY".into(), concurrency.to_string());
+        env.insert("RUST_LOG".into(), "warn".into());
+        env
+    }
+
+    pub fn workers(&self, ns: &str, n: usize, concurrency: usize) -> Vec<WorkerProcess> {
+        (0..n)
+            .map(|i| WorkerProcess::spawn(&self.env(ns, concurrency), self.dir.join(format!("{ns}-{i}.log"))))
+            .collect()
+    }
+}
+
+pub fn refunds(tag: &str, n: usize) -> Vec<NewRefund> {
+    (1..=n as u64)
+        .map(|i| NewRefund {
+            orig_txamt: Some(100_000),
+            ..NewRefund::new(&generated_syssn(i), &format!("{tag}-{i}"), 1)
+        })
+        .collect()
+}
+
+pub async fn succeeded(l: &Ledger) -> u64 {
+    l.counts().await.map(|c| c.iter().find(|(s, _)| *s == State::Succeeded).map_or(0, |(_, n)| *n)).unwrap_or(0)
+}
+
+/// Refunds per second from the first enqueue to the last final state, with `workers` processes.
+pub async fn throughput(bed: &Bed, tag: String, n: usize, workers: usize, concurrency: usize) -> anyhow::Result<f64> {
+    let ns = format!("bench-{tag}");
+    let mut procs = bed.workers(&ns, workers, concurrency);
+    let l = connect(&bed.redis_url, &ns).await;
+    tokio::time::sleep(Duration::from_millis(800)).await; // workers up and idle
+    let started = Instant::now();
+    for chunk in refunds(&tag, n).chunks(10_000) {
+        for r in l.enqueue_batch(chunk.to_vec()).await {
+            r?;
+        }
+    }
+    let deadline = started + Duration::from_secs(600);
+    while succeeded(&l).await < n as u64 {
+        anyhow::ensure!(Instant::now() < deadline, "{tag}: not drained in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    for p in &mut procs {
+        p.terminate();
+    }
+    Ok(rate)
+}
+
+/// Enqueue → leaving `queued`, for one refund at a time to an idle worker (ms).
+pub async fn idle_pickup(bed: &Bed, tries: usize) -> anyhow::Result<Vec<f64>> {
+    let ns = "bench-idle";
+    let mut procs = bed.workers(ns, 1, 32);
+    let l = connect(&bed.redis_url, ns).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut out = Vec::new();
+    for (i, r) in refunds("IDLE", tries).into_iter().enumerate() {
+        let otn = r.out_trade_no.clone();
+        let started = Instant::now();
+        l.enqueue(r).await?;
+        loop {
+            if l.get(&otn).await?.is_some_and(|rec| rec.state != State::Queued) {
+                break;
+            }
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "idle try {i} never picked up");
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        out.push(started.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(250)).await; // idle again
+    }
+    procs[0].terminate();
+    Ok(out)
+}

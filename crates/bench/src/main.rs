@@ -1,0 +1,259 @@
+//! `make bench`: qfrefund against bare apalis-redis 1.0, in one run on one machine, so every
+//! figure can be read as a ratio. Writes `bench/RESULTS.md` and prints it.
+//!
+//! Knobs: `BENCH_RUNS` (default 3), `BENCH_SIZES` (default `5000,20000,100000`).
+
+mod baseline;
+mod e2e;
+mod stats;
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use baseline::Flavour;
+use e2e::Bed;
+use ledger::State;
+use qfrefund_e2e::{WorkerProcess, ledger as connect, qfrefund_bin};
+use stats::{Figure, percentile};
+use testkit::{Faults, RedisServer, SimConfig, SimHandle};
+
+fn env_list(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name).unwrap_or_else(|_| default.into()).split(',').filter_map(|v| v.trim().parse().ok()).collect()
+}
+
+async fn repeat<F, Fut>(runs: usize, mut f: F) -> anyhow::Result<Figure>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<f64>>,
+{
+    let mut values = Vec::new();
+    for i in 0..runs {
+        values.push(f(i).await?);
+    }
+    Ok(Figure { values })
+}
+
+/// (commands, reads) processed by Redis so far: reads ≈ network round trips from clients.
+async fn redis_counters(url: &str) -> anyhow::Result<(u64, u64)> {
+    let client = redis::Client::open(url)?;
+    let mut con = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO").arg("stats").query_async(&mut con).await?;
+    let get = |k: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(':')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((get("total_commands_processed"), get("total_reads_processed")))
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let runs = env_list("BENCH_RUNS", "3").first().copied().unwrap_or(3).max(1);
+    let sizes = env_list("BENCH_SIZES", "5000,20000,100000");
+    // BENCH_ONLY=2,5 runs only those rows (for investigating one figure).
+    let only = env_list("BENCH_ONLY", "1,2,4,5,6,7,8");
+    let want = |row: usize| only.contains(&row);
+    let biggest = sizes.iter().copied().max().unwrap_or(5_000);
+    let started = Instant::now();
+    let dir = std::env::temp_dir().join(format!("qfrefund-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let redis = RedisServer::start_with_aof()?;
+    let sim =
+        SimHandle::start_local(SimConfig { faults: Faults::default(), ..SimConfig::demo(biggest as u64) }).await?;
+    let bed = Bed { redis_url: redis.url(), sim_url: sim.url(), dir: dir.clone() };
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut log = |name: String, value: String| {
+        eprintln!("{name}: {value}");
+        rows.push((name, value));
+    };
+
+    // 1. Baseline: bare apalis, no-op handler. Long drains are measured over a 10 s window.
+    let mut base_default = Vec::new();
+    for &n in sizes.iter().filter(|_| want(1) || want(2)) {
+        let f = repeat(runs, |i| {
+            baseline::run(&bed.redis_url, Flavour::Default, n, Duration::from_secs(10), format!("d{n}-{i}"))
+        })
+        .await?;
+        log(format!("1. bare apalis, Config::default(), backlog {n} (jobs/s)"), f.show(0));
+        base_default.push((n, f.median()));
+        let f = repeat(runs, |i| {
+            baseline::run(&bed.redis_url, Flavour::Qfrefund, n, Duration::from_secs(10), format!("q{n}-{i}"))
+        })
+        .await?;
+        log(format!("1. bare apalis, qfrefund's apalis config, backlog {n} (jobs/s)"), f.show(0));
+    }
+
+    // 2. qfrefund end to end, simulator at 0 ms, every refund succeeding.
+    let mut e2e_rates = Vec::new();
+    for &workers in [1usize, 2].iter().filter(|_| want(2)) {
+        for &n in &sizes {
+            let f = repeat(runs, |i| e2e::throughput(&bed, format!("e{workers}-{n}-{i}"), n, workers, 64)).await?;
+            let base = base_default.iter().find(|(b, _)| *b == n).map_or(f64::NAN, |(_, r)| *r);
+            log(
+                format!("2. qfrefund end to end, {workers} worker(s), backlog {n} (refunds/s; × bare default)"),
+                format!("{} ; {:.2}×", f.show(0), f.median() / base),
+            );
+            e2e_rates.push((workers, n, f.median()));
+        }
+    }
+
+    // 4. Idle pickup.
+    if want(4) {
+        let lat = e2e::idle_pickup(&bed, 50).await?;
+        log(
+            "4. idle pickup, enqueue → submit, 50 tries (ms)".into(),
+            format!("p50 {:.1}, p99 {:.1}", percentile(&lat, 50.0), percentile(&lat, 99.0)),
+        );
+    }
+
+    // 5. Recovery after kill -9 of a worker holding in-flight refunds.
+    if want(5) {
+        let rec = repeat(runs, |i| recovery(&bed, &sim, i)).await?;
+        log(
+            "5. recovery after kill -9 (s until another worker finished them; bare default apalis: 300 s)".into(),
+            rec.show(1),
+        );
+    }
+    if !(want(6) && want(7) && want(8)) {
+        write_results(&rows, runs, started.elapsed())?;
+        return Ok(());
+    }
+
+    // 6. Redis cost per refund (5k, one worker) beside the bare apalis job.
+    let n = 5_000;
+    let (c0, r0) = redis_counters(&bed.redis_url).await?;
+    baseline::run(&bed.redis_url, Flavour::Default, n, Duration::from_secs(60), "cost-base".into()).await?;
+    let (c1, r1) = redis_counters(&bed.redis_url).await?;
+    e2e::throughput(&bed, "cost".into(), n, 1, 64).await?;
+    let (c2, r2) = redis_counters(&bed.redis_url).await?;
+    log(
+        "6. Redis commands / round trips per job: bare apalis (incl. staging)".into(),
+        format!("{:.1} / {:.2}", (c1 - c0) as f64 / n as f64, (r1 - r0) as f64 / n as f64),
+    );
+    log(
+        "6. Redis commands / round trips per refund: qfrefund (enqueue to final)".into(),
+        format!("{:.1} / {:.2}", (c2 - c1) as f64 / n as f64, (r2 - r1) as f64 / n as f64),
+    );
+
+    // 7. Import: a 100k-row CSV through `qfrefund import`.
+    let rows_n = 100_000usize.min(biggest.max(5_000));
+    let csv = dir.join("import.csv");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+        writeln!(f, "syssn,out_trade_no,txamt,orig_txamt")?;
+        for i in 1..=rows_n as u64 {
+            writeln!(f, "{},IMP-{i},1,100000", qfpay_sim::args::generated_syssn(i))?;
+        }
+    }
+    let imp = repeat(runs, |i| {
+        let (csv, bed) = (csv.clone(), &bed);
+        async move {
+            let env = bed.env(&format!("bench-import-{i}"), 32);
+            let t = Instant::now();
+            let out = std::process::Command::new(qfrefund_bin()).arg("import").arg(&csv).envs(&env).output()?;
+            anyhow::ensure!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+            Ok(rows_n as f64 / t.elapsed().as_secs_f64())
+        }
+    })
+    .await?;
+    log(format!("7. import of a {rows_n}-row CSV (rows/s)"), imp.show(0));
+
+    // 8. Worker peak RSS at concurrency 256.
+    let ns = "bench-rss";
+    let mut w = bed.workers(ns, 1, 256);
+    let l = connect(&bed.redis_url, ns).await;
+    for chunk in e2e::refunds("RSS", 20_000).chunks(10_000) {
+        for r in l.enqueue_batch(chunk.to_vec()).await {
+            r?;
+        }
+    }
+    let t = Instant::now();
+    while e2e::succeeded(&l).await < 20_000 && t.elapsed() < Duration::from_secs(300) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss = vm_hwm_kib(w[0].pid()).unwrap_or(0);
+    w[0].terminate();
+    log("8. worker peak RSS at concurrency 256, 20k refunds (MiB)".into(), format!("{:.1}", rss as f64 / 1024.0));
+
+    write_results(&rows, runs, started.elapsed())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(sim);
+    drop(redis);
+    Ok(())
+}
+
+/// Seconds from killing a worker that holds 20 refunds mid-request to another having finished them.
+async fn recovery(bed: &Bed, sim: &SimHandle, i: usize) -> anyhow::Result<f64> {
+    let ns = format!("bench-recovery-{i}");
+    let tag = format!("REC{i}");
+    sim.set_faults(Faults { hang_after_apply: 1.0, hang_ms: 60_000, ..Faults::default() })
+        .map_err(anyhow::Error::msg)?;
+    let mut a: Vec<WorkerProcess> = bed.workers(&ns, 1, 32);
+    let l = connect(&bed.redis_url, &ns).await;
+    for r in l.enqueue_batch(e2e::refunds(&tag, 20)).await {
+        r?;
+    }
+    let t = Instant::now();
+    loop {
+        let mut held = 0;
+        for r in e2e::refunds(&tag, 20) {
+            held += usize::from(l.get(&r.out_trade_no).await?.is_some_and(|r| r.state == State::Submitting));
+        }
+        if held == 20 {
+            break;
+        }
+        anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "worker A never held them");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a[0].kill9();
+    let killed = Instant::now();
+    sim.set_faults(Faults::default()).map_err(anyhow::Error::msg)?;
+    let mut b = bed.workers(&ns, 1, 32);
+    while e2e::succeeded(&l).await < 20 {
+        anyhow::ensure!(killed.elapsed() < Duration::from_secs(120), "not recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = killed.elapsed().as_secs_f64();
+    b[0].terminate();
+    Ok(secs)
+}
+
+fn write_results(rows: &[(String, String)], runs: usize, took: Duration) -> anyhow::Result<()> {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mut md = String::new();
+    writeln!(md, "# qfrefund benchmark results\n")?;
+    writeln!(md, "- machine: {cores} cores, {cpu}")?;
+    writeln!(md, "- commit: {commit}; date (UTC): {}", qfpay::Txdtm::now(0))?;
+    writeln!(
+        md,
+        "- every figure: median (min–max) of {runs} runs, all in this one run; took {:.0} s\n",
+        took.as_secs_f64()
+    )?;
+    writeln!(md, "| measurement | result |\n|---|---|")?;
+    for (k, v) in rows {
+        writeln!(md, "| {k} | {v} |")?;
+    }
+    std::fs::create_dir_all("bench")?;
+    std::fs::write("bench/RESULTS.md", &md)?;
+    println!("{md}");
+    Ok(())
+}
