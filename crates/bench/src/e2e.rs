@@ -91,3 +91,32 @@ pub async fn idle_pickup(bed: &Bed, tries: usize) -> anyhow::Result<Vec<f64>> {
     procs[0].terminate();
     Ok(out)
 }
+
+/// Enqueue → final (ms) for refunds enqueued one by one at `per_sec` for `secs` seconds.
+pub async fn steady(bed: &Bed, per_sec: u64, secs: u64) -> anyhow::Result<Vec<f64>> {
+    let ns = "bench-steady";
+    let mut procs = bed.workers(ns, 1, 64);
+    let l = connect(&bed.redis_url, ns).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let n = (per_sec * secs) as usize;
+    let all = refunds("STEADY", n);
+    let gap = Duration::from_secs_f64(1.0 / per_sec as f64);
+    let started = Instant::now();
+    for (i, r) in all.iter().enumerate() {
+        let due = started + gap * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        l.enqueue(r.clone()).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while succeeded(&l).await < n as u64 {
+        anyhow::ensure!(Instant::now() < deadline, "steady run not drained");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut out = Vec::with_capacity(n);
+    for r in &all {
+        let rec = l.get(&r.out_trade_no).await?.ok_or_else(|| anyhow::anyhow!("record vanished"))?;
+        out.push((rec.updated_at - rec.created_at) as f64);
+    }
+    procs[0].terminate();
+    Ok(out)
+}
