@@ -54,7 +54,7 @@ pub async fn run(
                 .await?;
             let room = config.feed_high_water.saturating_sub(ready + due).min(config.feed_batch);
             if room == 0 {
-                return Ok::<usize, FeedError>(0);
+                return Ok::<Option<usize>, FeedError>(None);
             }
             let ids = ledger.feed(room, config.feed_hold).await?;
             if !ids.is_empty() {
@@ -65,12 +65,17 @@ pub async fn run(
                     .map_err(|e| FeedError::Apalis(e.to_string()))?;
                 debug!(fed = n, "fed due refunds to apalis");
             }
-            Ok(ids.len())
+            Ok(Some(ids.len()))
         }
         .await;
         match fed {
-            Ok(n) if n >= config.feed_batch => continue, // more is due: feed again at once
-            Ok(_) => backoff = Duration::from_millis(100),
+            Ok(Some(n)) if n >= config.feed_batch => continue, // more is due: feed again at once
+            Ok(Some(_)) => backoff = Duration::from_millis(100),
+            // apalis has all it can take: let the workers eat into it.
+            Ok(None) => {
+                shutdown.sleep(config.poll_interval).await;
+                continue;
+            }
             Err(e) => {
                 warn!(error = %e, "feeding failed; retrying");
                 shutdown.sleep(backoff).await;
@@ -83,9 +88,16 @@ pub async fn run(
         if waker.is_none() {
             waker = open_waker(&config).await;
         }
+        // Wait no longer than until the next refund is due.
+        let wait = match ledger.next_due().await {
+            Ok(Some(at)) => {
+                Duration::from_millis((at - ledger.now_ms()).clamp(1, config.feed_idle.as_millis() as i64) as u64)
+            }
+            _ => config.feed_idle,
+        };
         match waker.as_mut() {
             Some(con) => {
-                let secs = config.feed_idle.as_secs_f64().max(0.01);
+                let secs = wait.as_secs_f64().max(0.001);
                 let woke: Result<Option<(String, String)>, _> =
                     redis::cmd("BLPOP").arg(&wake_key).arg(secs).query_async(con).await;
                 if woke.is_err() {
@@ -95,7 +107,7 @@ pub async fn run(
                     let _: Result<(), _> = redis::cmd("DEL").arg(&wake_key).query_async(con).await;
                 }
             }
-            None => shutdown.sleep(config.feed_idle).await,
+            None => shutdown.sleep(wait).await,
         }
     }
 }

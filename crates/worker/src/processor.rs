@@ -110,9 +110,8 @@ impl Processor {
         if action_for(rec.state) == Action::Nothing {
             return Ok(Step::Nothing(format!("state {}", rec.state)));
         }
-        if rec.lease_until > now || rec.next_at > now {
-            return Ok(Step::Nothing("held or not due".into()));
-        }
+        // A refund held by another worker or not yet due goes to the claim anyway: the claim puts it
+        // back in the due-index at its real time (a feed may have parked it 30 s ahead).
         let Some((client, mchid)) = self.clients.get(&rec.merchant) else {
             let why = format!("no credentials for merchant {:?} on this worker", rec.merchant);
             warn!(merchant = %rec.merchant, "{why}");
@@ -120,7 +119,10 @@ impl Processor {
                 self.ledger.defer(&rec, now + ms(self.policy.paused_wait), &why, self.policy.max_age).await?;
             return Ok(if deferred { Step::Deferred(why) } else { Step::Review(why) });
         };
-        let wait = self.ledger.take_token(&rec.merchant, self.rate_per_sec, self.rate_burst).await?;
+        // Held or not yet due: no token needed, the claim will only put it back at its time.
+        let not_yet = rec.lease_until > now || rec.next_at > now;
+        let wait =
+            if not_yet { 0 } else { self.ledger.take_token(&rec.merchant, self.rate_per_sec, self.rate_burst).await? };
         if wait > 0 {
             let why = format!("rate limit of merchant {}", rec.merchant);
             self.ledger.defer(&rec, now + wait as i64, &why, self.policy.max_age).await?;

@@ -19,10 +19,18 @@ local state = rec[1]
 if not state then return {'missing'} end
 if FINAL[state] then return {'final', state} end
 if state == 'needs_review' then return {'review'} end
+-- Not ours yet: put the refund back in the due-index at its real time (a feed may have parked it
+-- later), so an early or duplicate delivery never delays it.
 local lease_until = tonumber(rec[2]) or 0
-if lease_until > now then return {'leased', tostring(lease_until)} end
+if lease_until > now then
+  redis.call('ZADD', KEYS[2], lease_until, otn)
+  return {'leased', tostring(lease_until)}
+end
 local next_at = tonumber(rec[3]) or 0
-if next_at > now then return {'early', tostring(next_at)} end
+if next_at > now then
+  redis.call('ZADD', KEYS[2], next_at, otn)
+  return {'early', tostring(next_at)}
+end
 
 local age_from = math.max(tonumber(rec[9]) or now, tonumber(rec[10]) or 0)
 local too_old = now - age_from >= tonumber(ARGV[11])
