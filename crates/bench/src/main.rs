@@ -77,15 +77,19 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. Baseline: bare apalis, no-op handler. Long drains are measured over a 10 s window.
     let mut base_default = Vec::new();
+    // Each baseline gets a Redis of its own, dropped afterwards: a bare apalis worker's background
+    // tasks outlive `run_until`, and on a shared Redis they would tax every later measurement.
     for &n in sizes.iter().filter(|_| want(1) || want(2)) {
-        let f = repeat(runs, |i| {
-            baseline::run(&bed.redis_url, Flavour::Default, n, Duration::from_secs(10), format!("d{n}-{i}"))
+        let f = repeat(runs, |i| async move {
+            let r = RedisServer::start_with_aof()?;
+            baseline::run(&r.url(), Flavour::Default, n, Duration::from_secs(10), format!("d{n}-{i}")).await
         })
         .await?;
         log(format!("1. bare apalis, Config::default(), backlog {n} (jobs/s)"), f.show(0));
         base_default.push((n, f.median()));
-        let f = repeat(runs, |i| {
-            baseline::run(&bed.redis_url, Flavour::Qfrefund, n, Duration::from_secs(10), format!("q{n}-{i}"))
+        let f = repeat(runs, |i| async move {
+            let r = RedisServer::start_with_aof()?;
+            baseline::run(&r.url(), Flavour::Qfrefund, n, Duration::from_secs(10), format!("q{n}-{i}")).await
         })
         .await?;
         log(format!("1. bare apalis, qfrefund's apalis config, backlog {n} (jobs/s)"), f.show(0));
@@ -148,9 +152,12 @@ async fn main() -> anyhow::Result<()> {
 
     // 6. Redis cost per refund (5k, one worker) beside the bare apalis job.
     let n = 5_000;
-    let (c0, r0) = redis_counters(&bed.redis_url).await?;
-    baseline::run(&bed.redis_url, Flavour::Default, n, Duration::from_secs(60), "cost-base".into()).await?;
-    let (c1, r1) = redis_counters(&bed.redis_url).await?;
+    let base_redis = RedisServer::start_with_aof()?;
+    let (c0, r0) = redis_counters(&base_redis.url()).await?;
+    baseline::run(&base_redis.url(), Flavour::Default, n, Duration::from_secs(60), "cost-base".into()).await?;
+    let (c1, r1) = redis_counters(&base_redis.url()).await?;
+    drop(base_redis);
+    let (c1b, r1b) = redis_counters(&bed.redis_url).await?;
     e2e::throughput(&bed, "cost".into(), n, 1, 64).await?;
     let (c2, r2) = redis_counters(&bed.redis_url).await?;
     log(
@@ -159,7 +166,7 @@ async fn main() -> anyhow::Result<()> {
     );
     log(
         "6. Redis commands / round trips per refund: qfrefund (enqueue to final)".into(),
-        format!("{:.1} / {:.2}", (c2 - c1) as f64 / n as f64, (r2 - r1) as f64 / n as f64),
+        format!("{:.1} / {:.2}", (c2 - c1b) as f64 / n as f64, (r2 - r1b) as f64 / n as f64),
     );
 
     // 7. Import: a 100k-row CSV through `qfrefund import`.
