@@ -79,7 +79,7 @@ impl Default for WorkerConfig {
             fetch_batch: 50,
             feed_batch: 500,
             feed_high_water: 2_000,
-            feed_hold: Duration::from_secs(30),
+            feed_hold: Duration::from_secs(10),
             feed_idle: Duration::from_millis(250),
             rate_per_sec: 5.0,
             rate_burst: 20,

@@ -65,6 +65,10 @@ pub async fn run(
                     .map_err(|e| FeedError::Apalis(e.to_string()))?;
                 debug!(fed = n, "fed due refunds to apalis");
             }
+            // Filled apalis up to the high-water mark: wait for the workers, do not spin.
+            if ids.len() == room && room < config.feed_batch {
+                return Ok(None);
+            }
             Ok(Some(ids.len()))
         }
         .await;

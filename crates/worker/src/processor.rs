@@ -111,7 +111,7 @@ impl Processor {
             return Ok(Step::Nothing(format!("state {}", rec.state)));
         }
         // A refund held by another worker or not yet due goes to the claim anyway: the claim puts it
-        // back in the due-index at its real time (a feed may have parked it 30 s ahead).
+        // back in the due-index at its real time (a feed may have parked it `feed_hold` ahead).
         let Some((client, mchid)) = self.clients.get(&rec.merchant) else {
             let why = format!("no credentials for merchant {:?} on this worker", rec.merchant);
             warn!(merchant = %rec.merchant, "{why}");
