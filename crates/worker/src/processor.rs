@@ -87,14 +87,6 @@ impl Processor {
         self
     }
 
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
-    }
-
-    pub fn worker_id(&self) -> &str {
-        &self.worker_id
-    }
-
     /// Takes one step on refund `out_trade_no`. Errors are Redis errors: the refund stays in the
     /// due-index and comes back; nothing is lost by returning early.
     pub async fn process(&self, out_trade_no: &str) -> Result<Step, LedgerError> {
