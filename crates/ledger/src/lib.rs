@@ -35,4 +35,7 @@ pub use producer::{DEFAULT_MERCHANT, NewRefund};
 pub use record::Record;
 pub use schedule::Policy;
 pub use state::State;
-pub use store::{Accepted, Claim, Enqueued, Ledger, LedgerConfig, LedgerError, Operation, ServerInfo, redis_client};
+pub use store::{
+    Accepted, Claim, ClaimOptions, Enqueued, Ledger, LedgerConfig, LedgerError, Operation, RefundRef, ServerInfo,
+    redis_client,
+};

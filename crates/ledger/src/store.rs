@@ -31,7 +31,7 @@ static DEFER: LazyLock<Script> = record_script!("lua/defer.lua");
 static SET_PAID: LazyLock<Script> = record_script!("lua/set_paid.lua");
 static OPERATE: LazyLock<Script> = record_script!("lua/operate.lua");
 static FEED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/feed.lua")));
-static RATE_LIMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/rate_limit.lua")));
+static RATE_LIMIT: LazyLock<Script> = record_script!("lua/rate_limit.lua");
 
 /// Where the ledger lives.
 #[derive(Debug, Clone)]
@@ -138,6 +138,42 @@ pub enum Claim {
     Deferred { why: String, next_at: i64 },
     /// Nothing to do: someone holds it, it is not due, it is final, or it waits for a person.
     Skip(String),
+    /// The record's payment or merchant is not the one the caller named: nothing was written;
+    /// read the record and claim again with its own.
+    Mismatch,
+}
+
+/// Names a refund the way a claim needs it: its keys (the payment's, the merchant's token bucket)
+/// are derived from these, so the claim can read the record itself in the same round trip.
+/// Workers get it from the job the feeder wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRef {
+    pub out_trade_no: String,
+    pub syssn: String,
+    pub merchant: String,
+}
+
+impl From<&Record> for RefundRef {
+    fn from(r: &Record) -> Self {
+        Self { out_trade_no: r.out_trade_no.clone(), syssn: r.syssn.clone(), merchant: r.merchant.clone() }
+    }
+}
+
+/// What a worker brings to a claim besides the refund.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimOptions<'a> {
+    pub worker: &'a str,
+    pub policy: &'a Policy,
+    /// The `txdtm` a first submit records (and sends).
+    pub txdtm: &'a str,
+    /// Answer [`Claim::NeedPaid`] (after taking a token for that enquiry) when the payment's
+    /// amount is unknown.
+    pub want_paid: bool,
+    /// No submit before this time (ms; 0: none): QFPay's nightly window.
+    pub submit_not_before: i64,
+    /// The merchant's token bucket (rate per second, burst); `None`: no limit. A token is taken
+    /// only when the claim hands out a request to send.
+    pub rate: Option<(f64, u32)>,
 }
 
 /// The Redis store of one ledger.
@@ -434,29 +470,28 @@ impl Ledger {
         Ok(State::ALL.into_iter().zip(counts).collect())
     }
 
-    /// Claims a due refund for this worker (see `lua/claim.lua`). `submit_not_before` (ms, 0 for
-    /// none) defers a submit, e.g. past the nightly window.
-    pub async fn claim(
-        &self,
-        rec: &Record,
-        worker: &str,
-        policy: &Policy,
-        txdtm: &str,
-        want_paid: bool,
-        submit_not_before: i64,
-    ) -> Result<Claim, LedgerError> {
-        let mut inv = self.on_record(&CLAIM, &rec.out_trade_no, &rec.syssn);
-        inv.arg(&rec.out_trade_no)
+    /// Claims a due refund for this worker (see `lua/claim.lua`): one round trip that reads the
+    /// record, checks it is due, takes a rate-limit token when a request will be sent, and takes
+    /// the lease.
+    pub async fn claim(&self, target: &RefundRef, o: &ClaimOptions<'_>) -> Result<Claim, LedgerError> {
+        let mut inv = self.on_record(&CLAIM, &target.out_trade_no, &target.syssn);
+        let (rate, burst) = o.rate.map_or((String::new(), 0), |(r, b)| (r.to_string(), b));
+        inv.key(self.keys.rate(&target.merchant))
+            .arg(&target.out_trade_no)
             .arg(self.now_ms())
-            .arg(worker)
-            .arg(policy.lease.as_millis() as u64)
-            .arg(txdtm)
-            .arg(policy.syssn_busy_wait.as_millis() as u64)
-            .arg(policy.paused_wait.as_millis() as u64)
+            .arg(o.worker)
+            .arg(o.policy.lease.as_millis() as u64)
+            .arg(o.txdtm)
+            .arg(o.policy.syssn_busy_wait.as_millis() as u64)
+            .arg(o.policy.paused_wait.as_millis() as u64)
             .arg(self.config.events_maxlen)
-            .arg(if want_paid { "1" } else { "0" })
-            .arg(submit_not_before)
-            .arg(policy.max_age.as_millis() as u64);
+            .arg(if o.want_paid { "1" } else { "0" })
+            .arg(o.submit_not_before)
+            .arg(o.policy.max_age.as_millis() as u64)
+            .arg(&target.syssn)
+            .arg(&target.merchant)
+            .arg(rate)
+            .arg(burst);
         let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
         let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
         let bad = || LedgerError::Script(format!("claim answered {:?}", reply.first()));
@@ -464,7 +499,7 @@ impl Ledger {
             let fence = at(1).parse::<u64>().map_err(|_| bad())?;
             let fields: HashMap<String, String> =
                 reply[2..].chunks_exact(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect();
-            Ok((fence, Box::new(Record::from_hash(&self.keys.record(&rec.out_trade_no), &fields)?)))
+            Ok((fence, Box::new(Record::from_hash(&self.keys.record(&target.out_trade_no), &fields)?)))
         };
         Ok(match at(0).as_str() {
             "submit" => claimed().map(|(fence, record)| Claim::Submit { fence, record })?,
@@ -473,6 +508,7 @@ impl Ledger {
             "failed" => Claim::Failed(at(1)),
             "blocked" => Claim::Blocked(at(1)),
             "deferred" => Claim::Deferred { why: at(1), next_at: at(2).parse().map_err(|_| bad())? },
+            "mismatch" => Claim::Mismatch,
             "missing" | "final" | "review" | "leased" | "early" => Claim::Skip(reply.join(" ")),
             _ => return Err(bad()),
         })
@@ -566,18 +602,36 @@ impl Ledger {
     }
 
     /// Records a payment's amount learned by enquiry (first writer wins); returns the recorded one.
-    pub async fn set_paid(&self, rec: &Record, paid: u64) -> Result<u64, LedgerError> {
-        let mut inv = self.on_record(&SET_PAID, &rec.out_trade_no, &rec.syssn);
+    pub async fn set_paid(&self, target: &RefundRef, paid: u64) -> Result<u64, LedgerError> {
+        let mut inv = self.on_record(&SET_PAID, &target.out_trade_no, &target.syssn);
         inv.arg(paid);
         let v: String = inv.invoke_async(&mut self.con.clone()).await?;
         v.parse().map_err(|_| LedgerError::Script(format!("set_paid answered {v:?}")))
     }
 
-    /// Takes up to `limit` due refunds for delivery, holding each for `hold`.
-    pub async fn feed(&self, limit: usize, hold: Duration) -> Result<Vec<String>, LedgerError> {
+    /// Takes up to `limit` due refunds for delivery, holding each for `hold`, and names each one's
+    /// payment and merchant (one pipelined read for the whole batch) so that its claim needs no
+    /// read of its own. A refund whose record is gone is left out.
+    pub async fn feed(&self, limit: usize, hold: Duration) -> Result<Vec<RefundRef>, LedgerError> {
         let mut inv = FEED.prepare_invoke();
         inv.key(self.keys.due()).arg(self.now_ms()).arg(limit).arg(hold.as_millis() as u64);
-        Ok(inv.invoke_async(&mut self.con.clone()).await?)
+        let ids: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET").arg(self.keys.record(id)).arg("syssn").arg("merchant");
+        }
+        let named: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut self.con.clone()).await?;
+        Ok(ids
+            .into_iter()
+            .zip(named)
+            .filter_map(|(out_trade_no, pair)| match pair {
+                (Some(syssn), Some(merchant)) => Some(RefundRef { out_trade_no, syssn, merchant }),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Takes a token from `merchant`'s bucket: `Ok(0)` if taken, else the ms to wait for one.

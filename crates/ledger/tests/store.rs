@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ledger::machine::{SubmitResult, after_submit};
-use ledger::{Accepted, Claim, Enqueued, Ledger, LedgerConfig, LedgerError, NewRefund, Policy, State};
+use ledger::{Accepted, Claim, ClaimOptions, Enqueued, Ledger, LedgerConfig, LedgerError, NewRefund, Policy, State};
 use qfpay::RefundResponse;
 use testkit::{TestRedis, unique_namespace};
 
@@ -22,7 +22,8 @@ fn policy(lease_ms: u64) -> Policy {
 
 /// A claim as a worker makes it: no nightly window, the paid amount not asked for.
 async fn claim(l: &Ledger, rec: &ledger::Record, worker: &str, p: &Policy, txdtm: &str, want_paid: bool) -> Claim {
-    l.claim(rec, worker, p, txdtm, want_paid, 0).await.unwrap()
+    let o = ClaimOptions { worker, policy: p, txdtm, want_paid, submit_not_before: 0, rate: None };
+    l.claim(&rec.into(), &o).await.unwrap()
 }
 
 fn fence_of(c: &Claim) -> u64 {
@@ -154,8 +155,8 @@ async fn an_unknown_paid_amount_is_learned_before_the_first_submit() {
     l.enqueue(NewRefund::new("555", "RF1", 700)).await.unwrap();
     let r = l.get("RF1").await.unwrap().unwrap();
     assert_eq!(claim(&l, &r, "w", &p, "t", true).await, Claim::NeedPaid);
-    assert_eq!(l.set_paid(&r, 500).await.unwrap(), 500);
-    assert_eq!(l.set_paid(&r, 900).await.unwrap(), 500, "the first learned amount stands");
+    assert_eq!(l.set_paid(&(&r).into(), 500).await.unwrap(), 500);
+    assert_eq!(l.set_paid(&(&r).into(), 900).await.unwrap(), 500, "the first learned amount stands");
     assert!(matches!(claim(&l, &r, "w", &p, "t", true).await, Claim::Failed(_)));
 }
 
@@ -230,7 +231,9 @@ async fn the_nightly_window_holds_back_submits_not_enquiries() {
     l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
     let r = l.get("RF1").await.unwrap().unwrap();
     let later = l.now_ms() + 3_600_000;
-    match l.claim(&r, "w", &p, "t", false, later).await.unwrap() {
+    let o =
+        ClaimOptions { worker: "w", policy: &p, txdtm: "t", want_paid: false, submit_not_before: later, rate: None };
+    match l.claim(&(&r).into(), &o).await.unwrap() {
         Claim::Deferred { why, next_at } => {
             assert!(why.contains("23:30"));
             assert_eq!(next_at, later);
@@ -308,4 +311,54 @@ async fn operator_actions_are_guarded_and_audited() {
     assert!(
         events.iter().any(|e| e.out_trade_no == "RF1" && e.state == "succeeded" && e.reason.contains("resolve by bob"))
     );
+}
+
+#[tokio::test]
+async fn a_claim_takes_a_token_only_when_it_hands_out_a_request() {
+    let (_r, l) = ledger("claim-rate").await;
+    let p = policy(5_000);
+    for i in 0..3 {
+        l.enqueue(NewRefund::new(&format!("{i}"), &format!("RF{i}"), 1)).await.unwrap();
+    }
+    let o = ClaimOptions {
+        worker: "w",
+        policy: &p,
+        txdtm: "t",
+        want_paid: false,
+        submit_not_before: 0,
+        rate: Some((0.5, 2)),
+    };
+    let r0 = l.get("RF0").await.unwrap().unwrap();
+    assert!(matches!(l.claim(&(&r0).into(), &o).await.unwrap(), Claim::Submit { .. }));
+    // Held by us now: a second delivery takes no token.
+    assert!(matches!(l.claim(&(&r0).into(), &o).await.unwrap(), Claim::Skip(_)));
+    let r1 = l.get("RF1").await.unwrap().unwrap();
+    assert!(matches!(l.claim(&(&r1).into(), &o).await.unwrap(), Claim::Submit { .. }), "the burst has two");
+    let r2 = l.get("RF2").await.unwrap().unwrap();
+    match l.claim(&(&r2).into(), &o).await.unwrap() {
+        Claim::Deferred { why, next_at } => {
+            assert!(why.contains("rate limit"), "{why}");
+            assert!(next_at > l.now_ms() + 1_000, "one token every 2 s");
+        }
+        other => panic!("{other:?}"),
+    }
+    let after = l.get("RF2").await.unwrap().unwrap();
+    assert_eq!((after.state, after.submits), (State::Queued, 0), "nothing was taken or counted");
+}
+
+#[tokio::test]
+async fn a_claim_naming_another_payment_or_merchant_writes_nothing() {
+    let (_r, l) = ledger("claim-mismatch").await;
+    let p = policy(5_000);
+    l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
+    let r = l.get("RF1").await.unwrap().unwrap();
+    let o = ClaimOptions { worker: "w", policy: &p, txdtm: "t", want_paid: false, submit_not_before: 0, rate: None };
+    let mut wrong = ledger::RefundRef::from(&r);
+    wrong.syssn = "2".into();
+    assert_eq!(l.claim(&wrong, &o).await.unwrap(), Claim::Mismatch);
+    let mut wrong = ledger::RefundRef::from(&r);
+    wrong.merchant = "other".into();
+    assert_eq!(l.claim(&wrong, &o).await.unwrap(), Claim::Mismatch);
+    assert_eq!(l.get("RF1").await.unwrap().unwrap(), r, "untouched");
+    assert!(matches!(l.claim(&(&r).into(), &o).await.unwrap(), Claim::Submit { .. }));
 }

@@ -12,16 +12,33 @@ use std::time::Duration;
 
 use apalis::prelude::TaskSink;
 use apalis_redis::RedisStorage;
-use ledger::Ledger;
+use ledger::{Ledger, RefundRef};
 use tracing::{debug, warn};
 
 use crate::config::WorkerConfig;
 use crate::runner::Shutdown;
 
-/// The apalis job: which refund to look at. Kept as plain JSON so no payload can fail to decode
-/// (apalis-redis stops the whole worker on a codec error).
-pub fn job(out_trade_no: &str) -> serde_json::Value {
-    serde_json::json!({ "otn": out_trade_no })
+/// The apalis job: which refund to look at, and its payment and merchant so the claim can name
+/// every key it touches without reading the record first. Carried as plain JSON so no payload can
+/// fail to decode (apalis-redis stops the whole worker on a codec error); jobs written before the
+/// payment and merchant were added still work (the processor reads the record for them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub otn: String,
+    pub syssn: Option<String>,
+    pub merchant: Option<String>,
+}
+
+impl Job {
+    pub fn to_json(r: &RefundRef) -> serde_json::Value {
+        serde_json::json!({ "otn": r.out_trade_no, "syssn": r.syssn, "merchant": r.merchant })
+    }
+
+    /// `None`: the payload names no refund.
+    pub fn from_json(v: &serde_json::Value) -> Option<Self> {
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).filter(|s| !s.is_empty()).map(str::to_owned);
+        Some(Self { otn: field("otn")?, syssn: field("syssn"), merchant: field("merchant") })
+    }
 }
 
 /// Runs until shutdown: feed what is due, then wait for a producer's wake-up or `feed_idle`.
@@ -60,7 +77,7 @@ pub async fn run(
             if !ids.is_empty() {
                 let n = ids.len();
                 storage
-                    .push_bulk(ids.iter().map(|id| job(id)).collect())
+                    .push_bulk(ids.iter().map(Job::to_json).collect())
                     .await
                     .map_err(|e| FeedError::Apalis(e.to_string()))?;
                 debug!(fed = n, "fed due refunds to apalis");

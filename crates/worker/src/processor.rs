@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ledger::machine::{Action, EnquiryResult, SubmitResult, action_for, after_enquiry, after_submit};
-use ledger::{Claim, Decision, Ledger, LedgerError, Policy, Record, State};
+use ledger::{Claim, ClaimOptions, Decision, Ledger, LedgerError, Policy, Record, RefundRef, State};
 use qfpay::time::{DEFAULT_OFFSET_SECS, after_refund_blackout, near_refund_blackout};
 use qfpay::{Client, ClientError, Credentials, EnquiryRequest, RefundLookup, RefundRequest, Txdtm};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Merchant, WorkerConfig};
+use crate::feeder::Job;
 
 /// What one step did (for logs, metrics and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,85 +88,117 @@ impl Processor {
         self
     }
 
-    /// Takes one step on refund `out_trade_no`. Errors are Redis errors: the refund stays in the
+    /// Takes one step on the refund a job names. Errors are Redis errors: the refund stays in the
     /// due-index and comes back; nothing is lost by returning early.
-    pub async fn process(&self, out_trade_no: &str) -> Result<Step, LedgerError> {
-        let span = info_span!("refund", out_trade_no, worker = %self.worker_id);
-        self.step(out_trade_no).instrument(span).await
+    pub async fn process(&self, job: &Job) -> Result<Step, LedgerError> {
+        let span = info_span!("refund", out_trade_no = %job.otn, worker = %self.worker_id);
+        self.step(job).instrument(span).await
     }
 
-    async fn step(&self, out_trade_no: &str) -> Result<Step, LedgerError> {
-        let Some(rec) = self.ledger.get(out_trade_no).await? else {
-            return Ok(Step::Nothing("no such refund".into()));
+    /// The hot path is two round trips to Redis: the claim (which reads the record and takes the
+    /// rate-limit token itself), then the transition. The record is read separately only for jobs
+    /// from before the feeder named the payment and merchant, and on the rare paths below.
+    async fn step(&self, job: &Job) -> Result<Step, LedgerError> {
+        let mut target = match (&job.syssn, &job.merchant) {
+            (Some(syssn), Some(merchant)) => {
+                RefundRef { out_trade_no: job.otn.clone(), syssn: syssn.clone(), merchant: merchant.clone() }
+            }
+            _ => match self.ledger.get(&job.otn).await? {
+                Some(rec) => RefundRef::from(&rec),
+                None => return Ok(Step::Nothing("no such refund".into())),
+            },
         };
+        let mut want_paid = self.learn_paid;
+        // At most: a mismatch re-read, then a payment-amount enquiry, then the claim that counts.
+        for _ in 0..3 {
+            let Some((client, mchid)) = self.clients.get(&target.merchant) else {
+                return self.no_credentials(&target).await;
+            };
+            let claim = self.claim(&target, want_paid).await?;
+            return match claim {
+                Claim::Submit { fence, record } => self.submit(client, mchid.as_deref(), *record, fence).await,
+                Claim::Enquire { fence, record } => self.enquire(client, mchid.as_deref(), *record, fence).await,
+                Claim::NeedPaid => {
+                    self.learn_paid(client, mchid.as_deref(), &target).await?;
+                    want_paid = false;
+                    continue;
+                }
+                Claim::Mismatch => match self.ledger.get(&target.out_trade_no).await? {
+                    Some(rec) => {
+                        target = RefundRef::from(&rec);
+                        continue;
+                    }
+                    None => Ok(Step::Nothing("no such refund".into())),
+                },
+                Claim::Failed(why) => {
+                    info!(%why, "refused before sending");
+                    Ok(Step::Refused(why))
+                }
+                Claim::Blocked(why) => {
+                    warn!(%why, "needs review");
+                    Ok(Step::Review(why))
+                }
+                Claim::Deferred { why, .. } => Ok(Step::Deferred(why)),
+                Claim::Skip(why) => Ok(Step::Nothing(why)),
+            };
+        }
+        Ok(Step::Nothing("the record kept changing under the claim; it stays due".into()))
+    }
+
+    /// The claim decides between submit and enquiry on the record as it is then; the nightly
+    /// window only ever holds back a submit.
+    async fn claim(&self, target: &RefundRef, want_paid: bool) -> Result<Claim, LedgerError> {
         let now = self.ledger.now_ms();
-        if action_for(rec.state) == Action::Nothing {
-            return Ok(Step::Nothing(format!("state {}", rec.state)));
-        }
-        // A refund held by another worker or not yet due goes to the claim anyway: the claim puts it
-        // back in the due-index at its real time (a feed may have parked it `feed_hold` ahead).
-        let Some((client, mchid)) = self.clients.get(&rec.merchant) else {
-            let why = format!("no credentials for merchant {:?} on this worker", rec.merchant);
-            warn!(merchant = %rec.merchant, "{why}");
-            let deferred =
-                self.ledger.defer(&rec, now + ms(self.policy.paused_wait), &why, self.policy.max_age).await?;
-            return Ok(if deferred { Step::Deferred(why) } else { Step::Review(why) });
-        };
-        // Held or not yet due: no token needed, the claim will only put it back at its time.
-        let not_yet = rec.lease_until > now || rec.next_at > now;
-        let wait =
-            if not_yet { 0 } else { self.ledger.take_token(&rec.merchant, self.rate_per_sec, self.rate_burst).await? };
-        if wait > 0 {
-            let why = format!("rate limit of merchant {}", rec.merchant);
-            self.ledger.defer(&rec, now + wait as i64, &why, self.policy.max_age).await?;
-            return Ok(Step::Deferred(why));
-        }
-        // The claim decides between submit and enquiry on the record as it is then; the nightly
-        // window only ever holds back a submit.
         let local = Txdtm::from_unix(now.div_euclid(1000), DEFAULT_OFFSET_SECS);
-        let not_before = if self.quiet_window && near_refund_blackout(local) {
+        let submit_not_before = if self.quiet_window && near_refund_blackout(local) {
             after_refund_blackout(now.div_euclid(1000), DEFAULT_OFFSET_SECS) * 1000
         } else {
             0
         };
         let txdtm = local.to_string();
-        let want_paid = self.learn_paid && rec.orig_txamt.is_none();
-        let mut claim = self.ledger.claim(&rec, &self.worker_id, &self.policy, &txdtm, want_paid, not_before).await?;
-        if claim == Claim::NeedPaid {
-            self.learn_paid(client, mchid.as_deref(), &rec).await?;
-            claim = self.ledger.claim(&rec, &self.worker_id, &self.policy, &txdtm, false, not_before).await?;
+        let options = ClaimOptions {
+            worker: &self.worker_id,
+            policy: &self.policy,
+            txdtm: &txdtm,
+            want_paid,
+            submit_not_before,
+            rate: Some((self.rate_per_sec, self.rate_burst)),
+        };
+        self.ledger.claim(target, &options).await
+    }
+
+    /// This worker has no credentials for the refund's merchant: put it off (another worker's
+    /// configuration, or a fixed one after a restart, will take it); past its maximum age it goes
+    /// to `needs_review`.
+    async fn no_credentials(&self, target: &RefundRef) -> Result<Step, LedgerError> {
+        let why = format!("no credentials for merchant {:?} on this worker", target.merchant);
+        warn!(merchant = %target.merchant, "{why}");
+        let Some(rec) = self.ledger.get(&target.out_trade_no).await? else {
+            return Ok(Step::Nothing("no such refund".into()));
+        };
+        if action_for(rec.state) == Action::Nothing {
+            return Ok(Step::Nothing(format!("state {}", rec.state)));
         }
-        match claim {
-            Claim::Submit { fence, record } => self.submit(client, mchid.as_deref(), *record, fence).await,
-            Claim::Enquire { fence, record } => self.enquire(client, mchid.as_deref(), *record, fence).await,
-            Claim::Failed(why) => {
-                info!(%why, "refused before sending");
-                Ok(Step::Refused(why))
-            }
-            Claim::Blocked(why) => {
-                warn!(%why, "needs review");
-                Ok(Step::Review(why))
-            }
-            Claim::Deferred { why, .. } => Ok(Step::Deferred(why)),
-            Claim::Skip(why) => Ok(Step::Nothing(why)),
-            Claim::NeedPaid => Ok(Step::Nothing("payment amount still unknown".into())),
-        }
+        let next = self.ledger.now_ms() + ms(self.policy.paused_wait);
+        let deferred = self.ledger.defer(&rec, next, &why, self.policy.max_age).await?;
+        Ok(if deferred { Step::Deferred(why) } else { Step::Review(why) })
     }
 
     /// Learns what the payment was for by enquiring it (promise 3 needs the amount). If QFPay
     /// cannot say, the refund goes ahead and QFPay's own remainder check (`1272`) still applies.
-    async fn learn_paid(&self, client: &Client, mchid: Option<&str>, rec: &Record) -> Result<(), LedgerError> {
-        let req = EnquiryRequest::new(&[&rec.syssn], &[], None).and_then(|r| r.with_mchid(mchid))?;
+    /// The claim that asked for it took a rate-limit token for this enquiry.
+    async fn learn_paid(&self, client: &Client, mchid: Option<&str>, target: &RefundRef) -> Result<(), LedgerError> {
+        let req = EnquiryRequest::new(&[&target.syssn], &[], None).and_then(|r| r.with_mchid(mchid))?;
         match client.enquire(&req).await {
             Ok(answer) if answer.is_ok() => {
                 let payment = answer.data.iter().find(|r| {
-                    r.syssn.as_deref() == Some(rec.syssn.as_str())
+                    r.syssn.as_deref() == Some(target.syssn.as_str())
                         && r.order_type.as_deref().is_none_or(|t| t == "payment")
                         && r.respcd() == "0000"
                 });
                 if let Some(paid) = payment.and_then(|p| p.txamt.as_deref()).and_then(|t| t.parse::<u64>().ok()) {
-                    let recorded = self.ledger.set_paid(rec, paid).await?;
-                    debug!(syssn = %rec.syssn, recorded, "learned the payment's amount");
+                    let recorded = self.ledger.set_paid(target, paid).await?;
+                    debug!(syssn = %target.syssn, recorded, "learned the payment's amount");
                 }
             }
             Ok(answer) => debug!(respcd = answer.respcd(), "payment enquiry refused; going ahead"),

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::config::WorkerConfig;
-use crate::feeder;
+use crate::feeder::{self, Job};
 use crate::processor::Processor;
 
 /// A shutdown signal every task of the process can wait on. Cheap to clone.
@@ -89,14 +89,14 @@ pub fn apalis_config(config: &WorkerConfig, queue: &str) -> ApalisConfig {
 }
 
 async fn handle(job: serde_json::Value, processor: Data<Arc<Processor>>) -> Result<(), BoxDynError> {
-    let Some(otn) = job.get("otn").and_then(|v| v.as_str()) else {
+    let Some(job) = Job::from_json(&job) else {
         warn!(%job, "job without an out_trade_no: dropped (the ledger's due-index is the source of truth)");
         return Ok(());
     };
     // Never an Err: apalis' own retries (linear, whole seconds, hard-coded) are not ours; a failed
     // step leaves the refund in the due-index, which brings it back.
-    if let Err(e) = processor.process(otn).await {
-        warn!(out_trade_no = otn, error = %e, "step failed; the refund stays due");
+    if let Err(e) = processor.process(&job).await {
+        warn!(out_trade_no = %job.otn, error = %e, "step failed; the refund stays due");
     }
     Ok(())
 }

@@ -6,17 +6,24 @@
 -- refund that would take a payment's refunds past what was paid fails here and is never sent.
 -- Paused merchants, a busy payment and the nightly window defer a submit; a refund deferred past
 -- its maximum age goes to needs_review. The claimed record is returned as the caller must use it.
+-- It reads the record itself and takes the merchant's rate-limit token only when a request will be
+-- sent, so the whole step before the call to QFPay is this one round trip. The caller names the
+-- refund's payment and merchant (from the job) so that every key is declared; a record that does
+-- not match them answers 'mismatch' and nothing is written.
 -- ARGV: 1 out_trade_no, 2 now ms, 3 worker id, 4 lease ms, 5 txdtm for a first submit,
 --       6 payment-busy wait ms, 7 paused wait ms, 8 stream maxlen, 9 '1' = return need_paid when
---       the payment's amount is unknown, 10 no submit before (ms, 0 = none), 11 max age ms
--- Returns: {'missing'} | {'final', state} | {'review'} | {'leased', until} | {'early', next_at}
+--       the payment's amount is unknown, 10 no submit before (ms, 0 = none), 11 max age ms,
+--       12 syssn and 13 merchant the caller expects, 14 rate per second ('' = no limit), 15 burst
+-- KEYS[14] the merchant's token bucket.
+-- Returns: {'missing'} | {'mismatch'} | {'final', state} | {'review'} | {'leased', until} | {'early', next_at}
 --        | {'deferred', why, next_at} | {'need_paid'} | {'failed', why} | {'blocked', why}
 --        | {'submit', fence, field, value, ...} | {'enquire', fence, field, value, ...}
 local otn, now, worker, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local rec = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'next_at', 'merchant', 'syssn', 'txamt', 'fence',
-  'txdtm', 'created_at', 'retried_at')
+  'txdtm', 'created_at', 'retried_at', 'enquiries', 'submits')
 local state = rec[1]
 if not state then return {'missing'} end
+if rec[5] ~= ARGV[12] or rec[4] ~= ARGV[13] then return {'mismatch'} end
 if FINAL[state] then return {'final', state} end
 if state == 'needs_review' then return {'review'} end
 -- Not ours yet: put the refund back in the due-index at its real time (a feed may have parked it
@@ -45,10 +52,22 @@ local function defer(why, at)
   return {'deferred', why, tostring(at)}
 end
 
+-- 0 when a token was taken (or there is no limit), else the ms until there is one.
+local function token_wait()
+  if ARGV[14] == '' then return 0 end
+  return take_token(KEYS[14], tonumber(ARGV[14]), tonumber(ARGV[15]), now)
+end
+local function rate_limited(wait)
+  return defer('rate limit of merchant ' .. rec[4], now + wait)
+end
+
 local fence = next_fence(rec[7])
-local function take_lease(new_state, answer)
-  redis.call('HSET', KEYS[1], 'fence', fence, 'lease_owner', worker, 'lease_until', now + lease,
-    'next_at', now + lease, 'updated_at', now)
+-- `extra`: more field/value pairs to write with the lease, in the same HSET.
+local function take_lease(new_state, answer, extra)
+  local set = {'fence', fence, 'lease_owner', worker, 'lease_until', now + lease, 'next_at', now + lease,
+    'updated_at', now}
+  for _, v in ipairs(extra) do set[#set + 1] = v end
+  redis.call('HSET', KEYS[1], unpack(set))
   redis.call('ZADD', KEYS[2], now + lease, otn)
   if new_state ~= state then
     set_state(otn, state, new_state, now)
@@ -60,12 +79,14 @@ local function take_lease(new_state, answer)
 end
 
 if state == 'submitting' or state == 'pending' then
+  local wait = token_wait()
+  if wait > 0 then return rate_limited(wait) end
+  local extra = {'enquiries', (tonumber(rec[11]) or 0) + 1}
   if state == 'submitting' then
-    redis.call('HSET', KEYS[1], 'reason', 'found in submitting after its lease expired: enquiring, never resending',
-      'uncertain', 1)
+    extra[3], extra[4] = 'reason', 'found in submitting after its lease expired: enquiring, never resending'
+    extra[5], extra[6] = 'uncertain', 1
   end
-  redis.call('HINCRBY', KEYS[1], 'enquiries', 1)
-  return take_lease('pending', 'enquire')
+  return take_lease('pending', 'enquire', extra)
 end
 
 -- queued or retry_wait: a submit.
@@ -81,7 +102,12 @@ if inflight and inflight ~= otn then
   return defer('waiting for refund ' .. inflight .. ' of the same payment', now + tonumber(ARGV[6]))
 end
 local paid = redis.call('HGET', KEYS[4], 'paid')
-if not paid and ARGV[9] == '1' then return {'need_paid'} end
+if not paid and ARGV[9] == '1' then
+  -- The caller will enquire the payment first: that request takes a token too.
+  local wait = token_wait()
+  if wait > 0 then return rate_limited(wait) end
+  return {'need_paid'}
+end
 if paid and not inflight then
   local committed = hget_num(KEYS[4], 'committed')
   if committed + txamt > tonumber(paid) then
@@ -94,11 +120,12 @@ if paid and not inflight then
     return {'failed', why}
   end
 end
+local wait = token_wait()
+if wait > 0 then return rate_limited(wait) end
 redis.call('HSET', KEYS[4], 'inflight', otn)
+local extra = {'submits', (tonumber(rec[12]) or 0) + 1, 'last_submit_at', now, 'not_found', 0}
 local txdtm = rec[8]
 if not txdtm or txdtm == '' then
-  redis.call('HSET', KEYS[1], 'txdtm', ARGV[5], 'submitted_at', now)
+  extra[7], extra[8], extra[9], extra[10] = 'txdtm', ARGV[5], 'submitted_at', now
 end
-redis.call('HINCRBY', KEYS[1], 'submits', 1)
-redis.call('HSET', KEYS[1], 'last_submit_at', now, 'not_found', 0)
-return take_lease('submitting', 'submit')
+return take_lease('submitting', 'submit', extra)

@@ -63,10 +63,29 @@ local function review(otn, state, why, now, maxlen)
   emit(state, now, maxlen)
 end
 
--- Writes field/value pairs from ARGV[first..]; an empty value deletes the field.
-local function write_fields(first)
+-- Writes field/value pairs from ARGV[first..] (an empty value deletes the field) and the pairs in
+-- `extra`, in one HSET and at most one HDEL: each redis.call costs, and scripts are most of the
+-- Redis time a refund takes.
+local function write_fields(first, extra, delete)
+  local set, del = extra or {}, delete or {}
   for i = first, #ARGV, 2 do
-    if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
-    else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+    if ARGV[i + 1] == '' then del[#del + 1] = ARGV[i]
+    else set[#set + 1] = ARGV[i]; set[#set + 1] = ARGV[i + 1] end
   end
+  if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+  if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
+end
+
+-- A token bucket per merchant (QFPay allows 100 req/s and 400 req/min per merchant, shared with
+-- its payments). Takes one token if there is one. Returns 0 when one was taken, else the ms until
+-- one will be there.
+local function take_token(key, rate, burst, now)
+  local b = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens, at = tonumber(b[1]) or burst, tonumber(b[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+  local wait = 0
+  if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) * 1000 / rate) end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', now)
+  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)
+  return wait
 end

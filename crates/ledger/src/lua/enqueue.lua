@@ -15,9 +15,8 @@ if ARGV[5] ~= '' then
   if paid and paid ~= ARGV[5] then return {'paid_mismatch', paid} end
   redis.call('HSET', KEYS[4], 'paid', ARGV[5])
 end
-write_fields(6)
-redis.call('HSET', KEYS[1], 'payload_hash', hash, 'fence', 0, 'created_at', now, 'updated_at', now, 'next_at', now,
-  'submits', 0, 'enquiries', 0, 'retries', 0, 'not_found', 0)
+write_fields(6, {'payload_hash', hash, 'fence', 0, 'created_at', now, 'updated_at', now, 'next_at', now,
+  'submits', 0, 'enquiries', 0, 'retries', 0, 'not_found', 0})
 set_state(otn, nil, 'queued', now)
 redis.call('ZADD', KEYS[2], now, otn)
 emit('', now, ARGV[4])

@@ -13,15 +13,11 @@ if cur[4] == ARGV[10] then return {'ok'} end
 if cur[1] ~= expected or cur[2] ~= fence or FINAL[cur[1]] then
   return {'stale', cur[1] or '', cur[2] or ''}
 end
-redis.call('HSET', KEYS[1], 'last_op', ARGV[10])
-write_fields(11)
-redis.call('HSET', KEYS[1], 'reason', ARGV[7], 'updated_at', now)
-redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_until')
+write_fields(11, {'last_op', ARGV[10], 'reason', ARGV[7], 'updated_at', now, 'next_at', math.max(next_at, 0)},
+  {'lease_owner', 'lease_until'})
 if next_at >= 0 then
-  redis.call('HSET', KEYS[1], 'next_at', next_at)
   redis.call('ZADD', KEYS[2], next_at, otn)
 else
-  redis.call('HSET', KEYS[1], 'next_at', 0)
   redis.call('ZREM', KEYS[2], otn)
 end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[5], ARGV[8], ARGV[7]) end
