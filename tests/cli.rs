@@ -182,3 +182,126 @@ fn a_config_file_error_never_prints_the_client_key() {
     assert!(err.contains("line 3"), "{err}");
     assert!(!err.contains("0E32A59A8B454940A2FF39D7C1B2A3F4"), "{err}");
 }
+
+#[test]
+fn events_stats_audit_and_a_dry_run_import() {
+    let redis = RedisServer::start().unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("cli-ops"), "http://127.0.0.1:1");
+    let scratch = Scratch::new("cli-ops");
+    // A dry run checks every line, reports in-file duplicates and conflicts, and writes nothing.
+    let csv = scratch.path("batch.csv");
+    let (s1, s2) = (generated_syssn(1), generated_syssn(2));
+    std::fs::write(
+        &csv,
+        format!(
+            "syssn,out_trade_no,txamt,orig_txamt\n{s1},RF-D1,100,1000\n{s1},RF-D1,100,1000\n{s1},RF-D1,200,1000\n\
+             {s2},RF D2,100,1000\n{s2},RF-D3,100,1000\n"
+        ),
+    )
+    .unwrap();
+    let dry = run(&env, &["import", "--dry-run", csv.to_str().unwrap()]);
+    assert_eq!(dry.status.code(), Some(1), "a conflict and an invalid line");
+    let report = json(&dry);
+    assert_eq!(
+        (&report["valid"], &report["duplicates_in_file"], &report["conflicts_in_file"]),
+        (&serde_json::json!(2), &serde_json::json!(1), &serde_json::json!(1))
+    );
+    assert_eq!(report["invalid"][0]["line"], 5);
+    assert!(report["invalid"][0]["error"].as_str().unwrap().contains("out_trade_no"));
+    assert_eq!(report["conflicting"][0]["conflicts_with_line"], 2);
+    let stats = json(&run(&env, &["stats"]));
+    assert_eq!(stats["by_state"]["queued"], 0, "the dry run wrote nothing: {stats}");
+
+    for otn in ["RF-E1", "RF-E2"] {
+        let out = run(&env, &["enqueue", "--syssn", &s1, "--out-trade-no", otn, "--amount", "100"]);
+        assert!(out.status.success());
+    }
+    let cancel = run(&env, &["cancel", "RF-E2", "--reason", "customer kept the order", "--by", "ann"]);
+    assert!(cancel.status.success(), "{}", String::from_utf8_lossy(&cancel.stderr));
+    let stats = json(&run(&env, &["stats"]));
+    assert_eq!(
+        (&stats["by_state"]["queued"], &stats["by_state"]["cancelled"]),
+        (&serde_json::json!(1), &serde_json::json!(1))
+    );
+    assert_eq!(stats["due_now"], 1);
+    assert!(stats["oldest_open_age_s"].as_f64().is_some());
+
+    // The outcome stream: one JSON line per transition, each with the id to resume after.
+    let all = run(&env, &["events"]);
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&all.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let states: Vec<(&str, &str)> =
+        lines.iter().map(|e| (e["out_trade_no"].as_str().unwrap(), e["state"].as_str().unwrap())).collect();
+    assert_eq!(states, [("RF-E1", "queued"), ("RF-E2", "queued"), ("RF-E2", "cancelled")]);
+    let rest = run(&env, &["events", "--from", lines[0]["id"].as_str().unwrap()]);
+    assert_eq!(String::from_utf8_lossy(&rest.stdout).lines().count(), 2);
+    let finals = run(&env, &["events", "--final-only"]);
+    assert_eq!(String::from_utf8_lossy(&finals.stdout).lines().count(), 1);
+
+    let audit = run(&env, &["audit"]);
+    let entry: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&audit.stdout).trim()).unwrap();
+    assert_eq!(
+        (entry["who"].as_str(), entry["action"].as_str(), entry["to"].as_str()),
+        (Some("ann"), Some("cancel"), Some("cancelled"))
+    );
+    assert_eq!(entry["why"], "customer kept the order");
+}
+
+#[test]
+fn every_command_has_complete_help() {
+    let env = HashMap::new();
+    let top = run(&env, &["--help"]);
+    assert!(top.status.success());
+    let text = String::from_utf8_lossy(&top.stdout).to_string();
+    let commands = [
+        "worker", "serve", "enqueue", "import", "status", "list", "events", "audit", "stats", "pause", "resume",
+        "retry", "resolve", "cancel", "sim", "qfpay",
+    ];
+    for c in commands {
+        assert!(text.contains(&format!("  {c} ")), "`qfrefund --help` lists {c}:\n{text}");
+        let help = run(&env, &[c, "--help"]);
+        assert!(help.status.success(), "{c} --help");
+        let h = String::from_utf8_lossy(&help.stdout);
+        assert!(h.lines().next().is_some_and(|l| l.len() > 10), "{c} --help starts with what it does:\n{h}");
+    }
+}
+
+#[test]
+fn serve_answers_over_http_with_tokens_from_the_environment() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let redis = RedisServer::start().unwrap();
+    let mut env = env_for(&redis.url(), &unique_namespace("cli-serve"), "http://127.0.0.1:1");
+    env.insert("QFREFUND_API_LISTEN".into(), "127.0.0.1:0".into());
+    let missing = run(&env, &["serve"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("QFREFUND_API_TOKENS"), "no tokens: a clear error");
+    env.insert("QFREFUND_API_TOKENS".into(), "shop:produce:cli-token-0123456789".into());
+    let mut child = Command::new(qfrefund_bin())
+        .arg("serve")
+        .env_clear()
+        .envs(&env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let addr = first.trim().strip_prefix("listening on http://").unwrap().to_owned();
+    let body = format!(r#"{{"syssn":"{}","out_trade_no":"RF-H1","txamt":100}}"#, generated_syssn(1));
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /v1/refunds HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer cli-token-0123456789\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
+    assert!(resp.contains("\"state\":\"queued\""), "{resp}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let st = run(&env, &["status", "RF-H1"]);
+    assert!(st.status.success(), "the API wrote to the same ledger the CLI reads");
+}

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::config::Config;
 use ledger::import::{Format, Lines};
 
-async fn open(config: Option<&Path>) -> anyhow::Result<Ledger> {
+pub(crate) async fn open(config: Option<&Path>) -> anyhow::Result<Ledger> {
     let c = Config::load(config)?;
     Ledger::connect(&c.redis_url, c.ledger.clone())
         .await
@@ -43,7 +43,7 @@ pub async fn worker(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
@@ -116,6 +116,9 @@ pub struct ImportArgs {
     /// csv or jsonl (default: from the file's first line).
     #[arg(long, value_parser = ["csv", "jsonl"])]
     format: Option<String>,
+    /// Check every line and report, enqueue nothing (Redis is not contacted).
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<ExitCode> {
@@ -125,8 +128,11 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
         Some("jsonl") => Some(Format::Jsonl),
         _ => None,
     };
-    let ledger = open(config).await?;
     let mut lines = Lines::new(BufReader::with_capacity(1 << 20, file), format);
+    if a.dry_run {
+        return dry_run(&mut lines);
+    }
+    let ledger = open(config).await?;
     let (mut accepted, mut duplicates, mut conflicts) = (0u64, 0u64, 0u64);
     let mut invalid = Vec::new();
     let mut conflicting = Vec::new();
@@ -175,6 +181,47 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
     println!(
         "{}",
         json!({"accepted": accepted, "duplicates": duplicates, "conflicts": conflicts, "invalid": invalid, "conflicting": conflicting})
+    );
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Validates every line as an import would (including duplicates and conflicts within the file)
+/// and prints the same summary, without touching Redis.
+fn dry_run<R: std::io::BufRead>(lines: &mut Lines<R>) -> anyhow::Result<ExitCode> {
+    use std::collections::HashMap;
+    let mut seen: HashMap<String, (usize, String)> = HashMap::new();
+    let (mut valid, mut duplicates, mut conflicts) = (0u64, 0u64, 0u64);
+    let (mut invalid, mut conflicting) = (Vec::new(), Vec::new());
+    while let Some(item) = lines.next_record() {
+        match item {
+            Err(e) => invalid.push(json!({"line": e.line, "error": e.error})),
+            Ok((line, r)) => {
+                let r = r.normalised();
+                if let Err(e) = r.validate() {
+                    invalid.push(json!({"line": line, "error": format!("invalid refund: {e}")}));
+                    continue;
+                }
+                match seen.get(&r.out_trade_no) {
+                    Some((_, hash)) if *hash == r.payload_hash() => duplicates += 1,
+                    Some((first, _)) => {
+                        conflicts += 1;
+                        conflicting
+                            .push(json!({"line": line, "out_trade_no": r.out_trade_no, "conflicts_with_line": first}));
+                    }
+                    None => {
+                        valid += 1;
+                        seen.insert(r.out_trade_no.clone(), (line, r.payload_hash()));
+                    }
+                }
+            }
+        }
+    }
+    let ok = conflicts == 0 && invalid.is_empty();
+    println!(
+        "{}",
+        json!({"dry_run": true, "valid": valid, "duplicates_in_file": duplicates, "conflicts_in_file": conflicts,
+               "invalid": invalid, "conflicting": conflicting,
+               "note": "checked against the file only: refunds already in the ledger are reported when imported"})
     );
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -22,6 +22,28 @@ pub struct FileConfig {
     worker: WorkerSection,
     #[serde(default)]
     merchants: HashMap<String, MerchantSection>,
+    #[serde(default)]
+    api: ApiSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiSection {
+    listen: Option<String>,
+    body_limit_bytes: Option<usize>,
+    request_timeout_ms: Option<u64>,
+    base_url: Option<String>,
+    #[serde(default)]
+    tokens: Vec<TokenSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenSection {
+    name: String,
+    role: String,
+    /// The name of an environment variable holding the token (tokens are not written in files).
+    token_env: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,6 +222,50 @@ impl Config {
         c.merchants = self.merchants()?;
         c.validate().map_err(anyhow::Error::msg)?;
         Ok(c)
+    }
+
+    /// The HTTP API's configuration and the address to listen on.
+    pub fn api(&self) -> anyhow::Result<(String, api::ApiConfig)> {
+        let a = &self.file.api;
+        let listen = env("QFREFUND_API_LISTEN").or_else(|| a.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let mut c = api::ApiConfig::default();
+        if let Some(v) = env_num::<usize>("QFREFUND_API_BODY_LIMIT", "a number of bytes")?.or(a.body_limit_bytes) {
+            c.body_limit = v;
+        }
+        if let Some(v) = env_num::<u64>("QFREFUND_API_TIMEOUT_MS", "a whole number")?.or(a.request_timeout_ms) {
+            c.request_timeout = ms(v);
+        }
+        c.base_url = env("QFREFUND_API_BASE_URL").or_else(|| a.base_url.clone()).unwrap_or_default();
+        for t in &a.tokens {
+            let role = t.role.parse::<api::Role>().map_err(|e| anyhow::anyhow!("api token {}: {e}", t.name))?;
+            let secret = env(&t.token_env)
+                .with_context(|| format!("api token {}: environment variable {} is not set", t.name, t.token_env))?;
+            c.tokens.push(api::ApiToken::new(&t.name, role, &secret).map_err(anyhow::Error::msg)?);
+        }
+        // QFREFUND_API_TOKENS="name:role:token,…" (for containers: one secret variable).
+        if let Some(list) = env("QFREFUND_API_TOKENS") {
+            for (i, item) in list.split(',').map(str::trim).filter(|s| !s.is_empty()).enumerate() {
+                let mut parts = item.splitn(3, ':');
+                let (Some(name), Some(role), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+                    bail!("QFREFUND_API_TOKENS: entry {} is not name:role:token", i + 1);
+                };
+                let role = role
+                    .parse::<api::Role>()
+                    .map_err(|e| anyhow::anyhow!("QFREFUND_API_TOKENS entry {}: {e}", i + 1))?;
+                c.tokens.push(api::ApiToken::new(name, role, secret).map_err(anyhow::Error::msg)?);
+            }
+        }
+        if c.tokens.is_empty() {
+            bail!(
+                "the API needs at least one token: set QFREFUND_API_TOKENS=name:role:token or [[api.tokens]] in the config file"
+            );
+        }
+        c.notify_keys = self
+            .merchants()?
+            .into_values()
+            .map(|m| api::NotifyKey { merchant: m.name, key: m.key, alg: m.alg })
+            .collect();
+        Ok((listen, c))
     }
 
     /// Merchants from the file, with the default merchant from `QFPAY_*` over it.

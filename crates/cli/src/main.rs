@@ -3,6 +3,7 @@
 
 mod commands;
 mod config;
+mod ops;
 mod qfpay_cmd;
 
 use std::path::PathBuf;
@@ -52,6 +53,20 @@ enum Command {
     },
     /// Withdraw a refund that was never sent (queued).
     Cancel(commands::OperatorArgs),
+    /// Serve the HTTP API (POST/GET /v1/refunds, operator actions, QFPay notifications,
+    /// /healthz, /readyz, /metrics, /openapi.json) on QFREFUND_API_LISTEN (default 127.0.0.1:8080).
+    Serve,
+    /// Print the outcome stream (one entry per transition) as JSON lines; `id` resumes (--from).
+    Events(ops::EventsArgs),
+    /// Print the audit trail of operator actions (who, why, what) as JSON lines.
+    Audit {
+        /// Start after this entry id.
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// Counts by state, the oldest non-final refund's age, the due backlog, the queue depth and
+    /// paused merchants, as JSON.
+    Stats,
     /// Run the QFPay simulator (same as `qfpay-sim`).
     Sim(qfpay_sim::args::SimArgs),
     /// Talk to QFPay directly, bypassing the ledger: for checking credentials and connectivity
@@ -73,7 +88,7 @@ fn init_logging(default: &str) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let long_running = matches!(cli.command, Command::Worker | Command::Sim(_));
+    let long_running = matches!(cli.command, Command::Worker | Command::Sim(_) | Command::Serve);
     init_logging(if long_running { "info" } else { "warn" });
     let config = cli.config.as_deref();
     let result = match cli.command {
@@ -90,6 +105,10 @@ async fn main() -> ExitCode {
             commands::operate(config, op, ledger::Operation::Resolve(target)).await
         }
         Command::Cancel(op) => commands::operate(config, op, ledger::Operation::Cancel).await,
+        Command::Serve => ops::serve(config).await,
+        Command::Events(args) => ops::events(config, args).await,
+        Command::Audit { from } => ops::audit(config, from).await,
+        Command::Stats => ops::stats(config).await,
         Command::Sim(args) => qfpay_sim::args::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Qfpay(cmd) => qfpay_cmd::run(cmd).await.map(|()| ExitCode::SUCCESS),
     };

@@ -39,6 +39,11 @@ impl Keys {
         format!("{}:pay:{syssn}", self.prefix)
     }
 
+    /// The audit trail of operator actions (a stream, never trimmed).
+    pub fn audit(&self) -> String {
+        format!("{}:audit", self.prefix)
+    }
+
     /// Paused merchants: merchant → why.
     pub fn paused(&self) -> String {
         format!("{}:paused", self.prefix)
@@ -80,7 +85,7 @@ mod tests {
     fn every_key_carries_the_hash_tag() {
         let k = Keys::new("qfrefund", "shop1");
         let mut all = k.script_keys("RF1", "123");
-        all.extend([k.rate("m"), k.wake(), k.apalis_queue()]);
+        all.extend([k.rate("m"), k.wake(), k.apalis_queue(), k.audit()]);
         for key in all {
             assert!(key.starts_with("qfrefund:{shop1}:"), "{key}");
         }

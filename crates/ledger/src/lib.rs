@@ -36,6 +36,6 @@ pub use record::Record;
 pub use schedule::Policy;
 pub use state::State;
 pub use store::{
-    Accepted, Claim, ClaimOptions, Enqueued, Ledger, LedgerConfig, LedgerError, Operation, RefundRef, ServerInfo,
-    redis_client,
+    Accepted, Claim, ClaimOptions, Enqueued, Ledger, LedgerConfig, LedgerError, Operation, PageCursor, RefundRef,
+    ServerInfo, Stats, redis_client,
 };

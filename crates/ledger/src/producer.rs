@@ -12,6 +12,7 @@ pub const DEFAULT_MERCHANT: &str = "default";
 
 /// A refund request as a producer sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewRefund {
     /// The original payment's QFPay `syssn`.
@@ -60,31 +61,45 @@ impl NewRefund {
         self.merchant.as_deref().unwrap_or(DEFAULT_MERCHANT)
     }
 
-    /// Every rule a request must meet; the error names the field.
+    /// Every rule a request must meet; the error names the (first) field in error.
     pub fn validate(&self) -> Result<(), FieldError> {
-        validate_syssn(&self.syssn)?;
-        validate_out_trade_no(&self.out_trade_no)?;
-        validate_txamt("txamt", self.txamt)?;
+        match self.problems().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every field in error, each with what is wrong with it (what an API answers with).
+    pub fn problems(&self) -> Vec<FieldError> {
+        let mut out = Vec::new();
+        let mut check = |r: Result<(), FieldError>| {
+            if let Err(e) = r {
+                out.push(e);
+            }
+        };
+        check(validate_syssn(&self.syssn));
+        check(validate_out_trade_no(&self.out_trade_no));
+        check(validate_txamt("txamt", self.txamt));
         if let Some(paid) = self.orig_txamt {
-            validate_txamt("orig_txamt", paid)?;
+            check(validate_txamt("orig_txamt", paid));
             if self.txamt > paid {
-                return Err(FieldError::new(
+                check(Err(FieldError::new(
                     "txamt",
                     format!("refund of {} exceeds the payment's amount orig_txamt {paid}", self.txamt),
-                ));
+                )));
             }
         }
         if let Some(m) = &self.mchid {
-            validate_mchid(m)?;
+            check(validate_mchid(m));
         }
         if let Some(u) = &self.udid {
-            validate_udid(u)?;
+            check(validate_udid(u));
         }
         if let Some(m) = &self.merchant {
-            validate_id("merchant", m, 64)?;
+            check(validate_id("merchant", m, 64));
         }
-        debug_assert!(self.txamt <= MAX_TXAMT);
-        Ok(())
+        debug_assert!(!out.is_empty() || self.txamt <= MAX_TXAMT);
+        out
     }
 
     /// Identifies the payload: equal requests hash equally, any difference changes it.

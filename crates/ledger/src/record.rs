@@ -8,6 +8,7 @@ use crate::state::State;
 
 /// Everything the ledger knows about one refund.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Record {
     // The request, as enqueued (immutable).
     pub out_trade_no: String,

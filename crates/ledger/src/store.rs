@@ -30,6 +30,8 @@ static TRANSITION: LazyLock<Script> = record_script!("lua/transition.lua");
 static DEFER: LazyLock<Script> = record_script!("lua/defer.lua");
 static SET_PAID: LazyLock<Script> = record_script!("lua/set_paid.lua");
 static OPERATE: LazyLock<Script> = record_script!("lua/operate.lua");
+static EXPEDITE: LazyLock<Script> = record_script!("lua/expedite.lua");
+static PAGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/page.lua")));
 static FEED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/feed.lua")));
 static RATE_LIMIT: LazyLock<Script> = record_script!("lua/rate_limit.lua");
 
@@ -157,6 +159,71 @@ impl From<&Record> for RefundRef {
     fn from(r: &Record) -> Self {
         Self { out_trade_no: r.out_trade_no.clone(), syssn: r.syssn.clone(), merchant: r.merchant.clone() }
     }
+}
+
+/// Where a page of a state listing ended: the next page starts after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    pub score: i64,
+    pub member: String,
+}
+
+impl PageCursor {
+    /// An opaque token for clients (`<score>.<member>`; members never contain a control char).
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.score, self.member)
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (score, member) = s.split_once('.')?;
+        Some(Self { score: score.parse().ok()?, member: member.to_owned() })
+    }
+}
+
+/// One operator action, as the audit trail keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    pub id: String,
+    pub out_trade_no: String,
+    pub action: String,
+    pub who: String,
+    pub why: String,
+    pub from: String,
+    pub to: String,
+    /// `ok`, or `refused: <why>`.
+    pub outcome: String,
+    pub at: i64,
+}
+
+impl AuditEntry {
+    fn from_fields(id: String, mut f: HashMap<String, String>) -> Self {
+        let mut take = |k: &str| f.remove(k).unwrap_or_default();
+        Self {
+            id,
+            out_trade_no: take("out_trade_no"),
+            action: take("action"),
+            who: take("who"),
+            why: take("why"),
+            from: take("from"),
+            to: take("to"),
+            outcome: take("outcome"),
+            at: take("at").parse().unwrap_or(0),
+        }
+    }
+}
+
+/// The ledger at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub by_state: Vec<(State, u64)>,
+    /// How long the oldest non-final refund has been in its current state (ms).
+    pub oldest_open_age_ms: Option<i64>,
+    /// Refunds in the due-index (due now or later).
+    pub due_total: u64,
+    /// Refunds due now: the backlog workers have not picked up yet.
+    pub due_now: u64,
+    /// Paused merchants and why.
+    pub paused: HashMap<String, String>,
 }
 
 /// What a worker brings to a claim besides the refund.
@@ -585,7 +652,8 @@ impl Ledger {
             Operation::Cancel => ("cancel", ""),
         };
         let mut inv = self.on_record(&OPERATE, &rec.out_trade_no, &rec.syssn);
-        inv.arg(out_trade_no)
+        inv.key(self.keys.audit())
+            .arg(out_trade_no)
             .arg(action)
             .arg(target)
             .arg(who)
@@ -681,5 +749,161 @@ impl Ledger {
     /// Number of refunds waiting in the due-index (due now or later).
     pub async fn due_len(&self) -> Result<u64, LedgerError> {
         Ok(self.con.clone().zcard(self.keys.due()).await?)
+    }
+
+    /// Records of `ids`, in order, in one pipelined round trip; ids without a record are left out.
+    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Record>, LedgerError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.keys.record(id));
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut self.con.clone()).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, h) in ids.iter().zip(hashes) {
+            if !h.is_empty() {
+                out.push(Record::from_hash(&self.keys.record(id), &h)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One page of the refunds in `state`, oldest first (by when they entered it), after `cursor`
+    /// (from the previous page; `None` for the first). The returned cursor is `None` on the last
+    /// page. Refunds moving between states while a client pages may be missed or seen twice in
+    /// another state's pages, never twice in one state's.
+    pub async fn page(
+        &self,
+        state: State,
+        cursor: Option<&PageCursor>,
+        limit: usize,
+    ) -> Result<(Vec<Record>, Option<PageCursor>), LedgerError> {
+        let limit = limit.clamp(1, 1_000);
+        let mut inv = PAGE.prepare_invoke();
+        inv.key(self.keys.state(state));
+        match cursor {
+            Some(c) => inv.arg(c.score).arg(&c.member),
+            None => inv.arg("").arg(""),
+        };
+        inv.arg(limit);
+        let flat: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        let pairs: Vec<(String, i64)> =
+            flat.chunks_exact(2).map(|p| (p[0].clone(), p[1].parse::<f64>().unwrap_or(0.0) as i64)).collect();
+        let next = if pairs.len() == limit {
+            pairs.last().map(|(m, s)| PageCursor { score: *s, member: m.clone() })
+        } else {
+            None
+        };
+        let ids: Vec<String> = pairs.into_iter().map(|(m, _)| m).collect();
+        Ok((self.get_many(&ids).await?, next))
+    }
+
+    /// Every refund of payment `syssn`, oldest first.
+    pub async fn by_payment(&self, syssn: &str) -> Result<Vec<Record>, LedgerError> {
+        let h: HashMap<String, String> = self.con.clone().hgetall(self.keys.payment(syssn)).await?;
+        let mut ids: Vec<(i64, String)> = h
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("r:").map(|otn| (v.parse().unwrap_or(0), otn.to_owned())))
+            .collect();
+        ids.sort();
+        let ids: Vec<String> = ids.into_iter().map(|(_, otn)| otn).collect();
+        self.get_many(&ids).await
+    }
+
+    /// Makes a `pending` refund's enquiry due now (QFPay notified an outcome). `Ok(false)`: there
+    /// was nothing to bring forward (unknown, not pending, held, or already due).
+    pub async fn expedite(&self, out_trade_no: &str) -> Result<bool, LedgerError> {
+        let Some(rec) = self.get(out_trade_no).await? else { return Ok(false) };
+        let mut inv = self.on_record(&EXPEDITE, &rec.out_trade_no, &rec.syssn);
+        inv.arg(out_trade_no).arg(self.now_ms());
+        let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        let done = reply.first().is_some_and(|r| r == "ok");
+        if done {
+            self.wake().await;
+        }
+        Ok(done)
+    }
+
+    /// Audit-trail entries (operator actions, refused ones included) after the id `after`
+    /// (`"0"`: from the beginning), at most `count`.
+    pub async fn audit(&self, after: &str, count: usize) -> Result<Vec<AuditEntry>, LedgerError> {
+        let start = if after == "0" || after.is_empty() { "-".to_owned() } else { format!("({after}") };
+        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(self.keys.audit())
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(entries.into_iter().map(|(id, f)| AuditEntry::from_fields(id, f)).collect())
+    }
+
+    /// The newest outcome-stream id, if there is any entry.
+    pub async fn last_event_id(&self) -> Result<Option<String>, LedgerError> {
+        let last: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
+            .arg(self.keys.events())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(last.into_iter().next().map(|(id, _)| id))
+    }
+
+    /// Jobs waiting in apalis' ready list (fed, not yet fetched by a worker).
+    pub async fn apalis_depth(&self) -> Result<u64, LedgerError> {
+        let key = format!("{}:active", self.keys.apalis_queue());
+        Ok(self.con.clone().llen(key).await?)
+    }
+
+    /// Whether Redis answers.
+    pub async fn ping(&self) -> Result<(), LedgerError> {
+        let _: String = redis::cmd("PING").query_async(&mut self.con.clone()).await?;
+        Ok(())
+    }
+
+    /// What an operator (or a metrics scrape) wants to know at a glance.
+    pub async fn stats(&self) -> Result<Stats, LedgerError> {
+        let now = self.now_ms();
+        let mut pipe = redis::pipe();
+        for s in State::ALL {
+            pipe.zcard(self.keys.state(s));
+        }
+        for s in State::ALL.into_iter().filter(|s| !s.is_final()) {
+            pipe.cmd("ZRANGE").arg(self.keys.state(s)).arg(0).arg(0).arg("WITHSCORES");
+        }
+        pipe.zcard(self.keys.due()).zcount(self.keys.due(), "-inf", now).hgetall(self.keys.paused());
+        let mut values: Vec<redis::Value> = pipe.query_async(&mut self.con.clone()).await?;
+        let bad = |what: &str| LedgerError::Script(format!("stats: unexpected reply for {what}"));
+        let mut take = || if values.is_empty() { None } else { Some(values.remove(0)) };
+        let mut by_state = Vec::new();
+        for s in State::ALL {
+            let n: u64 = redis::from_redis_value(take().ok_or_else(|| bad("counts"))?).map_err(|_| bad("counts"))?;
+            by_state.push((s, n));
+        }
+        let mut oldest_open_at: Option<i64> = None;
+        for _ in State::ALL.into_iter().filter(|s| !s.is_final()) {
+            let first: Vec<(String, f64)> =
+                redis::from_redis_value(take().ok_or_else(|| bad("oldest"))?).map_err(|_| bad("oldest"))?;
+            if let Some((_, at)) = first.first() {
+                let at = *at as i64;
+                oldest_open_at = Some(oldest_open_at.map_or(at, |o| o.min(at)));
+            }
+        }
+        let due_total: u64 = redis::from_redis_value(take().ok_or_else(|| bad("due"))?).map_err(|_| bad("due"))?;
+        let due_now: u64 = redis::from_redis_value(take().ok_or_else(|| bad("due"))?).map_err(|_| bad("due"))?;
+        let paused: HashMap<String, String> =
+            redis::from_redis_value(take().ok_or_else(|| bad("paused"))?).map_err(|_| bad("paused"))?;
+        Ok(Stats {
+            by_state,
+            oldest_open_age_ms: oldest_open_at.map(|at| (now - at).max(0)),
+            due_total,
+            due_now,
+            paused,
+        })
     }
 }

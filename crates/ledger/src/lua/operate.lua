@@ -4,39 +4,51 @@
 --   resolve: needs_review -> succeeded | failed, as the operator established with QFPay; a resolved
 --            success counts against the payment's paid amount like any other.
 --   cancel:  queued (never sent) -> cancelled.
--- Every action records who and why on the record and in the outcome stream.
+-- Every action records who and why on the record, in the outcome stream and in the audit stream
+-- (KEYS[14], never trimmed: the outcome stream is capped, the audit trail is not). A refused action
+-- is audited too.
 -- ARGV: 1 out_trade_no, 2 action, 3 target state (resolve), 4 who, 5 why, 6 now ms, 7 stream maxlen
 -- Returns: {'ok', new_state} | {'refused', why}
 local otn, action, target, who, why, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local cur = redis.call('HMGET', KEYS[1], 'state', 'submits', 'txamt')
 local state = cur[1]
-if not state then return {'refused', 'no such refund'} end
 local note = action .. ' by ' .. who .. ': ' .. why
+local function audit(outcome, new_state)
+  redis.call('XADD', KEYS[14], '*', 'out_trade_no', otn, 'action', action, 'who', who, 'why', why,
+    'from', state or '', 'to', new_state or '', 'outcome', outcome, 'at', tostring(now))
+end
+local function refuse(msg)
+  audit('refused: ' .. msg, nil)
+  return {'refused', msg}
+end
+if not state then return {'refused', 'no such refund'} end
+if why == '' then return refuse('a reason is required') end
 local new
 if action == 'retry' then
-  if state ~= 'needs_review' then return {'refused', 'only a refund in needs_review can be retried (it is ' .. state .. ')'} end
+  if state ~= 'needs_review' then return refuse('only a refund in needs_review can be retried (it is ' .. state .. ')') end
   if (tonumber(cur[2]) or 0) > 0 then new = 'pending' else new = 'queued' end
   -- The maximum age counts again from now (retried_at), the creation time stays as it was.
   redis.call('HSET', KEYS[1], 'not_found', 0, 'retries', 0, 'next_at', now, 'retried_at', now)
   redis.call('ZADD', KEYS[2], now, otn)
 elseif action == 'resolve' then
-  if state ~= 'needs_review' then return {'refused', 'only a refund in needs_review can be resolved (it is ' .. state .. ')'} end
-  if target ~= 'succeeded' and target ~= 'failed' then return {'refused', 'resolve to succeeded or failed'} end
+  if state ~= 'needs_review' then return refuse('only a refund in needs_review can be resolved (it is ' .. state .. ')') end
+  if target ~= 'succeeded' and target ~= 'failed' then return refuse('resolve to succeeded or failed') end
   new = target
   redis.call('HSET', KEYS[1], 'next_at', 0)
   redis.call('ZREM', KEYS[2], otn)
   settle_payment(otn, new, tonumber(cur[3]) or 0)
 elseif action == 'cancel' then
-  if state ~= 'queued' then return {'refused', 'only a refund never sent (queued) can be cancelled (it is ' .. state .. ')'} end
+  if state ~= 'queued' then return refuse('only a refund never sent (queued) can be cancelled (it is ' .. state .. ')') end
   new = 'cancelled'
   redis.call('HSET', KEYS[1], 'next_at', 0)
   redis.call('ZREM', KEYS[2], otn)
   if redis.call('HGET', KEYS[4], 'inflight') == otn then redis.call('HDEL', KEYS[4], 'inflight') end
 else
-  return {'refused', 'unknown action ' .. action}
+  return refuse('unknown action ' .. action)
 end
 redis.call('HSET', KEYS[1], 'reason', note, 'updated_at', now, 'operator', who)
 redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_until')
 set_state(otn, state, new, now)
 emit(state, now, ARGV[7])
+audit('ok', new)
 return {'ok', new}

@@ -1,0 +1,115 @@
+//! Every error the API answers with: a status and a JSON body saying what was wrong, and where.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One field in error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldProblem {
+    pub field: String,
+    pub problem: String,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable code: `unauthorized`, `forbidden`, `not_found`, `invalid`, `conflict`, `refused`,
+    /// `unavailable`.
+    pub error: String,
+    pub message: String,
+    /// For `invalid`: each field in error.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldProblem>,
+    /// For `conflict`: how the request differs from the refund already recorded, and that refund.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub existing: Option<serde_json::Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("invalid request")]
+    Invalid(Vec<FieldProblem>),
+    #[error("{message}")]
+    Conflict { message: String, differences: Vec<String>, existing: serde_json::Value },
+    /// The request is well-formed but the ledger refused it (e.g. retrying a final refund).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, problem: impl Into<String>) -> Self {
+        ApiError::Invalid(vec![FieldProblem { field: field.into(), problem: problem.into() }])
+    }
+}
+
+impl From<ledger::LedgerError> for ApiError {
+    fn from(e: ledger::LedgerError) -> Self {
+        use ledger::LedgerError as L;
+        match e {
+            L::Invalid(f) => ApiError::invalid(f.field, f.rule),
+            L::Conflict { out_trade_no, differences, existing } => ApiError::Conflict {
+                message: format!("out_trade_no {out_trade_no} exists with other details: nothing was changed"),
+                differences,
+                existing: serde_json::to_value(&existing).unwrap_or_default(),
+            },
+            L::PaidMismatch { .. } => ApiError::invalid("orig_txamt", e.to_string()),
+            // Redis errors and corrupt records: say what, keep the details in the logs.
+            other => {
+                tracing::error!(error = %other, "ledger error");
+                ApiError::Unavailable("the ledger is unavailable; retry later (nothing was lost)".into())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            ApiError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Refused(_) => (StatusCode::CONFLICT, "refused"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        let message = match &self {
+            ApiError::Invalid(f) => {
+                format!(
+                    "invalid request: {}",
+                    f.iter().map(|p| format!("{}: {}", p.field, p.problem)).collect::<Vec<_>>().join("; ")
+                )
+            }
+            other => other.to_string(),
+        };
+        let mut body = ErrorBody { error: code.into(), message, fields: vec![], differences: vec![], existing: None };
+        match self {
+            ApiError::Invalid(f) => body.fields = f,
+            ApiError::Conflict { differences, existing, .. } => {
+                body.differences = differences;
+                body.existing = Some(existing);
+            }
+            _ => {}
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

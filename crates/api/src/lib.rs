@@ -1,0 +1,166 @@
+//! The qfrefund HTTP API: for platforms not written in Rust (PHP, Java, Node order-cancel handlers),
+//! operators, and QFPay's notifications. A thin edge over the ledger: every answer is read from, and
+//! every change written to, the same Redis records the workers use; there is no second source of
+//! truth.
+//!
+//! - `POST /v1/refunds` and the look-ups need a bearer token (`read` < `produce` < `operate`);
+//!   `401` when it is missing or unknown, `403` when its role is too small.
+//! - `/healthz`, `/readyz`, `/openapi.json` and `/metrics` need none; `/v1/qfpay/notify` is
+//!   authenticated by QFPay's own signature over the raw body.
+//! - Bodies are limited in size, requests in time; the OpenAPI document is generated from the
+//!   handlers themselves (utoipa), so it cannot drift from the routes.
+
+mod auth;
+mod error;
+mod metrics;
+mod notify;
+mod refunds;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use ledger::Ledger;
+use qfpay::{ClientKey, SignAlg};
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use auth::BearerScheme;
+pub use auth::{ApiToken, Role};
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// A merchant whose QFPay notifications this API accepts: its key verifies their signature.
+#[derive(Clone)]
+pub struct NotifyKey {
+    pub merchant: String,
+    pub key: ClientKey,
+    pub alg: SignAlg,
+}
+
+impl std::fmt::Debug for NotifyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyKey").field("merchant", &self.merchant).finish_non_exhaustive()
+    }
+}
+
+/// How the API runs.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub tokens: Vec<ApiToken>,
+    pub notify_keys: Vec<NotifyKey>,
+    /// Largest request body accepted (bytes).
+    pub body_limit: usize,
+    /// Longest a request may take before it is answered `408`.
+    pub request_timeout: Duration,
+    /// Public base URL for the `url` of each refund (default: relative URLs).
+    pub base_url: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            notify_keys: Vec::new(),
+            body_limit: 64 * 1024,
+            request_timeout: Duration::from_secs(10),
+            base_url: String::new(),
+        }
+    }
+}
+
+/// Shared by every request.
+pub(crate) struct AppState {
+    pub ledger: Ledger,
+    pub config: ApiConfig,
+    pub metrics: Metrics,
+}
+
+pub(crate) type Shared = Arc<AppState>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "qfrefund",
+        description = "Durable QFPay refunds: at most one refund per out_trade_no. Every change goes through the same ledger the workers use; outcomes are also published on the outcome stream.",
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "refunds", description = "Enqueue refunds and follow them"),
+        (name = "operations", description = "What operators do to refunds that need a person"),
+        (name = "qfpay", description = "QFPay's asynchronous notifications"),
+        (name = "health", description = "Probes and metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// The routes and the OpenAPI document describing exactly them.
+fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(refunds::create, refunds::list))
+        .routes(routes!(refunds::get_one))
+        .routes(routes!(refunds::retry))
+        .routes(routes!(refunds::cancel))
+        .routes(routes!(refunds::resolve))
+        .routes(routes!(notify::notify))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics::metrics))
+        .split_for_parts()
+}
+
+/// The OpenAPI 3 document of this API (what `GET /openapi.json` serves).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+/// The whole application: routes, auth, limits, timeouts.
+pub fn app(ledger: Ledger, config: ApiConfig) -> Router {
+    let (router, doc) = routes();
+    let doc = Arc::new(doc);
+    let timeout = config.request_timeout;
+    let limit = config.body_limit;
+    let state = Arc::new(AppState { ledger, config, metrics: Metrics::default() });
+    router
+        .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// The process is up (no dependency checked: for liveness probes).
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Redis answers: this instance can serve requests (for readiness probes).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Redis answers", body = String),
+        (status = 503, description = "Redis does not answer", body = String),
+    )
+)]
+async fn readyz(axum::extract::State(st): axum::extract::State<Shared>) -> (axum::http::StatusCode, String) {
+    match st.ledger.ping().await {
+        Ok(()) => (axum::http::StatusCode::OK, "ready".into()),
+        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
+    }
+}

@@ -1,0 +1,426 @@
+//! `/v1/refunds`: enqueue, look up, list, and the operator actions.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ledger::{Enqueued, NewRefund, Operation, PageCursor, Record};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::Shared;
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, ErrorBody, FieldProblem};
+
+/// A refund and where to find it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundBody {
+    pub refund: Record,
+    /// `GET` this for its current state.
+    pub url: String,
+}
+
+/// One page of refunds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListBody {
+    pub items: Vec<Record>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// What an operator says when acting on a refund.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ActionBody {
+    /// Why (kept in the audit trail with the caller's token name).
+    pub reason: String,
+}
+
+/// Settling a refund in `needs_review`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResolveBody {
+    /// `succeeded` or `failed`: what was established with QFPay.
+    pub state: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Refunds in this state, oldest first (by when they entered it).
+    pub state: Option<String>,
+    /// Every refund of this payment (the original payment's QFPay `syssn`).
+    pub syssn: Option<String>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+fn url_of(st: &Shared, out_trade_no: &str) -> String {
+    format!("{}/v1/refunds/{}", st.config.base_url.trim_end_matches('/'), percent_encode(out_trade_no))
+}
+
+/// out_trade_no is validated to printable ASCII; escape what a path cannot carry.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Reads the JSON body into a [`NewRefund`], naming every field in error (types, unknown fields,
+/// then the rules each value must meet).
+fn parse_new_refund(body: &[u8]) -> Result<NewRefund, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::invalid("body", format!("not JSON: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err(ApiError::invalid("body", "expected a JSON object"));
+    };
+    let mut problems = Vec::new();
+    let mut problem = |field: &str, p: String| problems.push(FieldProblem { field: field.into(), problem: p });
+    const FIELDS: [&str; 7] = ["syssn", "out_trade_no", "txamt", "orig_txamt", "mchid", "udid", "merchant"];
+    for k in map.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
+        problem(k, format!("unknown field (expected one of {})", FIELDS.join(", ")));
+    }
+    let text =
+        |map: &Map<String, Value>, k: &str, required: bool, problem: &mut dyn FnMut(&str, String)| match map.get(k) {
+            None | Some(Value::Null) if required => {
+                problem(k, "required".into());
+                None
+            }
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            // Payment ids are long digit strings: a JSON number would lose digits.
+            Some(other) => {
+                problem(k, format!("must be a string, got {other}"));
+                None
+            }
+        };
+    let amount =
+        |map: &Map<String, Value>, k: &str, required: bool, problem: &mut dyn FnMut(&str, String)| match map.get(k) {
+            None | Some(Value::Null) if required => {
+                problem(k, "required".into());
+                None
+            }
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) => Some(v),
+                None => {
+                    problem(k, format!("must be a whole number of minor units ≥ 0, got {n}"));
+                    None
+                }
+            },
+            Some(Value::String(s)) => match s.parse::<u64>() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    problem(k, format!("must be a whole number of minor units, got {s:?}"));
+                    None
+                }
+            },
+            Some(other) => {
+                problem(k, format!("must be a number of minor units, got {other}"));
+                None
+            }
+        };
+    let syssn = text(&map, "syssn", true, &mut problem);
+    let out_trade_no = text(&map, "out_trade_no", true, &mut problem);
+    let txamt = amount(&map, "txamt", true, &mut problem);
+    let orig_txamt = amount(&map, "orig_txamt", false, &mut problem);
+    let mchid = text(&map, "mchid", false, &mut problem);
+    let udid = text(&map, "udid", false, &mut problem);
+    let merchant = text(&map, "merchant", false, &mut problem);
+    let refund = NewRefund {
+        syssn: syssn.clone().unwrap_or_default(),
+        out_trade_no: out_trade_no.clone().unwrap_or_default(),
+        txamt: txamt.unwrap_or(0),
+        orig_txamt,
+        mchid,
+        udid,
+        merchant,
+    }
+    .normalised();
+    // The rules, for the fields that were there and well-typed (a missing one is reported once).
+    for e in refund.problems() {
+        let given = match e.field {
+            "syssn" => syssn.is_some(),
+            "out_trade_no" => out_trade_no.is_some(),
+            "txamt" => txamt.is_some(),
+            _ => true,
+        };
+        if given && !problems.iter().any(|p| p.field == e.field) {
+            problems.push(FieldProblem { field: e.field.into(), problem: e.rule });
+        }
+    }
+    if problems.is_empty() { Ok(refund) } else { Err(ApiError::Invalid(problems)) }
+}
+
+/// Enqueue a refund.
+///
+/// Idempotent on `out_trade_no`: the same request again answers `200` with the refund as it is
+/// now; another request under the same `out_trade_no` answers `409` and changes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/refunds",
+    tag = "refunds",
+    request_body(content = NewRefund, description = "Amounts in minor units; `syssn` as a string"),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted: a new refund, queued", body = RefundBody,
+            headers(("Location" = String, description = "The refund's URL"))),
+        (status = 200, description = "The same request was made before: the refund as it is now", body = RefundBody),
+        (status = 409, description = "The out_trade_no exists with other details", body = ErrorBody),
+        (status = 422, description = "Invalid: each field in error is named", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "The token may not enqueue", body = ErrorBody),
+    )
+)]
+pub async fn create(State(st): State<Shared>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+    caller.require(Role::Produce)?;
+    let refund = parse_new_refund(&body)?;
+    let enqueued = st.ledger.enqueue(refund).await?;
+    let (status, rec) = match enqueued {
+        Enqueued::Created(r) => (StatusCode::ACCEPTED, r),
+        Enqueued::Duplicate(r) => (StatusCode::OK, r),
+    };
+    tracing::info!(out_trade_no = %rec.out_trade_no, caller = %caller.name, status = status.as_u16(), "enqueue");
+    let url = url_of(&st, &rec.out_trade_no);
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        headers.insert(header::LOCATION, v);
+    }
+    Ok((status, headers, Json(RefundBody { refund: rec, url })).into_response())
+}
+
+/// One refund, as it is now.
+#[utoipa::path(
+    get,
+    path = "/v1/refunds/{out_trade_no}",
+    tag = "refunds",
+    params(("out_trade_no" = String, Path, description = "The refund's out_trade_no")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = RefundBody),
+        (status = 404, description = "No such refund", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+    )
+)]
+pub async fn get_one(
+    State(st): State<Shared>,
+    caller: Caller,
+    Path(out_trade_no): Path<String>,
+) -> Result<Json<RefundBody>, ApiError> {
+    caller.require(Role::Read)?;
+    let rec = st
+        .ledger
+        .get(&out_trade_no)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no refund with out_trade_no {out_trade_no:?}")))?;
+    Ok(Json(RefundBody { url: url_of(&st, &rec.out_trade_no), refund: rec }))
+}
+
+/// Refunds in one state (paginated), or every refund of one payment.
+#[utoipa::path(
+    get,
+    path = "/v1/refunds",
+    tag = "refunds",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ListBody),
+        (status = 422, description = "Neither state nor syssn, an unknown state, or a bad cursor", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(st): State<Shared>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<ListBody>, ApiError> {
+    caller.require(Role::Read)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", format!("must be 1–1000, got {limit}")));
+    }
+    match (q.state.as_deref(), q.syssn.as_deref()) {
+        (Some(state), syssn) => {
+            let state: ledger::State =
+                state.parse().map_err(|e: ledger::state::UnknownState| ApiError::invalid("state", e.to_string()))?;
+            let cursor = match q.cursor.as_deref() {
+                Some(c) => Some(
+                    PageCursor::decode(c).ok_or_else(|| ApiError::invalid("cursor", "not a cursor this API gave"))?,
+                ),
+                None => None,
+            };
+            let (mut items, next) = st.ledger.page(state, cursor.as_ref(), limit).await?;
+            if let Some(syssn) = syssn {
+                items.retain(|r| r.syssn == syssn);
+            }
+            Ok(Json(ListBody { items, next_cursor: next.map(|c| c.encode()) }))
+        }
+        (None, Some(syssn)) => {
+            let items = st.ledger.by_payment(syssn).await?;
+            Ok(Json(ListBody { items, next_cursor: None }))
+        }
+        (None, None) => Err(ApiError::invalid("state", "give state (and optionally syssn), or syssn")),
+    }
+}
+
+fn reason_of(reason: &str) -> Result<String, ApiError> {
+    let r = reason.trim();
+    if r.is_empty() {
+        return Err(ApiError::invalid("reason", "required: say why (it goes into the audit trail)"));
+    }
+    if r.len() > 500 || r.chars().any(char::is_control) {
+        return Err(ApiError::invalid("reason", "at most 500 characters, no control characters"));
+    }
+    Ok(r.to_owned())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        // serde names the field in its message ("missing field `reason`"): report it as such.
+        let field = msg.split('`').nth(1).filter(|_| msg.contains("field")).unwrap_or("body").to_owned();
+        ApiError::Invalid(vec![FieldProblem { field, problem: msg }])
+    })
+}
+
+async fn operate(
+    st: &Shared,
+    caller: &Caller,
+    otn: &str,
+    op: Operation,
+    why: &str,
+) -> Result<Json<RefundBody>, ApiError> {
+    caller.require(Role::Operate)?;
+    match st.ledger.operate(otn, op, &caller.name, why).await? {
+        Ok(state) => {
+            tracing::info!(out_trade_no = otn, caller = %caller.name, %state, "operator action");
+            let rec = st.ledger.get(otn).await?.ok_or_else(|| ApiError::NotFound(format!("no refund {otn:?}")))?;
+            Ok(Json(RefundBody { url: url_of(st, otn), refund: rec }))
+        }
+        Err(msg) if msg.starts_with("no refund") || msg == "no such refund" => Err(ApiError::NotFound(msg)),
+        Err(msg) => Err(ApiError::Refused(msg)),
+    }
+}
+
+/// Look at a refund in `needs_review` again: enquire first if it was ever sent, else submit.
+#[utoipa::path(
+    post,
+    path = "/v1/refunds/{out_trade_no}/retry",
+    tag = "operations",
+    params(("out_trade_no" = String, Path)),
+    request_body = ActionBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Done: the refund as it is now", body = RefundBody),
+        (status = 409, description = "Refused: the refund is not in needs_review", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    )
+)]
+pub async fn retry(
+    State(st): State<Shared>,
+    caller: Caller,
+    Path(otn): Path<String>,
+    body: Bytes,
+) -> Result<Json<RefundBody>, ApiError> {
+    caller.require(Role::Operate)?;
+    let b: ActionBody = parse_json(&body)?;
+    operate(&st, &caller, &otn, Operation::Retry, &reason_of(&b.reason)?).await
+}
+
+/// Withdraw a refund that was never sent (`queued`).
+#[utoipa::path(
+    post,
+    path = "/v1/refunds/{out_trade_no}/cancel",
+    tag = "operations",
+    params(("out_trade_no" = String, Path)),
+    request_body = ActionBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cancelled", body = RefundBody),
+        (status = 409, description = "Refused: it may have been sent already", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    )
+)]
+pub async fn cancel(
+    State(st): State<Shared>,
+    caller: Caller,
+    Path(otn): Path<String>,
+    body: Bytes,
+) -> Result<Json<RefundBody>, ApiError> {
+    caller.require(Role::Operate)?;
+    let b: ActionBody = parse_json(&body)?;
+    operate(&st, &caller, &otn, Operation::Cancel, &reason_of(&b.reason)?).await
+}
+
+/// Settle a refund in `needs_review` as `succeeded` or `failed`, as established with QFPay.
+#[utoipa::path(
+    post,
+    path = "/v1/refunds/{out_trade_no}/resolve",
+    tag = "operations",
+    params(("out_trade_no" = String, Path)),
+    request_body = ResolveBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Resolved", body = RefundBody),
+        (status = 409, description = "Refused: the refund is not in needs_review", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    )
+)]
+pub async fn resolve(
+    State(st): State<Shared>,
+    caller: Caller,
+    Path(otn): Path<String>,
+    body: Bytes,
+) -> Result<Json<RefundBody>, ApiError> {
+    caller.require(Role::Operate)?;
+    let b: ResolveBody = parse_json(&body)?;
+    let target = match b.state.as_str() {
+        "succeeded" => ledger::State::Succeeded,
+        "failed" => ledger::State::Failed,
+        other => return Err(ApiError::invalid("state", format!("succeeded or failed, got {other:?}"))),
+    };
+    operate(&st, &caller, &otn, Operation::Resolve(target), &reason_of(&b.reason)?).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(r: Result<NewRefund, ApiError>) -> Vec<String> {
+        match r {
+            Err(ApiError::Invalid(f)) => f.into_iter().map(|p| p.field).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_field_in_error_is_named_once() {
+        let f = fields(parse_new_refund(br#"{"syssn": 123, "txamt": -5, "colour": "red"}"#));
+        assert_eq!(f, ["colour", "syssn", "out_trade_no", "txamt"]);
+        let f = fields(parse_new_refund(br#"{"syssn": "", "out_trade_no": "", "txamt": 0}"#));
+        assert!(f.contains(&"syssn".to_owned()) && f.contains(&"out_trade_no".to_owned()), "{f:?}");
+        assert_eq!(fields(parse_new_refund(b"[1]")), ["body"]);
+        assert_eq!(fields(parse_new_refund(b"{")), ["body"]);
+    }
+
+    #[test]
+    fn a_good_body_parses_amounts_given_as_strings_too() {
+        let r = parse_new_refund(br#"{"syssn":"20231234567890","out_trade_no":"RF-1","txamt":"150","orig_txamt":300}"#)
+            .unwrap();
+        assert_eq!((r.txamt, r.orig_txamt), (150, Some(300)));
+    }
+
+    #[test]
+    fn urls_escape_what_a_path_cannot_carry() {
+        assert_eq!(percent_encode("RF 1/2"), "RF%201%2F2");
+    }
+}

@@ -1,0 +1,337 @@
+//! The HTTP API over real HTTP against a real redis-server.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use api::{ApiConfig, ApiToken, NotifyKey, Role};
+use ledger::{ClaimOptions, Ledger, LedgerConfig, NewRefund, Policy, State};
+use qfpay::{ClientKey, SignAlg};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use testkit::{RedisServer, TestRedis, unique_namespace};
+
+const PRODUCER: &str = "producer-token-0123456789";
+const READER: &str = "reader-token-0123456789";
+const OPERATOR: &str = "operator-token-0123456789";
+const NOTIFY_KEY: &str = "NOTIFY0KEY0FOR0TESTS0000000000000";
+
+struct Api {
+    url: String,
+    ledger: Ledger,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn start(redis_url: &str, name: &str) -> Self {
+        let config = LedgerConfig { namespace: unique_namespace(name), ..LedgerConfig::default() };
+        let ledger = Ledger::connect(redis_url, config).await.unwrap();
+        let api_config = ApiConfig {
+            tokens: vec![
+                ApiToken::new("shop", Role::Produce, PRODUCER).unwrap(),
+                ApiToken::new("dashboard", Role::Read, READER).unwrap(),
+                ApiToken::new("ann", Role::Operate, OPERATOR).unwrap(),
+            ],
+            notify_keys: vec![NotifyKey {
+                merchant: "default".into(),
+                key: ClientKey::new(NOTIFY_KEY.to_owned()),
+                alg: SignAlg::Md5,
+            }],
+            body_limit: 8 * 1024,
+            ..ApiConfig::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = api::app(ledger.clone(), api_config);
+        tokio::spawn(api::serve(listener, app, std::future::pending()));
+        Self { url, ledger, http: reqwest::Client::new() }
+    }
+
+    async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+fn refund(otn: &str, txamt: u64) -> Value {
+    json!({"syssn": "20251125000000000000000001", "out_trade_no": otn, "txamt": txamt, "orig_txamt": 10_000})
+}
+
+#[tokio::test]
+async fn enqueue_is_idempotent_conflicts_show_differences_and_invalid_fields_are_named() {
+    let redis = TestRedis::start().unwrap();
+    let api = Api::start(&redis.url(), "api-enqueue").await;
+    let resp = api
+        .http
+        .post(format!("{}/v1/refunds", api.url))
+        .bearer_auth(PRODUCER)
+        .json(&refund("RF-1", 500))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(resp.headers()["location"], "/v1/refunds/RF-1");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["refund"]["state"], "queued");
+    assert_eq!(body["url"], "/v1/refunds/RF-1");
+
+    let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-1", 500))).await;
+    assert_eq!(status, StatusCode::OK, "same request again: the refund as it is");
+    assert_eq!(body["refund"]["out_trade_no"], "RF-1");
+
+    let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-1", 700))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"], "conflict");
+    assert!(body["differences"][0].as_str().unwrap().contains("txamt"), "{body}");
+    assert_eq!(body["existing"]["txamt"], 500);
+
+    let bad = json!({"syssn": 42, "out_trade_no": "", "txamt": -1, "colour": "red"});
+    let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(bad)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = body["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    for f in ["colour", "syssn", "out_trade_no", "txamt"] {
+        assert!(fields.contains(&f), "{f} not named in {body}");
+    }
+    let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-2", 20_000))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "more than paid");
+    assert_eq!(body["fields"][0]["field"], "txamt");
+
+    let (status, body) = api.send("GET", "/v1/refunds/RF-1", Some(READER), None).await;
+    assert_eq!((status, body["refund"]["txamt"].clone()), (StatusCode::OK, json!(500)));
+    let (status, body) = api.send("GET", "/v1/refunds/NOPE", Some(READER), None).await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::NOT_FOUND, json!("not_found")));
+    assert_eq!(api.ledger.counts().await.unwrap()[0], (State::Queued, 1), "one refund, whatever was sent");
+}
+
+#[tokio::test]
+async fn tokens_roles_probes_and_limits() {
+    let mut redis = RedisServer::start().unwrap();
+    let api = Api::start(&redis.url(), "api-auth").await;
+    let resp = api.http.get(format!("{}/v1/refunds/RF-1", api.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    let (status, _) = api.send("GET", "/v1/refunds/RF-1", Some("not-a-token-at-all-xx"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = api.send("POST", "/v1/refunds", Some(READER), Some(refund("RF-1", 1))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = api.send("POST", "/v1/refunds/RF-1/cancel", Some(PRODUCER), Some(json!({"reason": "x"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "producers do not operate");
+
+    let big = json!({"syssn": "1", "out_trade_no": "RF-big", "txamt": 1, "udid": "x".repeat(20_000)});
+    let (status, _) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    assert_eq!(api.send("GET", "/healthz", None, None).await.0, StatusCode::OK);
+    assert_eq!(api.send("GET", "/readyz", None, None).await.0, StatusCode::OK);
+    redis.kill();
+    let (status, _) = api.send("GET", "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(api.send("GET", "/healthz", None, None).await.0, StatusCode::OK, "alive without Redis");
+    let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-9", 1))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+}
+
+#[tokio::test]
+async fn listing_pages_through_a_state_once_and_by_payment() {
+    let redis = TestRedis::start().unwrap();
+    let api = Api::start(&redis.url(), "api-list").await;
+    for i in 0..25 {
+        let syssn = if i < 3 { "1111" } else { "2222" };
+        api.ledger.enqueue(NewRefund::new(syssn, &format!("RF-{i:02}"), 1)).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/refunds?state=queued&limit=10".to_owned();
+    loop {
+        let (status, body) = api.send("GET", &path, Some(READER), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        seen.extend(body["items"].as_array().unwrap().iter().map(|r| r["out_trade_no"].as_str().unwrap().to_owned()));
+        match body["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/refunds?state=queued&limit=10&cursor={c}"),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!((seen.len(), sorted.len()), (25, 25), "every refund once: {seen:?}");
+
+    let (_, body) = api.send("GET", "/v1/refunds?syssn=1111", Some(READER), None).await;
+    let ids: Vec<&str> =
+        body["items"].as_array().unwrap().iter().map(|r| r["out_trade_no"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["RF-00", "RF-01", "RF-02"]);
+    for bad in [
+        "/v1/refunds",
+        "/v1/refunds?state=lost",
+        "/v1/refunds?state=queued&cursor=zz",
+        "/v1/refunds?state=queued&limit=0",
+    ] {
+        let (status, body) = api.send("GET", bad, Some(READER), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+}
+
+/// Claims RF as a worker would and records `state` for it.
+async fn put_in(l: &Ledger, otn: &str, state: State, next_at: Option<i64>) {
+    let p = Policy { lease: Duration::from_secs(5), ..Policy::default() };
+    let rec = l.get(otn).await.unwrap().unwrap();
+    let o = ClaimOptions {
+        worker: "w",
+        policy: &p,
+        txdtm: "2025-11-25 10:00:00",
+        want_paid: false,
+        submit_not_before: 0,
+        rate: None,
+    };
+    let fence = match l.claim(&(&rec).into(), &o).await.unwrap() {
+        ledger::Claim::Submit { fence, .. } => fence,
+        other => panic!("{other:?}"),
+    };
+    let rec = l.get(otn).await.unwrap().unwrap();
+    let d = ledger::Decision { state, next_at, reason: "test".into(), pause_merchant: false, set: vec![] };
+    assert!(l.transition(&rec, State::Submitting, fence, &d, "op").await.unwrap());
+}
+
+#[tokio::test]
+async fn operator_actions_need_a_reason_and_are_audited_with_the_token_name() {
+    let redis = TestRedis::start().unwrap();
+    let api = Api::start(&redis.url(), "api-ops").await;
+    for otn in ["RF-Q", "RF-R"] {
+        api.ledger.enqueue(NewRefund::new(&format!("9{}", otn.len()), otn, 1)).await.unwrap();
+    }
+    put_in(&api.ledger, "RF-R", State::NeedsReview, None).await;
+
+    let (status, body) =
+        api.send("POST", "/v1/refunds/RF-Q/cancel", Some(OPERATOR), Some(json!({"reason": " "}))).await;
+    assert_eq!((status, body["fields"][0]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("reason")));
+    let (status, body) = api.send("POST", "/v1/refunds/RF-Q/cancel", Some(OPERATOR), Some(json!({}))).await;
+    assert_eq!((status, body["fields"][0]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("reason")));
+    let (status, body) =
+        api.send("POST", "/v1/refunds/RF-Q/cancel", Some(OPERATOR), Some(json!({"reason": "order restored"}))).await;
+    assert_eq!((status, body["refund"]["state"].clone()), (StatusCode::OK, json!("cancelled")), "{body}");
+    let (status, body) =
+        api.send("POST", "/v1/refunds/RF-Q/cancel", Some(OPERATOR), Some(json!({"reason": "again"}))).await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::CONFLICT, json!("refused")));
+
+    let (status, _) = api
+        .send("POST", "/v1/refunds/RF-R/resolve", Some(OPERATOR), Some(json!({"state": "cancelled", "reason": "x"})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "only succeeded or failed");
+    let (status, body) = api
+        .send(
+            "POST",
+            "/v1/refunds/RF-R/resolve",
+            Some(OPERATOR),
+            Some(json!({"state": "failed", "reason": "QFPay support: never applied"})),
+        )
+        .await;
+    assert_eq!((status, body["refund"]["state"].clone()), (StatusCode::OK, json!("failed")), "{body}");
+    assert_eq!(body["refund"]["operator"], "ann");
+    let (status, _) = api.send("POST", "/v1/refunds/NOPE/retry", Some(OPERATOR), Some(json!({"reason": "x"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let audit = api.ledger.audit("0", 100).await.unwrap();
+    let trail: Vec<(&str, &str, &str, &str)> = audit
+        .iter()
+        .map(|a| (a.out_trade_no.as_str(), a.action.as_str(), a.who.as_str(), a.outcome.as_str()))
+        .collect();
+    assert_eq!(trail[0], ("RF-Q", "cancel", "ann", "ok"));
+    assert!(trail[1].3.starts_with("refused"), "refusals are audited too: {trail:?}");
+    assert_eq!(trail[2], ("RF-R", "resolve", "ann", "ok"));
+    assert_eq!(audit[2].why, "QFPay support: never applied");
+}
+
+#[tokio::test]
+async fn a_signed_notification_brings_the_enquiry_forward_and_nothing_else() {
+    let redis = TestRedis::start().unwrap();
+    let api = Api::start(&redis.url(), "api-notify").await;
+    api.ledger.enqueue(NewRefund::new("77", "RF-N", 1)).await.unwrap();
+    let later = api.ledger.now_ms() + 600_000;
+    put_in(&api.ledger, "RF-N", State::Pending, Some(later)).await;
+    let body = br#"{"notify_type": "refund", "out_trade_no": "RF-N", "syssn": "R1", "respcd": "0000"}"#;
+    let sign = |b: &[u8]| qfpay::sign::notification_signature(b, &ClientKey::new(NOTIFY_KEY.to_owned()), SignAlg::Md5);
+    let post = |b: &'static [u8], sig: Option<String>| {
+        let mut req = api.http.post(format!("{}/v1/qfpay/notify", api.url)).body(b.to_vec());
+        if let Some(s) = sig {
+            req = req.header("X-QF-SIGN", s);
+        }
+        req.send()
+    };
+    let resp = post(body, Some("0".repeat(32))).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(post(body, None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api.ledger.get("RF-N").await.unwrap().unwrap().next_at, later, "a bad signature changes nothing");
+
+    let resp = post(body, Some(sign(body).to_lowercase())).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "SUCCESS");
+    let rec = api.ledger.get("RF-N").await.unwrap().unwrap();
+    assert_eq!(rec.state, State::Pending, "the enquiry, not the notification, settles it");
+    assert!(rec.next_at <= api.ledger.now_ms(), "due now");
+
+    let payment: &[u8] = br#"{"notify_type": "payment", "out_trade_no": "O-1"}"#;
+    let resp = post(payment, Some(sign(payment))).await.unwrap();
+    assert_eq!((resp.status(), resp.text().await.unwrap()), (StatusCode::OK, "SUCCESS".to_owned()));
+    let (_, metrics) = api.send("GET", "/metrics", None, None).await;
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(metrics.contains("qfrefund_api_notifications_total{outcome=\"expedited\"} 1"), "{metrics}");
+    assert!(metrics.contains("qfrefund_api_notifications_total{outcome=\"bad_signature\"} 2"), "{metrics}");
+    assert!(metrics.contains("qfrefund_refunds{state=\"pending\"} 1"), "{metrics}");
+    assert!(metrics.contains("route=\"/v1/qfpay/notify\""), "{metrics}");
+    assert!(!metrics.contains("RF-N"), "no refund ids in labels");
+}
+
+/// The committed document is what the code generates, and every operation in it is routed.
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes_and_the_committed_copy() {
+    let redis = TestRedis::start().unwrap();
+    let api = Api::start(&redis.url(), "api-openapi").await;
+    let (status, served) = api.send("GET", "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let generated = serde_json::to_value(api::openapi()).unwrap();
+    assert_eq!(served, generated);
+    let committed_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    let pretty = serde_json::to_string_pretty(&generated).unwrap() + "\n";
+    if std::env::var("UPDATE_OPENAPI").is_ok() {
+        std::fs::write(committed_path, &pretty).unwrap();
+    }
+    let committed = std::fs::read_to_string(committed_path).unwrap_or_default();
+    assert!(
+        committed == pretty,
+        "docs/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p qfrefund-api --test http`"
+    );
+
+    let paths = generated["paths"].as_object().unwrap();
+    for p in [
+        "/v1/refunds",
+        "/v1/refunds/{out_trade_no}",
+        "/v1/refunds/{out_trade_no}/retry",
+        "/v1/refunds/{out_trade_no}/cancel",
+        "/v1/refunds/{out_trade_no}/resolve",
+        "/v1/qfpay/notify",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from the document");
+    }
+    for (path, ops) in paths {
+        let concrete = path.replace("{out_trade_no}", "RF-X");
+        for method in ops.as_object().unwrap().keys() {
+            let (status, _) = api.send(&method.to_uppercase(), &concrete, Some(OPERATOR), Some(json!({}))).await;
+            assert!(
+                status != StatusCode::NOT_FOUND || path.contains("{out_trade_no}"),
+                "{method} {path} is documented but not routed"
+            );
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is documented but not routed");
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The HTTP API, and the commands that read the ledger as a whole: `serve`, `events`, `audit`,
+//! `stats`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+
+use crate::commands::{open, wait_for_signal};
+use crate::config::Config;
+
+pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let c = Config::load(config)?;
+    let (listen, api_config) = c.api()?;
+    let ledger = ledger::Ledger::connect(&c.redis_url, c.ledger.clone()).await.context("connecting to Redis")?;
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, tokens = api_config.tokens.len(), "qfrefund API listening");
+    // Scripts and tests read the address from here (the port may have been 0).
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    api::serve(listener, api::app(ledger, api_config), async { wait_for_signal().await }).await?;
+    tracing::info!("API stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Start after this stream id (`0`: from the beginning; default: from the beginning, or with
+    /// --follow from now).
+    #[arg(long)]
+    from: Option<String>,
+    /// Keep printing new events as they come (until interrupted).
+    #[arg(long)]
+    follow: bool,
+    /// Only final outcomes (succeeded, failed, cancelled).
+    #[arg(long)]
+    final_only: bool,
+    /// Stop after this many events (without --follow: default all there are).
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+/// Prints the outcome stream as JSON lines; each line's `id` is where to resume (`--from`).
+pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<ExitCode> {
+    let ledger = open(config).await?;
+    let mut after = match (&a.from, a.follow) {
+        (Some(id), _) => id.clone(),
+        (None, false) => "0".into(),
+        // Following from now: the newest id, so only what happens from here on is printed.
+        (None, true) => ledger.last_event_id().await?.unwrap_or_else(|| "0".into()),
+    };
+    let mut printed = 0usize;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let batch = ledger.events(&after, 500).await?;
+        for e in &batch {
+            after.clone_from(&e.id);
+            if a.final_only && !e.is_final() {
+                continue;
+            }
+            writeln!(out, "{}", serde_json::to_string(e)?)?;
+            printed += 1;
+            if a.limit.is_some_and(|l| printed >= l) {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        out.flush()?;
+        if batch.len() < 500 {
+            if !a.follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Prints the audit trail of operator actions as JSON lines.
+pub async fn audit(config: Option<&Path>, from: Option<String>) -> anyhow::Result<ExitCode> {
+    let ledger = open(config).await?;
+    let mut after = from.unwrap_or_else(|| "0".into());
+    let mut out = std::io::stdout().lock();
+    loop {
+        let batch = ledger.audit(&after, 500).await?;
+        for e in &batch {
+            after.clone_from(&e.id);
+            writeln!(out, "{}", serde_json::to_string(e)?)?;
+        }
+        if batch.len() < 500 {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+}
+
+/// Counts by state, the oldest non-final refund's age, the due backlog, the apalis queue depth and
+/// paused merchants, as one JSON object.
+pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let ledger = open(config).await?;
+    let s = ledger.stats().await?;
+    let queue_depth = ledger.apalis_depth().await.ok();
+    let by_state: serde_json::Map<String, serde_json::Value> =
+        s.by_state.iter().map(|(st, n)| (st.to_string(), json!(n))).collect();
+    println!(
+        "{}",
+        json!({
+            "by_state": by_state,
+            "oldest_open_age_s": s.oldest_open_age_ms.map(|ms| ms as f64 / 1000.0),
+            "due_now": s.due_now,
+            "scheduled": s.due_total,
+            "queue_depth": queue_depth,
+            "paused": s.paused,
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
