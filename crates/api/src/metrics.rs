@@ -56,31 +56,6 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// Renders the ledger's gauges: shared by every process that serves metrics.
-pub fn render_ledger(out: &mut String, stats: &ledger::Stats) {
-    let _ =
-        writeln!(out, "# HELP qfrefund_refunds Refunds in each state (final states count every refund ever settled).");
-    let _ = writeln!(out, "# TYPE qfrefund_refunds gauge");
-    for (s, n) in &stats.by_state {
-        let _ = writeln!(out, "qfrefund_refunds{{state=\"{s}\"}} {n}");
-    }
-    let _ = writeln!(out, "# HELP qfrefund_due_backlog Refunds due now that no worker has picked up yet.");
-    let _ = writeln!(out, "# TYPE qfrefund_due_backlog gauge");
-    let _ = writeln!(out, "qfrefund_due_backlog {}", stats.due_now);
-    let _ = writeln!(out, "# HELP qfrefund_scheduled Refunds waiting in the due-index (now or later).");
-    let _ = writeln!(out, "# TYPE qfrefund_scheduled gauge");
-    let _ = writeln!(out, "qfrefund_scheduled {}", stats.due_total);
-    let _ = writeln!(
-        out,
-        "# HELP qfrefund_oldest_open_seconds How long the oldest non-final refund has been in its state."
-    );
-    let _ = writeln!(out, "# TYPE qfrefund_oldest_open_seconds gauge");
-    let _ = writeln!(out, "qfrefund_oldest_open_seconds {:.3}", stats.oldest_open_age_ms.unwrap_or(0) as f64 / 1000.0);
-    let _ = writeln!(out, "# HELP qfrefund_paused_merchants Merchants whose submits are paused.");
-    let _ = writeln!(out, "# TYPE qfrefund_paused_merchants gauge");
-    let _ = writeln!(out, "qfrefund_paused_merchants {}", stats.paused.len());
-}
-
 /// Prometheus metrics: the ledger's gauges and this API's traffic.
 #[utoipa::path(
     get,
@@ -97,7 +72,7 @@ pub async fn metrics(State(st): State<Shared>) -> Response {
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")).into_response(),
     };
     let mut out = String::new();
-    render_ledger(&mut out, &stats);
+    stats.to_prometheus(&mut out);
     let _ = writeln!(out, "# HELP qfrefund_api_requests_total HTTP requests by route, method and status.");
     let _ = writeln!(out, "# TYPE qfrefund_api_requests_total counter");
     if let Ok(m) = st.metrics.http.lock() {

@@ -70,6 +70,7 @@ struct WorkerSection {
     drain_grace_ms: Option<u64>,
     learn_paid: Option<bool>,
     name: Option<String>,
+    metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +220,7 @@ impl Config {
         if let Some(v) = env("QFREFUND_WORKER_NAME").or_else(|| w.name.clone()) {
             c.worker_name = v;
         }
+        c.metrics_listen = env("QFREFUND_METRICS_LISTEN").or_else(|| w.metrics_listen.clone());
         c.merchants = self.merchants()?;
         c.validate().map_err(anyhow::Error::msg)?;
         Ok(c)

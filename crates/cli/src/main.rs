@@ -67,6 +67,13 @@ enum Command {
     /// Counts by state, the oldest non-final refund's age, the due backlog, the queue depth and
     /// paused merchants, as JSON.
     Stats,
+    /// Health check for containers: exit 0 if Redis answers (or, with --http, if the URL answers
+    /// 2xx), else 1 with the reason on stderr.
+    Ping {
+        /// Check this HTTP URL instead (e.g. http://127.0.0.1:9464/healthz).
+        #[arg(long)]
+        http: Option<String>,
+    },
     /// Run the QFPay simulator (same as `qfpay-sim`).
     Sim(qfpay_sim::args::SimArgs),
     /// Talk to QFPay directly, bypassing the ledger: for checking credentials and connectivity
@@ -109,6 +116,7 @@ async fn main() -> ExitCode {
         Command::Events(args) => ops::events(config, args).await,
         Command::Audit { from } => ops::audit(config, from).await,
         Command::Stats => ops::stats(config).await,
+        Command::Ping { http } => ops::ping(config, http.as_deref()).await,
         Command::Sim(args) => qfpay_sim::args::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Qfpay(cmd) => qfpay_cmd::run(cmd).await.map(|()| ExitCode::SUCCESS),
     };

@@ -117,3 +117,31 @@ pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// Exit 0 when Redis (or the given URL) answers within 3 s.
+pub async fn ping(config: Option<&Path>, http: Option<&str>) -> anyhow::Result<ExitCode> {
+    let check = async {
+        match http {
+            Some(url) => {
+                let resp = reqwest::Client::new().get(url).send().await.with_context(|| format!("GET {url}"))?;
+                anyhow::ensure!(resp.status().is_success(), "GET {url}: {}", resp.status());
+                Ok(())
+            }
+            None => {
+                let ledger = open(config).await?;
+                ledger.ping().await.context("PING")
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(3), check).await {
+        Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+        Ok(Err(e)) => {
+            eprintln!("unhealthy: {e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(_) => {
+            eprintln!("unhealthy: no answer within 3 s");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

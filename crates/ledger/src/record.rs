@@ -80,6 +80,9 @@ pub struct Record {
     /// The operator behind the last manual action, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
+    /// When the step a worker now holds was due (ms; set by each claim): how late it was picked up.
+    #[serde(skip)]
+    pub due_at: Option<i64>,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -133,6 +136,7 @@ impl Record {
             unknown_code: None,
             uncertain: false,
             operator: None,
+            due_at: None,
         }
     }
 
@@ -187,6 +191,7 @@ impl Record {
             unknown_code: text("unknown_code"),
             uncertain: text("uncertain").is_some_and(|v| v == "1"),
             operator: text("operator"),
+            due_at: opt_num("due_at")?,
         })
     }
 

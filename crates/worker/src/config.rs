@@ -58,6 +58,8 @@ pub struct WorkerConfig {
     pub drain_grace: Duration,
     /// Worker identity; unique per process (a pid and a random suffix are added).
     pub worker_name: String,
+    /// Serve `/metrics` (Prometheus) and `/healthz` here (e.g. `0.0.0.0:9464`); `None`: do not.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for WorkerConfig {
@@ -87,6 +89,7 @@ impl Default for WorkerConfig {
             learn_paid: true,
             drain_grace: Duration::from_secs(20),
             worker_name: "qfrefund".into(),
+            metrics_listen: None,
         }
     }
 }

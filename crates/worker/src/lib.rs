@@ -12,9 +12,11 @@
 //! - [`runner`]: the apalis worker (unique name per process and restart, short heartbeat, polling
 //!   interval, no apalis task locking — the ledger's fence guards correctness), its supervisor
 //!   (restarts after Redis errors, with backoff), the janitor, and graceful shutdown.
+//! - [`metrics`]: what the process counted, served with the ledger's gauges on `metrics_listen`.
 
 pub mod config;
 pub mod feeder;
+pub mod metrics;
 pub mod processor;
 pub mod runner;
 

@@ -2,6 +2,7 @@
 //! record as it then is) → call QFPay within the lease → classify → transition under the fence.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ledger::machine::{Action, EnquiryResult, SubmitResult, action_for, after_enquiry, after_submit};
@@ -12,6 +13,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Merchant, WorkerConfig};
 use crate::feeder::Job;
+use crate::metrics::Metrics;
 
 /// What one step did (for logs, metrics and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,7 @@ pub struct Processor {
     /// Redis can fsync on demand (`WAITAOF`): make each claim durable before sending, so a Redis
     /// crash cannot roll a sent refund back to `queued`.
     durable_claims: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -79,7 +82,13 @@ impl Processor {
             learn_paid: config.learn_paid,
             http_timeout: config.http.timeout,
             durable_claims: false,
+            metrics: Arc::new(Metrics::default()),
         })
+    }
+
+    /// What this process has counted (served on `/metrics`).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Waits for each claim to reach the AOF before sending (see [`ledger::ServerInfo::waitaof`]).
@@ -99,6 +108,7 @@ impl Processor {
     /// rate-limit token itself), then the transition. The record is read separately only for jobs
     /// from before the feeder named the payment and merchant, and on the rare paths below.
     async fn step(&self, job: &Job) -> Result<Step, LedgerError> {
+        self.metrics.step();
         let mut target = match (&job.syssn, &job.merchant) {
             (Some(syssn), Some(merchant)) => {
                 RefundRef { out_trade_no: job.otn.clone(), syssn: syssn.clone(), merchant: merchant.clone() }
@@ -115,6 +125,21 @@ impl Processor {
                 return self.no_credentials(&target).await;
             };
             let claim = self.claim(&target, want_paid).await?;
+            if let Claim::Submit { record, .. } | Claim::Enquire { record, .. } = &claim {
+                if let Some(due) = record.due_at {
+                    self.metrics.lag(self.ledger.now_ms() - due);
+                }
+                if record.state == State::Pending && record.reason.as_deref().is_some_and(|r| r.starts_with(RECOVERED))
+                {
+                    info!("found in submitting after its holder's lease expired: enquiring, never resending");
+                    self.metrics.orphan_recovered();
+                }
+            }
+            if let Claim::Deferred { why, .. } = &claim {
+                if why.starts_with("rate limit") {
+                    self.metrics.rate_limited();
+                }
+            }
             return match claim {
                 Claim::Submit { fence, record } => self.submit(client, mchid.as_deref(), *record, fence).await,
                 Claim::Enquire { fence, record } => self.enquire(client, mchid.as_deref(), *record, fence).await,
@@ -220,7 +245,12 @@ impl Processor {
             _ if !durable => SubmitResult::NotSent("the claim did not reach Redis' AOF in time".into()),
             // Stalled between the claim and here: the lease is spent, so nothing is sent.
             (_, None) => SubmitResult::NotSent("the lease ran out before the request was sent".into()),
-            (Ok(req), Some(within)) => SubmitResult::from(client.refund_within(&req, Some(within)).await),
+            (Ok(req), Some(within)) => {
+                let sent = std::time::Instant::now();
+                let answer = client.refund_within(&req, Some(within)).await;
+                self.metrics.submitted(sent.elapsed());
+                SubmitResult::from(answer)
+            }
             // Validated at enqueue; if it still cannot be built, nothing was sent.
             (Err(e), _) => SubmitResult::Misconfigured(e),
         };
@@ -248,10 +278,15 @@ impl Processor {
     ) -> Result<Step, LedgerError> {
         let result = match (self.enquiry_request(&rec, mchid), self.within_lease(&rec)) {
             (_, None) => EnquiryResult::Failed(ClientError::NotSent { reason: "the lease ran out".into() }),
-            (Ok(req), Some(within)) => match client.enquire_within(&req, Some(within)).await {
-                Ok(answer) => EnquiryResult::Answer(answer),
-                Err(e) => EnquiryResult::Failed(e),
-            },
+            (Ok(req), Some(within)) => {
+                let sent = std::time::Instant::now();
+                let answer = client.enquire_within(&req, Some(within)).await;
+                self.metrics.enquired(sent.elapsed());
+                match answer {
+                    Ok(answer) => EnquiryResult::Answer(answer),
+                    Err(e) => EnquiryResult::Failed(e),
+                }
+            }
             (Err(e), _) => EnquiryResult::Failed(ClientError::Config(e)),
         };
         let decision = after_enquiry(&rec, &result, &self.policy, self.ledger.now_ms(), fastrand::f64());
@@ -289,9 +324,18 @@ impl Processor {
         let op = format!("{}:{fence}:{:016x}", self.worker_id, fastrand::u64(..));
         loop {
             match self.ledger.transition(rec, expected, fence, d, &op).await {
-                Ok(true) => return Ok(true),
+                Ok(true) => {
+                    if d.state.is_final() || d.state == State::NeedsReview {
+                        let code = d.set.iter().find(|(k, _)| *k == "respcd").map(|(_, v)| v.as_str());
+                        let code = code.or(rec.respcd.as_deref()).filter(|c| !c.is_empty());
+                        let age = self.ledger.now_ms() - rec.created_at;
+                        self.metrics.settled(d.state.as_str(), class_name(code), age);
+                    }
+                    return Ok(true);
+                }
                 Ok(false) => {
                     warn!(fence, "fenced off: another worker took this refund over; our result is dropped");
+                    self.metrics.fenced();
                     return Ok(false);
                 }
                 Err(LedgerError::Redis(e)) if std::time::Instant::now() < deadline => {
@@ -302,6 +346,23 @@ impl Processor {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// The start of the reason a claim writes when it finds a refund whose holder vanished.
+const RECOVERED: &str = "found in submitting";
+
+/// A metric label for QFPay's last code.
+fn class_name(code: Option<&str>) -> &'static str {
+    use qfpay::respcd::Class;
+    match code.map(|c| qfpay::respcd::classify(c, None)) {
+        None => "none",
+        Some(Class::Success) => "success",
+        Some(Class::InProgress) => "in_progress",
+        Some(Class::Retryable { .. }) => "retryable",
+        Some(Class::FinalFailure { .. }) => "final_failure",
+        Some(Class::ConfigError) => "config_error",
+        Some(Class::Unknown) => "unknown",
     }
 }
 

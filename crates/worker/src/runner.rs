@@ -116,6 +116,16 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
         RedisStorage::new(apalis_con.clone()).with_config(apalis_config(&config, &queue));
     info!(worker = %worker_id, queue, concurrency = config.concurrency, "worker starting");
 
+    let metrics_server = match &config.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| RunError::Config(format!("metrics_listen {addr}: {e}")))?;
+            info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics on /metrics");
+            Some(tokio::spawn(serve_metrics(listener, ledger.clone(), processor.metrics(), shutdown.clone())))
+        }
+        None => None,
+    };
     let feeder = tokio::spawn(feeder::run(ledger.clone(), storage.clone(), config.clone(), shutdown.clone()));
     let janitor = tokio::spawn(janitor(apalis_con, storage.get_config().clone(), shutdown.clone()));
 
@@ -157,8 +167,41 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
     }
     let _ = feeder.await;
     janitor.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     info!(worker = %worker_id, "worker stopped");
     Ok(())
+}
+
+/// `/metrics`: this process' counters and the ledger's gauges; `/healthz`: the process is up.
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    ledger: Ledger,
+    metrics: Arc<crate::metrics::Metrics>,
+    shutdown: Shutdown,
+) {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" })).route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (ledger, metrics) = (ledger.clone(), metrics.clone());
+            async move {
+                let mut out = String::new();
+                metrics.render(&mut out);
+                match ledger.stats().await {
+                    Ok(s) => s.to_prometheus(&mut out),
+                    Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")).into_response(),
+                }
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+            }
+        }),
+    );
+    let stop = async move { shutdown.wait().await };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        warn!(error = %e, "metrics server stopped");
+    }
 }
 
 /// Deletes finished apalis jobs (apalis-redis keeps every job's data and result until vacuumed;

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, otns};
+use common::{Env, Worker, otns};
 use ledger::State;
 use testkit::Faults;
 
@@ -479,5 +479,38 @@ async fn someone_elses_refund_under_our_id_goes_to_review() {
     let r = &env.wait_for(&["RF-X".into()], &[State::NeedsReview], Duration::from_secs(20)).await[0];
     assert!(r.reason.as_deref().unwrap().contains("another refund"), "{r:?}");
     assert_eq!(env.sim.audit()["by_payment"][qfpay_sim::args::generated_syssn(1)]["refunded"], serde_json::Value::Null);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_serves_its_metrics_and_the_ledgers() {
+    let env = Env::start("metrics", 5, Faults::default()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut config = env.config.clone();
+    config.metrics_listen = Some(format!("127.0.0.1:{port}"));
+    let ids = otns("RF-M", 5);
+    for (i, o) in ids.iter().enumerate() {
+        env.enqueue(i as u64 + 1, o, 100).await;
+    }
+    let w = Worker::start(config);
+    env.wait_for(&ids, &[State::Succeeded], Duration::from_secs(20)).await;
+    let get = |path: &'static str| async move {
+        let resp = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    assert_eq!(get("/healthz").await, (200, "ok".to_owned()));
+    let (status, text) = get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "qfrefund_settled_total{state=\"succeeded\",class=\"success\"} 5",
+        "qfrefund_qfpay_request_seconds_count{call=\"refund\"} 5",
+        "qfrefund_refunds{state=\"succeeded\"} 5",
+        "qfrefund_due_backlog 0",
+        "qfrefund_time_to_final_seconds_count 5",
+        "qfrefund_fence_rejections_total 0",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    assert!(!text.contains("RF-M"), "no refund ids in metrics");
     w.stop().await;
 }

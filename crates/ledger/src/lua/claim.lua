@@ -65,7 +65,7 @@ local fence = next_fence(rec[7])
 -- `extra`: more field/value pairs to write with the lease, in the same HSET.
 local function take_lease(new_state, answer, extra)
   local set = {'fence', fence, 'lease_owner', worker, 'lease_until', now + lease, 'next_at', now + lease,
-    'updated_at', now}
+    'updated_at', now, 'due_at', next_at}
   for _, v in ipairs(extra) do set[#set + 1] = v end
   redis.call('HSET', KEYS[1], unpack(set))
   redis.call('ZADD', KEYS[2], now + lease, otn)
