@@ -135,10 +135,10 @@ impl Processor {
                     self.metrics.orphan_recovered();
                 }
             }
-            if let Claim::Deferred { why, .. } = &claim {
-                if why.starts_with("rate limit") {
-                    self.metrics.rate_limited();
-                }
+            if let Claim::Deferred { why, .. } = &claim
+                && why.starts_with("rate limit")
+            {
+                self.metrics.rate_limited();
             }
             return match claim {
                 Claim::Submit { fence, record } => self.submit(client, mchid.as_deref(), *record, fence).await,
