@@ -248,10 +248,21 @@ pub struct ListArgs {
     /// At most this many records.
     #[arg(long, default_value_t = 1_000)]
     limit: usize,
+    /// List webhook deliveries that were given up instead (event id, out_trade_no, attempts,
+    /// last error); `qfrefund redeliver` puts them back on the schedule.
+    #[arg(long, conflicts_with = "state")]
+    webhook_failed: bool,
 }
 
 pub async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode> {
     let ledger = open(config).await?;
+    if a.webhook_failed {
+        let mut out = std::io::stdout().lock();
+        for f in worker::webhooks::failed(&ledger, a.limit).await? {
+            writeln!(out, "{}", serde_json::to_string(&f)?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let states: Vec<State> = a.state.map_or_else(|| State::ALL.to_vec(), |s| vec![s]);
     let mut out = std::io::stdout().lock();
     let mut left = a.limit;
@@ -318,4 +329,15 @@ pub async fn operate(config: Option<&Path>, a: OperatorArgs, op: ledger::Operati
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Puts given-up webhook deliveries back on the schedule.
+pub async fn redeliver(config: Option<&Path>, ids: Vec<String>, all: bool) -> anyhow::Result<ExitCode> {
+    if ids.is_empty() && !all {
+        anyhow::bail!("name event ids (from `qfrefund list --webhook-failed`) or pass --all");
+    }
+    let ledger = open(config).await?;
+    let n = worker::webhooks::redeliver(&ledger, &ids).await?;
+    println!("{}", json!({"rescheduled": n}));
+    Ok(ExitCode::SUCCESS)
 }

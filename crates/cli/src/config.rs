@@ -84,6 +84,9 @@ struct MerchantSection {
     mchid: Option<String>,
     base_url: String,
     sign_alg: Option<String>,
+    /// Final outcomes are POSTed here, signed with the secret in `webhook_secret_env`.
+    webhook_url: Option<String>,
+    webhook_secret_env: Option<String>,
 }
 
 /// A TOML error without the quoted source line: that line may hold a client key.
@@ -287,9 +290,22 @@ impl Config {
                 .unwrap_or("MD5")
                 .parse::<SignAlg>()
                 .map_err(|e| anyhow::anyhow!("merchant {name}: {e}"))?;
+            let webhook = match (&m.webhook_url, &m.webhook_secret_env) {
+                (None, None) => None,
+                (Some(url), Some(var)) => {
+                    let secret =
+                        env(var).with_context(|| format!("merchant {name}: environment variable {var} is not set"))?;
+                    Some(
+                        worker::webhooks::Webhook::new(url, &secret)
+                            .map_err(|e| anyhow::anyhow!("merchant {name}: {e}"))?,
+                    )
+                }
+                _ => bail!("merchant {name}: give both webhook_url and webhook_secret_env, or neither"),
+            };
             out.insert(
                 name.clone(),
                 Merchant {
+                    webhook,
                     name: name.clone(),
                     app_code: m.app_code.clone(),
                     key,
@@ -323,6 +339,14 @@ impl Config {
                 mchid: env("QFPAY_MCHID").or_else(|| base.as_ref().and_then(|b| b.mchid.clone())),
                 base_url: get(url, base.as_ref().map(|b| b.base_url.clone()), "QFPAY_BASE_URL")?,
                 alg,
+                webhook: match (env("QFREFUND_WEBHOOK_URL"), env("QFREFUND_WEBHOOK_SECRET")) {
+                    (Some(u), Some(s)) => Some(
+                        worker::webhooks::Webhook::new(&u, &s)
+                            .map_err(|e| anyhow::anyhow!("QFREFUND_WEBHOOK_URL: {e}"))?,
+                    ),
+                    (None, None) => base.as_ref().and_then(|b| b.webhook.clone()),
+                    _ => bail!("set both QFREFUND_WEBHOOK_URL and QFREFUND_WEBHOOK_SECRET, or neither"),
+                },
             };
             out.insert(default.into(), merchant);
         }

@@ -67,6 +67,14 @@ enum Command {
     /// Counts by state, the oldest non-final refund's age, the due backlog, the queue depth and
     /// paused merchants, as JSON.
     Stats,
+    /// Send given-up webhook deliveries again (they go back on the retry schedule, due now).
+    Redeliver {
+        /// Event ids, from `qfrefund list --webhook-failed`.
+        ids: Vec<String>,
+        /// Every given-up delivery.
+        #[arg(long)]
+        all: bool,
+    },
     /// Health check for containers: exit 0 if Redis answers (or, with --http, if the URL answers
     /// 2xx), else 1 with the reason on stderr.
     Ping {
@@ -116,6 +124,7 @@ async fn main() -> ExitCode {
         Command::Events(args) => ops::events(config, args).await,
         Command::Audit { from } => ops::audit(config, from).await,
         Command::Stats => ops::stats(config).await,
+        Command::Redeliver { ids, all } => commands::redeliver(config, ids, all).await,
         Command::Ping { http } => ops::ping(config, http.as_deref()).await,
         Command::Sim(args) => qfpay_sim::args::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Qfpay(cmd) => qfpay_cmd::run(cmd).await.map(|()| ExitCode::SUCCESS),

@@ -30,6 +30,11 @@ pub struct Event {
 }
 
 impl Event {
+    /// An entry read from the stream directly (e.g. through a consumer group): its id and fields.
+    pub fn from_stream(id: String, f: HashMap<String, String>) -> Self {
+        Self::from_fields(id, f)
+    }
+
     pub(crate) fn from_fields(id: String, mut f: HashMap<String, String>) -> Self {
         let mut take = |k: &str| f.remove(k).unwrap_or_default();
         Self {

@@ -44,6 +44,21 @@ impl Keys {
         format!("{}:audit", self.prefix)
     }
 
+    /// A webhook delivery that failed at least once (hash: body, attempts, error, …), by event id.
+    pub fn webhook(&self, event_id: &str) -> String {
+        format!("{}:wh:{event_id}", self.prefix)
+    }
+
+    /// Webhook deliveries to retry, scored by when (ms).
+    pub fn webhook_retry(&self) -> String {
+        format!("{}:wh-retry", self.prefix)
+    }
+
+    /// Webhook deliveries given up, scored by when (ms).
+    pub fn webhook_failed(&self) -> String {
+        format!("{}:wh-failed", self.prefix)
+    }
+
     /// Paused merchants: merchant → why.
     pub fn paused(&self) -> String {
         format!("{}:paused", self.prefix)
@@ -85,7 +100,15 @@ mod tests {
     fn every_key_carries_the_hash_tag() {
         let k = Keys::new("qfrefund", "shop1");
         let mut all = k.script_keys("RF1", "123");
-        all.extend([k.rate("m"), k.wake(), k.apalis_queue(), k.audit()]);
+        all.extend([
+            k.rate("m"),
+            k.wake(),
+            k.apalis_queue(),
+            k.audit(),
+            k.webhook("1-0"),
+            k.webhook_retry(),
+            k.webhook_failed(),
+        ]);
         for key in all {
             assert!(key.starts_with("qfrefund:{shop1}:"), "{key}");
         }

@@ -224,6 +224,10 @@ pub struct Stats {
     pub due_now: u64,
     /// Paused merchants and why.
     pub paused: HashMap<String, String>,
+    /// Webhook deliveries given up (see `qfrefund webhooks`).
+    pub webhooks_failed: u64,
+    /// Webhook deliveries waiting for a retry.
+    pub webhooks_retrying: u64,
 }
 
 impl Stats {
@@ -916,6 +920,7 @@ impl Ledger {
             pipe.cmd("ZRANGE").arg(self.keys.state(s)).arg(0).arg(0).arg("WITHSCORES");
         }
         pipe.zcard(self.keys.due()).zcount(self.keys.due(), "-inf", now).hgetall(self.keys.paused());
+        pipe.zcard(self.keys.webhook_failed()).zcard(self.keys.webhook_retry());
         let mut values: Vec<redis::Value> = pipe.query_async(&mut self.con.clone()).await?;
         let bad = |what: &str| LedgerError::Script(format!("stats: unexpected reply for {what}"));
         let mut take = || if values.is_empty() { None } else { Some(values.remove(0)) };
@@ -937,12 +942,18 @@ impl Ledger {
         let due_now: u64 = redis::from_redis_value(take().ok_or_else(|| bad("due"))?).map_err(|_| bad("due"))?;
         let paused: HashMap<String, String> =
             redis::from_redis_value(take().ok_or_else(|| bad("paused"))?).map_err(|_| bad("paused"))?;
+        let webhooks_failed: u64 =
+            redis::from_redis_value(take().ok_or_else(|| bad("webhooks"))?).map_err(|_| bad("webhooks"))?;
+        let webhooks_retrying: u64 =
+            redis::from_redis_value(take().ok_or_else(|| bad("webhooks"))?).map_err(|_| bad("webhooks"))?;
         Ok(Stats {
             by_state,
             oldest_open_age_ms: oldest_open_at.map(|at| (now - at).max(0)),
             due_total,
             due_now,
             paused,
+            webhooks_failed,
+            webhooks_retrying,
         })
     }
 }

@@ -18,6 +18,8 @@ pub struct Merchant {
     /// Credentials are region-specific, so the base URL belongs to the merchant (API §1.1).
     pub base_url: String,
     pub alg: SignAlg,
+    /// Where its final outcomes are POSTed, if anywhere.
+    pub webhook: Option<crate::webhooks::Webhook>,
 }
 
 /// Everything a worker process needs.
@@ -58,6 +60,8 @@ pub struct WorkerConfig {
     pub drain_grace: Duration,
     /// Worker identity; unique per process (a pid and a random suffix are added).
     pub worker_name: String,
+    /// Webhook retries and limits.
+    pub webhooks: crate::webhooks::WebhookPolicy,
     /// Serve `/metrics` (Prometheus) and `/healthz` here (e.g. `0.0.0.0:9464`); `None`: do not.
     pub metrics_listen: Option<String>,
 }
@@ -90,6 +94,7 @@ impl Default for WorkerConfig {
             drain_grace: Duration::from_secs(20),
             worker_name: "qfrefund".into(),
             metrics_listen: None,
+            webhooks: crate::webhooks::WebhookPolicy::default(),
         }
     }
 }

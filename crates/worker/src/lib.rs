@@ -12,6 +12,7 @@
 //! - [`runner`]: the apalis worker (unique name per process and restart, short heartbeat, polling
 //!   interval, no apalis task locking — the ledger's fence guards correctness), its supervisor
 //!   (restarts after Redis errors, with backoff), the janitor, and graceful shutdown.
+//! - [`webhooks`]: final outcomes POSTed to each merchant's URL, signed, retried durably.
 //! - [`metrics`]: what the process counted, served with the ledger's gauges on `metrics_listen`.
 
 pub mod config;
@@ -19,6 +20,7 @@ pub mod feeder;
 pub mod metrics;
 pub mod processor;
 pub mod runner;
+pub mod webhooks;
 
 pub use config::{Merchant, WorkerConfig};
 pub use processor::{Processor, Step};

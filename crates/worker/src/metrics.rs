@@ -62,6 +62,7 @@ pub struct Metrics {
     fence_rejections: AtomicU64,
     rate_limit_waits: AtomicU64,
     steps: AtomicU64,
+    pub(crate) webhooks: std::sync::Arc<crate::webhooks::WebhookCounters>,
 }
 
 impl Metrics {
@@ -158,6 +159,25 @@ impl Metrics {
             self.rate_limit_waits.load(Ordering::Relaxed),
         );
         counter(out, "qfrefund_steps_total", "Steps taken (deliveries handled).", self.steps.load(Ordering::Relaxed));
+        let w = &self.webhooks;
+        counter(
+            out,
+            "qfrefund_webhooks_delivered_total",
+            "Webhooks accepted (2xx).",
+            w.delivered.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "qfrefund_webhook_attempts_failed_total",
+            "Webhook attempts that failed (each is retried until the limit).",
+            w.failed_attempts.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "qfrefund_webhooks_given_up_total",
+            "Webhooks given up by this worker.",
+            w.gave_up.load(Ordering::Relaxed),
+        );
     }
 }
 

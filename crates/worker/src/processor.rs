@@ -67,7 +67,7 @@ impl Processor {
         let pool = Client::pool(&config.http)?;
         let mut clients = HashMap::new();
         for m in config.merchants.values() {
-            let Merchant { name, app_code, key, mchid, base_url, alg } = m.clone();
+            let Merchant { name, app_code, key, mchid, base_url, alg, .. } = m.clone();
             let client = Client::new(pool.clone(), &base_url, Credentials { app_code, key, alg })?;
             clients.insert(name, (client, mchid));
         }

@@ -126,6 +126,19 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
         }
         None => None,
     };
+    let hooks: std::collections::HashMap<String, crate::webhooks::Webhook> =
+        config.merchants.values().filter_map(|m| m.webhook.clone().map(|w| (m.name.clone(), w))).collect();
+    let webhooks = (!hooks.is_empty()).then(|| {
+        info!(merchants = hooks.len(), "delivering final outcomes to webhooks");
+        tokio::spawn(crate::webhooks::run(
+            ledger.clone(),
+            hooks,
+            config.webhooks.clone(),
+            worker_id.clone(),
+            processor.metrics().webhooks.clone(),
+            shutdown.clone(),
+        ))
+    });
     let feeder = tokio::spawn(feeder::run(ledger.clone(), storage.clone(), config.clone(), shutdown.clone()));
     let janitor = tokio::spawn(janitor(apalis_con, storage.get_config().clone(), shutdown.clone()));
 
@@ -166,6 +179,9 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
         }
     }
     let _ = feeder.await;
+    if let Some(w) = webhooks {
+        let _ = w.await;
+    }
     janitor.abort();
     if let Some(m) = metrics_server {
         m.abort();

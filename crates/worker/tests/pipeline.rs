@@ -401,6 +401,7 @@ async fn each_refund_is_signed_with_its_merchants_credentials() {
         mchid: Some("M2".into()),
         base_url: env.sim.url(),
         alg: qfpay::SignAlg::Sha256,
+        webhook: None,
     };
     cfg.merchants.insert("shop2".into(), shop2);
     let syssn = qfpay_sim::args::generated_syssn;
@@ -512,5 +513,119 @@ async fn the_worker_serves_its_metrics_and_the_ledgers() {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }
     assert!(!text.contains("RF-M"), "no refund ids in metrics");
+    w.stop().await;
+}
+
+/// A webhook receiver on loopback: answers 500 to the first `fail_first` requests, then 200, and
+/// keeps every request it got (event id, signature, body).
+async fn receiver(fail_first: usize) -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>) {
+    use axum::http::{HeaderMap, StatusCode};
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                let mut g = seen.lock().unwrap();
+                g.push((h("x-qfrefund-event-id"), h("x-qfrefund-signature"), body.to_vec()));
+                if g.len() <= fail_first { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_outcomes_reach_the_webhook_signed_and_retried_until_accepted() {
+    use worker::webhooks::{Webhook, WebhookPolicy};
+    let env = Env::start("webhooks", 5, Faults::default()).await;
+    let (url, got) = receiver(3).await;
+    let hook = Webhook::new(&url, "whsec-test-0123456789").unwrap();
+    let mut config = env.config.clone();
+    if let Some(m) = config.merchants.get_mut("default") {
+        m.webhook = Some(hook.clone());
+    }
+    config.webhooks = WebhookPolicy {
+        retry_base: Duration::from_millis(100),
+        retry_cap: Duration::from_millis(400),
+        ..WebhookPolicy::default()
+    };
+    let w = Worker::start(config);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the group starts at the stream's end
+    let ids = otns("RF-W", 3);
+    for (i, o) in ids.iter().enumerate() {
+        env.enqueue(i as u64 + 1, o, 100).await;
+    }
+    env.wait_for(&ids, &[State::Succeeded], Duration::from_secs(20)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let accepted: std::collections::HashSet<String> = {
+            let g = got.lock().unwrap();
+            g.iter().skip(3).map(|(id, _, _)| id.clone()).collect()
+        };
+        if accepted.len() == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not all delivered: {accepted:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let g = got.lock().unwrap().clone();
+    let mut per_refund = std::collections::HashMap::new();
+    for (id, sig, body) in &g {
+        assert_eq!(sig, &hook.signature(body), "every delivery is signed over its raw body");
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(v["type"], "refund.succeeded");
+        assert_eq!(&v["id"], id, "the event id header matches the body");
+        per_refund.entry(v["out_trade_no"].as_str().unwrap().to_owned()).or_insert_with(Vec::new).push(id.clone());
+    }
+    assert_eq!(per_refund.len(), 3);
+    for (otn, ids) in &per_refund {
+        assert!(ids.iter().all(|i| i == &ids[0]), "{otn}: a redelivery keeps the event id: {ids:?}");
+    }
+    let stats = env.ledger.stats().await.unwrap();
+    assert_eq!((stats.webhooks_failed, stats.webhooks_retrying), (0, 0));
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_never_answers_is_given_up_visibly_and_can_be_redelivered() {
+    use worker::webhooks::{Webhook, WebhookPolicy};
+    let env = Env::start("webhooks-fail", 2, Faults::default()).await;
+    let (url, got) = receiver(usize::MAX).await;
+    let mut config = env.config.clone();
+    if let Some(m) = config.merchants.get_mut("default") {
+        m.webhook = Some(Webhook::new(&url, "whsec-test-0123456789").unwrap());
+    }
+    config.webhooks = WebhookPolicy {
+        retry_base: Duration::from_millis(50),
+        retry_cap: Duration::from_millis(100),
+        max_attempts: 3,
+        ..WebhookPolicy::default()
+    };
+    let w = Worker::start(config);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.enqueue(1, "RF-WF", 100).await;
+    env.wait_for(&["RF-WF".to_owned()], &[State::Succeeded], Duration::from_secs(20)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while env.ledger.stats().await.unwrap().webhooks_failed < 1 {
+        assert!(std::time::Instant::now() < deadline, "never given up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failed = worker::webhooks::failed(&env.ledger, 10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!((failed[0].out_trade_no.as_str(), failed[0].attempts), ("RF-WF", 3));
+    assert_eq!(failed[0].last_error, "HTTP 500");
+    assert_eq!(got.lock().unwrap().len(), 3, "exactly max_attempts tries");
+    assert_eq!(worker::webhooks::redeliver(&env.ledger, &[]).await.unwrap(), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while got.lock().unwrap().len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "not redelivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     w.stop().await;
 }

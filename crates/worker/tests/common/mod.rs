@@ -31,6 +31,7 @@ pub fn fast_config(redis_url: &str, sim_url: &str, namespace: &str) -> WorkerCon
             mchid: None,
             base_url: sim_url.into(),
             alg: qfpay::SignAlg::Md5,
+            webhook: None,
         },
     )]);
     c.http.timeout = Duration::from_millis(800);
