@@ -305,3 +305,65 @@ fn serve_answers_over_http_with_tokens_from_the_environment() {
     let st = run(&env, &["status", "RF-H1"]);
     assert!(st.status.success(), "the API wrote to the same ledger the CLI reads");
 }
+
+/// `import --report` waits for every line's outcome; `reconcile` finds a refund QFPay made that
+/// the ledger says was cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_report_and_reconcile_against_qfpay() {
+    use testkit::{SimConfig, SimHandle};
+    let redis = RedisServer::start().unwrap();
+    let sim = SimHandle::start_local(SimConfig::demo(10)).await.unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("cli-recon"), &sim.url());
+    let scratch = Scratch::new("cli-recon");
+    let mut w = qfrefund_e2e::WorkerProcess::spawn(&env, scratch.path("worker.log"));
+    let csv = scratch.path("batch.csv");
+    let rows: String = (1..=3).map(|i| format!("{},RF-R{i},{},100000\n", generated_syssn(i), 100 * i)).collect();
+    std::fs::write(&csv, format!("syssn,out_trade_no,txamt,orig_txamt\n{rows}{},RF R4,1,100000\n", generated_syssn(4)))
+        .unwrap();
+    let report = scratch.path("report.csv");
+    let (env2, csv2, report2) = (env.clone(), csv.clone(), report.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        run(&env2, &["import", csv2.to_str().unwrap(), "--report", report2.to_str().unwrap(), "--report-timeout", "60"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "one invalid line: {}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&report).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("line,out_trade_no,import,state,respcd"), "{}", lines[0]);
+    for i in 1..=3 {
+        let row = lines.iter().find(|l| l.contains(&format!(",RF-R{i},"))).unwrap();
+        assert!(row.contains(",accepted,succeeded,0000,"), "{row}");
+    }
+    assert!(lines.iter().any(|l| l.starts_with("5,RF R4,invalid,,")), "{text}");
+    w.terminate();
+
+    // Cancelled in the ledger, yet refunded at QFPay by someone else under the same id.
+    let s5 = generated_syssn(5);
+    assert!(run(&env, &["enqueue", "--syssn", &s5, "--out-trade-no", "RF-X", "--amount", "50"]).status.success());
+    assert!(run(&env, &["cancel", "RF-X", "--reason", "duplicate"]).status.success());
+    let client = qfpay::Client::new(
+        qfpay::Client::pool(&qfpay::ClientConfig::default()).unwrap(),
+        &sim.url(),
+        SimConfig::demo_credentials(),
+    )
+    .unwrap();
+    let req = qfpay::RefundRequest::new(&s5, "RF-X", 50, qfpay::Txdtm::now(8 * 3600)).unwrap();
+    assert_eq!(client.refund(&req).await.unwrap().respcd(), "0000");
+
+    let recon = scratch.path("recon.csv");
+    let to = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 86_400_000)
+        .to_string();
+    let (env3, recon3) = (env.clone(), recon.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        run(&env3, &["reconcile", "--from", "0", "--to", &to, "--out", recon3.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a disagreement: {}", String::from_utf8_lossy(&out.stderr));
+    let summary = json(&out);
+    assert_eq!((&summary["refunds"], &summary["agree"], &summary["disagree"]), (&4.into(), &3.into(), &1.into()));
+    let text = std::fs::read_to_string(&recon).unwrap();
+    let x = text.lines().find(|l| l.starts_with("RF-X,")).unwrap();
+    assert!(x.contains("cancelled") && x.contains("disagree") && x.contains("money moved"), "{x}");
+}

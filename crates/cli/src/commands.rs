@@ -3,6 +3,7 @@
 use std::io::{BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -117,8 +118,16 @@ pub struct ImportArgs {
     #[arg(long, value_parser = ["csv", "jsonl"])]
     format: Option<String>,
     /// Check every line and report, enqueue nothing (Redis is not contacted).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "report")]
     dry_run: bool,
+    /// After enqueueing, wait until every accepted line's refund is final (or needs review) and
+    /// write one CSV row per line with its outcome here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Longest wait for --report, in seconds; the report is written with the states reached
+    /// (exit 2) when it runs out.
+    #[arg(long, default_value_t = 3_600)]
+    report_timeout: u64,
 }
 
 pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<ExitCode> {
@@ -137,6 +146,9 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
     let mut invalid = Vec::new();
     let mut conflicting = Vec::new();
     let progress = std::io::stderr().is_terminal();
+    // For --report: (line, out_trade_no, what the import did, error).
+    let mut lines_seen: Vec<(usize, String, &'static str, String)> = Vec::new();
+    let want_report = a.report.is_some();
     let mut done = false;
     while !done {
         let mut batch: Vec<(usize, NewRefund)> = Vec::with_capacity(2_000);
@@ -147,11 +159,28 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
                     break;
                 }
                 Some(Ok(r)) => batch.push(r),
-                Some(Err(e)) => invalid.push(json!({"line": e.line, "error": e.error})),
+                Some(Err(e)) => {
+                    if want_report {
+                        lines_seen.push((e.line, String::new(), "invalid", e.error.to_string()));
+                    }
+                    invalid.push(json!({"line": e.line, "error": e.error}))
+                }
             }
         }
         let (numbers, refunds): (Vec<usize>, Vec<NewRefund>) = batch.into_iter().unzip();
-        for (line, result) in numbers.into_iter().zip(ledger.enqueue_batch(refunds).await) {
+        let ids: Vec<String> = refunds.iter().map(|r| r.out_trade_no.clone()).collect();
+        for ((line, result), otn) in numbers.into_iter().zip(ledger.enqueue_batch(refunds).await).zip(ids) {
+            if want_report {
+                let (what, err) = match &result {
+                    Ok(Accepted::Created) => ("accepted", String::new()),
+                    Ok(Accepted::Duplicate) => ("duplicate", String::new()),
+                    Err(LedgerError::Conflict { .. }) => {
+                        ("conflict", result.as_ref().err().map(|e| e.to_string()).unwrap_or_default())
+                    }
+                    Err(e) => ("invalid", e.to_string()),
+                };
+                lines_seen.push((line, otn, what, err));
+            }
             match result {
                 Ok(Accepted::Created) => accepted += 1,
                 Ok(Accepted::Duplicate) => duplicates += 1,
@@ -182,7 +211,86 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
         "{}",
         json!({"accepted": accepted, "duplicates": duplicates, "conflicts": conflicts, "invalid": invalid, "conflicting": conflicting})
     );
+    if let Some(path) = &a.report {
+        let complete = write_report(&ledger, &lines_seen, path, Duration::from_secs(a.report_timeout)).await?;
+        if !complete {
+            eprintln!("report written with refunds still in flight: --report-timeout ran out");
+            return Ok(ExitCode::from(2));
+        }
+    }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Waits until every refund the import accepted (or found) is final or needs a person, then writes
+/// one CSV row per input line. Returns whether everything settled before `timeout`.
+async fn write_report(
+    ledger: &Ledger,
+    lines: &[(usize, String, &'static str, String)],
+    path: &Path,
+    timeout: Duration,
+) -> anyhow::Result<bool> {
+    use std::collections::HashMap;
+    let wanted: Vec<String> = {
+        let mut v: Vec<String> = lines
+            .iter()
+            .filter(|l| matches!(l.2, "accepted" | "duplicate" | "conflict"))
+            .map(|l| l.1.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    let settled = |r: &ledger::Record| r.state.is_final() || r.state == State::NeedsReview;
+    let mut records: HashMap<String, ledger::Record> = HashMap::new();
+    let mut pending: Vec<String> = wanted.clone();
+    let progress = std::io::stderr().is_terminal();
+    loop {
+        let mut still = Vec::new();
+        for chunk in pending.chunks(500) {
+            for r in ledger.get_many(chunk).await? {
+                if !settled(&r) {
+                    still.push(r.out_trade_no.clone());
+                }
+                records.insert(r.out_trade_no.clone(), r);
+            }
+        }
+        pending = still;
+        if progress {
+            eprint!("\rwaiting for {} refunds to be final ", pending.len());
+        }
+        if pending.is_empty() || std::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if progress {
+        eprintln!();
+    }
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+    };
+    writeln!(f, "line,out_trade_no,import,state,respcd,resperr,refund_syssn,txamt,reason,import_error")?;
+    for (line, otn, what, err) in lines {
+        let r = records.get(otn);
+        let cols = [
+            line.to_string(),
+            otn.clone(),
+            (*what).to_owned(),
+            r.map(|r| r.state.to_string()).unwrap_or_default(),
+            r.and_then(|r| r.respcd.clone()).unwrap_or_default(),
+            r.and_then(|r| r.resperr.clone()).unwrap_or_default(),
+            r.and_then(|r| r.refund_syssn.clone()).unwrap_or_default(),
+            r.map(|r| r.txamt.to_string()).unwrap_or_default(),
+            r.and_then(|r| r.reason.clone()).unwrap_or_default(),
+            err.clone(),
+        ];
+        writeln!(f, "{}", cols.iter().map(|c| field(c)).collect::<Vec<_>>().join(","))?;
+    }
+    f.flush()?;
+    Ok(pending.is_empty())
 }
 
 /// Validates every line as an import would (including duplicates and conflicts within the file)

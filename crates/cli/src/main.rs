@@ -75,6 +75,9 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Compare every refund created in a time window with QFPay's enquiry and write a CSV report
+    /// (agree / disagree / open / unknown per refund); exit 1 if any disagrees or could not be checked.
+    Reconcile(ops::ReconcileArgs),
     /// Health check for containers: exit 0 if Redis answers (or, with --http, if the URL answers
     /// 2xx), else 1 with the reason on stderr.
     Ping {
@@ -125,6 +128,7 @@ async fn main() -> ExitCode {
         Command::Audit { from } => ops::audit(config, from).await,
         Command::Stats => ops::stats(config).await,
         Command::Redeliver { ids, all } => commands::redeliver(config, ids, all).await,
+        Command::Reconcile(args) => ops::reconcile(config, args).await,
         Command::Ping { http } => ops::ping(config, http.as_deref()).await,
         Command::Sim(args) => qfpay_sim::args::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Qfpay(cmd) => qfpay_cmd::run(cmd).await.map(|()| ExitCode::SUCCESS),

@@ -84,10 +84,16 @@ impl Keys {
         format!("{}:jobs", self.prefix)
     }
 
+    /// Every refund, scored by when it was created (ms): reports over a time window.
+    pub fn created(&self) -> String {
+        format!("{}:created", self.prefix)
+    }
+
     /// The KEYS every record script takes, in `lua/common.lua`'s order.
     pub fn script_keys(&self, out_trade_no: &str, syssn: &str) -> Vec<String> {
         let mut keys = vec![self.record(out_trade_no), self.due(), self.events(), self.payment(syssn), self.paused()];
         keys.extend(State::ALL.into_iter().map(|s| self.state(s)));
+        keys.push(self.created());
         keys
     }
 }

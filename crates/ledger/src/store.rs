@@ -843,6 +843,18 @@ impl Ledger {
         Ok((self.get_many(&ids).await?, next))
     }
 
+    /// The out_trade_nos of refunds created in `[from, to]` (ms), oldest first, at most `limit`
+    /// after skipping `offset`.
+    pub async fn created_between(
+        &self,
+        from: i64,
+        to: i64,
+        offset: isize,
+        limit: isize,
+    ) -> Result<Vec<String>, LedgerError> {
+        Ok(self.con.clone().zrangebyscore_limit(self.keys.created(), from, to, offset, limit).await?)
+    }
+
     /// Every refund of payment `syssn`, oldest first.
     pub async fn by_payment(&self, syssn: &str) -> Result<Vec<Record>, LedgerError> {
         let h: HashMap<String, String> = self.con.clone().hgetall(self.keys.payment(syssn)).await?;

@@ -13,12 +13,14 @@
 //!   interval, no apalis task locking — the ledger's fence guards correctness), its supervisor
 //!   (restarts after Redis errors, with backoff), the janitor, and graceful shutdown.
 //! - [`webhooks`]: final outcomes POSTed to each merchant's URL, signed, retried durably.
+//! - [`reconcile`]: the ledger against QFPay's enquiry for a time window (a CSV for finance).
 //! - [`metrics`]: what the process counted, served with the ledger's gauges on `metrics_listen`.
 
 pub mod config;
 pub mod feeder;
 pub mod metrics;
 pub mod processor;
+pub mod reconcile;
 pub mod runner;
 pub mod webhooks;
 

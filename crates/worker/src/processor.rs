@@ -296,23 +296,8 @@ impl Processor {
             .map(|ok| if ok { Step::Enquired(decision.state) } else { Step::Fenced })
     }
 
-    /// By the refund's own `syssn` when QFPay gave one; else by `out_trade_no` over a window around
-    /// the first submit (without one, QFPay searches only the current month, API §5.1).
     fn enquiry_request(&self, rec: &Record, mchid: Option<&str>) -> Result<EnquiryRequest, String> {
-        let mchid = rec.mchid.as_deref().or(mchid);
-        let req = if let Some(syssn) = rec.refund_syssn.as_deref() {
-            EnquiryRequest::new(&[syssn], &[&rec.out_trade_no], None)
-        } else {
-            let submitted = rec
-                .txdtm
-                .as_deref()
-                .and_then(|t| t.parse::<Txdtm>().ok())
-                .map_or(rec.created_at / 1000, |t| t.to_unix(DEFAULT_OFFSET_SECS));
-            let from = Txdtm::from_unix(submitted - 86_400, DEFAULT_OFFSET_SECS);
-            let to = Txdtm::from_unix(self.ledger.now_ms() / 1000 + 86_400, DEFAULT_OFFSET_SECS);
-            EnquiryRequest::new(&[], &[&rec.out_trade_no], Some((from, to)))
-        };
-        req.and_then(|r| r.with_page(1, 100)).and_then(|r| r.with_mchid(mchid)).map_err(|e| e.to_string())
+        enquiry_for(rec, mchid, self.ledger.now_ms())
     }
 
     /// Writes the decision. A Redis hiccup here is retried for a while: the answer we hold is worth
@@ -347,6 +332,26 @@ impl Processor {
             }
         }
     }
+}
+
+/// The enquiry that finds refund `rec`: by its own `syssn` when QFPay gave one; else by
+/// `out_trade_no` over a window around the first submit (without one, QFPay searches only the
+/// current month, API §5.1). `mchid` is the merchant's, used when the refund names none.
+pub fn enquiry_for(rec: &Record, mchid: Option<&str>, now_ms: i64) -> Result<EnquiryRequest, String> {
+    let mchid = rec.mchid.as_deref().or(mchid);
+    let req = if let Some(syssn) = rec.refund_syssn.as_deref() {
+        EnquiryRequest::new(&[syssn], &[&rec.out_trade_no], None)
+    } else {
+        let submitted = rec
+            .txdtm
+            .as_deref()
+            .and_then(|t| t.parse::<Txdtm>().ok())
+            .map_or(rec.created_at / 1000, |t| t.to_unix(DEFAULT_OFFSET_SECS));
+        let from = Txdtm::from_unix(submitted - 86_400, DEFAULT_OFFSET_SECS);
+        let to = Txdtm::from_unix(now_ms / 1000 + 86_400, DEFAULT_OFFSET_SECS);
+        EnquiryRequest::new(&[], &[&rec.out_trade_no], Some((from, to)))
+    };
+    req.and_then(|r| r.with_page(1, 100)).and_then(|r| r.with_mchid(mchid)).map_err(|e| e.to_string())
 }
 
 /// The start of the reason a claim writes when it finds a refund whose holder vanished.

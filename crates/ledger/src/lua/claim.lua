@@ -14,7 +14,7 @@
 --       6 payment-busy wait ms, 7 paused wait ms, 8 stream maxlen, 9 '1' = return need_paid when
 --       the payment's amount is unknown, 10 no submit before (ms, 0 = none), 11 max age ms,
 --       12 syssn and 13 merchant the caller expects, 14 rate per second ('' = no limit), 15 burst
--- KEYS[14] the merchant's token bucket.
+-- KEYS[15] the merchant's token bucket.
 -- Returns: {'missing'} | {'mismatch'} | {'final', state} | {'review'} | {'leased', until} | {'early', next_at}
 --        | {'deferred', why, next_at} | {'need_paid'} | {'failed', why} | {'blocked', why}
 --        | {'submit', fence, field, value, ...} | {'enquire', fence, field, value, ...}
@@ -55,7 +55,7 @@ end
 -- 0 when a token was taken (or there is no limit), else the ms until there is one.
 local function token_wait()
   if ARGV[14] == '' then return 0 end
-  return take_token(KEYS[14], tonumber(ARGV[14]), tonumber(ARGV[15]), now)
+  return take_token(KEYS[15], tonumber(ARGV[14]), tonumber(ARGV[15]), now)
 end
 local function rate_limited(wait)
   return defer('rate limit of merchant ' .. rec[4], now + wait)

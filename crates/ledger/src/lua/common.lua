@@ -5,6 +5,7 @@
 --   KEYS[1] the refund record (hash)       KEYS[2] the due-index (zset: out_trade_no -> next_at ms)
 --   KEYS[3] the outcome stream             KEYS[4] the payment (hash: paid, committed, inflight)
 --   KEYS[5] paused merchants (hash)        KEYS[6..13] one zset per state, in State::ALL order
+--   KEYS[14] every refund by creation time (zset), for reports over a time window
 local STATES = {'queued', 'submitting', 'pending', 'retry_wait', 'succeeded', 'failed', 'needs_review', 'cancelled'}
 local STATE_KEY = {}
 for i, s in ipairs(STATES) do STATE_KEY[s] = KEYS[5 + i] end

@@ -17,6 +17,7 @@ if ARGV[5] ~= '' then
 end
 -- The payment's refunds, for look-ups by syssn: one field per refund in the payment's hash.
 redis.call('HSET', KEYS[4], 'r:' .. otn, now)
+redis.call('ZADD', KEYS[14], now, otn)
 write_fields(6, {'payload_hash', hash, 'fence', 0, 'created_at', now, 'updated_at', now, 'next_at', now,
   'submits', 0, 'enquiries', 0, 'retries', 0, 'not_found', 0})
 set_state(otn, nil, 'queued', now)

@@ -5,7 +5,7 @@
 --            success counts against the payment's paid amount like any other.
 --   cancel:  queued (never sent) -> cancelled.
 -- Every action records who and why on the record, in the outcome stream and in the audit stream
--- (KEYS[14], never trimmed: the outcome stream is capped, the audit trail is not). A refused action
+-- (KEYS[15], never trimmed: the outcome stream is capped, the audit trail is not). A refused action
 -- is audited too.
 -- ARGV: 1 out_trade_no, 2 action, 3 target state (resolve), 4 who, 5 why, 6 now ms, 7 stream maxlen
 -- Returns: {'ok', new_state} | {'refused', why}
@@ -14,7 +14,7 @@ local cur = redis.call('HMGET', KEYS[1], 'state', 'submits', 'txamt')
 local state = cur[1]
 local note = action .. ' by ' .. who .. ': ' .. why
 local function audit(outcome, new_state)
-  redis.call('XADD', KEYS[14], '*', 'out_trade_no', otn, 'action', action, 'who', who, 'why', why,
+  redis.call('XADD', KEYS[15], '*', 'out_trade_no', otn, 'action', action, 'who', who, 'why', why,
     'from', state or '', 'to', new_state or '', 'outcome', outcome, 'at', tostring(now))
 end
 local function refuse(msg)
