@@ -18,6 +18,8 @@ pub struct FileConfig {
     redis_ca_file: Option<std::path::PathBuf>,
     namespace: Option<String>,
     queue_tag: Option<String>,
+    /// Refuse to run against a Redis without AOF (default true).
+    require_aof: Option<bool>,
     #[serde(default)]
     worker: WorkerSection,
     #[serde(default)]
@@ -118,6 +120,8 @@ fn ms(v: u64) -> Duration {
 pub struct Config {
     pub redis_url: String,
     pub ledger: LedgerConfig,
+    /// Refuse to run against a Redis without AOF.
+    pub require_aof: bool,
     file: FileConfig,
 }
 
@@ -144,7 +148,15 @@ impl Config {
             ledger.tag = tag;
         }
         ledger.tls_ca_file = env("QFREFUND_REDIS_CA_FILE").map(Into::into).or_else(|| file.redis_ca_file.clone());
-        Ok(Self { redis_url, ledger, file })
+        let require_aof = match env("QFREFUND_REQUIRE_AOF") {
+            Some(v) => match v.as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                other => bail!("QFREFUND_REQUIRE_AOF: expected on or off, got {other:?}"),
+            },
+            None => file.require_aof.unwrap_or(true),
+        };
+        Ok(Self { redis_url, ledger, require_aof, file })
     }
 
     /// The worker's configuration: file, then environment over it.
@@ -223,6 +235,7 @@ impl Config {
         if let Some(v) = env("QFREFUND_WORKER_NAME").or_else(|| w.name.clone()) {
             c.worker_name = v;
         }
+        c.require_aof = self.require_aof;
         c.metrics_listen = env("QFREFUND_METRICS_LISTEN").or_else(|| w.metrics_listen.clone());
         c.merchants = self.merchants()?;
         c.validate().map_err(anyhow::Error::msg)?;

@@ -17,6 +17,9 @@ pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let c = Config::load(config)?;
     let (listen, api_config) = c.api()?;
     let ledger = ledger::Ledger::connect(&c.redis_url, c.ledger.clone()).await.context("connecting to Redis")?;
+    if let Some(why) = ledger.server_info().await?.refusal(c.require_aof) {
+        anyhow::bail!("{why}");
+    }
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, tokens = api_config.tokens.len(), "qfrefund API listening");

@@ -308,14 +308,29 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
-    /// Refusal for a Redis that may silently drop refunds: an evicting memory policy.
-    pub fn refusal(&self) -> Option<String> {
-        self.maxmemory_policy.starts_with("allkeys").then(|| {
-            format!(
-                "Redis maxmemory-policy is {}: it may evict refund records. Set maxmemory-policy noeviction",
+    /// Why qfrefund must not run against this Redis, if it must not: an evicting memory policy
+    /// (refund records and indexes silently dropped under memory pressure), or, when `require_aof`,
+    /// no append-only file (a restart would forget claims, i.e. which refunds were already sent).
+    /// Redis older than 7.0 lacks commands the ledger uses.
+    pub fn refusal(&self, require_aof: bool) -> Option<String> {
+        let major: u32 = self.version.split('.').next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        if major < 7 {
+            return Some(format!("Redis {} is too old: qfrefund needs Redis 7.0 or later", self.version));
+        }
+        if self.maxmemory_policy != "noeviction" {
+            return Some(format!(
+                "Redis maxmemory-policy is {}: Redis may evict refund records under memory pressure. Set maxmemory-policy noeviction",
                 self.maxmemory_policy
-            )
-        })
+            ));
+        }
+        if require_aof && !self.aof_enabled {
+            return Some(
+                "Redis has no append-only file (appendonly no): a Redis restart would forget which refunds were sent. \
+                 Set appendonly yes (appendfsync everysec or always), or QFREFUND_REQUIRE_AOF=off for a throwaway setup"
+                    .into(),
+            );
+        }
+        None
     }
 }
 

@@ -362,3 +362,26 @@ async fn a_claim_naming_another_payment_or_merchant_writes_nothing() {
     assert_eq!(l.get("RF1").await.unwrap().unwrap(), r, "untouched");
     assert!(matches!(l.claim(&(&r).into(), &o).await.unwrap(), Claim::Submit { .. }));
 }
+
+#[tokio::test]
+async fn a_redis_that_could_lose_refunds_is_refused_with_the_setting_to_change() {
+    use testkit::{Aof, RedisServer};
+    let check = |r: &RedisServer| {
+        let url = r.url();
+        async move {
+            let l = Ledger::connect(&url, LedgerConfig::default()).await.unwrap();
+            l.server_info().await.unwrap()
+        }
+    };
+    let plain = RedisServer::start().unwrap();
+    let info = check(&plain).await;
+    assert!(info.refusal(true).unwrap().contains("appendonly yes"));
+    assert_eq!(info.refusal(false), None, "AOF can be waived for throwaway setups");
+    let aof = RedisServer::builder().aof(Aof::EverySec).start().unwrap();
+    assert_eq!(check(&aof).await.refusal(true), None);
+    for policy in ["allkeys-lru", "volatile-lru", "allkeys-random"] {
+        let evicting = RedisServer::builder().aof(Aof::EverySec).arg("--maxmemory-policy").arg(policy).start().unwrap();
+        let why = check(&evicting).await.refusal(true).unwrap();
+        assert!(why.contains(policy) && why.contains("noeviction"), "{why}");
+    }
+}

@@ -60,6 +60,8 @@ pub struct WorkerConfig {
     pub drain_grace: Duration,
     /// Worker identity; unique per process (a pid and a random suffix are added).
     pub worker_name: String,
+    /// Refuse to start against a Redis without AOF (on by default; off only for throwaway setups).
+    pub require_aof: bool,
     /// Webhook retries and limits.
     pub webhooks: crate::webhooks::WebhookPolicy,
     /// Serve `/metrics` (Prometheus) and `/healthz` here (e.g. `0.0.0.0:9464`); `None`: do not.
@@ -94,6 +96,7 @@ impl Default for WorkerConfig {
             drain_grace: Duration::from_secs(20),
             worker_name: "qfrefund".into(),
             metrics_listen: None,
+            require_aof: true,
             webhooks: crate::webhooks::WebhookPolicy::default(),
         }
     }

@@ -105,9 +105,19 @@ async fn handle(job: serde_json::Value, processor: Data<Arc<Processor>>) -> Resu
 pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunError> {
     config.validate().map_err(RunError::Config)?;
     let ledger = Ledger::connect(&config.redis_url, config.ledger.clone()).await?;
+    let server = ledger.server_info().await?;
+    if let Some(why) = server.refusal(config.require_aof) {
+        return Err(RunError::Config(why));
+    }
+    // Redis ≥ 7.2 can fsync on demand: each claim reaches the AOF before its refund is sent, so a
+    // Redis crash cannot roll a sent refund back to queued. Older Redis relies on appendfsync.
+    let durable = server.aof_enabled && server.waitaof;
+    info!(redis = %server.version, aof = server.aof_enabled, durable_claims = durable, "Redis checked");
     let worker_id = unique_worker_id(&config.worker_name);
     let processor = Arc::new(
-        Processor::new(ledger.clone(), &config, worker_id.clone()).map_err(|e| RunError::Config(e.to_string()))?,
+        Processor::new(ledger.clone(), &config, worker_id.clone())
+            .map_err(|e| RunError::Config(e.to_string()))?
+            .with_durable_claims(durable),
     );
     let apalis_con =
         ledger::redis_client(&config.redis_url, config.ledger.tls_ca_file.as_deref())?.get_connection_manager().await?;

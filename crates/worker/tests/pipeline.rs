@@ -629,3 +629,15 @@ async fn a_webhook_that_never_answers_is_given_up_visibly_and_can_be_redelivered
     }
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_refuses_a_redis_that_may_evict_refunds() {
+    let redis = testkit::RedisServer::builder().arg("--maxmemory-policy").arg("allkeys-lru").start().unwrap();
+    let mut config = common::fast_config(&redis.url(), "http://127.0.0.1:1", "evict");
+    config.require_aof = false;
+    let (_trigger, shutdown) = worker::Shutdown::new();
+    match worker::run(config, shutdown).await {
+        Err(worker::runner::RunError::Config(why)) => assert!(why.contains("noeviction"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}

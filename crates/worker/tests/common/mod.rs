@@ -56,6 +56,8 @@ pub fn fast_config(redis_url: &str, sim_url: &str, namespace: &str) -> WorkerCon
     c.concurrency = 16;
     c.drain_grace = Duration::from_secs(5);
     c.worker_name = "test".into();
+    // Most tests run a Redis without AOF (the ones about durability turn it on).
+    c.require_aof = false;
     c
 }
 
