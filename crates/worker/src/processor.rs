@@ -100,7 +100,14 @@ impl Processor {
     /// Takes one step on the refund a job names. Errors are Redis errors: the refund stays in the
     /// due-index and comes back; nothing is lost by returning early.
     pub async fn process(&self, job: &Job) -> Result<Step, LedgerError> {
-        let span = info_span!("refund", out_trade_no = %job.otn, worker = %self.worker_id);
+        let span = info_span!(
+            "refund",
+            out_trade_no = %job.otn,
+            merchant = job.merchant.as_deref().unwrap_or(""),
+            attempt = tracing::field::Empty,
+            state = tracing::field::Empty,
+            worker = %self.worker_id
+        );
         self.step(job).instrument(span).await
     }
 
@@ -126,6 +133,10 @@ impl Processor {
             };
             let claim = self.claim(&target, want_paid).await?;
             if let Claim::Submit { record, .. } | Claim::Enquire { record, .. } = &claim {
+                let span = tracing::Span::current();
+                span.record("merchant", record.merchant.as_str());
+                span.record("attempt", record.submits + record.enquiries);
+                span.record("state", record.state.as_str());
                 if let Some(due) = record.due_at {
                     self.metrics.lag(self.ledger.now_ms() - due);
                 }
