@@ -6,14 +6,19 @@ CARGO ?= cargo
 # Share one target dir between every target (and with CI); builds are the slow part here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: run test deps check-tools fmt lint deny audit unit bins chaos fuzz bench
+.PHONY: run test deps check-tools fmt lint deny audit unit bins chaos fuzz bench deploy-check
 
 ## run: build, start the QFPay simulator (and Redis when needed), push refunds through, show the outcome
 run: deps
 	@bash deploy/run-local.sh
 
 ## test: formatting, clippy with warnings as errors, and every test against real redis-server processes
-test: deps fmt lint deny unit
+test: deps fmt lint deny deploy-check unit
+
+## deploy-check: validate deploy/ (Dockerfile, compose, Kubernetes manifests) offline after the
+## first install of the pinned tools from PyPI (see deploy/check.sh)
+deploy-check:
+	@bash deploy/check.sh
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -73,6 +78,8 @@ deps: check-tools
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v python3 >/dev/null 2>&1 || missing="$$missing python3"; \
+	python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -20,6 +20,10 @@ impl Bed {
         let mut env = env_for(&self.redis_url, ns, &self.sim_url);
         env.insert("QFREFUND_CONCURRENCY".into(), concurrency.to_string());
         env.insert("RUST_LOG".into(), "warn".into());
+        // For experiments: pass worker settings through from the bench's own environment.
+        for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("QFREFUND_")) {
+            env.insert(k, v);
+        }
         env
     }
 
@@ -45,6 +49,14 @@ pub async fn succeeded(l: &Ledger) -> u64 {
 
 /// Refunds per second from the first enqueue to the last final state, with `workers` processes.
 pub async fn throughput(bed: &Bed, tag: String, n: usize, workers: usize, concurrency: usize) -> anyhow::Result<f64> {
+    Ok(rates(bed, tag, n, workers, concurrency).await?.0)
+}
+
+/// (end to end, steady state) refunds per second. End to end: from the first enqueue to the last
+/// final state. Steady state: between the 10th and the 90th percentile of completions, which leaves
+/// out the ramp-up (workers picking up the first jobs) and the drain (the last requests' latency):
+/// what "concurrency ÷ latency" describes.
+pub async fn rates(bed: &Bed, tag: String, n: usize, workers: usize, concurrency: usize) -> anyhow::Result<(f64, f64)> {
     let ns = format!("bench-{tag}");
     let mut procs = bed.workers(&ns, workers, concurrency);
     let l = connect(&bed.redis_url, &ns).await;
@@ -56,15 +68,31 @@ pub async fn throughput(bed: &Bed, tag: String, n: usize, workers: usize, concur
         }
     }
     let deadline = started + Duration::from_secs(600);
-    while succeeded(&l).await < n as u64 {
+    let (lo, hi) = (n as u64 / 10, n as u64 * 9 / 10);
+    let (mut t_lo, mut t_hi) = (None, None);
+    loop {
+        let done = succeeded(&l).await;
+        if done >= lo && t_lo.is_none() {
+            t_lo = Some((Instant::now(), done));
+        }
+        if done >= hi && t_hi.is_none() {
+            t_hi = Some((Instant::now(), done));
+        }
+        if done >= n as u64 {
+            break;
+        }
         anyhow::ensure!(Instant::now() < deadline, "{tag}: not drained in time");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
+    let steady = match (t_lo, t_hi) {
+        (Some((a, na)), Some((b, nb))) if b > a && nb > na => (nb - na) as f64 / (b - a).as_secs_f64(),
+        _ => rate,
+    };
     for p in &mut procs {
         p.terminate();
     }
-    Ok(rate)
+    Ok((rate, steady))
 }
 
 /// Enqueue → leaving `queued`, for one refund at a time to an idle worker (ms).

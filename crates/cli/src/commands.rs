@@ -150,26 +150,36 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
     let mut lines_seen: Vec<(usize, String, &'static str, String)> = Vec::new();
     let want_report = a.report.is_some();
     let mut done = false;
-    while !done {
-        let mut batch: Vec<(usize, NewRefund)> = Vec::with_capacity(2_000);
-        while batch.len() < 2_000 {
-            match lines.next_record() {
-                None => {
-                    done = true;
-                    break;
-                }
-                Some(Ok(r)) => batch.push(r),
-                Some(Err(e)) => {
-                    if want_report {
-                        lines_seen.push((e.line, String::new(), "invalid", e.error.to_string()));
+    // Parsing the next batch overlaps with Redis working on the previous ones (at most two in
+    // flight): the two are the import's costs, and they run on different cores.
+    let mut in_flight = std::collections::VecDeque::new();
+    while !done || !in_flight.is_empty() {
+        if !done && in_flight.len() < 2 {
+            let mut batch: Vec<(usize, NewRefund)> = Vec::with_capacity(2_000);
+            while batch.len() < 2_000 {
+                match lines.next_record() {
+                    None => {
+                        done = true;
+                        break;
                     }
-                    invalid.push(json!({"line": e.line, "error": e.error}))
+                    Some(Ok(r)) => batch.push(r),
+                    Some(Err(e)) => {
+                        if want_report {
+                            lines_seen.push((e.line, String::new(), "invalid", e.error.to_string()));
+                        }
+                        invalid.push(json!({"line": e.line, "error": e.error}))
+                    }
                 }
             }
+            let (numbers, refunds): (Vec<usize>, Vec<NewRefund>) = batch.into_iter().unzip();
+            let ids: Vec<String> = refunds.iter().map(|r| r.out_trade_no.clone()).collect();
+            let l = ledger.clone();
+            in_flight.push_back((numbers, ids, tokio::spawn(async move { l.enqueue_batch(refunds).await })));
+            continue;
         }
-        let (numbers, refunds): (Vec<usize>, Vec<NewRefund>) = batch.into_iter().unzip();
-        let ids: Vec<String> = refunds.iter().map(|r| r.out_trade_no.clone()).collect();
-        for ((line, result), otn) in numbers.into_iter().zip(ledger.enqueue_batch(refunds).await).zip(ids) {
+        let Some((numbers, ids, handle)) = in_flight.pop_front() else { break };
+        let results = handle.await.context("enqueue task")?;
+        for ((line, result), otn) in numbers.into_iter().zip(results).zip(ids) {
             if want_report {
                 let (what, err) = match &result {
                     Ok(Accepted::Created) => ("accepted", String::new()),
@@ -203,6 +213,8 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
             let _ = std::io::stderr().flush();
         }
     }
+    invalid.sort_by_key(|v| v["line"].as_u64());
+    lines_seen.sort_by_key(|l| l.0);
     if progress {
         eprintln!();
     }

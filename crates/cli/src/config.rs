@@ -68,6 +68,7 @@ struct WorkerSection {
     rate_per_sec: Option<f64>,
     rate_burst: Option<u32>,
     poll_interval_ms: Option<u64>,
+    fetch_batch: Option<usize>,
     heartbeat_ms: Option<u64>,
     drain_grace_ms: Option<u64>,
     learn_paid: Option<bool>,
@@ -219,6 +220,9 @@ impl Config {
         }
         if let Some(v) = env_num::<u32>("QFREFUND_RATE_BURST", "a whole number")?.or(w.rate_burst) {
             c.rate_burst = v;
+        }
+        if let Some(v) = env_num::<usize>("QFREFUND_FETCH_BATCH", "a whole number")?.or(w.fetch_batch) {
+            c.fetch_batch = v;
         }
         if let Some(v) = pick("QFREFUND_POLL_MS", w.poll_interval_ms)? {
             c.poll_interval = ms(v);

@@ -10,6 +10,9 @@ local STATES = {'queued', 'submitting', 'pending', 'retry_wait', 'succeeded', 'f
 local STATE_KEY = {}
 for i, s in ipairs(STATES) do STATE_KEY[s] = KEYS[5 + i] end
 local FINAL = {succeeded = true, failed = true, cancelled = true}
+-- The record and payment the helpers below work on: KEYS[1] and KEYS[4], except in scripts that
+-- handle several refunds in one call (enqueue_many), which point them at each refund in turn.
+local R, P = KEYS[1], KEYS[4]
 
 local function hget_num(key, field)
   local v = redis.call('HGET', key, field)
@@ -21,12 +24,12 @@ end
 local function set_state(otn, old, new, now)
   if old and STATE_KEY[old] then redis.call('ZREM', STATE_KEY[old], otn) end
   redis.call('ZADD', STATE_KEY[new], now, otn)
-  redis.call('HSET', KEYS[1], 'state', new)
+  redis.call('HSET', R, 'state', new)
 end
 
 -- Appends the record's public fields to the outcome stream: one entry per transition.
 local function emit(prev, now, maxlen)
-  local f = redis.call('HMGET', KEYS[1], 'out_trade_no', 'state', 'syssn', 'txamt', 'merchant', 'respcd',
+  local f = redis.call('HMGET', R, 'out_trade_no', 'state', 'syssn', 'txamt', 'merchant', 'respcd',
     'resperr', 'refund_syssn', 'reason', 'submits', 'enquiries', 'fence', 'next_at')
   local entry = {'out_trade_no', f[1], 'state', f[2], 'prev_state', prev or '', 'syssn', f[3], 'txamt', f[4],
     'merchant', f[5], 'respcd', f[6] or '', 'resperr', f[7] or '', 'refund_syssn', f[8] or '',
@@ -37,9 +40,9 @@ end
 -- Payment accounting when a refund leaves flight: a success commits its amount; a final state
 -- frees the payment for its next refund. needs_review keeps the payment locked: money may have moved.
 local function settle_payment(otn, new, txamt)
-  if new == 'succeeded' then redis.call('HINCRBY', KEYS[4], 'committed', txamt) end
-  if FINAL[new] and redis.call('HGET', KEYS[4], 'inflight') == otn then
-    redis.call('HDEL', KEYS[4], 'inflight')
+  if new == 'succeeded' then redis.call('HINCRBY', P, 'committed', txamt) end
+  if FINAL[new] and redis.call('HGET', P, 'inflight') == otn then
+    redis.call('HDEL', P, 'inflight')
   end
 end
 
@@ -57,8 +60,8 @@ end
 -- Moves a refund that has waited too long (for a paused merchant, a busy payment, missing
 -- credentials) to needs_review, so it is seen instead of deferred for ever.
 local function review(otn, state, why, now, maxlen)
-  redis.call('HSET', KEYS[1], 'reason', why, 'updated_at', now, 'next_at', 0)
-  redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_until')
+  redis.call('HSET', R, 'reason', why, 'updated_at', now, 'next_at', 0)
+  redis.call('HDEL', R, 'lease_owner', 'lease_until')
   redis.call('ZREM', KEYS[2], otn)
   set_state(otn, state, 'needs_review', now)
   emit(state, now, maxlen)
@@ -73,8 +76,8 @@ local function write_fields(first, extra, delete)
     if ARGV[i + 1] == '' then del[#del + 1] = ARGV[i]
     else set[#set + 1] = ARGV[i]; set[#set + 1] = ARGV[i + 1] end
   end
-  if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
-  if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
+  if #set > 0 then redis.call('HSET', R, unpack(set)) end
+  if #del > 0 then redis.call('HDEL', R, unpack(del)) end
 end
 
 -- A token bucket per merchant (QFPay allows 100 req/s and 400 req/min per merchant, shared with

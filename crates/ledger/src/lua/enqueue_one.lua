@@ -1,0 +1,37 @@
+-- enqueue_one: create a refund record, or recognise it (shared by enqueue and enqueue_many).
+-- Guarantees: one record per out_trade_no, ever. The same payload again returns 'duplicate' and
+-- changes nothing; another payload returns 'conflict' and changes nothing. A paid amount that
+-- disagrees with the one recorded for the payment is refused. A new record is queued, due now,
+-- indexed (by state, due time, creation time, and under its payment), and announced on the outcome
+-- stream, all in one step. Works on R (the record) and P (the payment), see common.lua.
+-- fields: the record's field/value pairs, out_trade_no, syssn, txamt, merchant first, then the
+-- optional ones present (none empty).
+local function enqueue_one(otn, hash, now, maxlen, orig, fields)
+  local existing = redis.call('HGET', R, 'payload_hash')
+  if existing then
+    if existing == hash then return {'duplicate'} end
+    return {'conflict'}
+  end
+  local pay = {'r:' .. otn, now}
+  if orig ~= '' then
+    local paid = redis.call('HGET', P, 'paid')
+    if paid and paid ~= orig then return {'paid_mismatch', paid} end
+    pay[3], pay[4] = 'paid', orig
+  end
+  redis.call('HSET', P, unpack(pay))
+  -- Counters (fence, submits, enquiries, retries, not_found) start absent, which reads as 0.
+  local set = {'payload_hash', hash, 'state', 'queued', 'created_at', now, 'updated_at', now, 'next_at', now}
+  for i = 1, #fields do set[#set + 1] = fields[i] end
+  redis.call('HSET', R, unpack(set))
+  -- fields starts with out_trade_no, syssn, txamt, merchant (NewRefund::fields).
+  local f = {syssn = fields[4], txamt = fields[6], merchant = fields[8]}
+  redis.call('ZADD', STATE_KEY['queued'], now, otn)
+  redis.call('ZADD', KEYS[2], now, otn)
+  redis.call('ZADD', KEYS[14], now, otn)
+  -- The entry emit() would write, built from what is known instead of read back.
+  local at = tostring(now)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'out_trade_no', otn, 'state', 'queued', 'prev_state', '',
+    'syssn', f.syssn or '', 'txamt', f.txamt or '', 'merchant', f.merchant or '', 'respcd', '', 'resperr', '',
+    'refund_syssn', '', 'reason', '', 'submits', '0', 'enquiries', '0', 'fence', '0', 'next_at', at, 'at', at)
+  return {'created'}
+end
