@@ -67,6 +67,7 @@ impl From<ledger::LedgerError> for ApiError {
                 existing: serde_json::to_value(&existing).unwrap_or_default(),
             },
             L::PaidMismatch { .. } => ApiError::invalid("orig_txamt", e.to_string()),
+            L::NotReplicated(_) => ApiError::Unavailable(e.to_string()),
             // Redis errors and corrupt records: say what, keep the details in the logs.
             other => {
                 tracing::error!(error = %other, "ledger error");

@@ -20,6 +20,8 @@ pub struct FileConfig {
     queue_tag: Option<String>,
     /// Refuse to run against a Redis without AOF (default true).
     require_aof: Option<bool>,
+    /// Replicas that must confirm an enqueue and a claim (Sentinel setups: 1).
+    redis_wait_replicas: Option<usize>,
     #[serde(default)]
     worker: WorkerSection,
     #[serde(default)]
@@ -147,6 +149,11 @@ impl Config {
         }
         if let Some(tag) = env("QFREFUND_QUEUE_TAG").or_else(|| file.queue_tag.clone()) {
             ledger.tag = tag;
+        }
+        if let Some(n) =
+            env_num::<usize>("QFREFUND_REDIS_WAIT_REPLICAS", "a whole number")?.or(file.redis_wait_replicas)
+        {
+            ledger.wait_replicas = n;
         }
         ledger.tls_ca_file = env("QFREFUND_REDIS_CA_FILE").map(Into::into).or_else(|| file.redis_ca_file.clone());
         let require_aof = match env("QFREFUND_REQUIRE_AOF") {

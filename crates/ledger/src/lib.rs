@@ -18,6 +18,7 @@
 //! - [`keys`]: every key under one `{hash tag}`.
 //! - [`events`]: the outcome stream, one entry per transition.
 
+pub mod conn;
 pub mod events;
 pub mod import;
 pub mod keys;
@@ -28,6 +29,7 @@ pub mod schedule;
 pub mod state;
 pub mod store;
 
+pub use conn::{Endpoint, RedisConn};
 pub use events::Event;
 pub use keys::Keys;
 pub use machine::{Decision, EnquiryResult, SubmitResult};

@@ -7,7 +7,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use qfpay::FieldError;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
+
+use crate::conn::{Endpoint, RedisConn};
 use redis::{AsyncCommands, Script};
 
 use crate::events::Event;
@@ -68,6 +70,12 @@ pub struct LedgerConfig {
     /// PEM file of the CA that signed the Redis server's certificate, for `rediss://` URLs with a
     /// private CA (the system's roots are used otherwise).
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Replicas that must hold an enqueue, and a claim before its refund is sent (`WAIT`), so
+    /// that a failover cannot lose them (Redis replicates asynchronously). 0: none (one Redis).
+    pub wait_replicas: usize,
+    /// How long to wait for them; past it, an enqueue answers "not replicated, retry" and a
+    /// claim is not sent (its lease expires and it is tried again).
+    pub wait_timeout: Duration,
 }
 
 impl Default for LedgerConfig {
@@ -78,6 +86,8 @@ impl Default for LedgerConfig {
             events_maxlen: 1_000_000,
             response_timeout: Duration::from_secs(5),
             tls_ca_file: None,
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -88,6 +98,10 @@ impl Default for LedgerConfig {
 pub enum LedgerError {
     #[error("invalid refund: {0}")]
     Invalid(#[from] FieldError),
+    /// The primary took the write but too few replicas confirmed it in time: a failover now could
+    /// lose it. Enqueueing again is safe (idempotent) and is how to make sure.
+    #[error("not confirmed by {0} Redis replica(s) in time: retry (the same request is idempotent)")]
+    NotReplicated(usize),
     /// The `out_trade_no` exists with another payload: a conflict, never a second refund.
     #[error("out_trade_no {out_trade_no} already exists with a different request: {}", differences.join("; "))]
     Conflict { out_trade_no: String, differences: Vec<String>, existing: Box<Record> },
@@ -103,18 +117,10 @@ pub enum LedgerError {
     TlsCa { path: String, error: String },
 }
 
-/// A Redis client for `url` (`redis://`, or `rediss://` for TLS), trusting `tls_ca_file` when
-/// given. Every connection of the process (ledger, apalis, feeder) is made through this.
-pub fn redis_client(url: &str, tls_ca_file: Option<&std::path::Path>) -> Result<redis::Client, LedgerError> {
-    match tls_ca_file {
-        None => Ok(redis::Client::open(url)?),
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| LedgerError::TlsCa { path: path.display().to_string(), error: e.to_string() })?;
-            let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
-            Ok(redis::Client::build_with_tls(url, certs)?)
-        }
-    }
+/// A Redis client for the server to talk to now: `url` is `redis://`, `rediss://` (TLS, trusting
+/// `tls_ca_file` when given) or `redis+sentinel://` (the current primary).
+pub async fn redis_client(url: &str, tls_ca_file: Option<&std::path::Path>) -> Result<redis::Client, LedgerError> {
+    Ok(Endpoint::parse(url, tls_ca_file)?.client().await?.1)
 }
 
 /// What a batch enqueue did with one accepted line (no record is read back: imports stay one
@@ -309,7 +315,7 @@ pub struct ClaimOptions<'a> {
 /// The Redis store of one ledger.
 #[derive(Clone)]
 pub struct Ledger {
-    con: ConnectionManager,
+    con: RedisConn,
     keys: Keys,
     config: LedgerConfig,
     /// Redis' clock minus ours (ms): leases and schedules use Redis' time, so workers whose clocks
@@ -372,15 +378,11 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Connects (and keeps reconnecting, with backoff, whenever Redis goes away).
+    /// Connects (and keeps reconnecting, with backoff, whenever Redis goes away; with a
+    /// `redis+sentinel://` URL it follows the primary through failovers, see [`crate::conn`]).
     pub async fn connect(url: &str, config: LedgerConfig) -> Result<Self, LedgerError> {
-        let client = redis_client(url, config.tls_ca_file.as_deref())?;
-        let cm = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout))
-            .set_connection_timeout(Some(Duration::from_secs(3)))
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_secs(2));
-        let con = client.get_connection_manager_with_config(cm).await?;
+        let endpoint = Endpoint::parse(url, config.tls_ca_file.as_deref())?;
+        let con = RedisConn::connect(endpoint, Self::connection_config(&config)).await?;
         let ledger =
             Self { con, keys: Keys::new(&config.namespace, &config.tag), config, clock_offset: Arc::default() };
         ledger.sync_clock().await?;
@@ -416,16 +418,32 @@ impl Ledger {
         })
     }
 
-    /// Waits until this connection's writes are fsynced to the AOF (`WAITAOF 1 0`), up to
-    /// `timeout`. `Ok(false)`: not durable in time.
-    pub async fn wait_durable(&self, timeout: Duration) -> Result<bool, LedgerError> {
-        let (local, _replicas): (u64, u64) = redis::cmd("WAITAOF")
-            .arg(1)
-            .arg(0)
-            .arg(timeout.as_millis() as u64)
-            .query_async(&mut self.con.clone())
-            .await?;
-        Ok(local >= 1)
+    /// Makes this connection's writes so far durable before the caller acts on them: fsynced to
+    /// the local AOF when `local_aof` (`WAITAOF`, Redis ≥ 7.2), and held by `wait_replicas`
+    /// replicas. `Ok(false)`: not durable within `wait_timeout`. Costs no round trip when nothing
+    /// is asked for.
+    pub async fn make_durable(&self, local_aof: bool) -> Result<bool, LedgerError> {
+        let replicas = self.config.wait_replicas;
+        let timeout = self.config.wait_timeout.as_millis() as u64;
+        if local_aof {
+            let (local, reps): (u64, u64) =
+                redis::cmd("WAITAOF").arg(1).arg(replicas).arg(timeout).query_async(&mut self.con.clone()).await?;
+            Ok(local >= 1 && reps as usize >= replicas)
+        } else if replicas > 0 {
+            let n: u64 = redis::cmd("WAIT").arg(replicas).arg(timeout).query_async(&mut self.con.clone()).await?;
+            Ok(n as usize >= replicas)
+        } else {
+            Ok(true)
+        }
+    }
+
+    /// With `wait_replicas`, an error unless enough replicas hold the writes made so far.
+    async fn replicated(&self) -> Result<(), LedgerError> {
+        if self.config.wait_replicas == 0 || self.make_durable(false).await? {
+            Ok(())
+        } else {
+            Err(LedgerError::NotReplicated(self.config.wait_replicas))
+        }
     }
 
     /// Now, by Redis' clock (ms since the epoch).
@@ -448,8 +466,21 @@ impl Ledger {
     }
 
     /// A connection handle (cheap to clone) for callers that need plain commands.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.con.clone()
+    }
+
+    /// A second, independent connection to the same Redis (apalis gets its own).
+    pub async fn connect_again(&self) -> Result<RedisConn, LedgerError> {
+        Ok(RedisConn::connect(self.con.endpoint().clone(), Self::connection_config(&self.config)).await?)
+    }
+
+    fn connection_config(config: &LedgerConfig) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.response_timeout))
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2))
     }
 
     /// Enqueues one refund: created, or the existing record for the same request; a conflict for
@@ -460,6 +491,7 @@ impl Ledger {
         let inv = self.enqueue_invocation(&refund, self.now_ms());
         let mut con = self.con.clone();
         let reply: Vec<String> = inv.invoke_async(&mut con).await?;
+        self.replicated().await?;
         let out = self.enqueue_outcome(&refund, &reply).await;
         self.wake().await;
         out
@@ -499,13 +531,20 @@ impl Ledger {
                 }
             }
         }
+        // Not replicated in time: none of them counts as accepted (importing again is idempotent).
+        if let Err(e) = self.replicated().await {
+            let why = e.to_string();
+            for r in results.iter_mut().filter(|r| matches!(r, Some(Ok(_)))) {
+                *r = Some(Err(LedgerError::Script(why.clone())));
+            }
+        }
         self.wake().await;
         results.into_iter().map(|r| r.unwrap_or_else(|| Err(LedgerError::Script("no result".into())))).collect()
     }
 
     async fn enqueue_chunk(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConn,
         chunk: &[(usize, NewRefund)],
     ) -> Result<Vec<Vec<String>>, redis::RedisError> {
         let now = self.now_ms();
@@ -560,7 +599,7 @@ impl Ledger {
         inv
     }
 
-    async fn script_loaded(&self, con: &mut ConnectionManager) -> bool {
+    async fn script_loaded(&self, con: &mut RedisConn) -> bool {
         redis::cmd("SCRIPT")
             .arg("EXISTS")
             .arg(ENQUEUE_MANY.get_hash())

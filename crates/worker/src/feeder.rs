@@ -44,7 +44,7 @@ impl Job {
 /// Runs until shutdown: feed what is due, then wait for a producer's wake-up or `feed_idle`.
 pub async fn run(
     ledger: Ledger,
-    mut storage: RedisStorage<serde_json::Value>,
+    mut storage: RedisStorage<serde_json::Value, ledger::RedisConn>,
     config: WorkerConfig,
     shutdown: Shutdown,
 ) {
@@ -134,7 +134,8 @@ pub async fn run(
 }
 
 async fn open_waker(config: &WorkerConfig) -> Option<redis::aio::MultiplexedConnection> {
-    let client = ledger::redis_client(&config.redis_url, config.ledger.tls_ca_file.as_deref()).ok()?;
+    // Opened anew after every error: with Sentinel this also finds the current primary.
+    let client = ledger::redis_client(&config.redis_url, config.ledger.tls_ca_file.as_deref()).await.ok()?;
     let cfg = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(10)));

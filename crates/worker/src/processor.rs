@@ -251,9 +251,11 @@ impl Processor {
     }
 
     async fn submit(&self, client: &Client, mchid: Option<&str>, rec: Record, fence: u64) -> Result<Step, LedgerError> {
-        let durable = !self.durable_claims || self.ledger.wait_durable(Duration::from_secs(1)).await.unwrap_or(false);
+        // The claim (submitting, with its txdtm) must survive a Redis crash or failover before
+        // anything is sent: fsynced (WAITAOF) and/or held by replicas (WAIT), as configured.
+        let durable = self.ledger.make_durable(self.durable_claims).await.unwrap_or(false);
         let result = match (self.refund_request(&rec, mchid), self.within_lease(&rec)) {
-            _ if !durable => SubmitResult::NotSent("the claim did not reach Redis' AOF in time".into()),
+            _ if !durable => SubmitResult::NotSent("the claim was not made durable (AOF, replicas) in time".into()),
             // Stalled between the claim and here: the lease is spent, so nothing is sent.
             (_, None) => SubmitResult::NotSent("the lease ran out before the request was sent".into()),
             (Ok(req), Some(within)) => {

@@ -119,10 +119,9 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
             .map_err(|e| RunError::Config(e.to_string()))?
             .with_durable_claims(durable),
     );
-    let apalis_con =
-        ledger::redis_client(&config.redis_url, config.ledger.tls_ca_file.as_deref())?.get_connection_manager().await?;
+    let apalis_con = ledger.connect_again().await?;
     let queue = ledger.keys().apalis_queue();
-    let storage: RedisStorage<serde_json::Value> =
+    let storage: RedisStorage<serde_json::Value, ledger::RedisConn> =
         RedisStorage::new(apalis_con.clone()).with_config(apalis_config(&config, &queue));
     info!(worker = %worker_id, queue, concurrency = config.concurrency, "worker starting");
 
@@ -232,7 +231,7 @@ async fn serve_metrics(
 
 /// Deletes finished apalis jobs (apalis-redis keeps every job's data and result until vacuumed;
 /// its own vacuum reads the whole data hash in one script). Bounded work per call.
-async fn janitor(mut con: apalis_redis::ConnectionManager, queue: ApalisConfig, shutdown: Shutdown) {
+async fn janitor(mut con: ledger::RedisConn, queue: ApalisConfig, shutdown: Shutdown) {
     let script = redis::Script::new(include_str!("janitor.lua"));
     while !shutdown.is_triggered() {
         let mut removed = 1000;
