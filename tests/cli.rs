@@ -367,3 +367,39 @@ async fn import_report_and_reconcile_against_qfpay() {
     let x = text.lines().find(|l| l.starts_with("RF-X,")).unwrap();
     assert!(x.contains("cancelled") && x.contains("disagree") && x.contains("money moved"), "{x}");
 }
+
+#[test]
+fn ping_follow_and_the_webhook_commands() {
+    use std::io::{BufRead, BufReader};
+    let mut redis = RedisServer::start().unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("cli-follow"), "http://127.0.0.1:1");
+    assert!(run(&env, &["ping"]).status.success());
+    // `events --follow` prints what happens after it started.
+    let mut follow = Command::new(qfrefund_bin())
+        .args(["events", "--follow"])
+        .env_clear()
+        .envs(&env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let s = generated_syssn(1);
+    assert!(run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", "RF-F1", "--amount", "100"]).status.success());
+    let mut line = String::new();
+    BufReader::new(follow.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let e: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!((e["out_trade_no"].as_str(), e["state"].as_str()), (Some("RF-F1"), Some("queued")));
+    // No webhook has failed: nothing listed, nothing to send again.
+    let failed = run(&env, &["list", "--webhook-failed"]);
+    assert!(failed.status.success() && failed.stdout.is_empty());
+    assert_eq!(json(&run(&env, &["redeliver", "--all"]))["rescheduled"], 0);
+    assert_eq!(run(&env, &["redeliver"]).status.code(), Some(1), "names ids or --all");
+    // Redis gone: ping says so, with exit 1.
+    redis.kill();
+    let down = run(&env, &["ping"]);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("unhealthy"));
+}

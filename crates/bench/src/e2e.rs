@@ -19,7 +19,7 @@ impl Bed {
     pub fn env(&self, ns: &str, concurrency: usize) -> HashMap<String, String> {
         let mut env = env_for(&self.redis_url, ns, &self.sim_url);
         env.insert("QFREFUND_CONCURRENCY".into(), concurrency.to_string());
-        env.insert("RUST_LOG".into(), "warn".into());
+        env.insert("RUST_LOG".into(), std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into()));
         // For experiments: pass worker settings through from the bench's own environment.
         for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("QFREFUND_")) {
             env.insert(k, v);
@@ -113,7 +113,11 @@ pub async fn idle_pickup(bed: &Bed, tries: usize) -> anyhow::Result<Vec<f64>> {
             anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "idle try {i} never picked up");
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
-        out.push(started.elapsed().as_secs_f64() * 1000.0);
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if ms > 100.0 {
+            eprintln!("idle pickup: try {i} took {ms:.0} ms");
+        }
+        out.push(ms);
         tokio::time::sleep(Duration::from_millis(250)).await; // idle again
     }
     procs[0].terminate();

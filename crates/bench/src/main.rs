@@ -298,7 +298,11 @@ async fn main() -> anyhow::Result<()> {
     }
 
     write_results(&rows, runs, started.elapsed())?;
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var("BENCH_KEEP").is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("logs kept in {}", dir.display());
+    }
     Ok(())
 }
 

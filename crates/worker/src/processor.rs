@@ -53,6 +53,9 @@ pub struct Processor {
     /// crash cannot roll a sent refund back to `queued`.
     durable_claims: bool,
     metrics: Arc<Metrics>,
+    /// At most `concurrency` steps at once in this process, whoever delivered them (apalis or the
+    /// feeder's direct path).
+    gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -83,6 +86,7 @@ impl Processor {
             http_timeout: config.http.timeout,
             durable_claims: false,
             metrics: Arc::new(Metrics::default()),
+            gate: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
         })
     }
 
@@ -100,6 +104,10 @@ impl Processor {
     /// Takes one step on the refund a job names. Errors are Redis errors: the refund stays in the
     /// due-index and comes back; nothing is lost by returning early.
     pub async fn process(&self, job: &Job) -> Result<Step, LedgerError> {
+        // The semaphore is never closed; without a permit the step is not taken (it stays due).
+        let Ok(_permit) = self.gate.acquire().await else {
+            return Ok(Step::Nothing("shutting down".into()));
+        };
         let span = info_span!(
             "refund",
             out_trade_no = %job.otn,

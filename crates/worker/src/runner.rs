@@ -148,7 +148,8 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
             shutdown.clone(),
         ))
     });
-    let feeder = tokio::spawn(feeder::run(ledger.clone(), storage.clone(), config.clone(), shutdown.clone()));
+    let feeder =
+        tokio::spawn(feeder::run(ledger.clone(), storage.clone(), processor.clone(), config.clone(), shutdown.clone()));
     let janitor = tokio::spawn(janitor(apalis_con, storage.get_config().clone(), shutdown.clone()));
 
     let mut restarts = 0u32;
