@@ -878,16 +878,26 @@ impl Ledger {
 
     /// Outcome-stream entries after the id `after` (`"0"`: from the beginning), at most `count`.
     pub async fn events(&self, after: &str, count: usize) -> Result<Vec<Event>, LedgerError> {
+        let entries = self.stream_after(&self.keys.events(), after, count).await?;
+        Ok(entries.into_iter().map(|(id, f)| Event::from_fields(id, f)).collect())
+    }
+
+    /// Entries of stream `key` after the id `after` (`"0"` or empty: from the beginning).
+    async fn stream_after(
+        &self,
+        key: &str,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<(String, HashMap<String, String>)>, LedgerError> {
         let start = if after == "0" || after.is_empty() { "-".to_owned() } else { format!("({after}") };
-        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-            .arg(self.keys.events())
+        Ok(redis::cmd("XRANGE")
+            .arg(key)
             .arg(start)
             .arg("+")
             .arg("COUNT")
             .arg(count)
             .query_async(&mut self.con.clone())
-            .await?;
-        Ok(entries.into_iter().map(|(id, f)| Event::from_fields(id, f)).collect())
+            .await?)
     }
 
     /// When the earliest refund in the due-index is due (ms), if any.
@@ -991,15 +1001,7 @@ impl Ledger {
     /// Audit-trail entries (operator actions, refused ones included) after the id `after`
     /// (`"0"`: from the beginning), at most `count`.
     pub async fn audit(&self, after: &str, count: usize) -> Result<Vec<AuditEntry>, LedgerError> {
-        let start = if after == "0" || after.is_empty() { "-".to_owned() } else { format!("({after}") };
-        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-            .arg(self.keys.audit())
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut self.con.clone())
-            .await?;
+        let entries = self.stream_after(&self.keys.audit(), after, count).await?;
         Ok(entries.into_iter().map(|(id, f)| AuditEntry::from_fields(id, f)).collect())
     }
 
