@@ -422,24 +422,34 @@ impl Ledger {
     /// the local AOF when `local_aof` (`WAITAOF`, Redis ≥ 7.2), and held by `wait_replicas`
     /// replicas. `Ok(false)`: not durable within `wait_timeout`. Costs no round trip when nothing
     /// is asked for.
-    pub async fn make_durable(&self, local_aof: bool) -> Result<bool, LedgerError> {
+    /// `since`: [`Ledger::epoch`] read before the writes; if the connection has moved to another
+    /// server since (a failover), the writes cannot be vouched for and the answer is `false`.
+    pub async fn make_durable(&self, local_aof: bool, since: u64) -> Result<bool, LedgerError> {
+        if self.con.epoch() != since {
+            return Ok(false);
+        }
         let replicas = self.config.wait_replicas;
         let timeout = self.config.wait_timeout.as_millis() as u64;
         if local_aof {
             let (local, reps): (u64, u64) =
                 redis::cmd("WAITAOF").arg(1).arg(replicas).arg(timeout).query_async(&mut self.con.clone()).await?;
-            Ok(local >= 1 && reps as usize >= replicas)
+            Ok(local >= 1 && reps as usize >= replicas && self.con.epoch() == since)
         } else if replicas > 0 {
             let n: u64 = redis::cmd("WAIT").arg(replicas).arg(timeout).query_async(&mut self.con.clone()).await?;
-            Ok(n as usize >= replicas)
+            Ok(n as usize >= replicas && self.con.epoch() == since)
         } else {
             Ok(true)
         }
     }
 
+    /// Identifies the server this ledger's commands go to; see [`Ledger::make_durable`].
+    pub fn epoch(&self) -> u64 {
+        self.con.epoch()
+    }
+
     /// With `wait_replicas`, an error unless enough replicas hold the writes made so far.
-    async fn replicated(&self) -> Result<(), LedgerError> {
-        if self.config.wait_replicas == 0 || self.make_durable(false).await? {
+    async fn replicated(&self, since: u64) -> Result<(), LedgerError> {
+        if self.config.wait_replicas == 0 || self.make_durable(false, since).await? {
             Ok(())
         } else {
             Err(LedgerError::NotReplicated(self.config.wait_replicas))
@@ -490,8 +500,9 @@ impl Ledger {
         refund.validate()?;
         let inv = self.enqueue_invocation(&refund, self.now_ms());
         let mut con = self.con.clone();
+        let since = self.epoch();
         let reply: Vec<String> = inv.invoke_async(&mut con).await?;
-        self.replicated().await?;
+        self.replicated(since).await?;
         let out = self.enqueue_outcome(&refund, &reply).await;
         self.wake().await;
         out
@@ -513,6 +524,7 @@ impl Ledger {
             }
         }
         let mut con = self.con.clone();
+        let since = self.epoch();
         for chunk in valid.chunks(500) {
             match self.enqueue_chunk(&mut con, chunk).await {
                 Ok(replies) => {
@@ -532,7 +544,7 @@ impl Ledger {
             }
         }
         // Not replicated in time: none of them counts as accepted (importing again is idempotent).
-        if let Err(e) = self.replicated().await {
+        if let Err(e) = self.replicated(since).await {
             let why = e.to_string();
             for r in results.iter_mut().filter(|r| matches!(r, Some(Ok(_)))) {
                 *r = Some(Err(LedgerError::Script(why.clone())));

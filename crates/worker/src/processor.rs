@@ -139,6 +139,7 @@ impl Processor {
             let Some((client, mchid)) = self.clients.get(&target.merchant) else {
                 return self.no_credentials(&target).await;
             };
+            let epoch = self.ledger.epoch();
             let claim = self.claim(&target, want_paid).await?;
             if let Claim::Submit { record, .. } | Claim::Enquire { record, .. } = &claim {
                 let span = tracing::Span::current();
@@ -160,7 +161,7 @@ impl Processor {
                 self.metrics.rate_limited();
             }
             return match claim {
-                Claim::Submit { fence, record } => self.submit(client, mchid.as_deref(), *record, fence).await,
+                Claim::Submit { fence, record } => self.submit(client, mchid.as_deref(), *record, fence, epoch).await,
                 Claim::Enquire { fence, record } => self.enquire(client, mchid.as_deref(), *record, fence).await,
                 Claim::NeedPaid => {
                     self.learn_paid(client, mchid.as_deref(), &target).await?;
@@ -258,10 +259,18 @@ impl Processor {
         (left > 0).then(|| Duration::from_millis(left as u64).min(self.http_timeout))
     }
 
-    async fn submit(&self, client: &Client, mchid: Option<&str>, rec: Record, fence: u64) -> Result<Step, LedgerError> {
+    /// `epoch`: the ledger's connection epoch before the claim (see [`Ledger::make_durable`]).
+    async fn submit(
+        &self,
+        client: &Client,
+        mchid: Option<&str>,
+        rec: Record,
+        fence: u64,
+        epoch: u64,
+    ) -> Result<Step, LedgerError> {
         // The claim (submitting, with its txdtm) must survive a Redis crash or failover before
         // anything is sent: fsynced (WAITAOF) and/or held by replicas (WAIT), as configured.
-        let durable = self.ledger.make_durable(self.durable_claims).await.unwrap_or(false);
+        let durable = self.ledger.make_durable(self.durable_claims, epoch).await.unwrap_or(false);
         let result = match (self.refund_request(&rec, mchid), self.within_lease(&rec)) {
             _ if !durable => SubmitResult::NotSent("the claim was not made durable (AOF, replicas) in time".into()),
             // Stalled between the claim and here: the lease is spent, so nothing is sent.
