@@ -303,8 +303,8 @@ async fn operate(
             let rec = st.ledger.get(otn).await?.ok_or_else(|| ApiError::NotFound(format!("no refund {otn:?}")))?;
             Ok(Json(RefundBody { url: url_of(st, otn), refund: rec }))
         }
-        Err(msg) if msg.starts_with("no refund") || msg == "no such refund" => Err(ApiError::NotFound(msg)),
-        Err(msg) => Err(ApiError::Refused(msg)),
+        Err(r @ ledger::Refusal::NoSuchRefund(_)) => Err(ApiError::NotFound(r.to_string())),
+        Err(ledger::Refusal::Refused(why)) => Err(ApiError::Refused(why)),
     }
 }
 

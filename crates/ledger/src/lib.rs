@@ -39,5 +39,5 @@ pub use schedule::Policy;
 pub use state::State;
 pub use store::{
     Accepted, Claim, ClaimOptions, Enqueued, Ledger, LedgerConfig, LedgerError, Operation, PageCursor, RefundRef,
-    ServerInfo, Stats, redis_client,
+    Refusal, ServerInfo, Stats, redis_client,
 };

@@ -360,6 +360,16 @@ impl ServerInfo {
     }
 }
 
+/// Why an operator action was not carried out (it was audited all the same, when the refund exists).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no refund with out_trade_no {0:?}")]
+    NoSuchRefund(String),
+    /// The refund is not in a state that allows the action; says which and why.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// What an operator does to a refund (see `lua/operate.lua`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -804,9 +814,9 @@ impl Ledger {
         op: Operation,
         who: &str,
         why: &str,
-    ) -> Result<Result<State, String>, LedgerError> {
+    ) -> Result<Result<State, Refusal>, LedgerError> {
         let Some(rec) = self.get(out_trade_no).await? else {
-            return Ok(Err(format!("no refund with out_trade_no {out_trade_no:?}")));
+            return Ok(Err(Refusal::NoSuchRefund(out_trade_no.to_owned())));
         };
         let (action, target) = match op {
             Operation::Retry => ("retry", ""),
@@ -826,7 +836,8 @@ impl Ledger {
         let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
         match at(0).as_str() {
             "ok" => at(1).parse::<State>().map(Ok).map_err(|e| LedgerError::Script(e.to_string())),
-            "refused" => Ok(Err(at(1))),
+            "refused" if at(1) == "no such refund" => Ok(Err(Refusal::NoSuchRefund(out_trade_no.to_owned()))),
+            "refused" => Ok(Err(Refusal::Refused(at(1)))),
             _ => Err(LedgerError::Script(format!("operate answered {reply:?}"))),
         }
     }

@@ -281,8 +281,8 @@ async fn operator_actions_are_guarded_and_audited() {
     let d = after_submit(&r1, &answer("1108"), &p, 0, 0.5);
     assert!(l.transition(&r1, State::Submitting, fence, &d, "op").await.unwrap());
     assert!(l.operate("RF2", Cancel, "ann", "duplicate order").await.unwrap().is_ok());
-    assert!(l.operate("RF2", Retry, "ann", "x").await.unwrap().unwrap_err().contains("needs_review"));
-    assert!(l.operate("RF1", Cancel, "ann", "x").await.unwrap().unwrap_err().contains("never sent"));
+    assert!(l.operate("RF2", Retry, "ann", "x").await.unwrap().unwrap_err().to_string().contains("needs_review"));
+    assert!(l.operate("RF1", Cancel, "ann", "x").await.unwrap().unwrap_err().to_string().contains("never sent"));
     // Retry: it was sent, so it is enquired first.
     assert_eq!(l.operate("RF1", Retry, "ann", "key fixed").await.unwrap(), Ok(State::Pending));
     let r1 = l.get("RF1").await.unwrap().unwrap();

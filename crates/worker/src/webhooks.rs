@@ -289,7 +289,24 @@ impl Dispatcher {
         self.handle_entries(reply.claimed).await
     }
 
+    /// Delivers what needs delivering, then acknowledges the entries handled, in one XACK: most
+    /// entries (queued, submitting, …) need no webhook, and one round trip each would be waste.
+    /// On a Redis error, the entries handled so far are still acknowledged; the rest stay pending
+    /// and are taken over later.
     async fn handle_entries(&self, entries: Vec<redis::streams::StreamId>) -> Result<(), redis::RedisError> {
+        let mut handled: Vec<String> = Vec::with_capacity(entries.len());
+        let outcome = self.deliver_entries(entries, &mut handled).await;
+        if !handled.is_empty() {
+            let _: u64 = self.ledger.connection().xack(self.ledger.keys().events(), GROUP, &handled).await?;
+        }
+        outcome
+    }
+
+    async fn deliver_entries(
+        &self,
+        entries: Vec<redis::streams::StreamId>,
+        handled: &mut Vec<String>,
+    ) -> Result<(), redis::RedisError> {
         for entry in entries {
             let fields: HashMap<String, String> = entry
                 .map
@@ -306,7 +323,7 @@ impl Dispatcher {
                     Err(why) => self.schedule(&event, &body, 1, &why).await?,
                 }
             }
-            let _: u64 = self.ledger.connection().xack(self.ledger.keys().events(), GROUP, &[&entry.id]).await?;
+            handled.push(entry.id);
         }
         Ok(())
     }
