@@ -190,6 +190,7 @@ async fn put_in(l: &Ledger, otn: &str, state: State, next_at: Option<i64>) {
         want_paid: false,
         submit_not_before: 0,
         rate: None,
+        durable_local: false,
     };
     let fence = match l.claim(&(&rec).into(), &o).await.unwrap() {
         ledger::Claim::Submit { fence, .. } => fence,

@@ -19,10 +19,12 @@
 //! - [`events`]: the outcome stream, one entry per transition.
 
 pub mod conn;
+pub mod durable;
 pub mod events;
 pub mod import;
 pub mod keys;
 pub mod machine;
+pub mod payment_check;
 pub mod producer;
 pub mod record;
 pub mod schedule;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use qfpay::respcd::{Class, classify, is_duplicate_code, lookup};
+use qfpay::respcd::{Class, classify, is_duplicate_code, lookup, may_have_applied};
 use qfpay::time::{DEFAULT_OFFSET_SECS, after_refund_blackout};
 use qfpay::{ClientError, EnquiryResponse, RefundLookup, RefundResponse, Txdtm};
 
@@ -102,7 +102,7 @@ pub fn action_for(state: State) -> Action {
     }
 }
 
-fn ms(d: Duration) -> i64 {
+pub(crate) fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
@@ -130,11 +130,26 @@ fn refuse(rec: &Record, enquire_at: i64, code: &str, reason: String) -> Decision
     }
 }
 
+/// How many resends a retryable code allows.
+fn budget(policy: &Policy, cap: Option<u32>) -> u32 {
+    cap.map_or(policy.resubmit_budget, |c| c.min(policy.resubmit_budget))
+}
+
 /// Retryable: resend at the later of the backoff and the code's own minimum wait, within budget.
-fn retry(rec: &Record, policy: &Policy, now: i64, unit: f64, code: &str, cap: Option<u32>) -> Decision {
+/// `uncertain`: this or an earlier attempt may have taken effect: enquire before the resend.
+fn retry(
+    rec: &Record,
+    policy: &Policy,
+    now: i64,
+    unit: f64,
+    code: &str,
+    cap: Option<u32>,
+    uncertain: bool,
+) -> Decision {
     let retries = rec.retries + 1;
-    let budget = cap.map_or(policy.resubmit_budget, |c| c.min(policy.resubmit_budget));
+    let budget = budget(policy, cap);
     if retries > budget {
+        let rec = &Record { uncertain, ..rec.clone() };
         let enquire_at = now + ms(policy.enquiry_delay(0, unit));
         return refuse(rec, enquire_at, code, format!("respcd {code}: retry budget of {budget} spent"))
             .with("retries", retries.to_string());
@@ -146,7 +161,7 @@ fn retry(rec: &Record, policy: &Policy, now: i64, unit: f64, code: &str, cap: Op
         // Inside the nightly window: try again after it (00:35 merchant time).
         next = next.max(after_refund_blackout(now / 1000, DEFAULT_OFFSET_SECS) * 1000);
     }
-    if rec.uncertain {
+    if uncertain {
         // API §7: enquire first, to rule out that an earlier, unseen attempt succeeded; "not
         // found" then leads to the resend (with the usual patience), not before this wait.
         return Decision::new(
@@ -182,16 +197,31 @@ pub fn after_submit(rec: &Record, result: &SubmitResult, policy: &Policy, now: i
                 d
             };
             match classify(code, submitted_local(rec)) {
-                Class::Success => base(State::Succeeded, None, "refund accepted".into())
-                    .with("refund_syssn", a.syssn.clone().unwrap_or_default())
-                    .with("sysdtm", a.sysdtm.clone().unwrap_or_default()),
+                // The answer must name our refund before it is booked (and counted against the
+                // payment): the same check the enquiry path applies to QFPay's records.
+                Class::Success => match not_ours(rec, a) {
+                    Some(why) => unsure(base(State::NeedsReview, None, why)),
+                    None => base(State::Succeeded, None, "refund accepted".into())
+                        .with("refund_syssn", a.syssn.clone().unwrap_or_default())
+                        .with("sysdtm", a.sysdtm.clone().unwrap_or_default()),
+                },
                 Class::InProgress if is_duplicate_code(code) => {
                     unsure(base(State::Pending, Some(enquire_at), format!("respcd {code}: id already used, enquiring")))
                 }
                 Class::InProgress => {
                     unsure(base(State::Pending, Some(enquire_at), format!("respcd {code}: processing")))
                 }
-                Class::Retryable { cap } => decided_by(retry(rec, policy, now, unit, code, cap)),
+                // A code raised where the refund may have been acted on (the bank, the channel, a
+                // slow network): the attempt is uncertain, and is enquired before any resend.
+                Class::Retryable { cap } if may_have_applied(code) => {
+                    unsure(decided_by(retry(rec, policy, now, unit, code, cap, true)))
+                }
+                Class::Retryable { cap } => decided_by(retry(rec, policy, now, unit, code, cap, rec.uncertain)),
+                Class::ManualReview => unsure(base(
+                    State::NeedsReview,
+                    None,
+                    format!("respcd {code}: QFPay's notes say a person must look; the refund may have been applied"),
+                )),
                 Class::FinalFailure { reconcile: false } => {
                     decided_by(refuse(rec, enquire_at, code, format!("respcd {code}: refused")))
                 }
@@ -211,9 +241,11 @@ pub fn after_submit(rec: &Record, result: &SubmitResult, policy: &Policy, now: i
                 ),
             }
         }
+        // Never sent: the submit the claim counted did not happen.
         SubmitResult::NotSent(e) => {
             Decision::new(State::RetryWait, Some(resend_at(rec.submits.saturating_sub(1))), "not sent")
                 .with("last_error", format!("not sent: {e}"))
+                .with("submits", rec.submits.saturating_sub(1).to_string())
         }
         SubmitResult::Unknown(e) => Decision::new(State::Pending, Some(enquire_at), "outcome unknown, enquiring")
             .with("last_error", e.clone())
@@ -269,9 +301,27 @@ pub fn after_enquiry(rec: &Record, result: &EnquiryResult, policy: &Policy, now:
                         again(format!("enquiry: respcd {code}, not final")).answer(&code, found.errmsg.as_deref())
                     }
                     // QFPay holds a failed record for our id: resending it would be a duplicate.
-                    Class::FinalFailure { .. } | Class::Retryable { .. } => {
+                    Class::FinalFailure { .. } => {
                         base(State::Failed, None, format!("enquiry: refund failed with respcd {code}"))
                     }
+                    // A transient refusal is not a failure: resend (same out_trade_no) within the
+                    // budget; past it, a person decides, never `failed` by assumption.
+                    Class::Retryable { cap } if rec.retries >= budget(policy, cap) => base(
+                        State::NeedsReview,
+                        None,
+                        format!("enquiry: QFPay's record shows retryable respcd {code} and the retry budget is spent"),
+                    ),
+                    Class::Retryable { cap } => {
+                        let r = retry(rec, policy, now, unit, &code, cap, false);
+                        let mut d = base(r.state, r.next_at, format!("enquiry: {}", r.reason));
+                        d.set.extend(r.set);
+                        d
+                    }
+                    Class::ManualReview => base(
+                        State::NeedsReview,
+                        None,
+                        format!("enquiry: respcd {code}, QFPay's notes say a person must look"),
+                    ),
                     Class::ConfigError => {
                         base(State::NeedsReview, None, format!("enquiry: respcd {code}, configuration error")).pause()
                     }
@@ -322,6 +372,10 @@ fn not_found(rec: &Record, policy: &Policy, now: i64, unit: f64) -> Decision {
         .with("not_found", seen.to_string());
     }
     let over = format!("{seen} enquiries over {}s", since_submit / 1000);
+    // "The transaction does not exist": if QFPay has no such payment, no refund of it moved money.
+    if let Some(code) = rec.reconcile_code.as_deref().filter(|c| crate::payment_check::settles(c)) {
+        return crate::payment_check::start(rec, policy, now, unit, code, &over);
+    }
     if let Some(code) = &rec.reconcile_code {
         return Decision::new(
             State::NeedsReview,
@@ -347,8 +401,27 @@ fn not_found(rec: &Record, policy: &Policy, now: i64, unit: f64) -> Decision {
     Decision::new(State::RetryWait, Some(now), format!("not found, {over}: resending")).with("not_found", "0")
 }
 
+/// Why a `0000` submit answer is not ours, if it names another refund: another `out_trade_no`,
+/// payment or amount.
+fn not_ours(rec: &Record, a: &RefundResponse) -> Option<String> {
+    fn given(v: &Option<String>) -> Option<&str> {
+        v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    }
+    let otn = given(&a.out_trade_no).filter(|v| *v != rec.out_trade_no);
+    let syssn = given(&a.orig_syssn).filter(|v| *v != rec.syssn);
+    let txamt = given(&a.txamt).filter(|v| v.parse::<u64>().ok() != Some(rec.txamt));
+    (otn.is_some() || syssn.is_some() || txamt.is_some()).then(|| {
+        format!(
+            "QFPay answered 0000 for another refund (out_trade_no {}, payment {}, amount {}): not booked as ours",
+            otn.unwrap_or(&rec.out_trade_no),
+            syssn.unwrap_or(&rec.syssn),
+            txamt.map_or_else(|| rec.txamt.to_string(), str::to_owned)
+        )
+    })
+}
+
 /// Past the maximum age, anything not final goes to a person.
-fn age_limit(rec: &Record, d: Decision, policy: &Policy, now: i64) -> Decision {
+pub(crate) fn age_limit(rec: &Record, d: Decision, policy: &Policy, now: i64) -> Decision {
     if d.state.is_final() || d.state == State::NeedsReview || now - rec.age_from() < ms(policy.max_age) {
         return d;
     }

@@ -77,6 +77,11 @@ pub struct Record {
     /// it was only "not found" before a resend): a refusal now does not prove there is no refund.
     #[serde(skip)]
     pub uncertain: bool,
+    /// The refund was refused as "transaction does not exist" after an unseen attempt: the next
+    /// enquiry asks QFPay for the payment itself (`syssn`), not for the refund. A payment QFPay
+    /// does not know cannot have been refunded.
+    #[serde(skip)]
+    pub payment_check: bool,
     /// The operator behind the last manual action, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
@@ -135,6 +140,7 @@ impl Record {
             reconcile_code: None,
             unknown_code: None,
             uncertain: false,
+            payment_check: false,
             operator: None,
             due_at: None,
         }
@@ -190,6 +196,7 @@ impl Record {
             reconcile_code: text("reconcile_code"),
             unknown_code: text("unknown_code"),
             uncertain: text("uncertain").is_some_and(|v| v == "1"),
+            payment_check: text("payment_check").is_some_and(|v| v == "1"),
             operator: text("operator"),
             due_at: opt_num("due_at")?,
         })

@@ -2,7 +2,7 @@
 //! each is atomic; this file only marshals arguments and results.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use qfpay::FieldError;
 use redis::aio::ConnectionManagerConfig;
 
 use crate::conn::{Endpoint, RedisConn};
+use crate::durable::{self, Durability};
 use redis::{AsyncCommands, Script};
 
 use crate::events::Event;
@@ -100,7 +101,10 @@ pub enum LedgerError {
     Invalid(#[from] FieldError),
     /// The primary took the write but too few replicas confirmed it in time: a failover now could
     /// lose it. Enqueueing again is safe (idempotent) and is how to make sure.
-    #[error("not confirmed by {0} Redis replica(s) in time: retry (the same request is idempotent)")]
+    #[error(
+        "the write was not confirmed durable (AOF fsync and/or {0} Redis replica(s)) in time: outcome unknown, \
+         retry the same request (it is idempotent)"
+    )]
     NotReplicated(usize),
     /// The `out_trade_no` exists with another payload: a conflict, never a second refund.
     #[error("out_trade_no {out_trade_no} already exists with a different request: {}", differences.join("; "))]
@@ -153,9 +157,11 @@ impl Enqueued {
 pub enum Claim {
     /// Send it: the lease is ours under `fence`, `submitting` is persisted; `record` is the record
     /// as claimed (its `txdtm` is the one to send).
-    Submit { fence: u64, record: Box<Record> },
+    /// `durable`: the claim reached what [`ClaimOptions::durable_local`] and the configured replicas
+    /// ask for, on the connection that wrote it. Send nothing unless it did.
+    Submit { fence: u64, record: Box<Record>, durable: bool },
     /// Enquire it under `fence`; `record` is the record as claimed.
-    Enquire { fence: u64, record: Box<Record> },
+    Enquire { fence: u64, record: Box<Record>, durable: bool },
     /// It waited (paused merchant, busy payment) past its maximum age: now `needs_review`.
     Blocked(String),
     /// The payment's amount is unknown: learn it, then claim again.
@@ -310,6 +316,8 @@ pub struct ClaimOptions<'a> {
     /// The merchant's token bucket (rate per second, burst); `None`: no limit. A token is taken
     /// only when the claim hands out a request to send.
     pub rate: Option<(f64, u32)>,
+    /// Wait for the claim to reach the local AOF (`WAITAOF`) before it counts as durable.
+    pub durable_local: bool,
 }
 
 /// The Redis store of one ledger.
@@ -321,6 +329,8 @@ pub struct Ledger {
     /// Redis' clock minus ours (ms): leases and schedules use Redis' time, so workers whose clocks
     /// disagree still agree on when a lease ends.
     clock_offset: Arc<AtomicI64>,
+    /// See [`Ledger::fsyncs_on_demand`].
+    local_aof: Arc<AtomicBool>,
 }
 
 /// What the Redis server offers and how it is set up, as far as the ledger cares.
@@ -375,8 +385,12 @@ pub enum Refusal {
 pub enum Operation {
     /// needs_review → pending (enquire first) or queued (never sent).
     Retry,
-    /// needs_review → the final state the operator established with QFPay.
+    /// needs_review → the final state the operator established with QFPay. A success is refused
+    /// for a refund never sent, and for one that would take its payment past what was paid.
     Resolve(State),
+    /// A resolve to success past what the payment's records allow, by a person holding QFPay's
+    /// proof that the refund succeeded; audited as forced. A refund never sent is still refused.
+    ForceResolve(State),
     /// queued → cancelled.
     Cancel,
 }
@@ -393,9 +407,19 @@ impl Ledger {
     pub async fn connect(url: &str, config: LedgerConfig) -> Result<Self, LedgerError> {
         let endpoint = Endpoint::parse(url, config.tls_ca_file.as_deref())?;
         let con = RedisConn::connect(endpoint, Self::connection_config(&config)).await?;
-        let ledger =
-            Self { con, keys: Keys::new(&config.namespace, &config.tag), config, clock_offset: Arc::default() };
+        let ledger = Self {
+            con,
+            keys: Keys::new(&config.namespace, &config.tag),
+            config,
+            clock_offset: Arc::default(),
+            local_aof: Arc::default(),
+        };
         ledger.sync_clock().await?;
+        match ledger.server_info().await {
+            Ok(info) => ledger.local_aof.store(info.waitaof && info.aof_enabled, Ordering::Relaxed),
+            // INFO refused (a locked-down managed Redis): no WAITAOF, as on Redis < 7.2.
+            Err(e) => tracing::warn!(error = %e, "cannot read Redis INFO: enqueues rely on appendfsync for durability"),
+        }
         Ok(ledger)
     }
 
@@ -428,42 +452,20 @@ impl Ledger {
         })
     }
 
-    /// Makes this connection's writes so far durable before the caller acts on them: fsynced to
-    /// the local AOF when `local_aof` (`WAITAOF`, Redis ≥ 7.2), and held by `wait_replicas`
-    /// replicas. `Ok(false)`: not durable within `wait_timeout`. Costs no round trip when nothing
-    /// is asked for.
-    /// `since`: [`Ledger::epoch`] read before the writes; if the connection has moved to another
-    /// server since (a failover), the writes cannot be vouched for and the answer is `false`.
-    pub async fn make_durable(&self, local_aof: bool, since: u64) -> Result<bool, LedgerError> {
-        if self.con.epoch() != since {
-            return Ok(false);
-        }
-        let replicas = self.config.wait_replicas;
-        let timeout = self.config.wait_timeout.as_millis() as u64;
-        if local_aof {
-            let (local, reps): (u64, u64) =
-                redis::cmd("WAITAOF").arg(1).arg(replicas).arg(timeout).query_async(&mut self.con.clone()).await?;
-            Ok(local >= 1 && reps as usize >= replicas && self.con.epoch() == since)
-        } else if replicas > 0 {
-            let n: u64 = redis::cmd("WAIT").arg(replicas).arg(timeout).query_async(&mut self.con.clone()).await?;
-            Ok(n as usize >= replicas && self.con.epoch() == since)
-        } else {
-            Ok(true)
+    /// What a write must reach before it counts: the configured replicas, and the local AOF when
+    /// `local_aof` (see [`crate::durable`]: the wait always shares the write's pipeline).
+    pub fn durability(&self, local_aof: bool) -> Durability {
+        Durability {
+            local_aof,
+            replicas: self.config.wait_replicas,
+            timeout_ms: self.config.wait_timeout.as_millis() as u64,
         }
     }
 
-    /// Identifies the server this ledger's commands go to; see [`Ledger::make_durable`].
-    pub fn epoch(&self) -> u64 {
-        self.con.epoch()
-    }
-
-    /// With `wait_replicas`, an error unless enough replicas hold the writes made so far.
-    async fn replicated(&self, since: u64) -> Result<(), LedgerError> {
-        if self.config.wait_replicas == 0 || self.make_durable(false, since).await? {
-            Ok(())
-        } else {
-            Err(LedgerError::NotReplicated(self.config.wait_replicas))
-        }
+    /// Whether this Redis fsyncs on demand (`WAITAOF`, Redis ≥ 7.2 with AOF on), as read at
+    /// connect: enqueues then wait for their write to reach the disk before they are accepted.
+    pub fn fsyncs_on_demand(&self) -> bool {
+        self.local_aof.load(Ordering::Relaxed)
     }
 
     /// Now, by Redis' clock (ms since the epoch).
@@ -510,9 +512,11 @@ impl Ledger {
         refund.validate()?;
         let inv = self.enqueue_invocation(&refund, self.now_ms());
         let mut con = self.con.clone();
-        let since = self.epoch();
-        let reply: Vec<String> = inv.invoke_async(&mut con).await?;
-        self.replicated(since).await?;
+        let (reply, durable): (Vec<String>, bool) =
+            durable::invoke(&mut con, &inv, &self.durability(self.fsyncs_on_demand())).await?;
+        if !durable {
+            return Err(LedgerError::NotReplicated(self.config.wait_replicas));
+        }
         let out = self.enqueue_outcome(&refund, &reply).await;
         self.wake().await;
         out
@@ -534,10 +538,16 @@ impl Ledger {
             }
         }
         let mut con = self.con.clone();
-        let since = self.epoch();
         for chunk in valid.chunks(500) {
             match self.enqueue_chunk(&mut con, chunk).await {
-                Ok(replies) => {
+                // Written but not durable in time: none of the chunk counts as accepted (importing
+                // again is idempotent).
+                Ok((_, false)) => {
+                    for (i, _) in chunk {
+                        results[*i] = Some(Err(LedgerError::NotReplicated(self.config.wait_replicas)));
+                    }
+                }
+                Ok((replies, true)) => {
                     for ((i, r), reply) in chunk.iter().zip(replies) {
                         results[*i] = Some(match reply.first().map(String::as_str) {
                             Some("created") => Ok(Accepted::Created),
@@ -553,13 +563,6 @@ impl Ledger {
                 }
             }
         }
-        // Not replicated in time: none of them counts as accepted (importing again is idempotent).
-        if let Err(e) = self.replicated(since).await {
-            let why = e.to_string();
-            for r in results.iter_mut().filter(|r| matches!(r, Some(Ok(_)))) {
-                *r = Some(Err(LedgerError::Script(why.clone())));
-            }
-        }
         self.wake().await;
         results.into_iter().map(|r| r.unwrap_or_else(|| Err(LedgerError::Script("no result".into())))).collect()
     }
@@ -568,8 +571,9 @@ impl Ledger {
         &self,
         con: &mut RedisConn,
         chunk: &[(usize, NewRefund)],
-    ) -> Result<Vec<Vec<String>>, redis::RedisError> {
+    ) -> Result<(Vec<Vec<String>>, bool), redis::RedisError> {
         let now = self.now_ms();
+        let wait = self.durability(self.fsyncs_on_demand());
         // Pipelines do not load scripts by themselves: load once, retry once after a NOSCRIPT
         // (a Redis restarted between the two).
         for attempt in 0..2 {
@@ -580,16 +584,17 @@ impl Ledger {
             for part in chunk.chunks(ENQUEUE_PER_CALL) {
                 pipe.invoke_script(&self.enqueue_many_invocation(part, now));
             }
-            match pipe.query_async::<Vec<Vec<String>>>(con).await {
+            // The wait shares the pipeline, so it counts from these writes (see `durable`).
+            match durable::query_pipeline(con, pipe, &wait).await {
                 Err(e) if attempt == 0 && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {}
                 Err(e) => return Err(e),
                 // One answer per refund, `paid_mismatch:<paid>` split as enqueue answers it.
-                Ok(parts) => {
-                    return Ok(parts
-                        .into_iter()
-                        .flatten()
-                        .map(|a| a.split(':').map(str::to_owned).collect())
-                        .collect());
+                Ok((parts, durable)) => {
+                    let parts =
+                        parts.into_iter().map(redis::from_redis_value::<Vec<String>>).collect::<Result<Vec<_>, _>>()?;
+                    let answers =
+                        parts.into_iter().flatten().map(|a| a.split(':').map(str::to_owned).collect()).collect();
+                    return Ok((answers, durable));
                 }
             }
         }
@@ -731,7 +736,8 @@ impl Ledger {
             .arg(&target.merchant)
             .arg(rate)
             .arg(burst);
-        let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        let (reply, durable): (Vec<String>, bool) =
+            durable::invoke(&mut self.con.clone(), &inv, &self.durability(o.durable_local)).await?;
         let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
         let bad = || LedgerError::Script(format!("claim answered {:?}", reply.first()));
         let claimed = || -> Result<(u64, Box<Record>), LedgerError> {
@@ -741,8 +747,8 @@ impl Ledger {
             Ok((fence, Box::new(Record::from_hash(&self.keys.record(&target.out_trade_no), &fields)?)))
         };
         Ok(match at(0).as_str() {
-            "submit" => claimed().map(|(fence, record)| Claim::Submit { fence, record })?,
-            "enquire" => claimed().map(|(fence, record)| Claim::Enquire { fence, record })?,
+            "submit" => claimed().map(|(fence, record)| Claim::Submit { fence, record, durable })?,
+            "enquire" => claimed().map(|(fence, record)| Claim::Enquire { fence, record, durable })?,
             "need_paid" => Claim::NeedPaid,
             "failed" => Claim::Failed(at(1)),
             "blocked" => Claim::Blocked(at(1)),
@@ -774,7 +780,8 @@ impl Ledger {
             .arg(&d.reason)
             .arg(if d.pause_merchant { rec.merchant.as_str() } else { "" })
             .arg(self.config.events_maxlen)
-            .arg(op);
+            .arg(op)
+            .arg(rec.lease_owner.as_deref().unwrap_or(""));
         for (k, v) in &d.set {
             inv.arg(*k).arg(v);
         }
@@ -820,9 +827,10 @@ impl Ledger {
         };
         let (action, target) = match op {
             Operation::Retry => ("retry", ""),
-            Operation::Resolve(s) => ("resolve", s.as_str()),
+            Operation::Resolve(s) | Operation::ForceResolve(s) => ("resolve", s.as_str()),
             Operation::Cancel => ("cancel", ""),
         };
+        let force = if matches!(op, Operation::ForceResolve(_)) { "1" } else { "" };
         let mut inv = self.on_record(&OPERATE, &rec.out_trade_no, &rec.syssn);
         inv.key(self.keys.audit())
             .arg(out_trade_no)
@@ -831,7 +839,8 @@ impl Ledger {
             .arg(who)
             .arg(why)
             .arg(self.now_ms())
-            .arg(self.config.events_maxlen);
+            .arg(self.config.events_maxlen)
+            .arg(force);
         let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
         let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
         match at(0).as_str() {

@@ -95,14 +95,15 @@ fn after_a_submit() {
 #[test]
 fn retryable_answers_resend_later_within_a_budget() {
     let p = Policy::default();
-    for (code, min_wait_ms) in [("1296", 0), ("1269", 6 * 3600 * 1000), ("1100", 300_000), ("1147", 0)] {
+    // Codes refused at QFPay's door: a plain resend is safe.
+    for (code, min_wait_ms) in [("1111", 0), ("1269", 6 * 3600 * 1000), ("1100", 300_000), ("1112", 0)] {
         let d = after_submit(&rec(), &ans(code), &p, NOW, 0.0);
         assert_eq!(d.state, State::RetryWait, "{code}");
         assert!(d.next_at.unwrap() >= NOW + min_wait_ms.max(500), "{code}");
     }
-    // 1147 allows 3 retries; the 4th answer fails the refund.
+    // 1111 allows 3 retries; the 4th answer fails the refund.
     let spent = Record { retries: 3, ..rec() };
-    assert_eq!(after_submit(&spent, &ans("1147"), &p, NOW, 0.5).state, State::Failed);
+    assert_eq!(after_submit(&spent, &ans("1111"), &p, NOW, 0.5).state, State::Failed);
     // A 429 or a connection that never opened resends, without spending the budget.
     let d = after_submit(&spent, &SubmitResult::RateLimited(Some(Duration::from_secs(7))), &p, NOW, 0.0);
     assert_eq!((d.state, d.next_at), (State::RetryWait, Some(NOW + 7_000)));
@@ -132,7 +133,9 @@ fn after_an_enquiry() {
         (found("1145"), State::Pending),
         (found("1143"), State::Pending),
         (found("1155"), State::Failed),
-        (found("1296"), State::Failed), // a failed record for our id: resending would be a duplicate
+        (found("1263"), State::Failed), // a failed record for our id: resending would be a duplicate
+        (found("1296"), State::RetryWait), // a transient refusal on record is no failure: resend
+        (found("1101"), State::NeedsReview), // QFPay's notes: manual review
         (found("1108"), State::NeedsReview),
         (found("4242"), State::NeedsReview),
         (none_found(), State::Pending),
@@ -220,7 +223,7 @@ fn refusals_after_an_unseen_attempt_are_never_read_as_failure() {
         assert!(after_submit(&rec(), &r, &p, NOW, 0.5).set.contains(&("uncertain", "1".into())), "{r:?}");
     }
     // A refusal of this attempt says nothing about an earlier one (there is none here).
-    for code in ["1296", "1272"] {
+    for code in ["1111", "1272"] {
         assert!(!after_submit(&rec(), &ans(code), &p, NOW, 0.5).set.iter().any(|(k, _)| *k == "uncertain"), "{code}");
     }
 }
@@ -239,4 +242,84 @@ fn someone_elses_refund_under_our_id_is_not_our_success() {
         assert_eq!(d.state, State::NeedsReview, "{orig}/{amt}");
         assert!(d.reason.contains("another refund"));
     }
+}
+
+/// API §7 for 1296 ("slow network, try again later"): enquire first, then resubmit. The same holds
+/// for every retryable code raised where the refund may have been acted on (the bank, the wallet
+/// channel): the attempt is uncertain, no resend and no failure follows without an enquiry.
+#[test]
+fn a_refund_that_may_have_been_applied_is_enquired_before_any_resend() {
+    let p = Policy::default();
+    for code in ["1296", "1297", "1204", "1147", "1205", "1252"] {
+        let d = after_submit(&rec(), &ans(code), &p, NOW, 0.5);
+        assert_eq!(d.state, State::Pending, "{code}");
+        assert!(d.set.contains(&("uncertain", "1".into())), "{code} marks the attempt uncertain");
+        assert!(d.reason.contains("enquiring before resend"), "{code}: {}", d.reason);
+        // Budget spent: still an enquiry, never `failed` straight away.
+        let spent = Record { retries: 100, ..rec() };
+        assert_eq!(after_submit(&spent, &ans(code), &p, NOW, 0.5).state, State::Pending, "{code} spent");
+    }
+}
+
+/// QFPay's notes send 1101, 1144 and 1146 to a person: never `failed` by assumption.
+#[test]
+fn codes_that_need_manual_review_go_to_needs_review_not_failed() {
+    let p = Policy::default();
+    for code in ["1101", "1144", "1146"] {
+        let d = after_submit(&rec(), &ans(code), &p, NOW, 0.5);
+        assert_eq!(d.state, State::NeedsReview, "{code}");
+        assert!(d.set.contains(&("uncertain", "1".into())), "{code}");
+    }
+}
+
+/// An enquiry record of ours with a retryable code is a transient refusal: resent within the
+/// budget, and past it a person decides. Never `failed`.
+#[test]
+fn an_enquiry_record_with_a_retryable_code_never_ends_failed() {
+    let p = Policy::default();
+    for code in ["1296", "1297", "1111", "1205"] {
+        let pending = Record { state: State::Pending, enquiries: 1, ..rec() };
+        let answer = enq(&format!(
+            r#"{{"respcd":"0000","data":[{{"out_trade_no":"RF1","order_type":"refund","respcd":"{code}"}}]}}"#
+        ));
+        let d = after_enquiry(&pending, &answer, &p, NOW, 0.5);
+        assert_eq!(d.state, State::RetryWait, "{code}");
+        let spent = Record { retries: 100, ..pending };
+        let d = after_enquiry(&spent, &answer, &p, NOW, 0.5);
+        assert_eq!(d.state, State::NeedsReview, "{code} with the budget spent");
+    }
+}
+
+/// A 0000 answer that names another out_trade_no, payment or amount is not our success, and is
+/// never added to what the payment has had refunded.
+#[test]
+fn a_submit_answer_for_someone_elses_refund_is_not_booked_as_ours() {
+    let p = Policy::default();
+    let r = rec();
+    for body in [
+        r#"{"respcd":"0000","out_trade_no":"OTHER","syssn":"R1"}"#.to_owned(),
+        format!(r#"{{"respcd":"0000","orig_syssn":"999","out_trade_no":"{}"}}"#, r.out_trade_no),
+        format!(r#"{{"respcd":"0000","txamt":"{}","out_trade_no":"{}"}}"#, r.txamt + 1, r.out_trade_no),
+    ] {
+        let a = qfpay::RefundResponse::parse(body.as_bytes()).unwrap();
+        let d = after_submit(&r, &SubmitResult::Answer(a), &p, NOW, 0.5);
+        assert_eq!(d.state, State::NeedsReview, "{body}");
+        assert!(d.reason.contains("not booked as ours"), "{}", d.reason);
+    }
+    // The same answer naming our refund is our success.
+    let ours = format!(
+        r#"{{"respcd":"0000","orig_syssn":"{}","txamt":"{}","out_trade_no":"{}"}}"#,
+        r.syssn, r.txamt, r.out_trade_no
+    );
+    let a = qfpay::RefundResponse::parse(ours.as_bytes()).unwrap();
+    assert_eq!(after_submit(&r, &SubmitResult::Answer(a), &p, NOW, 0.5).state, State::Succeeded);
+}
+
+/// An attempt that was never sent is not counted in `submits`.
+#[test]
+fn an_attempt_never_sent_is_not_counted_as_a_submit() {
+    let p = Policy::default();
+    let claimed = Record { state: State::Submitting, submits: 1, ..rec() };
+    let d = after_submit(&claimed, &SubmitResult::NotSent("lease ran out".into()), &p, NOW, 0.5);
+    assert!(d.set.contains(&("submits", "0".into())), "{:?}", d.set);
 }

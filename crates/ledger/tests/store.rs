@@ -22,8 +22,17 @@ fn policy(lease_ms: u64) -> Policy {
 
 /// A claim as a worker makes it: no nightly window, the paid amount not asked for.
 async fn claim(l: &Ledger, rec: &ledger::Record, worker: &str, p: &Policy, txdtm: &str, want_paid: bool) -> Claim {
-    let o = ClaimOptions { worker, policy: p, txdtm, want_paid, submit_not_before: 0, rate: None };
+    let o =
+        ClaimOptions { worker, policy: p, txdtm, want_paid, submit_not_before: 0, rate: None, durable_local: false };
     l.claim(&rec.into(), &o).await.unwrap()
+}
+
+/// The fence and the record as claimed (the record a worker transitions).
+fn claimed(c: Claim) -> (u64, ledger::Record) {
+    match c {
+        Claim::Submit { fence, record, .. } | Claim::Enquire { fence, record, .. } => (fence, *record),
+        other => panic!("not claimed: {other:?}"),
+    }
 }
 
 fn fence_of(c: &Claim) -> u64 {
@@ -72,7 +81,7 @@ async fn claim_persists_submitting_before_any_send_and_fences_stale_writers() {
     let rec = l.get("RF1").await.unwrap().unwrap();
     let p = policy(200);
     let first = claim(&l, &rec, "w1", &p, "2026-01-02 03:04:05", false).await;
-    let Claim::Submit { fence, record } = first.clone() else { panic!("{first:?}") };
+    let Claim::Submit { fence, record, .. } = first.clone() else { panic!("{first:?}") };
     let stored = l.get("RF1").await.unwrap().unwrap();
     assert_eq!(*record, stored, "the claim hands back the record as stored");
     assert_eq!((stored.state, stored.submits, stored.fence), (State::Submitting, 1, fence));
@@ -101,7 +110,7 @@ async fn final_states_are_immutable_and_emit_exactly_one_final_event() {
     l.enqueue(NewRefund::new("123", "RF1", 100)).await.unwrap();
     let rec = l.get("RF1").await.unwrap().unwrap();
     let p = policy(5_000);
-    let fence = fence_of(&claim(&l, &rec, "w1", &p, "t", false).await);
+    let (fence, rec) = claimed(claim(&l, &rec, "w1", &p, "t", false).await);
     let d = after_submit(&rec, &answer("0000"), &p, 0, 0.5);
     assert!(l.transition(&rec, State::Submitting, fence, &d, "op1").await.unwrap());
     // The same operation again (a retry after a lost reply) lands once: no second event.
@@ -129,7 +138,7 @@ async fn one_refund_in_flight_per_payment_and_never_more_than_paid() {
         l.enqueue(NewRefund { orig_txamt: Some(1000), ..NewRefund::new("123", otn, amt) }).await.unwrap();
     }
     let r1 = l.get("RF1").await.unwrap().unwrap();
-    let fence = fence_of(&claim(&l, &r1, "w", &p, "t", false).await);
+    let (fence, r1) = claimed(claim(&l, &r1, "w", &p, "t", false).await);
     // RF2 waits while RF1 is in flight.
     let r2 = l.get("RF2").await.unwrap().unwrap();
     assert!(matches!(claim(&l, &r2, "w", &p, "t", false).await, Claim::Deferred { why, .. } if why.contains("RF1")));
@@ -167,7 +176,7 @@ async fn paused_merchants_wait_and_config_errors_pause_them() {
     l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
     l.enqueue(NewRefund::new("2", "RF2", 1)).await.unwrap();
     let r1 = l.get("RF1").await.unwrap().unwrap();
-    let fence = fence_of(&claim(&l, &r1, "w", &p, "t", false).await);
+    let (fence, r1) = claimed(claim(&l, &r1, "w", &p, "t", false).await);
     let d = after_submit(&r1, &answer("1108"), &p, 0, 0.5);
     assert!(d.pause_merchant);
     assert!(l.transition(&r1, State::Submitting, fence, &d, "op").await.unwrap());
@@ -231,8 +240,15 @@ async fn the_nightly_window_holds_back_submits_not_enquiries() {
     l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
     let r = l.get("RF1").await.unwrap().unwrap();
     let later = l.now_ms() + 3_600_000;
-    let o =
-        ClaimOptions { worker: "w", policy: &p, txdtm: "t", want_paid: false, submit_not_before: later, rate: None };
+    let o = ClaimOptions {
+        worker: "w",
+        policy: &p,
+        txdtm: "t",
+        want_paid: false,
+        submit_not_before: later,
+        rate: None,
+        durable_local: false,
+    };
     match l.claim(&(&r).into(), &o).await.unwrap() {
         Claim::Deferred { why, next_at } => {
             assert!(why.contains("23:30"));
@@ -277,7 +293,7 @@ async fn operator_actions_are_guarded_and_audited() {
     l.enqueue(NewRefund { orig_txamt: Some(1_000), ..NewRefund::new("1", "RF2", 600) }).await.unwrap();
     // RF1 sent, then a configuration error: needs_review, payment locked.
     let r1 = l.get("RF1").await.unwrap().unwrap();
-    let fence = fence_of(&claim(&l, &r1, "w", &p, "t", false).await);
+    let (fence, r1) = claimed(claim(&l, &r1, "w", &p, "t", false).await);
     let d = after_submit(&r1, &answer("1108"), &p, 0, 0.5);
     assert!(l.transition(&r1, State::Submitting, fence, &d, "op").await.unwrap());
     assert!(l.operate("RF2", Cancel, "ann", "duplicate order").await.unwrap().is_ok());
@@ -327,6 +343,7 @@ async fn a_claim_takes_a_token_only_when_it_hands_out_a_request() {
         want_paid: false,
         submit_not_before: 0,
         rate: Some((0.5, 2)),
+        durable_local: false,
     };
     let r0 = l.get("RF0").await.unwrap().unwrap();
     assert!(matches!(l.claim(&(&r0).into(), &o).await.unwrap(), Claim::Submit { .. }));
@@ -352,7 +369,15 @@ async fn a_claim_naming_another_payment_or_merchant_writes_nothing() {
     let p = policy(5_000);
     l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
     let r = l.get("RF1").await.unwrap().unwrap();
-    let o = ClaimOptions { worker: "w", policy: &p, txdtm: "t", want_paid: false, submit_not_before: 0, rate: None };
+    let o = ClaimOptions {
+        worker: "w",
+        policy: &p,
+        txdtm: "t",
+        want_paid: false,
+        submit_not_before: 0,
+        rate: None,
+        durable_local: false,
+    };
     let mut wrong = ledger::RefundRef::from(&r);
     wrong.syssn = "2".into();
     assert_eq!(l.claim(&wrong, &o).await.unwrap(), Claim::Mismatch);

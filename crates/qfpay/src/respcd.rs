@@ -20,9 +20,26 @@ pub enum Class {
     FinalFailure { reconcile: bool },
     /// Our request or account set-up is wrong: stop this merchant's queue and alert.
     ConfigError,
+    /// QFPay's notes say a person must look (reversal error, protocol failure, business error):
+    /// neither a success nor a failure may be assumed.
+    ManualReview,
     /// Not in the catalogue. API §7.2: treat as in progress for one enquiry round; if that does not
     /// settle it, a human must look (never read it as success or failure by assumption).
     Unknown,
+}
+
+/// Could the refund this answer refuses have been applied all the same? Decides whether a
+/// resend or a failure may follow the answer directly, or only after an enquiry rules out that
+/// the attempt took effect (a wrong `failed` is a double refund one step later: the producer
+/// refunds again under a new id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Refused at QFPay's door (maintenance, validation, limits checked before anything moves):
+    /// no money moved.
+    No,
+    /// The error arose where the refund may already have been acted on (the bank, the wallet
+    /// channel, a slow network, an internal error): enquire before any resend or failure.
+    Maybe,
 }
 
 /// One catalogued code.
@@ -36,25 +53,53 @@ pub struct CodeInfo {
     pub min_retry_delay_s: u32,
     /// In QFPay's current (2026) official list, rather than a legacy or observed code.
     pub official: bool,
+    /// Whether the refund may have been applied despite this answer.
+    pub applied: Applied,
 }
 
 const fn c(code: &'static str, meaning: &'static str, class: Class, official: bool) -> CodeInfo {
-    CodeInfo { code, meaning, class, min_retry_delay_s: 0, official }
+    // Success, processing, unknown and review codes leave the outcome open by their nature.
+    let applied = match class {
+        Class::Success | Class::InProgress | Class::ManualReview | Class::Unknown => Applied::Maybe,
+        _ => Applied::No,
+    };
+    CodeInfo { code, meaning, class, min_retry_delay_s: 0, official, applied }
 }
 
+/// A retryable code refused at the door: a plain resend is safe.
 const fn r(code: &'static str, meaning: &'static str, cap: Option<u32>, delay: u32, official: bool) -> CodeInfo {
-    CodeInfo { code, meaning, class: Class::Retryable { cap }, min_retry_delay_s: delay, official }
+    CodeInfo {
+        code,
+        meaning,
+        class: Class::Retryable { cap },
+        min_retry_delay_s: delay,
+        official,
+        applied: Applied::No,
+    }
+}
+
+/// A retryable code raised where the refund may have been acted on: enquire, then resend.
+const fn rm(code: &'static str, meaning: &'static str, cap: Option<u32>, delay: u32, official: bool) -> CodeInfo {
+    CodeInfo {
+        code,
+        meaning,
+        class: Class::Retryable { cap },
+        min_retry_delay_s: delay,
+        official,
+        applied: Applied::Maybe,
+    }
 }
 
 use Class::{ConfigError as CFG, InProgress as WIP, Success as OK};
 const FAIL: Class = Class::FinalFailure { reconcile: false };
 const FAIL_RECONCILE: Class = Class::FinalFailure { reconcile: true };
+const REVIEW: Class = Class::ManualReview;
 
 /// Every code of API §7.1 (official) and §7.2 (legacy / observed), in code order.
 pub static CATALOGUE: &[CodeInfo] = &[
     c("0000", "success", OK, true),
     r("1100", "system under maintenance", None, 300, true),
-    c("1101", "reversal error", FAIL, true),
+    c("1101", "reversal error (manual review)", REVIEW, true),
     c("1102", "duplicate request (out_trade_no already used): resolve by enquiry", WIP, true),
     c("1103", "request format error", CFG, true),
     c("1104", "request parameter error", CFG, true),
@@ -79,10 +124,10 @@ pub static CATALOGUE: &[CodeInfo] = &[
     r("1124", "same-day card refund is a void and must be for the full amount", Some(2), 86_400, false),
     c("1125", "transaction already refunded", FAIL_RECONCILE, true),
     c("1126", "risk/limit rejection", FAIL, false),
-    r("1127", "database unavailable", Some(3), 0, false),
-    r("1128", "channel unavailable", Some(3), 0, false),
+    rm("1127", "database unavailable", Some(3), 0, false),
+    rm("1128", "channel unavailable", Some(3), 0, false),
     c("1130", "risk/limit rejection", FAIL, false),
-    r("1131", "internal error", Some(3), 0, false),
+    rm("1131", "internal error", Some(3), 0, false),
     c("1134", "pre-auth error", FAIL, false),
     c("1135", "account configuration error", CFG, false),
     c("1136", "transaction does not exist or is not operable", FAIL, true),
@@ -90,33 +135,33 @@ pub static CATALOGUE: &[CodeInfo] = &[
     c("1140", "merchant configuration error", CFG, false),
     c("1142", "order already closed", FAIL_RECONCILE, true),
     c("1143", "processing (not yet paid / user entering password)", WIP, true),
-    c("1144", "protocol failure (manual review)", FAIL, false),
+    c("1144", "protocol failure (manual review)", REVIEW, false),
     c("1145", "processing, please wait", WIP, true),
-    c("1146", "business error (manual review)", FAIL, false),
-    r("1147", "WeChat Pay transaction error", Some(3), 0, true),
+    c("1146", "business error (manual review)", REVIEW, false),
+    rm("1147", "WeChat Pay transaction error", Some(3), 0, true),
     c("1150", "T0 settlement does not support cancellation", FAIL, true),
     c("1151", "risk/limit rejection", FAIL, false),
     c("1152", "risk/limit rejection", FAIL, false),
     c("1153", "risk/limit rejection", FAIL, false),
-    r("1154", "channel unavailable", Some(3), 0, false),
+    rm("1154", "channel unavailable", Some(3), 0, false),
     c("1155", "refund request denied", FAIL, true),
     c("1161", "result unknown, verify by query", WIP, false),
-    r("1170", "channel connection failure", Some(3), 0, false),
+    rm("1170", "channel connection failure", Some(3), 0, false),
     c("1180", "route reset, needs reconfiguration", CFG, false),
     c("1181", "order expired", FAIL, true),
     c("1201", "insufficient balance (payer)", FAIL, true),
     c("1202", "payment code wrong or expired", FAIL, true),
     c("1203", "merchant account error", CFG, true),
-    r("1204", "bank error", Some(3), 0, true),
-    r("1205", "transaction failed, try later", None, 60, true),
+    rm("1204", "bank error", Some(3), 0, true),
+    rm("1205", "transaction failed, try later", None, 60, true),
     c("1212", "use UnionPay overseas code", FAIL, true),
     c("1241", "store missing or wrong status", CFG, true),
     c("1242", "store mis-configured", CFG, true),
     c("1243", "store disabled", CFG, true),
     c("1250", "transaction forbidden, contact QFPay", FAIL, true),
     c("1251", "store configuration being fixed", CFG, true),
-    r("1252", "system error when placing request", None, 0, true),
-    r("1254", "problem being resolved", None, 60, true),
+    rm("1252", "system error when placing request", None, 0, true),
+    rm("1254", "problem being resolved", None, 60, true),
     c("1260", "order already paid", FAIL, true),
     c("1261", "order not paid", FAIL, true),
     c("1262", "order already refunded", FAIL_RECONCILE, true),
@@ -133,8 +178,8 @@ pub static CATALOGUE: &[CodeInfo] = &[
     c("1272", "refund exceeds the refundable remainder", FAIL_RECONCILE, true),
     c("1294", "prohibited by bank (possible non-compliance)", FAIL, true),
     c("1295", "slow network, waiting for response", WIP, true),
-    r("1296", "slow network, try again later", None, 0, true),
-    r("1297", "bank system busy", Some(3), 0, true),
+    rm("1296", "slow network, try again later", None, 0, true),
+    rm("1297", "bank system busy", Some(3), 0, true),
     c("1298", "slow network; if paid, do not repeat; check later", WIP, true),
     c("2001", "merchant configuration error", CFG, false),
     c("2002", "merchant configuration error", CFG, false),
@@ -144,7 +189,7 @@ pub static CATALOGUE: &[CodeInfo] = &[
     c("2006", "risk/limit rejection", FAIL, false),
     c("2007", "risk/limit rejection", FAIL, false),
     c("2008", "pre-auth error", FAIL, false),
-    r("2009", "channel connection failure", Some(3), 0, false),
+    rm("2009", "channel connection failure", Some(3), 0, false),
     c("2010", "unknown error while talking to the channel", WIP, false),
     c("2011", "transaction serial number repeated: resolve by enquiry", WIP, true),
     c("2012", "certificate configuration error", CFG, false),
@@ -167,6 +212,11 @@ pub fn classify(code: &str, submitted_local: Option<Txdtm>) -> Class {
         return Class::Retryable { cap: None };
     }
     lookup(code).map_or(Class::Unknown, |e| e.class)
+}
+
+/// Whether a refund refused with `code` may have been applied all the same (unknown codes: maybe).
+pub fn may_have_applied(code: &str) -> bool {
+    lookup(code.trim()).is_none_or(|e| e.applied == Applied::Maybe)
 }
 
 /// `1102` / `2011`: QFPay says our `out_trade_no` is taken. Resolve by enquiry: found → follow that

@@ -18,9 +18,11 @@
 
 pub mod config;
 pub mod feeder;
+pub mod guard;
 pub mod metrics;
 pub mod processor;
 pub mod reconcile;
+pub mod requests;
 pub mod runner;
 pub mod webhooks;
 

@@ -3,17 +3,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ledger::machine::{Action, EnquiryResult, SubmitResult, action_for, after_enquiry, after_submit};
+use ledger::payment_check::after_payment_check;
 use ledger::{Claim, ClaimOptions, Decision, Ledger, LedgerError, Policy, Record, RefundRef, State};
 use qfpay::time::{DEFAULT_OFFSET_SECS, after_refund_blackout, near_refund_blackout};
-use qfpay::{Client, ClientError, Credentials, EnquiryRequest, RefundLookup, RefundRequest, Txdtm};
+use qfpay::{Client, ClientError, Credentials, Txdtm};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Merchant, WorkerConfig};
 use crate::feeder::Job;
+use crate::guard::{self, Guarded};
 use crate::metrics::Metrics;
+use crate::requests::{self, class_name, describe_enquiry, describe_submit, enquiry_for};
 
 /// What one step did (for logs, metrics and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +142,6 @@ impl Processor {
             let Some((client, mchid)) = self.clients.get(&target.merchant) else {
                 return self.no_credentials(&target).await;
             };
-            let epoch = self.ledger.epoch();
             let claim = self.claim(&target, want_paid).await?;
             if let Claim::Submit { record, .. } | Claim::Enquire { record, .. } = &claim {
                 let span = tracing::Span::current();
@@ -161,10 +163,14 @@ impl Processor {
                 self.metrics.rate_limited();
             }
             return match claim {
-                Claim::Submit { fence, record } => self.submit(client, mchid.as_deref(), *record, fence, epoch).await,
-                Claim::Enquire { fence, record } => self.enquire(client, mchid.as_deref(), *record, fence).await,
+                Claim::Submit { fence, record, durable } => {
+                    self.submit(client, mchid.as_deref(), *record, fence, durable).await
+                }
+                Claim::Enquire { fence, record, .. } => self.enquire(client, mchid.as_deref(), *record, fence).await,
                 Claim::NeedPaid => {
-                    self.learn_paid(client, mchid.as_deref(), &target).await?;
+                    if let Err(why) = self.learn_paid(client, mchid.as_deref(), &target).await? {
+                        return self.misconfigured(&target, &why).await;
+                    }
                     want_paid = false;
                     continue;
                 }
@@ -208,6 +214,7 @@ impl Processor {
             want_paid,
             submit_not_before,
             rate: Some((self.rate_per_sec, self.rate_burst)),
+            durable_local: self.durable_claims,
         };
         self.ledger.claim(target, &options).await
     }
@@ -226,14 +233,41 @@ impl Processor {
         }
         let next = self.ledger.now_ms() + ms(self.policy.paused_wait);
         let deferred = self.ledger.defer(&rec, next, &why, self.policy.max_age).await?;
+        if !deferred {
+            warn!(reason = %why, "needs review: it waited past its maximum age");
+        }
         Ok(if deferred { Step::Deferred(why) } else { Step::Review(why) })
+    }
+
+    /// A request for this merchant cannot be built from its configuration: nothing can be sent,
+    /// so the refund goes to a person at once and the merchant is paused (as for QFPay's own
+    /// configuration codes), instead of the refund coming back for ever.
+    async fn misconfigured(&self, target: &RefundRef, why: &str) -> Result<Step, LedgerError> {
+        let why = format!("configuration error for merchant {:?}: {why}", target.merchant);
+        tracing::error!(merchant = %target.merchant, reason = %why, "needs review: merchant paused");
+        self.ledger.pause(&target.merchant, &why).await?;
+        let Some(rec) = self.ledger.get(&target.out_trade_no).await? else {
+            return Ok(Step::Nothing("no such refund".into()));
+        };
+        // A maximum age of zero: to needs_review now (unless someone holds it or it moved on).
+        self.ledger.defer(&rec, self.ledger.now_ms(), &why, Duration::ZERO).await?;
+        Ok(Step::Review(why))
     }
 
     /// Learns what the payment was for by enquiring it (promise 3 needs the amount). If QFPay
     /// cannot say, the refund goes ahead and QFPay's own remainder check (`1272`) still applies.
-    /// The claim that asked for it took a rate-limit token for this enquiry.
-    async fn learn_paid(&self, client: &Client, mchid: Option<&str>, target: &RefundRef) -> Result<(), LedgerError> {
-        let req = EnquiryRequest::new(&[&target.syssn], &[], None).and_then(|r| r.with_mchid(mchid))?;
+    /// The claim that asked for it took a rate-limit token for this enquiry. `Ok(Err(why))`: the
+    /// enquiry cannot even be built from the configuration.
+    async fn learn_paid(
+        &self,
+        client: &Client,
+        mchid: Option<&str>,
+        target: &RefundRef,
+    ) -> Result<Result<(), String>, LedgerError> {
+        let req = match requests::payment_enquiry(&target.syssn, mchid) {
+            Ok(req) => req,
+            Err(e) => return Ok(Err(e)),
+        };
         match client.enquire(&req).await {
             Ok(answer) if answer.is_ok() => {
                 let payment = answer.data.iter().find(|r| {
@@ -249,40 +283,57 @@ impl Processor {
             Ok(answer) => debug!(respcd = answer.respcd(), "payment enquiry refused; going ahead"),
             Err(e) => debug!(error = %e, "payment enquiry failed; going ahead"),
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
-    /// How long a request may take so that it ends, with a margin, before the lease does. `None`:
-    /// the lease is already (nearly) over — do not send at all.
-    fn within_lease(&self, rec: &Record) -> Option<Duration> {
+    /// When (by this process' monotonic clock) a request must be over, with a margin, for the
+    /// lease to still cover the transition after it. Taken as soon as the claim has answered, so
+    /// a process stopped anywhere after the claim finds its lease spent when it wakes.
+    fn lease_deadline(&self, rec: &Record) -> Instant {
         let left = rec.lease_until - self.ledger.now_ms() - ms(LEASE_MARGIN);
-        (left > 0).then(|| Duration::from_millis(left as u64).min(self.http_timeout))
+        Instant::now() + Duration::from_millis(left.max(0) as u64)
     }
 
-    /// `epoch`: the ledger's connection epoch before the claim (see [`Ledger::make_durable`]).
+    /// Sends `request` if, and only while, the lease covers it (see [`guard::within_lease`]).
+    fn budget(&self, deadline: Instant) -> Option<Duration> {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        (!left.is_zero()).then(|| left.min(self.http_timeout))
+    }
+
+    /// `durable`: the claim reached the AOF and/or the replicas it had to (see [`ledger::durable`]).
     async fn submit(
         &self,
         client: &Client,
         mchid: Option<&str>,
         rec: Record,
         fence: u64,
-        epoch: u64,
+        durable: bool,
     ) -> Result<Step, LedgerError> {
+        let deadline = self.lease_deadline(&rec);
         // The claim (submitting, with its txdtm) must survive a Redis crash or failover before
         // anything is sent: fsynced (WAITAOF) and/or held by replicas (WAIT), as configured.
-        let durable = self.ledger.make_durable(self.durable_claims, epoch).await.unwrap_or(false);
-        let result = match (self.refund_request(&rec, mchid), self.within_lease(&rec)) {
+        let result = match requests::refund_request(&rec, mchid) {
             _ if !durable => SubmitResult::NotSent("the claim was not made durable (AOF, replicas) in time".into()),
-            // Stalled between the claim and here: the lease is spent, so nothing is sent.
-            (_, None) => SubmitResult::NotSent("the lease ran out before the request was sent".into()),
-            (Ok(req), Some(within)) => {
-                let sent = std::time::Instant::now();
-                let answer = client.refund_within(&req, Some(within)).await;
-                self.metrics.submitted(sent.elapsed());
-                SubmitResult::from(answer)
-            }
-            // Validated at enqueue; if it still cannot be built, nothing was sent.
-            (Err(e), _) => SubmitResult::Misconfigured(e),
+            // Validated at enqueue and at start-up; if it still cannot be built, nothing was sent.
+            Err(e) => SubmitResult::Misconfigured(e),
+            Ok(req) => match self.budget(deadline) {
+                // Stalled between the claim and here: the lease is spent, so nothing is sent.
+                None => SubmitResult::NotSent("the lease ran out before the request was sent".into()),
+                Some(within) => {
+                    let sent = Instant::now();
+                    let answer = guard::within_lease(deadline, client.refund_within(&req, Some(within))).await;
+                    self.metrics.submitted(sent.elapsed());
+                    match answer {
+                        Guarded::Done(answer) => SubmitResult::from(answer),
+                        Guarded::NotStarted => {
+                            SubmitResult::NotSent("the lease ran out before the request was sent".into())
+                        }
+                        Guarded::Expired => {
+                            SubmitResult::Unknown("the lease ran out while the request was in flight".into())
+                        }
+                    }
+                }
+            },
         };
         let decision = after_submit(&rec, &result, &self.policy, self.ledger.now_ms(), fastrand::f64());
         info!(submit = rec.submits, result = %describe_submit(&result), next = %decision.state, "submitted");
@@ -291,14 +342,8 @@ impl Processor {
             .map(|ok| if ok { Step::Submitted(decision.state) } else { Step::Fenced })
     }
 
-    fn refund_request(&self, rec: &Record, mchid: Option<&str>) -> Result<RefundRequest, String> {
-        let at: Txdtm = rec.txdtm.as_deref().unwrap_or("").parse().map_err(|e| format!("txdtm: {e}"))?;
-        RefundRequest::new(&rec.syssn, &rec.out_trade_no, rec.txamt, at)
-            .and_then(|r| r.with_mchid(rec.mchid.as_deref().or(mchid)))
-            .and_then(|r| r.with_udid(rec.udid.as_deref()))
-            .map_err(|e| e.to_string())
-    }
-
+    /// An enquiry of the refund, or, in its payment check, of its payment (see
+    /// [`ledger::payment_check`]).
     async fn enquire(
         &self,
         client: &Client,
@@ -306,28 +351,39 @@ impl Processor {
         rec: Record,
         fence: u64,
     ) -> Result<Step, LedgerError> {
-        let result = match (self.enquiry_request(&rec, mchid), self.within_lease(&rec)) {
+        let deadline = self.lease_deadline(&rec);
+        let request = if rec.payment_check {
+            requests::payment_enquiry(&rec.syssn, rec.mchid.as_deref().or(mchid))
+        } else {
+            enquiry_for(&rec, mchid, self.ledger.now_ms())
+        };
+        let result = match (request, self.budget(deadline)) {
             (_, None) => EnquiryResult::Failed(ClientError::NotSent { reason: "the lease ran out".into() }),
             (Ok(req), Some(within)) => {
-                let sent = std::time::Instant::now();
-                let answer = client.enquire_within(&req, Some(within)).await;
+                let sent = Instant::now();
+                let answer = guard::within_lease(deadline, client.enquire_within(&req, Some(within))).await;
                 self.metrics.enquired(sent.elapsed());
                 match answer {
-                    Ok(answer) => EnquiryResult::Answer(answer),
-                    Err(e) => EnquiryResult::Failed(e),
+                    Guarded::Done(Ok(answer)) => EnquiryResult::Answer(answer),
+                    Guarded::Done(Err(e)) => EnquiryResult::Failed(e),
+                    Guarded::NotStarted | Guarded::Expired => {
+                        EnquiryResult::Failed(ClientError::NotSent { reason: "the lease ran out".into() })
+                    }
                 }
             }
             (Err(e), _) => EnquiryResult::Failed(ClientError::Config(e)),
         };
-        let decision = after_enquiry(&rec, &result, &self.policy, self.ledger.now_ms(), fastrand::f64());
-        info!(enquiry = rec.enquiries, result = %describe_enquiry(&rec, &result), next = %decision.state, "enquired");
+        let now = self.ledger.now_ms();
+        let decision = if rec.payment_check {
+            after_payment_check(&rec, &result, &self.policy, now, fastrand::f64())
+        } else {
+            after_enquiry(&rec, &result, &self.policy, now, fastrand::f64())
+        };
+        info!(enquiry = rec.enquiries, payment_check = rec.payment_check, result = %describe_enquiry(&rec, &result),
+            next = %decision.state, "enquired");
         self.apply(&rec, State::Pending, fence, &decision)
             .await
             .map(|ok| if ok { Step::Enquired(decision.state) } else { Step::Fenced })
-    }
-
-    fn enquiry_request(&self, rec: &Record, mchid: Option<&str>) -> Result<EnquiryRequest, String> {
-        enquiry_for(rec, mchid, self.ledger.now_ms())
     }
 
     /// Writes the decision. A Redis hiccup here is retried for a while: the answer we hold is worth
@@ -340,6 +396,9 @@ impl Processor {
         loop {
             match self.ledger.transition(rec, expected, fence, d, &op).await {
                 Ok(true) => {
+                    if d.state == State::NeedsReview {
+                        warn!(reason = %d.reason, "needs review");
+                    }
                     if d.state.is_final() || d.state == State::NeedsReview {
                         let code = d.set.iter().find(|(k, _)| *k == "respcd").map(|(_, v)| v.as_str());
                         let code = code.or(rec.respcd.as_deref()).filter(|c| !c.is_empty());
@@ -364,66 +423,9 @@ impl Processor {
     }
 }
 
-/// The enquiry that finds refund `rec`: by its own `syssn` when QFPay gave one; else by
-/// `out_trade_no` over a window around the first submit (without one, QFPay searches only the
-/// current month, API §5.1). `mchid` is the merchant's, used when the refund names none.
-pub fn enquiry_for(rec: &Record, mchid: Option<&str>, now_ms: i64) -> Result<EnquiryRequest, String> {
-    let mchid = rec.mchid.as_deref().or(mchid);
-    let req = if let Some(syssn) = rec.refund_syssn.as_deref() {
-        EnquiryRequest::new(&[syssn], &[&rec.out_trade_no], None)
-    } else {
-        let submitted = rec
-            .txdtm
-            .as_deref()
-            .and_then(|t| t.parse::<Txdtm>().ok())
-            .map_or(rec.created_at / 1000, |t| t.to_unix(DEFAULT_OFFSET_SECS));
-        let from = Txdtm::from_unix(submitted - 86_400, DEFAULT_OFFSET_SECS);
-        let to = Txdtm::from_unix(now_ms / 1000 + 86_400, DEFAULT_OFFSET_SECS);
-        EnquiryRequest::new(&[], &[&rec.out_trade_no], Some((from, to)))
-    };
-    req.and_then(|r| r.with_page(1, 100)).and_then(|r| r.with_mchid(mchid)).map_err(|e| e.to_string())
-}
-
 /// The start of the reason a claim writes when it finds a refund whose holder vanished.
 const RECOVERED: &str = "found in submitting";
 
-/// A metric label for QFPay's last code.
-fn class_name(code: Option<&str>) -> &'static str {
-    use qfpay::respcd::Class;
-    match code.map(|c| qfpay::respcd::classify(c, None)) {
-        None => "none",
-        Some(Class::Success) => "success",
-        Some(Class::InProgress) => "in_progress",
-        Some(Class::Retryable { .. }) => "retryable",
-        Some(Class::FinalFailure { .. }) => "final_failure",
-        Some(Class::ConfigError) => "config_error",
-        Some(Class::Unknown) => "unknown",
-    }
-}
-
 fn ms(d: Duration) -> i64 {
     d.as_millis() as i64
-}
-
-fn describe_submit(r: &SubmitResult) -> String {
-    match r {
-        SubmitResult::Answer(a) => format!("respcd {}", a.respcd()),
-        SubmitResult::NotSent(e) => format!("not sent: {e}"),
-        SubmitResult::Unknown(e) => format!("unknown: {e}"),
-        SubmitResult::RateLimited(_) => "429".into(),
-        SubmitResult::Misconfigured(e) => format!("misconfigured: {e}"),
-    }
-}
-
-fn describe_enquiry(rec: &Record, r: &EnquiryResult) -> String {
-    match r {
-        EnquiryResult::Answer(a) if !a.is_ok() => format!("enquiry respcd {}", a.respcd()),
-        EnquiryResult::Answer(a) => match a.refund(&rec.out_trade_no, &rec.syssn, rec.txamt) {
-            RefundLookup::Succeeded(_) => "found 0000".into(),
-            RefundLookup::InProgress(f) | RefundLookup::Other(f) => format!("found {}", f.respcd()),
-            RefundLookup::Foreign(f) => format!("found someone else's refund {}", f.syssn.as_deref().unwrap_or("?")),
-            RefundLookup::NotFound => "not found".into(),
-        },
-        EnquiryResult::Failed(e) => e.to_string(),
-    }
 }

@@ -11,7 +11,7 @@ use ledger::{Ledger, LedgerError, Record, State};
 use qfpay::{Client, EnquiryResponse, RefundLookup};
 
 use crate::config::WorkerConfig;
-use crate::processor::enquiry_for;
+use crate::requests::enquiry_for;
 
 /// How the two sides compare.
 #[derive(Debug, Clone, PartialEq, Eq)]

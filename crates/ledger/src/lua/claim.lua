@@ -39,6 +39,11 @@ if next_at > now then
   return {'early', tostring(next_at)}
 end
 
+-- Its holder's lease ran out while it was 'submitting': the request may have reached QFPay. Whatever
+-- this claim does with it (enquire, defer, review), it is 'uncertain' from now on, so that no
+-- later refusal reads as a failure without an enquiry.
+if state == 'submitting' then redis.call('HSET', KEYS[1], 'uncertain', 1) end
+
 local age_from = math.max(tonumber(rec[9]) or now, tonumber(rec[10]) or 0)
 local too_old = now - age_from >= tonumber(ARGV[11])
 local function defer(why, at)
@@ -84,7 +89,6 @@ if state == 'submitting' or state == 'pending' then
   local extra = {'enquiries', (tonumber(rec[11]) or 0) + 1}
   if state == 'submitting' then
     extra[3], extra[4] = 'reason', 'found in submitting after its lease expired: enquiring, never resending'
-    extra[5], extra[6] = 'uncertain', 1
   end
   return take_lease('pending', 'enquire', extra)
 end
@@ -103,6 +107,8 @@ if inflight and inflight ~= otn then
 end
 local paid = redis.call('HGET', KEYS[4], 'paid')
 if not paid and ARGV[9] == '1' then
+  -- Learning the amount is waiting too: the maximum age applies.
+  if too_old then return defer('the payment amount is still unknown', now) end
   -- The caller will enquire the payment first: that request takes a token too.
   local wait = token_wait()
   if wait > 0 then return rate_limited(wait) end

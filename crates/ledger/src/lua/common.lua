@@ -59,7 +59,9 @@ end
 
 -- Moves a refund that has waited too long (for a paused merchant, a busy payment, missing
 -- credentials) to needs_review, so it is seen instead of deferred for ever.
+-- A refund found in 'submitting' may have been sent: it stays 'uncertain' whatever happens to it.
 local function review(otn, state, why, now, maxlen)
+  if state == 'submitting' then redis.call('HSET', R, 'uncertain', 1) end
   redis.call('HSET', R, 'reason', why, 'updated_at', now, 'next_at', 0)
   redis.call('HDEL', R, 'lease_owner', 'lease_until')
   redis.call('ZREM', KEYS[2], otn)

@@ -6,6 +6,8 @@
 local cur = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'created_at', 'retried_at')
 local now = tonumber(ARGV[4])
 if cur[1] ~= ARGV[2] or (tonumber(cur[2]) or 0) > now then return {'stale'} end
+-- Deferred while 'submitting' (its holder vanished): it may have been sent.
+if cur[1] == 'submitting' then redis.call('HSET', KEYS[1], 'uncertain', 1) end
 if now - math.max(tonumber(cur[3]) or now, tonumber(cur[4]) or 0) >= tonumber(ARGV[6]) then
   review(ARGV[1], cur[1], 'max age reached while waiting: ' .. ARGV[5], now, ARGV[7])
   return {'review'}

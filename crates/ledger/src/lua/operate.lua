@@ -2,19 +2,25 @@
 --   retry:   needs_review -> pending (if it was ever sent: enquire first, never resend blindly)
 --            or queued (never sent); counters for not-found and retries start over.
 --   resolve: needs_review -> succeeded | failed, as the operator established with QFPay; a resolved
---            success counts against the payment's paid amount like any other.
+--            success counts against the payment's paid amount like any other. A success is refused
+--            for a refund never sent, and for one that would take the payment past what was paid
+--            (unless forced: a person holding QFPay's proof; audited as forced).
 --   cancel:  queued (never sent) -> cancelled.
 -- Every action records who and why on the record, in the outcome stream and in the audit stream
 -- (KEYS[15], never trimmed: the outcome stream is capped, the audit trail is not). A refused action
 -- is audited too.
--- ARGV: 1 out_trade_no, 2 action, 3 target state (resolve), 4 who, 5 why, 6 now ms, 7 stream maxlen
+-- ARGV: 1 out_trade_no, 2 action, 3 target state (resolve), 4 who, 5 why, 6 now ms, 7 stream maxlen,
+--       8 '1' = force a resolve past the paid amount
 -- Returns: {'ok', new_state} | {'refused', why}
 local otn, action, target, who, why, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local cur = redis.call('HMGET', KEYS[1], 'state', 'submits', 'txamt')
 local state = cur[1]
-local note = action .. ' by ' .. who .. ': ' .. why
+local forced = ARGV[8] == '1'
+local shown = action
+if ARGV[8] == '1' then shown = action .. ' --force' end
+local note = shown .. ' by ' .. who .. ': ' .. why
 local function audit(outcome, new_state)
-  redis.call('XADD', KEYS[15], '*', 'out_trade_no', otn, 'action', action, 'who', who, 'why', why,
+  redis.call('XADD', KEYS[15], '*', 'out_trade_no', otn, 'action', shown, 'who', who, 'why', why,
     'from', state or '', 'to', new_state or '', 'outcome', outcome, 'at', tostring(now))
 end
 local function refuse(msg)
@@ -26,13 +32,30 @@ if why == '' then return refuse('a reason is required') end
 local new
 if action == 'retry' then
   if state ~= 'needs_review' then return refuse('only a refund in needs_review can be retried (it is ' .. state .. ')') end
-  if (tonumber(cur[2]) or 0) > 0 then new = 'pending' else new = 'queued' end
+  if (tonumber(cur[2]) or 0) > 0 then
+    -- Sent at least once: it may have taken effect, so it is enquired and never failed unseen.
+    new = 'pending'
+    redis.call('HSET', KEYS[1], 'uncertain', 1)
+  else
+    new = 'queued'
+  end
   -- The maximum age counts again from now (retried_at), the creation time stays as it was.
   redis.call('HSET', KEYS[1], 'not_found', 0, 'retries', 0, 'next_at', now, 'retried_at', now)
   redis.call('ZADD', KEYS[2], now, otn)
 elseif action == 'resolve' then
   if state ~= 'needs_review' then return refuse('only a refund in needs_review can be resolved (it is ' .. state .. ')') end
   if target ~= 'succeeded' and target ~= 'failed' then return refuse('resolve to succeeded or failed') end
+  if target == 'succeeded' then
+    if (tonumber(cur[2]) or 0) == 0 then
+      return refuse('it was never sent to QFPay (0 submits): a refund never sent cannot have succeeded')
+    end
+    local paid = redis.call('HGET', KEYS[4], 'paid')
+    local total = hget_num(KEYS[4], 'committed') + (tonumber(cur[3]) or 0)
+    if paid and total > tonumber(paid) and not forced then
+      return refuse('a success would take payment refunds to ' .. total .. ' of ' .. paid ..
+        ' paid; force it only with QFPay\'s proof that it succeeded')
+    end
+  end
   new = target
   redis.call('HSET', KEYS[1], 'next_at', 0)
   redis.call('ZREM', KEYS[2], otn)

@@ -3,17 +3,21 @@
 -- writes nothing. Final states are never left. The due-index, the state indexes, the payment's
 -- accounting, the merchant's pause and the outcome stream change with the record, atomically.
 -- Idempotent: a retry of the same operation (op id) after a lost reply changes nothing again.
+-- The lease owner is compared as well as the fence: fences grow with the server's clock, so after a
+-- failover to a node whose clock is behind, a rolled-back record could hand an equal fence to a
+-- second worker; the owner tells the two apart.
 -- ARGV: 1 out_trade_no, 2 expected state, 3 expected fence, 4 new state, 5 next_at ms or -1,
---       6 now ms, 7 reason, 8 merchant to pause or '', 9 stream maxlen, 10 op id, 11.. field/value pairs
+--       6 now ms, 7 reason, 8 merchant to pause or '', 9 stream maxlen, 10 op id, 11 lease owner,
+--       12.. field/value pairs
 -- Returns: {'ok'} | {'stale', state, fence}
 local otn, expected, fence, new = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local next_at, now = tonumber(ARGV[5]), tonumber(ARGV[6])
-local cur = redis.call('HMGET', KEYS[1], 'state', 'fence', 'txamt', 'last_op')
+local cur = redis.call('HMGET', KEYS[1], 'state', 'fence', 'txamt', 'last_op', 'lease_owner')
 if cur[4] == ARGV[10] then return {'ok'} end
-if cur[1] ~= expected or cur[2] ~= fence or FINAL[cur[1]] then
+if cur[1] ~= expected or cur[2] ~= fence or cur[5] ~= ARGV[11] or FINAL[cur[1]] then
   return {'stale', cur[1] or '', cur[2] or ''}
 end
-write_fields(11, {'last_op', ARGV[10], 'reason', ARGV[7], 'updated_at', now, 'next_at', math.max(next_at, 0)},
+write_fields(12, {'last_op', ARGV[10], 'reason', ARGV[7], 'updated_at', now, 'next_at', math.max(next_at, 0)},
   {'lease_owner', 'lease_until'})
 if next_at >= 0 then
   redis.call('ZADD', KEYS[2], next_at, otn)
