@@ -1,0 +1,244 @@
+//! The ledger's money-safety promises against real redis-server processes: each test is named
+//! after the promise it keeps.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use ledger::machine::{SubmitResult, after_submit};
+use ledger::{Claim, ClaimOptions, Ledger, LedgerConfig, NewRefund, Operation, Policy, Record, State};
+use qfpay::RefundResponse;
+use redis::AsyncCommands;
+use testkit::{RedisServer, TestRedis, unique_namespace};
+
+async fn ledger(name: &str) -> (TestRedis, Ledger) {
+    let redis = TestRedis::start().unwrap();
+    let config = LedgerConfig { namespace: unique_namespace(name), ..LedgerConfig::default() };
+    let l = Ledger::connect(&redis.url(), config).await.unwrap();
+    (redis, l)
+}
+
+fn policy(lease_ms: u64) -> Policy {
+    Policy { lease: Duration::from_millis(lease_ms), syssn_busy_wait: Duration::from_millis(1), ..Policy::default() }
+}
+
+fn options<'a>(p: &'a Policy, worker: &'a str) -> ClaimOptions<'a> {
+    ClaimOptions {
+        worker,
+        policy: p,
+        txdtm: "2025-11-25 10:00:00",
+        want_paid: false,
+        submit_not_before: 0,
+        rate: None,
+        durable_local: false,
+    }
+}
+
+async fn claim_as(l: &Ledger, otn: &str, o: &ClaimOptions<'_>) -> Claim {
+    let rec = l.get(otn).await.unwrap().unwrap();
+    l.claim(&(&rec).into(), o).await.unwrap()
+}
+
+fn claimed(c: Claim) -> (u64, Record) {
+    match c {
+        Claim::Submit { fence, record, .. } | Claim::Enquire { fence, record, .. } => (fence, *record),
+        other => panic!("not claimed: {other:?}"),
+    }
+}
+
+fn answer(code: &str) -> SubmitResult {
+    SubmitResult::Answer(RefundResponse { respcd: Some(code.into()), syssn: Some("R1".into()), ..Default::default() })
+}
+
+/// Whether the replica at `url` has finished its first sync with its primary.
+async fn replica_in_sync(url: &str) -> bool {
+    let mut c = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO").arg("replication").query_async(&mut c).await.unwrap();
+    info.lines().any(|l| l.trim() == "master_link_status:up")
+}
+
+/// A.1: `WAIT` answers for its connection. After a reconnect it counts from zero and would vouch
+/// for a claim it never saw; a failover would then lose the claim of a refund that was sent. The
+/// claim and its wait share one pipeline, so whatever happens to the connection, a claim is only
+/// ever called durable by a wait that followed it on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_after_a_reconnect_never_vouches_for_a_claim_it_did_not_see() {
+    let primary = RedisServer::start().unwrap();
+    let mut replica =
+        RedisServer::builder().arg("--replicaof").arg(&format!("127.0.0.1 {}", primary.port())).start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !replica_in_sync(&replica.url()).await {
+        assert!(Instant::now() < deadline, "the replica never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let config = LedgerConfig {
+        namespace: unique_namespace("wait-reconnect"),
+        wait_replicas: 1,
+        wait_timeout: Duration::from_millis(40),
+        ..LedgerConfig::default()
+    };
+    let l = Ledger::connect(&primary.url(), config).await.unwrap();
+    let n = 40;
+    for i in 0..n {
+        l.enqueue(NewRefund::new(&format!("P{i}"), &format!("RF{i}"), 1)).await.unwrap();
+    }
+    // The replica stops acknowledging: nothing written from now on is replicated.
+    replica.pause(true).unwrap();
+
+    // The premise: a bare WAIT on a connection that has not written answers "replicated" at once.
+    let mut fresh = redis::Client::open(primary.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let vouched: i64 = redis::cmd("WAIT").arg(1).arg(200).query_async(&mut fresh).await.unwrap();
+    assert_eq!(vouched, 1, "a fresh connection's WAIT vouches for nothing it wrote");
+
+    // Kill the ledger's connections over and over while it claims.
+    let killer_url = primary.url();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killing = stop.clone();
+    let killer = tokio::spawn(async move {
+        let mut k = redis::Client::open(killer_url).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let mut k_round = 0u64;
+        while !killing.load(std::sync::atomic::Ordering::Relaxed) {
+            // Irregular gaps (5-119 ms), so kills land at every point of a claim's life.
+            k_round = k_round.wrapping_mul(31).wrapping_add(17);
+            let _: Result<i64, _> = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .arg("SKIPME")
+                .arg("yes")
+                .query_async(&mut k)
+                .await;
+            tokio::time::sleep(Duration::from_millis(5 + (std::process::id() as u64 + k_round) % 115)).await;
+        }
+    });
+    let p = policy(60_000);
+    let o = options(&p, "w1");
+    let (mut answered, mut errors) = (0, 0);
+    for i in 0..n {
+        let otn = format!("RF{i}");
+        let Ok(Some(rec)) = l.get(&otn).await else {
+            errors += 1;
+            continue;
+        };
+        match l.claim(&(&rec).into(), &o).await {
+            Ok(Claim::Submit { durable, .. } | Claim::Enquire { durable, .. }) => {
+                answered += 1;
+                assert!(!durable, "{otn}: a claim no replica holds was vouched for");
+            }
+            Ok(_) => answered += 1,
+            Err(_) => errors += 1,
+        }
+        // An enqueue no replica holds is never accepted either (A.4): it answers "outcome unknown".
+        match l.enqueue(NewRefund::new("PX", &format!("NEW{i}"), 1)).await {
+            Ok(e) => panic!("an enqueue no replica holds was accepted: {e:?}"),
+            Err(e) => assert!(e.to_string().contains("retry") || matches!(e, ledger::LedgerError::Redis(_)), "{e}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    killer.await.unwrap();
+    assert!(answered > 0, "no claim got through the killings ({errors} errors): the test proved nothing");
+    replica.pause(false).unwrap();
+}
+
+/// A.2: a refund found in `submitting` may have been sent. Deferred by the claim (an empty token
+/// bucket), deferred or reviewed without a lease (no credentials on this worker), or retried by an
+/// operator: it is `uncertain`, so that no later refusal reads as a failure without an enquiry.
+#[tokio::test]
+async fn a_submitting_refund_that_is_deferred_or_reviewed_stays_uncertain() {
+    let (_r, l) = ledger("uncertain").await;
+    let p = policy(30);
+    for otn in ["RF1", "RF2"] {
+        l.enqueue(NewRefund::new(otn, otn, 1)).await.unwrap();
+        assert!(matches!(claim_as(&l, otn, &options(&p, "dead")).await, Claim::Submit { .. }));
+    }
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // RF1: the claim finds it orphaned, but the merchant's bucket is empty: deferred.
+    let empty = ClaimOptions { rate: Some((0.001, 1)), ..options(&p, "w2") };
+    l.take_token("default", 0.001, 1).await.unwrap();
+    assert!(matches!(claim_as(&l, "RF1", &empty).await, Claim::Deferred { .. }));
+    assert!(l.get("RF1").await.unwrap().unwrap().uncertain, "deferred from submitting: may have been sent");
+    // RF2: a worker without credentials puts it off past its maximum age: needs_review.
+    let rec = l.get("RF2").await.unwrap().unwrap();
+    assert!(!l.defer(&rec, l.now_ms() + 1_000, "no credentials", Duration::ZERO).await.unwrap());
+    let rec = l.get("RF2").await.unwrap().unwrap();
+    assert_eq!(rec.state, State::NeedsReview);
+    assert!(rec.uncertain, "reviewed from submitting: may have been sent");
+    // The operator's retry enquires it; a refusal then is not a failure.
+    assert_eq!(l.operate("RF2", Operation::Retry, "ann", "checked").await.unwrap(), Ok(State::Pending));
+    let (_, rec) = claimed(claim_as(&l, "RF2", &options(&policy(5_000), "w3")).await);
+    assert!(rec.uncertain);
+    let resent = Record { state: State::Submitting, ..rec };
+    assert_eq!(after_submit(&resent, &answer("1272"), &p, l.now_ms(), 0.5).state, State::Pending);
+}
+
+/// A.6: learning a payment's amount is waiting too; it ends at the maximum age like any wait.
+#[tokio::test]
+async fn a_refund_waiting_to_learn_its_payment_amount_reaches_max_age() {
+    let (_r, l) = ledger("need-paid").await;
+    l.enqueue(NewRefund::new("P1", "RF1", 1)).await.unwrap();
+    let p = Policy { max_age: Duration::from_millis(20), ..policy(5_000) };
+    let o = ClaimOptions { want_paid: true, ..options(&p, "w") };
+    assert_eq!(claim_as(&l, "RF1", &o).await, Claim::NeedPaid);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert!(matches!(claim_as(&l, "RF1", &o).await, Claim::Blocked(why) if why.contains("payment amount")));
+    assert_eq!(l.get("RF1").await.unwrap().unwrap().state, State::NeedsReview);
+}
+
+/// A.8: "resolve --state succeeded" is a claim about money: refused for a refund never sent, and
+/// for one that would take its payment past what was paid, unless forced (audited as forced).
+#[tokio::test]
+async fn resolving_a_success_is_refused_when_never_sent_or_past_the_paid_amount() {
+    let (_r, l) = ledger("resolve").await;
+    let p = policy(5_000);
+    // Never sent: reviewed straight from queued.
+    l.enqueue(NewRefund::new("P0", "RF0", 1)).await.unwrap();
+    let rec = l.get("RF0").await.unwrap().unwrap();
+    l.defer(&rec, 0, "waited too long", Duration::ZERO).await.unwrap();
+    let refused = l.operate("RF0", Operation::Resolve(State::Succeeded), "ann", "QFPay says ok").await.unwrap();
+    assert!(refused.unwrap_err().to_string().contains("never sent"));
+    let forced = l.operate("RF0", Operation::ForceResolve(State::Succeeded), "ann", "sure").await.unwrap();
+    assert!(forced.unwrap_err().to_string().contains("never sent"), "force never covers a refund never sent");
+    assert_eq!(
+        l.operate("RF0", Operation::Resolve(State::Failed), "ann", "never sent").await.unwrap(),
+        Ok(State::Failed)
+    );
+
+    // Paid unknown when both were sent; learned 1 000 afterwards.
+    for otn in ["RF1", "RF2"] {
+        l.enqueue(NewRefund::new("P1", otn, 600)).await.unwrap();
+    }
+    let (fence, r1) = claimed(claim_as(&l, "RF1", &options(&p, "w")).await);
+    assert!(
+        l.transition(&r1, State::Submitting, fence, &after_submit(&r1, &answer("0000"), &p, 0, 0.5), "a")
+            .await
+            .unwrap()
+    );
+    let (fence, r2) = claimed(claim_as(&l, "RF2", &options(&p, "w")).await);
+    let review = after_submit(&r2, &answer("1108"), &p, 0, 0.5);
+    assert!(l.transition(&r2, State::Submitting, fence, &review, "b").await.unwrap());
+    assert_eq!(l.set_paid(&(&r2).into(), 1_000).await.unwrap(), 1_000);
+    let refused = l.operate("RF2", Operation::Resolve(State::Succeeded), "ann", "QFPay says ok").await.unwrap();
+    assert!(refused.unwrap_err().to_string().contains("1200 of 1000"));
+    assert_eq!(l.get("RF2").await.unwrap().unwrap().state, State::NeedsReview);
+    let forced = l.operate("RF2", Operation::ForceResolve(State::Succeeded), "ann", "QFPay ticket 42").await.unwrap();
+    assert_eq!(forced, Ok(State::Succeeded));
+    let audit = l.audit("0", 100).await.unwrap();
+    assert!(audit.iter().any(|a| a.out_trade_no == "RF2" && a.action == "resolve --force" && a.outcome == "ok"));
+    assert!(audit.iter().any(|a| a.out_trade_no == "RF2" && a.action == "resolve" && a.outcome.starts_with("refused")));
+}
+
+/// A.9: fences grow with the server's clock; after a failover to a node whose clock is behind, a
+/// rolled-back record could hand the same fence to a second worker. The lease owner tells the two
+/// apart: the stale holder writes nothing.
+#[tokio::test]
+async fn a_stale_holder_with_an_equal_fence_cannot_write() {
+    let (_r, l) = ledger("owner").await;
+    let p = policy(5_000);
+    l.enqueue(NewRefund::new("P1", "RF1", 1)).await.unwrap();
+    let (fence, first) = claimed(claim_as(&l, "RF1", &options(&p, "w1")).await);
+    // As if a rollback and a second claim on a slower clock gave w2 the very same fence.
+    let _: () = l.connection().hset(l.keys().record("RF1"), "lease_owner", "w2").await.unwrap();
+    let d = after_submit(&first, &answer("0000"), &p, 0, 0.5);
+    assert!(!l.transition(&first, State::Submitting, fence, &d, "op").await.unwrap(), "w1 no longer holds it");
+    assert_eq!(l.get("RF1").await.unwrap().unwrap().state, State::Submitting);
+}
