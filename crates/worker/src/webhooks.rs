@@ -9,8 +9,9 @@
 //! and an operator can redeliver it.
 //!
 //! The contract (README "Webhooks"): `POST` with `Content-Type: application/json`, the body is
-//! the outcome event as JSON; `X-Qfrefund-Event-Id` is stable across redeliveries (de-duplicate
-//! on it); `X-Qfrefund-Signature: sha256=<hex HMAC-SHA256 of the raw body with the merchant's
+//! the outcome event as JSON; `X-Qfrefund-Event-Id` (and the body's `id`) is stable across
+//! redeliveries and across a replay of the same outcome after a Redis rollback ([`event_id`]:
+//! de-duplicate on it); `X-Qfrefund-Signature: sha256=<hex HMAC-SHA256 of the raw body with the merchant's
 //! webhook secret>`. Any 2xx is success.
 
 mod dispatch;
@@ -96,11 +97,36 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The JSON body of a webhook: the outcome event, with its type.
-pub fn body_of(e: &Event) -> Vec<u8> {
+/// The id a receiver de-duplicates on (`X-Qfrefund-Event-Id` and the body's `id`): the same for
+/// every announcement of one outcome, whichever stream entry carried it.
+///
+/// Derived from the merchant, the out_trade_no and the final state, and deliberately not from the
+/// stream id or the fence: after a Redis rollback loses a final transition, the refund is settled
+/// again — as a new stream entry and, since a takeover claims with a new fence, usually under
+/// another fence — and that is still the same outcome. It cannot collide with another outcome: a
+/// final state is terminal (no script moves a refund out of one) and an out_trade_no names one
+/// refund for ever (enqueue is idempotent on it, records are never purged). Should a rollback end
+/// the refund in a *different* final state, that is a different id: a different outcome.
+pub fn event_id(merchant: &str, out_trade_no: &str, state: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"qfrefund webhook event\0")
+        .chain_update(merchant.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(out_trade_no.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(state.as_bytes())
+        .finalize();
+    format!("evt_{}", hex(&digest[..16]))
+}
+
+/// The JSON body of a webhook: the outcome event (its `id` the stable [`event_id`]), with its
+/// type, the stream entry it came from (`stream_id`) and the transition's `fence`.
+pub fn body_of(e: &Event, stream_id: &str, fence: &str) -> Vec<u8> {
     let mut v = serde_json::to_value(e).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.insert("type".into(), serde_json::Value::String(format!("refund.{}", e.state)));
+        o.insert("stream_id".into(), serde_json::Value::String(stream_id.to_owned()));
+        o.insert("fence".into(), serde_json::Value::String(fence.to_owned()));
     }
     serde_json::to_vec(&v).unwrap_or_default()
 }
@@ -178,6 +204,22 @@ mod tests {
         assert_eq!(hex(&t1), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
         let t6 = hmac_sha256(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First");
         assert_eq!(hex(&t6), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    }
+
+    #[test]
+    fn the_event_id_names_the_outcome_not_the_stream_entry() {
+        let id = event_id("shop", "RF-1", "succeeded");
+        assert_eq!(id, event_id("shop", "RF-1", "succeeded"));
+        assert!(id.starts_with("evt_") && id.len() == 36, "{id}");
+        for other in [
+            event_id("shop", "RF-1", "failed"),
+            event_id("shop", "RF-2", "succeeded"),
+            event_id("mall", "RF-1", "succeeded"),
+        ] {
+            assert_ne!(id, other);
+        }
+        // No field boundary can be shifted into another outcome's id.
+        assert_ne!(event_id("a", "bc", "succeeded"), event_id("ab", "c", "succeeded"));
     }
 
     #[test]

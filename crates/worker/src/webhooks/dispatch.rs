@@ -30,7 +30,7 @@ use ledger::{Event, Ledger, RedisConn};
 use redis::AsyncCommands;
 use tracing::{debug, info, warn};
 
-use super::{Webhook, WebhookCounters, WebhookPolicy, body_of};
+use super::{Webhook, WebhookCounters, WebhookPolicy, body_of, event_id};
 use crate::runner::Shutdown;
 
 /// The group qfrefund used before there was one per merchant.
@@ -275,12 +275,15 @@ impl Dispatcher {
                 .iter()
                 .filter_map(|(k, v)| redis::from_redis_value::<String>(v.clone()).ok().map(|v| (k.clone(), v)))
                 .collect();
-            let event = Event::from_stream(entry.id.clone(), fields);
+            let fence = fields.get("fence").cloned().unwrap_or_default();
+            let field = |k: &str| fields.get(k).map_or("", String::as_str);
+            let id = event_id(field("merchant"), field("out_trade_no"), field("state"));
+            let event = Event::from_stream(id, fields);
             if event.is_final()
                 && event.merchant == merchant
                 && let Some(hook) = self.hooks.get(merchant)
             {
-                let body = body_of(&event);
+                let body = body_of(&event, &entry.id, &fence);
                 if let Err(why) = self.deliver(hook, &event.id, &body).await {
                     self.schedule(&event, &body, 1, &why).await?;
                 }

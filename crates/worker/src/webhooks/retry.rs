@@ -48,7 +48,8 @@ impl Dispatcher {
         } else {
             let next = now + self.backoff(attempts).as_millis() as i64;
             debug!(event = %e.id, attempts, error = why, "webhook failed; retrying later");
-            pipe.zadd(keys.webhook_retry(), &e.id, next);
+            // A replayed outcome may find its id given up already: it is back on the schedule.
+            pipe.zadd(keys.webhook_retry(), &e.id, next).zrem(keys.webhook_failed(), &e.id);
         }
         pipe.query_async::<()>(&mut self.ledger.connection()).await
     }
