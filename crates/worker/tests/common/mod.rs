@@ -174,3 +174,106 @@ impl Worker {
 pub fn otns(prefix: &str, n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("{prefix}{i}")).collect()
 }
+
+/// What a webhook receiver got: (event id header, signature header, raw body), in arrival order.
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>;
+
+/// A webhook receiver on loopback that accepts every request (200) and keeps it.
+pub async fn hook_receiver() -> (String, Received) {
+    use axum::http::{HeaderMap, StatusCode};
+    let got: Received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                seen.lock().unwrap().push((h("x-qfrefund-event-id"), h("x-qfrefund-signature"), body.to_vec()));
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+/// The out_trade_no of every delivery received so far, once each.
+pub fn delivered_otns(got: &Received) -> std::collections::BTreeSet<String> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(_, _, body)| serde_json::from_slice::<serde_json::Value>(body).ok())
+        .filter_map(|v| v["out_trade_no"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits until deliveries for every one of `otns` arrived; panics with what did after `timeout`.
+pub async fn wait_delivered(got: &Received, otns: &[String], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = delivered_otns(got);
+        if otns.iter().all(|o| seen.contains(o)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{} of {} delivered after {timeout:?}: {seen:?}", seen.len(), otns.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `config` with the default merchant's webhook pointing at `url` and fast retries.
+pub fn with_hook(mut config: WorkerConfig, url: &str, name: &str) -> WorkerConfig {
+    if let Some(m) = config.merchants.get_mut("default") {
+        m.webhook = Some(worker::webhooks::Webhook::new(url, "whsec-test-0123456789").unwrap());
+    }
+    config.webhooks.retry_base = Duration::from_millis(100);
+    config.webhooks.retry_cap = Duration::from_millis(400);
+    config.worker_name = name.into();
+    config
+}
+
+/// `config` for a worker that holds a webhook, but only for another merchant ("other", with the
+/// simulator's credentials): it runs the webhook dispatcher without holding the default's hook.
+pub fn with_other_hook(mut config: WorkerConfig, url: &str, name: &str) -> WorkerConfig {
+    let mut other = config.merchants["default"].clone();
+    other.name = "other".into();
+    other.webhook = Some(worker::webhooks::Webhook::new(url, "whsec-other-0123456789").unwrap());
+    config.merchants.insert("other".into(), other);
+    if let Some(m) = config.merchants.get_mut("default") {
+        m.webhook = None;
+    }
+    config.worker_name = name.into();
+    config
+}
+
+/// Every entry of the outcome stream, oldest first, as (id, fields).
+pub async fn stream(ledger: &Ledger) -> Vec<(String, Vec<(String, String)>)> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(ledger.keys().events())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut ledger.connection())
+        .await
+        .unwrap();
+    reply
+        .ids
+        .into_iter()
+        .map(|e| {
+            let f = e.map.iter().map(|(k, v)| (k.clone(), redis::from_redis_value::<String>(v.clone()).unwrap()));
+            (e.id, f.collect())
+        })
+        .collect()
+}
+
+/// Adds an entry with these fields to the outcome stream, as a transition would.
+pub async fn xadd(ledger: &Ledger, fields: &[(String, String)]) {
+    let _: String = redis::cmd("XADD")
+        .arg(ledger.keys().events())
+        .arg("*")
+        .arg(fields)
+        .query_async(&mut ledger.connection())
+        .await
+        .unwrap();
+}

@@ -1,0 +1,44 @@
+//! The README's Metrics section and what a worker's `/metrics` serves agree.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, Worker};
+use testkit::Faults;
+
+/// Every metric the README's Metrics section names (except the API's own) is on a worker's
+/// `/metrics`, the webhook gauges included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_readme_lists_is_exported_by_a_worker() {
+    let env = Env::start("hooks-gauges", 1, Faults::default()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut config = env.config.clone();
+    config.metrics_listen = Some(format!("127.0.0.1:{port}"));
+    let w = Worker::start(config);
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = readme.split("\n## Metrics").nth(1).unwrap().split("\n## ").next().unwrap();
+    let listed: std::collections::BTreeSet<&str> = section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|s| s.split(['{', '=']).next())
+        .filter(|s| s.starts_with("qfrefund_") && !s.starts_with("qfrefund_api_"))
+        .collect();
+    assert!(listed.contains("qfrefund_webhooks_retrying"), "{listed:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+            Ok(r) if r.status().is_success() => break r.text().await.unwrap(),
+            _ => assert!(std::time::Instant::now() < deadline, "no /metrics"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let missing: Vec<_> = listed.iter().filter(|m| !text.contains(&format!("# TYPE {m} "))).collect();
+    assert!(missing.is_empty(), "listed in the README, not exported: {missing:?}");
+    assert!(text.contains("\nqfrefund_webhooks_failed 0\n"), "{text}");
+    assert!(text.contains("\nqfrefund_webhooks_retrying 0\n"), "{text}");
+    w.stop().await;
+}
