@@ -298,6 +298,16 @@ impl Stats {
             "Merchants whose submits are paused.",
             vec![(String::new(), self.paused.len().to_string())],
         );
+        gauge(
+            "qfrefund_webhooks_failed",
+            "Webhook deliveries given up (see `qfrefund webhooks`).",
+            vec![(String::new(), self.webhooks_failed.to_string())],
+        );
+        gauge(
+            "qfrefund_webhooks_retrying",
+            "Webhook deliveries waiting for a retry.",
+            vec![(String::new(), self.webhooks_retrying.to_string())],
+        );
     }
 }
 

@@ -64,7 +64,7 @@ async fn replica_in_sync(url: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_after_a_reconnect_never_vouches_for_a_claim_it_did_not_see() {
     let primary = RedisServer::start().unwrap();
-    let mut replica =
+    let replica =
         RedisServer::builder().arg("--replicaof").arg(&format!("127.0.0.1 {}", primary.port())).start().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !replica_in_sync(&replica.url()).await {

@@ -181,47 +181,9 @@ impl Metrics {
     }
 }
 
-/// The ledger's gauges as a worker serves them: [`ledger::Stats::to_prometheus`] plus the webhook
-/// gauges the README lists (`qfrefund_webhooks_failed`, `qfrefund_webhooks_retrying`), which the
-/// ledger counts in [`ledger::Stats`] but does not render. Each is added only if the ledger did
-/// not render it already, so moving them into the ledger later exports them once.
-pub fn ledger_gauges(stats: &ledger::Stats, out: &mut String) {
-    stats.to_prometheus(out);
-    for (name, help, v) in [
-        (
-            "qfrefund_webhooks_failed",
-            "Webhook deliveries given up (see `qfrefund list --webhook-failed`; `qfrefund redeliver`).",
-            stats.webhooks_failed,
-        ),
-        ("qfrefund_webhooks_retrying", "Webhook deliveries waiting for a retry.", stats.webhooks_retrying),
-    ] {
-        if !out.contains(&format!("# TYPE {name} ")) {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_webhook_gauges_are_rendered_once() {
-        let stats = ledger::Stats {
-            by_state: Vec::new(),
-            oldest_open_age_ms: None,
-            due_total: 0,
-            due_now: 0,
-            paused: Default::default(),
-            webhooks_failed: 2,
-            webhooks_retrying: 5,
-        };
-        let mut out = String::new();
-        ledger_gauges(&stats, &mut out);
-        assert!(out.contains("# TYPE qfrefund_webhooks_failed gauge\nqfrefund_webhooks_failed 2\n"), "{out}");
-        assert!(out.contains("# TYPE qfrefund_webhooks_retrying gauge\nqfrefund_webhooks_retrying 5\n"), "{out}");
-        assert_eq!(out.matches("# TYPE qfrefund_webhooks_failed ").count(), 1);
-    }
 
     #[test]
     fn histograms_are_cumulative_and_render_as_prometheus_expects() {

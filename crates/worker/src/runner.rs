@@ -217,7 +217,7 @@ async fn serve_metrics(
                 let mut out = String::new();
                 metrics.render(&mut out);
                 match ledger.stats().await {
-                    Ok(s) => crate::metrics::ledger_gauges(&s, &mut out),
+                    Ok(s) => s.to_prometheus(&mut out),
                     Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")).into_response(),
                 }
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
