@@ -23,6 +23,8 @@ pub struct Event {
     pub reason: String,
     pub submits: String,
     pub enquiries: String,
+    /// The fence of the claim under which the transition was made (it grows with every claim).
+    pub fence: String,
     /// When a worker will act next (ms; `0` for final states and needs_review).
     pub next_at: String,
     /// When the transition happened (ms since the epoch).
@@ -51,6 +53,7 @@ impl Event {
             reason: take("reason"),
             submits: take("submits"),
             enquiries: take("enquiries"),
+            fence: take("fence"),
             next_at: take("next_at"),
             at: take("at"),
         }

@@ -92,3 +92,45 @@ pub fn after_payment_check(rec: &Record, result: &EnquiryResult, policy: &Policy
     };
     age_limit(rec, d, policy, now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checking() -> Record {
+        let mut r = Record::queued(&crate::NewRefund::new("S1", "RF1", 100), 0);
+        r.state = State::Pending;
+        r.payment_check = true;
+        r.uncertain = true;
+        r.reconcile_code = Some("1136".into());
+        r.last_submit_at = Some(0);
+        r
+    }
+
+    fn answer(json: &str) -> EnquiryResult {
+        EnquiryResult::Answer(EnquiryResponse::parse(json.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_payment_that_exists_leaves_the_refund_to_a_person() {
+        let p = Policy::default();
+        let found = answer(r#"{"respcd":"0000","data":[{"syssn":"S1","order_type":"payment","respcd":"0000"}]}"#);
+        let d = after_payment_check(&checking(), &found, &p, 1_000, 0.5);
+        assert_eq!(d.state, State::NeedsReview);
+        assert!(d.reason.contains("exists at QFPay"), "{}", d.reason);
+    }
+
+    #[test]
+    fn a_payment_qfpay_does_not_know_fails_only_after_the_not_found_patience() {
+        let p = Policy::default();
+        let none = answer(r#"{"respcd":"0000","data":[]}"#);
+        assert_eq!(after_payment_check(&checking(), &none, &p, 1_000, 0.5).state, State::Pending);
+        let seen = Record { not_found: p.not_found_min, ..checking() };
+        let late = ms(p.not_found_grace) + 1;
+        let d = after_payment_check(&seen, &none, &p, late, 0.5);
+        assert_eq!(d.state, State::Failed, "{}", d.reason);
+        // Someone else's refund under another id is no payment.
+        let refund_only = answer(r#"{"respcd":"0000","data":[{"syssn":"S1","order_type":"refund","respcd":"0000"}]}"#);
+        assert_eq!(after_payment_check(&seen, &refund_only, &p, late, 0.5).state, State::Failed);
+    }
+}
