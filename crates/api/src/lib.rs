@@ -24,7 +24,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use ledger::Ledger;
 use qfpay::{ClientKey, SignAlg};
-use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -129,8 +128,24 @@ pub fn app(ledger: Ledger, config: ApiConfig) -> Router {
         .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(axum::middleware::from_fn(move |req, next| time_limit(timeout, req, next)))
         .with_state(state)
+}
+
+/// Answers a request that ran out of time: `408` for a read; for a write, which may have been
+/// applied while we waited, `504 outcome_unknown` (retry the same request).
+async fn time_limit(
+    limit: Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let read = matches!(req.method(), &axum::http::Method::GET | &axum::http::Method::HEAD);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) if read => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
+        Err(_) => ApiError::outcome_unknown("the request ran out of time").into_response(),
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes the requests in flight.

@@ -24,7 +24,10 @@ struct Api {
 
 impl Api {
     async fn start(redis_url: &str, name: &str) -> Self {
-        let config = LedgerConfig { namespace: unique_namespace(name), ..LedgerConfig::default() };
+        Self::start_with(redis_url, LedgerConfig { namespace: unique_namespace(name), ..LedgerConfig::default() }).await
+    }
+
+    async fn start_with(redis_url: &str, config: LedgerConfig) -> Self {
         let ledger = Ledger::connect(redis_url, config).await.unwrap();
         let api_config = ApiConfig {
             tokens: vec![
@@ -137,7 +140,47 @@ async fn tokens_roles_probes_and_limits() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(api.send("GET", "/healthz", None, None).await.0, StatusCode::OK, "alive without Redis");
     let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-9", 1))).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT), "{status} {body}");
+    assert!(!body["message"].as_str().unwrap().contains("nothing was lost"), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("same out_trade_no"), "{body}");
+}
+
+/// Redis frozen while a POST waits: the write sits in Redis' socket buffer and is applied when
+/// Redis resumes. The answer cannot know, so it must not say "not created".
+#[tokio::test]
+async fn a_503_never_claims_nothing_was_written_when_redis_froze_mid_request() {
+    let redis = RedisServer::start().unwrap();
+    let config = LedgerConfig {
+        namespace: unique_namespace("api-frozen"),
+        response_timeout: Duration::from_millis(700),
+        ..LedgerConfig::default()
+    };
+    let api = Api::start_with(&redis.url(), config).await;
+    // A running ledger has its scripts loaded (a first EVALSHA would only answer NOSCRIPT).
+    let (status, _) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-WARM", 100))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    redis.pause(true).unwrap();
+    let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-FROZEN", 100))).await;
+    redis.pause(false).unwrap();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(body["error"], "outcome_unknown", "{body}");
+    let msg = body["message"].as_str().unwrap();
+    assert!(msg.contains("outcome unknown: retry with the same out_trade_no — it is idempotent"), "{msg}");
+    assert!(!msg.contains("nothing was"), "{msg}");
+    // It was in fact written: that is why the answer could not say "not created".
+    let mut written = None;
+    for _ in 0..50 {
+        if let Ok(Some(r)) = api.ledger.get("RF-FROZEN").await {
+            written = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(written.is_some(), "the frozen write was applied when Redis resumed");
+    // Retrying the same request is what the answer told the producer to do: one refund.
+    let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-FROZEN", 100))).await;
+    assert_eq!(status, StatusCode::OK, "the retry finds the refund: {body}");
+    assert_eq!(api.ledger.counts().await.unwrap()[0], (State::Queued, 2));
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod commands;
 mod config;
+mod import_cmd;
 mod ops;
 mod qfpay_cmd;
 
@@ -29,7 +30,7 @@ enum Command {
     Enqueue(commands::EnqueueArgs),
     /// Enqueue every refund of a CSV (header syssn,out_trade_no,txamt[,orig_txamt,mchid,udid,merchant])
     /// or JSON Lines file; prints a JSON summary. Exit 0 when every line was accepted or a duplicate.
-    Import(commands::ImportArgs),
+    Import(import_cmd::ImportArgs),
     /// Print one refund's record as JSON (exit 3 if unknown).
     Status { out_trade_no: String },
     /// Print refunds as JSON lines, oldest first.
@@ -112,7 +113,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Worker => commands::worker(config).await,
         Command::Enqueue(args) => commands::enqueue(config, args).await,
-        Command::Import(args) => commands::import(config, args).await,
+        Command::Import(args) => import_cmd::import(config, args).await,
         Command::Status { out_trade_no } => commands::status(config, &out_trade_no).await,
         Command::List(args) => commands::list(config, args).await,
         Command::Pause { merchant, reason } => commands::pause(config, &merchant, Some(&reason)).await,

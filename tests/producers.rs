@@ -1,0 +1,102 @@
+//! What producers (`enqueue`, `import`, the library) are told when Redis cannot take a refund now:
+//! never "refused" or "not created" for a write that may have happened.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+
+use ledger::{Ledger, LedgerConfig};
+use qfpay_sim::args::generated_syssn;
+use qfrefund_e2e::{Scratch, env_for, qfrefund_bin};
+use testkit::{RedisServer, unique_namespace};
+
+fn run(env: &HashMap<String, String>, args: &[&str]) -> Output {
+    Command::new(qfrefund_bin()).args(args).env_clear().envs(env).output().unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn lines_of(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array().unwrap().iter().map(|l| l["line"].as_u64().unwrap()).collect()
+}
+
+/// A Redis at `maxmemory` with `noeviction` answers OOM to the scripts after the one that filled
+/// it, in the middle of a pipelined chunk: the lines before were written.
+#[tokio::test]
+async fn import_at_maxmemory_reports_lines_of_unknown_fate_as_unknown_never_as_refused() {
+    let scratch = Scratch::new("import-oom");
+    let redis = RedisServer::builder()
+        .arg("--maxmemory")
+        .arg("4mb")
+        .arg("--maxmemory-policy")
+        .arg("noeviction")
+        .start()
+        .unwrap();
+    let ns = unique_namespace("import-oom");
+    let env = env_for(&redis.url(), &ns, "http://127.0.0.1:1");
+    let n = 8_000;
+    let mut csv = String::from("syssn,out_trade_no,txamt,orig_txamt\n");
+    for i in 0..n {
+        csv.push_str(&format!("{},RF-OOM-{i:05},100,1000\n", generated_syssn(i as u64 + 1)));
+    }
+    let file = scratch.path("big.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out = run(&env, &["import", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let sum = json(&out);
+    assert_eq!(out.status.code(), Some(75), "re-run needed: {stderr}");
+    assert!(sum["not_written"].as_u64().unwrap() + sum["unknown"].as_u64().unwrap() > 0, "Redis filled up: {sum}");
+    assert!(stderr.contains("re-run the import: it is idempotent"), "{stderr}");
+    assert_eq!(sum["advice"], "outcome unknown: re-run the import: it is idempotent");
+
+    // What the report says against what is in Redis.
+    let ledger =
+        Ledger::connect(&redis.url(), LedgerConfig { namespace: ns, ..LedgerConfig::default() }).await.unwrap();
+    let ids: Vec<String> = (0..n).map(|i| format!("RF-OOM-{i:05}")).collect();
+    let mut present = std::collections::HashSet::new();
+    for chunk in ids.chunks(500) {
+        for r in ledger.get_many(chunk).await.unwrap() {
+            present.insert(r.out_trade_no);
+        }
+    }
+    let id_of = |line: u64| format!("RF-OOM-{:05}", line - 2);
+    let refused: Vec<u64> = lines_of(&sum["not_written_lines"]).into_iter().chain(lines_of(&sum["invalid"])).collect();
+    let wrongly_refused: Vec<u64> = refused.iter().copied().filter(|l| present.contains(&id_of(*l))).collect();
+    assert!(wrongly_refused.is_empty(), "reported refused, yet written: {} lines", wrongly_refused.len());
+    let unknown = sum["unknown"].as_u64().unwrap() as usize;
+    let accepted = sum["accepted"].as_u64().unwrap() as usize;
+    assert!(
+        accepted <= present.len() && present.len() <= accepted + unknown,
+        "{accepted} + {unknown} vs {}",
+        present.len()
+    );
+    for l in sum["unknown_lines"].as_array().unwrap() {
+        assert!(l["error"].as_str().unwrap().contains("re-run the import: it is idempotent"), "{l}");
+    }
+}
+
+/// The library's own answer to a write whose reply never came: outcome unknown, retry the same.
+#[tokio::test]
+async fn the_library_says_outcome_unknown_when_redis_froze_after_the_write_was_sent() {
+    let redis = RedisServer::start().unwrap();
+    let config = LedgerConfig {
+        namespace: unique_namespace("lib-frozen"),
+        response_timeout: std::time::Duration::from_millis(500),
+        ..LedgerConfig::default()
+    };
+    let ledger = Ledger::connect(&redis.url(), config).await.unwrap();
+    let s = generated_syssn(7);
+    ledger.enqueue(ledger::NewRefund::new(&s, "RF-L0", 1)).await.unwrap();
+    redis.pause(true).unwrap();
+    let err = ledger.enqueue(ledger::NewRefund::new(&s, "RF-L1", 1)).await.unwrap_err();
+    redis.pause(false).unwrap();
+    assert!(err.outcome_unknown(), "{err}");
+    assert!(err.is_retryable(), "{err}");
+    let again = ledger.enqueue(ledger::NewRefund::new(&s, "RF-L1", 1)).await.unwrap();
+    assert!(matches!(again, ledger::Enqueued::Duplicate(_)), "it had been written: {again:?}");
+    let invalid = ledger.enqueue(ledger::NewRefund::new(&s, "RF L2", 1)).await.unwrap_err();
+    assert!(!invalid.outcome_unknown() && !invalid.is_retryable());
+}
