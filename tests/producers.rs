@@ -100,3 +100,76 @@ async fn the_library_says_outcome_unknown_when_redis_froze_after_the_write_was_s
     let invalid = ledger.enqueue(ledger::NewRefund::new(&s, "RF L2", 1)).await.unwrap_err();
     assert!(!invalid.outcome_unknown() && !invalid.is_retryable());
 }
+
+/// Fills a Redis started with a small `maxmemory` and `noeviction` until it refuses writes.
+async fn fill_to_maxmemory(url: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    // Large values first, then ever smaller ones: a rejected large one only looked full because of
+    // its own query buffer.
+    let mut size = 256 * 1024;
+    for i in 0..10_000 {
+        let r: redis::RedisResult<()> =
+            redis::cmd("SET").arg(format!("junk:{i}")).arg("x".repeat(size)).query_async(&mut con).await;
+        if r.is_err() {
+            if size == 64 {
+                return;
+            }
+            size /= 4;
+        }
+    }
+    panic!("Redis never reached maxmemory");
+}
+
+#[tokio::test]
+async fn ping_is_unhealthy_when_redis_answers_but_refuses_writes_at_maxmemory() {
+    let redis = RedisServer::builder()
+        .arg("--maxmemory")
+        .arg("3mb")
+        .arg("--maxmemory-policy")
+        .arg("noeviction")
+        .start()
+        .unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("ping-oom"), "http://127.0.0.1:1");
+    assert!(run(&env, &["ping"]).status.success(), "{}", String::from_utf8_lossy(&run(&env, &["ping"]).stderr));
+    fill_to_maxmemory(&redis.url()).await;
+    let out = run(&env, &["ping"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "PING answers, but no refund can be written: {stderr}");
+    assert!(stderr.contains("does not take writes") && stderr.contains("OOM"), "{stderr}");
+}
+
+#[tokio::test]
+async fn producers_refuse_an_evicting_redis_and_one_without_aof_as_workers_do() {
+    let s = generated_syssn(3);
+    let enqueue = ["enqueue", "--syssn", &s, "--out-trade-no", "RF-EV1", "--amount", "5"];
+    let scratch = Scratch::new("producer-refusal");
+    let csv = scratch.path("one.csv");
+    std::fs::write(&csv, format!("syssn,out_trade_no,txamt\n{s},RF-EV2,5\n")).unwrap();
+    let import = ["import", csv.to_str().unwrap()];
+
+    let evicting = RedisServer::builder().arg("--maxmemory-policy").arg("allkeys-lru").start().unwrap();
+    let env = env_for(&evicting.url(), &unique_namespace("evicting"), "http://127.0.0.1:1");
+    for args in [&enqueue[..], &import[..], &["ping"][..]] {
+        let out = run(&env, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("maxmemory-policy is allkeys-lru"), "{args:?}: {stderr}");
+    }
+    let l = Ledger::connect_producer(&evicting.url(), LedgerConfig::default(), false).await;
+    assert!(matches!(l, Err(ledger::NotUsable::Refused(_))), "the library refuses it too");
+
+    let no_aof = RedisServer::start().unwrap();
+    let ns = unique_namespace("no-aof");
+    let mut env = env_for(&no_aof.url(), &ns, "http://127.0.0.1:1");
+    env.remove("QFREFUND_REQUIRE_AOF");
+    let out = run(&env, &enqueue);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("appendonly no"), "{stderr}");
+    env.insert("QFREFUND_REQUIRE_AOF".into(), "off".into());
+    assert!(run(&env, &enqueue).status.success(), "unless told otherwise");
+    let l =
+        Ledger::connect_producer(&no_aof.url(), LedgerConfig { namespace: ns, ..LedgerConfig::default() }, true).await;
+    assert!(matches!(l, Err(ledger::NotUsable::Refused(_))));
+}

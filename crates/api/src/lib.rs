@@ -163,19 +163,23 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Redis answers: this instance can serve requests (for readiness probes).
+/// A refund can be written now: Redis answers *and* takes writes (a tiny write probe; Redis at
+/// `maxmemory`, read-only or failing to persist answers `PING` but refuses every enqueue).
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "health",
     responses(
-        (status = 200, description = "Redis answers", body = String),
-        (status = 503, description = "Redis does not answer", body = String),
+        (status = 200, description = "Redis takes writes: refunds can be enqueued now", body = String),
+        (status = 503, description = "Redis does not answer or refuses writes (e.g. OOM at maxmemory)", body = String),
     )
 )]
 async fn readyz(axum::extract::State(st): axum::extract::State<Shared>) -> (axum::http::StatusCode, String) {
-    match st.ledger.ping().await {
+    match st.ledger.writable().await {
         Ok(()) => (axum::http::StatusCode::OK, "ready".into()),
-        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: Redis does not take writes");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("not ready: Redis does not take writes: {e}"))
+        }
     }
 }

@@ -145,6 +145,43 @@ async fn tokens_roles_probes_and_limits() {
     assert!(body["message"].as_str().unwrap().contains("same out_trade_no"), "{body}");
 }
 
+#[tokio::test]
+async fn readyz_is_not_ready_when_redis_answers_but_refuses_writes_at_maxmemory() {
+    let redis = RedisServer::builder()
+        .arg("--maxmemory")
+        .arg("3mb")
+        .arg("--maxmemory-policy")
+        .arg("noeviction")
+        .start()
+        .unwrap();
+    let api = Api::start(&redis.url(), "api-ready-oom").await;
+    assert_eq!(api.send("GET", "/readyz", None, None).await.0, StatusCode::OK);
+    // Large values first, then ever smaller ones: a rejected large one only looked full because of
+    // its own query buffer.
+    let (mut full, mut size) = (false, 256 * 1024);
+    for i in 0..10_000 {
+        let r: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(format!("junk:{i}"))
+            .arg("x".repeat(size))
+            .query_async(&mut api.ledger.connection())
+            .await;
+        if r.is_err() {
+            if size == 64 {
+                full = true;
+                break;
+            }
+            size /= 4;
+        }
+    }
+    assert!(full, "Redis reached maxmemory");
+    let (status, body) = api.send("GET", "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "PING answers, but no refund can be written: {body}");
+    assert!(body.as_str().unwrap().contains("OOM"), "{body}");
+    let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-OOM", 1))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "refused before it ran: nothing written: {body}");
+    assert!(body["message"].as_str().unwrap().contains("nothing was written"), "{body}");
+}
+
 /// Redis frozen while a POST waits: the write sits in Redis' socket buffer and is applied when
 /// Redis resumes. The answer cannot know, so it must not say "not created".
 #[tokio::test]

@@ -18,6 +18,18 @@ pub(crate) async fn open(config: Option<&Path>) -> anyhow::Result<Ledger> {
         .with_context(|| format!("connecting to Redis at {}", redact_url(&c.redis_url)))
 }
 
+/// The ledger for a command that writes refunds (enqueue, import, operator actions, ping):
+/// refused, as workers refuse it, when the Redis set-up would lose refunds — an evicting
+/// `maxmemory-policy` always, no AOF unless `QFREFUND_REQUIRE_AOF=off`.
+pub(crate) async fn open_producer(config: Option<&Path>) -> anyhow::Result<Ledger> {
+    let c = Config::load(config)?;
+    match Ledger::connect_producer(&c.redis_url, c.ledger.clone(), c.require_aof).await {
+        Ok(l) => Ok(l),
+        Err(ledger::NotUsable::Refused(why)) => anyhow::bail!("refusing this Redis: {why}"),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("connecting to Redis at {}", redact_url(&c.redis_url)))),
+    }
+}
+
 /// A Redis URL without its password, for messages.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -93,7 +105,7 @@ pub async fn enqueue(config: Option<&Path>, a: EnqueueArgs) -> anyhow::Result<Ex
         merchant: a.merchant,
     };
     refund.clone().normalised().validate()?;
-    let ledger = open(config).await?;
+    let ledger = open_producer(config).await?;
     match ledger.enqueue(refund).await {
         Ok(e) => {
             println!("{}", serde_json::to_string(e.record())?);
@@ -228,7 +240,7 @@ pub async fn operate(config: Option<&Path>, a: OperatorArgs, op: ledger::Operati
         anyhow::bail!("--reason must say why");
     }
     let who = a.by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
-    let ledger = open(config).await?;
+    let ledger = open_producer(config).await?;
     let done = match ledger.operate(&a.out_trade_no, op, &who, &a.reason).await {
         Ok(done) => done,
         Err(e) => return write_failed(e),

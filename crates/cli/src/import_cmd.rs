@@ -12,7 +12,7 @@ use ledger::import::{Format, Lines};
 use ledger::{Ledger, LedgerError, LineFate, NewRefund, State};
 use serde_json::json;
 
-use crate::commands::{EXIT_OUTCOME_UNKNOWN, open};
+use crate::commands::{EXIT_OUTCOME_UNKNOWN, open_producer};
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
@@ -44,7 +44,7 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
     if a.dry_run {
         return dry_run(&mut lines);
     }
-    let ledger = open(config).await?;
+    let ledger = open_producer(config).await?;
     let (mut accepted, mut duplicates, mut conflicts) = (0u64, 0u64, 0u64);
     let (mut confirmed, mut unknown_n, mut not_written_n) = (0u64, 0u64, 0u64);
     let (mut unknown, mut not_written) = (Vec::new(), Vec::new());

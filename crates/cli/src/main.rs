@@ -79,8 +79,9 @@ enum Command {
     /// Compare every refund created in a time window with QFPay's enquiry and write a CSV report
     /// (agree / disagree / open / unknown per refund); exit 1 if any disagrees or could not be checked.
     Reconcile(ops::ReconcileArgs),
-    /// Health check for containers: exit 0 if Redis answers (or, with --http, if the URL answers
-    /// 2xx), else 1 with the reason on stderr.
+    /// Health check for containers: exit 0 if a refund can be written now — Redis answers, takes
+    /// writes (not at maxmemory, not read-only) and is set up not to lose refunds (or, with --http,
+    /// if the URL answers 2xx), else 1 with the reason on stderr.
     Ping {
         /// Check this HTTP URL instead (e.g. http://127.0.0.1:9464/healthz).
         #[arg(long)]

@@ -131,8 +131,9 @@ pub async fn ping(config: Option<&Path>, http: Option<&str>) -> anyhow::Result<E
                 Ok(())
             }
             None => {
-                let ledger = open(config).await?;
-                ledger.ping().await.context("PING")
+                // Ready means a refund can be written now, not merely that Redis answers.
+                let ledger = crate::commands::open_producer(config).await?;
+                ledger.writable().await.context("Redis does not take writes (a refund could not be enqueued now)")
             }
         }
     };
