@@ -173,3 +173,53 @@ async fn producers_refuse_an_evicting_redis_and_one_without_aof_as_workers_do() 
         Ledger::connect_producer(&no_aof.url(), LedgerConfig { namespace: ns, ..LedgerConfig::default() }, true).await;
     assert!(matches!(l, Err(ledger::NotUsable::Refused(_))));
 }
+
+#[tokio::test]
+async fn enqueue_and_import_refuse_a_merchant_no_configuration_or_live_worker_knows() {
+    let redis = RedisServer::start().unwrap();
+    let ns = unique_namespace("merchant");
+    let env = env_for(&redis.url(), &ns, "http://127.0.0.1:1");
+    let s = generated_syssn(11);
+    let enqueue = |otn: &str, m: &str| {
+        run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", otn, "--amount", "5", "--merchant", m])
+    };
+    let out = enqueue("RF-U1", "nobody");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unknown merchant \"nobody\"") && stderr.contains("known merchants: default"), "{stderr}");
+    assert!(enqueue("RF-U2", "default").status.success());
+
+    let scratch = Scratch::new("merchant-import");
+    let csv = scratch.path("m.csv");
+    std::fs::write(&csv, format!("syssn,out_trade_no,txamt,merchant\n{s},RF-U3,5,default\n{s},RF-U4,5,nobody\n"))
+        .unwrap();
+    let out = run(&env, &["import", csv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let sum = json(&out);
+    assert_eq!(sum["accepted"], 1);
+    assert_eq!(sum["invalid"][0]["line"], 3);
+    assert!(sum["invalid"][0]["error"].as_str().unwrap().starts_with("merchant: unknown merchant"), "{sum}");
+
+    // Workers announce what they serve: a producer without credentials can check too.
+    let ledger =
+        Ledger::connect(&redis.url(), LedgerConfig { namespace: ns.clone(), ..LedgerConfig::default() }).await.unwrap();
+    let mut worker = qfrefund_e2e::WorkerProcess::spawn(&env, scratch.path("worker.log"));
+    let mut served = Vec::new();
+    for _ in 0..100 {
+        served = ledger.served_merchants().await.unwrap();
+        if !served.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    worker.kill9();
+    assert_eq!(served, ["default"]);
+    ledger.announce_served(&["shop2".into()], std::time::Duration::from_secs(30)).await.unwrap();
+    assert!(enqueue("RF-U5", "shop2").status.success(), "served by a live worker");
+    let mut ghost = ledger::NewRefund::new(&s, "RF-U6", 5);
+    ghost.merchant = Some("ghost".into());
+    ledger.enqueue(ghost).await.unwrap();
+    let stats = json(&run(&env, &["stats"]));
+    assert_eq!(stats["unserved_refunds"]["ghost"], 1, "{stats}");
+    assert!(stats.get("webhooks_failed").is_some(), "{stats}");
+}

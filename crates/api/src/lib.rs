@@ -58,6 +58,9 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Public base URL for the `url` of each refund (default: relative URLs).
     pub base_url: String,
+    /// Merchants the configuration knows; a refund for another is refused (`422`, field
+    /// `merchant`) unless a live worker serves it.
+    pub merchants: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -68,6 +71,7 @@ impl Default for ApiConfig {
             body_limit: 64 * 1024,
             request_timeout: Duration::from_secs(10),
             base_url: String::new(),
+            merchants: Vec::new(),
         }
     }
 }

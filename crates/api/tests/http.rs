@@ -4,70 +4,15 @@
 
 use std::time::Duration;
 
-use api::{ApiConfig, ApiToken, NotifyKey, Role};
-use ledger::{ClaimOptions, Ledger, LedgerConfig, NewRefund, Policy, State};
+use ledger::{ClaimOptions, Ledger, NewRefund, Policy, State};
 use qfpay::{ClientKey, SignAlg};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use testkit::{RedisServer, TestRedis, unique_namespace};
+use testkit::{RedisServer, TestRedis};
 
-const PRODUCER: &str = "producer-token-0123456789";
-const READER: &str = "reader-token-0123456789";
-const OPERATOR: &str = "operator-token-0123456789";
-const NOTIFY_KEY: &str = "NOTIFY0KEY0FOR0TESTS0000000000000";
+mod common;
 
-struct Api {
-    url: String,
-    ledger: Ledger,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn start(redis_url: &str, name: &str) -> Self {
-        Self::start_with(redis_url, LedgerConfig { namespace: unique_namespace(name), ..LedgerConfig::default() }).await
-    }
-
-    async fn start_with(redis_url: &str, config: LedgerConfig) -> Self {
-        let ledger = Ledger::connect(redis_url, config).await.unwrap();
-        let api_config = ApiConfig {
-            tokens: vec![
-                ApiToken::new("shop", Role::Produce, PRODUCER).unwrap(),
-                ApiToken::new("dashboard", Role::Read, READER).unwrap(),
-                ApiToken::new("ann", Role::Operate, OPERATOR).unwrap(),
-            ],
-            notify_keys: vec![NotifyKey {
-                merchant: "default".into(),
-                key: ClientKey::new(NOTIFY_KEY.to_owned()),
-                alg: SignAlg::Md5,
-            }],
-            body_limit: 8 * 1024,
-            ..ApiConfig::default()
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = api::app(ledger.clone(), api_config);
-        tokio::spawn(api::serve(listener, app, std::future::pending()));
-        Self { url, ledger, http: reqwest::Client::new() }
-    }
-
-    async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.url));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-}
-
-fn refund(otn: &str, txamt: u64) -> Value {
-    json!({"syssn": "20251125000000000000000001", "out_trade_no": otn, "txamt": txamt, "orig_txamt": 10_000})
-}
+use common::*;
 
 #[tokio::test]
 async fn enqueue_is_idempotent_conflicts_show_differences_and_invalid_fields_are_named() {
@@ -143,81 +88,6 @@ async fn tokens_roles_probes_and_limits() {
     assert!(matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT), "{status} {body}");
     assert!(!body["message"].as_str().unwrap().contains("nothing was lost"), "{body}");
     assert!(body["message"].as_str().unwrap().contains("same out_trade_no"), "{body}");
-}
-
-#[tokio::test]
-async fn readyz_is_not_ready_when_redis_answers_but_refuses_writes_at_maxmemory() {
-    let redis = RedisServer::builder()
-        .arg("--maxmemory")
-        .arg("3mb")
-        .arg("--maxmemory-policy")
-        .arg("noeviction")
-        .start()
-        .unwrap();
-    let api = Api::start(&redis.url(), "api-ready-oom").await;
-    assert_eq!(api.send("GET", "/readyz", None, None).await.0, StatusCode::OK);
-    // Large values first, then ever smaller ones: a rejected large one only looked full because of
-    // its own query buffer.
-    let (mut full, mut size) = (false, 256 * 1024);
-    for i in 0..10_000 {
-        let r: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(format!("junk:{i}"))
-            .arg("x".repeat(size))
-            .query_async(&mut api.ledger.connection())
-            .await;
-        if r.is_err() {
-            if size == 64 {
-                full = true;
-                break;
-            }
-            size /= 4;
-        }
-    }
-    assert!(full, "Redis reached maxmemory");
-    let (status, body) = api.send("GET", "/readyz", None, None).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "PING answers, but no refund can be written: {body}");
-    assert!(body.as_str().unwrap().contains("OOM"), "{body}");
-    let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-OOM", 1))).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "refused before it ran: nothing written: {body}");
-    assert!(body["message"].as_str().unwrap().contains("nothing was written"), "{body}");
-}
-
-/// Redis frozen while a POST waits: the write sits in Redis' socket buffer and is applied when
-/// Redis resumes. The answer cannot know, so it must not say "not created".
-#[tokio::test]
-async fn a_503_never_claims_nothing_was_written_when_redis_froze_mid_request() {
-    let redis = RedisServer::start().unwrap();
-    let config = LedgerConfig {
-        namespace: unique_namespace("api-frozen"),
-        response_timeout: Duration::from_millis(700),
-        ..LedgerConfig::default()
-    };
-    let api = Api::start_with(&redis.url(), config).await;
-    // A running ledger has its scripts loaded (a first EVALSHA would only answer NOSCRIPT).
-    let (status, _) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-WARM", 100))).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    redis.pause(true).unwrap();
-    let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-FROZEN", 100))).await;
-    redis.pause(false).unwrap();
-    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
-    assert_eq!(body["error"], "outcome_unknown", "{body}");
-    let msg = body["message"].as_str().unwrap();
-    assert!(msg.contains("outcome unknown: retry with the same out_trade_no — it is idempotent"), "{msg}");
-    assert!(!msg.contains("nothing was"), "{msg}");
-    // It was in fact written: that is why the answer could not say "not created".
-    let mut written = None;
-    for _ in 0..50 {
-        if let Ok(Some(r)) = api.ledger.get("RF-FROZEN").await {
-            written = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(written.is_some(), "the frozen write was applied when Redis resumed");
-    // Retrying the same request is what the answer told the producer to do: one refund.
-    let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-FROZEN", 100))).await;
-    assert_eq!(status, StatusCode::OK, "the retry finds the refund: {body}");
-    assert_eq!(api.ledger.counts().await.unwrap()[0], (State::Queued, 2));
 }
 
 #[tokio::test]

@@ -106,6 +106,10 @@ pub async fn enqueue(config: Option<&Path>, a: EnqueueArgs) -> anyhow::Result<Ex
     };
     refund.clone().normalised().validate()?;
     let ledger = open_producer(config).await?;
+    let known = Config::load(config)?.merchant_names();
+    if let Err(unknown) = ledger.check_merchant(refund.clone().normalised().merchant(), &known).await? {
+        anyhow::bail!("{unknown}");
+    }
     match ledger.enqueue(refund).await {
         Ok(e) => {
             println!("{}", serde_json::to_string(e.record())?);

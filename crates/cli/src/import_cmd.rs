@@ -45,6 +45,10 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
         return dry_run(&mut lines);
     }
     let ledger = open_producer(config).await?;
+    // Merchants a refund may name: this configuration's, and those live workers serve now.
+    let configured = crate::config::Config::load(config)?.merchant_names();
+    let served = ledger.served_merchants().await?;
+    let known = |m: &str| configured.iter().chain(&served).any(|k| k == m);
     let (mut accepted, mut duplicates, mut conflicts) = (0u64, 0u64, 0u64);
     let (mut confirmed, mut unknown_n, mut not_written_n) = (0u64, 0u64, 0u64);
     let (mut unknown, mut not_written) = (Vec::new(), Vec::new());
@@ -66,6 +70,14 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
                     None => {
                         done = true;
                         break;
+                    }
+                    Some(Ok((line, r))) if !known(r.clone().normalised().merchant()) => {
+                        let why = ledger::merchants::unknown(r.clone().normalised().merchant(), &configured, &served);
+                        let error = format!("merchant: {why}");
+                        if want_report {
+                            lines_seen.push((line, r.out_trade_no.clone(), "invalid", error.clone()));
+                        }
+                        invalid.push(json!({"line": line, "error": error}));
                     }
                     Some(Ok(r)) => batch.push(r),
                     Some(Err(e)) => {
