@@ -223,3 +223,39 @@ async fn enqueue_and_import_refuse_a_merchant_no_configuration_or_live_worker_kn
     assert_eq!(stats["unserved_refunds"]["ghost"], 1, "{stats}");
     assert!(stats.get("webhooks_failed").is_some(), "{stats}");
 }
+
+#[test]
+fn qfpay_refund_outside_the_ledger_needs_the_flag_unless_it_is_the_simulator() {
+    let scratch = Scratch::new("qfpay-bypass");
+    let mut env = env_for("redis://127.0.0.1:1", "unused", "https://openapi-hk.qfapi.com");
+    env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+    let refund =
+        ["qfpay", "refund", "--syssn", "20251125000000000000000001", "--out-trade-no", "RF-B1", "--amount", "1"];
+    let out = run(&env, &refund);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--i-understand-this-bypasses-the-ledger"), "{stderr}");
+    // The simulator (loopback) needs no flag: this one fails to connect, not on the flag.
+    env.insert("QFPAY_BASE_URL".into(), "http://127.0.0.1:1".into());
+    let out = run(&env, &refund);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("bypasses the ledger"), "loopback is the simulator");
+    // --merchant takes the configured merchant's base URL (and credentials).
+    let config = scratch.path("q.toml");
+    std::fs::write(
+        &config,
+        "[merchants.shop2]\napp_code = \"SHOP2\"\nclient_key_env = \"SHOP2_KEY\"\nbase_url = \"https://openapi-hk.qfapi.com\"\n",
+    )
+    .unwrap();
+    env.insert("SHOP2_KEY".into(), "K".repeat(32));
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    args.extend_from_slice(&refund);
+    args.extend_from_slice(&["--merchant", "shop2"]);
+    let out = run(&env, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refusing to refund through https://openapi-hk.qfapi.com"), "{stderr}");
+    let mut args2 = args.clone();
+    let last = args2.len() - 1;
+    args2[last] = "nobody";
+    let stderr = String::from_utf8_lossy(&run(&env, &args2).stderr).into_owned();
+    assert!(stderr.contains("no merchant \"nobody\"") && stderr.contains("shop2"), "{stderr}");
+}

@@ -310,6 +310,15 @@ impl Config {
         names
     }
 
+    /// One configured merchant, with its credentials (for `qfrefund qfpay … --merchant NAME`).
+    pub fn merchant(&self, name: &str) -> anyhow::Result<Merchant> {
+        let mut all = self.merchants()?;
+        let mut known: Vec<String> = all.keys().cloned().collect();
+        known.sort();
+        all.remove(name)
+            .with_context(|| format!("no merchant {name:?} in the configuration (known: {})", known.join(", ")))
+    }
+
     /// Merchants from the file, with the default merchant from `QFPAY_*` over it.
     fn merchants(&self) -> anyhow::Result<HashMap<String, Merchant>> {
         let mut out = HashMap::new();

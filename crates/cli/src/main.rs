@@ -133,7 +133,7 @@ async fn main() -> ExitCode {
         Command::Reconcile(args) => ops::reconcile(config, args).await,
         Command::Ping { http } => ops::ping(config, http.as_deref()).await,
         Command::Sim(args) => qfpay_sim::args::run(args).await.map(|()| ExitCode::SUCCESS),
-        Command::Qfpay(cmd) => qfpay_cmd::run(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Qfpay(cmd) => qfpay_cmd::run(cmd, config).await.map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
