@@ -17,7 +17,8 @@ pub struct FieldProblem {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `unauthorized`, `forbidden`, `not_found`, `invalid`, `conflict`, `refused`,
-    /// `unavailable`.
+    /// `unavailable` (503: nothing was written), `outcome_unknown` (504: the change may or may not
+    /// have been made — retry the same request, with the same `out_trade_no`).
     pub error: String,
     pub message: String,
     /// For `invalid`: each field in error.
@@ -46,13 +47,53 @@ pub enum ApiError {
     /// The request is well-formed but the ledger refused it (e.g. retrying a final refund).
     #[error("{0}")]
     Refused(String),
+    /// Nothing was written (Redis refused before running it, or could not be reached).
     #[error("{0}")]
     Unavailable(String),
+    /// A write was sent but its answer never came (Redis timed out, the connection dropped, the
+    /// request ran out of time): it may have been applied. Producers must retry with the same
+    /// `out_trade_no`, never under a new one.
+    #[error("{0}")]
+    OutcomeUnknown(String),
 }
 
 impl ApiError {
     pub fn invalid(field: &str, problem: impl Into<String>) -> Self {
         ApiError::Invalid(vec![FieldProblem { field: field.into(), problem: problem.into() }])
+    }
+
+    /// The answer to a failed *write*: says whether it may have been applied.
+    pub fn from_write(e: ledger::LedgerError) -> Self {
+        use ledger::LedgerError as L;
+        match e {
+            e @ (L::Redis(_) | L::NotReplicated(_) | L::Script(_) | L::Corrupt(_)) if e.outcome_unknown() => {
+                tracing::error!(error = %e, "ledger write: outcome unknown");
+                ApiError::outcome_unknown(&format!("the ledger did not confirm the write ({})", short(&e)))
+            }
+            L::Redis(e) => {
+                tracing::error!(error = %e, "ledger write refused before it ran");
+                ApiError::Unavailable(format!(
+                    "the ledger is unavailable ({}); nothing was written: retry later with the same out_trade_no",
+                    e.code().unwrap_or(e.category())
+                ))
+            }
+            other => other.into(),
+        }
+    }
+
+    /// A write that may or may not have been applied.
+    pub fn outcome_unknown(why: &str) -> Self {
+        ApiError::OutcomeUnknown(format!("{}; {why}", ledger::OUTCOME_UNKNOWN_ADVICE))
+    }
+}
+
+/// What went wrong, without details that belong in the logs only.
+fn short(e: &ledger::LedgerError) -> &'static str {
+    match e {
+        ledger::LedgerError::Redis(r) if r.is_timeout() => "Redis timed out",
+        ledger::LedgerError::Redis(_) => "the Redis connection failed",
+        ledger::LedgerError::NotReplicated(_) => "too few replicas confirmed it in time",
+        _ => "an unexpected answer",
     }
 }
 
@@ -67,11 +108,12 @@ impl From<ledger::LedgerError> for ApiError {
                 existing: serde_json::to_value(&existing).unwrap_or_default(),
             },
             L::PaidMismatch { .. } => ApiError::invalid("orig_txamt", e.to_string()),
-            L::NotReplicated(_) => ApiError::Unavailable(e.to_string()),
-            // Redis errors and corrupt records: say what, keep the details in the logs.
+            L::NotReplicated(_) => ApiError::outcome_unknown(&e.to_string()),
+            // Redis errors and corrupt records on reads: say what, keep the details in the logs.
+            // (Writes go through [`ApiError::from_write`], which says whether anything was written.)
             other => {
                 tracing::error!(error = %other, "ledger error");
-                ApiError::Unavailable("the ledger is unavailable; retry later (nothing was lost)".into())
+                ApiError::Unavailable("the ledger is unavailable; retry later".into())
             }
         }
     }
@@ -87,6 +129,7 @@ impl IntoResponse for ApiError {
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             ApiError::Refused(_) => (StatusCode::CONFLICT, "refused"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::OutcomeUnknown(_) => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"),
         };
         let message = match &self {
             ApiError::Invalid(f) => {
@@ -107,6 +150,9 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut resp = (status, Json(body)).into_response();
+        if matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT) {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));

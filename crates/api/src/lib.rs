@@ -24,7 +24,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use ledger::Ledger;
 use qfpay::{ClientKey, SignAlg};
-use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -59,6 +58,9 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Public base URL for the `url` of each refund (default: relative URLs).
     pub base_url: String,
+    /// Merchants the configuration knows; a refund for another is refused (`422`, field
+    /// `merchant`) unless a live worker serves it.
+    pub merchants: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -69,6 +71,7 @@ impl Default for ApiConfig {
             body_limit: 64 * 1024,
             request_timeout: Duration::from_secs(10),
             base_url: String::new(),
+            merchants: Vec::new(),
         }
     }
 }
@@ -129,8 +132,24 @@ pub fn app(ledger: Ledger, config: ApiConfig) -> Router {
         .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(axum::middleware::from_fn(move |req, next| time_limit(timeout, req, next)))
         .with_state(state)
+}
+
+/// Answers a request that ran out of time: `408` for a read; for a write, which may have been
+/// applied while we waited, `504 outcome_unknown` (retry the same request).
+async fn time_limit(
+    limit: Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let read = matches!(req.method(), &axum::http::Method::GET | &axum::http::Method::HEAD);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) if read => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
+        Err(_) => ApiError::outcome_unknown("the request ran out of time").into_response(),
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes the requests in flight.
@@ -148,19 +167,23 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Redis answers: this instance can serve requests (for readiness probes).
+/// A refund can be written now: Redis answers *and* takes writes (a tiny write probe; Redis at
+/// `maxmemory`, read-only or failing to persist answers `PING` but refuses every enqueue).
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "health",
     responses(
-        (status = 200, description = "Redis answers", body = String),
-        (status = 503, description = "Redis does not answer", body = String),
+        (status = 200, description = "Redis takes writes: refunds can be enqueued now", body = String),
+        (status = 503, description = "Redis does not answer or refuses writes (e.g. OOM at maxmemory)", body = String),
     )
 )]
 async fn readyz(axum::extract::State(st): axum::extract::State<Shared>) -> (axum::http::StatusCode, String) {
-    match st.ledger.ping().await {
+    match st.ledger.writable().await {
         Ok(()) => (axum::http::StatusCode::OK, "ready".into()),
-        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: Redis does not take writes");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("not ready: Redis does not take writes: {e}"))
+        }
     }
 }

@@ -176,12 +176,17 @@ fn parse_new_refund(body: &[u8]) -> Result<NewRefund, ApiError> {
         (status = 422, description = "Invalid: each field in error is named", body = ErrorBody),
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "The token may not enqueue", body = ErrorBody),
+        (status = 503, description = "Nothing was written (Redis refused or could not be reached): retry later with the same out_trade_no", body = ErrorBody),
+        (status = 504, description = "Outcome unknown: the refund may have been created. Retry with the same out_trade_no (idempotent), never under a new one", body = ErrorBody),
     )
 )]
 pub async fn create(State(st): State<Shared>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
     caller.require(Role::Produce)?;
     let refund = parse_new_refund(&body)?;
-    let enqueued = st.ledger.enqueue(refund).await?;
+    if let Err(unknown) = st.ledger.check_merchant(refund.merchant(), &st.config.merchants).await? {
+        return Err(ApiError::invalid("merchant", unknown.to_string()));
+    }
+    let enqueued = st.ledger.enqueue(refund).await.map_err(ApiError::from_write)?;
     let (status, rec) = match enqueued {
         Enqueued::Created(r) => (StatusCode::ACCEPTED, r),
         Enqueued::Duplicate(r) => (StatusCode::OK, r),
@@ -297,7 +302,7 @@ async fn operate(
     why: &str,
 ) -> Result<Json<RefundBody>, ApiError> {
     caller.require(Role::Operate)?;
-    match st.ledger.operate(otn, op, &caller.name, why).await? {
+    match st.ledger.operate(otn, op, &caller.name, why).await.map_err(ApiError::from_write)? {
         Ok(state) => {
             tracing::info!(out_trade_no = otn, caller = %caller.name, %state, "operator action");
             let rec = st.ledger.get(otn).await?.ok_or_else(|| ApiError::NotFound(format!("no refund {otn:?}")))?;

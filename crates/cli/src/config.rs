@@ -294,7 +294,29 @@ impl Config {
             .into_values()
             .map(|m| api::NotifyKey { merchant: m.name, key: m.key, alg: m.alg })
             .collect();
+        c.merchants = self.merchant_names();
         Ok((listen, c))
+    }
+
+    /// The merchants this configuration names (no credentials needed: what producers check a
+    /// refund's `merchant` against, together with those live workers serve).
+    pub fn merchant_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.file.merchants.keys().cloned().collect();
+        if ["QFPAY_APP_CODE", "QFPAY_CLIENT_KEY", "QFPAY_BASE_URL"].iter().any(|v| env(v).is_some()) {
+            names.push(ledger::DEFAULT_MERCHANT.into());
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// One configured merchant, with its credentials (for `qfrefund qfpay … --merchant NAME`).
+    pub fn merchant(&self, name: &str) -> anyhow::Result<Merchant> {
+        let mut all = self.merchants()?;
+        let mut known: Vec<String> = all.keys().cloned().collect();
+        known.sort();
+        all.remove(name)
+            .with_context(|| format!("no merchant {name:?} in the configuration (known: {})", known.join(", ")))
     }
 
     /// Merchants from the file, with the default merchant from `QFPAY_*` over it.

@@ -3,6 +3,7 @@
 
 mod commands;
 mod config;
+mod import_cmd;
 mod ops;
 mod qfpay_cmd;
 
@@ -29,7 +30,7 @@ enum Command {
     Enqueue(commands::EnqueueArgs),
     /// Enqueue every refund of a CSV (header syssn,out_trade_no,txamt[,orig_txamt,mchid,udid,merchant])
     /// or JSON Lines file; prints a JSON summary. Exit 0 when every line was accepted or a duplicate.
-    Import(commands::ImportArgs),
+    Import(import_cmd::ImportArgs),
     /// Print one refund's record as JSON (exit 3 if unknown).
     Status { out_trade_no: String },
     /// Print refunds as JSON lines, oldest first.
@@ -78,8 +79,9 @@ enum Command {
     /// Compare every refund created in a time window with QFPay's enquiry and write a CSV report
     /// (agree / disagree / open / unknown per refund); exit 1 if any disagrees or could not be checked.
     Reconcile(ops::ReconcileArgs),
-    /// Health check for containers: exit 0 if Redis answers (or, with --http, if the URL answers
-    /// 2xx), else 1 with the reason on stderr.
+    /// Health check for containers: exit 0 if a refund can be written now — Redis answers, takes
+    /// writes (not at maxmemory, not read-only) and is set up not to lose refunds (or, with --http,
+    /// if the URL answers 2xx), else 1 with the reason on stderr.
     Ping {
         /// Check this HTTP URL instead (e.g. http://127.0.0.1:9464/healthz).
         #[arg(long)]
@@ -112,7 +114,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Worker => commands::worker(config).await,
         Command::Enqueue(args) => commands::enqueue(config, args).await,
-        Command::Import(args) => commands::import(config, args).await,
+        Command::Import(args) => import_cmd::import(config, args).await,
         Command::Status { out_trade_no } => commands::status(config, &out_trade_no).await,
         Command::List(args) => commands::list(config, args).await,
         Command::Pause { merchant, reason } => commands::pause(config, &merchant, Some(&reason)).await,
@@ -131,7 +133,7 @@ async fn main() -> ExitCode {
         Command::Reconcile(args) => ops::reconcile(config, args).await,
         Command::Ping { http } => ops::ping(config, http.as_deref()).await,
         Command::Sim(args) => qfpay_sim::args::run(args).await.map(|()| ExitCode::SUCCESS),
-        Command::Qfpay(cmd) => qfpay_cmd::run(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Qfpay(cmd) => qfpay_cmd::run(cmd, config).await.map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

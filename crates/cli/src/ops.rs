@@ -105,6 +105,8 @@ pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let ledger = open(config).await?;
     let s = ledger.stats().await?;
     let queue_depth = ledger.apalis_depth().await.ok();
+    let served = ledger.served_merchants().await?;
+    let unserved = ledger.unserved_refunds(1_000_000).await?;
     let by_state: serde_json::Map<String, serde_json::Value> =
         s.by_state.iter().map(|(st, n)| (st.to_string(), json!(n))).collect();
     println!(
@@ -116,6 +118,11 @@ pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
             "scheduled": s.due_total,
             "queue_depth": queue_depth,
             "paused": s.paused,
+            "webhooks_failed": s.webhooks_failed,
+            "webhooks_retrying": s.webhooks_retrying,
+            "served_merchants": served,
+            "unserved_refunds": unserved.refunds,
+            "unserved_truncated": unserved.truncated,
         })
     );
     Ok(ExitCode::SUCCESS)
@@ -131,8 +138,9 @@ pub async fn ping(config: Option<&Path>, http: Option<&str>) -> anyhow::Result<E
                 Ok(())
             }
             None => {
-                let ledger = open(config).await?;
-                ledger.ping().await.context("PING")
+                // Ready means a refund can be written now, not merely that Redis answers.
+                let ledger = crate::commands::open_producer(config).await?;
+                ledger.writable().await.context("Redis does not take writes (a refund could not be enqueued now)")
             }
         }
     };

@@ -1,5 +1,6 @@
 //! `qfrefund qfpay refund|query`: one signed call, its answer printed as JSON.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,20 +14,31 @@ use qfpay::{Client, ClientConfig, ClientKey, Credentials, EnquiryRequest, Refund
 pub struct Endpoint {
     /// QFPay base URL, e.g. https://test-openapi-hk.qfapi.com or the simulator's address.
     #[arg(long, env = "QFPAY_BASE_URL")]
-    base_url: String,
+    base_url: Option<String>,
     #[arg(long, env = "QFPAY_APP_CODE")]
-    app_code: String,
+    app_code: Option<String>,
+    /// Use this configured merchant's base URL, app code, key and mchid (`[merchants.NAME]`, or
+    /// `default` from QFPAY_*) instead of the flags above.
+    #[arg(long)]
+    merchant: Option<String>,
     /// MD5 (QFPay's default) or SHA256.
     #[arg(long, env = "QFPAY_SIGN_ALG", default_value = "MD5")]
     sign_alg: SignAlg,
-    #[arg(long, env = "QFREFUND_HTTP_TIMEOUT_MS", default_value_t = 15_000)]
+    /// The same default as the worker's.
+    #[arg(long, env = "QFREFUND_HTTP_TIMEOUT_MS", default_value_t = 6_000)]
     http_timeout_ms: u64,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum QfpayCommand {
-    /// POST /trade/v1/refund once (no ledger, no retry, no enquiry).
+    /// POST /trade/v1/refund once (no ledger, no retry, no enquiry): this moves real money outside
+    /// the ledger, so anything but the simulator (a loopback URL) needs
+    /// --i-understand-this-bypasses-the-ledger.
     Refund {
+        /// Send it although nothing records it in the ledger: a later enqueue of the same refund
+        /// would not know it was sent.
+        #[arg(long = "i-understand-this-bypasses-the-ledger")]
+        bypass_ledger: bool,
         #[command(flatten)]
         endpoint: Endpoint,
         #[arg(long)]
@@ -56,29 +68,69 @@ pub enum QfpayCommand {
     },
 }
 
-fn client(e: &Endpoint) -> anyhow::Result<Client> {
-    let key = std::env::var("QFPAY_CLIENT_KEY").context("QFPAY_CLIENT_KEY is not set")?;
-    let config = ClientConfig { timeout: Duration::from_millis(e.http_timeout_ms), ..ClientConfig::default() };
-    let creds = Credentials { app_code: e.app_code.clone(), key: ClientKey::new(key), alg: e.sign_alg };
-    Ok(Client::new(Client::pool(&config)?, &e.base_url, creds)?)
+/// Where to send, as whom, and the merchant's configured mchid (if any).
+struct Target {
+    base_url: String,
+    creds: Credentials,
+    mchid: Option<String>,
 }
 
-pub async fn run(cmd: QfpayCommand) -> anyhow::Result<()> {
+fn target(e: &Endpoint, config: Option<&Path>) -> anyhow::Result<Target> {
+    if let Some(name) = &e.merchant {
+        let m = crate::config::Config::load(config)?.merchant(name)?;
+        return Ok(Target {
+            base_url: m.base_url,
+            creds: Credentials { app_code: m.app_code, key: m.key, alg: m.alg },
+            mchid: m.mchid,
+        });
+    }
+    let key = std::env::var("QFPAY_CLIENT_KEY").context("QFPAY_CLIENT_KEY is not set")?;
+    let base_url = e.base_url.clone().context("--base-url (or QFPAY_BASE_URL, or --merchant) is required")?;
+    let app_code = e.app_code.clone().context("--app-code (or QFPAY_APP_CODE, or --merchant) is required")?;
+    Ok(Target { base_url, creds: Credentials { app_code, key: ClientKey::new(key), alg: e.sign_alg }, mchid: None })
+}
+
+fn client(e: &Endpoint, t: Target) -> anyhow::Result<Client> {
+    let config = ClientConfig { timeout: Duration::from_millis(e.http_timeout_ms), ..ClientConfig::default() };
+    Ok(Client::new(Client::pool(&config)?, &t.base_url, t.creds)?)
+}
+
+/// The simulator runs on this machine: a loopback host.
+fn is_loopback(base_url: &str) -> bool {
+    reqwest::Url::parse(base_url).ok().and_then(|u| u.host_str().map(str::to_owned)).is_some_and(|h| {
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+pub async fn run(cmd: QfpayCommand, config: Option<&Path>) -> anyhow::Result<()> {
     let answer = match cmd {
-        QfpayCommand::Refund { endpoint, syssn, out_trade_no, amount, mchid, udid } => {
+        QfpayCommand::Refund { endpoint, bypass_ledger, syssn, out_trade_no, amount, mchid, udid } => {
+            let t = target(&endpoint, config)?;
+            if !bypass_ledger && !is_loopback(&t.base_url) {
+                anyhow::bail!(
+                    "refusing to refund through {} outside the ledger: nothing would record it, and a later enqueue of \
+                     the same refund would not know it was sent. Use `qfrefund enqueue` for real refunds, or pass \
+                     --i-understand-this-bypasses-the-ledger",
+                    t.base_url
+                );
+            }
+            let mchid = mchid.or_else(|| t.mchid.clone());
             let txamt = qfpay::request::parse_txamt("amount", &amount)?;
             let req = RefundRequest::new(&syssn, &out_trade_no, txamt, Txdtm::now(DEFAULT_OFFSET_SECS))?
                 .with_mchid(mchid.as_deref())?
                 .with_udid(udid.as_deref())?;
-            serde_json::to_value(client(&endpoint)?.refund(&req).await?)?
+            serde_json::to_value(client(&endpoint, t)?.refund(&req).await?)?
         }
         QfpayCommand::Query { endpoint, syssn, out_trade_no, days, mchid } => {
+            let t = target(&endpoint, config)?;
+            let mchid = mchid.or_else(|| t.mchid.clone());
             let now = Txdtm::now(DEFAULT_OFFSET_SECS);
             let from = Txdtm::from_unix(now.to_unix(DEFAULT_OFFSET_SECS) - days.max(0) * 86_400, DEFAULT_OFFSET_SECS);
             let syssn: Vec<&str> = syssn.iter().map(String::as_str).collect();
             let otn: Vec<&str> = out_trade_no.iter().map(String::as_str).collect();
             let req = EnquiryRequest::new(&syssn, &otn, Some((from, now)))?.with_mchid(mchid.as_deref())?;
-            serde_json::to_value(client(&endpoint)?.enquire(&req).await?)?
+            serde_json::to_value(client(&endpoint, t)?.enquire(&req).await?)?
         }
     };
     println!("{answer}");

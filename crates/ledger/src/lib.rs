@@ -18,24 +18,33 @@
 //! - [`keys`]: every key under one `{hash tag}`.
 //! - [`events`]: the outcome stream, one entry per transition.
 
+pub mod batch;
 pub mod conn;
 pub mod durable;
 pub mod events;
+pub mod gauges;
 pub mod import;
 pub mod keys;
 pub mod machine;
+pub mod merchants;
+pub mod outcome;
 pub mod payment_check;
 pub mod producer;
+pub mod ready;
 pub mod record;
 pub mod schedule;
 pub mod state;
 pub mod store;
 
+pub use batch::{LineFate, RERUN_ADVICE};
 pub use conn::{Endpoint, RedisConn};
 pub use events::Event;
 pub use keys::Keys;
 pub use machine::{Decision, EnquiryResult, SubmitResult};
+pub use merchants::{UnknownMerchant, Unserved};
+pub use outcome::{OUTCOME_UNKNOWN_ADVICE, WriteFate};
 pub use producer::{DEFAULT_MERCHANT, NewRefund};
+pub use ready::NotUsable;
 pub use record::Record;
 pub use schedule::Policy;
 pub use state::State;

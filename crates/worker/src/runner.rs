@@ -148,6 +148,7 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
             shutdown.clone(),
         ))
     });
+    let announcer = tokio::spawn(announce_served(ledger.clone(), &config, shutdown.clone()));
     let feeder =
         tokio::spawn(feeder::run(ledger.clone(), storage.clone(), processor.clone(), config.clone(), shutdown.clone()));
     let janitor = tokio::spawn(janitor(apalis_con, storage.get_config().clone(), shutdown.clone()));
@@ -193,11 +194,33 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
         let _ = w.await;
     }
     janitor.abort();
+    announcer.abort();
     if let Some(m) = metrics_server {
         m.abort();
     }
     info!(worker = %worker_id, "worker stopped");
     Ok(())
+}
+
+/// Announces the merchants this worker holds credentials for, every heartbeat, so that producers
+/// without credentials can refuse a refund nobody can send (see `ledger::merchants`).
+fn announce_served(
+    ledger: Ledger,
+    config: &WorkerConfig,
+    shutdown: Shutdown,
+) -> impl std::future::Future<Output = ()> + use<> {
+    let mut merchants: Vec<String> = config.merchants.keys().cloned().collect();
+    merchants.sort();
+    let every = config.heartbeat;
+    let ttl = every * (config.missed_heartbeats.max(1) as u32 + 1);
+    async move {
+        while !shutdown.is_triggered() {
+            if let Err(e) = ledger.announce_served(&merchants, ttl).await {
+                warn!(error = %e, "announcing the merchants this worker serves failed");
+            }
+            shutdown.sleep(every).await;
+        }
+    }
 }
 
 /// `/metrics`: this process' counters and the ledger's gauges; `/healthz`: the process is up.
@@ -216,10 +239,16 @@ async fn serve_metrics(
             async move {
                 let mut out = String::new();
                 metrics.render(&mut out);
-                match ledger.stats().await {
-                    Ok(s) => s.to_prometheus(&mut out),
+                let stats = match ledger.stats().await {
+                    Ok(s) => s,
                     Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")).into_response(),
-                }
+                };
+                stats.to_prometheus(&mut out);
+                let merchants = match (ledger.served_merchants().await, ledger.unserved_refunds(50_000).await) {
+                    (Ok(served), Ok(unserved)) => Some((served, unserved)),
+                    _ => None,
+                };
+                ledger::gauges::render_extra(merchants.as_ref().map(|(s, u)| (s.as_slice(), u)), &mut out);
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
             }
         }),

@@ -1,0 +1,148 @@
+//! Which merchants can be refunded: those a configuration knows, and those live workers hold
+//! credentials for.
+//!
+//! A refund for a merchant nobody can sign for waits, unseen, until `max_age` sends it to review
+//! (48 h by default). Producers refuse it instead, and need no credentials to check: every worker
+//! announces the merchants it serves in one hash (`<prefix>:served`, merchant → until, ms, Redis'
+//! clock), renewed each heartbeat; an announcement not renewed within its ttl no longer counts.
+//! Refunds already waiting for a merchant no live worker serves are counted by
+//! [`Ledger::unserved_refunds`] (`stats`, `/metrics`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use crate::store::{Ledger, LedgerError};
+
+/// A merchant neither the caller's configuration nor any live worker knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown merchant {merchant:?}: no configuration or live worker knows it (known merchants: {})",
+    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+)]
+pub struct UnknownMerchant {
+    pub merchant: String,
+    /// Every merchant that is known, sorted.
+    pub known: Vec<String>,
+}
+
+/// Refunds in the due-index whose merchant no live worker serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Unserved {
+    /// Merchant → refunds waiting for it.
+    pub refunds: BTreeMap<String, u64>,
+    /// The due-index was longer than the scan's limit: the counts cover its first part only.
+    pub truncated: bool,
+}
+
+impl Unserved {
+    /// As Prometheus gauges (one line per merchant; merchant names are validated ids).
+    pub fn to_prometheus(&self, served: &[String], out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP qfrefund_unserved_refunds Refunds waiting for a merchant no live worker holds credentials for.\n# TYPE qfrefund_unserved_refunds gauge"
+        );
+        let _ = writeln!(out, "qfrefund_unserved_refunds {}", self.refunds.values().sum::<u64>());
+        for (m, n) in &self.refunds {
+            let _ = writeln!(out, "qfrefund_unserved_refunds{{merchant=\"{m}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP qfrefund_served_merchants Merchants live workers hold credentials for.\n# TYPE qfrefund_served_merchants gauge\nqfrefund_served_merchants {}",
+            served.len()
+        );
+    }
+}
+
+impl Ledger {
+    fn served_key(&self) -> String {
+        format!("{}:served", self.keys().prefix())
+    }
+
+    /// A worker's heartbeat: it serves `merchants` for the next `ttl`.
+    pub async fn announce_served(&self, merchants: &[String], ttl: Duration) -> Result<(), LedgerError> {
+        if merchants.is_empty() {
+            return Ok(());
+        }
+        let until = self.now_ms() + ttl.as_millis() as i64;
+        let key = self.served_key();
+        // Never shortens another worker's longer announcement for the same merchant.
+        let mut pipe = redis::pipe();
+        for m in merchants {
+            pipe.cmd("EVAL")
+                .arg("local c = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') if tonumber(ARGV[2]) > c then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 0")
+                .arg(1)
+                .arg(&key)
+                .arg(m)
+                .arg(until)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.connection()).await?;
+        Ok(())
+    }
+
+    /// Merchants some live worker serves now, sorted.
+    pub async fn served_merchants(&self) -> Result<Vec<String>, LedgerError> {
+        let all: HashMap<String, i64> =
+            redis::cmd("HGETALL").arg(self.served_key()).query_async(&mut self.connection()).await?;
+        let now = self.now_ms();
+        let mut live: Vec<String> = all.into_iter().filter(|(_, until)| *until > now).map(|(m, _)| m).collect();
+        live.sort();
+        Ok(live)
+    }
+
+    /// `Ok(Ok(()))` when `merchant` is in `configured` or some live worker serves it.
+    pub async fn check_merchant(
+        &self,
+        merchant: &str,
+        configured: &[String],
+    ) -> Result<Result<(), UnknownMerchant>, LedgerError> {
+        if configured.iter().any(|m| m == merchant) {
+            return Ok(Ok(()));
+        }
+        let served = self.served_merchants().await?;
+        if served.iter().any(|m| m == merchant) {
+            return Ok(Ok(()));
+        }
+        Ok(Err(unknown(merchant, configured, &served)))
+    }
+
+    /// Counts the refunds in the due-index (at most `limit` of them) whose merchant no live
+    /// worker serves.
+    pub async fn unserved_refunds(&self, limit: usize) -> Result<Unserved, LedgerError> {
+        let served: BTreeSet<String> = self.served_merchants().await?.into_iter().collect();
+        let mut out = Unserved::default();
+        let mut start = 0isize;
+        while (start as usize) < limit {
+            let ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(self.keys().due())
+                .arg(start)
+                .arg(start + 999)
+                .query_async(&mut self.connection())
+                .await?;
+            if ids.is_empty() {
+                break;
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.cmd("HGET").arg(self.keys().record(id)).arg("merchant");
+            }
+            let merchants: Vec<Option<String>> = pipe.query_async(&mut self.connection()).await?;
+            for m in merchants.into_iter().flatten().filter(|m| !served.contains(m)) {
+                *out.refunds.entry(m).or_default() += 1;
+            }
+            if ids.len() < 1000 {
+                return Ok(out);
+            }
+            start += 1000;
+        }
+        out.truncated = true;
+        Ok(out)
+    }
+}
+
+/// The refusal naming every known merchant.
+pub fn unknown(merchant: &str, configured: &[String], served: &[String]) -> UnknownMerchant {
+    let known: BTreeSet<String> = configured.iter().chain(served).cloned().collect();
+    UnknownMerchant { merchant: merchant.to_owned(), known: known.into_iter().collect() }
+}
