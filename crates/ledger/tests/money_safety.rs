@@ -3,24 +3,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use ledger::machine::{SubmitResult, after_submit};
+use common::{answer, claimed, ledger, policy};
+use ledger::machine::after_submit;
 use ledger::{Claim, ClaimOptions, Ledger, LedgerConfig, NewRefund, Operation, Policy, Record, State};
-use qfpay::RefundResponse;
 use redis::AsyncCommands;
-use testkit::{RedisServer, TestRedis, unique_namespace};
-
-async fn ledger(name: &str) -> (TestRedis, Ledger) {
-    let redis = TestRedis::start().unwrap();
-    let config = LedgerConfig { namespace: unique_namespace(name), ..LedgerConfig::default() };
-    let l = Ledger::connect(&redis.url(), config).await.unwrap();
-    (redis, l)
-}
-
-fn policy(lease_ms: u64) -> Policy {
-    Policy { lease: Duration::from_millis(lease_ms), syssn_busy_wait: Duration::from_millis(1), ..Policy::default() }
-}
+use testkit::{RedisServer, unique_namespace};
 
 fn options<'a>(p: &'a Policy, worker: &'a str) -> ClaimOptions<'a> {
     ClaimOptions {
@@ -37,17 +28,6 @@ fn options<'a>(p: &'a Policy, worker: &'a str) -> ClaimOptions<'a> {
 async fn claim_as(l: &Ledger, otn: &str, o: &ClaimOptions<'_>) -> Claim {
     let rec = l.get(otn).await.unwrap().unwrap();
     l.claim(&(&rec).into(), o).await.unwrap()
-}
-
-fn claimed(c: Claim) -> (u64, Record) {
-    match c {
-        Claim::Submit { fence, record, .. } | Claim::Enquire { fence, record, .. } => (fence, *record),
-        other => panic!("not claimed: {other:?}"),
-    }
-}
-
-fn answer(code: &str) -> SubmitResult {
-    SubmitResult::Answer(RefundResponse { respcd: Some(code.into()), syssn: Some("R1".into()), ..Default::default() })
 }
 
 /// Whether the replica at `url` has finished its first sync with its primary.

@@ -2,23 +2,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
-use ledger::machine::{SubmitResult, after_submit};
+use common::{answer, claimed, ledger, policy};
+use ledger::machine::after_submit;
 use ledger::{Accepted, Claim, ClaimOptions, Enqueued, Ledger, LedgerConfig, LedgerError, NewRefund, Policy, State};
-use qfpay::RefundResponse;
-use testkit::{TestRedis, unique_namespace};
-
-async fn ledger(name: &str) -> (TestRedis, Ledger) {
-    let redis = TestRedis::start().unwrap();
-    let config = LedgerConfig { namespace: unique_namespace(name), ..LedgerConfig::default() };
-    let l = Ledger::connect(&redis.url(), config).await.unwrap();
-    (redis, l)
-}
-
-fn policy(lease_ms: u64) -> Policy {
-    Policy { lease: Duration::from_millis(lease_ms), syssn_busy_wait: Duration::from_millis(1), ..Policy::default() }
-}
 
 /// A claim as a worker makes it: no nightly window, the paid amount not asked for.
 async fn claim(l: &Ledger, rec: &ledger::Record, worker: &str, p: &Policy, txdtm: &str, want_paid: bool) -> Claim {
@@ -27,23 +17,11 @@ async fn claim(l: &Ledger, rec: &ledger::Record, worker: &str, p: &Policy, txdtm
     l.claim(&rec.into(), &o).await.unwrap()
 }
 
-/// The fence and the record as claimed (the record a worker transitions).
-fn claimed(c: Claim) -> (u64, ledger::Record) {
-    match c {
-        Claim::Submit { fence, record, .. } | Claim::Enquire { fence, record, .. } => (fence, *record),
-        other => panic!("not claimed: {other:?}"),
-    }
-}
-
 fn fence_of(c: &Claim) -> u64 {
     match c {
         Claim::Submit { fence, .. } | Claim::Enquire { fence, .. } => *fence,
         other => panic!("not claimed: {other:?}"),
     }
-}
-
-fn answer(code: &str) -> SubmitResult {
-    SubmitResult::Answer(RefundResponse { respcd: Some(code.into()), syssn: Some("R1".into()), ..Default::default() })
 }
 
 #[tokio::test]

@@ -66,28 +66,25 @@ const fn c(code: &'static str, meaning: &'static str, class: Class, official: bo
     CodeInfo { code, meaning, class, min_retry_delay_s: 0, official, applied }
 }
 
+const fn retryable(
+    code: &'static str,
+    meaning: &'static str,
+    cap: Option<u32>,
+    delay: u32,
+    official: bool,
+    applied: Applied,
+) -> CodeInfo {
+    CodeInfo { code, meaning, class: Class::Retryable { cap }, min_retry_delay_s: delay, official, applied }
+}
+
 /// A retryable code refused at the door: a plain resend is safe.
 const fn r(code: &'static str, meaning: &'static str, cap: Option<u32>, delay: u32, official: bool) -> CodeInfo {
-    CodeInfo {
-        code,
-        meaning,
-        class: Class::Retryable { cap },
-        min_retry_delay_s: delay,
-        official,
-        applied: Applied::No,
-    }
+    retryable(code, meaning, cap, delay, official, Applied::No)
 }
 
 /// A retryable code raised where the refund may have been acted on: enquire, then resend.
 const fn rm(code: &'static str, meaning: &'static str, cap: Option<u32>, delay: u32, official: bool) -> CodeInfo {
-    CodeInfo {
-        code,
-        meaning,
-        class: Class::Retryable { cap },
-        min_retry_delay_s: delay,
-        official,
-        applied: Applied::Maybe,
-    }
+    retryable(code, meaning, cap, delay, official, Applied::Maybe)
 }
 
 use Class::{ConfigError as CFG, InProgress as WIP, Success as OK};

@@ -516,35 +516,11 @@ async fn the_worker_serves_its_metrics_and_the_ledgers() {
     w.stop().await;
 }
 
-/// A webhook receiver on loopback: answers 500 to the first `fail_first` requests, then 200, and
-/// keeps every request it got (event id, signature, body).
-async fn receiver(fail_first: usize) -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>) {
-    use axum::http::{HeaderMap, StatusCode};
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-            let seen = seen.clone();
-            async move {
-                let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-                let mut g = seen.lock().unwrap();
-                g.push((h("x-qfrefund-event-id"), h("x-qfrefund-signature"), body.to_vec()));
-                if g.len() <= fail_first { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, got)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn final_outcomes_reach_the_webhook_signed_and_retried_until_accepted() {
     use worker::webhooks::{Webhook, WebhookPolicy};
     let env = Env::start("webhooks", 5, Faults::default()).await;
-    let (url, got) = receiver(3).await;
+    let (url, got) = common::hook_receiver_failing(3).await;
     let hook = Webhook::new(&url, "whsec-test-0123456789").unwrap();
     let mut config = env.config.clone();
     if let Some(m) = config.merchants.get_mut("default") {
@@ -596,7 +572,7 @@ async fn final_outcomes_reach_the_webhook_signed_and_retried_until_accepted() {
 async fn a_webhook_that_never_answers_is_given_up_visibly_and_can_be_redelivered() {
     use worker::webhooks::{Webhook, WebhookPolicy};
     let env = Env::start("webhooks-fail", 2, Faults::default()).await;
-    let (url, got) = receiver(usize::MAX).await;
+    let (url, got) = common::hook_receiver_failing(usize::MAX).await;
     let mut config = env.config.clone();
     if let Some(m) = config.merchants.get_mut("default") {
         m.webhook = Some(Webhook::new(&url, "whsec-test-0123456789").unwrap());

@@ -180,6 +180,12 @@ pub type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>
 
 /// A webhook receiver on loopback that accepts every request (200) and keeps it.
 pub async fn hook_receiver() -> (String, Received) {
+    hook_receiver_failing(0).await
+}
+
+/// A webhook receiver on loopback: answers 500 to the first `fail_first` requests, then 200, and
+/// keeps every request it got.
+pub async fn hook_receiver_failing(fail_first: usize) -> (String, Received) {
     use axum::http::{HeaderMap, StatusCode};
     let got: Received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = got.clone();
@@ -189,8 +195,9 @@ pub async fn hook_receiver() -> (String, Received) {
             let seen = seen.clone();
             async move {
                 let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-                seen.lock().unwrap().push((h("x-qfrefund-event-id"), h("x-qfrefund-signature"), body.to_vec()));
-                StatusCode::OK
+                let mut g = seen.lock().unwrap();
+                g.push((h("x-qfrefund-event-id"), h("x-qfrefund-signature"), body.to_vec()));
+                if g.len() <= fail_first { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
             }
         }),
     );
