@@ -183,7 +183,7 @@ fn parse_new_refund(body: &[u8]) -> Result<NewRefund, ApiError> {
 pub async fn create(State(st): State<Shared>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
     caller.require(Role::Produce)?;
     let refund = parse_new_refund(&body)?;
-    if let Err(unknown) = st.ledger.check_merchant(refund.merchant(), &st.config.merchants).await? {
+    if let Err(unknown) = st.ledger.check_refund_merchant(&refund, &st.config.merchants).await? {
         return Err(ApiError::invalid("merchant", unknown.to_string()));
     }
     let enqueued = st.ledger.enqueue(refund).await.map_err(ApiError::from_write)?;

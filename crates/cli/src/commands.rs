@@ -107,7 +107,7 @@ pub async fn enqueue(config: Option<&Path>, a: EnqueueArgs) -> anyhow::Result<Ex
     refund.clone().normalised().validate()?;
     let ledger = open_producer(config).await?;
     let known = Config::load(config)?.merchant_names();
-    if let Err(unknown) = ledger.check_merchant(refund.clone().normalised().merchant(), &known).await? {
+    if let Err(unknown) = ledger.check_refund_merchant(&refund, &known).await? {
         anyhow::bail!("{unknown}");
     }
     match ledger.enqueue(refund).await {

@@ -72,6 +72,12 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
                         break;
                     }
                     Some(Ok((line, r))) if !known(r.clone().normalised().merchant()) => {
+                        // Already in the ledger (a re-run after "outcome unknown"): its record
+                        // answers, whoever serves the merchant now.
+                        if ledger.get(&r.clone().normalised().out_trade_no).await?.is_some() {
+                            batch.push((line, r));
+                            continue;
+                        }
                         let why = ledger::merchants::unknown(r.clone().normalised().merchant(), &configured, &served);
                         let error = format!("merchant: {why}");
                         if want_report {

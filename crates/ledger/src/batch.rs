@@ -45,13 +45,24 @@ impl Ledger {
             .map(|(q, _)| q.out_trade_no.clone())
             .collect();
         let found = self.read_back(&doubtful).await;
+        // A line found in the ledger after its chunk failed was written, but its chunk's wait for
+        // replicas / the AOF was lost with the error: make everything durable now, or say unknown.
+        let confirmed = match &found {
+            Some(f) if !f.is_empty() => self.durable_now().await.unwrap_or(false),
+            _ => true,
+        };
         requests
             .into_iter()
             .zip(results)
             .map(|(q, result)| match result {
                 Ok(Accepted::Created) => LineFate::Created,
                 Ok(Accepted::Duplicate) => LineFate::Duplicate,
-                Err(LedgerError::Redis(e)) => settle(&q, e, found.as_ref()),
+                Err(LedgerError::Redis(e)) => match settle(&q, e, found.as_ref()) {
+                    LineFate::InLedger if !confirmed => LineFate::Unknown(format!(
+                        "{RERUN_ADVICE} (in the ledger, but not confirmed durable by the AOF / replicas)"
+                    )),
+                    fate => fate,
+                },
                 Err(e) if e.outcome_unknown() => LineFate::Unknown(format!("{RERUN_ADVICE} ({e})")),
                 Err(e) => LineFate::Refused(e),
             })

@@ -8,6 +8,16 @@
 //! connection, and if that connection breaks, the pipeline fails as a whole and nothing is
 //! vouched for. A broken pipeline whose write did land is "not durable" (the claim's lease then
 //! expires and the refund is tried again; an enqueue answers "outcome unknown, retry").
+//!
+//! A wait also counts only from the connection's last write that *propagated*: a script that
+//! writes nothing (an enqueue answering "duplicate", a claim that only reads) would leave it where
+//! it was — at zero on a fresh connection — and the wait would vouch at once for a record written
+//! earlier by someone else, perhaps never replicated. So every wait follows a small write of its
+//! own (a probe key under the ledger's hash tag, expiring): the wait then covers everything the
+//! primary had applied up to that point, the record included.
+//!
+//! An error of the wait itself (`WAITAOF` on a primary without AOF after a failover, an ACL that
+//! forbids `WAIT`) is "not durable", never an error of the write: the write had already run.
 
 use redis::aio::ConnectionLike;
 use redis::{FromRedisValue, ScriptInvocation, Value};
@@ -33,8 +43,9 @@ impl Durability {
         self.local_aof || self.replicas > 0
     }
 
-    /// Appends the wait to `pipe` (after the write it must vouch for).
-    pub fn push_wait(&self, pipe: &mut redis::Pipeline) {
+    /// Appends the probe write and the wait to `pipe` (after the write they must vouch for).
+    pub fn push_wait(&self, pipe: &mut redis::Pipeline, probe: &str) {
+        pipe.cmd("SET").arg(probe).arg(1).arg("PX").arg(60_000);
         if self.local_aof {
             pipe.cmd("WAITAOF").arg(1).arg(self.replicas).arg(self.timeout_ms);
         } else if self.replicas > 0 {
@@ -61,6 +72,11 @@ impl Durability {
             true
         }
     }
+
+    /// Whether the probe write and the wait (the last two answers of a pipeline) say durable.
+    fn judge_tail(&self, probe: Option<redis::RedisResult<Value>>, wait: Option<redis::RedisResult<Value>>) -> bool {
+        matches!(probe, Some(Ok(_))) && matches!(wait, Some(Ok(ref w)) if self.judge(w))
+    }
 }
 
 fn is_noscript(e: &redis::RedisError) -> bool {
@@ -69,10 +85,12 @@ fn is_noscript(e: &redis::RedisError) -> bool {
 
 /// Runs a script and, on the same connection in the same pipeline, waits for `d`. Returns the
 /// script's answer and whether it is durable. Without anything to wait for it is a plain call.
+/// `probe`: the key the wait's own write goes to (see the module's notes).
 pub async fn invoke<T, C>(
     con: &mut C,
     inv: &ScriptInvocation<'_>,
     d: &Durability,
+    probe: &str,
 ) -> Result<(T, bool), redis::RedisError>
 where
     T: FromRedisValue,
@@ -85,25 +103,32 @@ where
     // restarted or failed over since the last call) and try again.
     for attempt in 0..2 {
         let mut pipe = redis::pipe();
-        pipe.invoke_script(inv);
-        d.push_wait(&mut pipe);
-        match pipe.query_async::<(T, Value)>(con).await {
-            Ok((answer, waited)) => return Ok((answer, d.judge(&waited))),
-            Err(e) if attempt == 0 && is_noscript(&e) => {
+        pipe.ignore_errors().invoke_script(inv);
+        d.push_wait(&mut pipe, probe);
+        let mut replies = pipe.query_async::<Vec<redis::RedisResult<Value>>>(con).await?.into_iter();
+        match replies.next() {
+            Some(Err(e)) if attempt == 0 && is_noscript(&e) => {
                 inv.load_async(con).await?;
             }
-            Err(e) => return Err(e),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(answer)) => {
+                let durable = d.judge_tail(replies.next(), replies.next());
+                return Ok((T::from_redis_value(answer)?, durable));
+            }
+            None => break,
         }
     }
     Err(redis::RedisError::from((redis::ErrorKind::Io, "script could not be loaded")))
 }
 
-/// Runs a prepared pipeline of writes and, in the same pipeline, waits for `d`. The wait's answer
-/// is the last value; it is taken off and judged.
+/// Runs a prepared pipeline of writes and, in the same pipeline, waits for `d`. The first error of
+/// the writes is the call's error (as for a plain pipeline); an error of the wait only means "not
+/// durable".
 pub async fn query_pipeline<C>(
     con: &mut C,
     mut pipe: redis::Pipeline,
     d: &Durability,
+    probe: &str,
 ) -> Result<(Vec<Value>, bool), redis::RedisError>
 where
     C: ConnectionLike + Send,
@@ -111,10 +136,30 @@ where
     if !d.wanted() {
         return Ok((pipe.query_async(con).await?, true));
     }
-    d.push_wait(&mut pipe);
-    let mut all: Vec<Value> = pipe.query_async(con).await?;
-    let waited = all.pop().unwrap_or(Value::Nil);
-    Ok((all, d.judge(&waited)))
+    pipe.ignore_errors();
+    d.push_wait(&mut pipe, probe);
+    let mut all: Vec<redis::RedisResult<Value>> = pipe.query_async(con).await?;
+    let wait = all.pop();
+    let probe_reply = all.pop();
+    let writes = all.into_iter().collect::<Result<Vec<Value>, _>>()?;
+    Ok((writes, d.judge_tail(probe_reply, wait)))
+}
+
+/// Waits, on one connection, until everything the primary has applied so far is durable (a probe
+/// write, then the wait): for records found in the ledger whose own write was not confirmed.
+pub async fn now<C>(con: &mut C, d: &Durability, probe: &str) -> Result<bool, redis::RedisError>
+where
+    C: ConnectionLike + Send,
+{
+    if !d.wanted() {
+        return Ok(true);
+    }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    d.push_wait(&mut pipe, probe);
+    let mut all: Vec<redis::RedisResult<Value>> = pipe.query_async(con).await?;
+    let wait = all.pop();
+    Ok(d.judge_tail(all.pop(), wait))
 }
 
 #[cfg(test)]

@@ -255,9 +255,11 @@ pub fn after_submit(rec: &Record, result: &SubmitResult, policy: &Policy, now: i
             let wait = ms(policy.resubmit_delay(rec.submits.saturating_sub(1), unit)).max(after.map_or(0, ms));
             Decision::new(State::RetryWait, Some(now + wait), "rate limited (429)").with("last_error", "HTTP 429")
         }
+        // Nothing was sent either.
         SubmitResult::Misconfigured(e) => {
             Decision::new(State::NeedsReview, None, "client misconfigured, merchant paused")
                 .with("last_error", e.clone())
+                .with("submits", rec.submits.saturating_sub(1).to_string())
                 .pause()
         }
     };
@@ -311,6 +313,9 @@ pub fn after_enquiry(rec: &Record, result: &EnquiryResult, policy: &Policy, now:
                         None,
                         format!("enquiry: QFPay's record shows retryable respcd {code} and the retry budget is spent"),
                     ),
+                    // Resent as is: QFPay's own record says this attempt was refused. An earlier
+                    // attempt whose outcome went unseen keeps the record uncertain, so a refusal of
+                    // the resend is still enquired, never read as a failure.
                     Class::Retryable { cap } => {
                         let r = retry(rec, policy, now, unit, &code, cap, false);
                         let mut d = base(r.state, r.next_at, format!("enquiry: {}", r.reason));

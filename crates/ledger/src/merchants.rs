@@ -107,6 +107,23 @@ impl Ledger {
         Ok(Err(unknown(merchant, configured, &served)))
     }
 
+    /// [`Ledger::check_merchant`] for a refund about to be enqueued: a refund already in the
+    /// ledger under this `out_trade_no` is never refused for its merchant (a producer retrying
+    /// after "outcome unknown" must get its record back, or the conflict, not a 422 while no
+    /// worker happens to be live).
+    pub async fn check_refund_merchant(
+        &self,
+        refund: &crate::NewRefund,
+        configured: &[String],
+    ) -> Result<Result<(), UnknownMerchant>, LedgerError> {
+        let refund = refund.clone().normalised();
+        match self.check_merchant(refund.merchant(), configured).await? {
+            Ok(()) => Ok(Ok(())),
+            Err(_) if self.get(&refund.out_trade_no).await?.is_some() => Ok(Ok(())),
+            Err(unknown) => Ok(Err(unknown)),
+        }
+    }
+
     /// Counts the refunds in the due-index (at most `limit` of them) whose merchant no live
     /// worker serves.
     pub async fn unserved_refunds(&self, limit: usize) -> Result<Unserved, LedgerError> {

@@ -117,6 +117,10 @@ pub enum LedgerError {
     Redis(#[from] redis::RedisError),
     #[error("unexpected answer from a ledger script: {0}")]
     Script(String),
+    /// The script ran (the refund is recorded, durable as configured), but reading the record back
+    /// failed. The same request again answers with the record.
+    #[error("the refund was recorded, but reading it back failed ({0}): retry the same request (it is idempotent)")]
+    Unread(String),
     #[error("Redis TLS CA file {path}: {error}")]
     TlsCa { path: String, error: String },
 }
@@ -472,6 +476,36 @@ impl Ledger {
         }
     }
 
+    /// The key each durability wait writes first (see [`crate::durable`]): under the ledger's tag.
+    fn probe_key(&self) -> String {
+        format!("{}:durable-probe", self.keys.prefix())
+    }
+
+    /// Waits until everything Redis has applied so far is durable (AOF and/or replicas, as
+    /// configured), on one connection: for a record found in the ledger whose own write was never
+    /// confirmed. `Ok(true)` at once when nothing is configured.
+    pub async fn durable_now(&self) -> Result<bool, LedgerError> {
+        let d = self.durability(self.fsyncs_on_demand());
+        Ok(durable::now(&mut self.con.clone(), &d, &self.probe_key()).await?)
+    }
+
+    /// After a wait that failed: the server may have changed under us (a failover to a primary
+    /// without AOF answers `WAITAOF` with an error). Re-reads whether it fsyncs on demand.
+    async fn recheck_fsync(&self) {
+        if !self.fsyncs_on_demand() {
+            return;
+        }
+        if let Ok(info) = self.server_info().await {
+            let on = info.waitaof && info.aof_enabled;
+            if !on {
+                tracing::warn!(
+                    "Redis no longer fsyncs on demand (WAITAOF): enqueues and claims now rely on appendfsync"
+                );
+            }
+            self.local_aof.store(on, Ordering::Relaxed);
+        }
+    }
+
     /// Whether this Redis fsyncs on demand (`WAITAOF`, Redis ≥ 7.2 with AOF on), as read at
     /// connect: enqueues then wait for their write to reach the disk before they are accepted.
     pub fn fsyncs_on_demand(&self) -> bool {
@@ -523,8 +557,9 @@ impl Ledger {
         let inv = self.enqueue_invocation(&refund, self.now_ms());
         let mut con = self.con.clone();
         let (reply, durable): (Vec<String>, bool) =
-            durable::invoke(&mut con, &inv, &self.durability(self.fsyncs_on_demand())).await?;
+            durable::invoke(&mut con, &inv, &self.durability(self.fsyncs_on_demand()), &self.probe_key()).await?;
         if !durable {
+            self.recheck_fsync().await;
             return Err(LedgerError::NotReplicated(self.config.wait_replicas));
         }
         let out = self.enqueue_outcome(&refund, &reply).await;
@@ -595,7 +630,7 @@ impl Ledger {
                 pipe.invoke_script(&self.enqueue_many_invocation(part, now));
             }
             // The wait shares the pipeline, so it counts from these writes (see `durable`).
-            match durable::query_pipeline(con, pipe, &wait).await {
+            match durable::query_pipeline(con, pipe, &wait, &self.probe_key()).await {
                 Err(e) if attempt == 0 && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {}
                 Err(e) => return Err(e),
                 // One answer per refund, `paid_mismatch:<paid>` split as enqueue answers it.
@@ -659,8 +694,14 @@ impl Ledger {
     }
 
     async fn enqueue_outcome(&self, r: &NewRefund, reply: &[String]) -> Result<Enqueued, LedgerError> {
-        let load =
-            || async { self.get(&r.out_trade_no).await?.ok_or_else(|| LedgerError::Script("record vanished".into())) };
+        // The script has run: whatever fails now, the caller must not read it as "not written".
+        let load = || async {
+            match self.get(&r.out_trade_no).await {
+                Ok(Some(rec)) => Ok(rec),
+                Ok(None) => Err(LedgerError::Script("record vanished".into())),
+                Err(e) => Err(LedgerError::Unread(e.to_string())),
+            }
+        };
         match reply.first().map(String::as_str) {
             Some("created") => Ok(Enqueued::Created(load().await?)),
             Some("duplicate") => Ok(Enqueued::Duplicate(load().await?)),
@@ -746,8 +787,13 @@ impl Ledger {
             .arg(&target.merchant)
             .arg(rate)
             .arg(burst);
-        let (reply, durable): (Vec<String>, bool) =
-            durable::invoke(&mut self.con.clone(), &inv, &self.durability(o.durable_local)).await?;
+        let (reply, durable): (Vec<String>, bool) = durable::invoke(
+            &mut self.con.clone(),
+            &inv,
+            &self.durability(o.durable_local && self.fsyncs_on_demand()),
+            &self.probe_key(),
+        )
+        .await?;
         let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
         let bad = || LedgerError::Script(format!("claim answered {:?}", reply.first()));
         let claimed = || -> Result<(u64, Box<Record>), LedgerError> {

@@ -264,7 +264,7 @@ impl Processor {
         mchid: Option<&str>,
         target: &RefundRef,
     ) -> Result<Result<(), String>, LedgerError> {
-        let req = match requests::payment_enquiry(&target.syssn, mchid) {
+        let req = match requests::payment_enquiry(&target.syssn, mchid, self.ledger.now_ms()) {
             Ok(req) => req,
             Err(e) => return Ok(Err(e)),
         };
@@ -353,7 +353,7 @@ impl Processor {
     ) -> Result<Step, LedgerError> {
         let deadline = self.lease_deadline(&rec);
         let request = if rec.payment_check {
-            requests::payment_enquiry(&rec.syssn, rec.mchid.as_deref().or(mchid))
+            requests::payment_enquiry(&rec.syssn, rec.mchid.as_deref().or(mchid), self.ledger.now_ms())
         } else {
             enquiry_for(&rec, mchid, self.ledger.now_ms())
         };

@@ -16,8 +16,32 @@ pub fn refund_request(rec: &Record, mchid: Option<&str>) -> Result<RefundRequest
 }
 
 /// The enquiry of the payment `syssn` itself (its amount, or whether QFPay knows it at all).
-pub fn payment_enquiry(syssn: &str, mchid: Option<&str>) -> Result<EnquiryRequest, String> {
-    EnquiryRequest::new(&[syssn], &[], None).and_then(|r| r.with_mchid(mchid)).map_err(|e| e.to_string())
+///
+/// QFPay's `syssn` begins with the payment's date (`YYYYMMDD…`). QFPay's documents disagree on
+/// whether a `syssn` enquiry still searches only the current month ("`start_time` required for
+/// cross-month queries" against "ignored when `syssn` is given"), so where the date can be read,
+/// the window is sent from the day before it to tomorrow: a "not found" then covers the payment's
+/// own date. A window QFPay refuses is an answer that settles nothing (enquired again, reviewed at
+/// the maximum age), never a "not found".
+pub fn payment_enquiry(syssn: &str, mchid: Option<&str>, now_ms: i64) -> Result<EnquiryRequest, String> {
+    let window = payment_date(syssn).map(|day| {
+        let from = Txdtm::from_unix(day - 86_400, DEFAULT_OFFSET_SECS);
+        let to = Txdtm::from_unix(now_ms / 1000 + 86_400, DEFAULT_OFFSET_SECS);
+        (from, to)
+    });
+    EnquiryRequest::new(&[syssn], &[], window)
+        .and_then(|r| r.with_page(1, 100))
+        .and_then(|r| r.with_mchid(mchid))
+        .map_err(|e| e.to_string())
+}
+
+/// The start of the payment's day (unix seconds, merchant time) from a `syssn` that begins with a
+/// plausible `YYYYMMDD`.
+fn payment_date(syssn: &str) -> Option<i64> {
+    let d = syssn.get(..8)?;
+    let at: Txdtm = format!("{}-{}-{} 00:00:00", &d[..4], &d[4..6], &d[6..8]).parse().ok()?;
+    let year: i32 = d[..4].parse().ok()?;
+    (2010..=2100).contains(&year).then(|| at.to_unix(DEFAULT_OFFSET_SECS))
 }
 
 /// The enquiry that finds refund `rec`: by its own `syssn` when QFPay gave one; else by
@@ -75,5 +99,22 @@ pub(crate) fn describe_enquiry(rec: &Record, r: &EnquiryResult) -> String {
             RefundLookup::NotFound => "not found".into(),
         },
         EnquiryResult::Failed(e) => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payment_enquiry_covers_the_payment_date_its_syssn_begins_with() {
+        assert!(payment_date("20191227000200020061752831").is_some());
+        assert_eq!(payment_date("1000000000000000000000007"), None, "no date in it: QFPay's own rule applies");
+        assert_eq!(payment_date("2019"), None);
+        let now = 1_800_000_000_000;
+        let dated = payment_enquiry("20191227000200020061752831", None, now).unwrap();
+        let shown = format!("{dated:?}");
+        assert!(shown.contains("2019-12-26 00:00:00"), "{shown}");
+        assert!(payment_enquiry("1000000000000000000000007", None, now).is_ok());
     }
 }
