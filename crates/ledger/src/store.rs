@@ -351,6 +351,10 @@ pub struct ServerInfo {
     pub maxmemory_policy: String,
     /// `WAITAOF` exists (Redis ≥ 7.2): a claim can be made durable before anything is sent.
     pub waitaof: bool,
+    /// `appendfsync` (`CONFIG GET`; `None` where a managed Redis refuses `CONFIG`).
+    pub appendfsync: Option<String>,
+    /// Replicas connected to this primary (`INFO replication` `connected_slaves`).
+    pub connected_replicas: usize,
 }
 
 impl ServerInfo {
@@ -433,13 +437,14 @@ impl Ledger {
         Ok(ledger)
     }
 
-    /// Reads the server's version and persistence settings (from INFO, which managed Redis allows
-    /// where CONFIG is disabled).
+    /// Reads the server's version, persistence settings and replicas (from INFO, which managed
+    /// Redis allows where CONFIG is disabled; `appendfsync` from CONFIG where allowed).
     pub async fn server_info(&self) -> Result<ServerInfo, LedgerError> {
         let info: String = redis::cmd("INFO")
             .arg("server")
             .arg("persistence")
             .arg("memory")
+            .arg("replication")
             .query_async(&mut self.con.clone())
             .await?;
         let field = |name: &str| {
@@ -458,6 +463,8 @@ impl Ledger {
             waitaof: at_least(7, 2),
             aof_enabled: field("aof_enabled") == "1",
             maxmemory_policy: field("maxmemory_policy"),
+            connected_replicas: field("connected_slaves").parse().unwrap_or(0),
+            appendfsync: self.appendfsync().await,
             version,
         })
     }
@@ -495,6 +502,11 @@ impl Ledger {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// Where and how this ledger was configured.
+    pub fn config(&self) -> &LedgerConfig {
+        &self.config
     }
 
     /// A connection handle (cheap to clone) for callers that need plain commands.
