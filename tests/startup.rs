@@ -96,3 +96,33 @@ fn a_redis_without_waitaof_and_appendfsync_everysec_warns_that_appendfsync_alway
     assert_eq!(code, Some(0), "{out}");
     assert!(!out.contains("appendfsync always is required"), "appendfsync always: no warning: {out}");
 }
+
+/// A `mchid` no QFPay request can carry would make every enquiry impossible to build: a
+/// configuration error at start-up naming the merchant and the field, never a refund that waits.
+#[test]
+fn a_merchant_with_an_invalid_mchid_is_a_configuration_error_naming_merchant_and_field() {
+    let scratch = qfrefund_e2e::Scratch::new("bad-mchid");
+    let redis = RedisServer::start().unwrap();
+    let mut env = env_for(&redis.url(), &unique_namespace("bad-mchid"), "http://127.0.0.1:1");
+    let file = scratch.path("qfrefund.toml");
+    std::fs::write(
+        &file,
+        "[merchants.shop]\napp_code = \"APP1\"\nclient_key = \"k-0123456789\"\nmchid = \"not a mchid!\"\n\
+         base_url = \"http://127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    env.insert("QFREFUND_CONFIG".into(), file.to_str().unwrap().into());
+    let enqueue = enqueue_args("RF-M1");
+    let enqueue: Vec<&str> = enqueue.iter().map(String::as_str).collect();
+    for args in [&["worker"][..], &enqueue[..]] {
+        let (code, out) = run_for(&env, args, Duration::from_secs(8));
+        assert!(code.is_some_and(|c| c != 0), "{args:?} exits non-zero: {out}");
+        assert!(out.contains("merchant shop: mchid"), "{args:?} names merchant and field: {out}");
+    }
+    // The default merchant's mchid from the environment, too.
+    env.remove("QFREFUND_CONFIG");
+    env.insert("QFPAY_MCHID".into(), "x".repeat(17));
+    let (code, out) = run_for(&env, &["worker"], Duration::from_secs(8));
+    assert!(code.is_some_and(|c| c != 0), "{out}");
+    assert!(out.contains("merchant default: mchid: must be at most 16"), "{out}");
+}
