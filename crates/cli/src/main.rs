@@ -51,6 +51,11 @@ enum Command {
         op: commands::OperatorArgs,
         #[arg(long, value_parser = ["succeeded", "failed"])]
         state: String,
+        /// Accept a success that takes the payment past what its records say was paid, on QFPay's
+        /// proof that the refund succeeded (audited as "resolve --force"; a refund never sent is
+        /// still refused).
+        #[arg(long)]
+        force: bool,
     },
     /// Withdraw a refund that was never sent (queued).
     Cancel(commands::OperatorArgs),
@@ -120,9 +125,11 @@ async fn main() -> ExitCode {
         Command::Pause { merchant, reason } => commands::pause(config, &merchant, Some(&reason)).await,
         Command::Resume { merchant } => commands::pause(config, &merchant, None).await,
         Command::Retry(op) => commands::operate(config, op, ledger::Operation::Retry).await,
-        Command::Resolve { op, state } => {
+        Command::Resolve { op, state, force } => {
             let target = if state == "succeeded" { ledger::State::Succeeded } else { ledger::State::Failed };
-            commands::operate(config, op, ledger::Operation::Resolve(target)).await
+            let op_kind =
+                if force { ledger::Operation::ForceResolve(target) } else { ledger::Operation::Resolve(target) };
+            commands::operate(config, op, op_kind).await
         }
         Command::Cancel(op) => commands::operate(config, op, ledger::Operation::Cancel).await,
         Command::Serve => ops::serve(config).await,
