@@ -88,3 +88,41 @@ async fn resolve_force_accepts_a_success_past_the_paid_amount_and_audits_it_as_f
         "{trail:?}"
     );
 }
+
+/// `pause ""` used to pause a merchant no refund names, silently; every pause and resume is now in
+/// the audit trail with who and why.
+#[test]
+fn pause_refuses_a_merchant_name_no_refund_could_carry_and_pause_and_resume_are_audited() {
+    let redis = RedisServer::start().unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("cli-pause"), "http://127.0.0.1:1");
+    for bad in ["", "two words", "a:b"] {
+        let out = run(&env, &["pause", bad, "--reason", "x"]);
+        assert_eq!(out.status.code(), Some(1), "pause {bad:?} is refused");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("merchant"), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(run(&env, &["resume", ""]).status.code(), Some(1));
+    let stats = run(&env, &["stats"]);
+    assert!(!String::from_utf8_lossy(&stats.stdout).contains("\"\":"), "nothing was paused");
+
+    let paused = run(&env, &["pause", "default", "--reason", "QFPay maintenance", "--by", "ann"]);
+    assert!(paused.status.success(), "{}", String::from_utf8_lossy(&paused.stderr));
+    let resumed = run(&env, &["resume", "default", "--reason", "maintenance over", "--by", "bob"]);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let trail = audit(&env);
+    let actions: Vec<(&str, &str, &str, &str)> = trail
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap(),
+                a["merchant"].as_str().unwrap_or(""),
+                a["who"].as_str().unwrap(),
+                a["why"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [("pause", "default", "ann", "QFPay maintenance"), ("resume", "default", "bob", "maintenance over")],
+        "{trail:?}"
+    );
+}

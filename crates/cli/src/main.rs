@@ -36,13 +36,24 @@ enum Command {
     /// Print refunds as JSON lines, oldest first.
     List(commands::ListArgs),
     /// Stop submitting a merchant's refunds (enquiries go on).
+    /// (Audited with who and why, like every operator action.)
     Pause {
         merchant: String,
         #[arg(long, default_value = "paused by an operator")]
         reason: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
     },
-    /// Resume a paused merchant (after a configuration error is fixed, say).
-    Resume { merchant: String },
+    /// Resume a paused merchant (after a configuration error is fixed, say); audited.
+    Resume {
+        merchant: String,
+        #[arg(long, default_value = "resumed by an operator")]
+        reason: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Look at a refund in needs_review again: enquire first if it was ever sent, else submit.
     Retry(commands::OperatorArgs),
     /// Settle a refund in needs_review as succeeded or failed, as established with QFPay.
@@ -122,8 +133,8 @@ async fn main() -> ExitCode {
         Command::Import(args) => import_cmd::import(config, args).await,
         Command::Status { out_trade_no } => commands::status(config, &out_trade_no).await,
         Command::List(args) => commands::list(config, args).await,
-        Command::Pause { merchant, reason } => commands::pause(config, &merchant, Some(&reason)).await,
-        Command::Resume { merchant } => commands::pause(config, &merchant, None).await,
+        Command::Pause { merchant, reason, by } => commands::pause(config, &merchant, true, &reason, by).await,
+        Command::Resume { merchant, reason, by } => commands::pause(config, &merchant, false, &reason, by).await,
         Command::Retry(op) => commands::operate(config, op, ledger::Operation::Retry).await,
         Command::Resolve { op, state, force } => {
             let target = if state == "succeeded" { ledger::State::Succeeded } else { ledger::State::Failed };

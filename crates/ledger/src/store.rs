@@ -216,7 +216,11 @@ impl PageCursor {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEntry {
     pub id: String,
+    /// Empty for a merchant's pause or resume.
     pub out_trade_no: String,
+    /// The merchant paused or resumed (empty for an action on a refund).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub merchant: String,
     pub action: String,
     pub who: String,
     pub why: String,
@@ -233,6 +237,7 @@ impl AuditEntry {
         Self {
             id,
             out_trade_no: take("out_trade_no"),
+            merchant: take("merchant"),
             action: take("action"),
             who: take("who"),
             why: take("why"),
@@ -793,7 +798,8 @@ impl Ledger {
         op: &str,
     ) -> Result<bool, LedgerError> {
         let mut inv = self.on_record(&TRANSITION, &rec.out_trade_no, &rec.syssn);
-        inv.arg(&rec.out_trade_no)
+        inv.key(self.keys.audit())
+            .arg(&rec.out_trade_no)
             .arg(expected.as_str())
             .arg(fence)
             .arg(d.state.as_str())
@@ -913,17 +919,7 @@ impl Ledger {
         Ok(inv.invoke_async(&mut self.con.clone()).await?)
     }
 
-    /// Pauses a merchant's submits (operators, and configuration errors).
-    pub async fn pause(&self, merchant: &str, why: &str) -> Result<(), LedgerError> {
-        let _: () = self.con.clone().hset(self.keys.paused(), merchant, why).await?;
-        Ok(())
-    }
-
-    /// Resumes a paused merchant. Returns whether it was paused.
-    pub async fn resume(&self, merchant: &str) -> Result<bool, LedgerError> {
-        let n: u64 = self.con.clone().hdel(self.keys.paused(), merchant).await?;
-        Ok(n > 0)
-    }
+    // Ledger::pause and Ledger::resume: see crate::pause (audited).
 
     /// Paused merchants and why.
     pub async fn paused(&self) -> Result<HashMap<String, String>, LedgerError> {
