@@ -104,7 +104,8 @@ pub struct WorkerConfig {
     /// shared with its payments).
     pub rate_per_sec: f64,
     pub rate_burst: u32,
-    /// Defer submits in 23:30–00:30 UTC+8 (with five minutes' margin each side).
+    /// The quiet window: defer submits 23:25–00:35 UTC+8 (QFPay's 23:30–00:30 refund blackout
+    /// with five minutes' margin each side; see [`qfpay::time::near_refund_blackout`]).
     pub quiet_window: bool,
     /// Enquire the payment for its amount when the producer did not give `orig_txamt`.
     pub learn_paid: bool,
@@ -127,11 +128,7 @@ impl Default for WorkerConfig {
             ledger: LedgerConfig::default(),
             policy: Policy::default(),
             merchants: HashMap::new(),
-            http: ClientConfig {
-                connect_timeout: Duration::from_secs(2),
-                timeout: Duration::from_secs(6),
-                pool_max_idle_per_host: 64,
-            },
+            http: ClientConfig::default(),
             concurrency: 32,
             poll_interval: Duration::from_millis(50),
             heartbeat: Duration::from_secs(2),
