@@ -222,3 +222,31 @@ async fn one_two_and_four_workers_share_the_work_without_doubling_anything() {
         eprintln!("scale: {w} worker(s): {r:.0} refunds/s; per worker vs one: {:.2}", r / base / *w as f64);
     }
 }
+
+/// Replication is asynchronous: through Sentinel without waiting for a replica, a failover can lose
+/// an acknowledged enqueue or a claim whose refund was sent. Allowed (one replica may be all there
+/// is), but never silently.
+#[tokio::test]
+async fn a_sentinel_url_with_wait_replicas_0_warns_that_a_failover_can_lose_acknowledged_writes() {
+    let scratch = Scratch::new("ha-warn");
+    let primary = RedisServer::start().unwrap();
+    let sentinel = Sentinel::start(&scratch.0, primary.port());
+    let url = format!("redis+sentinel://127.0.0.1:{}/mymaster", sentinel.port);
+    let mut env = env_for(&url, &unique_namespace("ha-warn"), "http://127.0.0.1:1");
+    env.insert("QFREFUND_REDIS_WAIT_REPLICAS".into(), "0".into());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = Command::new(qfrefund_e2e::qfrefund_bin()).arg("ping").env_clear().envs(&env).output().unwrap();
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("WARN") && stderr.contains("a failover can lose acknowledged enqueues"), "{stderr}");
+    // A direct URL to the same server: no such warning.
+    env.insert("QFREFUND_REDIS_URL".into(), primary.url());
+    let out = Command::new(qfrefund_e2e::qfrefund_bin()).arg("ping").env_clear().envs(&env).output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("a failover can lose"));
+}

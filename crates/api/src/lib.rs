@@ -14,6 +14,7 @@ mod auth;
 mod error;
 mod metrics;
 mod notify;
+mod operate;
 mod refunds;
 
 use std::sync::Arc;
@@ -106,9 +107,9 @@ fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(refunds::create, refunds::list))
         .routes(routes!(refunds::get_one))
-        .routes(routes!(refunds::retry))
-        .routes(routes!(refunds::cancel))
-        .routes(routes!(refunds::resolve))
+        .routes(routes!(operate::retry))
+        .routes(routes!(operate::cancel))
+        .routes(routes!(operate::resolve))
         .routes(routes!(notify::notify))
         .routes(routes!(healthz))
         .routes(routes!(readyz))

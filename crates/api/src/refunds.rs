@@ -1,11 +1,11 @@
-//! `/v1/refunds`: enqueue, look up, list, and the operator actions.
+//! `/v1/refunds`: enqueue, look up, list (the operator actions are in [`crate::operate`]).
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ledger::{Enqueued, NewRefund, Operation, PageCursor, Record};
+use ledger::{Enqueued, NewRefund, PageCursor, Record};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -31,21 +31,6 @@ pub struct ListBody {
     pub next_cursor: Option<String>,
 }
 
-/// What an operator says when acting on a refund.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ActionBody {
-    /// Why (kept in the audit trail with the caller's token name).
-    pub reason: String,
-}
-
-/// Settling a refund in `needs_review`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ResolveBody {
-    /// `succeeded` or `failed`: what was established with QFPay.
-    pub state: String,
-    pub reason: String,
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
@@ -59,7 +44,7 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-fn url_of(st: &Shared, out_trade_no: &str) -> String {
+pub(crate) fn url_of(st: &Shared, out_trade_no: &str) -> String {
     format!("{}/v1/refunds/{}", st.config.base_url.trim_end_matches('/'), percent_encode(out_trade_no))
 }
 
@@ -272,128 +257,6 @@ pub async fn list(
         }
         (None, None) => Err(ApiError::invalid("state", "give state (and optionally syssn), or syssn")),
     }
-}
-
-fn reason_of(reason: &str) -> Result<String, ApiError> {
-    let r = reason.trim();
-    if r.is_empty() {
-        return Err(ApiError::invalid("reason", "required: say why (it goes into the audit trail)"));
-    }
-    if r.len() > 500 || r.chars().any(char::is_control) {
-        return Err(ApiError::invalid("reason", "at most 500 characters, no control characters"));
-    }
-    Ok(r.to_owned())
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let msg = e.to_string();
-        // serde names the field in its message ("missing field `reason`"): report it as such.
-        let field = msg.split('`').nth(1).filter(|_| msg.contains("field")).unwrap_or("body").to_owned();
-        ApiError::Invalid(vec![FieldProblem { field, problem: msg }])
-    })
-}
-
-async fn operate(
-    st: &Shared,
-    caller: &Caller,
-    otn: &str,
-    op: Operation,
-    why: &str,
-) -> Result<Json<RefundBody>, ApiError> {
-    caller.require(Role::Operate)?;
-    match st.ledger.operate(otn, op, &caller.name, why).await.map_err(ApiError::from_write)? {
-        Ok(state) => {
-            tracing::info!(out_trade_no = otn, caller = %caller.name, %state, "operator action");
-            let rec = st.ledger.get(otn).await?.ok_or_else(|| ApiError::NotFound(format!("no refund {otn:?}")))?;
-            Ok(Json(RefundBody { url: url_of(st, otn), refund: rec }))
-        }
-        Err(r @ ledger::Refusal::NoSuchRefund(_)) => Err(ApiError::NotFound(r.to_string())),
-        Err(ledger::Refusal::Refused(why)) => Err(ApiError::Refused(why)),
-    }
-}
-
-/// Look at a refund in `needs_review` again: enquire first if it was ever sent, else submit.
-#[utoipa::path(
-    post,
-    path = "/v1/refunds/{out_trade_no}/retry",
-    tag = "operations",
-    params(("out_trade_no" = String, Path)),
-    request_body = ActionBody,
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Done: the refund as it is now", body = RefundBody),
-        (status = 409, description = "Refused: the refund is not in needs_review", body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-    )
-)]
-pub async fn retry(
-    State(st): State<Shared>,
-    caller: Caller,
-    Path(otn): Path<String>,
-    body: Bytes,
-) -> Result<Json<RefundBody>, ApiError> {
-    caller.require(Role::Operate)?;
-    let b: ActionBody = parse_json(&body)?;
-    operate(&st, &caller, &otn, Operation::Retry, &reason_of(&b.reason)?).await
-}
-
-/// Withdraw a refund that was never sent (`queued`).
-#[utoipa::path(
-    post,
-    path = "/v1/refunds/{out_trade_no}/cancel",
-    tag = "operations",
-    params(("out_trade_no" = String, Path)),
-    request_body = ActionBody,
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Cancelled", body = RefundBody),
-        (status = 409, description = "Refused: it may have been sent already", body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-    )
-)]
-pub async fn cancel(
-    State(st): State<Shared>,
-    caller: Caller,
-    Path(otn): Path<String>,
-    body: Bytes,
-) -> Result<Json<RefundBody>, ApiError> {
-    caller.require(Role::Operate)?;
-    let b: ActionBody = parse_json(&body)?;
-    operate(&st, &caller, &otn, Operation::Cancel, &reason_of(&b.reason)?).await
-}
-
-/// Settle a refund in `needs_review` as `succeeded` or `failed`, as established with QFPay.
-#[utoipa::path(
-    post,
-    path = "/v1/refunds/{out_trade_no}/resolve",
-    tag = "operations",
-    params(("out_trade_no" = String, Path)),
-    request_body = ResolveBody,
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Resolved", body = RefundBody),
-        (status = 409, description = "Refused: the refund is not in needs_review", body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-    )
-)]
-pub async fn resolve(
-    State(st): State<Shared>,
-    caller: Caller,
-    Path(otn): Path<String>,
-    body: Bytes,
-) -> Result<Json<RefundBody>, ApiError> {
-    caller.require(Role::Operate)?;
-    let b: ResolveBody = parse_json(&body)?;
-    let target = match b.state.as_str() {
-        "succeeded" => ledger::State::Succeeded,
-        "failed" => ledger::State::Failed,
-        other => return Err(ApiError::invalid("state", format!("succeeded or failed, got {other:?}"))),
-    };
-    operate(&st, &caller, &otn, Operation::Resolve(target), &reason_of(&b.reason)?).await
 }
 
 #[cfg(test)]

@@ -200,6 +200,49 @@ async fn operator_actions_need_a_reason_and_are_audited_with_the_token_name() {
     assert_eq!(audit[2].why, "QFPay support: never applied");
 }
 
+/// A success past the paid amount is refused unless forced (`force: true`, on QFPay's proof), and
+/// the forced resolve is audited as such; a refund never sent is refused even when forced.
+#[tokio::test]
+async fn resolve_with_force_accepts_a_success_past_the_paid_amount_and_audits_it_as_forced() {
+    let redis = TestRedis::start().unwrap();
+    let api = Api::start(&redis.url(), "api-force").await;
+    for otn in ["RF-F1", "RF-F2", "RF-F3"] {
+        api.ledger.enqueue(NewRefund::new("PAY-F", otn, 600)).await.unwrap();
+    }
+    put_in(&api.ledger, "RF-F1", State::Succeeded, None).await;
+    put_in(&api.ledger, "RF-F2", State::NeedsReview, None).await;
+    let rec = api.ledger.get("RF-F2").await.unwrap().unwrap();
+    api.ledger.set_paid(&(&rec).into(), 1_000).await.unwrap();
+    let resolve = |otn: &str, force: Option<bool>| {
+        let mut body = json!({"state": "succeeded", "reason": "QFPay ticket 42"});
+        if let Some(f) = force {
+            body["force"] = json!(f);
+        }
+        (format!("/v1/refunds/{otn}/resolve"), body)
+    };
+    for force in [None, Some(false)] {
+        let (path, body) = resolve("RF-F2", force);
+        let (status, answer) = api.send("POST", &path, Some(OPERATOR), Some(body)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+        assert!(answer.to_string().contains("1200 of 1000"), "{answer}");
+    }
+    let (path, body) = resolve("RF-F2", Some(true));
+    let (status, answer) = api.send("POST", &path, Some(OPERATOR), Some(body)).await;
+    assert_eq!((status, answer["refund"]["state"].clone()), (StatusCode::OK, json!("succeeded")), "{answer}");
+
+    // Never sent (reviewed from queued): refused even when forced.
+    let rec = api.ledger.get("RF-F3").await.unwrap().unwrap();
+    api.ledger.defer(&rec, 0, "waited too long", Duration::ZERO).await.unwrap();
+    let (path, body) = resolve("RF-F3", Some(true));
+    let (status, answer) = api.send("POST", &path, Some(OPERATOR), Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert!(answer.to_string().contains("never sent"), "{answer}");
+
+    let audit = api.ledger.audit("0", 100).await.unwrap();
+    let forced: Vec<_> = audit.iter().filter(|a| a.action == "resolve --force").collect();
+    assert!(forced.iter().any(|a| a.out_trade_no == "RF-F2" && a.who == "ann" && a.outcome == "ok"), "{audit:?}");
+}
+
 #[tokio::test]
 async fn a_signed_notification_brings_the_enquiry_forward_and_nothing_else() {
     let redis = TestRedis::start().unwrap();

@@ -213,17 +213,29 @@ pub async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn pause(config: Option<&Path>, merchant: &str, reason: Option<&str>) -> anyhow::Result<ExitCode> {
+/// Pauses (`pause`) or resumes a merchant, audited with who and why.
+pub async fn pause(
+    config: Option<&Path>,
+    merchant: &str,
+    pause: bool,
+    why: &str,
+    by: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    if why.trim().is_empty() {
+        anyhow::bail!("--reason must say why");
+    }
+    let who = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
     let ledger = open(config).await?;
-    match reason {
-        Some(why) => {
-            ledger.pause(merchant, why).await?;
-            println!("{}", json!({"merchant": merchant, "paused": true, "reason": why}));
-        }
-        None => {
-            let was = ledger.resume(merchant).await?;
-            println!("{}", json!({"merchant": merchant, "paused": false, "was_paused": was}));
-        }
+    let done = if pause { ledger.pause(merchant, &who, why).await } else { ledger.resume(merchant, &who, why).await };
+    let changed = match done {
+        Ok(changed) => changed,
+        Err(LedgerError::Invalid(e)) => anyhow::bail!("no such merchant name {merchant:?}: {e}"),
+        Err(e) => return Err(e.into()),
+    };
+    if pause {
+        println!("{}", json!({"merchant": merchant, "paused": true, "reason": why}));
+    } else {
+        println!("{}", json!({"merchant": merchant, "paused": false, "was_paused": changed}));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -94,29 +94,8 @@ struct MerchantSection {
     webhook_secret_env: Option<String>,
 }
 
-/// A TOML error without the quoted source line: that line may hold a client key.
-fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
-    let at = e.span().map(|span| {
-        let before = &text[..span.start.min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        format!(" at line {line}, column {col}")
-    });
-    anyhow::anyhow!("config file {}{}: {}", path.display(), at.unwrap_or_default(), e.message())
-}
-
-/// Reads the environment variable `name`, if set and not blank.
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-}
-
-fn env_num<T: std::str::FromStr>(name: &str, what: &str) -> anyhow::Result<Option<T>> {
-    env(name).map(|v| v.parse::<T>().map_err(|_| anyhow::anyhow!("{name}: expected {what}, got {v:?}"))).transpose()
-}
-
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
+mod read;
+use read::{config_error, env, env_num, ms};
 
 /// The loaded configuration.
 #[derive(Debug)]
@@ -164,6 +143,20 @@ impl Config {
             },
             None => file.require_aof.unwrap_or(true),
         };
+        // What any command can check without credentials: a merchant no request could be built
+        // for is refused here, by producers as much as by workers (which check the key too).
+        for (name, m) in &file.merchants {
+            let (app, url) = (Some(m.app_code.as_str()), Some(m.base_url.as_str()));
+            worker::config::validate_merchant_fields(name, app, m.mchid.as_deref(), url).map_err(anyhow::Error::msg)?;
+        }
+        let (app, mchid, url) = (env("QFPAY_APP_CODE"), env("QFPAY_MCHID"), env("QFPAY_BASE_URL"));
+        worker::config::validate_merchant_fields(
+            ledger::DEFAULT_MERCHANT,
+            app.as_deref(),
+            mchid.as_deref(),
+            url.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
         Ok(Self { redis_url, ledger, require_aof, file })
     }
 

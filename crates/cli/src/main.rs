@@ -36,13 +36,24 @@ enum Command {
     /// Print refunds as JSON lines, oldest first.
     List(commands::ListArgs),
     /// Stop submitting a merchant's refunds (enquiries go on).
+    /// (Audited with who and why, like every operator action.)
     Pause {
         merchant: String,
         #[arg(long, default_value = "paused by an operator")]
         reason: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
     },
-    /// Resume a paused merchant (after a configuration error is fixed, say).
-    Resume { merchant: String },
+    /// Resume a paused merchant (after a configuration error is fixed, say); audited.
+    Resume {
+        merchant: String,
+        #[arg(long, default_value = "resumed by an operator")]
+        reason: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Look at a refund in needs_review again: enquire first if it was ever sent, else submit.
     Retry(commands::OperatorArgs),
     /// Settle a refund in needs_review as succeeded or failed, as established with QFPay.
@@ -51,6 +62,11 @@ enum Command {
         op: commands::OperatorArgs,
         #[arg(long, value_parser = ["succeeded", "failed"])]
         state: String,
+        /// Accept a success that takes the payment past what its records say was paid, on QFPay's
+        /// proof that the refund succeeded (audited as "resolve --force"; a refund never sent is
+        /// still refused).
+        #[arg(long)]
+        force: bool,
     },
     /// Withdraw a refund that was never sent (queued).
     Cancel(commands::OperatorArgs),
@@ -117,12 +133,14 @@ async fn main() -> ExitCode {
         Command::Import(args) => import_cmd::import(config, args).await,
         Command::Status { out_trade_no } => commands::status(config, &out_trade_no).await,
         Command::List(args) => commands::list(config, args).await,
-        Command::Pause { merchant, reason } => commands::pause(config, &merchant, Some(&reason)).await,
-        Command::Resume { merchant } => commands::pause(config, &merchant, None).await,
+        Command::Pause { merchant, reason, by } => commands::pause(config, &merchant, true, &reason, by).await,
+        Command::Resume { merchant, reason, by } => commands::pause(config, &merchant, false, &reason, by).await,
         Command::Retry(op) => commands::operate(config, op, ledger::Operation::Retry).await,
-        Command::Resolve { op, state } => {
+        Command::Resolve { op, state, force } => {
             let target = if state == "succeeded" { ledger::State::Succeeded } else { ledger::State::Failed };
-            commands::operate(config, op, ledger::Operation::Resolve(target)).await
+            let op_kind =
+                if force { ledger::Operation::ForceResolve(target) } else { ledger::Operation::Resolve(target) };
+            commands::operate(config, op, op_kind).await
         }
         Command::Cancel(op) => commands::operate(config, op, ledger::Operation::Cancel).await,
         Command::Serve => ops::serve(config).await,

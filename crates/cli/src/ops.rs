@@ -17,8 +17,10 @@ pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let c = Config::load(config)?;
     let (listen, api_config) = c.api()?;
     let ledger = ledger::Ledger::connect(&c.redis_url, c.ledger.clone()).await.context("connecting to Redis")?;
-    if let Some(why) = ledger.server_info().await?.refusal(c.require_aof) {
-        anyhow::bail!("{why}");
+    match ledger.check_server(c.require_aof).await {
+        Ok(_) => {}
+        Err(ledger::NotUsable::Refused(why)) => anyhow::bail!("refusing this Redis: {why}"),
+        Err(e) => return Err(e.into()),
     }
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;

@@ -25,8 +25,11 @@ pub struct Endpoint {
     #[arg(long, env = "QFPAY_SIGN_ALG", default_value = "MD5")]
     sign_alg: SignAlg,
     /// The same default as the worker's.
-    #[arg(long, env = "QFREFUND_HTTP_TIMEOUT_MS", default_value_t = 6_000)]
+    #[arg(long, env = "QFREFUND_HTTP_TIMEOUT_MS", default_value_t = qfpay::client::DEFAULT_TIMEOUT_MS)]
     http_timeout_ms: u64,
+    /// The same default as the worker's.
+    #[arg(long, env = "QFREFUND_HTTP_CONNECT_TIMEOUT_MS", default_value_t = qfpay::client::DEFAULT_CONNECT_TIMEOUT_MS)]
+    http_connect_timeout_ms: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -91,7 +94,11 @@ fn target(e: &Endpoint, config: Option<&Path>) -> anyhow::Result<Target> {
 }
 
 fn client(e: &Endpoint, t: Target) -> anyhow::Result<Client> {
-    let config = ClientConfig { timeout: Duration::from_millis(e.http_timeout_ms), ..ClientConfig::default() };
+    let config = ClientConfig {
+        timeout: Duration::from_millis(e.http_timeout_ms),
+        connect_timeout: Duration::from_millis(e.http_connect_timeout_ms),
+        ..ClientConfig::default()
+    };
     Ok(Client::new(Client::pool(&config)?, &t.base_url, t.creds)?)
 }
 

@@ -5,7 +5,13 @@
 //! read-only replica after a failover, `MISCONF` after a failed save): readiness probes that only
 //! ping send producers to a Redis that turns every refund away. [`Ledger::writable`] writes a tiny
 //! key instead, which Redis refuses exactly when it would refuse an enqueue's script.
+//!
+//! [`Ledger::check_server`] is what every entry point (worker, `serve`, the CLI producers, the
+//! library's [`Ledger::connect_producer`]) runs at start-up: it refuses a set-up that would lose
+//! refunds or could never make a write durable, and warns about one whose durability is weaker
+//! than the README promises.
 
+use crate::conn::Endpoint;
 use crate::store::{Ledger, LedgerError};
 use crate::{LedgerConfig, ServerInfo};
 
@@ -22,6 +28,43 @@ pub enum NotUsable {
     Refused(String),
 }
 
+impl ServerInfo {
+    /// Refuses `wait_replicas` above the replicas connected now: every enqueue would answer "not
+    /// replicated" and no claim would ever be sent — a stall, not safety.
+    pub fn replica_shortfall(&self, wait_replicas: usize) -> Option<String> {
+        (wait_replicas > self.connected_replicas).then(|| {
+            format!(
+                "QFREFUND_REDIS_WAIT_REPLICAS is {wait_replicas} but the Redis primary has {} connected replica(s): \
+                 no write could ever be confirmed. Lower it to at most {} (0 for a Redis without replicas)",
+                self.connected_replicas, self.connected_replicas
+            )
+        })
+    }
+
+    /// What weakens a promise without making the set-up unusable, one sentence each.
+    pub fn warnings(&self, sentinel: bool, wait_replicas: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        if sentinel && wait_replicas == 0 {
+            out.push(
+                "Redis Sentinel with QFREFUND_REDIS_WAIT_REPLICAS=0: replication is asynchronous, so a failover can \
+                 lose acknowledged enqueues and claims (a claim lost after its refund was sent is sent again). \
+                 Set it to 1 with two replicas"
+                    .to_owned(),
+            );
+        }
+        if self.aof_enabled && !self.waitaof && self.appendfsync.as_deref() != Some("always") {
+            let fsync = self.appendfsync.as_deref().unwrap_or("unknown (CONFIG refused)");
+            out.push(format!(
+                "Redis {} has no WAITAOF (needs 7.2) and appendfsync is {fsync}: a Redis crash can lose up to a \
+                 second of acknowledged enqueues and claims. appendfsync always is required for the durability \
+                 promise of enqueues and claims (or Redis 7.2 or later)",
+                self.version
+            ));
+        }
+        out
+    }
+}
+
 impl Ledger {
     /// A write to a tiny key of this ledger: `Ok` when Redis takes writes now.
     pub async fn writable(&self) -> Result<(), LedgerError> {
@@ -36,14 +79,28 @@ impl Ledger {
         Ok(())
     }
 
+    /// `CONFIG GET appendfsync`, or `None` where `CONFIG` is refused (managed Redis).
+    pub(crate) async fn appendfsync(&self) -> Option<String> {
+        let reply: redis::RedisResult<Vec<String>> =
+            redis::cmd("CONFIG").arg("GET").arg("appendfsync").query_async(&mut self.connection()).await;
+        reply.ok().and_then(|kv| kv.get(1).cloned())
+    }
+
     /// Refuses a Redis that would lose refunds, exactly as workers do ([`ServerInfo::refusal`]):
-    /// an evicting `maxmemory-policy`, a Redis older than 7.0, and, when `require_aof`, no AOF.
+    /// an evicting `maxmemory-policy`, a Redis older than 7.0, when `require_aof` no AOF, and a
+    /// `wait_replicas` above the replicas connected ([`ServerInfo::replica_shortfall`]). Logs a
+    /// WARN for each of [`ServerInfo::warnings`].
     pub async fn check_server(&self, require_aof: bool) -> Result<ServerInfo, NotUsable> {
         let info = self.server_info().await?;
-        match info.refusal(require_aof) {
-            Some(why) => Err(NotUsable::Refused(why)),
-            None => Ok(info),
+        let wait_replicas = self.config().wait_replicas;
+        if let Some(why) = info.refusal(require_aof).or_else(|| info.replica_shortfall(wait_replicas)) {
+            return Err(NotUsable::Refused(why));
         }
+        let sentinel = matches!(self.connection().endpoint(), Endpoint::Sentinel(_));
+        for warning in info.warnings(sentinel, wait_replicas) {
+            tracing::warn!("{warning}");
+        }
+        Ok(info)
     }
 
     /// Connects as a producer: the same connection as [`Ledger::connect`], refused when the Redis

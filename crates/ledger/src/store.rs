@@ -220,7 +220,11 @@ impl PageCursor {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEntry {
     pub id: String,
+    /// Empty for a merchant's pause or resume.
     pub out_trade_no: String,
+    /// The merchant paused or resumed (empty for an action on a refund).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub merchant: String,
     pub action: String,
     pub who: String,
     pub why: String,
@@ -237,6 +241,7 @@ impl AuditEntry {
         Self {
             id,
             out_trade_no: take("out_trade_no"),
+            merchant: take("merchant"),
             action: take("action"),
             who: take("who"),
             why: take("why"),
@@ -355,6 +360,10 @@ pub struct ServerInfo {
     pub maxmemory_policy: String,
     /// `WAITAOF` exists (Redis ≥ 7.2): a claim can be made durable before anything is sent.
     pub waitaof: bool,
+    /// `appendfsync` (`CONFIG GET`; `None` where a managed Redis refuses `CONFIG`).
+    pub appendfsync: Option<String>,
+    /// Replicas connected to this primary (`INFO replication` `connected_slaves`).
+    pub connected_replicas: usize,
 }
 
 impl ServerInfo {
@@ -437,13 +446,14 @@ impl Ledger {
         Ok(ledger)
     }
 
-    /// Reads the server's version and persistence settings (from INFO, which managed Redis allows
-    /// where CONFIG is disabled).
+    /// Reads the server's version, persistence settings and replicas (from INFO, which managed
+    /// Redis allows where CONFIG is disabled; `appendfsync` from CONFIG where allowed).
     pub async fn server_info(&self) -> Result<ServerInfo, LedgerError> {
         let info: String = redis::cmd("INFO")
             .arg("server")
             .arg("persistence")
             .arg("memory")
+            .arg("replication")
             .query_async(&mut self.con.clone())
             .await?;
         let field = |name: &str| {
@@ -462,6 +472,8 @@ impl Ledger {
             waitaof: at_least(7, 2),
             aof_enabled: field("aof_enabled") == "1",
             maxmemory_policy: field("maxmemory_policy"),
+            connected_replicas: field("connected_slaves").parse().unwrap_or(0),
+            appendfsync: self.appendfsync().await,
             version,
         })
     }
@@ -529,6 +541,11 @@ impl Ledger {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// Where and how this ledger was configured.
+    pub fn config(&self) -> &LedgerConfig {
+        &self.config
     }
 
     /// A connection handle (cheap to clone) for callers that need plain commands.
@@ -827,7 +844,8 @@ impl Ledger {
         op: &str,
     ) -> Result<bool, LedgerError> {
         let mut inv = self.on_record(&TRANSITION, &rec.out_trade_no, &rec.syssn);
-        inv.arg(&rec.out_trade_no)
+        inv.key(self.keys.audit())
+            .arg(&rec.out_trade_no)
             .arg(expected.as_str())
             .arg(fence)
             .arg(d.state.as_str())
@@ -947,17 +965,7 @@ impl Ledger {
         Ok(inv.invoke_async(&mut self.con.clone()).await?)
     }
 
-    /// Pauses a merchant's submits (operators, and configuration errors).
-    pub async fn pause(&self, merchant: &str, why: &str) -> Result<(), LedgerError> {
-        let _: () = self.con.clone().hset(self.keys.paused(), merchant, why).await?;
-        Ok(())
-    }
-
-    /// Resumes a paused merchant. Returns whether it was paused.
-    pub async fn resume(&self, merchant: &str) -> Result<bool, LedgerError> {
-        let n: u64 = self.con.clone().hdel(self.keys.paused(), merchant).await?;
-        Ok(n > 0)
-    }
+    // Ledger::pause and Ledger::resume: see crate::pause (audited).
 
     /// Paused merchants and why.
     pub async fn paused(&self) -> Result<HashMap<String, String>, LedgerError> {

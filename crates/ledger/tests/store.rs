@@ -162,7 +162,7 @@ async fn paused_merchants_wait_and_config_errors_pause_them() {
     assert!(l.paused().await.unwrap().contains_key("default"));
     let r2 = l.get("RF2").await.unwrap().unwrap();
     assert!(matches!(claim(&l, &r2, "w", &p, "t", false).await, Claim::Deferred { why, .. } if why.contains("paused")));
-    assert!(l.resume("default").await.unwrap());
+    assert!(l.resume("default", "test", "test").await.unwrap());
     let r2 = l.get("RF2").await.unwrap().unwrap();
     l.defer(&r2, 0, "resumed", p.max_age).await.unwrap();
     assert!(matches!(claim(&l, &r2, "w", &p, "t", false).await, Claim::Submit { .. }));
@@ -245,7 +245,7 @@ async fn waiting_past_max_age_leads_to_needs_review() {
     let p = Policy { max_age: Duration::from_millis(50), ..policy(5_000) };
     l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
     l.enqueue(NewRefund::new("2", "RF2", 1)).await.unwrap();
-    l.pause("default", "test").await.unwrap();
+    l.pause("default", "test", "test").await.unwrap();
     tokio::time::sleep(Duration::from_millis(60)).await;
     let r1 = l.get("RF1").await.unwrap().unwrap();
     assert!(matches!(claim(&l, &r1, "w", &p, "t", false).await, Claim::Blocked(why) if why.contains("paused")));
@@ -297,7 +297,7 @@ async fn operator_actions_are_guarded_and_audited() {
         l.operate("RF1", Resolve(State::Succeeded), "bob", "QFPay confirmed by phone").await.unwrap(),
         Ok(State::Succeeded)
     );
-    l.resume("default").await.unwrap(); // the 1108 paused the merchant
+    l.resume("default", "test", "test").await.unwrap(); // the 1108 paused the merchant
     l.enqueue(NewRefund { orig_txamt: Some(1_000), ..NewRefund::new("1", "RF3", 600) }).await.unwrap();
     let r3 = l.get("RF3").await.unwrap().unwrap();
     assert!(matches!(claim(&l, &r3, "w", &p, "t", false).await, Claim::Failed(_)), "600 + 600 > 1000");

@@ -20,6 +20,12 @@ pub const REFUND_PATH: &str = "/trade/v1/refund";
 /// Path of the transaction enquiry call (API §5).
 pub const QUERY_PATH: &str = "/trade/v1/query";
 
+/// The default whole-exchange timeout of every QFPay call (ms): workers, `reconcile` and
+/// `qfrefund qfpay` alike (`QFREFUND_HTTP_TIMEOUT_MS`).
+pub const DEFAULT_TIMEOUT_MS: u64 = 6_000;
+/// The default connect timeout of every QFPay call (ms) (`QFREFUND_HTTP_CONNECT_TIMEOUT_MS`).
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+
 /// Transport settings, shared by every merchant's client.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -33,7 +39,11 @@ pub struct ClientConfig {
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(3), timeout: Duration::from_secs(15), pool_max_idle_per_host: 64 }
+        Self {
+            connect_timeout: Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
+            timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
+            pool_max_idle_per_host: 64,
+        }
     }
 }
 

@@ -22,6 +22,58 @@ pub struct Merchant {
     pub webhook: Option<crate::webhooks::Webhook>,
 }
 
+impl Merchant {
+    /// Every field the QFPay requests and the client need, checked once at load: a request that
+    /// cannot be built is a configuration error naming the merchant and the field, never a refund
+    /// that waits for ever.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_merchant_fields(&self.name, Some(&self.app_code), self.mchid.as_deref(), Some(&self.base_url))?;
+        if self.key.is_empty() {
+            return Err(format!("merchant {}: client key is empty", self.name));
+        }
+        Ok(())
+    }
+}
+
+/// The checks of [`Merchant::validate`] that need no credentials (what producers, which may hold
+/// no client key, can check of a configuration): the name as refunds carry it, the app code (an
+/// HTTP header), `mchid` (sent on every request), the base URL.
+pub fn validate_merchant_fields(
+    name: &str,
+    app_code: Option<&str>,
+    mchid: Option<&str>,
+    base_url: Option<&str>,
+) -> Result<(), String> {
+    let err = |field: &str, rule: String| Err(format!("merchant {name}: {field}: {rule}"));
+    if let Err(e) = qfpay::request::validate_id("merchant", name, 64) {
+        return Err(format!("merchant {name:?}: the name {}", e.rule));
+    }
+    if let Some(app) = app_code {
+        if app.trim().is_empty() {
+            return err("app_code", "is empty".into());
+        }
+        if !app.bytes().all(|b| b.is_ascii_graphic()) {
+            return err("app_code", "may contain only visible ASCII characters (it is sent as an HTTP header)".into());
+        }
+    }
+    if let Some(m) = mchid.map(str::trim).filter(|m| !m.is_empty()) {
+        // The same rule the refund and enquiry builders apply (`with_mchid`).
+        if let Err(e) = qfpay::request::validate_mchid(m) {
+            return err("mchid", e.rule);
+        }
+    }
+    if let Some(url) = base_url {
+        let url = url.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return err("base_url", format!("must start with http:// or https:// (got {url:?})"));
+        }
+        if let Err(e) = reqwest::Url::parse(url) {
+            return err("base_url", format!("is not a URL: {e}"));
+        }
+    }
+    Ok(())
+}
+
 /// Everything a worker process needs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -52,7 +104,8 @@ pub struct WorkerConfig {
     /// shared with its payments).
     pub rate_per_sec: f64,
     pub rate_burst: u32,
-    /// Defer submits in 23:30–00:30 UTC+8 (with five minutes' margin each side).
+    /// The quiet window: defer submits 23:25–00:35 UTC+8 (QFPay's 23:30–00:30 refund blackout
+    /// with five minutes' margin each side; see [`qfpay::time::near_refund_blackout`]).
     pub quiet_window: bool,
     /// Enquire the payment for its amount when the producer did not give `orig_txamt`.
     pub learn_paid: bool,
@@ -75,11 +128,7 @@ impl Default for WorkerConfig {
             ledger: LedgerConfig::default(),
             policy: Policy::default(),
             merchants: HashMap::new(),
-            http: ClientConfig {
-                connect_timeout: Duration::from_secs(2),
-                timeout: Duration::from_secs(6),
-                pool_max_idle_per_host: 64,
-            },
+            http: ClientConfig::default(),
             concurrency: 32,
             poll_interval: Duration::from_millis(50),
             heartbeat: Duration::from_secs(2),
@@ -108,16 +157,10 @@ impl WorkerConfig {
         if self.merchants.is_empty() {
             return Err("no merchant configured: set QFPAY_APP_CODE, QFPAY_CLIENT_KEY and QFPAY_BASE_URL, or [merchants.*] in the config file".into());
         }
-        for m in self.merchants.values() {
-            if m.app_code.trim().is_empty() {
-                return Err(format!("merchant {}: app_code is empty", m.name));
-            }
-            if m.key.is_empty() {
-                return Err(format!("merchant {}: client key is empty", m.name));
-            }
-            if !(m.base_url.starts_with("http://") || m.base_url.starts_with("https://")) {
-                return Err(format!("merchant {}: base_url must start with http:// or https://", m.name));
-            }
+        let mut names: Vec<&String> = self.merchants.keys().collect();
+        names.sort();
+        for m in names.into_iter().filter_map(|n| self.merchants.get(n)) {
+            m.validate()?;
         }
         // reqwest's timeout covers the whole exchange, connecting included; the margin covers the
         // claim and the transition around it.

@@ -245,7 +245,7 @@ impl Processor {
     async fn misconfigured(&self, target: &RefundRef, why: &str) -> Result<Step, LedgerError> {
         let why = format!("configuration error for merchant {:?}: {why}", target.merchant);
         tracing::error!(merchant = %target.merchant, reason = %why, "needs review: merchant paused");
-        self.ledger.pause(&target.merchant, &why).await?;
+        self.ledger.pause(&target.merchant, &format!("worker {}", self.worker_id), &why).await?;
         let Some(rec) = self.ledger.get(&target.out_trade_no).await? else {
             return Ok(Step::Nothing("no such refund".into()));
         };

@@ -105,10 +105,12 @@ async fn handle(job: serde_json::Value, processor: Data<Arc<Processor>>) -> Resu
 pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunError> {
     config.validate().map_err(RunError::Config)?;
     let ledger = Ledger::connect(&config.redis_url, config.ledger.clone()).await?;
-    let server = ledger.server_info().await?;
-    if let Some(why) = server.refusal(config.require_aof) {
-        return Err(RunError::Config(why));
-    }
+    // The same checks as every producer: refusals stop the worker, weaker durability is a WARN.
+    let server = match ledger.check_server(config.require_aof).await {
+        Ok(server) => server,
+        Err(ledger::NotUsable::Refused(why)) => return Err(RunError::Config(why)),
+        Err(ledger::NotUsable::Ledger(e)) => return Err(e.into()),
+    };
     // Redis ≥ 7.2 can fsync on demand: each claim reaches the AOF before its refund is sent, so a
     // Redis crash cannot roll a sent refund back to queued. Older Redis relies on appendfsync.
     let durable = server.aof_enabled && server.waitaof;

@@ -247,8 +247,8 @@ async fn max_age_leads_to_needs_review() {
     w.stop().await;
 }
 
-/// A configuration error (wrong key → 1108) parks the refund for review and pauses the merchant:
-/// its other refunds wait instead of failing the same way.
+/// A configuration error (wrong key → 1108) parks the refund for review and pauses the merchant
+/// (audited): its other refunds wait instead of failing the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_errors_pause_the_merchant() {
     let env = Env::start("cfgerr", 3, Faults::default()).await;
@@ -264,6 +264,11 @@ async fn config_errors_pause_the_merchant() {
     assert_eq!(recs.iter().filter(|r| r.state == State::NeedsReview).count(), 1, "{recs:#?}");
     assert_eq!(recs.iter().filter(|r| r.state == State::Queued).count(), 2);
     assert!(env.ledger.paused().await.unwrap().contains_key("default"));
+    // The pause is in the audit trail, once, by the worker that paused it and why.
+    let audit = env.ledger.audit("0", 100).await.unwrap();
+    let pauses: Vec<_> = audit.iter().filter(|a| a.action == "pause" && a.merchant == "default").collect();
+    assert_eq!(pauses.len(), 1, "{audit:?}");
+    assert!(pauses[0].who.starts_with("worker ") && pauses[0].why.contains("1108"), "{audit:?}");
     assert_eq!(env.sim.audit()["totals"]["recorded"], 0);
     w.stop().await;
 }

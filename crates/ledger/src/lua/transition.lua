@@ -9,6 +9,7 @@
 -- ARGV: 1 out_trade_no, 2 expected state, 3 expected fence, 4 new state, 5 next_at ms or -1,
 --       6 now ms, 7 reason, 8 merchant to pause or '', 9 stream maxlen, 10 op id, 11 lease owner,
 --       12.. field/value pairs
+-- KEYS[15]: the audit stream (a merchant this pauses is audited).
 -- Returns: {'ok'} | {'stale', state, fence}
 local otn, expected, fence, new = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local next_at, now = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -24,7 +25,11 @@ if next_at >= 0 then
 else
   redis.call('ZREM', KEYS[2], otn)
 end
-if ARGV[8] ~= '' then redis.call('HSET', KEYS[5], ARGV[8], ARGV[7]) end
+if ARGV[8] ~= '' and redis.call('HSET', KEYS[5], ARGV[8], ARGV[7]) == 1 then
+  -- A newly paused merchant is in the audit trail (KEYS[15]) like an operator's pause.
+  redis.call('XADD', KEYS[15], '*', 'out_trade_no', otn, 'merchant', ARGV[8], 'action', 'pause',
+    'who', 'worker ' .. ARGV[11], 'why', ARGV[7], 'from', 'running', 'to', 'paused', 'outcome', 'ok', 'at', now)
+end
 settle_payment(otn, new, tonumber(cur[3]) or 0)
 set_state(otn, expected, new, now)
 emit(expected, now, ARGV[9])

@@ -1,0 +1,20 @@
+-- pause: pause or resume a merchant's submits, and audit it, in one script (so the audit trail
+-- never misses a pause or resume that happened, nor records one that did not).
+-- KEYS[1] paused merchants (hash), KEYS[2] the audit stream (never trimmed, as for operate.lua)
+-- ARGV: 1 action ('pause' | 'resume'), 2 merchant, 3 who, 4 why, 5 now ms
+-- Returns: 1 when it changed something (newly paused, or was paused), else 0.
+local action, merchant, who, why, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local was = redis.call('HEXISTS', KEYS[1], merchant) == 1
+local changed
+if action == 'pause' then
+  redis.call('HSET', KEYS[1], merchant, why)
+  changed = not was
+else
+  redis.call('HDEL', KEYS[1], merchant)
+  changed = was
+end
+local function shown(paused) if paused then return 'paused' else return 'running' end end
+redis.call('XADD', KEYS[2], '*', 'out_trade_no', '', 'merchant', merchant, 'action', action, 'who', who,
+  'why', why, 'from', shown(was), 'to', shown(action == 'pause'), 'outcome', 'ok', 'at', now)
+if changed then return 1 end
+return 0
