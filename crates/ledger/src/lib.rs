@@ -28,6 +28,7 @@ pub mod keys;
 pub mod machine;
 pub mod merchants;
 pub mod outcome;
+pub mod ownership;
 pub mod pause;
 pub mod payment_check;
 pub mod producer;

@@ -199,7 +199,7 @@ pub fn after_submit(rec: &Record, result: &SubmitResult, policy: &Policy, now: i
             match classify(code, submitted_local(rec)) {
                 // The answer must name our refund before it is booked (and counted against the
                 // payment): the same check the enquiry path applies to QFPay's records.
-                Class::Success => match not_ours(rec, a) {
+                Class::Success => match crate::ownership::not_ours(rec, a) {
                     Some(why) => unsure(base(State::NeedsReview, None, why)),
                     None => base(State::Succeeded, None, "refund accepted".into())
                         .with("refund_syssn", a.syssn.clone().unwrap_or_default())
@@ -404,25 +404,6 @@ fn not_found(rec: &Record, policy: &Policy, now: i64, unit: f64) -> Decision {
         );
     }
     Decision::new(State::RetryWait, Some(now), format!("not found, {over}: resending")).with("not_found", "0")
-}
-
-/// Why a `0000` submit answer is not ours, if it names another refund: another `out_trade_no`,
-/// payment or amount.
-fn not_ours(rec: &Record, a: &RefundResponse) -> Option<String> {
-    fn given(v: &Option<String>) -> Option<&str> {
-        v.as_deref().map(str::trim).filter(|v| !v.is_empty())
-    }
-    let otn = given(&a.out_trade_no).filter(|v| *v != rec.out_trade_no);
-    let syssn = given(&a.orig_syssn).filter(|v| *v != rec.syssn);
-    let txamt = given(&a.txamt).filter(|v| v.parse::<u64>().ok() != Some(rec.txamt));
-    (otn.is_some() || syssn.is_some() || txamt.is_some()).then(|| {
-        format!(
-            "QFPay answered 0000 for another refund (out_trade_no {}, payment {}, amount {}): not booked as ours",
-            otn.unwrap_or(&rec.out_trade_no),
-            syssn.unwrap_or(&rec.syssn),
-            txamt.map_or_else(|| rec.txamt.to_string(), str::to_owned)
-        )
-    })
 }
 
 /// Past the maximum age, anything not final goes to a person.

@@ -6,6 +6,10 @@
 //! - [`processor`]: [`Processor::process`], the handler: load the record, act by state (submit or
 //!   enquire), classify QFPay's answer, apply the transition under the fence. Never sleeps for a
 //!   retry: every "later" is a `next_at` in the ledger.
+//! - `detours` (private): no credentials, the payment's amount to learn, a request that cannot be
+//!   built — each ends somewhere visible.
+//! - [`requests`]: the QFPay requests a step sends, and how results are described.
+//! - [`guard`]: a request never started once its lease is spent.
 //! - [`feeder`]: moves due refunds from the ledger's due-index into apalis in bounded chunks
 //!   (apalis-redis 1.0 crashes on ≥ 8 000 due jobs at once) and wakes within milliseconds when a
 //!   producer enqueues.
@@ -17,6 +21,7 @@
 //! - [`metrics`]: what the process counted, served with the ledger's gauges on `metrics_listen`.
 
 pub mod config;
+mod detours;
 pub mod feeder;
 pub mod guard;
 pub mod metrics;

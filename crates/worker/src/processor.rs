@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ledger::machine::{Action, EnquiryResult, SubmitResult, action_for, after_enquiry, after_submit};
+use ledger::machine::{EnquiryResult, SubmitResult, after_enquiry, after_submit};
 use ledger::payment_check::after_payment_check;
 use ledger::{Claim, ClaimOptions, Decision, Ledger, LedgerError, Policy, Record, RefundRef, State};
 use qfpay::time::{DEFAULT_OFFSET_SECS, after_refund_blackout, near_refund_blackout};
 use qfpay::{Client, ClientError, Credentials, Txdtm};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{Merchant, WorkerConfig};
 use crate::feeder::Job;
@@ -43,10 +43,10 @@ const LEASE_MARGIN: Duration = Duration::from_millis(300);
 
 /// Everything the handler needs, shared by all in-flight refunds of a process.
 pub struct Processor {
-    ledger: Ledger,
-    policy: Policy,
+    pub(crate) ledger: Ledger,
+    pub(crate) policy: Policy,
     clients: HashMap<String, (Client, Option<String>)>,
-    worker_id: String,
+    pub(crate) worker_id: String,
     rate_per_sec: f64,
     rate_burst: u32,
     quiet_window: bool,
@@ -217,73 +217,6 @@ impl Processor {
             durable_local: self.durable_claims,
         };
         self.ledger.claim(target, &options).await
-    }
-
-    /// This worker has no credentials for the refund's merchant: put it off (another worker's
-    /// configuration, or a fixed one after a restart, will take it); past its maximum age it goes
-    /// to `needs_review`.
-    async fn no_credentials(&self, target: &RefundRef) -> Result<Step, LedgerError> {
-        let why = format!("no credentials for merchant {:?} on this worker", target.merchant);
-        warn!(merchant = %target.merchant, "{why}");
-        let Some(rec) = self.ledger.get(&target.out_trade_no).await? else {
-            return Ok(Step::Nothing("no such refund".into()));
-        };
-        if action_for(rec.state) == Action::Nothing {
-            return Ok(Step::Nothing(format!("state {}", rec.state)));
-        }
-        let next = self.ledger.now_ms() + ms(self.policy.paused_wait);
-        let deferred = self.ledger.defer(&rec, next, &why, self.policy.max_age).await?;
-        if !deferred {
-            warn!(reason = %why, "needs review: it waited past its maximum age");
-        }
-        Ok(if deferred { Step::Deferred(why) } else { Step::Review(why) })
-    }
-
-    /// A request for this merchant cannot be built from its configuration: nothing can be sent,
-    /// so the refund goes to a person at once and the merchant is paused (as for QFPay's own
-    /// configuration codes), instead of the refund coming back for ever.
-    async fn misconfigured(&self, target: &RefundRef, why: &str) -> Result<Step, LedgerError> {
-        let why = format!("configuration error for merchant {:?}: {why}", target.merchant);
-        tracing::error!(merchant = %target.merchant, reason = %why, "needs review: merchant paused");
-        self.ledger.pause(&target.merchant, &format!("worker {}", self.worker_id), &why).await?;
-        let Some(rec) = self.ledger.get(&target.out_trade_no).await? else {
-            return Ok(Step::Nothing("no such refund".into()));
-        };
-        // A maximum age of zero: to needs_review now (unless someone holds it or it moved on).
-        self.ledger.defer(&rec, self.ledger.now_ms(), &why, Duration::ZERO).await?;
-        Ok(Step::Review(why))
-    }
-
-    /// Learns what the payment was for by enquiring it (promise 3 needs the amount). If QFPay
-    /// cannot say, the refund goes ahead and QFPay's own remainder check (`1272`) still applies.
-    /// The claim that asked for it took a rate-limit token for this enquiry. `Ok(Err(why))`: the
-    /// enquiry cannot even be built from the configuration.
-    async fn learn_paid(
-        &self,
-        client: &Client,
-        mchid: Option<&str>,
-        target: &RefundRef,
-    ) -> Result<Result<(), String>, LedgerError> {
-        let req = match requests::payment_enquiry(&target.syssn, mchid, self.ledger.now_ms()) {
-            Ok(req) => req,
-            Err(e) => return Ok(Err(e)),
-        };
-        match client.enquire(&req).await {
-            Ok(answer) if answer.is_ok() => {
-                let payment = answer.data.iter().find(|r| {
-                    r.syssn.as_deref() == Some(target.syssn.as_str())
-                        && r.order_type.as_deref().is_none_or(|t| t == "payment")
-                        && r.respcd() == "0000"
-                });
-                if let Some(paid) = payment.and_then(|p| p.txamt.as_deref()).and_then(|t| t.parse::<u64>().ok()) {
-                    let recorded = self.ledger.set_paid(target, paid).await?;
-                    debug!(syssn = %target.syssn, recorded, "learned the payment's amount");
-                }
-            }
-            Ok(answer) => debug!(respcd = answer.respcd(), "payment enquiry refused; going ahead"),
-            Err(e) => debug!(error = %e, "payment enquiry failed; going ahead"),
-        }
-        Ok(Ok(()))
     }
 
     /// When (by this process' monotonic clock) a request must be over, with a margin, for the
