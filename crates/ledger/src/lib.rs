@@ -19,23 +19,32 @@
 //! - [`events`]: the outcome stream, one entry per transition.
 
 pub mod batch;
+mod claim;
 pub mod conn;
+mod due;
 pub mod durable;
+mod enqueue;
+mod error;
 pub mod events;
 pub mod gauges;
 pub mod import;
 pub mod keys;
 pub mod machine;
 pub mod merchants;
+mod operator;
 pub mod outcome;
 pub mod ownership;
 pub mod pause;
 pub mod payment_check;
 pub mod producer;
+mod reads;
 pub mod ready;
 pub mod record;
 pub mod schedule;
+mod scripts;
+mod server;
 pub mod state;
+mod stats;
 pub mod store;
 
 pub use batch::{LineFate, RERUN_ADVICE};

@@ -1,0 +1,197 @@
+//! What a worker does to a refund: claim it (lease + fence), apply a decision (compare-and-set on
+//! `(state, fence)`), defer it, record its payment's amount, take a rate-limit token.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::durable;
+use crate::error::LedgerError;
+use crate::machine::Decision;
+use crate::record::Record;
+use crate::schedule::Policy;
+use crate::scripts::{CLAIM, DEFER, RATE_LIMIT, SET_PAID, TRANSITION};
+use crate::state::State;
+use crate::store::Ledger;
+
+/// What a claim gave the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Send it: the lease is ours under `fence`, `submitting` is persisted; `record` is the record
+    /// as claimed (its `txdtm` is the one to send).
+    /// `durable`: the claim reached what [`ClaimOptions::durable_local`] and the configured replicas
+    /// ask for, on the connection that wrote it. Send nothing unless it did.
+    Submit { fence: u64, record: Box<Record>, durable: bool },
+    /// Enquire it under `fence`; `record` is the record as claimed.
+    Enquire { fence: u64, record: Box<Record>, durable: bool },
+    /// It waited (paused merchant, busy payment) past its maximum age: now `needs_review`.
+    Blocked(String),
+    /// The payment's amount is unknown: learn it, then claim again.
+    NeedPaid,
+    /// It would exceed what was paid: it is now `failed`, never sent.
+    Failed(String),
+    /// Not now: moved to `next_at` (paused merchant, payment busy).
+    Deferred { why: String, next_at: i64 },
+    /// Nothing to do: someone holds it, it is not due, it is final, or it waits for a person.
+    Skip(String),
+    /// The record's payment or merchant is not the one the caller named: nothing was written;
+    /// read the record and claim again with its own.
+    Mismatch,
+}
+
+/// What a worker brings to a claim besides the refund.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimOptions<'a> {
+    pub worker: &'a str,
+    pub policy: &'a Policy,
+    /// The `txdtm` a first submit records (and sends).
+    pub txdtm: &'a str,
+    /// Answer [`Claim::NeedPaid`] (after taking a token for that enquiry) when the payment's
+    /// amount is unknown.
+    pub want_paid: bool,
+    /// No submit before this time (ms; 0: none): QFPay's nightly window.
+    pub submit_not_before: i64,
+    /// The merchant's token bucket (rate per second, burst); `None`: no limit. A token is taken
+    /// only when the claim hands out a request to send.
+    pub rate: Option<(f64, u32)>,
+    /// Wait for the claim to reach the local AOF (`WAITAOF`) before it counts as durable.
+    pub durable_local: bool,
+}
+
+/// Names a refund the way a claim needs it: its keys (the payment's, the merchant's token bucket)
+/// are derived from these, so the claim can read the record itself in the same round trip.
+/// Workers get it from the job the feeder wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRef {
+    pub out_trade_no: String,
+    pub syssn: String,
+    pub merchant: String,
+}
+
+impl From<&Record> for RefundRef {
+    fn from(r: &Record) -> Self {
+        Self { out_trade_no: r.out_trade_no.clone(), syssn: r.syssn.clone(), merchant: r.merchant.clone() }
+    }
+}
+
+impl Ledger {
+    /// Claims a due refund for this worker (see `lua/claim.lua`): one round trip that reads the
+    /// record, checks it is due, takes a rate-limit token when a request will be sent, and takes
+    /// the lease.
+    pub async fn claim(&self, target: &RefundRef, o: &ClaimOptions<'_>) -> Result<Claim, LedgerError> {
+        let mut inv = self.on_record(&CLAIM, &target.out_trade_no, &target.syssn);
+        let (rate, burst) = o.rate.map_or((String::new(), 0), |(r, b)| (r.to_string(), b));
+        inv.key(self.keys.rate(&target.merchant))
+            .arg(&target.out_trade_no)
+            .arg(self.now_ms())
+            .arg(o.worker)
+            .arg(o.policy.lease.as_millis() as u64)
+            .arg(o.txdtm)
+            .arg(o.policy.syssn_busy_wait.as_millis() as u64)
+            .arg(o.policy.paused_wait.as_millis() as u64)
+            .arg(self.config.events_maxlen)
+            .arg(if o.want_paid { "1" } else { "0" })
+            .arg(o.submit_not_before)
+            .arg(o.policy.max_age.as_millis() as u64)
+            .arg(&target.syssn)
+            .arg(&target.merchant)
+            .arg(rate)
+            .arg(burst);
+        let (reply, durable): (Vec<String>, bool) = durable::invoke(
+            &mut self.con.clone(),
+            &inv,
+            &self.durability(o.durable_local && self.fsyncs_on_demand()),
+            &self.probe_key(),
+        )
+        .await?;
+        let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
+        let bad = || LedgerError::Script(format!("claim answered {:?}", reply.first()));
+        let claimed = || -> Result<(u64, Box<Record>), LedgerError> {
+            let fence = at(1).parse::<u64>().map_err(|_| bad())?;
+            let fields: HashMap<String, String> =
+                reply[2..].chunks_exact(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect();
+            Ok((fence, Box::new(Record::from_hash(&self.keys.record(&target.out_trade_no), &fields)?)))
+        };
+        Ok(match at(0).as_str() {
+            "submit" => claimed().map(|(fence, record)| Claim::Submit { fence, record, durable })?,
+            "enquire" => claimed().map(|(fence, record)| Claim::Enquire { fence, record, durable })?,
+            "need_paid" => Claim::NeedPaid,
+            "failed" => Claim::Failed(at(1)),
+            "blocked" => Claim::Blocked(at(1)),
+            "deferred" => Claim::Deferred { why: at(1), next_at: at(2).parse().map_err(|_| bad())? },
+            "mismatch" => Claim::Mismatch,
+            "missing" | "final" | "review" | "leased" | "early" => Claim::Skip(reply.join(" ")),
+            _ => return Err(bad()),
+        })
+    }
+
+    /// Applies `decision` if this worker still holds the refund under `fence` in `expected` state.
+    /// `Ok(false)`: the fence moved on — another worker took over, and nothing was written.
+    /// `op` identifies this decision: applying the same `op` again (after a lost reply) is a no-op.
+    pub async fn transition(
+        &self,
+        rec: &Record,
+        expected: State,
+        fence: u64,
+        d: &Decision,
+        op: &str,
+    ) -> Result<bool, LedgerError> {
+        let mut inv = self.on_record(&TRANSITION, &rec.out_trade_no, &rec.syssn);
+        inv.key(self.keys.audit())
+            .arg(&rec.out_trade_no)
+            .arg(expected.as_str())
+            .arg(fence)
+            .arg(d.state.as_str())
+            .arg(d.next_at.unwrap_or(-1))
+            .arg(self.now_ms())
+            .arg(&d.reason)
+            .arg(if d.pause_merchant { rec.merchant.as_str() } else { "" })
+            .arg(self.config.events_maxlen)
+            .arg(op)
+            .arg(rec.lease_owner.as_deref().unwrap_or(""));
+        for (k, v) in &d.set {
+            inv.arg(*k).arg(v);
+        }
+        let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(true),
+            Some("stale") => Ok(false),
+            _ => Err(LedgerError::Script(format!("transition answered {reply:?}"))),
+        }
+    }
+
+    /// Moves the next step of an unheld refund to `next_at` (no state change, no event); past
+    /// `max_age` the refund goes to `needs_review` instead. `Ok(false)`: it was not deferred.
+    pub async fn defer(
+        &self,
+        rec: &Record,
+        next_at: i64,
+        reason: &str,
+        max_age: Duration,
+    ) -> Result<bool, LedgerError> {
+        let mut inv = self.on_record(&DEFER, &rec.out_trade_no, &rec.syssn);
+        inv.arg(&rec.out_trade_no)
+            .arg(rec.state.as_str())
+            .arg(next_at)
+            .arg(self.now_ms())
+            .arg(reason)
+            .arg(max_age.as_millis() as u64)
+            .arg(self.config.events_maxlen);
+        let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        Ok(reply.first().is_some_and(|r| r == "ok"))
+    }
+
+    /// Records a payment's amount learned by enquiry (first writer wins); returns the recorded one.
+    pub async fn set_paid(&self, target: &RefundRef, paid: u64) -> Result<u64, LedgerError> {
+        let mut inv = self.on_record(&SET_PAID, &target.out_trade_no, &target.syssn);
+        inv.arg(paid);
+        let v: String = inv.invoke_async(&mut self.con.clone()).await?;
+        v.parse().map_err(|_| LedgerError::Script(format!("set_paid answered {v:?}")))
+    }
+
+    /// Takes a token from `merchant`'s bucket: `Ok(0)` if taken, else the ms to wait for one.
+    pub async fn take_token(&self, merchant: &str, per_sec: f64, burst: u32) -> Result<u64, LedgerError> {
+        let mut inv = RATE_LIMIT.prepare_invoke();
+        inv.key(self.keys.rate(merchant)).arg(per_sec).arg(burst).arg(self.now_ms());
+        Ok(inv.invoke_async(&mut self.con.clone()).await?)
+    }
+}

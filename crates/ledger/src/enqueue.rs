@@ -1,0 +1,213 @@
+//! Enqueueing refunds: one at a time (the record read back) or in pipelined batches (imports).
+
+use crate::conn::RedisConn;
+use crate::durable;
+use crate::error::LedgerError;
+use crate::producer::NewRefund;
+use crate::record::Record;
+use crate::scripts::{ENQUEUE, ENQUEUE_MANY};
+use crate::store::Ledger;
+
+/// Refunds per `enqueue_many` call: large enough to spread the per-call cost, small enough that
+/// one call holds Redis for well under a millisecond.
+const ENQUEUE_PER_CALL: usize = 100;
+
+/// What a batch enqueue did with one accepted line (no record is read back: imports stay one
+/// round trip per chunk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    Created,
+    /// The same request was enqueued before; nothing changed.
+    Duplicate,
+}
+
+/// The result of an accepted enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    Created(Record),
+    /// The same request was enqueued before: this is that record, unchanged.
+    Duplicate(Record),
+}
+
+impl Enqueued {
+    pub fn record(&self) -> &Record {
+        match self {
+            Enqueued::Created(r) | Enqueued::Duplicate(r) => r,
+        }
+    }
+}
+
+impl Ledger {
+    /// Enqueues one refund: created, or the existing record for the same request; a conflict for
+    /// another request under the same `out_trade_no`.
+    pub async fn enqueue(&self, refund: NewRefund) -> Result<Enqueued, LedgerError> {
+        let refund = refund.normalised();
+        refund.validate()?;
+        let inv = self.enqueue_invocation(&refund, self.now_ms());
+        let mut con = self.con.clone();
+        let (reply, durable): (Vec<String>, bool) =
+            durable::invoke(&mut con, &inv, &self.durability(self.fsyncs_on_demand()), &self.probe_key()).await?;
+        if !durable {
+            self.recheck_fsync().await;
+            return Err(LedgerError::NotReplicated(self.config.wait_replicas));
+        }
+        let out = self.enqueue_outcome(&refund, &reply).await;
+        self.wake().await;
+        out
+    }
+
+    /// Enqueues many refunds in pipelined chunks (one round trip per chunk). One result per input,
+    /// in order; an invalid line is reported without touching Redis.
+    pub async fn enqueue_batch(&self, refunds: Vec<NewRefund>) -> Vec<Result<Accepted, LedgerError>> {
+        let mut results: Vec<Option<Result<Accepted, LedgerError>>> = Vec::with_capacity(refunds.len());
+        let mut valid: Vec<(usize, NewRefund)> = Vec::new();
+        for (i, r) in refunds.into_iter().enumerate() {
+            let r = r.normalised();
+            match r.validate() {
+                Ok(()) => {
+                    results.push(None);
+                    valid.push((i, r));
+                }
+                Err(e) => results.push(Some(Err(e.into()))),
+            }
+        }
+        let mut con = self.con.clone();
+        for chunk in valid.chunks(500) {
+            match self.enqueue_chunk(&mut con, chunk).await {
+                // Written but not durable in time: none of the chunk counts as accepted (importing
+                // again is idempotent).
+                Ok((_, false)) => {
+                    for (i, _) in chunk {
+                        results[*i] = Some(Err(LedgerError::NotReplicated(self.config.wait_replicas)));
+                    }
+                }
+                Ok((replies, true)) => {
+                    for ((i, r), reply) in chunk.iter().zip(replies) {
+                        results[*i] = Some(match reply.first().map(String::as_str) {
+                            Some("created") => Ok(Accepted::Created),
+                            Some("duplicate") => Ok(Accepted::Duplicate),
+                            _ => self.enqueue_outcome(r, &reply).await.map(|_| Accepted::Created),
+                        });
+                    }
+                }
+                Err(e) => {
+                    for (i, _) in chunk {
+                        results[*i] = Some(Err(LedgerError::Redis(e.clone())));
+                    }
+                }
+            }
+        }
+        self.wake().await;
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(LedgerError::Script("no result".into())))).collect()
+    }
+
+    async fn enqueue_chunk(
+        &self,
+        con: &mut RedisConn,
+        chunk: &[(usize, NewRefund)],
+    ) -> Result<(Vec<Vec<String>>, bool), redis::RedisError> {
+        let now = self.now_ms();
+        let wait = self.durability(self.fsyncs_on_demand());
+        // Pipelines do not load scripts by themselves: load once, retry once after a NOSCRIPT
+        // (a Redis restarted between the two).
+        for attempt in 0..2 {
+            if attempt == 1 || !self.script_loaded(con).await {
+                ENQUEUE_MANY.prepare_invoke().load_async(con).await?;
+            }
+            let mut pipe = redis::pipe();
+            for part in chunk.chunks(ENQUEUE_PER_CALL) {
+                pipe.invoke_script(&self.enqueue_many_invocation(part, now));
+            }
+            // The wait shares the pipeline, so it counts from these writes (see `durable`).
+            match durable::query_pipeline(con, pipe, &wait, &self.probe_key()).await {
+                Err(e) if attempt == 0 && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {}
+                Err(e) => return Err(e),
+                // One answer per refund, `paid_mismatch:<paid>` split as enqueue answers it.
+                Ok((parts, durable)) => {
+                    let parts =
+                        parts.into_iter().map(redis::from_redis_value::<Vec<String>>).collect::<Result<Vec<_>, _>>()?;
+                    let answers =
+                        parts.into_iter().flatten().map(|a| a.split(':').map(str::to_owned).collect()).collect();
+                    return Ok((answers, durable));
+                }
+            }
+        }
+        Err(redis::RedisError::from((redis::ErrorKind::Io, "enqueue script could not be loaded")))
+    }
+
+    fn enqueue_many_invocation<'a>(&self, part: &[(usize, NewRefund)], now: i64) -> redis::ScriptInvocation<'a> {
+        let mut inv = ENQUEUE_MANY.prepare_invoke();
+        for (i, (_, r)) in part.iter().enumerate() {
+            if i == 0 {
+                for k in self.keys.script_keys(&r.out_trade_no, &r.syssn) {
+                    inv.key(k);
+                }
+            } else {
+                inv.key(self.keys.record(&r.out_trade_no)).key(self.keys.payment(&r.syssn));
+            }
+        }
+        inv.arg(now).arg(self.config.events_maxlen).arg(part.len());
+        for (_, r) in part {
+            let fields = r.fields();
+            inv.arg(&r.out_trade_no)
+                .arg(r.payload_hash())
+                .arg(r.orig_txamt.map(|v| v.to_string()).unwrap_or_default())
+                .arg(fields.len());
+            for (k, v) in fields {
+                inv.arg(k).arg(v);
+            }
+        }
+        inv
+    }
+
+    async fn script_loaded(&self, con: &mut RedisConn) -> bool {
+        redis::cmd("SCRIPT")
+            .arg("EXISTS")
+            .arg(ENQUEUE_MANY.get_hash())
+            .query_async::<Vec<bool>>(con)
+            .await
+            .is_ok_and(|v| v.first().copied().unwrap_or(false))
+    }
+
+    fn enqueue_invocation<'a>(&self, r: &NewRefund, now: i64) -> redis::ScriptInvocation<'a> {
+        let mut inv = self.on_record(&ENQUEUE, &r.out_trade_no, &r.syssn);
+        inv.arg(&r.out_trade_no)
+            .arg(r.payload_hash())
+            .arg(now)
+            .arg(self.config.events_maxlen)
+            .arg(r.orig_txamt.map(|v| v.to_string()).unwrap_or_default());
+        for (k, v) in r.fields() {
+            inv.arg(k).arg(v);
+        }
+        inv
+    }
+
+    async fn enqueue_outcome(&self, r: &NewRefund, reply: &[String]) -> Result<Enqueued, LedgerError> {
+        // The script has run: whatever fails now, the caller must not read it as "not written".
+        let load = || async {
+            match self.get(&r.out_trade_no).await {
+                Ok(Some(rec)) => Ok(rec),
+                Ok(None) => Err(LedgerError::Script("record vanished".into())),
+                Err(e) => Err(LedgerError::Unread(e.to_string())),
+            }
+        };
+        match reply.first().map(String::as_str) {
+            Some("created") => Ok(Enqueued::Created(load().await?)),
+            Some("duplicate") => Ok(Enqueued::Duplicate(load().await?)),
+            Some("conflict") => {
+                let existing = load().await?;
+                Err(LedgerError::Conflict {
+                    out_trade_no: r.out_trade_no.clone(),
+                    differences: r.differences(&existing),
+                    existing: Box::new(existing),
+                })
+            }
+            Some("paid_mismatch") => Err(LedgerError::PaidMismatch {
+                syssn: r.syssn.clone(),
+                recorded: reply.get(1).cloned().unwrap_or_default(),
+                given: r.orig_txamt.unwrap_or(0),
+            }),
+            _ => Err(LedgerError::Script(format!("enqueue answered {reply:?}"))),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! What can go wrong in the ledger, and a Redis client for callers outside it.
+
+use qfpay::FieldError;
+
+use crate::conn::Endpoint;
+use crate::record::{CorruptRecord, Record};
+
+/// What can go wrong in the ledger.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    #[error("invalid refund: {0}")]
+    Invalid(#[from] FieldError),
+    /// The primary took the write but too few replicas confirmed it in time: a failover now could
+    /// lose it. Enqueueing again is safe (idempotent) and is how to make sure.
+    #[error(
+        "the write was not confirmed durable (AOF fsync and/or {0} Redis replica(s)) in time: outcome unknown, \
+         retry the same request (it is idempotent)"
+    )]
+    NotReplicated(usize),
+    /// The `out_trade_no` exists with another payload: a conflict, never a second refund.
+    #[error("out_trade_no {out_trade_no} already exists with a different request: {}", differences.join("; "))]
+    Conflict { out_trade_no: String, differences: Vec<String>, existing: Box<Record> },
+    #[error("orig_txamt {given} disagrees with {recorded} recorded for payment {syssn}")]
+    PaidMismatch { syssn: String, recorded: String, given: u64 },
+    #[error(transparent)]
+    Corrupt(#[from] CorruptRecord),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("unexpected answer from a ledger script: {0}")]
+    Script(String),
+    /// The script ran (the refund is recorded, durable as configured), but reading the record back
+    /// failed. The same request again answers with the record.
+    #[error("the refund was recorded, but reading it back failed ({0}): retry the same request (it is idempotent)")]
+    Unread(String),
+    #[error("Redis TLS CA file {path}: {error}")]
+    TlsCa { path: String, error: String },
+}
+
+/// A Redis client for the server to talk to now: `url` is `redis://`, `rediss://` (TLS, trusting
+/// `tls_ca_file` when given) or `redis+sentinel://` (the current primary).
+pub async fn redis_client(url: &str, tls_ca_file: Option<&std::path::Path>) -> Result<redis::Client, LedgerError> {
+    Ok(Endpoint::parse(url, tls_ca_file)?.client().await?.1)
+}

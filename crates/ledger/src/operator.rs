@@ -1,0 +1,116 @@
+//! Operator actions on a refund (retry, resolve, cancel) and the audit trail that records them.
+
+use std::collections::HashMap;
+
+use crate::error::LedgerError;
+use crate::scripts::OPERATE;
+use crate::state::State;
+use crate::store::Ledger;
+
+/// What an operator does to a refund (see `lua/operate.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// needs_review → pending (enquire first) or queued (never sent).
+    Retry,
+    /// needs_review → the final state the operator established with QFPay. A success is refused
+    /// for a refund never sent, and for one that would take its payment past what was paid.
+    Resolve(State),
+    /// A resolve to success past what the payment's records allow, by a person holding QFPay's
+    /// proof that the refund succeeded; audited as forced. A refund never sent is still refused.
+    ForceResolve(State),
+    /// queued → cancelled.
+    Cancel,
+}
+
+/// Why an operator action was not carried out (it was audited all the same, when the refund exists).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no refund with out_trade_no {0:?}")]
+    NoSuchRefund(String),
+    /// The refund is not in a state that allows the action; says which and why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// One operator action, as the audit trail keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    pub id: String,
+    /// Empty for a merchant's pause or resume.
+    pub out_trade_no: String,
+    /// The merchant paused or resumed (empty for an action on a refund).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub merchant: String,
+    pub action: String,
+    pub who: String,
+    pub why: String,
+    pub from: String,
+    pub to: String,
+    /// `ok`, or `refused: <why>`.
+    pub outcome: String,
+    pub at: i64,
+}
+
+impl AuditEntry {
+    fn from_fields(id: String, mut f: HashMap<String, String>) -> Self {
+        let mut take = |k: &str| f.remove(k).unwrap_or_default();
+        Self {
+            id,
+            out_trade_no: take("out_trade_no"),
+            merchant: take("merchant"),
+            action: take("action"),
+            who: take("who"),
+            why: take("why"),
+            from: take("from"),
+            to: take("to"),
+            outcome: take("outcome"),
+            at: take("at").parse().unwrap_or(0),
+        }
+    }
+}
+
+impl Ledger {
+    /// An operator's action on a refund, recorded with `who` and `why`. `Ok(Err(why))`: refused.
+    pub async fn operate(
+        &self,
+        out_trade_no: &str,
+        op: Operation,
+        who: &str,
+        why: &str,
+    ) -> Result<Result<State, Refusal>, LedgerError> {
+        let Some(rec) = self.get(out_trade_no).await? else {
+            return Ok(Err(Refusal::NoSuchRefund(out_trade_no.to_owned())));
+        };
+        let (action, target) = match op {
+            Operation::Retry => ("retry", ""),
+            Operation::Resolve(s) | Operation::ForceResolve(s) => ("resolve", s.as_str()),
+            Operation::Cancel => ("cancel", ""),
+        };
+        let force = if matches!(op, Operation::ForceResolve(_)) { "1" } else { "" };
+        let mut inv = self.on_record(&OPERATE, &rec.out_trade_no, &rec.syssn);
+        inv.key(self.keys.audit())
+            .arg(out_trade_no)
+            .arg(action)
+            .arg(target)
+            .arg(who)
+            .arg(why)
+            .arg(self.now_ms())
+            .arg(self.config.events_maxlen)
+            .arg(force);
+        let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
+        match at(0).as_str() {
+            "ok" => at(1).parse::<State>().map(Ok).map_err(|e| LedgerError::Script(e.to_string())),
+            "refused" if at(1) == "no such refund" => Ok(Err(Refusal::NoSuchRefund(out_trade_no.to_owned()))),
+            "refused" => Ok(Err(Refusal::Refused(at(1)))),
+            _ => Err(LedgerError::Script(format!("operate answered {reply:?}"))),
+        }
+    }
+
+    /// Audit-trail entries (operator actions, refused ones included) after the id `after`
+    /// (`"0"`: from the beginning), at most `count`.
+    pub async fn audit(&self, after: &str, count: usize) -> Result<Vec<AuditEntry>, LedgerError> {
+        let entries = self.stream_after(&self.keys.audit(), after, count).await?;
+        Ok(entries.into_iter().map(|(id, f)| AuditEntry::from_fields(id, f)).collect())
+    }
+}

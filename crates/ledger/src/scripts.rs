@@ -1,0 +1,40 @@
+//! The Lua scripts the ledger runs (`lua/*.lua`, each opening with what it guarantees). Record
+//! scripts are prefixed with `lua/common.lua`.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! record_script {
+    ($file:literal) => {
+        LazyLock::new(|| Script::new(concat!(include_str!("lua/common.lua"), "\n", include_str!($file))))
+    };
+}
+
+pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/common.lua"),
+        "\n",
+        include_str!("lua/enqueue_one.lua"),
+        "\n",
+        include_str!("lua/enqueue.lua")
+    ))
+});
+pub(crate) static ENQUEUE_MANY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/common.lua"),
+        "\n",
+        include_str!("lua/enqueue_one.lua"),
+        "\n",
+        include_str!("lua/enqueue_many.lua")
+    ))
+});
+pub(crate) static CLAIM: LazyLock<Script> = record_script!("lua/claim.lua");
+pub(crate) static TRANSITION: LazyLock<Script> = record_script!("lua/transition.lua");
+pub(crate) static DEFER: LazyLock<Script> = record_script!("lua/defer.lua");
+pub(crate) static SET_PAID: LazyLock<Script> = record_script!("lua/set_paid.lua");
+pub(crate) static OPERATE: LazyLock<Script> = record_script!("lua/operate.lua");
+pub(crate) static EXPEDITE: LazyLock<Script> = record_script!("lua/expedite.lua");
+pub(crate) static PAGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/page.lua")));
+pub(crate) static FEED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/feed.lua")));
+pub(crate) static RATE_LIMIT: LazyLock<Script> = record_script!("lua/rate_limit.lua");

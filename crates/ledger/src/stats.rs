@@ -1,0 +1,124 @@
+//! The ledger at a glance, for operators and metrics scrapes.
+
+use std::collections::HashMap;
+
+use crate::error::LedgerError;
+use crate::state::State;
+use crate::store::Ledger;
+
+/// The ledger at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub by_state: Vec<(State, u64)>,
+    /// How long the oldest non-final refund has been in its current state (ms).
+    pub oldest_open_age_ms: Option<i64>,
+    /// Refunds in the due-index (due now or later).
+    pub due_total: u64,
+    /// Refunds due now: the backlog workers have not picked up yet.
+    pub due_now: u64,
+    /// Paused merchants and why.
+    pub paused: HashMap<String, String>,
+    /// Webhook deliveries given up (see `qfrefund webhooks`).
+    pub webhooks_failed: u64,
+    /// Webhook deliveries waiting for a retry.
+    pub webhooks_retrying: u64,
+}
+
+impl Stats {
+    /// The ledger's gauges in Prometheus' text format: every process that serves metrics (API,
+    /// workers) renders the same values, read from Redis at scrape time.
+    pub fn to_prometheus(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let mut gauge = |name: &str, help: &str, lines: Vec<(String, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (labels, v) in lines {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        gauge(
+            "qfrefund_refunds",
+            "Refunds in each state (final states count every refund ever settled).",
+            self.by_state.iter().map(|(s, n)| (format!("{{state=\"{s}\"}}"), n.to_string())).collect(),
+        );
+        gauge(
+            "qfrefund_due_backlog",
+            "Refunds due now that no worker has picked up yet.",
+            vec![(String::new(), self.due_now.to_string())],
+        );
+        gauge(
+            "qfrefund_scheduled",
+            "Refunds waiting in the due-index (now or later).",
+            vec![(String::new(), self.due_total.to_string())],
+        );
+        gauge(
+            "qfrefund_oldest_open_seconds",
+            "How long the oldest non-final refund has been in its current state.",
+            vec![(String::new(), format!("{:.3}", self.oldest_open_age_ms.unwrap_or(0) as f64 / 1000.0))],
+        );
+        gauge(
+            "qfrefund_paused_merchants",
+            "Merchants whose submits are paused.",
+            vec![(String::new(), self.paused.len().to_string())],
+        );
+        gauge(
+            "qfrefund_webhooks_failed",
+            "Webhook deliveries given up (see `qfrefund webhooks`).",
+            vec![(String::new(), self.webhooks_failed.to_string())],
+        );
+        gauge(
+            "qfrefund_webhooks_retrying",
+            "Webhook deliveries waiting for a retry.",
+            vec![(String::new(), self.webhooks_retrying.to_string())],
+        );
+    }
+}
+
+impl Ledger {
+    /// What an operator (or a metrics scrape) wants to know at a glance.
+    pub async fn stats(&self) -> Result<Stats, LedgerError> {
+        let now = self.now_ms();
+        let mut pipe = redis::pipe();
+        for s in State::ALL {
+            pipe.zcard(self.keys.state(s));
+        }
+        for s in State::ALL.into_iter().filter(|s| !s.is_final()) {
+            pipe.cmd("ZRANGE").arg(self.keys.state(s)).arg(0).arg(0).arg("WITHSCORES");
+        }
+        pipe.zcard(self.keys.due()).zcount(self.keys.due(), "-inf", now).hgetall(self.keys.paused());
+        pipe.zcard(self.keys.webhook_failed()).zcard(self.keys.webhook_retry());
+        let mut values: Vec<redis::Value> = pipe.query_async(&mut self.con.clone()).await?;
+        let bad = |what: &str| LedgerError::Script(format!("stats: unexpected reply for {what}"));
+        let mut take = || if values.is_empty() { None } else { Some(values.remove(0)) };
+        let mut by_state = Vec::new();
+        for s in State::ALL {
+            let n: u64 = redis::from_redis_value(take().ok_or_else(|| bad("counts"))?).map_err(|_| bad("counts"))?;
+            by_state.push((s, n));
+        }
+        let mut oldest_open_at: Option<i64> = None;
+        for _ in State::ALL.into_iter().filter(|s| !s.is_final()) {
+            let first: Vec<(String, f64)> =
+                redis::from_redis_value(take().ok_or_else(|| bad("oldest"))?).map_err(|_| bad("oldest"))?;
+            if let Some((_, at)) = first.first() {
+                let at = *at as i64;
+                oldest_open_at = Some(oldest_open_at.map_or(at, |o| o.min(at)));
+            }
+        }
+        let due_total: u64 = redis::from_redis_value(take().ok_or_else(|| bad("due"))?).map_err(|_| bad("due"))?;
+        let due_now: u64 = redis::from_redis_value(take().ok_or_else(|| bad("due"))?).map_err(|_| bad("due"))?;
+        let paused: HashMap<String, String> =
+            redis::from_redis_value(take().ok_or_else(|| bad("paused"))?).map_err(|_| bad("paused"))?;
+        let webhooks_failed: u64 =
+            redis::from_redis_value(take().ok_or_else(|| bad("webhooks"))?).map_err(|_| bad("webhooks"))?;
+        let webhooks_retrying: u64 =
+            redis::from_redis_value(take().ok_or_else(|| bad("webhooks"))?).map_err(|_| bad("webhooks"))?;
+        Ok(Stats {
+            by_state,
+            oldest_open_age_ms: oldest_open_at.map(|at| (now - at).max(0)),
+            due_total,
+            due_now,
+            paused,
+            webhooks_failed,
+            webhooks_retrying,
+        })
+    }
+}
