@@ -73,10 +73,11 @@ pub async fn metrics(State(st): State<Shared>) -> Response {
     };
     let mut out = String::new();
     stats.to_prometheus(&mut out);
-    let merchants = match (st.ledger.served_merchants().await, st.ledger.unserved_refunds(50_000).await) {
-        (Ok(served), Ok(unserved)) => Some((served, unserved)),
-        _ => None,
-    };
+    let merchants =
+        match (st.ledger.served_merchants().await, st.ledger.unserved_refunds(ledger::merchants::METRICS_SCAN).await) {
+            (Ok(served), Ok(unserved)) => Some((served, unserved)),
+            _ => None,
+        };
     ledger::gauges::render_extra(merchants.as_ref().map(|(s, u)| (s.as_slice(), u)), &mut out);
     let _ = writeln!(out, "# HELP qfrefund_api_requests_total HTTP requests by route, method and status.");
     let _ = writeln!(out, "# TYPE qfrefund_api_requests_total counter");

@@ -25,6 +25,11 @@ pub struct UnknownMerchant {
     pub known: Vec<String>,
 }
 
+/// How many refunds of the due-index (earliest due first) a `/metrics` scrape looks at for
+/// [`Ledger::unserved_refunds`]: every scrape of every process pays for it, so it stays small;
+/// `qfrefund stats` counts them all.
+pub const METRICS_SCAN: usize = 5_000;
+
 /// Refunds in the due-index whose merchant no live worker serves.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Unserved {
@@ -40,7 +45,7 @@ impl Unserved {
         use std::fmt::Write as _;
         let _ = writeln!(
             out,
-            "# HELP qfrefund_unserved_refunds Refunds waiting for a merchant no live worker holds credentials for.\n# TYPE qfrefund_unserved_refunds gauge"
+            "# HELP qfrefund_unserved_refunds Refunds waiting for a merchant no live worker holds credentials for (on /metrics counted among the earliest-due 5000; qfrefund stats counts all).\n# TYPE qfrefund_unserved_refunds gauge"
         );
         let _ = writeln!(out, "qfrefund_unserved_refunds {}", self.refunds.values().sum::<u64>());
         for (m, n) in &self.refunds {

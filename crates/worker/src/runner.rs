@@ -246,7 +246,10 @@ async fn serve_metrics(
                     Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")).into_response(),
                 };
                 stats.to_prometheus(&mut out);
-                let merchants = match (ledger.served_merchants().await, ledger.unserved_refunds(50_000).await) {
+                let merchants = match (
+                    ledger.served_merchants().await,
+                    ledger.unserved_refunds(ledger::merchants::METRICS_SCAN).await,
+                ) {
                     (Ok(served), Ok(unserved)) => Some((served, unserved)),
                     _ => None,
                 };
