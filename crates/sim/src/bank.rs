@@ -47,10 +47,10 @@ fn wechat() -> String {
 }
 
 #[derive(Debug, Clone)]
-struct Payment {
-    seed: PaymentSeed,
-    app_code: String,
-    txdtm: Txdtm,
+pub(crate) struct Payment {
+    pub(crate) seed: PaymentSeed,
+    pub(crate) app_code: String,
+    pub(crate) txdtm: Txdtm,
     /// Sum of succeeded refunds.
     refunded: u64,
     /// Sum of refunds still processing (they count against the remainder).
@@ -68,16 +68,16 @@ pub enum RefundState {
 }
 
 #[derive(Debug, Clone)]
-struct Refund {
-    app_code: String,
-    syssn: String,
+pub(crate) struct Refund {
+    pub(crate) app_code: String,
+    pub(crate) syssn: String,
     orig_syssn: String,
-    out_trade_no: String,
+    pub(crate) out_trade_no: String,
     txamt: u64,
     txdtm: String,
     udid: Option<String>,
-    sysdtm: Txdtm,
-    sys_ms: i64,
+    pub(crate) sysdtm: Txdtm,
+    pub(crate) sys_ms: i64,
     state: RefundState,
     respcd: String,
     /// For processing refunds: the code it will end with.
@@ -137,11 +137,17 @@ pub struct Stats {
 pub struct Bank {
     merchants: HashMap<String, Merchant>,
     first_merchant: Option<String>,
-    payments: HashMap<String, Payment>,
-    refunds: HashMap<(String, String), Refund>,
+    pub(crate) payments: HashMap<String, Payment>,
+    pub(crate) refunds: HashMap<(String, String), Refund>,
+    /// Indexes for enquiries (their cost must not grow with what the simulator holds): a payment's
+    /// syssn by (app code, its out_trade_no); a refund's key by its own syssn; a refund's place in
+    /// `order`.
+    pub(crate) payment_by_otn: HashMap<(String, String), String>,
+    pub(crate) refund_by_syssn: HashMap<String, (String, String)>,
+    pub(crate) order_pos: HashMap<(String, String), usize>,
     /// `out_trade_no`s taken per app code, payments' and refunds' alike (API §2).
     taken: HashSet<(String, String)>,
-    order: Vec<(String, String)>,
+    pub(crate) order: Vec<(String, String)>,
     due: BinaryHeap<Reverse<(i64, String, String)>>,
     next_syssn: u64,
     /// Refuse refunds in 23:30–00:30 (UTC+8) with `1265`.
@@ -180,6 +186,7 @@ impl Bank {
             }
             if let Some(otn) = &seed.out_trade_no {
                 self.taken.insert((app_code.clone(), otn.clone()));
+                self.payment_by_otn.insert((app_code.clone(), otn.clone()), seed.syssn.clone());
             }
             let txdtm = Txdtm::from_unix(now_ms.div_euclid(1000), DEFAULT_OFFSET_SECS);
             self.payments
@@ -270,6 +277,8 @@ impl Bank {
             "udid": refund.udid,
         });
         self.taken.insert(key.clone());
+        self.order_pos.insert(key.clone(), self.order.len());
+        self.refund_by_syssn.insert(refund.syssn.clone(), key.clone());
         self.order.push(key.clone());
         self.refunds.insert(key, refund);
         Answer { respcd: respcd.to_owned(), resperr: String::new(), refund: Some(body) }
@@ -296,69 +305,7 @@ impl Bank {
         }
     }
 
-    /// Answers `POST /trade/v1/query` for a merchant whose signature was checked (API §5).
-    /// Refunds recorded less than `lag_ms` ago are not shown yet.
-    pub fn query(&mut self, app_code: &str, p: &Params, now_ms: i64, lag_ms: i64) -> serde_json::Value {
-        self.settle(now_ms);
-        let split = |name: &str| -> Vec<String> {
-            p.get(name)
-                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
-                .unwrap_or_default()
-        };
-        let (syssns, otns) = (split("syssn"), split("out_trade_no"));
-        let parse_time = |name: &str| p.get(name).map(|v| v.parse::<Txdtm>());
-        let (start, end) = (parse_time("start_time"), parse_time("end_time"));
-        if matches!(start, Some(Err(_))) || matches!(end, Some(Err(_))) {
-            return reject_json("1104", "start_time/end_time must be YYYY-MM-DD hh:mm:ss");
-        }
-        let (start, end) = (start.and_then(Result::ok), end.and_then(Result::ok));
-        if syssns.is_empty() && otns.is_empty() && (start.is_none() || end.is_none()) {
-            return reject_json("1104", "syssn, out_trade_no or start_time and end_time required");
-        }
-        let page: usize = p.get("page").and_then(|v| v.parse().ok()).filter(|n| *n >= 1).unwrap_or(1);
-        let page_size: usize = p.get("page_size").and_then(|v| v.parse().ok()).unwrap_or(10);
-        if !(1..=100).contains(&page_size) {
-            return reject_json("1104", "page_size must be 1 to 100");
-        }
-        // Without syssn, QFPay searches [start_time, end_time], defaulting to the current month.
-        let now = Txdtm::from_unix(now_ms.div_euclid(1000), DEFAULT_OFFSET_SECS);
-        let window = if syssns.is_empty() {
-            let (ms, me) = month_bounds(now);
-            Some((start.unwrap_or(ms), end.unwrap_or(me)))
-        } else {
-            None
-        };
-        let in_window = |t: Txdtm| window.is_none_or(|(a, b)| a <= t && t <= b);
-        let wanted = |syssn: &str, otn: Option<&str>| {
-            syssns.iter().any(|s| s == syssn)
-                || otn.is_some_and(|o| otns.iter().any(|x| x == o))
-                || (syssns.is_empty() && otns.is_empty())
-        };
-        let mut records: Vec<(i64, serde_json::Value)> = Vec::new();
-        for pay in self.payments.values().filter(|p| p.app_code == app_code) {
-            if wanted(&pay.seed.syssn, pay.seed.out_trade_no.as_deref()) && in_window(pay.txdtm) {
-                records.push((0, self.payment_json(pay)));
-            }
-        }
-        for key in &self.order {
-            let Some(r) = self.refunds.get(key).filter(|r| r.app_code == app_code && r.sys_ms <= now_ms - lag_ms)
-            else {
-                continue;
-            };
-            if wanted(&r.syssn, Some(&r.out_trade_no)) && in_window(r.sysdtm) {
-                records.push((r.sys_ms, self.refund_json(r)));
-            }
-        }
-        records.sort_by_key(|(t, _)| *t);
-        let data: Vec<serde_json::Value> =
-            records.into_iter().skip((page - 1) * page_size).take(page_size).map(|(_, v)| v).collect();
-        serde_json::json!({
-            "respcd": "0000", "resperr": "", "respmsg": "",
-            "page": page, "page_size": page_size, "data": data,
-        })
-    }
-
-    fn payment_json(&self, pay: &Payment) -> serde_json::Value {
+    pub(crate) fn payment_json(&self, pay: &Payment) -> serde_json::Value {
         let cancel = if pay.refunded == 0 {
             "0"
         } else if pay.refunded >= pay.seed.txamt {
@@ -374,7 +321,7 @@ impl Bank {
         })
     }
 
-    fn refund_json(&self, r: &Refund) -> serde_json::Value {
+    pub(crate) fn refund_json(&self, r: &Refund) -> serde_json::Value {
         let pay = self.payments.get(&r.orig_syssn);
         serde_json::json!({
             "syssn": r.syssn, "out_trade_no": r.out_trade_no, "origssn": r.orig_syssn,
@@ -445,12 +392,12 @@ impl Bank {
     }
 }
 
-fn reject_json(respcd: &str, resperr: &str) -> serde_json::Value {
+pub(crate) fn reject_json(respcd: &str, resperr: &str) -> serde_json::Value {
     serde_json::json!({"respcd": respcd, "resperr": resperr, "respmsg": "", "data": []})
 }
 
 /// First and last second of `t`'s month.
-fn month_bounds(t: Txdtm) -> (Txdtm, Txdtm) {
+pub(crate) fn month_bounds(t: Txdtm) -> (Txdtm, Txdtm) {
     let s = t.to_string();
     let (y, m) = (&s[0..4], &s[5..7]);
     let start: Txdtm = format!("{y}-{m}-01 00:00:00").parse().unwrap_or(t);

@@ -17,6 +17,7 @@ pub mod args;
 pub mod bank;
 pub mod faults;
 pub mod http;
+mod query;
 
 pub use bank::{Merchant, PaymentSeed};
 pub use faults::Faults;

@@ -354,3 +354,29 @@ fn payments_load_from_json_and_csv_files() {
     assert!(format!("{:#}", qfpay_sim::args::load_payments(&csv).unwrap_err()).contains("line 2"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Enquiries are answered from indexes (by `syssn` and `out_trade_no`), so a load test's cost does
+/// not grow with what the simulator holds; each record is listed once however it was named.
+#[tokio::test]
+async fn an_enquiry_finds_each_record_once_by_any_of_its_ids_among_many() {
+    let sim = start(Faults::default(), 600).await;
+    let c = client(&sim, 2_000);
+    let mut last = None;
+    for i in 1..=300 {
+        last = Some(c.refund(&req(i, &format!("RF-MANY-{i}"), 5)).await.unwrap());
+    }
+    let refund_syssn = last.unwrap().syssn.unwrap();
+    let payment = generated_syssn(300);
+    let both = EnquiryRequest::new(&[&refund_syssn, &payment], &["RF-MANY-300"], None).unwrap();
+    let answer = c.enquire(&both).await.unwrap();
+    let refunds = answer.data.iter().filter(|r| r.out_trade_no.as_deref() == Some("RF-MANY-300")).count();
+    let payments = answer.data.iter().filter(|r| r.syssn.as_deref() == Some(payment.as_str())).count();
+    assert_eq!((refunds, payments, answer.data.len()), (1, 1, 2), "{:?}", answer.data);
+    let none = EnquiryRequest::new(&[], &["RF-NOBODY"], None).unwrap();
+    assert!(c.enquire(&none).await.unwrap().data.is_empty());
+    let one = EnquiryRequest::new(&[], &["RF-MANY-17"], None).unwrap();
+    assert!(matches!(
+        c.enquire(&one).await.unwrap().refund("RF-MANY-17", &generated_syssn(17), 5),
+        RefundLookup::Succeeded(_)
+    ));
+}
