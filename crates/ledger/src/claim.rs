@@ -22,7 +22,9 @@ pub enum Claim {
     /// ask for, on the connection that wrote it. Send nothing unless it did.
     Submit { fence: u64, record: Box<Record>, durable: bool },
     /// Enquire it under `fence`; `record` is the record as claimed.
-    Enquire { fence: u64, record: Box<Record>, durable: bool },
+    /// `recovered`: it was found in `submitting` after its holder's lease ran out (it may have been
+    /// sent; it is enquired, never resent).
+    Enquire { fence: u64, record: Box<Record>, durable: bool, recovered: bool },
     /// It waited (paused merchant, busy payment) past its maximum age: now `needs_review`.
     Blocked(String),
     /// The payment's amount is unknown: learn it, then claim again.
@@ -30,7 +32,7 @@ pub enum Claim {
     /// It would exceed what was paid: it is now `failed`, never sent.
     Failed(String),
     /// Not now: moved to `next_at` (paused merchant, payment busy).
-    Deferred { why: String, next_at: i64 },
+    Deferred { why: String, next_at: i64, cause: Deferral },
     /// Nothing to do: someone holds it, it is not due, it is final, or it waits for a person.
     Skip(String),
     /// The record's payment or merchant is not the one the caller named: nothing was written;
@@ -55,6 +57,33 @@ pub struct ClaimOptions<'a> {
     pub rate: Option<(f64, u32)>,
     /// Wait for the claim to reach the local AOF (`WAITAOF`) before it counts as durable.
     pub durable_local: bool,
+}
+
+/// Why a claim put a refund off: the script names it, so no caller reads the words of a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferral {
+    /// The merchant's token bucket is empty.
+    RateLimit,
+    MerchantPaused,
+    /// QFPay's nightly refund window (submits only).
+    QuietWindow,
+    /// Another refund of the same payment is in flight.
+    PaymentBusy,
+    /// The payment's amount is still to be learned.
+    PaidUnknown,
+}
+
+impl Deferral {
+    fn from_script(word: &str) -> Option<Self> {
+        Some(match word {
+            "rate_limit" => Self::RateLimit,
+            "paused" => Self::MerchantPaused,
+            "quiet_window" => Self::QuietWindow,
+            "payment_busy" => Self::PaymentBusy,
+            "paid_unknown" => Self::PaidUnknown,
+            _ => return None,
+        })
+    }
 }
 
 /// Names a refund the way a claim needs it: its keys (the payment's, the merchant's token bucket)
@@ -113,11 +142,20 @@ impl Ledger {
         };
         Ok(match at(0).as_str() {
             "submit" => claimed().map(|(fence, record)| Claim::Submit { fence, record, durable })?,
-            "enquire" => claimed().map(|(fence, record)| Claim::Enquire { fence, record, durable })?,
+            "enquire" | "recover" => claimed().map(|(fence, record)| Claim::Enquire {
+                fence,
+                record,
+                durable,
+                recovered: at(0) == "recover",
+            })?,
             "need_paid" => Claim::NeedPaid,
             "failed" => Claim::Failed(at(1)),
             "blocked" => Claim::Blocked(at(1)),
-            "deferred" => Claim::Deferred { why: at(1), next_at: at(2).parse().map_err(|_| bad())? },
+            "deferred" => Claim::Deferred {
+                why: at(1),
+                next_at: at(2).parse().map_err(|_| bad())?,
+                cause: Deferral::from_script(&at(3)).ok_or_else(bad)?,
+            },
             "mismatch" => Claim::Mismatch,
             "missing" | "final" | "review" | "leased" | "early" => Claim::Skip(reply.join(" ")),
             _ => return Err(bad()),

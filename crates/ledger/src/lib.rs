@@ -60,6 +60,6 @@ pub use record::Record;
 pub use schedule::Policy;
 pub use state::State;
 pub use store::{
-    Accepted, Claim, ClaimOptions, Enqueued, Ledger, LedgerConfig, LedgerError, Operation, PageCursor, RefundRef,
-    Refusal, ServerInfo, Stats, redis_client,
+    Accepted, Claim, ClaimOptions, Deferral, Enqueued, Ledger, LedgerConfig, LedgerError, Operation, PageCursor,
+    RefundRef, Refusal, ServerInfo, Stats, redis_client,
 };

@@ -165,7 +165,7 @@ async fn a_wait_after_a_reconnect_never_vouches_for_a_claim_it_did_not_see() {
 async fn a_submitting_refund_that_is_deferred_or_reviewed_stays_uncertain() {
     let (_r, l) = ledger("uncertain").await;
     let p = policy(30);
-    for otn in ["RF1", "RF2"] {
+    for otn in ["RF1", "RF2", "RF3"] {
         l.enqueue(NewRefund::new(otn, otn, 1)).await.unwrap();
         assert!(matches!(claim_as(&l, otn, &options(&p, "dead")).await, Claim::Submit { .. }));
     }
@@ -173,8 +173,15 @@ async fn a_submitting_refund_that_is_deferred_or_reviewed_stays_uncertain() {
     // RF1: the claim finds it orphaned, but the merchant's bucket is empty: deferred.
     let empty = ClaimOptions { rate: Some((0.001, 1)), ..options(&p, "w2") };
     l.take_token("default", 0.001, 1).await.unwrap();
-    assert!(matches!(claim_as(&l, "RF1", &empty).await, Claim::Deferred { .. }));
+    // The claim says why in a type, never in words a caller would have to match.
+    assert!(matches!(claim_as(&l, "RF1", &empty).await, Claim::Deferred { cause: ledger::Deferral::RateLimit, .. }));
     assert!(l.get("RF1").await.unwrap().unwrap().uncertain, "deferred from submitting: may have been sent");
+    // RF3: an orphan found by a claim is named as one; its next enquiry is an ordinary one.
+    let long = policy(5_000);
+    assert!(matches!(claim_as(&l, "RF3", &options(&long, "w2")).await, Claim::Enquire { recovered: true, .. }));
+    let _: () =
+        l.connection().hset_multiple(l.keys().record("RF3"), &[("lease_until", 0), ("next_at", 0)]).await.unwrap();
+    assert!(matches!(claim_as(&l, "RF3", &options(&long, "w2")).await, Claim::Enquire { recovered: false, .. }));
     // RF2: a worker without credentials puts it off past its maximum age: needs_review.
     let rec = l.get("RF2").await.unwrap().unwrap();
     assert!(!l.defer(&rec, l.now_ms() + 1_000, "no credentials", Duration::ZERO).await.unwrap());

@@ -228,7 +228,7 @@ async fn the_nightly_window_holds_back_submits_not_enquiries() {
         durable_local: false,
     };
     match l.claim(&(&r).into(), &o).await.unwrap() {
-        Claim::Deferred { why, next_at } => {
+        Claim::Deferred { why, next_at, .. } => {
             assert!(why.contains("23:30"));
             assert_eq!(next_at, later);
         }
@@ -331,7 +331,7 @@ async fn a_claim_takes_a_token_only_when_it_hands_out_a_request() {
     assert!(matches!(l.claim(&(&r1).into(), &o).await.unwrap(), Claim::Submit { .. }), "the burst has two");
     let r2 = l.get("RF2").await.unwrap().unwrap();
     match l.claim(&(&r2).into(), &o).await.unwrap() {
-        Claim::Deferred { why, next_at } => {
+        Claim::Deferred { why, next_at, .. } => {
             assert!(why.contains("rate limit"), "{why}");
             assert!(next_at > l.now_ms() + 1_000, "one token every 2 s");
         }

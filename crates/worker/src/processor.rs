@@ -151,15 +151,12 @@ impl Processor {
                 if let Some(due) = record.due_at {
                     self.metrics.lag(self.ledger.now_ms() - due);
                 }
-                if record.state == State::Pending && record.reason.as_deref().is_some_and(|r| r.starts_with(RECOVERED))
-                {
+                if let Claim::Enquire { recovered: true, .. } = &claim {
                     info!("found in submitting after its holder's lease expired: enquiring, never resending");
                     self.metrics.orphan_recovered();
                 }
             }
-            if let Claim::Deferred { why, .. } = &claim
-                && why.starts_with("rate limit")
-            {
+            if let Claim::Deferred { cause: ledger::Deferral::RateLimit, .. } = &claim {
                 self.metrics.rate_limited();
             }
             return match claim {
@@ -355,9 +352,6 @@ impl Processor {
         }
     }
 }
-
-/// The start of the reason a claim writes when it finds a refund whose holder vanished.
-const RECOVERED: &str = "found in submitting";
 
 fn ms(d: Duration) -> i64 {
     d.as_millis() as i64

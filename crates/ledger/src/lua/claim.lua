@@ -16,8 +16,11 @@
 --       12 syssn and 13 merchant the caller expects, 14 rate per second ('' = no limit), 15 burst
 -- KEYS[15] the merchant's token bucket.
 -- Returns: {'missing'} | {'mismatch'} | {'final', state} | {'review'} | {'leased', until} | {'early', next_at}
---        | {'deferred', why, next_at} | {'need_paid'} | {'failed', why} | {'blocked', why}
+--        | {'deferred', why, next_at, cause} | {'need_paid'} | {'failed', why} | {'blocked', why}
 --        | {'submit', fence, field, value, ...} | {'enquire', fence, field, value, ...}
+--        | {'recover', fence, field, value, ...} (an enquiry of a refund found in 'submitting')
+-- cause: rate_limit | paused | quiet_window | payment_busy | paid_unknown (typed on the Rust side:
+-- nothing there reads the words of `why`).
 local otn, now, worker, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local rec = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'next_at', 'merchant', 'syssn', 'txamt', 'fence',
   'txdtm', 'created_at', 'retried_at', 'enquiries', 'submits')
@@ -46,7 +49,7 @@ if state == 'submitting' then redis.call('HSET', KEYS[1], 'uncertain', 1) end
 
 local age_from = math.max(tonumber(rec[9]) or now, tonumber(rec[10]) or 0)
 local too_old = now - age_from >= tonumber(ARGV[11])
-local function defer(why, at)
+local function defer(cause, why, at)
   if too_old then
     why = 'max age reached while waiting: ' .. why
     review(otn, state, why, now, ARGV[8])
@@ -54,7 +57,7 @@ local function defer(why, at)
   end
   redis.call('HSET', KEYS[1], 'next_at', at, 'reason', why)
   redis.call('ZADD', KEYS[2], at, otn)
-  return {'deferred', why, tostring(at)}
+  return {'deferred', why, tostring(at), cause}
 end
 
 -- 0 when a token was taken (or there is no limit), else the ms until there is one.
@@ -63,7 +66,7 @@ local function token_wait()
   return take_token(KEYS[15], tonumber(ARGV[14]), tonumber(ARGV[15]), now)
 end
 local function rate_limited(wait)
-  return defer('rate limit of merchant ' .. rec[4], now + wait)
+  return defer('rate_limit', 'rate limit of merchant ' .. rec[4], now + wait)
 end
 
 local fence = next_fence(rec[7])
@@ -89,6 +92,7 @@ if state == 'submitting' or state == 'pending' then
   local extra = {'enquiries', (tonumber(rec[11]) or 0) + 1}
   if state == 'submitting' then
     extra[3], extra[4] = 'reason', 'found in submitting after its lease expired: enquiring, never resending'
+    return take_lease('pending', 'recover', extra)
   end
   return take_lease('pending', 'enquire', extra)
 end
@@ -96,19 +100,19 @@ end
 -- queued or retry_wait: a submit.
 local merchant, txamt = rec[4], tonumber(rec[6])
 local paused = redis.call('HGET', KEYS[5], merchant)
-if paused then return defer('merchant ' .. merchant .. ' paused: ' .. paused, now + tonumber(ARGV[7])) end
+if paused then return defer('paused', 'merchant ' .. merchant .. ' paused: ' .. paused, now + tonumber(ARGV[7])) end
 local not_before = tonumber(ARGV[10])
 if not_before > now then
-  return defer('QFPay refuses refunds 23:30-00:30 (UTC+8): deferred to 00:35', not_before)
+  return defer('quiet_window', 'QFPay refuses refunds 23:30-00:30 (UTC+8): deferred to 00:35', not_before)
 end
 local inflight = redis.call('HGET', KEYS[4], 'inflight')
 if inflight and inflight ~= otn then
-  return defer('waiting for refund ' .. inflight .. ' of the same payment', now + tonumber(ARGV[6]))
+  return defer('payment_busy', 'waiting for refund ' .. inflight .. ' of the same payment', now + tonumber(ARGV[6]))
 end
 local paid = redis.call('HGET', KEYS[4], 'paid')
 if not paid and ARGV[9] == '1' then
   -- Learning the amount is waiting too: the maximum age applies.
-  if too_old then return defer('the payment amount is still unknown', now) end
+  if too_old then return defer('paid_unknown', 'the payment amount is still unknown', now) end
   -- The caller will enquire the payment first: that request takes a token too.
   local wait = token_wait()
   if wait > 0 then return rate_limited(wait) end
