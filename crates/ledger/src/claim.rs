@@ -193,6 +193,11 @@ impl Ledger {
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(true),
             Some("stale") => Ok(false),
+            Some("illegal") => Err(LedgerError::Script(format!(
+                "transition {} -> {} is not a move the state machine allows (State::EDGES)",
+                reply.get(1).map_or("?", String::as_str),
+                reply.get(2).map_or("?", String::as_str)
+            ))),
             _ => Err(LedgerError::Script(format!("transition answered {reply:?}"))),
         }
     }

@@ -30,7 +30,15 @@ pub(crate) static ENQUEUE_MANY: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 pub(crate) static CLAIM: LazyLock<Script> = record_script!("lua/claim.lua");
-pub(crate) static TRANSITION: LazyLock<Script> = record_script!("lua/transition.lua");
+/// Built with [`crate::State::edges_lua`]: it refuses a move the state machine does not allow.
+pub(crate) static TRANSITION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{}\n{}\n{}",
+        include_str!("lua/common.lua"),
+        crate::State::edges_lua(),
+        include_str!("lua/transition.lua")
+    ))
+});
 pub(crate) static DEFER: LazyLock<Script> = record_script!("lua/defer.lua");
 pub(crate) static SET_PAID: LazyLock<Script> = record_script!("lua/set_paid.lua");
 pub(crate) static OPERATE: LazyLock<Script> = record_script!("lua/operate.lua");

@@ -57,6 +57,53 @@ impl State {
         matches!(self, State::Succeeded | State::Failed | State::Cancelled)
     }
 
+    /// Every move a refund may make, written once. The pure machine's decisions, the claim, the
+    /// operator's actions and the store's transition script all obey it; the transition script is
+    /// built with this table (see [`State::edges_lua`]) and refuses any other move.
+    pub const EDGES: &'static [(State, State)] = &[
+        // The claim: a submit, an over-refund refused before sending, a wait past the maximum age.
+        (State::Queued, State::Submitting),
+        (State::Queued, State::Failed),
+        (State::Queued, State::NeedsReview),
+        // The operator withdraws a refund never sent.
+        (State::Queued, State::Cancelled),
+        // After a submit, or a takeover of an orphan (always an enquiry).
+        (State::Submitting, State::Pending),
+        (State::Submitting, State::Succeeded),
+        (State::Submitting, State::Failed),
+        (State::Submitting, State::RetryWait),
+        (State::Submitting, State::NeedsReview),
+        // After an enquiry.
+        (State::Pending, State::Pending),
+        (State::Pending, State::Succeeded),
+        (State::Pending, State::Failed),
+        (State::Pending, State::RetryWait),
+        (State::Pending, State::NeedsReview),
+        // A resend is a submit.
+        (State::RetryWait, State::Submitting),
+        (State::RetryWait, State::Failed),
+        (State::RetryWait, State::NeedsReview),
+        // The operator: retry (enquire first if ever sent, else submit) or resolve.
+        (State::NeedsReview, State::Pending),
+        (State::NeedsReview, State::Queued),
+        (State::NeedsReview, State::Succeeded),
+        (State::NeedsReview, State::Failed),
+    ];
+
+    /// Whether a refund in `self` may move to `to` (see [`State::EDGES`]).
+    pub fn can_go(self, to: State) -> bool {
+        Self::EDGES.contains(&(self, to))
+    }
+
+    /// [`State::EDGES`] as a Lua table for the ledger's scripts: `EDGE['from>to'] = true`.
+    pub fn edges_lua() -> String {
+        let mut out = String::from("local EDGE = {}\n");
+        for (from, to) in Self::EDGES {
+            out.push_str(&format!("EDGE['{from}>{to}'] = true\n"));
+        }
+        out
+    }
+
     /// States a worker acts on (they sit in the due-index).
     pub fn is_workable(self) -> bool {
         matches!(self, State::Queued | State::Submitting | State::Pending | State::RetryWait)
@@ -105,6 +152,17 @@ impl FromStr for State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn final_states_have_no_way_out_and_every_other_state_has_one() {
+        for s in State::ALL {
+            let out = State::ALL.iter().any(|t| s.can_go(*t));
+            assert_eq!(out, !s.is_final(), "{s}");
+        }
+        assert!(State::edges_lua().contains("EDGE['submitting>pending'] = true"));
+        assert!(!State::Succeeded.can_go(State::Failed));
+        assert!(!State::Submitting.can_go(State::Queued), "a refund that may have been sent is never queued again");
+    }
 
     #[test]
     fn names_round_trip_and_exactly_three_are_final() {

@@ -157,6 +157,8 @@ proptest! {
                 }
                 d
             };
+            // Every decision is a move the state machine allows (the transition script refuses others).
+            prop_assert!(rec.state.can_go(d.state), "{} -> {} is not in State::EDGES", rec.state, d.state);
             // Every decision: a schedule exactly when there is more to do, never in the past.
             let workable = d.state.is_workable();
             prop_assert_eq!(d.next_at.is_some(), workable, "{:?}", d);

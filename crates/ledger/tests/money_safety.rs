@@ -267,3 +267,25 @@ async fn a_stale_holder_with_an_equal_fence_cannot_write() {
     assert!(!l.transition(&first, State::Submitting, fence, &d, "op").await.unwrap(), "w1 no longer holds it");
     assert_eq!(l.get("RF1").await.unwrap().unwrap().state, State::Submitting);
 }
+
+/// The state machine's moves are written once (`State::EDGES`); the store's transition refuses any
+/// other, so no decision can put a refund that may have been sent back to `queued`.
+#[tokio::test]
+async fn the_store_refuses_a_move_the_state_machine_does_not_allow() {
+    let (_r, l) = ledger("edges").await;
+    let p = policy(5_000);
+    l.enqueue(NewRefund::new("P1", "RF1", 1)).await.unwrap();
+    let (fence, rec) = claimed(claim_as(&l, "RF1", &options(&p, "w")).await);
+    let back = ledger::Decision {
+        state: State::Queued,
+        next_at: Some(0),
+        reason: "as if never sent".into(),
+        pause_merchant: false,
+        set: Vec::new(),
+    };
+    let err = l.transition(&rec, State::Submitting, fence, &back, "op").await.unwrap_err();
+    assert!(err.to_string().contains("submitting -> queued"), "{err}");
+    assert_eq!(l.get("RF1").await.unwrap().unwrap().state, State::Submitting, "nothing was written");
+    let ok = after_submit(&rec, &answer("0000"), &p, 0, 0.5);
+    assert!(l.transition(&rec, State::Submitting, fence, &ok, "op2").await.unwrap());
+}

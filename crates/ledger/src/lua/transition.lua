@@ -10,7 +10,7 @@
 --       6 now ms, 7 reason, 8 merchant to pause or '', 9 stream maxlen, 10 op id, 11 lease owner,
 --       12.. field/value pairs
 -- KEYS[15]: the audit stream (a merchant this pauses is audited).
--- Returns: {'ok'} | {'stale', state, fence}
+-- Returns: {'ok'} | {'stale', state, fence} | {'illegal', from, to} (a move State::EDGES forbids)
 local otn, expected, fence, new = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local next_at, now = tonumber(ARGV[5]), tonumber(ARGV[6])
 local cur = redis.call('HMGET', KEYS[1], 'state', 'fence', 'txamt', 'last_op', 'lease_owner')
@@ -18,6 +18,8 @@ if cur[4] == ARGV[10] then return {'ok'} end
 if cur[1] ~= expected or cur[2] ~= fence or cur[5] ~= ARGV[11] or FINAL[cur[1]] then
   return {'stale', cur[1] or '', cur[2] or ''}
 end
+-- EDGE is State::EDGES (Rust), put in front of this script when it is built.
+if not EDGE[expected .. '>' .. new] then return {'illegal', expected, new} end
 write_fields(12, {'last_op', ARGV[10], 'reason', ARGV[7], 'updated_at', now, 'next_at', math.max(next_at, 0)},
   {'lease_owner', 'lease_until'})
 if next_at >= 0 then
