@@ -102,7 +102,7 @@ fn client(e: &Endpoint, t: Target) -> anyhow::Result<Client> {
     Ok(Client::new(Client::pool(&config)?, &t.base_url, t.creds)?)
 }
 
-/// The simulator runs on this machine: a loopback host.
+/// The simulator runs on the operator's own host: a loopback address.
 fn is_loopback(base_url: &str) -> bool {
     reqwest::Url::parse(base_url).ok().and_then(|u| u.host_str().map(str::to_owned)).is_some_and(|h| {
         let h = h.trim_start_matches('[').trim_end_matches(']');

@@ -68,9 +68,8 @@ impl ServerInfo {
 impl Ledger {
     /// A write to a tiny key of this ledger: `Ok` when Redis takes writes now.
     pub async fn writable(&self) -> Result<(), LedgerError> {
-        let key = format!("{}:ready-probe", self.keys().prefix());
         redis::cmd("SET")
-            .arg(&key)
+            .arg(self.probe_key())
             .arg(self.now_ms())
             .arg("PX")
             .arg(PROBE_TTL_MS)

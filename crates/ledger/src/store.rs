@@ -111,9 +111,11 @@ impl Ledger {
         }
     }
 
-    /// The key each durability wait writes first (see [`crate::durable`]): under the ledger's tag.
+    /// The one small, expiring key the ledger writes to learn something about Redis rather than
+    /// a refund: each durability wait writes it first (see [`crate::durable`]), readiness writes
+    /// it to see whether Redis takes writes now. Under the ledger's tag.
     pub(crate) fn probe_key(&self) -> String {
-        format!("{}:durable-probe", self.keys.prefix())
+        format!("{}:probe", self.keys.prefix())
     }
 
     /// Waits until everything Redis has applied so far is durable (AOF and/or replicas, as

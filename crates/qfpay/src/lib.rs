@@ -13,7 +13,8 @@
 //! - [`client`]: [`Client`], whose [`ClientError`] says whether a request was provably *not sent*,
 //!   its outcome is *unknown*, or it was *rate limited*.
 //!
-//! Section numbers (API §N) refer to `shared/qfpay/API.md`.
+//! Section numbers (API §N) refer to `docs/qfpay-api.md` (QFPay's refund and enquiry API as
+//! this crate reads it).
 
 pub mod client;
 pub mod params;

@@ -1,4 +1,4 @@
-//! Every vector of `shared/qfpay/sign_vectors.json` (copied to `tests/data/`), reproduced.
+//! Every vector of `tests/data/sign_vectors.json` (QFPay's documented signing examples), reproduced.
 
 #![allow(clippy::unwrap_used)]
 

@@ -9,12 +9,8 @@ use ledger::{LedgerError, RefundRef};
 use qfpay::Client;
 use tracing::{debug, warn};
 
-use crate::processor::{Processor, Step};
+use crate::processor::{Processor, Step, ms};
 use crate::requests;
-
-fn ms(d: Duration) -> i64 {
-    d.as_millis() as i64
-}
 
 impl Processor {
     /// This worker has no credentials for the refund's merchant: put it off (another worker's

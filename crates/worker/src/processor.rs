@@ -353,6 +353,6 @@ impl Processor {
     }
 }
 
-fn ms(d: Duration) -> i64 {
+pub(crate) fn ms(d: Duration) -> i64 {
     d.as_millis() as i64
 }
