@@ -33,6 +33,7 @@ async fn put_in(l: &Ledger, otn: &str, state: State) {
         submit_not_before: 0,
         rate: None,
         durable_local: false,
+        served: "",
     };
     let fence = match l.claim(&(&rec).into(), &o).await.unwrap() {
         ledger::Claim::Submit { fence, .. } => fence,

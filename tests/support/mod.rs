@@ -46,7 +46,7 @@ pub fn env_for(redis_url: &str, ns: &str, sim_url: &str) -> HashMap<String, Stri
         ("QFREFUND_NOT_FOUND_GRACE_MS", "3000"),
         ("QFREFUND_LEASE_MS", "3000"),
         ("QFREFUND_HTTP_TIMEOUT_MS", "2000"),
-        ("QFREFUND_POLL_MS", "20"),
+        ("QFREFUND_IDLE_WAIT_MS", "2000"),
         ("QFREFUND_HEARTBEAT_MS", "1000"),
         ("RUST_LOG", "info"),
     ]

@@ -25,8 +25,22 @@ return #ids
 pub enum Flavour {
     /// `Config::default()`, no polling strategy.
     Default,
-    /// What a qfrefund worker runs apalis with.
+    /// The apalis-redis configuration qfrefund workers ran with before the ledger became their
+    /// backend (kept so the bench's rows stay comparable across runs).
     Qfrefund,
+}
+
+/// What qfrefund ran apalis-redis with: big fetches, short heartbeat, no task locking, no events.
+fn tuned(queue: &str) -> Config {
+    Config::default()
+        .queue(queue)
+        .batch_size(50)
+        .heartbeat_interval(Duration::from_secs(2))
+        .missed_heartbeats(3)
+        .lock_tasks(false)
+        .emit_events(false)
+        .persist_results(true)
+        .idempotency_ttl(Some(Duration::from_secs(10)))
 }
 
 async fn noop(_job: serde_json::Value, done: Data<Arc<AtomicUsize>>) -> Result<(), apalis::prelude::BoxDynError> {
@@ -40,10 +54,7 @@ pub async fn run(redis_url: &str, flavour: Flavour, n: usize, window: Duration, 
     let queue = format!("bench:{{{tag}}}:jobs");
     let config = match flavour {
         Flavour::Default => Config::default().queue(&queue),
-        Flavour::Qfrefund => {
-            let wc = worker::WorkerConfig::default();
-            worker::runner::apalis_config(&wc, &queue)
-        }
+        Flavour::Qfrefund => tuned(&queue),
     };
     let mut storage: RedisStorage<serde_json::Value> = RedisStorage::new(con.clone()).with_config(config.clone());
     for chunk in (0..n).collect::<Vec<_>>().chunks(1_000) {
@@ -80,10 +91,9 @@ pub async fn run(redis_url: &str, flavour: Flavour, n: usize, window: Duration, 
             started.elapsed()
         }
         Flavour::Qfrefund => {
-            let wc = worker::WorkerConfig::default();
             let w = WorkerBuilder::new(name.as_str())
-                .backend(storage.poll_with_interval(wc.poll_interval))
-                .concurrency(wc.concurrency)
+                .backend(storage.poll_with_interval(Duration::from_millis(50)))
+                .concurrency(worker::WorkerConfig::default().concurrency)
                 .data(done.clone())
                 .build(noop);
             w.run_until(signal).await?;

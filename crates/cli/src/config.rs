@@ -69,7 +69,7 @@ struct WorkerSection {
     quiet_window: Option<String>,
     rate_per_sec: Option<f64>,
     rate_burst: Option<u32>,
-    poll_interval_ms: Option<u64>,
+    idle_wait_ms: Option<u64>,
     fetch_batch: Option<usize>,
     heartbeat_ms: Option<u64>,
     drain_grace_ms: Option<u64>,
@@ -224,8 +224,8 @@ impl Config {
         if let Some(v) = env_num::<usize>("QFREFUND_FETCH_BATCH", "a whole number")?.or(w.fetch_batch) {
             c.fetch_batch = v;
         }
-        if let Some(v) = pick("QFREFUND_POLL_MS", w.poll_interval_ms)? {
-            c.poll_interval = ms(v);
+        if let Some(v) = pick("QFREFUND_IDLE_WAIT_MS", w.idle_wait_ms)? {
+            c.idle_wait = ms(v);
         }
         if let Some(v) = pick("QFREFUND_HEARTBEAT_MS", w.heartbeat_ms)? {
             c.heartbeat = ms(v);

@@ -101,12 +101,11 @@ pub async fn audit(config: Option<&Path>, from: Option<String>) -> anyhow::Resul
     }
 }
 
-/// Counts by state, the oldest non-final refund's age, the due backlog, the apalis queue depth and
-/// paused merchants, as one JSON object.
+/// Counts by state, the oldest non-final refund's age, the due backlog and paused merchants, as
+/// one JSON object.
 pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let ledger = open(config).await?;
     let s = ledger.stats().await?;
-    let queue_depth = ledger.apalis_depth().await.ok();
     let served = ledger.served_merchants().await?;
     let unserved = ledger.unserved_refunds(1_000_000).await?;
     let by_state: serde_json::Map<String, serde_json::Value> =
@@ -118,7 +117,6 @@ pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
             "oldest_open_age_s": s.oldest_open_age_ms.map(|ms| ms as f64 / 1000.0),
             "due_now": s.due_now,
             "scheduled": s.due_total,
-            "queue_depth": queue_depth,
             "paused": s.paused,
             "webhooks_failed": s.webhooks_failed,
             "webhooks_retrying": s.webhooks_retrying,

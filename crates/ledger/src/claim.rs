@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::args::script_args;
 use crate::durable;
 use crate::error::LedgerError;
 use crate::machine::Decision;
@@ -57,6 +58,9 @@ pub struct ClaimOptions<'a> {
     pub rate: Option<(f64, u32)>,
     /// Wait for the claim to reach the local AOF (`WAITAOF`) before it counts as durable.
     pub durable_local: bool,
+    /// The merchants this worker holds credentials for, `\n`-separated: a refund of any other
+    /// merchant is deferred (past its maximum age: `needs_review`). `""`: not checked.
+    pub served: &'a str,
 }
 
 /// Why a claim put a refund off: the script names it, so no caller reads the words of a reason.
@@ -71,16 +75,19 @@ pub enum Deferral {
     PaymentBusy,
     /// The payment's amount is still to be learned.
     PaidUnknown,
+    /// This worker holds no credentials for the refund's merchant.
+    NoCredentials,
 }
 
 impl Deferral {
-    fn from_script(word: &str) -> Option<Self> {
+    pub(crate) fn from_script(word: &str) -> Option<Self> {
         Some(match word {
             "rate_limit" => Self::RateLimit,
             "paused" => Self::MerchantPaused,
             "quiet_window" => Self::QuietWindow,
             "payment_busy" => Self::PaymentBusy,
             "paid_unknown" => Self::PaidUnknown,
+            "no_credentials" => Self::NoCredentials,
             _ => return None,
         })
     }
@@ -88,7 +95,7 @@ impl Deferral {
 
 /// Names a refund the way a claim needs it: its keys (the payment's, the merchant's token bucket)
 /// are derived from these, so the claim can read the record itself in the same round trip.
-/// Workers get it from the job the feeder wrote.
+/// Workers get it from the claim that fetched the refund.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRef {
     pub out_trade_no: String,
@@ -102,29 +109,104 @@ impl From<&Record> for RefundRef {
     }
 }
 
+script_args! {
+    /// What `claim` and `claim_due` take (`lua/claim_one.lua` reads them as `A.<field>`).
+    pub struct ClaimArgs<'a> {
+        /// `claim` only: the refund, and the payment and merchant the caller expects it to have.
+        out_trade_no: &'a str,
+        syssn: &'a str,
+        merchant: &'a str,
+        /// `claim_due` only: at most this many refunds.
+        limit: usize,
+        now: i64,
+        worker: &'a str,
+        lease: u64,
+        /// The `txdtm` a first submit records (and sends).
+        txdtm: &'a str,
+        busy_wait: u64,
+        paused_wait: u64,
+        maxlen: u64,
+        want_paid: bool,
+        /// No submit before this time (ms; 0: none).
+        not_before: i64,
+        max_age: u64,
+        /// Tokens per second (0: no limit) and burst of the merchant's bucket.
+        rate: f64,
+        burst: u32,
+        /// The merchants this worker holds credentials for, `\n`-separated ('' = not checked).
+        served: &'a str,
+    }
+}
+
+impl<'a> ClaimArgs<'a> {
+    pub(crate) fn new(ledger: &Ledger, o: &ClaimOptions<'a>) -> Self {
+        let (rate, burst) = o.rate.unwrap_or((0.0, 0));
+        ClaimArgs {
+            out_trade_no: "",
+            syssn: "",
+            merchant: "",
+            limit: 0,
+            now: ledger.now_ms(),
+            worker: o.worker,
+            lease: o.policy.lease.as_millis() as u64,
+            txdtm: o.txdtm,
+            busy_wait: o.policy.syssn_busy_wait.as_millis() as u64,
+            paused_wait: o.policy.paused_wait.as_millis() as u64,
+            maxlen: ledger.config.events_maxlen,
+            want_paid: o.want_paid,
+            not_before: o.submit_not_before,
+            max_age: o.policy.max_age.as_millis() as u64,
+            rate,
+            burst,
+            served: o.served,
+        }
+    }
+}
+
+/// Reads one claim's answer (`reply`: the kind, then what that kind carries; see claim_one.lua).
+pub(crate) fn parse_claim(ledger: &Ledger, otn: &str, reply: &[String], durable: bool) -> Result<Claim, LedgerError> {
+    let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
+    let bad = || LedgerError::Script(format!("claim answered {:?}", reply.first()));
+    let claimed = || -> Result<(u64, Box<Record>), LedgerError> {
+        let fence = at(1).parse::<u64>().map_err(|_| bad())?;
+        let fields: HashMap<String, String> =
+            reply[2..].chunks_exact(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect();
+        Ok((fence, Box::new(Record::from_hash(&ledger.keys.record(otn), &fields)?)))
+    };
+    Ok(match at(0).as_str() {
+        "submit" => claimed().map(|(fence, record)| Claim::Submit { fence, record, durable })?,
+        "enquire" | "recover" => {
+            claimed().map(|(fence, record)| Claim::Enquire { fence, record, durable, recovered: at(0) == "recover" })?
+        }
+        "need_paid" => Claim::NeedPaid,
+        "failed" => Claim::Failed(at(1)),
+        "blocked" => Claim::Blocked(at(1)),
+        "deferred" => Claim::Deferred {
+            why: at(1),
+            next_at: at(2).parse().map_err(|_| bad())?,
+            cause: Deferral::from_script(&at(3)).ok_or_else(bad)?,
+        },
+        "mismatch" => Claim::Mismatch,
+        "missing" | "final" | "review" | "leased" | "early" => Claim::Skip(reply.join(" ")),
+        _ => return Err(bad()),
+    })
+}
+
 impl Ledger {
-    /// Claims a due refund for this worker (see `lua/claim.lua`): one round trip that reads the
-    /// record, checks it is due, takes a rate-limit token when a request will be sent, and takes
-    /// the lease.
+    /// Claims one named refund for this worker (see `lua/claim_one.lua`): one round trip that reads
+    /// the record, checks it is due, takes a rate-limit token when a request will be sent, and
+    /// takes the lease. Workers fetch due refunds with [`Ledger::claim_due`]; this is for a claim
+    /// again after learning a payment's amount.
     pub async fn claim(&self, target: &RefundRef, o: &ClaimOptions<'_>) -> Result<Claim, LedgerError> {
         let mut inv = self.on_record(&CLAIM, &target.out_trade_no, &target.syssn);
-        let (rate, burst) = o.rate.map_or((String::new(), 0), |(r, b)| (r.to_string(), b));
-        inv.key(self.keys.rate(&target.merchant))
-            .arg(&target.out_trade_no)
-            .arg(self.now_ms())
-            .arg(o.worker)
-            .arg(o.policy.lease.as_millis() as u64)
-            .arg(o.txdtm)
-            .arg(o.policy.syssn_busy_wait.as_millis() as u64)
-            .arg(o.policy.paused_wait.as_millis() as u64)
-            .arg(self.config.events_maxlen)
-            .arg(if o.want_paid { "1" } else { "0" })
-            .arg(o.submit_not_before)
-            .arg(o.policy.max_age.as_millis() as u64)
-            .arg(&target.syssn)
-            .arg(&target.merchant)
-            .arg(rate)
-            .arg(burst);
+        inv.key(self.keys.rate(&target.merchant));
+        let args = ClaimArgs {
+            out_trade_no: &target.out_trade_no,
+            syssn: &target.syssn,
+            merchant: &target.merchant,
+            ..ClaimArgs::new(self, o)
+        };
+        args.push(&mut inv);
         let (reply, durable): (Vec<String>, bool) = durable::invoke(
             &mut self.con.clone(),
             &inv,
@@ -132,34 +214,7 @@ impl Ledger {
             &self.probe_key(),
         )
         .await?;
-        let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
-        let bad = || LedgerError::Script(format!("claim answered {:?}", reply.first()));
-        let claimed = || -> Result<(u64, Box<Record>), LedgerError> {
-            let fence = at(1).parse::<u64>().map_err(|_| bad())?;
-            let fields: HashMap<String, String> =
-                reply[2..].chunks_exact(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect();
-            Ok((fence, Box::new(Record::from_hash(&self.keys.record(&target.out_trade_no), &fields)?)))
-        };
-        Ok(match at(0).as_str() {
-            "submit" => claimed().map(|(fence, record)| Claim::Submit { fence, record, durable })?,
-            "enquire" | "recover" => claimed().map(|(fence, record)| Claim::Enquire {
-                fence,
-                record,
-                durable,
-                recovered: at(0) == "recover",
-            })?,
-            "need_paid" => Claim::NeedPaid,
-            "failed" => Claim::Failed(at(1)),
-            "blocked" => Claim::Blocked(at(1)),
-            "deferred" => Claim::Deferred {
-                why: at(1),
-                next_at: at(2).parse().map_err(|_| bad())?,
-                cause: Deferral::from_script(&at(3)).ok_or_else(bad)?,
-            },
-            "mismatch" => Claim::Mismatch,
-            "missing" | "final" | "review" | "leased" | "early" => Claim::Skip(reply.join(" ")),
-            _ => return Err(bad()),
-        })
+        parse_claim(self, &target.out_trade_no, &reply, durable)
     }
 
     /// Applies `decision` if this worker still holds the refund under `fence` in `expected` state.

@@ -1,40 +1,14 @@
-//! The due-index: feeding due refunds to apalis, bringing an enquiry forward, and its depth.
+//! The due-index: bringing an enquiry forward, its depth, and waiting for producers' wake-ups.
 
 use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use crate::claim::RefundRef;
 use crate::error::LedgerError;
-use crate::scripts::{EXPEDITE, FEED};
+use crate::scripts::EXPEDITE;
 use crate::store::Ledger;
 
 impl Ledger {
-    /// Takes up to `limit` due refunds for delivery, holding each for `hold`, and names each one's
-    /// payment and merchant (one pipelined read for the whole batch) so that its claim needs no
-    /// read of its own. A refund whose record is gone is left out.
-    pub async fn feed(&self, limit: usize, hold: Duration) -> Result<Vec<RefundRef>, LedgerError> {
-        let mut inv = FEED.prepare_invoke();
-        inv.key(self.keys.due()).arg(self.now_ms()).arg(limit).arg(hold.as_millis() as u64);
-        let ids: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HMGET").arg(self.keys.record(id)).arg("syssn").arg("merchant");
-        }
-        let named: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut self.con.clone()).await?;
-        Ok(ids
-            .into_iter()
-            .zip(named)
-            .filter_map(|(out_trade_no, pair)| match pair {
-                (Some(syssn), Some(merchant)) => Some(RefundRef { out_trade_no, syssn, merchant }),
-                _ => None,
-            })
-            .collect())
-    }
-
     /// Makes a `pending` refund's enquiry due now (QFPay notified an outcome). `Ok(false)`: there
     /// was nothing to bring forward (unknown, not pending, held, or already due).
     pub async fn expedite(&self, out_trade_no: &str) -> Result<bool, LedgerError> {
@@ -60,9 +34,72 @@ impl Ledger {
         Ok(self.con.clone().zcard(self.keys.due()).await?)
     }
 
-    /// Jobs waiting in apalis' ready list (fed, not yet fetched by a worker).
-    pub async fn apalis_depth(&self) -> Result<u64, LedgerError> {
-        let key = format!("{}:active", self.keys.apalis_queue());
-        Ok(self.con.clone().llen(key).await?)
+    /// A waiter for producers' wake-ups, on a subscription of its own.
+    pub fn waiter(&self) -> Waiter {
+        Waiter { endpoint: self.con.endpoint().clone(), channel: self.keys.wake(), messages: None }
+    }
+}
+
+/// Waits until a producer says there is work (see `Ledger::wake`), something local asks for a
+/// look, or a time passes.
+///
+/// Wake-ups are published on a channel under the ledger's hash tag. A wake-up published while
+/// nobody listens is lost, which is harmless: a waiter that (re)subscribes answers "woken" once, so
+/// its worker fetches straight away, and every wait ends at the earliest due time anyway.
+pub struct Waiter {
+    endpoint: crate::conn::Endpoint,
+    channel: String,
+    messages: Option<redis::aio::PubSubStream>,
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiter").field("channel", &self.channel).finish_non_exhaustive()
+    }
+}
+
+impl Waiter {
+    /// Waits at most `max`, or until `nudge` is notified; `true` if a producer's wake-up (or a
+    /// fresh subscription) ended it. Redis errors are not returned: the subscription is opened
+    /// again on the next call (with Sentinel, at the current primary).
+    pub async fn wait(&mut self, max: Duration, nudge: &tokio::sync::Notify) -> bool {
+        use futures_util::{FutureExt, StreamExt};
+        if self.messages.is_none() {
+            self.messages = self.subscribe().await;
+            if self.messages.is_some() {
+                return true;
+            }
+        }
+        let Some(messages) = self.messages.as_mut() else {
+            tokio::select! {
+                () = tokio::time::sleep(max.min(Duration::from_millis(500))) => {}
+                () = nudge.notified() => {}
+            }
+            return false;
+        };
+        let woke = tokio::select! {
+            m = messages.next() => match m {
+                Some(_) => true,
+                None => {
+                    self.messages = None;
+                    return false;
+                }
+            },
+            () = tokio::time::sleep(max) => false,
+            () = nudge.notified() => false,
+        };
+        // One look serves every wake-up that is already here.
+        while let Some(Some(_)) = messages.next().now_or_never() {}
+        woke
+    }
+
+    async fn subscribe(&self) -> Option<redis::aio::PubSubStream> {
+        let open = async {
+            let (_, client) = self.endpoint.client().await.ok()?;
+            let mut pubsub = client.get_async_pubsub().await.ok()?;
+            pubsub.subscribe(&self.channel).await.ok()?;
+            Some(pubsub.into_on_message())
+        };
+        tokio::time::timeout(Duration::from_secs(3), open).await.ok().flatten()
     }
 }

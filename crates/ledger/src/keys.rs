@@ -74,14 +74,10 @@ impl Keys {
         format!("{}:rl:{merchant}", self.prefix)
     }
 
-    /// Producers push here after enqueueing so an idle worker feeds at once instead of polling.
+    /// The channel producers publish on after enqueueing, so an idle worker fetches at once
+    /// instead of polling.
     pub fn wake(&self) -> String {
         format!("{}:wake", self.prefix)
-    }
-
-    /// The apalis queue name: shares the tag, so apalis' keys land in the same slot.
-    pub fn apalis_queue(&self) -> String {
-        format!("{}:jobs", self.prefix)
     }
 
     /// Every refund, scored by when it was created (ms): reports over a time window.
@@ -106,15 +102,7 @@ mod tests {
     fn every_key_carries_the_hash_tag() {
         let k = Keys::new("qfrefund", "shop1");
         let mut all = k.script_keys("RF1", "123");
-        all.extend([
-            k.rate("m"),
-            k.wake(),
-            k.apalis_queue(),
-            k.audit(),
-            k.webhook("1-0"),
-            k.webhook_retry(),
-            k.webhook_failed(),
-        ]);
+        all.extend([k.rate("m"), k.wake(), k.audit(), k.webhook("1-0"), k.webhook_retry(), k.webhook_failed()]);
         for key in all {
             assert!(key.starts_with("qfrefund:{shop1}:"), "{key}");
         }

@@ -18,6 +18,7 @@
 //! - [`keys`]: every key under one `{hash tag}`.
 //! - [`events`]: the outcome stream, one entry per transition.
 
+mod args;
 pub mod batch;
 mod claim;
 pub mod conn;
@@ -26,6 +27,7 @@ pub mod durable;
 mod enqueue;
 mod error;
 pub mod events;
+pub mod fetch;
 pub mod gauges;
 pub mod import;
 pub mod keys;
@@ -49,7 +51,9 @@ pub mod store;
 
 pub use batch::{LineFate, RERUN_ADVICE};
 pub use conn::{Endpoint, RedisConn};
+pub use due::Waiter;
 pub use events::Event;
+pub use fetch::{Claimed, Fetched};
 pub use keys::Keys;
 pub use machine::{Decision, EnquiryResult, SubmitResult};
 pub use merchants::{UnknownMerchant, Unserved};

@@ -29,7 +29,17 @@ pub(crate) static ENQUEUE_MANY: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/enqueue_many.lua")
     ))
 });
-pub(crate) static CLAIM: LazyLock<Script> = record_script!("lua/claim.lua");
+/// A claim script: the shared prelude, the named arguments, `claim_one`, then `body`.
+fn claim_script(body: &str) -> Script {
+    Script::new(&format!(
+        "{}\n{}\n{}\n{body}",
+        include_str!("lua/common.lua"),
+        crate::claim::ClaimArgs::lua_prelude(),
+        include_str!("lua/claim_one.lua")
+    ))
+}
+pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| claim_script(include_str!("lua/claim.lua")));
+pub(crate) static CLAIM_DUE: LazyLock<Script> = LazyLock::new(|| claim_script(include_str!("lua/claim_due.lua")));
 /// Built with [`crate::State::edges_lua`]: it refuses a move the state machine does not allow.
 pub(crate) static TRANSITION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
@@ -44,5 +54,4 @@ pub(crate) static SET_PAID: LazyLock<Script> = record_script!("lua/set_paid.lua"
 pub(crate) static OPERATE: LazyLock<Script> = record_script!("lua/operate.lua");
 pub(crate) static EXPEDITE: LazyLock<Script> = record_script!("lua/expedite.lua");
 pub(crate) static PAGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/page.lua")));
-pub(crate) static FEED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/feed.lua")));
 pub(crate) static RATE_LIMIT: LazyLock<Script> = record_script!("lua/rate_limit.lua");

@@ -178,7 +178,7 @@ impl Ledger {
         self.con.clone()
     }
 
-    /// A second, independent connection to the same Redis (apalis gets its own).
+    /// A second, independent connection to the same Redis.
     pub async fn connect_again(&self) -> Result<RedisConn, LedgerError> {
         Ok(RedisConn::connect(self.con.endpoint().clone(), Self::connection_config(&self.config)).await?)
     }
@@ -205,11 +205,10 @@ impl Ledger {
         inv
     }
 
-    /// Tells idle workers there is work (they block on this list instead of polling).
+    /// Tells idle workers there is work (they wait on this channel instead of polling).
     pub(crate) async fn wake(&self) {
-        let mut con = self.con.clone();
-        let key = self.keys.wake();
-        let _: Result<(), _> = redis::pipe().lpush(&key, 1).ltrim(&key, 0, 15).query_async(&mut con).await;
+        let _: Result<(), _> =
+            redis::cmd("PUBLISH").arg(self.keys.wake()).arg(1).query_async(&mut self.con.clone()).await;
     }
 
     /// Whether Redis answers.

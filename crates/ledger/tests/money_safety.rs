@@ -22,6 +22,7 @@ fn options<'a>(p: &'a Policy, worker: &'a str) -> ClaimOptions<'a> {
         submit_not_before: 0,
         rate: None,
         durable_local: false,
+        served: "",
     }
 }
 

@@ -12,8 +12,16 @@ use ledger::{Accepted, Claim, ClaimOptions, Enqueued, Ledger, LedgerConfig, Ledg
 
 /// A claim as a worker makes it: no nightly window, the paid amount not asked for.
 async fn claim(l: &Ledger, rec: &ledger::Record, worker: &str, p: &Policy, txdtm: &str, want_paid: bool) -> Claim {
-    let o =
-        ClaimOptions { worker, policy: p, txdtm, want_paid, submit_not_before: 0, rate: None, durable_local: false };
+    let o = ClaimOptions {
+        worker,
+        policy: p,
+        txdtm,
+        want_paid,
+        submit_not_before: 0,
+        rate: None,
+        durable_local: false,
+        served: "",
+    };
     l.claim(&rec.into(), &o).await.unwrap()
 }
 
@@ -168,19 +176,76 @@ async fn paused_merchants_wait_and_config_errors_pause_them() {
     assert!(matches!(claim(&l, &r2, "w", &p, "t", false).await, Claim::Submit { .. }));
 }
 
+/// Fetching is claiming: K due refunds per call, each handed to one worker only, oldest first;
+/// a worker that vanishes leaves leases that expire, and the refund is fetched again (as an
+/// enquiry: it may have been sent); what has no business in the due-index leaves it.
 #[tokio::test]
-async fn feeding_holds_what_it_hands_out_until_the_hold_expires() {
-    let (_r, l) = ledger("feed").await;
+async fn fetching_claims_each_due_refund_once_and_a_lost_claim_comes_back_when_its_lease_expires() {
+    let (_r, l) = ledger("fetch").await;
     for i in 0..5 {
-        l.enqueue(NewRefund::new("1", &format!("RF{i}"), 1)).await.unwrap();
+        l.enqueue(NewRefund::new(&format!("{i}"), &format!("RF{i}"), 1)).await.unwrap();
     }
-    let first = l.feed(3, Duration::from_millis(150)).await.unwrap();
-    assert_eq!(first.len(), 3);
-    let second = l.feed(10, Duration::from_millis(150)).await.unwrap();
-    assert_eq!(second.len(), 2);
-    assert!(l.feed(10, Duration::from_millis(150)).await.unwrap().is_empty());
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(l.feed(10, Duration::from_millis(150)).await.unwrap().len(), 5, "lost deliveries come back");
+    let p = policy(300);
+    let o = |worker| ClaimOptions {
+        worker,
+        policy: &p,
+        txdtm: "2026-01-01 00:00:00",
+        want_paid: false,
+        submit_not_before: 0,
+        rate: None,
+        durable_local: false,
+        served: "",
+    };
+    let first = l.claim_due(3, &o("w1")).await.unwrap();
+    let names: Vec<&str> = first.claims.iter().map(|c| c.target.out_trade_no.as_str()).collect();
+    assert_eq!(names, ["RF0", "RF1", "RF2"], "oldest first");
+    assert!(first.claims.iter().all(|c| matches!(c.claim, Claim::Submit { .. })));
+    let second = l.claim_due(10, &o("w2")).await.unwrap();
+    let names: Vec<&str> = second.claims.iter().map(|c| c.target.out_trade_no.as_str()).collect();
+    assert_eq!(names, ["RF3", "RF4"], "nothing is handed out twice");
+    let nothing = l.claim_due(10, &o("w3")).await.unwrap();
+    assert!(nothing.claims.is_empty());
+    let next = nothing.next_due.expect("the leases are in the due-index");
+    assert!(next > l.now_ms() && next <= l.now_ms() + 300, "the earliest lease expiry is due next: {next}");
+    // w1 and w2 vanish; their leases expire; what they may have sent is enquired, never resent.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let again = l.claim_due(10, &o("w3")).await.unwrap();
+    assert_eq!(again.claims.len(), 5);
+    assert!(again.claims.iter().all(|c| matches!(c.claim, Claim::Enquire { recovered: true, .. })), "{again:?}");
+    // A record gone from under its due-index entry is dropped from the index, not fetched forever.
+    let _: () = redis::cmd("DEL").arg(l.keys().record("RF0")).query_async(&mut l.connection()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let last = l.claim_due(10, &o("w4")).await.unwrap();
+    assert_eq!(last.claims.len(), 5);
+    assert!(matches!(last.claims[0].claim, Claim::Skip(_)), "{:?}", last.claims[0]);
+    assert_eq!(l.due_len().await.unwrap(), 4);
+}
+
+/// A worker fetches only refunds of merchants it holds credentials for: the others are put off
+/// (for a worker that has them) instead of being claimed, and never block the head of the index.
+#[tokio::test]
+async fn a_fetch_defers_refunds_of_merchants_it_cannot_serve() {
+    let (_r, l) = ledger("fetch-served").await;
+    l.enqueue(NewRefund { merchant: Some("other".into()), ..NewRefund::new("1", "RF1", 1) }).await.unwrap();
+    l.enqueue(NewRefund::new("2", "RF2", 1)).await.unwrap();
+    let p = policy(5_000);
+    let o = ClaimOptions {
+        worker: "w1",
+        policy: &p,
+        txdtm: "2026-01-01 00:00:00",
+        want_paid: false,
+        submit_not_before: 0,
+        rate: None,
+        durable_local: false,
+        served: "default\nthird",
+    };
+    let got = l.claim_due(10, &o).await.unwrap();
+    assert_eq!(got.claims.len(), 2);
+    assert!(matches!(got.claims[0].claim, Claim::Deferred { cause: ledger::Deferral::NoCredentials, .. }), "{got:?}");
+    assert!(matches!(got.claims[1].claim, Claim::Submit { .. }), "{got:?}");
+    let rec = l.get("RF1").await.unwrap().unwrap();
+    assert_eq!(rec.state, State::Queued);
+    assert!(rec.lease_owner.is_none(), "not claimed");
 }
 
 #[tokio::test]
@@ -226,6 +291,7 @@ async fn the_nightly_window_holds_back_submits_not_enquiries() {
         submit_not_before: later,
         rate: None,
         durable_local: false,
+        served: "",
     };
     match l.claim(&(&r).into(), &o).await.unwrap() {
         Claim::Deferred { why, next_at, .. } => {
@@ -322,6 +388,7 @@ async fn a_claim_takes_a_token_only_when_it_hands_out_a_request() {
         submit_not_before: 0,
         rate: Some((0.5, 2)),
         durable_local: false,
+        served: "",
     };
     let r0 = l.get("RF0").await.unwrap().unwrap();
     assert!(matches!(l.claim(&(&r0).into(), &o).await.unwrap(), Claim::Submit { .. }));
@@ -355,6 +422,7 @@ async fn a_claim_naming_another_payment_or_merchant_writes_nothing() {
         submit_not_before: 0,
         rate: None,
         durable_local: false,
+        served: "",
     };
     let mut wrong = ledger::RefundRef::from(&r);
     wrong.syssn = "2".into();

@@ -84,22 +84,14 @@ pub struct WorkerConfig {
     pub http: ClientConfig,
     /// Refunds handled at once by this process.
     pub concurrency: usize,
-    /// How often an idle apalis worker looks for jobs (apalis-redis would otherwise wait for its
-    /// 30 s heartbeat).
-    pub poll_interval: Duration,
-    /// apalis heartbeat; a dead worker's jobs come back after `heartbeat × missed_heartbeats`.
+    /// How often this worker announces the merchants it serves (an announcement counts for three
+    /// of these).
     pub heartbeat: Duration,
-    pub missed_heartbeats: usize,
-    /// Jobs fetched per apalis poll.
+    /// At most this many refunds claimed per fetch (one script call).
     pub fetch_batch: usize,
-    /// Due refunds moved into apalis per feed.
-    pub feed_batch: usize,
-    /// Never let more than this many jobs wait in apalis (well under the 8 000 that crash it).
-    pub feed_high_water: usize,
-    /// A fed refund is not fed again for this long unless a worker claimed and rescheduled it.
-    pub feed_hold: Duration,
-    /// Longest wait between feeds when no producer wakes the feeder.
-    pub feed_idle: Duration,
+    /// The longest an idle worker waits before it looks at the due-index again when no producer
+    /// wakes it and nothing is due sooner (a safety net: wake-ups and due times end waits first).
+    pub idle_wait: Duration,
     /// Per-merchant token bucket shared by every worker (QFPay: 100/s and 400/min per merchant,
     /// shared with its payments).
     pub rate_per_sec: f64,
@@ -130,14 +122,9 @@ impl Default for WorkerConfig {
             merchants: HashMap::new(),
             http: ClientConfig::default(),
             concurrency: 32,
-            poll_interval: Duration::from_millis(50),
             heartbeat: Duration::from_secs(2),
-            missed_heartbeats: 3,
-            fetch_batch: 50,
-            feed_batch: 500,
-            feed_high_water: 2_000,
-            feed_hold: Duration::from_secs(10),
-            feed_idle: Duration::from_millis(250),
+            fetch_batch: 32,
+            idle_wait: Duration::from_secs(5),
             rate_per_sec: 5.0,
             rate_burst: 20,
             quiet_window: true,
@@ -181,8 +168,14 @@ impl WorkerConfig {
         if self.concurrency == 0 {
             return Err("concurrency must be at least 1".into());
         }
-        if self.feed_high_water >= 8_000 || self.feed_batch == 0 || self.feed_batch > self.feed_high_water {
-            return Err("feed_batch must be 1..=feed_high_water, and feed_high_water below 8000".into());
+        if self.fetch_batch == 0 || self.fetch_batch > 500 {
+            return Err(format!(
+                "fetch_batch must be 1..=500 (got {}): one fetch is one script call",
+                self.fetch_batch
+            ));
+        }
+        if self.idle_wait.is_zero() {
+            return Err("idle_wait must be more than zero".into());
         }
         if self.rate_per_sec.is_nan() || self.rate_per_sec <= 0.0 || self.rate_burst == 0 {
             return Err("rate_per_sec and rate_burst must be positive".into());

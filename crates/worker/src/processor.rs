@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use ledger::machine::{EnquiryResult, SubmitResult, after_enquiry, after_submit};
 use ledger::payment_check::after_payment_check;
-use ledger::{Claim, ClaimOptions, Decision, Ledger, LedgerError, Policy, Record, RefundRef, State};
+use ledger::{Claim, ClaimOptions, Claimed, Decision, Ledger, LedgerError, Policy, Record, RefundRef, State};
 use qfpay::time::{DEFAULT_OFFSET_SECS, after_refund_blackout, near_refund_blackout};
 use qfpay::{Client, ClientError, Credentials, Txdtm};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{Merchant, WorkerConfig};
-use crate::feeder::Job;
 use crate::guard::{self, Guarded};
+use crate::job::Job;
 use crate::metrics::Metrics;
 use crate::requests::{self, class_name, describe_enquiry, describe_submit, enquiry_for};
 
@@ -56,9 +56,24 @@ pub struct Processor {
     /// crash cannot roll a sent refund back to `queued`.
     durable_claims: bool,
     metrics: Arc<Metrics>,
-    /// At most `concurrency` steps at once in this process, whoever delivered them (apalis or the
-    /// feeder's direct path).
-    gate: Arc<tokio::sync::Semaphore>,
+    /// The merchants this worker holds credentials for, `\n`-separated (what claims check).
+    served: String,
+    /// Notified when a step ends: an idle fetcher looks again (the step may have scheduled its
+    /// refund's next step before anything else was due).
+    nudge: Arc<tokio::sync::Notify>,
+}
+
+/// What one fetch brought: the claims to run, and what the fetcher needs to know to go on.
+#[derive(Debug)]
+pub struct Batch {
+    /// Claims that hand this worker a request to send.
+    pub tasks: Vec<Claimed>,
+    /// Refunds the fetch looked at (tasks, and those it deferred, refused or sent to review).
+    pub looked_at: usize,
+    /// What the fetch asked for: `looked_at == limit` means more may be due.
+    pub limit: usize,
+    /// When the earliest refund left in the due-index is due (ms).
+    pub next_due: Option<i64>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -71,6 +86,9 @@ impl Processor {
     /// Builds the per-merchant clients over one connection pool.
     pub fn new(ledger: Ledger, config: &WorkerConfig, worker_id: String) -> Result<Self, ClientError> {
         let pool = Client::pool(&config.http)?;
+        let mut served: Vec<&str> = config.merchants.keys().map(String::as_str).collect();
+        served.sort_unstable();
+        let served = served.join("\n");
         let mut clients = HashMap::new();
         for m in config.merchants.values() {
             let Merchant { name, app_code, key, mchid, base_url, alg, .. } = m.clone();
@@ -89,7 +107,8 @@ impl Processor {
             http_timeout: config.http.timeout,
             durable_claims: false,
             metrics: Arc::new(Metrics::default()),
-            gate: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
+            served,
+            nudge: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -104,116 +123,177 @@ impl Processor {
         self
     }
 
-    /// Takes one step on the refund a job names. Errors are Redis errors: the refund stays in the
-    /// due-index and comes back; nothing is lost by returning early.
-    pub async fn process(&self, job: &Job) -> Result<Step, LedgerError> {
-        // The semaphore is never closed; without a permit the step is not taken (it stays due).
-        let Ok(_permit) = self.gate.acquire().await else {
-            return Ok(Step::Nothing("shutting down".into()));
-        };
+    pub(crate) fn nudge(&self) -> Arc<tokio::sync::Notify> {
+        self.nudge.clone()
+    }
+
+    /// Claims up to `limit` due refunds for this worker (one round trip; see
+    /// `Ledger::claim_due`). What needs no request (deferred, refused, sent to review) was dealt
+    /// with by the same call and is only counted and logged here.
+    pub async fn fetch(&self, limit: usize) -> Result<Batch, LedgerError> {
+        let (txdtm, not_before) = self.submit_time();
+        let options = self.options(&txdtm, not_before, self.learn_paid);
+        let fetched = self.ledger.claim_due(limit, &options).await?;
+        let looked_at = fetched.claims.len();
+        let mut tasks = Vec::with_capacity(looked_at);
+        for c in fetched.claims {
+            if c.is_task() {
+                tasks.push(c);
+            } else {
+                let span = info_span!("refund", out_trade_no = %c.target.out_trade_no, merchant = %c.target.merchant);
+                let _entered = span.enter();
+                self.report(c.claim);
+            }
+        }
+        Ok(Batch { tasks, looked_at, limit, next_due: fetched.next_due })
+    }
+
+    /// Runs the step a fetch claimed. Errors are Redis errors: the refund keeps its lease, which
+    /// expires, and it is due again; nothing is lost by returning early.
+    pub async fn run(&self, job: Job) -> Result<Step, LedgerError> {
+        let Job { claimed, slot } = job;
+        let target = &claimed.target;
         let span = info_span!(
             "refund",
-            out_trade_no = %job.otn,
-            merchant = job.merchant.as_deref().unwrap_or(""),
+            out_trade_no = %target.out_trade_no,
+            merchant = %target.merchant,
             attempt = tracing::field::Empty,
             state = tracing::field::Empty,
             worker = %self.worker_id
         );
-        self.step(job).instrument(span).await
+        let step = self.step(claimed).instrument(span).await;
+        drop(slot);
+        self.nudge.notify_one();
+        step
     }
 
-    /// The hot path is two round trips to Redis: the claim (which reads the record and takes the
-    /// rate-limit token itself), then the transition. The record is read separately only for jobs
-    /// from before the feeder named the payment and merchant, and on the rare paths below.
-    async fn step(&self, job: &Job) -> Result<Step, LedgerError> {
-        self.metrics.step();
-        let mut target = match (&job.syssn, &job.merchant) {
-            (Some(syssn), Some(merchant)) => {
-                RefundRef { out_trade_no: job.otn.clone(), syssn: syssn.clone(), merchant: merchant.clone() }
+    /// Gives back claims that were never run (a shutdown between the fetch and the start): a
+    /// submit that was never sent is due again to be sent, an enquiry is due again.
+    pub(crate) async fn release(&self, jobs: Vec<Job>) {
+        for job in jobs {
+            let step = match job.claimed.claim {
+                Claim::Submit { fence, record, .. } => {
+                    let result = SubmitResult::NotSent("the worker shut down before sending it".into());
+                    let d = after_submit(&record, &result, &self.policy, self.ledger.now_ms(), fastrand::f64());
+                    self.apply(&record, State::Submitting, fence, &d).await
+                }
+                Claim::Enquire { fence, record, .. } => {
+                    let reason = "the worker shut down before sending it".into();
+                    let result = EnquiryResult::Failed(ClientError::NotSent { reason });
+                    let d = after_enquiry(&record, &result, &self.policy, self.ledger.now_ms(), fastrand::f64());
+                    self.apply(&record, State::Pending, fence, &d).await
+                }
+                _ => Ok(true),
+            };
+            if let Err(e) = step {
+                warn!(out_trade_no = %job.claimed.target.out_trade_no, error = %e,
+                    "could not give back an unstarted claim; its lease will expire");
             }
-            _ => match self.ledger.get(&job.otn).await? {
-                Some(rec) => RefundRef::from(&rec),
-                None => return Ok(Step::Nothing("no such refund".into())),
-            },
-        };
-        let mut want_paid = self.learn_paid;
-        // At most: a mismatch re-read, then a payment-amount enquiry, then the claim that counts.
+        }
+    }
+
+    /// One step on a claimed refund. The hot path is the fetch's claim and then the transition;
+    /// a claim is made again only after learning a payment's amount, or when the record changed.
+    async fn step(&self, first: Claimed) -> Result<Step, LedgerError> {
+        self.metrics.step();
+        let Claimed { mut target, mut claim } = first;
+        // At most: a payment-amount enquiry, then a mismatch re-read, then the claim that counts.
         for _ in 0..3 {
             let Some((client, mchid)) = self.clients.get(&target.merchant) else {
                 return self.no_credentials(&target).await;
             };
-            let claim = self.claim(&target, want_paid).await?;
             if let Claim::Submit { record, .. } | Claim::Enquire { record, .. } = &claim {
                 let span = tracing::Span::current();
-                span.record("merchant", record.merchant.as_str());
                 span.record("attempt", record.submits + record.enquiries);
                 span.record("state", record.state.as_str());
                 if let Some(due) = record.due_at {
                     self.metrics.lag(self.ledger.now_ms() - due);
                 }
-                if let Claim::Enquire { recovered: true, .. } = &claim {
-                    info!("found in submitting after its holder's lease expired: enquiring, never resending");
-                    self.metrics.orphan_recovered();
-                }
             }
-            if let Claim::Deferred { cause: ledger::Deferral::RateLimit, .. } = &claim {
-                self.metrics.rate_limited();
-            }
-            return match claim {
+            claim = match claim {
                 Claim::Submit { fence, record, durable } => {
-                    self.submit(client, mchid.as_deref(), *record, fence, durable).await
+                    return self.submit(client, mchid.as_deref(), *record, fence, durable).await;
                 }
-                Claim::Enquire { fence, record, .. } => self.enquire(client, mchid.as_deref(), *record, fence).await,
+                Claim::Enquire { fence, record, recovered, .. } => {
+                    if recovered {
+                        info!("found in submitting after its holder's lease expired: enquiring, never resending");
+                        self.metrics.orphan_recovered();
+                    }
+                    return self.enquire(client, mchid.as_deref(), *record, fence).await;
+                }
                 Claim::NeedPaid => {
                     if let Err(why) = self.learn_paid(client, mchid.as_deref(), &target).await? {
                         return self.misconfigured(&target, &why).await;
                     }
-                    want_paid = false;
-                    continue;
+                    self.claim(&target, false).await?
                 }
                 Claim::Mismatch => match self.ledger.get(&target.out_trade_no).await? {
                     Some(rec) => {
                         target = RefundRef::from(&rec);
-                        continue;
+                        self.claim(&target, false).await?
                     }
-                    None => Ok(Step::Nothing("no such refund".into())),
+                    None => return Ok(Step::Nothing("no such refund".into())),
                 },
-                Claim::Failed(why) => {
-                    info!(%why, "refused before sending");
-                    Ok(Step::Refused(why))
-                }
-                Claim::Blocked(why) => {
-                    warn!(%why, "needs review");
-                    Ok(Step::Review(why))
-                }
-                Claim::Deferred { why, .. } => Ok(Step::Deferred(why)),
-                Claim::Skip(why) => Ok(Step::Nothing(why)),
+                other => return Ok(self.report(other)),
             };
         }
         Ok(Step::Nothing("the record kept changing under the claim; it stays due".into()))
     }
 
-    /// The claim decides between submit and enquiry on the record as it is then; the nightly
-    /// window only ever holds back a submit.
-    async fn claim(&self, target: &RefundRef, want_paid: bool) -> Result<Claim, LedgerError> {
+    /// What a claim that sends nothing means, counted and logged.
+    fn report(&self, claim: Claim) -> Step {
+        match claim {
+            Claim::Failed(why) => {
+                info!(%why, "refused before sending");
+                Step::Refused(why)
+            }
+            Claim::Blocked(why) => {
+                warn!(%why, "needs review");
+                Step::Review(why)
+            }
+            Claim::Deferred { why, cause, .. } => {
+                match cause {
+                    ledger::Deferral::RateLimit => self.metrics.rate_limited(),
+                    ledger::Deferral::NoCredentials => warn!(%why, "deferred"),
+                    _ => {}
+                }
+                Step::Deferred(why)
+            }
+            Claim::Skip(why) => Step::Nothing(why),
+            other => Step::Nothing(format!("unexpected claim {other:?}")),
+        }
+    }
+
+    /// The `txdtm` a first submit would record now, and the nightly window: it only ever holds
+    /// back a submit.
+    fn submit_time(&self) -> (String, i64) {
         let now = self.ledger.now_ms();
         let local = Txdtm::from_unix(now.div_euclid(1000), DEFAULT_OFFSET_SECS);
-        let submit_not_before = if self.quiet_window && near_refund_blackout(local) {
+        let not_before = if self.quiet_window && near_refund_blackout(local) {
             after_refund_blackout(now.div_euclid(1000), DEFAULT_OFFSET_SECS) * 1000
         } else {
             0
         };
-        let txdtm = local.to_string();
-        let options = ClaimOptions {
+        (local.to_string(), not_before)
+    }
+
+    fn options<'a>(&'a self, txdtm: &'a str, not_before: i64, want_paid: bool) -> ClaimOptions<'a> {
+        ClaimOptions {
             worker: &self.worker_id,
             policy: &self.policy,
-            txdtm: &txdtm,
+            txdtm,
             want_paid,
-            submit_not_before,
+            submit_not_before: not_before,
             rate: Some((self.rate_per_sec, self.rate_burst)),
             durable_local: self.durable_claims,
-        };
-        self.ledger.claim(target, &options).await
+            served: &self.served,
+        }
+    }
+
+    /// Claims one named refund again (after learning its payment's amount, or a changed record).
+    async fn claim(&self, target: &RefundRef, want_paid: bool) -> Result<Claim, LedgerError> {
+        let (txdtm, not_before) = self.submit_time();
+        self.ledger.claim(target, &self.options(&txdtm, not_before, want_paid)).await
     }
 
     /// When (by this process' monotonic clock) a request must be over, with a margin, for the

@@ -1,57 +1,17 @@
-//! Running a worker process: the apalis worker under a supervisor, the feeder, the janitor, and
-//! graceful shutdown.
+//! Running a worker process: the apalis worker over the ledger backend, the webhook deliverer, the
+//! merchants' announcement, metrics, and graceful shutdown.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use apalis::prelude::{BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt};
-use apalis_redis::{Config as ApalisConfig, RedisStorage};
+use apalis::prelude::{BoxDynError, Data, WorkerBuilder, WorkerBuilderExt};
 use ledger::Ledger;
-use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::backend::{FetchPolicy, LedgerBackend};
 use crate::config::WorkerConfig;
-use crate::feeder::{self, Job};
+use crate::job::Job;
 use crate::processor::Processor;
-
-/// A shutdown signal every task of the process can wait on. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
-
-/// Pulls the [`Shutdown`] signal.
-#[derive(Debug)]
-pub struct ShutdownTrigger(watch::Sender<bool>);
-
-impl Shutdown {
-    pub fn new() -> (ShutdownTrigger, Shutdown) {
-        let (tx, rx) = watch::channel(false);
-        (ShutdownTrigger(tx), Shutdown(rx))
-    }
-
-    pub fn is_triggered(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Resolves when shutdown is triggered (at once if it was).
-    pub async fn wait(&self) {
-        let mut rx = self.0.clone();
-        let _ = rx.wait_for(|t| *t).await;
-    }
-
-    /// Sleeps for `d`, or less if shutdown comes first.
-    pub async fn sleep(&self, d: Duration) {
-        tokio::select! {
-            () = tokio::time::sleep(d) => {}
-            () = self.wait() => {}
-        }
-    }
-}
-
-impl ShutdownTrigger {
-    pub fn trigger(&self) {
-        self.0.send_replace(true);
-    }
-}
+use crate::shutdown::Shutdown;
 
 /// Why a worker could not run.
 #[derive(Debug, thiserror::Error)]
@@ -64,39 +24,21 @@ pub enum RunError {
     Redis(#[from] redis::RedisError),
 }
 
-/// A process-unique worker identity: apalis-redis refuses a name it saw within the last heartbeat
-/// window, even after a clean stop.
+/// A process-unique worker identity (leases and the audit trail name it).
 pub fn unique_worker_id(base: &str) -> String {
     format!("{base}-{}-{:04x}", std::process::id(), fastrand::u16(..))
 }
 
-/// The apalis-redis configuration a worker runs with (also what `make bench` measures bare apalis with).
-pub fn apalis_config(config: &WorkerConfig, queue: &str) -> ApalisConfig {
-    ApalisConfig::default()
-        .queue(queue)
-        .batch_size(config.fetch_batch)
-        .heartbeat_interval(config.heartbeat)
-        .missed_heartbeats(config.missed_heartbeats)
-        // The ledger's lease and fence decide who may act on a refund; apalis' own task locking
-        // would add an O(backlog) LREM per job and guard nothing more.
-        .lock_tasks(false)
-        .emit_events(false)
-        // Needed: it is what acknowledges a job.
-        .persist_results(true)
-        // Set explicitly (None is sent as EXPIRE 0). qfrefund does not use apalis idempotency keys:
-        // duplicate deliveries are harmless because the claim script admits one holder.
-        .idempotency_ttl(Some(config.feed_hold))
-}
-
-async fn handle(job: serde_json::Value, processor: Data<Arc<Processor>>) -> Result<(), BoxDynError> {
-    let Some(job) = Job::from_json(&job) else {
-        warn!(%job, "job without an out_trade_no: dropped (the ledger's due-index is the source of truth)");
-        return Ok(());
-    };
-    // Never an Err: apalis' own retries (linear, whole seconds, hard-coded) are not ours; a failed
-    // step leaves the refund in the due-index, which brings it back.
-    if let Err(e) = processor.process(&job).await {
-        warn!(out_trade_no = %job.otn, error = %e, "step failed; the refund stays due");
+/// The apalis handler: runs the claimed step on a task of its own, so that nothing the runtime
+/// does to the fetch loop (or to this future) can cancel a step between its claim and its
+/// transition. Never an Err: apalis' own retries are not ours; every "later" is in the ledger.
+async fn handle(job: Job, processor: Data<Arc<Processor>>) -> Result<(), BoxDynError> {
+    let processor = Arc::clone(&processor);
+    let otn = job.claimed.target.out_trade_no.clone();
+    match tokio::spawn(async move { processor.run(job).await }).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => warn!(out_trade_no = %otn, error = %e, "step failed; its lease will expire and it is due again"),
+        Err(e) => error!(out_trade_no = %otn, error = %e, "step panicked; its lease will expire and it is due again"),
     }
     Ok(())
 }
@@ -121,11 +63,7 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
             .map_err(|e| RunError::Config(e.to_string()))?
             .with_durable_claims(durable),
     );
-    let apalis_con = ledger.connect_again().await?;
-    let queue = ledger.keys().apalis_queue();
-    let storage: RedisStorage<serde_json::Value, ledger::RedisConn> =
-        RedisStorage::new(apalis_con.clone()).with_config(apalis_config(&config, &queue));
-    info!(worker = %worker_id, queue, concurrency = config.concurrency, "worker starting");
+    info!(worker = %worker_id, concurrency = config.concurrency, "worker starting");
 
     let metrics_server = match &config.metrics_listen {
         Some(addr) => {
@@ -151,51 +89,38 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
         ))
     });
     let announcer = tokio::spawn(announce_served(ledger.clone(), &config, shutdown.clone()));
-    let feeder =
-        tokio::spawn(feeder::run(ledger.clone(), storage.clone(), processor.clone(), config.clone(), shutdown.clone()));
-    let janitor = tokio::spawn(janitor(apalis_con, storage.get_config().clone(), shutdown.clone()));
 
-    let mut restarts = 0u32;
-    let mut delay = Duration::from_millis(200);
-    while !shutdown.is_triggered() {
-        let name = format!("{worker_id}-r{restarts}");
-        let worker = WorkerBuilder::new(name.as_str())
-            .backend(storage.clone().poll_with_interval(config.poll_interval))
-            .concurrency(config.concurrency)
-            .data(processor.clone())
-            .build(handle);
-        let stop = shutdown.clone();
-        let signal = async move {
-            stop.wait().await;
-            Ok::<(), std::io::Error>(())
-        };
-        let run = worker.run_until(signal);
-        tokio::pin!(run);
-        let result = tokio::select! {
-            r = &mut run => r,
-            () = async {
-                shutdown.wait().await;
-                tokio::time::sleep(config.drain_grace).await;
-            } => {
-                warn!(grace = ?config.drain_grace, "drain grace elapsed with refunds in flight; their leases will expire and another worker will enquire them");
-                break;
-            }
-        };
-        match result {
-            Ok(()) => break,
-            Err(e) => {
-                restarts += 1;
-                error!(error = %e, restarts, "apalis worker stopped; restarting");
-                shutdown.sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
+    let backend = LedgerBackend::new(
+        processor.clone(),
+        FetchPolicy { concurrency: config.concurrency, batch: config.fetch_batch, idle_wait: config.idle_wait },
+    );
+    let in_flight = backend.in_flight();
+    let worker = WorkerBuilder::new(worker_id.as_str())
+        .backend(backend)
+        .concurrency(config.concurrency)
+        .data(processor.clone())
+        .build(handle);
+    let stop = shutdown.clone();
+    let run = worker.run_until(async move {
+        stop.wait().await;
+        Ok::<(), std::io::Error>(())
+    });
+    tokio::select! {
+        r = run => if let Err(e) = r {
+            // The backend never fails; this is apalis' own runtime.
+            error!(error = %e, "the worker runtime stopped");
+        },
+        () = async {
+            shutdown.wait().await;
+            tokio::time::sleep(config.drain_grace).await;
+        } => {
+            let left = in_flight.load(std::sync::atomic::Ordering::SeqCst);
+            warn!(grace = ?config.drain_grace, in_flight = left, "drain grace elapsed with refunds in flight; their leases will expire and another worker will enquire them");
         }
     }
-    let _ = feeder.await;
     if let Some(w) = webhooks {
         let _ = w.await;
     }
-    janitor.abort();
     announcer.abort();
     if let Some(m) = metrics_server {
         m.abort();
@@ -214,7 +139,7 @@ fn announce_served(
     let mut merchants: Vec<String> = config.merchants.keys().cloned().collect();
     merchants.sort();
     let every = config.heartbeat;
-    let ttl = every * (config.missed_heartbeats.max(1) as u32 + 1);
+    let ttl = every * 3;
     async move {
         while !shutdown.is_triggered() {
             if let Err(e) = ledger.announce_served(&merchants, ttl).await {
@@ -261,31 +186,5 @@ async fn serve_metrics(
     let stop = async move { shutdown.wait().await };
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
         warn!(error = %e, "metrics server stopped");
-    }
-}
-
-/// Deletes finished apalis jobs (apalis-redis keeps every job's data and result until vacuumed;
-/// its own vacuum reads the whole data hash in one script). Bounded work per call.
-async fn janitor(mut con: ledger::RedisConn, queue: ApalisConfig, shutdown: Shutdown) {
-    let script = redis::Script::new(include_str!("janitor.lua"));
-    while !shutdown.is_triggered() {
-        let mut removed = 1000;
-        while removed >= 1000 {
-            removed = match script
-                .key(queue.done_jobs_set())
-                .key(queue.job_data_hash())
-                .arg(queue.job_meta_hash())
-                .arg(1000)
-                .invoke_async::<u64>(&mut con)
-                .await
-            {
-                Ok(n) => n,
-                Err(e) => {
-                    warn!(error = %e, "janitor failed");
-                    0
-                }
-            };
-        }
-        shutdown.sleep(Duration::from_secs(5)).await;
     }
 }

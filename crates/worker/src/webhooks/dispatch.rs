@@ -31,7 +31,7 @@ use redis::AsyncCommands;
 use tracing::{debug, info, warn};
 
 use super::{Webhook, WebhookCounters, WebhookPolicy, body_of, event_id};
-use crate::runner::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// The group qfrefund used before there was one per merchant.
 const LEGACY_GROUP: &str = "webhooks";

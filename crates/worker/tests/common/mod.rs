@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ledger::{Ledger, LedgerConfig, NewRefund, Record, State};
 use qfpay_sim::args::{DEMO_APP_CODE, DEMO_CLIENT_KEY, generated_syssn};
 use testkit::{Faults, RedisServer, SimConfig, SimHandle, unique_namespace};
-use worker::runner::ShutdownTrigger;
+use worker::ShutdownTrigger;
 use worker::{Merchant, Shutdown, WorkerConfig};
 
 pub struct Env {
@@ -46,10 +46,8 @@ pub fn fast_config(redis_url: &str, sim_url: &str, namespace: &str) -> WorkerCon
     p.not_found_grace = Duration::from_millis(1_600);
     p.syssn_busy_wait = Duration::from_millis(20);
     p.paused_wait = Duration::from_millis(200);
-    c.poll_interval = Duration::from_millis(20);
     c.heartbeat = Duration::from_secs(1);
-    c.feed_idle = Duration::from_millis(50);
-    c.feed_hold = Duration::from_secs(3);
+    c.idle_wait = Duration::from_secs(2);
     c.rate_per_sec = 100_000.0;
     c.rate_burst = 100_000;
     c.quiet_window = false;
