@@ -102,3 +102,17 @@ pub async fn run(redis_url: &str, flavour: Flavour, n: usize, window: Duration, 
     };
     Ok(done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64())
 }
+
+/// Jobs per second bare apalis-redis accepts through `push_bulk` (chunks of 1 000): what an import
+/// is measured against.
+pub async fn push_bulk(redis_url: &str, n: usize, tag: &str) -> anyhow::Result<f64> {
+    let con = apalis_redis::connect(redis_url).await?;
+    let queue = format!("bench:{{{tag}}}:jobs");
+    let mut storage: RedisStorage<serde_json::Value> =
+        RedisStorage::new(con).with_config(Config::default().queue(&queue));
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1_000) {
+        storage.push_bulk(chunk.iter().map(|i| serde_json::json!({ "otn": format!("P{i}") })).collect()).await?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}

@@ -5,6 +5,7 @@
 
 mod baseline;
 mod e2e;
+mod scripts;
 mod stats;
 
 use std::fmt::Write as _;
@@ -247,6 +248,21 @@ async fn main() -> anyhow::Result<()> {
                 .into(),
             format!("{:.0} ; {:.0}", 1e6 / ours.cpu_us, 1e6 / base.cpu_us),
         );
+        // Now that the ledger is the queue: the claim is batched (K = 32 per call) and apalis adds
+        // no Redis calls of its own.
+        let ledger_minimum = 1.0 / 32.0 + 1.0 + 0.01;
+        log(
+            "6. script calls per refund vs the ledger-backend minimum (1/32 claim_due + transition + 1/100 enqueue)"
+                .into(),
+            format!("{:.2} vs {:.2} ; {:.2}×", ours.scripts, ledger_minimum, ours.scripts / ledger_minimum),
+        );
+        log(
+            "6. Redis CPU per refund × bare apalis no-op job (same run)".into(),
+            format!("{:.2}×", ours.cpu_us / base.cpu_us),
+        );
+        for (name, value) in scripts::per_script(n).await? {
+            log(name, value);
+        }
     }
 
     // 7. Import: a 100k-row CSV through `qfrefund import`.
@@ -274,6 +290,15 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
         log(format!("7. import of a {rows_n}-row CSV (rows/s)"), imp.show(0));
+        let bare = repeat(runs, |i| {
+            let url = bed.redis_url.clone();
+            async move { baseline::push_bulk(&url, rows_n, &format!("push-{i}")).await }
+        })
+        .await?;
+        log(
+            format!("7. bare apalis-redis push_bulk of {rows_n} jobs, chunks of 1000 (jobs/s; import × it)"),
+            format!("{} ; {:.2}×", bare.show(0), imp.median() / bare.median()),
+        );
     }
 
     // 8. Worker peak RSS at concurrency 256.

@@ -35,10 +35,37 @@ pub enum Claim {
     /// Not now: moved to `next_at` (paused merchant, payment busy).
     Deferred { why: String, next_at: i64, cause: Deferral },
     /// Nothing to do: someone holds it, it is not due, it is final, or it waits for a person.
-    Skip(String),
+    Skip(Skipped),
     /// The record's payment or merchant is not the one the caller named: nothing was written;
     /// read the record and claim again with its own.
     Mismatch,
+}
+
+/// Why a claim left a refund alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skipped {
+    /// No such record.
+    Missing,
+    /// Final: nothing more to do.
+    Final(State),
+    /// Waiting for a person.
+    Review,
+    /// Someone's lease runs until then (ms).
+    Leased { until: i64 },
+    /// Not due before then (ms).
+    Early { next_at: i64 },
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skipped::Missing => write!(f, "no such refund"),
+            Skipped::Final(s) => write!(f, "final ({s})"),
+            Skipped::Review => write!(f, "waiting for a person (needs_review)"),
+            Skipped::Leased { until } => write!(f, "leased until {until}"),
+            Skipped::Early { next_at } => write!(f, "not due before {next_at}"),
+        }
+    }
 }
 
 /// What a worker brings to a claim besides the refund.
@@ -187,7 +214,11 @@ pub(crate) fn parse_claim(ledger: &Ledger, otn: &str, reply: &[String], durable:
             cause: Deferral::from_script(&at(3)).ok_or_else(bad)?,
         },
         "mismatch" => Claim::Mismatch,
-        "missing" | "final" | "review" | "leased" | "early" => Claim::Skip(reply.join(" ")),
+        "missing" => Claim::Skip(Skipped::Missing),
+        "final" => Claim::Skip(Skipped::Final(at(1).parse().map_err(|_| bad())?)),
+        "review" => Claim::Skip(Skipped::Review),
+        "leased" => Claim::Skip(Skipped::Leased { until: at(1).parse().map_err(|_| bad())? }),
+        "early" => Claim::Skip(Skipped::Early { next_at: at(1).parse().map_err(|_| bad())? }),
         _ => return Err(bad()),
     })
 }

@@ -70,8 +70,10 @@ impl Keys {
     }
 
     /// A merchant's token bucket.
+    /// (A string `"<tokens> <at ms>"`; the name changed from `rl:` when it stopped being a hash,
+    /// so an upgrade never reads an old bucket as the wrong type: those expire within seconds.)
     pub fn rate(&self, merchant: &str) -> String {
-        format!("{}:rl:{merchant}", self.prefix)
+        format!("{}:tb:{merchant}", self.prefix)
     }
 
     /// The channel producers publish on after enqueueing, so an idle worker fetches at once

@@ -21,6 +21,7 @@
 mod args;
 pub mod batch;
 mod claim;
+pub mod claim_rules;
 pub mod conn;
 mod due;
 pub mod durable;
@@ -65,5 +66,5 @@ pub use schedule::Policy;
 pub use state::State;
 pub use store::{
     Accepted, Claim, ClaimOptions, Deferral, Enqueued, Ledger, LedgerConfig, LedgerError, Operation, PageCursor,
-    RefundRef, Refusal, ServerInfo, Stats, redis_client,
+    RefundRef, Refusal, ServerInfo, Skipped, Stats, redis_client,
 };

@@ -17,7 +17,7 @@ use crate::conn::{Endpoint, RedisConn};
 use crate::durable::{self, Durability};
 use crate::keys::Keys;
 
-pub use crate::claim::{Claim, ClaimOptions, Deferral, RefundRef};
+pub use crate::claim::{Claim, ClaimOptions, Deferral, RefundRef, Skipped};
 pub use crate::enqueue::{Accepted, Enqueued};
 pub use crate::error::{LedgerError, redis_client};
 pub use crate::operator::{AuditEntry, Operation, Refusal};

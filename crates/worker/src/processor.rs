@@ -259,7 +259,7 @@ impl Processor {
                 }
                 Step::Deferred(why)
             }
-            Claim::Skip(why) => Step::Nothing(why),
+            Claim::Skip(why) => Step::Nothing(why.to_string()),
             other => Step::Nothing(format!("unexpected claim {other:?}")),
         }
     }

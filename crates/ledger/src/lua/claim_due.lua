@@ -11,22 +11,19 @@
 -- Returns {{next_due or ''}, {otn, syssn, merchant, kind, ...}, ...}: one entry per refund looked
 -- at, its claim_one answer after its name; next_due is the earliest score left in the index.
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', A.now, 'LIMIT', 0, A.limit)
-local record_prefix, payment_prefix, rate_prefix = KEYS[1], KEYS[4], KEYS[15]
+local record_prefix, derive = KEYS[1], {payment = KEYS[4], rate = KEYS[15]}
 local served = served_set(A.served)
 local out = {{''}}
 for _, otn in ipairs(due) do
   R = record_prefix .. otn
-  local names = redis.call('HMGET', R, 'syssn', 'merchant')
-  local syssn, merchant = names[1] or '', names[2] or ''
-  P = payment_prefix .. syssn
-  local answer = claim_one(otn, A, rate_prefix .. merchant, served)
+  local answer, syssn, merchant = claim_one(otn, A, nil, served, derive)
   local kind = answer[1]
   if kind == 'missing' or kind == 'final' or kind == 'review' then
     redis.call('ZREM', KEYS[2], otn)
   elseif kind == 'need_paid' then
     redis.call('ZADD', KEYS[2], A.now + A.lease, otn)
   end
-  local entry = {otn, syssn, merchant}
+  local entry = {otn, syssn or '', merchant or ''}
   for _, v in ipairs(answer) do entry[#entry + 1] = v end
   out[#out + 1] = entry
 end

@@ -10,7 +10,10 @@
 -- the merchant's rate-limit token only when a request will be sent.
 --
 -- Works on R (the record) and P (its payment), which the caller points at the refund; KEYS[2] is
--- the due-index, KEYS[5] the paused merchants; `rate_key` the merchant's token bucket.
+-- the due-index, KEYS[5] the paused merchants; `rate_key` the merchant's token bucket. With
+-- `derive` ({payment = prefix, rate = prefix}), P and the bucket are derived from the record's own
+-- syssn and merchant instead (claim_due: one read of the record serves both). Returns the answer,
+-- then the record's syssn and merchant.
 -- A: the named arguments (see `ClaimArgs` in claim.rs, which writes them and the prelude that
 -- names them). `served`: the merchants this worker holds credentials for (nil: not checked).
 -- Returns {kind, ...} where kind is one of (typed on the Rust side, see `Claim`):
@@ -18,12 +21,9 @@
 --   | blocked why | deferred why next_at cause | submit fence field value ... | enquire fence ...
 --   | recover fence ... (an enquiry of a refund found in 'submitting')
 -- cause: rate_limit | paused | quiet_window | payment_busy | paid_unknown | no_credentials
-local function claim_one(otn, A, rate_key, served)
-  local now = A.now
-  local rec = redis.call('HMGET', R, 'state', 'lease_until', 'next_at', 'merchant', 'syssn', 'txamt', 'fence',
-    'txdtm', 'created_at', 'retried_at', 'enquiries', 'submits')
-  local state = rec[1]
-  if not state then return {'missing'} end
+-- The decision on a record already read (`rec`, the HMGET in claim_one).
+local function decide_claim(otn, A, rate_key, served, rec)
+  local now, state = A.now, rec[1]
   if FINAL[state] then return {'final', state} end
   if state == 'needs_review' then return {'review'} end
   -- Not ours yet: put the refund back in the due-index at its real time, so an early or
@@ -73,18 +73,23 @@ local function claim_one(otn, A, rate_key, served)
 
   local fence = next_fence(rec[7])
   -- `extra`: more field/value pairs to write with the lease, in the same HSET.
+  -- One HSET (the new state included), then the record read back once: it is both the answer
+  -- and the outcome-stream entry.
   local function take_lease(new_state, answer, extra)
     local set = {'fence', fence, 'lease_owner', A.worker, 'lease_until', now + A.lease, 'next_at', now + A.lease,
-      'updated_at', now, 'due_at', next_at}
+      'updated_at', now, 'due_at', next_at, 'state', new_state}
     for _, v in ipairs(extra) do set[#set + 1] = v end
     redis.call('HSET', R, unpack(set))
     redis.call('ZADD', KEYS[2], now + A.lease, otn)
+    local all = redis.call('HGETALL', R)
     if new_state ~= state then
-      set_state(otn, state, new_state, now)
-      emit(state, now, A.maxlen)
+      move_index(otn, state, new_state, now)
+      local f = {}
+      for i = 1, #all, 2 do f[all[i]] = all[i + 1] end
+      emit_from(f, state, now, A.maxlen)
     end
     local out = {answer, fence}
-    for _, v in ipairs(redis.call('HGETALL', R)) do out[#out + 1] = v end
+    for _, v in ipairs(all) do out[#out + 1] = v end
     return out
   end
 
@@ -140,6 +145,17 @@ local function claim_one(otn, A, rate_key, served)
     extra[7], extra[8], extra[9], extra[10] = 'txdtm', A.txdtm, 'submitted_at', now
   end
   return take_lease('submitting', 'submit', extra)
+end
+
+local function claim_one(otn, A, rate_key, served, derive)
+  local rec = redis.call('HMGET', R, 'state', 'lease_until', 'next_at', 'merchant', 'syssn', 'txamt', 'fence',
+    'txdtm', 'created_at', 'retried_at', 'enquiries', 'submits')
+  if not rec[1] then return {'missing'} end
+  if derive then
+    P = derive.payment .. rec[5]
+    rate_key = derive.rate .. rec[4]
+  end
+  return decide_claim(otn, A, rate_key, served, rec), rec[5], rec[4]
 end
 
 -- The set of merchants named in A.served ('\n'-separated; '' = not checked).

@@ -20,21 +20,46 @@ local function hget_num(key, field)
   return tonumber(v) or 0
 end
 
--- Moves the record from one state's index to another's and stores the new state.
-local function set_state(otn, old, new, now)
+-- Moves the record from one state's index to another's; the caller writes 'state' itself, in the
+-- HSET it makes anyway (each redis.call costs).
+local function move_index(otn, old, new, now)
   if old and STATE_KEY[old] then redis.call('ZREM', STATE_KEY[old], otn) end
   redis.call('ZADD', STATE_KEY[new], now, otn)
+end
+
+-- Moves the record from one state's index to another's and stores the new state.
+local function set_state(otn, old, new, now)
+  move_index(otn, old, new, now)
   redis.call('HSET', R, 'state', new)
 end
 
--- Appends the record's public fields to the outcome stream: one entry per transition.
-local function emit(prev, now, maxlen)
-  local f = redis.call('HMGET', R, 'out_trade_no', 'state', 'syssn', 'txamt', 'merchant', 'respcd',
-    'resperr', 'refund_syssn', 'reason', 'submits', 'enquiries', 'fence', 'next_at')
-  local entry = {'out_trade_no', f[1], 'state', f[2], 'prev_state', prev or '', 'syssn', f[3], 'txamt', f[4],
-    'merchant', f[5], 'respcd', f[6] or '', 'resperr', f[7] or '', 'refund_syssn', f[8] or '',
-    'reason', f[9] or '', 'submits', f[10] or '0', 'enquiries', f[11] or '0', 'fence', f[12] or '0', 'next_at', f[13] or '0', 'at', tostring(now)}
+-- The record fields an outcome-stream entry carries (besides prev_state and at).
+local EVENT_FIELDS = {'out_trade_no', 'state', 'syssn', 'txamt', 'merchant', 'respcd', 'resperr', 'refund_syssn',
+  'reason', 'submits', 'enquiries', 'fence', 'next_at'}
+local EVENT_DEFAULT = {submits = '0', enquiries = '0', fence = '0', next_at = '0'}
+local IS_EVENT_FIELD = {}
+for _, k in ipairs(EVENT_FIELDS) do IS_EVENT_FIELD[k] = true end
+
+-- Appends an entry to the outcome stream from `f` (field -> value, the record as it now is): one
+-- entry per transition.
+local function emit_from(f, prev, now, maxlen)
+  local entry = {}
+  for _, k in ipairs(EVENT_FIELDS) do
+    entry[#entry + 1] = k
+    entry[#entry + 1] = f[k] or EVENT_DEFAULT[k] or ''
+    if k == 'state' then entry[#entry + 1] = 'prev_state'; entry[#entry + 1] = prev or '' end
+  end
+  entry[#entry + 1] = 'at'
+  entry[#entry + 1] = tostring(now)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', unpack(entry))
+end
+
+-- Appends the record's public fields, read back, to the outcome stream.
+local function emit(prev, now, maxlen)
+  local v = redis.call('HMGET', R, unpack(EVENT_FIELDS))
+  local f = {}
+  for i, k in ipairs(EVENT_FIELDS) do f[k] = v[i] or nil end
+  emit_from(f, prev, now, maxlen)
 end
 
 -- Payment accounting when a refund leaves flight: a success commits its amount; a final state
@@ -83,15 +108,18 @@ local function write_fields(first, extra, delete)
 end
 
 -- A token bucket per merchant (QFPay allows 100 req/s and 400 req/min per merchant, shared with
--- its payments). Takes one token if there is one. Returns 0 when one was taken, else the ms until
--- one will be there.
+-- its payments), one string "<tokens> <at ms>" that expires once it would be full again. Takes one
+-- token if there is one. Returns 0 when one was taken, else the ms until one will be there.
 local function take_token(key, rate, burst, now)
-  local b = redis.call('HMGET', key, 'tokens', 'at')
-  local tokens, at = tonumber(b[1]) or burst, tonumber(b[2]) or now
+  local tokens, at = burst, now
+  local v = redis.call('GET', key)
+  if v then
+    local t, a = string.match(v, '^(%S+) (%S+)$')
+    tokens, at = tonumber(t) or burst, tonumber(a) or now
+  end
   tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
   local wait = 0
   if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) * 1000 / rate) end
-  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', now)
-  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)
+  redis.call('SET', key, tostring(tokens) .. ' ' .. now, 'PX', math.ceil(burst * 1000 / rate) + 1000)
   return wait
 end

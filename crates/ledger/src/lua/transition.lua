@@ -13,15 +13,19 @@
 -- Returns: {'ok'} | {'stale', state, fence} | {'illegal', from, to} (a move State::EDGES forbids)
 local otn, expected, fence, new = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local next_at, now = tonumber(ARGV[5]), tonumber(ARGV[6])
-local cur = redis.call('HMGET', KEYS[1], 'state', 'fence', 'txamt', 'last_op', 'lease_owner')
+-- One read serves the checks and the outcome-stream entry.
+local cur = redis.call('HMGET', KEYS[1], 'state', 'fence', 'txamt', 'last_op', 'lease_owner', 'out_trade_no', 'syssn',
+  'merchant', 'respcd', 'resperr', 'refund_syssn', 'submits', 'enquiries')
 if cur[4] == ARGV[10] then return {'ok'} end
 if cur[1] ~= expected or cur[2] ~= fence or cur[5] ~= ARGV[11] or FINAL[cur[1]] then
   return {'stale', cur[1] or '', cur[2] or ''}
 end
 -- EDGE is State::EDGES (Rust), put in front of this script when it is built.
 if not EDGE[expected .. '>' .. new] then return {'illegal', expected, new} end
-write_fields(12, {'last_op', ARGV[10], 'reason', ARGV[7], 'updated_at', now, 'next_at', math.max(next_at, 0)},
-  {'lease_owner', 'lease_until'})
+local stored_next = math.max(next_at, 0)
+-- The lease is given up by emptying it in the same HSET (an empty field reads as absent).
+write_fields(12, {'last_op', ARGV[10], 'reason', ARGV[7], 'updated_at', now, 'next_at', stored_next, 'state', new,
+  'lease_owner', '', 'lease_until', 0})
 if next_at >= 0 then
   redis.call('ZADD', KEYS[2], next_at, otn)
 else
@@ -33,6 +37,13 @@ if ARGV[8] ~= '' and redis.call('HSET', KEYS[5], ARGV[8], ARGV[7]) == 1 then
     'who', 'worker ' .. ARGV[11], 'why', ARGV[7], 'from', 'running', 'to', 'paused', 'outcome', 'ok', 'at', now)
 end
 settle_payment(otn, new, tonumber(cur[3]) or 0)
-set_state(otn, expected, new, now)
-emit(expected, now, ARGV[9])
+move_index(otn, expected, new, now)
+local f = {out_trade_no = cur[6], syssn = cur[7], txamt = cur[3], merchant = cur[8], respcd = cur[9] or nil,
+  resperr = cur[10] or nil, refund_syssn = cur[11] or nil, submits = cur[12] or nil, enquiries = cur[13] or nil,
+  fence = cur[2], state = new, reason = ARGV[7], next_at = tostring(stored_next)}
+-- The decision's own fields, as write_fields wrote them (an empty value deleted the field).
+for i = 12, #ARGV, 2 do
+  if IS_EVENT_FIELD[ARGV[i]] then f[ARGV[i]] = ARGV[i + 1] ~= '' and ARGV[i + 1] or nil end
+end
+emit_from(f, expected, now, ARGV[9])
 return {'ok'}
