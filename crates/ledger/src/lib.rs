@@ -1,60 +1,41 @@
-//! The refund ledger: the truth about every refund. apalis only carries "look at this refund now";
-//! everything that decides money lives here.
+//! The refund ledger: the truth about every refund, and the queue workers take them from.
+//! Everything that decides money lives here.
 //!
 //! # Layout
-//! - [`state`]: the eight [`State`]s; which are final.
-//! - [`record`]: the [`Record`] (one Redis hash per `out_trade_no`).
-//! - [`machine`]: the state machine as pure functions — [`machine::after_submit`],
-//!   [`machine::after_enquiry`] and [`machine::action_for`] — table-tested without Redis.
-//! - [`schedule`]: the [`Policy`] (enquiry and resubmit backoff via backon, full jitter, max age,
-//!   lease), computed from counters stored on the record so it survives restarts.
-//! - [`producer`]: [`NewRefund`], validated before anything is written.
-//! - [`import`]: CSV and JSON Lines refund files, read a line at a time, every problem reported
-//!   with its line and field.
-//! - [`store`]: [`Ledger`], the Redis store. Each operation is one Lua script (`src/lua/*.lua`,
-//!   each opening with what it guarantees): enqueue, claim (lease + fence, "submitting" persisted
-//!   before any HTTP call, one refund in flight per payment, the over-refund guard), transition
-//!   (compare-and-set on `(state, fence)`), defer, feed (the due-index), rate limit.
-//! - [`keys`]: every key under one `{hash tag}`.
-//! - [`events`]: the outcome stream, one entry per transition.
+//! - [`refund`]: the domain, pure (no Redis):
+//!   - [`refund::state`]: the eight [`State`]s, which are final, and every legal move
+//!     (`State::EDGES`, written once);
+//!   - [`refund::request`]: [`NewRefund`], validated before anything is written;
+//!   - [`refund::record`]: the [`Record`] (one Redis hash per `out_trade_no`);
+//!   - [`refund::event`]: the outcome stream's [`Event`], one entry per transition;
+//!   - [`refund::schedule`]: the [`Policy`] (enquiry and resubmit backoff via backon, full jitter,
+//!     max age, lease), computed from counters stored on the record so it survives restarts;
+//!   - [`refund::machine`]: the state machine as pure functions — `after_submit`,
+//!     `after_enquiry`, the payment check, and the claim's decisions (`machine::claim::decide`,
+//!     the specification the claim script is tested against);
+//!   - [`refund::import`]: CSV and JSON Lines refund files, read a line at a time, every problem
+//!     reported with its line and field.
+//! - [`store`]: [`Ledger`], the only code that speaks to Redis. Each operation is one Lua script
+//!   kept beside the Rust file that calls it (`store/*.lua`, each opening with what it
+//!   guarantees), with its arguments declared once as a Rust struct: enqueue, claim and
+//!   `claim_due` (fetching is claiming: lease + fence, "submitting" persisted before any HTTP call,
+//!   one refund in flight per payment, the over-refund guard), transition (compare-and-set on
+//!   `(state, fence)`), defer, operator actions, the due-index and its wake-ups, reads, stats,
+//!   every key under one `{hash tag}` ([`store::keys`]).
 
-mod args;
-pub mod batch;
-mod claim;
-pub mod claim_rules;
-pub mod conn;
-mod due;
-pub mod durable;
-mod enqueue;
 mod error;
-pub mod events;
-pub mod fetch;
-pub mod gauges;
-pub mod import;
-pub mod keys;
-pub mod machine;
-pub mod merchants;
-mod operator;
-pub mod outcome;
-pub mod ownership;
-pub mod pause;
-pub mod payment_check;
-pub mod producer;
-mod reads;
-pub mod ready;
-pub mod record;
-pub mod schedule;
-mod scripts;
-mod server;
-pub mod state;
-mod stats;
+pub mod refund;
 pub mod store;
+
+pub use refund::machine::claim as claim_rules;
+pub use refund::machine::payment_check;
+pub use refund::{event as events, import, machine, record, request as producer, schedule, state};
+pub use refund::ownership;
+pub use store::{batch, conn, durable, gauges, keys, merchants, outcome, pause, ready};
 
 pub use batch::{LineFate, RERUN_ADVICE};
 pub use conn::{Endpoint, RedisConn};
-pub use due::Waiter;
 pub use events::Event;
-pub use fetch::{Claimed, Fetched};
 pub use keys::Keys;
 pub use machine::{Decision, EnquiryResult, SubmitResult};
 pub use merchants::{UnknownMerchant, Unserved};
@@ -64,6 +45,8 @@ pub use ready::NotUsable;
 pub use record::Record;
 pub use schedule::Policy;
 pub use state::State;
+pub use store::due::Waiter;
+pub use store::fetch::{Claimed, Fetched};
 pub use store::{
     Accepted, Claim, ClaimOptions, Deferral, Enqueued, Ledger, LedgerConfig, LedgerError, Operation, PageCursor,
     RefundRef, Refusal, ServerInfo, Skipped, Stats, redis_client,

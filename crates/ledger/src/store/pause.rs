@@ -8,7 +8,7 @@ use redis::Script;
 
 use crate::store::{Ledger, LedgerError};
 
-static PAUSE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/pause.lua")));
+static PAUSE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pause.lua")));
 
 impl Ledger {
     /// Pauses a merchant's submits (enquiries go on). Refuses a name no refund could carry

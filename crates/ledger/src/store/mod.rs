@@ -1,10 +1,34 @@
-//! The ledger in Redis. Every operation that changes a refund is one Lua script (see `lua/`), so
-//! each is atomic; this file only marshals arguments and results.
+//! The ledger in Redis: the only code that speaks to it. Every operation that changes a refund is
+//! one Lua script, kept beside the Rust file that calls it, so each is atomic; the Rust side only
+//! marshals named arguments and typed replies.
 //!
-//! This module holds [`Ledger`] itself (connection, clock, durability) and re-exports the types of
-//! the modules its operations live in: `enqueue`, `claim` (claim, transition, defer, set_paid, rate
-//! limit), `due` (the due-index), `operator` (operator actions, audit trail), `reads`, `stats`,
-//! `server` (what the Redis server offers), `error`, and `scripts` (the Lua scripts).
+//! This module holds [`Ledger`] itself (connection, clock, durability); the operations live in
+//! files of their own: `enqueue` (+ `batch`), `claim` and `fetch` (claim one / claim what is due),
+//! `transition` (transition, defer, set_paid, rate limit), `due` (the due-index and wake-ups),
+//! `operator` (operator actions, audit trail), `reads`, `stats`, `merchants`, `pause`, `ready`
+//! and `server` (what the Redis server offers), `script` and `args` (the scripts and their
+//! arguments), `durable` (WAIT/WAITAOF), `conn` and `keys`.
+
+pub(crate) mod args;
+pub mod batch;
+pub(crate) mod claim;
+pub mod conn;
+pub(crate) mod due;
+pub mod durable;
+pub(crate) mod enqueue;
+pub(crate) mod fetch;
+pub mod gauges;
+pub mod keys;
+pub mod merchants;
+pub(crate) mod operator;
+pub mod outcome;
+pub mod pause;
+pub(crate) mod reads;
+pub mod ready;
+pub(crate) mod script;
+pub(crate) mod server;
+pub(crate) mod stats;
+pub(crate) mod transition;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -13,17 +37,17 @@ use std::time::Duration;
 use redis::Script;
 use redis::aio::ConnectionManagerConfig;
 
-use crate::conn::{Endpoint, RedisConn};
-use crate::durable::{self, Durability};
-use crate::keys::Keys;
+use self::conn::{Endpoint, RedisConn};
+use self::durable::Durability;
+use self::keys::Keys;
 
-pub use crate::claim::{Claim, ClaimOptions, Deferral, RefundRef, Skipped};
-pub use crate::enqueue::{Accepted, Enqueued};
+pub use crate::store::claim::{Claim, ClaimOptions, Deferral, RefundRef, Skipped};
+pub use crate::store::enqueue::{Accepted, Enqueued};
 pub use crate::error::{LedgerError, redis_client};
-pub use crate::operator::{AuditEntry, Operation, Refusal};
-pub use crate::reads::PageCursor;
-pub use crate::server::ServerInfo;
-pub use crate::stats::Stats;
+pub use crate::store::operator::{AuditEntry, Operation, Refusal};
+pub use crate::store::reads::PageCursor;
+pub use crate::store::server::ServerInfo;
+pub use crate::store::stats::Stats;
 
 /// Where the ledger lives.
 #[derive(Debug, Clone)]
@@ -81,7 +105,7 @@ impl std::fmt::Debug for Ledger {
 
 impl Ledger {
     /// Connects (and keeps reconnecting, with backoff, whenever Redis goes away; with a
-    /// `redis+sentinel://` URL it follows the primary through failovers, see [`crate::conn`]).
+    /// `redis+sentinel://` URL it follows the primary through failovers, see [`crate::store::conn`]).
     pub async fn connect(url: &str, config: LedgerConfig) -> Result<Self, LedgerError> {
         let endpoint = Endpoint::parse(url, config.tls_ca_file.as_deref())?;
         let con = RedisConn::connect(endpoint, Self::connection_config(&config)).await?;
@@ -102,7 +126,7 @@ impl Ledger {
     }
 
     /// What a write must reach before it counts: the configured replicas, and the local AOF when
-    /// `local_aof` (see [`crate::durable`]: the wait always shares the write's pipeline).
+    /// `local_aof` (see [`crate::store::durable`]: the wait always shares the write's pipeline).
     pub fn durability(&self, local_aof: bool) -> Durability {
         Durability {
             local_aof,
@@ -112,7 +136,7 @@ impl Ledger {
     }
 
     /// The one small, expiring key the ledger writes to learn something about Redis rather than
-    /// a refund: each durability wait writes it first (see [`crate::durable`]), readiness writes
+    /// a refund: each durability wait writes it first (see [`crate::store::durable`]), readiness writes
     /// it to see whether Redis takes writes now. Under the ledger's tag.
     pub(crate) fn probe_key(&self) -> String {
         format!("{}:probe", self.keys.prefix())

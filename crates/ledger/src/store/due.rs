@@ -5,7 +5,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 
 use crate::error::LedgerError;
-use crate::scripts::EXPEDITE;
+use crate::store::script::EXPEDITE;
 use crate::store::Ledger;
 
 impl Ledger {
@@ -47,7 +47,7 @@ impl Ledger {
 /// nobody listens is lost, which is harmless: a waiter that (re)subscribes answers "woken" once, so
 /// its worker fetches straight away, and every wait ends at the earliest due time anyway.
 pub struct Waiter {
-    endpoint: crate::conn::Endpoint,
+    endpoint: crate::store::conn::Endpoint,
     channel: String,
     messages: Option<redis::aio::PubSubStream>,
 }

@@ -1,4 +1,4 @@
-//! The refund state machine as pure functions (DESIGN §4): given a record, what just happened and
+//! The refund state machine as pure functions: given a record, what just happened and
 //! the time, what the record must become. No I/O; the store applies a [`Decision`] with one atomic
 //! compare-and-set on `(state, fence)`.
 //!
@@ -6,15 +6,20 @@
 //! `succeeded` or `failed`. A transport error, a processing code, a duplicate code, a code we do
 //! not know — all lead to an enquiry, and an enquiry that cannot settle it leads to a person.
 
+pub mod claim;
+mod enquiry;
+pub use enquiry::after_enquiry;
+pub mod payment_check;
+
 use std::time::Duration;
 
 use qfpay::respcd::{Class, classify, is_duplicate_code, lookup, may_have_applied};
 use qfpay::time::{DEFAULT_OFFSET_SECS, after_refund_blackout};
-use qfpay::{ClientError, EnquiryResponse, RefundLookup, RefundResponse, Txdtm};
+use qfpay::{ClientError, EnquiryResponse, RefundResponse, Txdtm};
 
-use crate::record::Record;
-use crate::schedule::Policy;
-use crate::state::State;
+use crate::refund::record::Record;
+use crate::refund::schedule::Policy;
+use crate::refund::state::State;
 
 /// What a submit produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,7 +204,7 @@ pub fn after_submit(rec: &Record, result: &SubmitResult, policy: &Policy, now: i
             match classify(code, submitted_local(rec)) {
                 // The answer must name our refund before it is booked (and counted against the
                 // payment): the same check the enquiry path applies to QFPay's records.
-                Class::Success => match crate::ownership::not_ours(rec, a) {
+                Class::Success => match crate::refund::ownership::not_ours(rec, a) {
                     Some(why) => unsure(base(State::NeedsReview, None, why)),
                     None => base(State::Succeeded, None, "refund accepted".into())
                         .with("refund_syssn", a.syssn.clone().unwrap_or_default())
@@ -264,146 +269,6 @@ pub fn after_submit(rec: &Record, result: &SubmitResult, policy: &Policy, now: i
         }
     };
     age_limit(rec, d, policy, now)
-}
-
-/// After an enquiry that this worker's lease covered (`rec.enquiries` counts it already).
-pub fn after_enquiry(rec: &Record, result: &EnquiryResult, policy: &Policy, now: i64, unit: f64) -> Decision {
-    let again = |reason: String| {
-        Decision::new(State::Pending, Some(now + ms(policy.enquiry_delay(rec.enquiries, unit))), reason)
-    };
-    let d = match result {
-        EnquiryResult::Failed(e) => again(format!("enquiry failed: {e}")).with("last_error", e.to_string()),
-        EnquiryResult::Answer(r) if !r.is_ok() => match classify(r.respcd(), None) {
-            Class::ConfigError => Decision::new(
-                State::NeedsReview,
-                None,
-                format!("enquiry refused, respcd {}: configuration error, merchant paused", r.respcd()),
-            )
-            .with("last_error", r.resperr.clone().unwrap_or_default())
-            .pause(),
-            _ => again(format!("enquiry answered respcd {}", r.respcd()))
-                .with("last_error", r.resperr.clone().unwrap_or_default()),
-        },
-        EnquiryResult::Answer(r) => match r.refund(&rec.out_trade_no, &rec.syssn, rec.txamt) {
-            RefundLookup::Succeeded(found) => Decision::new(State::Succeeded, None, "enquiry: refund succeeded")
-                .answer("0000", found.errmsg.as_deref())
-                .with("refund_syssn", found.syssn.unwrap_or_default())
-                .with("sysdtm", found.sysdtm.unwrap_or_default()),
-            RefundLookup::InProgress(found) => again(format!("enquiry: still processing ({})", found.respcd()))
-                .answer(found.respcd(), found.errmsg.as_deref())
-                .with("not_found", "0"),
-            RefundLookup::Other(found) => {
-                let code = found.respcd().to_owned();
-                let base = |state, next, reason: String| {
-                    Decision::new(state, next, reason).answer(&code, found.errmsg.as_deref()).with("not_found", "0")
-                };
-                match classify(&code, submitted_local(rec)) {
-                    Class::Success => unreachable_success(rec, &code),
-                    Class::InProgress => {
-                        again(format!("enquiry: respcd {code}, not final")).answer(&code, found.errmsg.as_deref())
-                    }
-                    // QFPay holds a failed record for our id: resending it would be a duplicate.
-                    Class::FinalFailure { .. } => {
-                        base(State::Failed, None, format!("enquiry: refund failed with respcd {code}"))
-                    }
-                    // A transient refusal is not a failure: resend (same out_trade_no) within the
-                    // budget; past it, a person decides, never `failed` by assumption.
-                    Class::Retryable { cap } if rec.retries >= budget(policy, cap) => base(
-                        State::NeedsReview,
-                        None,
-                        format!("enquiry: QFPay's record shows retryable respcd {code} and the retry budget is spent"),
-                    ),
-                    // Resent as is: QFPay's own record says this attempt was refused. An earlier
-                    // attempt whose outcome went unseen keeps the record uncertain, so a refusal of
-                    // the resend is still enquired, never read as a failure.
-                    Class::Retryable { cap } => {
-                        let r = retry(rec, policy, now, unit, &code, cap, false);
-                        let mut d = base(r.state, r.next_at, format!("enquiry: {}", r.reason));
-                        d.set.extend(r.set);
-                        d
-                    }
-                    Class::ManualReview => base(
-                        State::NeedsReview,
-                        None,
-                        format!("enquiry: respcd {code}, QFPay's notes say a person must look"),
-                    ),
-                    Class::ConfigError => {
-                        base(State::NeedsReview, None, format!("enquiry: respcd {code}, configuration error")).pause()
-                    }
-                    Class::Unknown => base(State::NeedsReview, None, format!("enquiry: unknown respcd {code}")),
-                }
-            }
-            RefundLookup::Foreign(found) => Decision::new(
-                State::NeedsReview,
-                None,
-                format!(
-                    "out_trade_no is used by another refund at QFPay (payment {}, amount {}, respcd {}): not ours",
-                    found.orig_syssn.as_deref().unwrap_or("?"),
-                    found.txamt.as_deref().unwrap_or("?"),
-                    found.respcd()
-                ),
-            ),
-            RefundLookup::NotFound => not_found(rec, policy, now, unit),
-        },
-    };
-    age_limit(rec, d, policy, now)
-}
-
-fn unreachable_success(rec: &Record, code: &str) -> Decision {
-    // `refund()` returns every `0000` record as Succeeded; keep the type total without guessing.
-    Decision::new(
-        State::NeedsReview,
-        None,
-        format!("enquiry: record {} answered {code} unexpectedly", rec.out_trade_no),
-    )
-}
-
-fn not_found(rec: &Record, policy: &Policy, now: i64, unit: f64) -> Decision {
-    // A refusal of a first attempt: nothing earlier of ours can be hiding behind it.
-    if let Some(code) = rec.reconcile_code.as_deref().filter(|_| !rec.uncertain) {
-        return Decision::new(State::Failed, None, format!("respcd {code} confirmed: no refund of ours found"))
-            .with("reconcile_code", "");
-    }
-    // QFPay's records lag (API §8.5): conclude nothing from "not found" until it has been seen
-    // often enough, for long enough after the last submit.
-    let seen = rec.not_found + 1;
-    let since_submit = now - rec.last_submit_at.unwrap_or(rec.created_at);
-    if seen < policy.not_found_min || since_submit < ms(policy.not_found_grace) {
-        return Decision::new(
-            State::Pending,
-            Some(now + ms(policy.enquiry_delay(rec.enquiries, unit))),
-            format!("not found ({seen})"),
-        )
-        .with("not_found", seen.to_string());
-    }
-    let over = format!("{seen} enquiries over {}s", since_submit / 1000);
-    // "The transaction does not exist": if QFPay has no such payment, no refund of it moved money.
-    if let Some(code) = rec.reconcile_code.as_deref().filter(|c| crate::payment_check::settles(c)) {
-        return crate::payment_check::start(rec, policy, now, unit, code, &over);
-    }
-    if let Some(code) = &rec.reconcile_code {
-        return Decision::new(
-            State::NeedsReview,
-            None,
-            format!(
-                "respcd {code}, and an earlier attempt whose outcome was never seen is not found either ({over}): \
-                 confirm with QFPay before refunding again"
-            ),
-        );
-    }
-    if let Some(code) = &rec.unknown_code {
-        return Decision::new(State::NeedsReview, None, format!("unknown respcd {code} and no record found ({over})"));
-    }
-    if rec.submit_code.as_deref().is_some_and(is_duplicate_code) {
-        return Decision::new(
-            State::NeedsReview,
-            None,
-            format!(
-                "QFPay says the out_trade_no is used, but no refund of ours has it ({over}): it clashes with another transaction"
-            ),
-        );
-    }
-    Decision::new(State::RetryWait, Some(now), format!("not found, {over}: resending")).with("not_found", "0")
 }
 
 /// Past the maximum age, anything not final goes to a person.

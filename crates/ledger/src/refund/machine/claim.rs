@@ -1,12 +1,27 @@
-//! What a claim decides, as a pure function: the specification `lua/claim_one.lua` implements.
+//! What a claim decides, as a pure function: the specification `store/claim_one.lua` implements.
 //!
 //! The script cannot call Rust, so the rules live twice: here, where the table tests cover them
 //! (`tests/claim_rules.rs`), and in the script, which a conformance test runs against a real
 //! Redis over every combination of the inputs below, comparing each answer with [`decide`]. A rule
 //! changed in one place and not the other fails that test.
 
-use crate::claim::Deferral;
-use crate::state::State;
+use crate::refund::state::State;
+
+/// Why a claim put a refund off (the script names it, so no caller reads the words of a reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferral {
+    /// The merchant's token bucket is empty.
+    RateLimit,
+    MerchantPaused,
+    /// QFPay's nightly refund window (submits only).
+    QuietWindow,
+    /// Another refund of the same payment is in flight.
+    PaymentBusy,
+    /// The payment's amount is still to be learned.
+    PaidUnknown,
+    /// This worker holds no credentials for the refund's merchant.
+    NoCredentials,
+}
 
 /// Who holds the payment's one in-flight slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

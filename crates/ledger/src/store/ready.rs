@@ -11,7 +11,7 @@
 //! refunds or could never make a write durable, and warns about one whose durability is weaker
 //! than the README promises.
 
-use crate::conn::Endpoint;
+use crate::store::conn::Endpoint;
 use crate::store::{Ledger, LedgerError};
 use crate::{LedgerConfig, ServerInfo};
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::error::LedgerError;
-use crate::state::State;
+use crate::refund::state::State;
 use crate::store::Ledger;
 
 /// The ledger at a glance.

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use redis::AsyncCommands;
 
 use crate::error::LedgerError;
-use crate::events::Event;
-use crate::record::Record;
-use crate::scripts::PAGE;
-use crate::state::State;
+use crate::refund::event::Event;
+use crate::refund::record::Record;
+use crate::store::script::PAGE;
+use crate::refund::state::State;
 use crate::store::Ledger;
 
 /// Where a page of a state listing ended: the next page starts after it.
@@ -131,7 +131,7 @@ impl Ledger {
         self.get_many(&ids).await
     }
 
-    // Ledger::pause and Ledger::resume: see crate::pause (audited).
+    // Ledger::pause and Ledger::resume: see crate::store::pause (audited).
 
     /// Paused merchants and why.
     pub async fn paused(&self) -> Result<HashMap<String, String>, LedgerError> {

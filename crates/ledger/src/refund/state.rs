@@ -1,4 +1,4 @@
-//! The eight states of a refund (DESIGN §4) and which of them are final.
+//! The eight states of a refund and which of them are final.
 
 use std::fmt;
 use std::str::FromStr;

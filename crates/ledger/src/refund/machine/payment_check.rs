@@ -10,10 +10,10 @@
 
 use qfpay::EnquiryResponse;
 
-use crate::machine::{Decision, EnquiryResult, age_limit, ms};
-use crate::record::Record;
-use crate::schedule::Policy;
-use crate::state::State;
+use crate::refund::machine::{Decision, EnquiryResult, age_limit, ms};
+use crate::refund::record::Record;
+use crate::refund::schedule::Policy;
+use crate::refund::state::State;
 
 /// Codes that say the payment may not exist: a payment enquiry can settle them.
 pub fn settles(code: &str) -> bool {

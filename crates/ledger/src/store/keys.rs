@@ -1,7 +1,7 @@
 //! Key names. Every key of one deployment starts with `<namespace>:{<tag>}:`, so all of them hash
 //! to one Redis Cluster slot and every Lua script can touch every key it declares.
 
-use crate::state::State;
+use crate::refund::state::State;
 
 /// Names the keys of one ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]

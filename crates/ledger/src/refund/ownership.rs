@@ -4,7 +4,7 @@
 
 use qfpay::RefundResponse;
 
-use crate::record::Record;
+use crate::refund::record::Record;
 
 /// Why a `0000` submit answer is not ours, if it names another refund: another `out_trade_no`,
 /// payment or amount.

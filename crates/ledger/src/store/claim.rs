@@ -2,16 +2,14 @@
 //! `(state, fence)`), defer it, record its payment's amount, take a rate-limit token.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use crate::args::script_args;
-use crate::durable;
+use crate::store::args::script_args;
+use crate::store::durable;
 use crate::error::LedgerError;
-use crate::machine::Decision;
-use crate::record::Record;
-use crate::schedule::Policy;
-use crate::scripts::{CLAIM, DEFER, RATE_LIMIT, SET_PAID, TRANSITION};
-use crate::state::State;
+use crate::refund::record::Record;
+use crate::refund::schedule::Policy;
+use crate::store::script::CLAIM;
+use crate::refund::state::State;
 use crate::store::Ledger;
 
 /// What a claim gave the caller.
@@ -90,34 +88,19 @@ pub struct ClaimOptions<'a> {
     pub served: &'a str,
 }
 
-/// Why a claim put a refund off: the script names it, so no caller reads the words of a reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deferral {
-    /// The merchant's token bucket is empty.
-    RateLimit,
-    MerchantPaused,
-    /// QFPay's nightly refund window (submits only).
-    QuietWindow,
-    /// Another refund of the same payment is in flight.
-    PaymentBusy,
-    /// The payment's amount is still to be learned.
-    PaidUnknown,
-    /// This worker holds no credentials for the refund's merchant.
-    NoCredentials,
-}
+pub use crate::refund::machine::claim::Deferral;
 
-impl Deferral {
-    pub(crate) fn from_script(word: &str) -> Option<Self> {
-        Some(match word {
-            "rate_limit" => Self::RateLimit,
-            "paused" => Self::MerchantPaused,
-            "quiet_window" => Self::QuietWindow,
-            "payment_busy" => Self::PaymentBusy,
-            "paid_unknown" => Self::PaidUnknown,
-            "no_credentials" => Self::NoCredentials,
-            _ => return None,
-        })
-    }
+/// The cause word a script answers with (see `claim_one.lua`), as the type it names.
+fn deferral_from_script(word: &str) -> Option<Deferral> {
+    Some(match word {
+        "rate_limit" => Deferral::RateLimit,
+        "paused" => Deferral::MerchantPaused,
+        "quiet_window" => Deferral::QuietWindow,
+        "payment_busy" => Deferral::PaymentBusy,
+        "paid_unknown" => Deferral::PaidUnknown,
+        "no_credentials" => Deferral::NoCredentials,
+        _ => return None,
+    })
 }
 
 /// Names a refund the way a claim needs it: its keys (the payment's, the merchant's token bucket)
@@ -211,7 +194,7 @@ pub(crate) fn parse_claim(ledger: &Ledger, otn: &str, reply: &[String], durable:
         "deferred" => Claim::Deferred {
             why: at(1),
             next_at: at(2).parse().map_err(|_| bad())?,
-            cause: Deferral::from_script(&at(3)).ok_or_else(bad)?,
+            cause: deferral_from_script(&at(3)).ok_or_else(bad)?,
         },
         "mismatch" => Claim::Mismatch,
         "missing" => Claim::Skip(Skipped::Missing),
@@ -246,81 +229,5 @@ impl Ledger {
         )
         .await?;
         parse_claim(self, &target.out_trade_no, &reply, durable)
-    }
-
-    /// Applies `decision` if this worker still holds the refund under `fence` in `expected` state.
-    /// `Ok(false)`: the fence moved on — another worker took over, and nothing was written.
-    /// `op` identifies this decision: applying the same `op` again (after a lost reply) is a no-op.
-    pub async fn transition(
-        &self,
-        rec: &Record,
-        expected: State,
-        fence: u64,
-        d: &Decision,
-        op: &str,
-    ) -> Result<bool, LedgerError> {
-        let mut inv = self.on_record(&TRANSITION, &rec.out_trade_no, &rec.syssn);
-        inv.key(self.keys.audit())
-            .arg(&rec.out_trade_no)
-            .arg(expected.as_str())
-            .arg(fence)
-            .arg(d.state.as_str())
-            .arg(d.next_at.unwrap_or(-1))
-            .arg(self.now_ms())
-            .arg(&d.reason)
-            .arg(if d.pause_merchant { rec.merchant.as_str() } else { "" })
-            .arg(self.config.events_maxlen)
-            .arg(op)
-            .arg(rec.lease_owner.as_deref().unwrap_or(""));
-        for (k, v) in &d.set {
-            inv.arg(*k).arg(v);
-        }
-        let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(true),
-            Some("stale") => Ok(false),
-            Some("illegal") => Err(LedgerError::Script(format!(
-                "transition {} -> {} is not a move the state machine allows (State::EDGES)",
-                reply.get(1).map_or("?", String::as_str),
-                reply.get(2).map_or("?", String::as_str)
-            ))),
-            _ => Err(LedgerError::Script(format!("transition answered {reply:?}"))),
-        }
-    }
-
-    /// Moves the next step of an unheld refund to `next_at` (no state change, no event); past
-    /// `max_age` the refund goes to `needs_review` instead. `Ok(false)`: it was not deferred.
-    pub async fn defer(
-        &self,
-        rec: &Record,
-        next_at: i64,
-        reason: &str,
-        max_age: Duration,
-    ) -> Result<bool, LedgerError> {
-        let mut inv = self.on_record(&DEFER, &rec.out_trade_no, &rec.syssn);
-        inv.arg(&rec.out_trade_no)
-            .arg(rec.state.as_str())
-            .arg(next_at)
-            .arg(self.now_ms())
-            .arg(reason)
-            .arg(max_age.as_millis() as u64)
-            .arg(self.config.events_maxlen);
-        let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
-        Ok(reply.first().is_some_and(|r| r == "ok"))
-    }
-
-    /// Records a payment's amount learned by enquiry (first writer wins); returns the recorded one.
-    pub async fn set_paid(&self, target: &RefundRef, paid: u64) -> Result<u64, LedgerError> {
-        let mut inv = self.on_record(&SET_PAID, &target.out_trade_no, &target.syssn);
-        inv.arg(paid);
-        let v: String = inv.invoke_async(&mut self.con.clone()).await?;
-        v.parse().map_err(|_| LedgerError::Script(format!("set_paid answered {v:?}")))
-    }
-
-    /// Takes a token from `merchant`'s bucket: `Ok(0)` if taken, else the ms to wait for one.
-    pub async fn take_token(&self, merchant: &str, per_sec: f64, burst: u32) -> Result<u64, LedgerError> {
-        let mut inv = RATE_LIMIT.prepare_invoke();
-        inv.key(self.keys.rate(merchant)).arg(per_sec).arg(burst).arg(self.now_ms());
-        Ok(inv.invoke_async(&mut self.con.clone()).await?)
     }
 }

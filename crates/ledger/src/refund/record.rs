@@ -1,10 +1,10 @@
-//! The refund record: one Redis hash per `out_trade_no` (DESIGN §3), and its public JSON form.
+//! The refund record: one Redis hash per `out_trade_no`, and its public JSON form.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::state::State;
+use crate::refund::state::State;
 
 /// Everything the ledger knows about one refund.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

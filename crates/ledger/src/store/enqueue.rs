@@ -1,11 +1,11 @@
 //! Enqueueing refunds: one at a time (the record read back) or in pipelined batches (imports).
 
-use crate::conn::RedisConn;
-use crate::durable;
+use crate::store::conn::RedisConn;
+use crate::store::durable;
 use crate::error::LedgerError;
-use crate::producer::NewRefund;
-use crate::record::Record;
-use crate::scripts::{ENQUEUE, ENQUEUE_MANY};
+use crate::refund::request::NewRefund;
+use crate::refund::record::Record;
+use crate::store::script::{ENQUEUE, ENQUEUE_MANY};
 use crate::store::Ledger;
 
 /// Refunds per `enqueue_many` call: large enough to spread the per-call cost, small enough that

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use crate::error::LedgerError;
-use crate::scripts::OPERATE;
-use crate::state::State;
+use crate::store::script::OPERATE;
+use crate::refund::state::State;
 use crate::store::Ledger;
 
 /// What an operator does to a refund (see `lua/operate.lua`).

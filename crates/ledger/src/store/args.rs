@@ -63,14 +63,14 @@ macro_rules! script_args {
                 let mut i = 0usize;
                 $(
                     i += 1;
-                    lua.push_str(&$crate::args::lua_line(stringify!($field), i, <$ty as $crate::args::Arg>::LUA));
+                    lua.push_str(&$crate::store::args::lua_line(stringify!($field), i, <$ty as $crate::store::args::Arg>::LUA));
                 )*
                 lua
             }
 
             /// Appends the arguments to `inv`, in declaration order.
             pub(crate) fn push(&self, inv: &mut redis::ScriptInvocation<'_>) {
-                $( $crate::args::Arg::push(&self.$field, inv); )*
+                $( $crate::store::args::Arg::push(&self.$field, inv); )*
             }
         }
     };
