@@ -2,8 +2,8 @@
 
 use qfpay::FieldError;
 
-use crate::store::conn::Endpoint;
 use crate::refund::record::{CorruptRecord, Record};
+use crate::store::conn::Endpoint;
 
 /// What can go wrong in the ledger.
 #[derive(Debug, thiserror::Error)]

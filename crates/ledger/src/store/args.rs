@@ -1,7 +1,8 @@
 //! Named script arguments: each script's arguments are declared once, as a Rust struct, with
 //! [`script_args!`]. The same declaration writes them in order (`push`) and generates the Lua that
 //! names them (`local A = {}; A.now = tonumber(ARGV[1]) …`, put in front of the script), so a script
-//! reads `A.lease`, never `ARGV[4]`, and the two sides cannot disagree about positions.
+//! reads `A.lease`, never `ARGV[4]`, and the two sides cannot disagree about positions. Variadic
+//! arguments (field/value pairs) follow the named ones, from `ARGV[A_REST]` on.
 
 /// A value a script takes: how it is sent, and how the generated Lua reads it back.
 pub(crate) trait Arg {
@@ -55,23 +56,31 @@ macro_rules! script_args {
         $(#[$m])*
         #[derive(Debug, Clone)]
         pub(crate) struct $name<$lt> { $( $(#[$fm])* pub $field: $ty, )* }
+        impl<$lt> $name<$lt> { $crate::store::args::script_args!(@body $($field : $ty),*); }
+    };
+    ($(#[$m:meta])* pub struct $name:ident { $( $(#[$fm:meta])* $field:ident : $ty:ty ),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone)]
+        pub(crate) struct $name { $( $(#[$fm])* pub $field: $ty, )* }
+        impl $name { $crate::store::args::script_args!(@body $($field : $ty),*); }
+    };
+    (@body $($field:ident : $ty:ty),*) => {
+        /// The Lua that names these arguments (`A.<field>`), in the order `push` sends them;
+        /// `A_REST` is the index of the first argument after them (variadic pairs, if any).
+        pub(crate) fn lua_prelude() -> String {
+            let mut lua = String::from("local A = {}\n");
+            let mut i = 0usize;
+            $(
+                i += 1;
+                lua.push_str(&$crate::store::args::lua_line(stringify!($field), i, <$ty as $crate::store::args::Arg>::LUA));
+            )*
+            lua.push_str(&format!("local A_REST = {}\n", i + 1));
+            lua
+        }
 
-        impl<$lt> $name<$lt> {
-            /// The Lua that names these arguments (`A.<field>`), in the order `push` sends them.
-            pub(crate) fn lua_prelude() -> String {
-                let mut lua = String::from("local A = {}\n");
-                let mut i = 0usize;
-                $(
-                    i += 1;
-                    lua.push_str(&$crate::store::args::lua_line(stringify!($field), i, <$ty as $crate::store::args::Arg>::LUA));
-                )*
-                lua
-            }
-
-            /// Appends the arguments to `inv`, in declaration order.
-            pub(crate) fn push(&self, inv: &mut redis::ScriptInvocation<'_>) {
-                $( $crate::store::args::Arg::push(&self.$field, inv); )*
-            }
+        /// Appends the arguments to `inv`, in declaration order.
+        pub(crate) fn push(&self, inv: &mut redis::ScriptInvocation<'_>) {
+            $( $crate::store::args::Arg::push(&self.$field, inv); )*
         }
     };
 }
@@ -88,7 +97,7 @@ mod tests {
     fn the_prelude_names_each_argument_in_the_order_it_is_sent() {
         assert_eq!(
             Sample::lua_prelude(),
-            "local A = {}\nA.now = tonumber(ARGV[1])\nA.worker = ARGV[2]\nA.flag = (ARGV[3] == '1')\n"
+            "local A = {}\nA.now = tonumber(ARGV[1])\nA.worker = ARGV[2]\nA.flag = (ARGV[3] == '1')\nlocal A_REST = 4\n"
         );
         let s = Sample { now: 5, worker: "w", flag: true };
         let script = redis::Script::new("return 1");

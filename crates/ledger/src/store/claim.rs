@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 
-use crate::store::args::script_args;
-use crate::store::durable;
 use crate::error::LedgerError;
 use crate::refund::record::Record;
 use crate::refund::schedule::Policy;
-use crate::store::script::CLAIM;
 use crate::refund::state::State;
 use crate::store::Ledger;
+use crate::store::args::script_args;
+use crate::store::durable;
+use crate::store::script::CLAIM;
 
 /// What a claim gave the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,14 @@ use std::time::Duration;
 use redis::AsyncCommands;
 
 use crate::error::LedgerError;
-use crate::store::script::EXPEDITE;
 use crate::store::Ledger;
+use crate::store::args::script_args;
+use crate::store::script::EXPEDITE;
+
+script_args! {
+    /// What `expedite.lua` takes.
+    pub struct ExpediteArgs<'a> { out_trade_no: &'a str, now: i64 }
+}
 
 impl Ledger {
     /// Makes a `pending` refund's enquiry due now (QFPay notified an outcome). `Ok(false)`: there
@@ -14,7 +20,7 @@ impl Ledger {
     pub async fn expedite(&self, out_trade_no: &str) -> Result<bool, LedgerError> {
         let Some(rec) = self.get(out_trade_no).await? else { return Ok(false) };
         let mut inv = self.on_record(&EXPEDITE, &rec.out_trade_no, &rec.syssn);
-        inv.arg(out_trade_no).arg(self.now_ms());
+        ExpediteArgs { out_trade_no, now: self.now_ms() }.push(&mut inv);
         let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
         let done = reply.first().is_some_and(|r| r == "ok");
         if done {

@@ -1,5 +1,5 @@
 -- enqueue: one refund (see enqueue_one.lua for what it guarantees).
--- ARGV: 1 out_trade_no, 2 payload_hash, 3 now ms, 4 stream maxlen, 5 orig_txamt or '', 6.. field/value pairs
+-- A: `EnqueueArgs` (enqueue.rs); the record's field/value pairs follow, from ARGV[A_REST].
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
-return enqueue_one(ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], fields)
+for i = A_REST, #ARGV do fields[#fields + 1] = ARGV[i] end
+return enqueue_one(A.out_trade_no, A.payload_hash, A.now, A.maxlen, A.orig_txamt, fields)

@@ -1,12 +1,13 @@
 //! Enqueueing refunds: one at a time (the record read back) or in pipelined batches (imports).
 
+use crate::error::LedgerError;
+use crate::refund::record::Record;
+use crate::refund::request::NewRefund;
+use crate::store::Ledger;
+use crate::store::args::script_args;
 use crate::store::conn::RedisConn;
 use crate::store::durable;
-use crate::error::LedgerError;
-use crate::refund::request::NewRefund;
-use crate::refund::record::Record;
 use crate::store::script::{ENQUEUE, ENQUEUE_MANY};
-use crate::store::Ledger;
 
 /// Refunds per `enqueue_many` call: large enough to spread the per-call cost, small enough that
 /// one call holds Redis for well under a millisecond.
@@ -35,6 +36,17 @@ impl Enqueued {
             Enqueued::Created(r) | Enqueued::Duplicate(r) => r,
         }
     }
+}
+
+script_args! {
+    /// What `enqueue.lua` takes; the record's field/value pairs follow. `orig_txamt`: '' = unknown.
+    pub struct EnqueueArgs<'a> { out_trade_no: &'a str, payload_hash: String, now: i64, maxlen: u64, orig_txamt: String }
+}
+
+script_args! {
+    /// What `enqueue_many.lua` takes; then, per refund: out_trade_no, payload_hash, orig_txamt
+    /// ('' = unknown), the number of fields and the field/value pairs.
+    pub struct EnqueueManyArgs { now: i64, maxlen: u64, count: usize }
 }
 
 impl Ledger {
@@ -146,7 +158,7 @@ impl Ledger {
                 inv.key(self.keys.record(&r.out_trade_no)).key(self.keys.payment(&r.syssn));
             }
         }
-        inv.arg(now).arg(self.config.events_maxlen).arg(part.len());
+        EnqueueManyArgs { now, maxlen: self.config.events_maxlen, count: part.len() }.push(&mut inv);
         for (_, r) in part {
             let fields = r.fields();
             inv.arg(&r.out_trade_no)
@@ -171,11 +183,14 @@ impl Ledger {
 
     fn enqueue_invocation<'a>(&self, r: &NewRefund, now: i64) -> redis::ScriptInvocation<'a> {
         let mut inv = self.on_record(&ENQUEUE, &r.out_trade_no, &r.syssn);
-        inv.arg(&r.out_trade_no)
-            .arg(r.payload_hash())
-            .arg(now)
-            .arg(self.config.events_maxlen)
-            .arg(r.orig_txamt.map(|v| v.to_string()).unwrap_or_default());
+        EnqueueArgs {
+            out_trade_no: &r.out_trade_no,
+            payload_hash: r.payload_hash(),
+            now,
+            maxlen: self.config.events_maxlen,
+            orig_txamt: r.orig_txamt.map(|v| v.to_string()).unwrap_or_default(),
+        }
+        .push(&mut inv);
         for (k, v) in r.fields() {
             inv.arg(k).arg(v);
         }

@@ -2,12 +2,12 @@
 -- enqueue_one.lua): a batch import costs one script call per chunk instead of one per line.
 -- KEYS: 1..14 as every record script (1 and 4 are the first refund's record and payment), then
 -- the record and payment of each further refund: 15, 16 for the second, 17, 18 for the third, …
--- ARGV: 1 now ms, 2 stream maxlen, 3 number of refunds, then per refund: out_trade_no,
+-- A: `EnqueueManyArgs` (enqueue.rs); then, from ARGV[A_REST], per refund: out_trade_no,
 --       payload_hash, orig_txamt or '', number of fields, field/value pairs.
 -- Returns one answer per refund: 'created' | 'duplicate' | 'conflict' | 'paid_mismatch:<paid>'.
-local now, maxlen, n = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local now, maxlen, n = A.now, A.maxlen, A.count
 local out = {}
-local a = 4
+local a = A_REST
 for i = 1, n do
   if i > 1 then R, P = KEYS[13 + 2 * (i - 1)], KEYS[14 + 2 * (i - 1)] end
   local otn, hash, orig, nf = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])

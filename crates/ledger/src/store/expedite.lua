@@ -1,8 +1,8 @@
 -- expedite: make a refund that waits for an enquiry due now (QFPay notified us of its outcome).
 -- Only a refund in 'pending' that nobody holds: the enquiry stays authoritative, and nothing else
 -- (a resend, a queued submit) is ever brought forward by a notification.
--- ARGV: 1 out_trade_no, 2 now ms. Returns {'ok'} | {'skip', why}
-local otn, now = ARGV[1], tonumber(ARGV[2])
+-- A: `ExpediteArgs` (due.rs). Returns {'ok'} | {'skip', why}
+local otn, now = A.out_trade_no, A.now
 local cur = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'next_at')
 if not cur[1] then return {'skip', 'no such refund'} end
 if cur[1] ~= 'pending' then return {'skip', 'state ' .. cur[1]} end

@@ -4,11 +4,11 @@
 //! handed out (deferred, refused, sent to review) has been dealt with in the same call. There is
 //! no second queue: a worker that dies leaves leases that expire, and the refund is due again.
 
+use crate::error::LedgerError;
+use crate::store::Ledger;
 use crate::store::claim::{Claim, ClaimArgs, ClaimOptions, RefundRef, parse_claim};
 use crate::store::durable;
-use crate::error::LedgerError;
 use crate::store::script::CLAIM_DUE;
-use crate::store::Ledger;
 
 /// One refund a fetch looked at, and what its claim said.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,15 +9,15 @@
 -- Every action records who and why on the record, in the outcome stream and in the audit stream
 -- (KEYS[15], never trimmed: the outcome stream is capped, the audit trail is not). A refused action
 -- is audited too.
--- ARGV: 1 out_trade_no, 2 action, 3 target state (resolve), 4 who, 5 why, 6 now ms, 7 stream maxlen,
---       8 '1' = force a resolve past the paid amount
+-- A: `OperateArgs` (operator.rs): out_trade_no, action, target state (resolve), who, why, now,
+--    maxlen, force (a resolve past the paid amount).
 -- Returns: {'ok', new_state} | {'refused', why}
-local otn, action, target, who, why, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local otn, action, target, who, why, now = A.out_trade_no, A.action, A.target, A.who, A.why, A.now
 local cur = redis.call('HMGET', KEYS[1], 'state', 'submits', 'txamt')
 local state = cur[1]
-local forced = ARGV[8] == '1'
+local forced = A.force
 local shown = action
-if ARGV[8] == '1' then shown = action .. ' --force' end
+if forced then shown = action .. ' --force' end
 local note = shown .. ' by ' .. who .. ': ' .. why
 local function audit(outcome, new_state)
   redis.call('XADD', KEYS[15], '*', 'out_trade_no', otn, 'action', shown, 'who', who, 'why', why,
@@ -27,7 +27,7 @@ local function refuse(msg)
   audit('refused: ' .. msg, nil)
   return {'refused', msg}
 end
-if not state then return {'refused', 'no such refund'} end
+if not state then return {'missing'} end
 if why == '' then return refuse('a reason is required') end
 local new
 if action == 'retry' then
@@ -72,6 +72,6 @@ end
 redis.call('HSET', KEYS[1], 'reason', note, 'updated_at', now, 'operator', who)
 redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_until')
 set_state(otn, state, new, now)
-emit(state, now, ARGV[7])
+emit(state, now, A.maxlen)
 audit('ok', new)
 return {'ok', new}

@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 
 use crate::error::LedgerError;
-use crate::store::script::OPERATE;
 use crate::refund::state::State;
 use crate::store::Ledger;
+use crate::store::args::script_args;
+use crate::store::script::OPERATE;
 
 /// What an operator does to a refund (see `lua/operate.lua`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,21 @@ impl AuditEntry {
     }
 }
 
+script_args! {
+    /// What `operate.lua` takes. `target`: the state a resolve names ('' otherwise); `force`: a
+    /// resolve past the paid amount.
+    pub struct OperateArgs<'a> {
+        out_trade_no: &'a str,
+        action: &'a str,
+        target: &'a str,
+        who: &'a str,
+        why: &'a str,
+        now: i64,
+        maxlen: u64,
+        force: bool,
+    }
+}
+
 impl Ledger {
     /// An operator's action on a refund, recorded with `who` and `why`. `Ok(Err(why))`: refused.
     pub async fn operate(
@@ -86,22 +102,25 @@ impl Ledger {
             Operation::Resolve(s) | Operation::ForceResolve(s) => ("resolve", s.as_str()),
             Operation::Cancel => ("cancel", ""),
         };
-        let force = if matches!(op, Operation::ForceResolve(_)) { "1" } else { "" };
+        let force = matches!(op, Operation::ForceResolve(_));
         let mut inv = self.on_record(&OPERATE, &rec.out_trade_no, &rec.syssn);
-        inv.key(self.keys.audit())
-            .arg(out_trade_no)
-            .arg(action)
-            .arg(target)
-            .arg(who)
-            .arg(why)
-            .arg(self.now_ms())
-            .arg(self.config.events_maxlen)
-            .arg(force);
+        inv.key(self.keys.audit());
+        OperateArgs {
+            out_trade_no,
+            action,
+            target,
+            who,
+            why,
+            now: self.now_ms(),
+            maxlen: self.config.events_maxlen,
+            force,
+        }
+        .push(&mut inv);
         let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
         let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
         match at(0).as_str() {
             "ok" => at(1).parse::<State>().map(Ok).map_err(|e| LedgerError::Script(e.to_string())),
-            "refused" if at(1) == "no such refund" => Ok(Err(Refusal::NoSuchRefund(out_trade_no.to_owned()))),
+            "missing" => Ok(Err(Refusal::NoSuchRefund(out_trade_no.to_owned()))),
             "refused" => Ok(Err(Refusal::Refused(at(1)))),
             _ => Err(LedgerError::Script(format!("operate answered {reply:?}"))),
         }

@@ -1,9 +1,9 @@
 -- pause: pause or resume a merchant's submits, and audit it, in one script (so the audit trail
 -- never misses a pause or resume that happened, nor records one that did not).
 -- KEYS[1] paused merchants (hash), KEYS[2] the audit stream (never trimmed, as for operate.lua)
--- ARGV: 1 action ('pause' | 'resume'), 2 merchant, 3 who, 4 why, 5 now ms
+-- A: `PauseArgs` (pause.rs): action ('pause' | 'resume'), merchant, who, why, now ms.
 -- Returns: 1 when it changed something (newly paused, or was paused), else 0.
-local action, merchant, who, why, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local action, merchant, who, why, now = A.action, A.merchant, A.who, A.why, A.now
 local was = redis.call('HEXISTS', KEYS[1], merchant) == 1
 local changed
 if action == 'pause' then

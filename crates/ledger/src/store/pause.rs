@@ -6,9 +6,16 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use crate::store::args::script_args;
 use crate::store::{Ledger, LedgerError};
 
-static PAUSE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pause.lua")));
+script_args! {
+    /// What `pause.lua` takes.
+    pub struct PauseArgs<'a> { action: &'a str, merchant: &'a str, who: &'a str, why: &'a str, now: i64 }
+}
+
+static PAUSE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{}\n{}", PauseArgs::lua_prelude(), include_str!("pause.lua"))));
 
 impl Ledger {
     /// Pauses a merchant's submits (enquiries go on). Refuses a name no refund could carry
@@ -24,16 +31,10 @@ impl Ledger {
 
     async fn pause_or_resume(&self, action: &str, merchant: &str, who: &str, why: &str) -> Result<bool, LedgerError> {
         qfpay::request::validate_id("merchant", merchant, 64)?;
-        let changed: i64 = PAUSE
-            .key(self.keys().paused())
-            .key(self.keys().audit())
-            .arg(action)
-            .arg(merchant)
-            .arg(who)
-            .arg(why)
-            .arg(self.now_ms())
-            .invoke_async(&mut self.connection())
-            .await?;
+        let mut inv = PAUSE.prepare_invoke();
+        inv.key(self.keys().paused()).key(self.keys().audit());
+        PauseArgs { action, merchant, who, why, now: self.now_ms() }.push(&mut inv);
+        let changed: i64 = inv.invoke_async(&mut self.con.clone()).await?;
         Ok(changed == 1)
     }
 }

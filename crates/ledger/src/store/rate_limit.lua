@@ -1,4 +1,4 @@
 -- rate_limit: takes a token from a merchant's bucket (see take_token in common.lua).
--- KEYS[1] the bucket (a string: tokens and time). ARGV: 1 rate per second, 2 burst, 3 now ms.
+-- KEYS[1] the bucket (a string: tokens and time). A: `RateArgs` (transition.rs).
 -- Returns 0 when a token was taken, else the ms until one will be there.
-return take_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+return take_token(KEYS[1], A.rate, A.burst, A.now)

@@ -7,9 +7,10 @@ use redis::AsyncCommands;
 use crate::error::LedgerError;
 use crate::refund::event::Event;
 use crate::refund::record::Record;
-use crate::store::script::PAGE;
 use crate::refund::state::State;
 use crate::store::Ledger;
+use crate::store::args::script_args;
+use crate::store::script::PAGE;
 
 /// Where a page of a state listing ended: the next page starts after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,11 @@ impl PageCursor {
         let (score, member) = s.split_once('.')?;
         Some(Self { score: score.parse().ok()?, member: member.to_owned() })
     }
+}
+
+script_args! {
+    /// What `page.lua` takes: the cursor (`score` '' = from the start) and the page size.
+    pub struct PageArgs<'a> { score: String, member: &'a str, limit: usize }
 }
 
 impl Ledger {
@@ -90,11 +96,8 @@ impl Ledger {
         let limit = limit.clamp(1, 1_000);
         let mut inv = PAGE.prepare_invoke();
         inv.key(self.keys.state(state));
-        match cursor {
-            Some(c) => inv.arg(c.score).arg(&c.member),
-            None => inv.arg("").arg(""),
-        };
-        inv.arg(limit);
+        let (score, member) = cursor.map_or((String::new(), ""), |c| (c.score.to_string(), c.member.as_str()));
+        PageArgs { score, member, limit }.push(&mut inv);
         let flat: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
         let pairs: Vec<(String, i64)> =
             flat.chunks_exact(2).map(|p| (p[0].clone(), p[1].parse::<f64>().unwrap_or(0.0) as i64)).collect();

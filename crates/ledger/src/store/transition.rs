@@ -10,8 +10,52 @@ use crate::refund::machine::Decision;
 use crate::refund::record::Record;
 use crate::refund::state::State;
 use crate::store::Ledger;
+use crate::store::args::script_args;
 use crate::store::claim::RefundRef;
 use crate::store::script::{DEFER, RATE_LIMIT, SET_PAID, TRANSITION};
+
+script_args! {
+    /// What `transition.lua` takes; the decision's field/value pairs follow (`ARGV[A_REST]` on).
+    pub struct TransitionArgs<'a> {
+        out_trade_no: &'a str,
+        expected: &'a str,
+        /// Compared as written (a fence is a string on the Lua side: numbers lose digits).
+        fence: String,
+        new_state: &'a str,
+        /// -1: leave the due-index.
+        next_at: i64,
+        now: i64,
+        reason: &'a str,
+        /// The merchant to pause, or ''.
+        pause: &'a str,
+        maxlen: u64,
+        op: &'a str,
+        lease_owner: &'a str,
+    }
+}
+
+script_args! {
+    /// What `defer.lua` takes.
+    pub struct DeferArgs<'a> {
+        out_trade_no: &'a str,
+        expected: &'a str,
+        next_at: i64,
+        now: i64,
+        reason: &'a str,
+        max_age: u64,
+        maxlen: u64,
+    }
+}
+
+script_args! {
+    /// What `set_paid.lua` takes.
+    pub struct SetPaidArgs { paid: u64 }
+}
+
+script_args! {
+    /// What `rate_limit.lua` takes.
+    pub struct RateArgs { rate: f64, burst: u32, now: i64 }
+}
 
 impl Ledger {
     /// Applies `decision` if this worker still holds the refund under `fence` in `expected` state.
@@ -26,18 +70,21 @@ impl Ledger {
         op: &str,
     ) -> Result<bool, LedgerError> {
         let mut inv = self.on_record(&TRANSITION, &rec.out_trade_no, &rec.syssn);
-        inv.key(self.keys.audit())
-            .arg(&rec.out_trade_no)
-            .arg(expected.as_str())
-            .arg(fence)
-            .arg(d.state.as_str())
-            .arg(d.next_at.unwrap_or(-1))
-            .arg(self.now_ms())
-            .arg(&d.reason)
-            .arg(if d.pause_merchant { rec.merchant.as_str() } else { "" })
-            .arg(self.config.events_maxlen)
-            .arg(op)
-            .arg(rec.lease_owner.as_deref().unwrap_or(""));
+        inv.key(self.keys.audit());
+        TransitionArgs {
+            out_trade_no: &rec.out_trade_no,
+            expected: expected.as_str(),
+            fence: fence.to_string(),
+            new_state: d.state.as_str(),
+            next_at: d.next_at.unwrap_or(-1),
+            now: self.now_ms(),
+            reason: &d.reason,
+            pause: if d.pause_merchant { rec.merchant.as_str() } else { "" },
+            maxlen: self.config.events_maxlen,
+            op,
+            lease_owner: rec.lease_owner.as_deref().unwrap_or(""),
+        }
+        .push(&mut inv);
         for (k, v) in &d.set {
             inv.arg(*k).arg(v);
         }
@@ -64,13 +111,16 @@ impl Ledger {
         max_age: Duration,
     ) -> Result<bool, LedgerError> {
         let mut inv = self.on_record(&DEFER, &rec.out_trade_no, &rec.syssn);
-        inv.arg(&rec.out_trade_no)
-            .arg(rec.state.as_str())
-            .arg(next_at)
-            .arg(self.now_ms())
-            .arg(reason)
-            .arg(max_age.as_millis() as u64)
-            .arg(self.config.events_maxlen);
+        DeferArgs {
+            out_trade_no: &rec.out_trade_no,
+            expected: rec.state.as_str(),
+            next_at,
+            now: self.now_ms(),
+            reason,
+            max_age: max_age.as_millis() as u64,
+            maxlen: self.config.events_maxlen,
+        }
+        .push(&mut inv);
         let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
         Ok(reply.first().is_some_and(|r| r == "ok"))
     }
@@ -78,7 +128,7 @@ impl Ledger {
     /// Records a payment's amount learned by enquiry (first writer wins); returns the recorded one.
     pub async fn set_paid(&self, target: &RefundRef, paid: u64) -> Result<u64, LedgerError> {
         let mut inv = self.on_record(&SET_PAID, &target.out_trade_no, &target.syssn);
-        inv.arg(paid);
+        SetPaidArgs { paid }.push(&mut inv);
         let v: String = inv.invoke_async(&mut self.con.clone()).await?;
         v.parse().map_err(|_| LedgerError::Script(format!("set_paid answered {v:?}")))
     }
@@ -86,7 +136,8 @@ impl Ledger {
     /// Takes a token from `merchant`'s bucket: `Ok(0)` if taken, else the ms to wait for one.
     pub async fn take_token(&self, merchant: &str, per_sec: f64, burst: u32) -> Result<u64, LedgerError> {
         let mut inv = RATE_LIMIT.prepare_invoke();
-        inv.key(self.keys.rate(merchant)).arg(per_sec).arg(burst).arg(self.now_ms());
+        inv.key(self.keys.rate(merchant));
+        RateArgs { rate: per_sec, burst, now: self.now_ms() }.push(&mut inv);
         Ok(inv.invoke_async(&mut self.con.clone()).await?)
     }
 }

@@ -144,4 +144,3 @@ fn not_found(rec: &Record, policy: &Policy, now: i64, unit: f64) -> Decision {
     }
     Decision::new(State::RetryWait, Some(now), format!("not found, {over}: resending")).with("not_found", "0")
 }
-
