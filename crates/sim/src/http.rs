@@ -21,6 +21,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
+use crate::admin::{add_payments, audit, get_faults, patch_faults, set_clock, stats};
 use crate::bank::{Apply, Bank, Merchant, PaymentSeed};
 use crate::faults::{Faults, Rng};
 
@@ -36,29 +37,29 @@ pub struct SimConfig {
     pub quiet_window: bool,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     bank: Mutex<Bank>,
     faults: Mutex<Faults>,
     rng: Mutex<Rng>,
     /// Added to the real clock: lets a test move the simulator into the nightly window.
-    clock_offset_ms: AtomicI64,
+    pub(crate) clock_offset_ms: AtomicI64,
     paused: watch::Sender<bool>,
 }
 
 impl Shared {
-    fn now_ms(&self) -> i64 {
+    pub(crate) fn now_ms(&self) -> i64 {
         unix_now_ms() + self.clock_offset_ms.load(Ordering::Relaxed)
     }
-    fn bank(&self) -> MutexGuard<'_, Bank> {
+    pub(crate) fn bank(&self) -> MutexGuard<'_, Bank> {
         self.bank.lock().unwrap_or_else(|p| p.into_inner())
     }
-    fn faults(&self) -> Faults {
+    pub(crate) fn faults(&self) -> Faults {
         self.faults.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
     fn draw(&self, p: f64) -> bool {
         self.rng.lock().unwrap_or_else(|p| p.into_inner()).chance(p)
     }
-    fn set_faults(&self, faults: Faults) -> Result<(), String> {
+    pub(crate) fn set_faults(&self, faults: Faults) -> Result<(), String> {
         faults.validate()?;
         self.paused.send_replace(faults.paused);
         *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
@@ -344,56 +345,6 @@ async fn query(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     }
     let now = shared.now_ms();
     qfpay_json(shared.bank().query(&app_code, &p, now, faults.visibility_lag_ms as i64))
-}
-
-async fn audit(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
-    let now = shared.now_ms();
-    Json(shared.bank().audit(now))
-}
-
-async fn stats(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
-    Json(serde_json::to_value(&shared.bank().stats).unwrap_or_default())
-}
-
-async fn get_faults(State(shared): State<Arc<Shared>>) -> Json<Faults> {
-    Json(shared.faults())
-}
-
-/// Merges the given fields into the current faults: `{"processing": 0.5}` changes only that.
-async fn patch_faults(State(shared): State<Arc<Shared>>, Json(patch): Json<serde_json::Value>) -> Response {
-    let mut current = serde_json::to_value(shared.faults()).unwrap_or_default();
-    let (Some(obj), Some(fields)) = (current.as_object_mut(), patch.as_object()) else {
-        return (StatusCode::UNPROCESSABLE_ENTITY, "expected a JSON object of fault fields").into_response();
-    };
-    for (k, v) in fields {
-        obj.insert(k.clone(), v.clone());
-    }
-    let faults: Faults = match serde_json::from_value(current) {
-        Ok(f) => f,
-        Err(e) => return (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response(),
-    };
-    match shared.set_faults(faults.clone()) {
-        Ok(()) => Json(faults).into_response(),
-        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e).into_response(),
-    }
-}
-
-async fn add_payments(State(shared): State<Arc<Shared>>, Json(seeds): Json<Vec<PaymentSeed>>) -> Response {
-    let now = shared.now_ms();
-    match shared.bank().add_payments(seeds, now) {
-        Ok(n) => Json(serde_json::json!({"added": n})).into_response(),
-        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e).into_response(),
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct Clock {
-    offset_ms: i64,
-}
-
-async fn set_clock(State(shared): State<Arc<Shared>>, Json(c): Json<Clock>) -> Json<serde_json::Value> {
-    shared.clock_offset_ms.store(c.offset_ms, Ordering::Relaxed);
-    Json(serde_json::json!({"offset_ms": c.offset_ms, "now_ms": shared.now_ms()}))
 }
 
 impl SimConfig {

@@ -13,6 +13,7 @@
 //!
 //! The simulator shares nothing with the worker beyond the `qfpay` crate's types and signing.
 
+mod admin;
 pub mod args;
 pub mod bank;
 pub mod faults;

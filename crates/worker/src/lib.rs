@@ -9,9 +9,9 @@
 //! - [`job`]: [`Job`], the apalis task (a claim, and its slot of the worker's concurrency).
 //! - [`processor`]: [`Processor::run`], the step: act on the claim (submit or enquire), classify
 //!   QFPay's answer, apply the transition under the fence. Never sleeps for a retry: every "later"
-//!   is a `next_at` in the ledger.
-//! - `detours` (private): no credentials, the payment's amount to learn, a request that cannot be
-//!   built — each ends somewhere visible.
+//!   is a `next_at` in the ledger. Inside: `send` (submit and enquire within the lease, then the
+//!   transition) and `detours` (no credentials, the payment's amount to learn, a request that
+//!   cannot be built — each ends somewhere visible).
 //! - [`requests`]: the QFPay requests a step sends, and how results are described.
 //! - [`guard`]: a request never started once its lease is spent.
 //! - [`runner`]: the apalis worker over the backend, each step on a task of its own (nothing
@@ -23,7 +23,6 @@
 
 pub mod backend;
 pub mod config;
-mod detours;
 pub mod guard;
 pub mod job;
 pub mod metrics;

@@ -27,6 +27,7 @@ for _, otn in ipairs(due) do
   for _, v in ipairs(answer) do entry[#entry + 1] = v end
   out[#out + 1] = entry
 end
+flush_buckets()
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if first[2] then out[1] = {first[2]} end
 return out

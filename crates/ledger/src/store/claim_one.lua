@@ -106,16 +106,16 @@ local function decide_claim(otn, A, rate_key, served, rec)
 
   -- queued or retry_wait: a submit.
   local txamt = tonumber(rec[6])
-  local paused = redis.call('HGET', KEYS[5], merchant)
+  local paused = paused_reason(merchant)
   if paused then return defer('paused', 'merchant ' .. merchant .. ' paused: ' .. paused, now + A.paused_wait) end
   if A.not_before > now then
     return defer('quiet_window', 'QFPay refuses refunds 23:30-00:30 (UTC+8): deferred to 00:35', A.not_before)
   end
-  local inflight = redis.call('HGET', P, 'inflight')
+  local pay = redis.call('HMGET', P, 'inflight', 'paid', 'committed')
+  local inflight, paid = pay[1] or nil, pay[2] or nil
   if inflight and inflight ~= otn then
     return defer('payment_busy', 'waiting for refund ' .. inflight .. ' of the same payment', now + A.busy_wait)
   end
-  local paid = redis.call('HGET', P, 'paid')
   if not paid and A.want_paid then
     -- Learning the amount is waiting too: the maximum age applies.
     if too_old then return defer('paid_unknown', 'the payment amount is still unknown', now) end
@@ -125,7 +125,7 @@ local function decide_claim(otn, A, rate_key, served, rec)
     return {'need_paid'}
   end
   if paid and not inflight then
-    local committed = hget_num(P, 'committed')
+    local committed = tonumber(pay[3]) or 0
     if committed + txamt > tonumber(paid) then
       local why = 'would refund ' .. (committed + txamt) .. ' of a payment of ' .. paid .. ' (' .. committed ..
         ' already refunded): never sent'

@@ -76,10 +76,15 @@ end
 -- out a fence again that a worker still holds.
 -- Milliseconds keep it below 10^14, where Lua's number-to-string conversion is still exact; it
 -- is handled as a string everywhere else.
+-- The clock is read once per script call: a fence only has to exceed the record's last one and
+-- the server's time, so the refunds of one batch may share a reading.
+local CLOCK = nil
 local function next_fence(old)
-  local t = redis.call('TIME')
-  local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  return string.format('%d', math.max((tonumber(old) or 0) + 1, clock))
+  if not CLOCK then
+    local t = redis.call('TIME')
+    CLOCK = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return string.format('%d', math.max((tonumber(old) or 0) + 1, CLOCK))
 end
 
 -- Moves a refund that has waited too long (for a paused merchant, a busy payment, missing
@@ -110,16 +115,44 @@ end
 -- A token bucket per merchant (QFPay allows 100 req/s and 400 req/min per merchant, shared with
 -- its payments), one string "<tokens> <at ms>" that expires once it would be full again. Takes one
 -- token if there is one. Returns 0 when one was taken, else the ms until one will be there.
+-- Buckets are read once and written once per script call (a batch of claims for one merchant
+-- costs two commands, not two per refund): every script that takes tokens ends with flush_buckets().
+local BUCKETS = {}
 local function take_token(key, rate, burst, now)
-  local tokens, at = burst, now
-  local v = redis.call('GET', key)
-  if v then
-    local t, a = string.match(v, '^(%S+) (%S+)$')
-    tokens, at = tonumber(t) or burst, tonumber(a) or now
+  local b = BUCKETS[key]
+  if not b then
+    b = {tokens = burst, at = now, ttl = math.ceil(burst * 1000 / rate) + 1000}
+    local v = redis.call('GET', key)
+    if v then
+      local t, a = string.match(v, '^(%S+) (%S+)$')
+      b.tokens, b.at = tonumber(t) or burst, tonumber(a) or now
+    end
+    BUCKETS[key] = b
   end
-  tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
-  local wait = 0
-  if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) * 1000 / rate) end
-  redis.call('SET', key, tostring(tokens) .. ' ' .. now, 'PX', math.ceil(burst * 1000 / rate) + 1000)
-  return wait
+  b.tokens = math.min(burst, b.tokens + math.max(0, now - b.at) * rate / 1000)
+  b.at = now
+  b.dirty = true
+  if b.tokens >= 1 then
+    b.tokens = b.tokens - 1
+    return 0
+  end
+  return math.ceil((1 - b.tokens) * 1000 / rate)
+end
+
+local function flush_buckets()
+  for key, b in pairs(BUCKETS) do
+    if b.dirty then redis.call('SET', key, tostring(b.tokens) .. ' ' .. b.at, 'PX', b.ttl) end
+    b.dirty = false
+  end
+end
+
+-- Why a merchant is paused (nil: it is not), read once per merchant per script call.
+local PAUSED = {}
+local function paused_reason(merchant)
+  local p = PAUSED[merchant]
+  if p == nil then
+    p = redis.call('HGET', KEYS[5], merchant)
+    PAUSED[merchant] = p
+  end
+  return p or nil
 end

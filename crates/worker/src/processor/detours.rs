@@ -9,7 +9,7 @@ use ledger::{LedgerError, RefundRef};
 use qfpay::Client;
 use tracing::{debug, warn};
 
-use crate::processor::{Processor, Step, ms};
+use super::{Processor, Step, ms};
 use crate::requests;
 
 impl Processor {
