@@ -4,7 +4,9 @@
 //! to that many due refunds in one call ([`Processor::fetch`] → `Ledger::claim_due`) and hands each
 //! claim to apalis as a task; completing the task is the refund's transition. There is no second
 //! queue and no heartbeat: a worker that dies leaves leases that expire, and the refund is due
-//! again for whoever fetches next.
+//! again for whoever fetches next. A few fetches may be in flight at once, each reserving the room
+//! it asked for, so a busy worker's claims overlap their round trips while every script call stays
+//! short (at most `batch` claims).
 //!
 //! When nothing is due, the backend waits — for a producer's wake-up, for one of this worker's
 //! own steps to finish (it may have scheduled the next step soon), or until the earliest refund in
@@ -26,6 +28,8 @@ use apalis_core::backend::{Backend, BackendConfig, finalize::Ephemeral};
 use apalis_core::task::Task;
 use apalis_core::task::task_id::RandomId;
 use apalis_core::worker::context::WorkerContext;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use ledger::{LedgerError, Waiter};
 use tokio::sync::Mutex;
 use tracing::warn;
@@ -35,14 +39,8 @@ use crate::processor::{Batch, Processor};
 
 type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-enum Phase {
-    /// Fetch when polled.
-    Idle,
-    Fetching(Boxed<Result<Batch, LedgerError>>),
-    Waiting(Boxed<()>),
-    /// Shutting down: releasing claims apalis never took.
-    Closing(Boxed<()>),
-}
+/// At most this many fetches in flight at once.
+const MAX_FETCHES: usize = 4;
 
 /// How the backend fetches.
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +60,14 @@ pub struct LedgerBackend {
     policy: FetchPolicy,
     in_flight: Arc<AtomicUsize>,
     ready: VecDeque<Job>,
-    phase: Phase,
+    /// Fetches in flight, each with the room it reserved.
+    fetches: FuturesUnordered<Boxed<(usize, Result<Batch, LedgerError>)>>,
+    reserved: usize,
+    /// The last fetch found nothing more due now: wait (for `next_due`, a wake-up or a nudge).
+    drained: bool,
+    next_due: Option<i64>,
+    waiting: Option<Boxed<()>>,
+    closing: Option<Boxed<()>>,
     waiter: Arc<Mutex<Waiter>>,
     backoff: Duration,
 }
@@ -73,6 +78,7 @@ impl std::fmt::Debug for LedgerBackend {
             .field("policy", &self.policy)
             .field("in_flight", &self.in_flight.load(Ordering::SeqCst))
             .field("ready", &self.ready.len())
+            .field("fetches", &self.fetches.len())
             .finish_non_exhaustive()
     }
 }
@@ -85,7 +91,12 @@ impl LedgerBackend {
             policy,
             in_flight: Arc::new(AtomicUsize::new(0)),
             ready: VecDeque::new(),
-            phase: Phase::Idle,
+            fetches: FuturesUnordered::new(),
+            reserved: 0,
+            drained: false,
+            next_due: None,
+            waiting: None,
+            closing: None,
             waiter,
             backoff: Duration::from_millis(100),
         }
@@ -96,9 +107,41 @@ impl LedgerBackend {
         self.in_flight.clone()
     }
 
+    /// Slots neither running a step nor reserved by a fetch in flight.
     fn room(&self) -> usize {
-        let busy = self.in_flight.load(Ordering::SeqCst);
-        self.policy.concurrency.saturating_sub(busy).min(self.policy.batch).max(1)
+        let busy = self.in_flight.load(Ordering::SeqCst) + self.reserved;
+        self.policy.concurrency.saturating_sub(busy)
+    }
+
+    /// Starts a fetch of up to `limit` claims, reserving that room until it answers.
+    fn start_fetch(&mut self, limit: usize) {
+        let processor = self.processor.clone();
+        self.reserved += limit;
+        self.fetches.push(Box::pin(async move { (limit, processor.fetch(limit).await) }));
+    }
+
+    /// Takes in what a fetch brought.
+    fn took(&mut self, limit: usize, fetched: Result<Batch, LedgerError>) {
+        self.reserved = self.reserved.saturating_sub(limit);
+        match fetched {
+            Ok(batch) => {
+                self.backoff = Duration::from_millis(100);
+                // It looked at fewer than it could take: nothing more is due now.
+                self.drained = batch.looked_at < batch.limit;
+                self.next_due = batch.next_due;
+                for claimed in batch.tasks {
+                    let job = Job::new(claimed, &self.in_flight);
+                    self.ready.push_back(job);
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in = ?self.backoff, "fetching due refunds failed; trying again");
+                let delay = self.backoff;
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+                self.drained = true;
+                self.waiting = Some(Box::pin(tokio::time::sleep(delay)));
+            }
+        }
     }
 
     /// Waits until `due` (ms, the earliest refund in the due-index), a wake-up or a nudge.
@@ -126,53 +169,56 @@ impl Backend for LedgerBackend {
             if let Some(job) = self.ready.pop_front() {
                 return Poll::Ready(Some(Ok(Task::new(job))));
             }
-            match &mut self.phase {
-                Phase::Idle => {
-                    let (processor, room) = (self.processor.clone(), self.room());
-                    self.phase = Phase::Fetching(Box::pin(async move { processor.fetch(room).await }));
-                }
-                Phase::Fetching(f) => {
-                    let fetched = std::task::ready!(f.as_mut().poll(cx));
-                    self.phase = match fetched {
-                        Ok(batch) => {
-                            self.backoff = Duration::from_millis(100);
-                            let more = batch.looked_at >= batch.limit;
-                            for claimed in batch.tasks {
-                                let job = Job::new(claimed, &self.in_flight);
-                                self.ready.push_back(job);
-                            }
-                            // Looked at as many as it could take: more may be due now.
-                            if more { Phase::Idle } else { Phase::Waiting(self.wait_until(batch.next_due)) }
-                        }
-                        Err(e) => {
-                            warn!(error = %e, retry_in = ?self.backoff, "fetching due refunds failed; trying again");
-                            let delay = self.backoff;
-                            self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
-                            Phase::Waiting(Box::pin(tokio::time::sleep(delay)))
-                        }
-                    };
-                }
-                Phase::Waiting(f) => {
-                    std::task::ready!(f.as_mut().poll(cx));
-                    self.phase = Phase::Idle;
-                }
-                Phase::Closing(_) => return Poll::Pending,
+            if self.closing.is_some() {
+                return Poll::Pending;
             }
+            if let Poll::Ready(Some((limit, fetched))) = self.fetches.poll_next_unpin(cx) {
+                self.took(limit, fetched);
+                continue;
+            }
+            if let Some(w) = self.waiting.as_mut() {
+                std::task::ready!(w.as_mut().poll(cx));
+                self.waiting = None;
+                self.drained = false;
+                continue;
+            }
+            if self.drained {
+                if self.fetches.is_empty() {
+                    self.waiting = Some(self.wait_until(self.next_due));
+                    continue;
+                }
+                return Poll::Pending;
+            }
+            // More may be due: fetch into the free room. Another fetch joins those in flight only
+            // when it is worth a script call (a full batch); alone, it takes whatever room there is.
+            let room = self.room();
+            let worth = room >= self.policy.batch || (self.fetches.is_empty() && room > 0);
+            if worth && self.fetches.len() < MAX_FETCHES {
+                self.start_fetch(room.min(self.policy.batch));
+                continue;
+            }
+            return Poll::Pending;
         }
     }
 
     /// Claims apalis never took (it stopped asking during a shutdown) are released at once —
     /// a submit never sent goes back to be sent, an enquiry is due again — instead of waiting for
-    /// their leases to expire.
+    /// their leases to expire. Fetches still in flight are awaited and released the same way.
     fn poll_close(&mut self, cx: &mut Context<'_>, _: &WorkerContext) -> Poll<Result<(), Self::Error>> {
-        if !matches!(self.phase, Phase::Closing(_)) {
+        while let Poll::Ready(Some((limit, fetched))) = self.fetches.poll_next_unpin(cx) {
+            self.took(limit, fetched);
+        }
+        if !self.fetches.is_empty() {
+            return Poll::Pending;
+        }
+        if self.closing.is_none() {
             let left: Vec<Job> = self.ready.drain(..).collect();
             let processor = self.processor.clone();
-            self.phase = Phase::Closing(Box::pin(async move { processor.release(left).await }));
+            self.closing = Some(Box::pin(async move { processor.release(left).await }));
         }
-        match &mut self.phase {
-            Phase::Closing(f) => f.as_mut().poll(cx).map(Ok),
-            _ => Poll::Ready(Ok(())),
+        match self.closing.as_mut() {
+            Some(f) => f.as_mut().poll(cx).map(Ok),
+            None => Poll::Ready(Ok(())),
         }
     }
 }

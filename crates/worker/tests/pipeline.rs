@@ -358,8 +358,8 @@ async fn redis_restarted_mid_run_with_aof() {
     w.stop().await;
 }
 
-/// An idle worker starts a new refund within ~100 ms (apalis alone would wait for its 30 s
-/// heartbeat): the producer's wake-up reaches the feeder at once.
+/// An idle worker starts a new refund within ~100 ms (apalis-redis alone would wait for its 30 s
+/// heartbeat): the producer's wake-up reaches the idle fetcher at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_picks_up_a_new_refund_at_once() {
     let env = Env::start("idle", 5, Faults::default()).await;
@@ -380,7 +380,7 @@ async fn an_idle_worker_picks_up_a_new_refund_at_once() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // ~100 ms is the target (`make bench` measures p99); a debug build on a shared 2-core machine
-    // gets slack here, but nowhere near apalis' 30 s.
+    // gets slack here, but nowhere near apalis-redis' 30 s.
     assert!(worst < Duration::from_millis(750), "slowest pickup {worst:?}");
     w.stop().await;
 }

@@ -1,4 +1,4 @@
-//! The Redis connection every part of a process uses (ledger, apalis, feeder, webhooks), for a
+//! The Redis connection every part of a process uses (ledger operations, the fetch, webhooks), for a
 //! single Redis (`redis://`, `rediss://`) or a Sentinel-managed primary
 //! (`redis+sentinel://[:password@]host:port[,host:port…]/service[/db]`, `rediss+sentinel://` for
 //! TLS to the data nodes).

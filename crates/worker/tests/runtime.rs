@@ -1,0 +1,50 @@
+//! What the runtime around a step may not do: cancel it. A step that has claimed runs to its
+//! transition whatever happens to the fetch loop (here: Redis refusing scripts for a while, which
+//! fails each fetch, while the requests are in flight).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, otns};
+use ledger::State;
+use testkit::Faults;
+
+/// With apalis-redis, a Redis error ended apalis' stream and cancelled the steps in flight: they
+/// stayed `submitting` until their leases expired and were then enquired. Now the fetch loop backs
+/// off and the steps finish: each refund is sent once, settled by its own answer, never enquired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_errors_never_cancel_a_step_in_flight() {
+    let faults = Faults { latency_ms: 1_200, ..Faults::default() };
+    let mut env =
+        Env::start_with("in-flight", testkit::SimConfig { faults, ..testkit::SimConfig::demo(8) }, false).await;
+    env.config.policy.lease = std::time::Duration::from_secs(6);
+    env.config.policy.not_found_grace = std::time::Duration::from_secs(6);
+    env.config.http.timeout = Duration::from_secs(4);
+    let ids = otns("RF-F", 8);
+    for (i, o) in ids.iter().enumerate() {
+        env.enqueue(i as u64 + 1, o, 100).await;
+    }
+    let w = env.worker();
+    env.wait_for(&ids, &[State::Submitting], Duration::from_secs(10)).await;
+    // Scripts refused for a while (an ACL change): every fetch fails, over and over.
+    let mut admin = redis::Client::open(env.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let acl = |rule: &'static str| redis::cmd("ACL").arg("SETUSER").arg("default").arg(rule).to_owned();
+    let _: () = acl("-evalsha").arg("-eval").query_async(&mut admin).await.unwrap();
+    // Wake the idle fetcher, again and again: each fetch is refused.
+    for _ in 0..12 {
+        let _: i64 = redis::cmd("PUBLISH").arg(env.ledger.keys().wake()).arg(1).query_async(&mut admin).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _: () = acl("+@all").query_async(&mut admin).await.unwrap();
+    let errors: String = redis::cmd("INFO").arg("errorstats").query_async(&mut admin).await.unwrap();
+    assert!(errors.contains("errorstat_NOPERM"), "the fetches were refused: {errors}");
+    let recs = env.wait_for(&ids, &[State::Succeeded], Duration::from_secs(20)).await;
+    for r in &recs {
+        assert_eq!((r.submits, r.enquiries), (1, 0), "{}: sent once, settled by its own answer", r.out_trade_no);
+    }
+    env.assert_audit_agrees(&ids).await;
+    w.stop().await;
+}
