@@ -57,12 +57,10 @@ async fn readyz_is_not_ready_when_redis_answers_but_refuses_writes_at_maxmemory(
     // Large values first, then ever smaller ones: a rejected large one only looked full because of
     // its own query buffer.
     let (mut full, mut size) = (false, 256 * 1024);
+    let mut raw = testkit::raw_connection(&redis.url()).await;
     for i in 0..10_000 {
-        let r: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(format!("junk:{i}"))
-            .arg("x".repeat(size))
-            .query_async(&mut api.ledger.connection())
-            .await;
+        let r: redis::RedisResult<()> =
+            redis::cmd("SET").arg(format!("junk:{i}")).arg("x".repeat(size)).query_async(&mut raw).await;
         if r.is_err() {
             if size == 64 {
                 full = true;

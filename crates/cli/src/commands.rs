@@ -185,7 +185,7 @@ pub async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode
     let ledger = open(config).await?;
     if a.webhook_failed {
         let mut out = std::io::stdout().lock();
-        for f in worker::webhooks::failed(&ledger, a.limit).await? {
+        for f in ledger.failed_webhooks(a.limit).await? {
             writeln!(out, "{}", serde_json::to_string(&f)?)?;
         }
         return Ok(ExitCode::SUCCESS);
@@ -280,7 +280,7 @@ pub async fn redeliver(config: Option<&Path>, ids: Vec<String>, all: bool) -> an
         anyhow::bail!("name event ids (from `qfrefund list --webhook-failed`) or pass --all");
     }
     let ledger = open(config).await?;
-    let n = worker::webhooks::redeliver(&ledger, &ids).await?;
+    let n = ledger.redeliver_webhooks(&ids).await?;
     println!("{}", json!({"rescheduled": n}));
     Ok(ExitCode::SUCCESS)
 }

@@ -35,6 +35,10 @@ pub enum LedgerError {
     Unread(String),
     #[error("Redis TLS CA file {path}: {error}")]
     TlsCa { path: String, error: String },
+    /// The outcome stream has no consumer group of this name (any more: Redis lost the stream,
+    /// e.g. restarted without AOF). Creating the group again is the remedy.
+    #[error("the outcome stream has no consumer group {0:?}")]
+    NoGroup(String),
 }
 
 /// A Redis client for the server to talk to now: `url` is `redis://`, `rediss://` (TLS, trusting

@@ -21,7 +21,9 @@
 //!   `claim_due` (fetching is claiming: lease + fence, "submitting" persisted before any HTTP call,
 //!   one refund in flight per payment, the over-refund guard), transition (compare-and-set on
 //!   `(state, fence)`), defer, operator actions, the due-index and its wake-ups, reads, stats,
-//!   every key under one `{hash tag}` ([`store::keys`]).
+//!   consumer groups on the outcome stream ([`StreamReader`]) and the webhook schedules, every
+//!   key under one `{hash tag}` ([`store::keys`]). The ledger lends its connections to no other
+//!   crate: they call these operations.
 
 mod error;
 pub mod refund;
@@ -48,6 +50,6 @@ pub use state::State;
 pub use store::due::Waiter;
 pub use store::fetch::{Claimed, Fetched};
 pub use store::{
-    Accepted, Claim, ClaimOptions, Deferral, Enqueued, Ledger, LedgerConfig, LedgerError, Operation, PageCursor,
-    RefundRef, Refusal, ServerInfo, Skipped, Stats, redis_client,
+    Accepted, Claim, ClaimOptions, Deferral, DueWebhook, Enqueued, FailedWebhook, Ledger, LedgerConfig, LedgerError,
+    Operation, PageCursor, RefundRef, Refusal, ServerInfo, Skipped, Stats, StreamReader, WebhookAttempt, redis_client,
 };

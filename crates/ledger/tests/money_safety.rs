@@ -164,7 +164,7 @@ async fn a_wait_after_a_reconnect_never_vouches_for_a_claim_it_did_not_see() {
 /// operator: it is `uncertain`, so that no later refusal reads as a failure without an enquiry.
 #[tokio::test]
 async fn a_submitting_refund_that_is_deferred_or_reviewed_stays_uncertain() {
-    let (_r, l) = ledger("uncertain").await;
+    let (r, l) = ledger("uncertain").await;
     let p = policy(30);
     for otn in ["RF1", "RF2", "RF3"] {
         l.enqueue(NewRefund::new(otn, otn, 1)).await.unwrap();
@@ -180,8 +180,8 @@ async fn a_submitting_refund_that_is_deferred_or_reviewed_stays_uncertain() {
     // RF3: an orphan found by a claim is named as one; its next enquiry is an ordinary one.
     let long = policy(5_000);
     assert!(matches!(claim_as(&l, "RF3", &options(&long, "w2")).await, Claim::Enquire { recovered: true, .. }));
-    let _: () =
-        l.connection().hset_multiple(l.keys().record("RF3"), &[("lease_until", 0), ("next_at", 0)]).await.unwrap();
+    let mut raw = testkit::raw_connection(&r.url()).await;
+    let _: () = raw.hset_multiple(l.keys().record("RF3"), &[("lease_until", 0), ("next_at", 0)]).await.unwrap();
     assert!(matches!(claim_as(&l, "RF3", &options(&long, "w2")).await, Claim::Enquire { recovered: false, .. }));
     // RF2: a worker without credentials puts it off past its maximum age: needs_review.
     let rec = l.get("RF2").await.unwrap().unwrap();
@@ -258,12 +258,13 @@ async fn resolving_a_success_is_refused_when_never_sent_or_past_the_paid_amount(
 /// apart: the stale holder writes nothing.
 #[tokio::test]
 async fn a_stale_holder_with_an_equal_fence_cannot_write() {
-    let (_r, l) = ledger("owner").await;
+    let (r, l) = ledger("owner").await;
     let p = policy(5_000);
     l.enqueue(NewRefund::new("P1", "RF1", 1)).await.unwrap();
     let (fence, first) = claimed(claim_as(&l, "RF1", &options(&p, "w1")).await);
     // As if a rollback and a second claim on a slower clock gave w2 the very same fence.
-    let _: () = l.connection().hset(l.keys().record("RF1"), "lease_owner", "w2").await.unwrap();
+    let mut raw = testkit::raw_connection(&r.url()).await;
+    let _: () = raw.hset(l.keys().record("RF1"), "lease_owner", "w2").await.unwrap();
     let d = after_submit(&first, &answer("0000"), &p, 0, 0.5);
     assert!(!l.transition(&first, State::Submitting, fence, &d, "op").await.unwrap(), "w1 no longer holds it");
     assert_eq!(l.get("RF1").await.unwrap().unwrap().state, State::Submitting);

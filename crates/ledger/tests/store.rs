@@ -181,7 +181,7 @@ async fn paused_merchants_wait_and_config_errors_pause_them() {
 /// enquiry: it may have been sent); what has no business in the due-index leaves it.
 #[tokio::test]
 async fn fetching_claims_each_due_refund_once_and_a_lost_claim_comes_back_when_its_lease_expires() {
-    let (_r, l) = ledger("fetch").await;
+    let (r, l) = ledger("fetch").await;
     for i in 0..5 {
         l.enqueue(NewRefund::new(&format!("{i}"), &format!("RF{i}"), 1)).await.unwrap();
     }
@@ -213,7 +213,8 @@ async fn fetching_claims_each_due_refund_once_and_a_lost_claim_comes_back_when_i
     assert_eq!(again.claims.len(), 5);
     assert!(again.claims.iter().all(|c| matches!(c.claim, Claim::Enquire { recovered: true, .. })), "{again:?}");
     // A record gone from under its due-index entry is dropped from the index, not fetched forever.
-    let _: () = redis::cmd("DEL").arg(l.keys().record("RF0")).query_async(&mut l.connection()).await.unwrap();
+    let mut raw = testkit::raw_connection(&r.url()).await;
+    let _: () = redis::cmd("DEL").arg(l.keys().record("RF0")).query_async(&mut raw).await.unwrap();
     tokio::time::sleep(Duration::from_millis(350)).await;
     let last = l.claim_due(10, &o("w4")).await.unwrap();
     assert_eq!(last.claims.len(), 5);

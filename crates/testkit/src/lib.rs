@@ -9,6 +9,8 @@
 //!   caller runs, e.g. in a container), else a fresh [`RedisServer`]. Tests that need to kill or
 //!   restart Redis use [`RedisServer`] directly.
 //! - [`unique_namespace`]: key prefix that keeps tests apart on a shared Redis.
+//! - [`raw_connection`]: a plain Redis connection of the test's own, for setting up or inspecting
+//!   keys behind the ledger's back (the ledger lends its connection to no one).
 //! - The simulator: re-exported from `qfpay_sim` ([`SimHandle`], [`SimConfig`], [`Faults`]).
 //!
 //! Without Docker (this project's CI) Redis runs as a plain process; where Docker exists, start a
@@ -18,3 +20,11 @@ mod redis_server;
 
 pub use qfpay_sim::{Faults, SimConfig, SimHandle};
 pub use redis_server::{Aof, RedisServer, RedisServerBuilder, TestRedis, redis_server_binary, unique_namespace};
+
+/// A plain connection to the Redis at `url`, for a test to write or read keys directly (to stage
+/// what a crash, a rollback or another version would leave, or to look at what was written).
+/// Panics when Redis cannot be reached: the test cannot go on without it.
+pub async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).unwrap_or_else(|e| panic!("Redis URL {url}: {e}"));
+    client.get_multiplexed_async_connection().await.unwrap_or_else(|e| panic!("connecting to Redis at {url}: {e}"))
+}

@@ -17,7 +17,10 @@
 //! - [`runner`]: the apalis worker over the backend, each step on a task of its own (nothing
 //!   claimed is cancelled by the runtime), and graceful shutdown.
 //! - [`shutdown`]: [`Shutdown`], the signal every task waits on.
-//! - [`webhooks`]: final outcomes POSTed to each merchant's URL, signed, retried durably.
+//! - [`webhooks`]: final outcomes POSTed to each merchant's URL, signed, retried durably: the
+//!   outcome stream read through one consumer group per merchant (`webhooks/dispatch.rs`) and the
+//!   retry schedule (`webhooks/retry.rs`), over the ledger's named operations
+//!   (the ledger's `store/streams.rs` and `store/webhooks.rs`). No module here speaks Redis.
 //! - [`reconcile`]: the ledger against QFPay's enquiry for a time window (a CSV for finance).
 //! - [`metrics`]: what the process counted, served with the ledger's gauges on `metrics_listen`.
 

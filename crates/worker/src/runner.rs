@@ -20,8 +20,6 @@ pub enum RunError {
     Config(String),
     #[error(transparent)]
     Ledger(#[from] ledger::LedgerError),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
 }
 
 /// A process-unique worker identity (leases and the audit trail name it).

@@ -3,10 +3,14 @@
 //! The outcome stream is the source. Workers read it through one consumer group per merchant with a
 //! webhook (`webhooks:<merchant>`, joined only by workers holding that hook; see [`dispatch`]),
 //! so each outcome goes to one worker that can deliver it; an entry whose reader died is claimed
-//! by another after `claim_idle`. A delivery that fails is moved to a retry schedule in Redis (a zset of event ids
-//! plus one hash per delivery holding the body), so retries survive restarts and the stream's
-//! trimming; after `max_attempts` it lands in the failed set, where `qfrefund webhooks` shows it
-//! and an operator can redeliver it.
+//! by another after `claim_idle`. A delivery that fails is moved to the ledger's retry schedule
+//! (see `retry`), so retries survive restarts and the stream's trimming; after `max_attempts`
+//! it lands in the failed set, where `qfrefund list --webhook-failed` shows it and
+//! `qfrefund redeliver` sends it again ([`ledger::Ledger::failed_webhooks`],
+//! [`ledger::Ledger::redeliver_webhooks`]).
+//!
+//! This module speaks no Redis: reading the stream through consumer groups
+//! ([`ledger::StreamReader`]) and keeping the schedules are ledger operations.
 //!
 //! The contract (README "Webhooks"): `POST` with `Content-Type: application/json`, the body is
 //! the outcome event as JSON; `X-Qfrefund-Event-Id` (and the body's `id`) is stable across
@@ -17,11 +21,9 @@
 mod dispatch;
 mod retry;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use ledger::{Event, Ledger};
-use redis::AsyncCommands;
+use ledger::Event;
 use sha2::{Digest, Sha256};
 
 pub use dispatch::{group_of, run};
@@ -129,60 +131,6 @@ pub fn body_of(e: &Event, stream_id: &str, fence: &str) -> Vec<u8> {
         o.insert("fence".into(), serde_json::Value::String(fence.to_owned()));
     }
     serde_json::to_vec(&v).unwrap_or_default()
-}
-
-/// A failed delivery, as `qfrefund webhooks` lists it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FailedDelivery {
-    pub event_id: String,
-    pub out_trade_no: String,
-    pub merchant: String,
-    pub attempts: u32,
-    pub last_error: String,
-    pub failed_at: i64,
-}
-
-/// Deliveries that gave up, oldest first.
-pub async fn failed(ledger: &Ledger, limit: usize) -> Result<Vec<FailedDelivery>, redis::RedisError> {
-    let keys = ledger.keys();
-    let mut con = ledger.connection();
-    let ids: Vec<(String, f64)> =
-        con.zrange_withscores(keys.webhook_failed(), 0, limit.saturating_sub(1) as isize).await?;
-    let mut out = Vec::new();
-    for (id, at) in ids {
-        let h: HashMap<String, String> = con.hgetall(keys.webhook(&id)).await?;
-        out.push(FailedDelivery {
-            out_trade_no: h.get("out_trade_no").cloned().unwrap_or_default(),
-            merchant: h.get("merchant").cloned().unwrap_or_default(),
-            attempts: h.get("attempts").and_then(|v| v.parse().ok()).unwrap_or(0),
-            last_error: h.get("error").cloned().unwrap_or_default(),
-            failed_at: at as i64,
-            event_id: id,
-        });
-    }
-    Ok(out)
-}
-
-/// Puts failed deliveries back on the schedule, due now (all of them when `ids` is empty).
-/// Returns how many.
-pub async fn redeliver(ledger: &Ledger, ids: &[String]) -> Result<usize, redis::RedisError> {
-    let keys = ledger.keys();
-    let mut con = ledger.connection();
-    let ids: Vec<String> = if ids.is_empty() { con.zrange(keys.webhook_failed(), 0, -1).await? } else { ids.to_vec() };
-    let now = ledger.now_ms();
-    let mut n = 0;
-    for id in ids {
-        let removed: u64 = con.zrem(keys.webhook_failed(), &id).await?;
-        if removed > 0 {
-            let _: () = redis::pipe()
-                .hset(keys.webhook(&id), "attempts", 0)
-                .zadd(keys.webhook_retry(), &id, now)
-                .query_async(&mut con)
-                .await?;
-            n += 1;
-        }
-    }
-    Ok(n)
 }
 
 /// Counts for metrics.

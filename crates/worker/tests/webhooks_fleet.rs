@@ -9,15 +9,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{Env, Worker, hook_receiver, otns, stream, wait_delivered, with_hook, with_other_hook, xadd};
-use ledger::{Ledger, State};
+use ledger::State;
 use testkit::Faults;
 
 /// Entries read but not acknowledged, over every consumer group of the outcome stream.
-async fn pending_total(ledger: &Ledger) -> u64 {
+async fn pending_total(env: &Env) -> u64 {
     let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
         .arg("GROUPS")
-        .arg(ledger.keys().events())
-        .query_async(&mut ledger.connection())
+        .arg(env.ledger.keys().events())
+        .query_async(&mut env.raw().await)
         .await
         .unwrap();
     groups.iter().map(|g| redis::from_redis_value::<u64>(g["pending"].clone()).unwrap()).sum()
@@ -39,7 +39,7 @@ async fn webhook_outcome_is_acked_only_by_a_worker_that_can_deliver_it() {
         env.enqueue(i as u64 + 1, o, 100).await;
     }
     // An outcome of a merchant no worker has a webhook for.
-    let mut foreign: Vec<(String, String)> = stream(&env.ledger).await[0].1.clone();
+    let mut foreign: Vec<(String, String)> = stream(&env).await[0].1.clone();
     for (k, v) in &mut foreign {
         match k.as_str() {
             "merchant" => *v = "nobody-hooks-this".into(),
@@ -48,14 +48,14 @@ async fn webhook_outcome_is_acked_only_by_a_worker_that_can_deliver_it() {
             _ => {}
         }
     }
-    xadd(&env.ledger, &foreign).await;
+    xadd(&env, &foreign).await;
     env.wait_for(&ids, &[State::Succeeded], Duration::from_secs(30)).await;
     wait_delivered(&got, &ids, Duration::from_secs(20)).await;
     assert!(!common::delivered_otns(&got).contains("RF-FOREIGN"), "only the merchant's own outcomes");
     assert!(other_got.lock().unwrap().is_empty(), "not the other merchant's hook");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while pending_total(&env.ledger).await > 0 {
-        assert!(std::time::Instant::now() < deadline, "entries stay pending: {}", pending_total(&env.ledger).await);
+    while pending_total(&env).await > 0 {
+        assert!(std::time::Instant::now() < deadline, "entries stay pending: {}", pending_total(&env).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stats = env.ledger.stats().await.unwrap();
@@ -92,7 +92,7 @@ async fn outcomes_settled_while_no_hook_holder_runs_are_delivered_when_one_retur
 
 /// Reads every new entry of the outcome stream for `consumer` of `group` and acknowledges none:
 /// a worker that died mid-delivery.
-async fn read_and_die(ledger: &Ledger, group: &str, consumer: &str) -> usize {
+async fn read_and_die(env: &Env, group: &str, consumer: &str) -> usize {
     let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg(group)
@@ -100,9 +100,9 @@ async fn read_and_die(ledger: &Ledger, group: &str, consumer: &str) -> usize {
         .arg("COUNT")
         .arg(10_000)
         .arg("STREAMS")
-        .arg(ledger.keys().events())
+        .arg(env.ledger.keys().events())
         .arg(">")
-        .query_async(&mut ledger.connection())
+        .query_async(&mut env.raw().await)
         .await
         .unwrap();
     reply.map_or(0, |r| r.keys.iter().map(|k| k.ids.len()).sum())
@@ -132,7 +132,7 @@ async fn outcomes_a_dead_reader_held_are_taken_over_and_delivered() {
     tokio::time::sleep(Duration::from_millis(500)).await; // creates the merchant's group
     first.stop().await;
     let ids = settle_without_hooks(&env, "RF-ORPHAN", 3).await;
-    assert!(read_and_die(&env.ledger, &worker::webhooks::group_of("default"), "dead").await >= 3);
+    assert!(read_and_die(&env, &worker::webhooks::group_of("default"), "dead").await >= 3);
     let w = Worker::start(hooked);
     wait_delivered(&got, &ids, Duration::from_secs(20)).await;
     w.stop().await;
@@ -150,11 +150,11 @@ async fn an_upgrade_from_the_single_group_skips_no_outcome() {
         .arg("webhooks")
         .arg("$")
         .arg("MKSTREAM")
-        .query_async(&mut env.ledger.connection())
+        .query_async(&mut env.raw().await)
         .await
         .unwrap();
     let ids = settle_without_hooks(&env, "RF-UPGRADE", 3).await;
-    assert!(read_and_die(&env.ledger, "webhooks", "old-worker").await >= 3);
+    assert!(read_and_die(&env, "webhooks", "old-worker").await >= 3);
     let (url, got) = hook_receiver().await;
     let w = Worker::start(with_hook(env.config.clone(), &url, "with-hook"));
     wait_delivered(&got, &ids, Duration::from_secs(20)).await;

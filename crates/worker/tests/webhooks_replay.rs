@@ -23,17 +23,17 @@ async fn a_replayed_outcome_is_announced_under_the_same_event_id() {
     env.enqueue(1, "RF-REPLAY", 100).await;
     env.wait_for(&["RF-REPLAY".into()], &[State::Succeeded], Duration::from_secs(20)).await;
     wait_delivered(&got, &["RF-REPLAY".into()], Duration::from_secs(20)).await;
-    let entries = stream(&env.ledger).await;
+    let entries = stream(&env).await;
     let (_, last) =
         entries.iter().rev().find(|(_, f)| f.iter().any(|(k, v)| k == "state" && v == "succeeded")).unwrap();
-    xadd(&env.ledger, last).await; // the same transition written again
+    xadd(&env, last).await; // the same transition written again
     let mut later = last.clone();
     for (k, v) in &mut later {
         if k == "fence" {
             *v = (v.parse::<u64>().unwrap() + 1_000).to_string(); // … or reached again under a new claim
         }
     }
-    xadd(&env.ledger, &later).await;
+    xadd(&env, &later).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while got.lock().unwrap().len() < 3 {
         assert!(std::time::Instant::now() < deadline, "replays not delivered: {}", got.lock().unwrap().len());

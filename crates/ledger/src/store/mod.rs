@@ -6,8 +6,11 @@
 //! files of their own: `enqueue` (+ `batch`), `claim` and `fetch` (claim one / claim what is due),
 //! `transition` (transition, defer, set_paid, rate limit), `due` (the due-index and wake-ups),
 //! `operator` (operator actions, audit trail), `reads`, `stats`, `merchants`, `pause`, `ready`
-//! and `server` (what the Redis server offers), `script` and `args` (the scripts and their
-//! arguments), `durable` (WAIT/WAITAOF), `conn` and `keys`.
+//! and `server` (what the Redis server offers), `streams` (consumer groups on the outcome stream:
+//! create, position, read, take over, acknowledge), `webhooks` (the webhook retry and failed
+//! schedules), `script` and `args` (the scripts and their arguments), `durable` (WAIT/WAITAOF),
+//! `conn` and `keys`. The ledger lends its connections to no other crate: whatever touches one of
+//! its keys is an operation here.
 
 pub(crate) mod args;
 pub mod batch;
@@ -28,7 +31,9 @@ pub mod ready;
 pub(crate) mod script;
 pub(crate) mod server;
 pub(crate) mod stats;
+pub(crate) mod streams;
 pub(crate) mod transition;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -48,6 +53,8 @@ pub use crate::store::operator::{AuditEntry, Operation, Refusal};
 pub use crate::store::reads::PageCursor;
 pub use crate::store::server::ServerInfo;
 pub use crate::store::stats::Stats;
+pub use crate::store::streams::StreamReader;
+pub use crate::store::webhooks::{DueWebhook, FailedWebhook, WebhookAttempt};
 
 /// Where the ledger lives.
 #[derive(Debug, Clone)]
@@ -197,13 +204,14 @@ impl Ledger {
         &self.config
     }
 
-    /// A connection handle (cheap to clone) for callers that need plain commands.
-    pub fn connection(&self) -> RedisConn {
+    /// A connection handle (cheap to clone) for the operations' plain commands.
+    pub(crate) fn connection(&self) -> RedisConn {
         self.con.clone()
     }
 
-    /// A second, independent connection to the same Redis.
-    pub async fn connect_again(&self) -> Result<RedisConn, LedgerError> {
+    /// A second, independent connection to the same Redis (for a blocking read, which would
+    /// hold up every other command on the shared one).
+    pub(crate) async fn connect_again(&self) -> Result<RedisConn, LedgerError> {
         Ok(RedisConn::connect(self.con.endpoint().clone(), Self::connection_config(&self.config)).await?)
     }
 

@@ -19,15 +19,14 @@
 //! - A worker that dies holding entries unacknowledged: after `claim_idle`, another reader of the
 //!   same group takes them over (`XAUTOCLAIM`).
 //!
-//! Each group reader blocks on its own connection, so the blocking read never holds up the
-//! ledger's shared one.
+//! Each group reader is a [`ledger::StreamReader`], which blocks on a connection of its own, so
+//! the blocking read never holds up the ledger's shared one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ledger::{Event, Ledger, RedisConn};
-use redis::AsyncCommands;
+use ledger::{Event, Ledger, LedgerError, StreamReader, WebhookAttempt};
 use tracing::{debug, info, warn};
 
 use super::{Webhook, WebhookCounters, WebhookPolicy, body_of, event_id};
@@ -35,6 +34,9 @@ use crate::shutdown::Shutdown;
 
 /// The group qfrefund used before there was one per merchant.
 const LEGACY_GROUP: &str = "webhooks";
+
+/// Entries read (or taken over) at a time.
+const BATCH: usize = 100;
 
 /// The consumer group of `merchant`'s webhook.
 pub fn group_of(merchant: &str) -> String {
@@ -76,17 +78,14 @@ pub async fn run(
 /// Reads `merchant`'s group until shutdown, on a connection of its own.
 async fn read_group(d: Arc<Dispatcher>, merchant: String, shutdown: Shutdown) {
     let group = group_of(&merchant);
-    let mut con: Option<RedisConn> = None;
+    let mut reader: Option<StreamReader> = None;
     let mut group_ready = false;
     let mut last_claim: Option<Instant> = None;
     while !shutdown.is_triggered() {
-        let mut c = match &con {
-            Some(c) => c.clone(),
-            None => match d.ledger.connect_again().await {
-                Ok(c) => {
-                    con = Some(c.clone());
-                    c
-                }
+        let r = match &mut reader {
+            Some(r) => r,
+            None => match d.ledger.stream_reader(&group, &d.consumer).await {
+                Ok(r) => reader.insert(r),
                 Err(e) => {
                     warn!(error = %e, merchant, "webhooks: no connection for the outcome stream");
                     shutdown.sleep(Duration::from_secs(1)).await;
@@ -103,33 +102,22 @@ async fn read_group(d: Arc<Dispatcher>, merchant: String, shutdown: Shutdown) {
         }
         if last_claim.is_none_or(|t| t.elapsed() > d.policy.claim_idle / 2) {
             last_claim = Some(Instant::now());
-            if let Err(e) = d.take_over_orphans(&group, &merchant).await {
+            if let Err(e) = d.take_over_orphans(r, &merchant).await {
                 warn!(error = %e, merchant, "webhooks: could not claim orphaned entries");
             }
         }
-        match d.read_new(&mut c, &group, &merchant).await {
+        match d.read_new(r, &merchant).await {
             Ok(0) => {}
             Ok(n) => debug!(n, merchant, "webhook events handled"),
             Err(e) => {
-                // NOGROUP after a Redis restart without the stream: create it again.
-                if e.to_string().contains("NOGROUP") {
+                // The group is gone after a Redis restart without the stream: create it again.
+                if matches!(e, LedgerError::NoGroup(_)) {
                     group_ready = false;
                 }
                 warn!(error = %e, merchant, "webhooks: reading the outcome stream failed");
                 shutdown.sleep(Duration::from_millis(500)).await;
             }
         }
-    }
-}
-
-/// The stream id just before `id` (`XGROUP CREATE` delivers what comes after its id).
-fn id_before(id: &str) -> String {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    let (ms, seq) = (ms.parse::<u64>().unwrap_or(0), seq.parse::<u64>().unwrap_or(0));
-    match (ms, seq) {
-        (_, s) if s > 0 => format!("{ms}-{}", s - 1),
-        (0, _) => "0-0".into(),
-        (m, _) => format!("{}-{}", m - 1, u64::MAX),
     }
 }
 
@@ -146,28 +134,19 @@ impl Dispatcher {
     /// Creates `group` if it does not exist: where the legacy group stands, else at the stream's
     /// end.
     async fn create_group(&self, group: &str) -> bool {
-        let start = match self.legacy_position().await {
-            Ok(Some(id)) => id,
-            Ok(None) => "$".to_owned(),
+        let start = match self.ledger.group_position(LEGACY_GROUP).await {
+            Ok(start) => start,
             Err(e) => {
                 warn!(error = %e, "webhooks: cannot read the outcome stream's groups");
                 return false;
             }
         };
-        let r: Result<(), redis::RedisError> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(self.ledger.keys().events())
-            .arg(group)
-            .arg(&start)
-            .arg("MKSTREAM")
-            .query_async(&mut self.ledger.connection())
-            .await;
-        match r {
-            Ok(()) => {
-                info!(group, start, "webhooks: consumer group created");
+        match self.ledger.create_group(group, start.as_deref()).await {
+            Ok(true) => {
+                info!(group, start = start.as_deref().unwrap_or("$"), "webhooks: consumer group created");
                 true
             }
-            Err(e) if e.to_string().contains("BUSYGROUP") => true,
+            Ok(false) => true,
             Err(e) => {
                 warn!(error = %e, group, "webhooks: cannot create the consumer group");
                 false
@@ -175,73 +154,25 @@ impl Dispatcher {
         }
     }
 
-    /// Where the pre-upgrade group `webhooks` stands: just before its oldest unacknowledged entry,
-    /// else its last delivered id. `None` without that group (or without the stream).
-    async fn legacy_position(&self) -> Result<Option<String>, redis::RedisError> {
-        let mut con = self.ledger.connection();
-        let groups: Vec<HashMap<String, redis::Value>> =
-            match redis::cmd("XINFO").arg("GROUPS").arg(self.ledger.keys().events()).query_async(&mut con).await {
-                Ok(g) => g,
-                Err(e) if e.to_string().contains("no such key") => return Ok(None),
-                Err(e) => return Err(e),
-            };
-        let text = |g: &HashMap<String, redis::Value>, k: &str| {
-            g.get(k).and_then(|v| redis::from_redis_value::<String>(v.clone()).ok()).unwrap_or_default()
-        };
-        let Some(legacy) = groups.iter().find(|g| text(g, "name") == LEGACY_GROUP) else {
-            return Ok(None);
-        };
-        if text(legacy, "pending").parse::<u64>().unwrap_or(0) > 0 {
-            let (_, oldest, _, _): (u64, Option<String>, Option<String>, redis::Value) =
-                redis::cmd("XPENDING").arg(self.ledger.keys().events()).arg(LEGACY_GROUP).query_async(&mut con).await?;
-            if let Some(oldest) = oldest {
-                return Ok(Some(id_before(&oldest)));
-            }
-        }
-        Ok(Some(text(legacy, "last-delivered-id")).filter(|s| !s.is_empty()))
-    }
-
     /// New stream entries for this consumer (blocks up to 1 s, on the reader's own connection).
-    async fn read_new(&self, con: &mut RedisConn, group: &str, merchant: &str) -> Result<usize, redis::RedisError> {
-        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(group)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(100)
-            .arg("BLOCK")
-            .arg(1000)
-            .arg("STREAMS")
-            .arg(self.ledger.keys().events())
-            .arg(">")
-            .query_async(con)
-            .await?;
-        let entries: Vec<redis::streams::StreamId> =
-            reply.map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect()).unwrap_or_default();
+    async fn read_new(&self, reader: &mut StreamReader, merchant: &str) -> Result<usize, LedgerError> {
+        let entries = reader.read_new(BATCH, Duration::from_secs(1)).await?;
         let n = entries.len();
-        self.handle_entries(group, merchant, entries).await?;
+        self.handle_entries(reader, merchant, entries).await?;
         Ok(n)
     }
 
-    /// Entries read by a consumer of `group` that stopped before acknowledging them.
-    async fn take_over_orphans(&self, group: &str, merchant: &str) -> Result<(), redis::RedisError> {
-        let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(self.ledger.keys().events())
-            .arg(group)
-            .arg(&self.consumer)
-            .arg(self.policy.claim_idle.as_millis() as u64)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(100)
-            .query_async(&mut self.ledger.connection())
-            .await?;
-        if !reply.claimed.is_empty() {
+    /// Entries read by a consumer of the group that stopped before acknowledging them.
+    async fn take_over_orphans(&self, reader: &StreamReader, merchant: &str) -> Result<(), LedgerError> {
+        let claimed = reader.take_over(self.policy.claim_idle, BATCH).await?;
+        if !claimed.is_empty() {
             info!(
-                n = reply.claimed.len(),
-                group, "webhooks: took over entries another worker read but never acknowledged"
+                n = claimed.len(),
+                group = reader.group(),
+                "webhooks: took over entries another worker read but never acknowledged"
             );
         }
-        self.handle_entries(group, merchant, reply.claimed).await
+        self.handle_entries(reader, merchant, claimed).await
     }
 
     /// Delivers `merchant`'s final outcomes among `entries`, then acknowledges the entries handled
@@ -251,44 +182,45 @@ impl Dispatcher {
     /// the rest stay pending and are taken over later.
     async fn handle_entries(
         &self,
-        group: &str,
+        reader: &StreamReader,
         merchant: &str,
-        entries: Vec<redis::streams::StreamId>,
-    ) -> Result<(), redis::RedisError> {
+        entries: Vec<Event>,
+    ) -> Result<(), LedgerError> {
         let mut handled: Vec<String> = Vec::with_capacity(entries.len());
         let outcome = self.deliver_entries(merchant, entries, &mut handled).await;
-        if !handled.is_empty() {
-            let _: u64 = self.ledger.connection().xack(self.ledger.keys().events(), group, &handled).await?;
-        }
+        reader.ack(&handled).await?;
         outcome
     }
 
+    /// Each entry comes with its stream id as its `id`; what is delivered carries the outcome's
+    /// stable [`event_id`] instead, and the stream id as `stream_id`.
     async fn deliver_entries(
         &self,
         merchant: &str,
-        entries: Vec<redis::streams::StreamId>,
+        entries: Vec<Event>,
         handled: &mut Vec<String>,
-    ) -> Result<(), redis::RedisError> {
-        for entry in entries {
-            let fields: HashMap<String, String> = entry
-                .map
-                .iter()
-                .filter_map(|(k, v)| redis::from_redis_value::<String>(v.clone()).ok().map(|v| (k.clone(), v)))
-                .collect();
-            let fence = fields.get("fence").cloned().unwrap_or_default();
-            let field = |k: &str| fields.get(k).map_or("", String::as_str);
-            let id = event_id(field("merchant"), field("out_trade_no"), field("state"));
-            let event = Event::from_stream(id, fields);
+    ) -> Result<(), LedgerError> {
+        for mut event in entries {
+            let id = event_id(&event.merchant, &event.out_trade_no, &event.state);
+            let stream_id = std::mem::replace(&mut event.id, id);
             if event.is_final()
                 && event.merchant == merchant
                 && let Some(hook) = self.hooks.get(merchant)
             {
-                let body = body_of(&event, &entry.id, &fence);
+                let body = body_of(&event, &stream_id, &event.fence);
                 if let Err(why) = self.deliver(hook, &event.id, &body).await {
-                    self.schedule(&event, &body, 1, &why).await?;
+                    let attempt = WebhookAttempt {
+                        event_id: &event.id,
+                        out_trade_no: &event.out_trade_no,
+                        merchant: &event.merchant,
+                        body: &body,
+                        attempts: 1,
+                        error: &why,
+                    };
+                    self.schedule(&attempt).await?;
                 }
             }
-            handled.push(entry.id);
+            handled.push(stream_id);
         }
         Ok(())
     }
@@ -327,10 +259,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_id_before_a_stream_id_is_just_before_it() {
-        assert_eq!(id_before("1700000000000-3"), "1700000000000-2");
-        assert_eq!(id_before("1700000000000-0"), format!("1699999999999-{}", u64::MAX));
-        assert_eq!(id_before("0-0"), "0-0");
+    fn each_merchant_has_a_group_of_its_own() {
         assert_eq!(group_of("shop"), "webhooks:shop");
+        assert_ne!(group_of(""), LEGACY_GROUP, "no merchant reads the legacy group");
     }
 }

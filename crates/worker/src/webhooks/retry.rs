@@ -1,16 +1,21 @@
-//! The retry schedule: a zset of event ids (due time) plus one hash per delivery holding its body,
-//! so retries survive restarts and the stream's trimming. Only a worker holding the merchant's
-//! hook writes a delivery here (it read the outcome from that merchant's group); any worker may
-//! find it due, and one without the hook leaves it for one that has it.
+//! The retry schedule, kept by the ledger (a zset of event ids by due time plus one hash per
+//! delivery holding its body), so retries survive restarts and the stream's trimming. Only a
+//! worker holding the merchant's hook writes a delivery there (it read the outcome from that
+//! merchant's group); any worker may find it due, and one without the hook leaves it for one that
+//! has it. This file decides when and whether; the ledger's webhook operations keep the books.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use ledger::Event;
-use redis::AsyncCommands;
+use ledger::{LedgerError, WebhookAttempt};
 use tracing::{debug, info, warn};
 
 use super::dispatch::Dispatcher;
+
+/// Due deliveries looked at per pass.
+const PASS: usize = 20;
+
+/// How long a delivery due for a merchant this worker has no hook for is left to other workers.
+const LEAVE_FOR_OTHERS_MS: i64 = 60_000;
 
 impl Dispatcher {
     fn backoff(&self, attempts: u32) -> Duration {
@@ -21,91 +26,54 @@ impl Dispatcher {
     }
 
     /// Records a failed attempt: the next one on the schedule, or the failed set after the last.
-    pub(super) async fn schedule(
-        &self,
-        e: &Event,
-        body: &[u8],
-        attempts: u32,
-        why: &str,
-    ) -> Result<(), redis::RedisError> {
-        let keys = self.ledger.keys();
-        let now = self.ledger.now_ms();
-        let mut pipe = redis::pipe();
-        pipe.hset_multiple(
-            keys.webhook(&e.id),
-            &[
-                ("out_trade_no", e.out_trade_no.as_str()),
-                ("merchant", e.merchant.as_str()),
-                ("error", why),
-                ("attempts", &attempts.to_string()),
-            ],
-        )
-        .hset(keys.webhook(&e.id), "body", body);
-        if attempts >= self.policy.max_attempts {
-            warn!(event = %e.id, out_trade_no = %e.out_trade_no, attempts, error = why, "webhook given up: see `qfrefund webhooks`");
+    pub(super) async fn schedule(&self, a: &WebhookAttempt<'_>) -> Result<(), LedgerError> {
+        if a.attempts >= self.policy.max_attempts {
+            warn!(
+                event = %a.event_id,
+                out_trade_no = %a.out_trade_no,
+                attempts = a.attempts,
+                error = a.error,
+                "webhook given up: see `qfrefund list --webhook-failed`"
+            );
             self.counters.gave_up.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            pipe.zrem(keys.webhook_retry(), &e.id).zadd(keys.webhook_failed(), &e.id, now);
+            self.ledger.give_up_webhook(a).await
         } else {
-            let next = now + self.backoff(attempts).as_millis() as i64;
-            debug!(event = %e.id, attempts, error = why, "webhook failed; retrying later");
+            let next = self.ledger.now_ms() + self.backoff(a.attempts).as_millis() as i64;
+            debug!(event = %a.event_id, attempts = a.attempts, error = a.error, "webhook failed; retrying later");
             // A replayed outcome may find its id given up already: it is back on the schedule.
-            pipe.zadd(keys.webhook_retry(), &e.id, next).zrem(keys.webhook_failed(), &e.id);
+            self.ledger.schedule_webhook_retry(a, next).await
         }
-        pipe.query_async::<()>(&mut self.ledger.connection()).await
     }
 
     /// Deliveries due on the schedule. Each is held for twice the HTTP timeout before it is tried,
     /// so two workers do not send it at once (and a worker dying mid-delivery only delays it).
-    pub(super) async fn retries(&self) -> Result<(), redis::RedisError> {
-        let keys = self.ledger.keys();
-        let mut con = self.ledger.connection();
+    pub(super) async fn retries(&self) -> Result<(), LedgerError> {
         let now = self.ledger.now_ms();
-        let due: Vec<String> = con.zrangebyscore_limit(keys.webhook_retry(), "-inf", now, 0, 20).await?;
+        let due = self.ledger.due_webhooks(PASS).await?;
         let hold = now + 2 * self.policy.timeout.as_millis() as i64;
         for id in due {
-            // Take it only if it is still due (another worker may have just taken it).
-            let taken: Option<f64> = redis::cmd("ZADD")
-                .arg(keys.webhook_retry())
-                .arg("XX")
-                .arg("GT")
-                .arg("CH")
-                .arg(hold)
-                .arg(&id)
-                .query_async(&mut con)
-                .await
-                .map(|n: u64| (n > 0).then_some(0.0))?;
-            if taken.is_none() {
-                continue;
-            }
-            let h: HashMap<String, String> = con.hgetall(keys.webhook(&id)).await?;
-            let (Some(merchant), Some(body)) = (h.get("merchant"), h.get("body")) else {
-                let _: () = con.zrem(keys.webhook_retry(), &id).await?;
-                continue;
-            };
-            let attempts: u32 = h.get("attempts").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let Some(hook) = self.hooks.get(merchant) else {
+            // Taken only if it is still due (another worker may have just taken it).
+            let Some(d) = self.ledger.take_webhook(&id, hold).await? else { continue };
+            let Some(hook) = self.hooks.get(&d.merchant) else {
                 // This worker lacks that merchant's webhook: leave it for one that has it.
-                let _: () = con.zadd(keys.webhook_retry(), &id, now + 60_000).await?;
+                self.ledger.postpone_webhook(&id, now + LEAVE_FOR_OTHERS_MS).await?;
                 continue;
             };
-            match self.deliver(hook, &id, body.as_bytes()).await {
+            match self.deliver(hook, &id, &d.body).await {
                 Ok(()) => {
-                    let _: () = redis::pipe()
-                        .zrem(keys.webhook_retry(), &id)
-                        .del(keys.webhook(&id))
-                        .query_async(&mut con)
-                        .await?;
-                    info!(event = %id, attempts = attempts + 1, "webhook delivered after retrying");
+                    self.ledger.webhook_delivered(&id).await?;
+                    info!(event = %id, attempts = d.attempts + 1, "webhook delivered after retrying");
                 }
                 Err(why) => {
-                    let e = Event::from_stream(
-                        id.clone(),
-                        HashMap::from([
-                            ("out_trade_no".to_owned(), h.get("out_trade_no").cloned().unwrap_or_default()),
-                            ("merchant".to_owned(), merchant.clone()),
-                        ]),
-                    );
-                    self.schedule(&e, body.as_bytes(), attempts + 1, &why).await?;
+                    let attempt = WebhookAttempt {
+                        event_id: &id,
+                        out_trade_no: &d.out_trade_no,
+                        merchant: &d.merchant,
+                        body: &d.body,
+                        attempts: d.attempts + 1,
+                        error: &why,
+                    };
+                    self.schedule(&attempt).await?;
                 }
             }
         }

@@ -77,6 +77,11 @@ impl Env {
         Worker::start(self.config.clone())
     }
 
+    /// A connection of the test's own to this environment's Redis, to stage or inspect keys.
+    pub async fn raw(&self) -> redis::aio::MultiplexedConnection {
+        testkit::raw_connection(&self.redis.url()).await
+    }
+
     pub async fn enqueue(&self, payment: u64, otn: &str, amount: u64) -> Record {
         self.ledger.enqueue(NewRefund::new(&generated_syssn(payment), otn, amount)).await.unwrap().record().clone()
     }
@@ -254,31 +259,31 @@ pub fn with_other_hook(mut config: WorkerConfig, url: &str, name: &str) -> Worke
 }
 
 /// Every entry of the outcome stream, oldest first, as (id, fields).
-pub async fn stream(ledger: &Ledger) -> Vec<(String, Vec<(String, String)>)> {
+pub async fn stream(env: &Env) -> Vec<(String, Vec<(String, String)>)> {
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(ledger.keys().events())
+        .arg(env.ledger.keys().events())
         .arg("-")
         .arg("+")
-        .query_async(&mut ledger.connection())
+        .query_async(&mut env.raw().await)
         .await
         .unwrap();
     reply
         .ids
         .into_iter()
         .map(|e| {
-            let f = e.map.iter().map(|(k, v)| (k.clone(), redis::from_redis_value::<String>(v.clone()).unwrap()));
+            let f = e.map.into_iter().map(|(k, v)| (k, redis::from_redis_value::<String>(v).unwrap()));
             (e.id, f.collect())
         })
         .collect()
 }
 
 /// Adds an entry with these fields to the outcome stream, as a transition would.
-pub async fn xadd(ledger: &Ledger, fields: &[(String, String)]) {
+pub async fn xadd(env: &Env, fields: &[(String, String)]) {
     let _: String = redis::cmd("XADD")
-        .arg(ledger.keys().events())
+        .arg(env.ledger.keys().events())
         .arg("*")
         .arg(fields)
-        .query_async(&mut ledger.connection())
+        .query_async(&mut env.raw().await)
         .await
         .unwrap();
 }

@@ -1,0 +1,194 @@
+//! The webhook schedules: deliveries to retry (a zset of event ids, scored by when) and deliveries
+//! given up (a zset, scored by when), with one hash per delivery holding what sending it again
+//! takes (its body, merchant, attempts, last error). They live in Redis so that retries survive
+//! restarts and the outcome stream's trimming. The deliverer decides when to try and when to give
+//! up; these operations keep the books.
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+use serde::Serialize;
+
+use crate::error::LedgerError;
+use crate::store::Ledger;
+
+/// A failed delivery attempt, as the schedule keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookAttempt<'a> {
+    /// The id receivers de-duplicate on; names the delivery on the schedules.
+    pub event_id: &'a str,
+    pub out_trade_no: &'a str,
+    pub merchant: &'a str,
+    /// The request body, sent again as it is.
+    pub body: &'a [u8],
+    /// Attempts made so far, this one included.
+    pub attempts: u32,
+    /// What went wrong with this attempt (shown to operators: nothing secret).
+    pub error: &'a str,
+}
+
+/// A delivery taken from the retry schedule for one more attempt ([`Ledger::take_webhook`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueWebhook {
+    pub event_id: String,
+    pub out_trade_no: String,
+    /// Whose webhook it goes to: only a worker holding that merchant's hook can send it.
+    pub merchant: String,
+    /// The request body, as first sent.
+    pub body: Vec<u8>,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// A delivery given up, as `qfrefund list --webhook-failed` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedWebhook {
+    /// What `qfrefund redeliver` takes.
+    pub event_id: String,
+    pub out_trade_no: String,
+    pub merchant: String,
+    /// Attempts made before it was given up.
+    pub attempts: u32,
+    /// What went wrong with the last of them.
+    pub last_error: String,
+    /// When it was given up (ms since the epoch, Redis' clock).
+    pub failed_at: i64,
+}
+
+impl Ledger {
+    /// Records a failed attempt and puts the delivery on the retry schedule, due at `at_ms`. A
+    /// delivery given up earlier (its outcome replayed) is taken out of the failed set: it is
+    /// being tried again.
+    pub async fn schedule_webhook_retry(&self, a: &WebhookAttempt<'_>, at_ms: i64) -> Result<(), LedgerError> {
+        let mut pipe = self.record_attempt(a);
+        pipe.zadd(self.keys.webhook_retry(), a.event_id, at_ms).zrem(self.keys.webhook_failed(), a.event_id);
+        Ok(pipe.query_async::<()>(&mut self.con.clone()).await?)
+    }
+
+    /// Records the last failed attempt and moves the delivery from the retry schedule to the
+    /// failed set, where [`Ledger::failed_webhooks`] lists it until it is redelivered.
+    pub async fn give_up_webhook(&self, a: &WebhookAttempt<'_>) -> Result<(), LedgerError> {
+        let mut pipe = self.record_attempt(a);
+        pipe.zrem(self.keys.webhook_retry(), a.event_id).zadd(self.keys.webhook_failed(), a.event_id, self.now_ms());
+        Ok(pipe.query_async::<()>(&mut self.con.clone()).await?)
+    }
+
+    /// The start of a pipeline that writes a failed attempt into the delivery's hash.
+    fn record_attempt(&self, a: &WebhookAttempt<'_>) -> redis::Pipeline {
+        let key = self.keys.webhook(a.event_id);
+        let mut pipe = redis::pipe();
+        pipe.hset_multiple(
+            &key,
+            &[
+                ("out_trade_no", a.out_trade_no),
+                ("merchant", a.merchant),
+                ("error", a.error),
+                ("attempts", &a.attempts.to_string()),
+            ],
+        )
+        .hset(&key, "body", a.body);
+        pipe
+    }
+
+    /// Event ids of the deliveries due now on the retry schedule, the longest due first, at most
+    /// `limit`. Another worker may take any of them first: see [`Ledger::take_webhook`].
+    pub async fn due_webhooks(&self, limit: usize) -> Result<Vec<String>, LedgerError> {
+        let now = self.now_ms();
+        Ok(self.con.clone().zrangebyscore_limit(self.keys.webhook_retry(), "-inf", now, 0, limit as isize).await?)
+    }
+
+    /// Takes a delivery found due for one attempt: it stays on the schedule, but not due before
+    /// `hold_until_ms`, so that another worker does not send it meanwhile (and a worker that dies
+    /// mid-attempt only delays it). The hold is set only if it moves the delivery later.
+    ///
+    /// `None`: another worker holds it already, or there is nothing left to send (the delivery's
+    /// hash is gone or incomplete; it is dropped from the schedule).
+    pub async fn take_webhook(&self, event_id: &str, hold_until_ms: i64) -> Result<Option<DueWebhook>, LedgerError> {
+        let mut con = self.con.clone();
+        let changed: u64 = redis::cmd("ZADD")
+            .arg(self.keys.webhook_retry())
+            .arg("XX")
+            .arg("GT")
+            .arg("CH")
+            .arg(hold_until_ms)
+            .arg(event_id)
+            .query_async(&mut con)
+            .await?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        let mut h: HashMap<String, String> = con.hgetall(self.keys.webhook(event_id)).await?;
+        let (Some(merchant), Some(body)) = (h.remove("merchant"), h.remove("body")) else {
+            let _: () = con.zrem(self.keys.webhook_retry(), event_id).await?;
+            return Ok(None);
+        };
+        Ok(Some(DueWebhook {
+            event_id: event_id.to_owned(),
+            out_trade_no: h.remove("out_trade_no").unwrap_or_default(),
+            merchant,
+            body: body.into_bytes(),
+            attempts: h.get("attempts").and_then(|v| v.parse().ok()).unwrap_or(0),
+        }))
+    }
+
+    /// Moves a delivery on the retry schedule to `at_ms` without counting an attempt (a worker
+    /// without the merchant's webhook leaves it for one that has it).
+    pub async fn postpone_webhook(&self, event_id: &str, at_ms: i64) -> Result<(), LedgerError> {
+        Ok(self.con.clone().zadd(self.keys.webhook_retry(), event_id, at_ms).await?)
+    }
+
+    /// A delivery from the retry schedule went through: off the schedule, its hash deleted.
+    pub async fn webhook_delivered(&self, event_id: &str) -> Result<(), LedgerError> {
+        Ok(redis::pipe()
+            .zrem(self.keys.webhook_retry(), event_id)
+            .del(self.keys.webhook(event_id))
+            .query_async::<()>(&mut self.con.clone())
+            .await?)
+    }
+
+    /// Deliveries given up, the oldest first, at most `limit`.
+    pub async fn failed_webhooks(&self, limit: usize) -> Result<Vec<FailedWebhook>, LedgerError> {
+        let mut con = self.con.clone();
+        let ids: Vec<(String, f64)> =
+            con.zrange_withscores(self.keys.webhook_failed(), 0, limit.saturating_sub(1) as isize).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, at) in ids {
+            let mut h: HashMap<String, String> = con.hgetall(self.keys.webhook(&id)).await?;
+            out.push(FailedWebhook {
+                out_trade_no: h.remove("out_trade_no").unwrap_or_default(),
+                merchant: h.remove("merchant").unwrap_or_default(),
+                attempts: h.get("attempts").and_then(|v| v.parse().ok()).unwrap_or(0),
+                last_error: h.remove("error").unwrap_or_default(),
+                failed_at: at as i64,
+                event_id: id,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Puts deliveries given up back on the retry schedule, due now and with their attempts
+    /// counted from zero: those named by `event_ids`, or every one when it is empty. Returns how
+    /// many were in the failed set.
+    pub async fn redeliver_webhooks(&self, event_ids: &[String]) -> Result<usize, LedgerError> {
+        let mut con = self.con.clone();
+        let ids: Vec<String> = if event_ids.is_empty() {
+            con.zrange(self.keys.webhook_failed(), 0, -1).await?
+        } else {
+            event_ids.to_vec()
+        };
+        let now = self.now_ms();
+        let mut n = 0;
+        for id in ids {
+            let removed: u64 = con.zrem(self.keys.webhook_failed(), &id).await?;
+            if removed > 0 {
+                let _: () = redis::pipe()
+                    .hset(self.keys.webhook(&id), "attempts", 0)
+                    .zadd(self.keys.webhook_retry(), &id, now)
+                    .query_async(&mut con)
+                    .await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
