@@ -3,7 +3,6 @@
 use qfpay::FieldError;
 
 use crate::refund::record::{CorruptRecord, Record};
-use crate::store::conn::Endpoint;
 
 /// What can go wrong in the ledger.
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +38,4 @@ pub enum LedgerError {
     /// e.g. restarted without AOF). Creating the group again is the remedy.
     #[error("the outcome stream has no consumer group {0:?}")]
     NoGroup(String),
-}
-
-/// A Redis client for the server to talk to now: `url` is `redis://`, `rediss://` (TLS, trusting
-/// `tls_ca_file` when given) or `redis+sentinel://` (the current primary).
-pub async fn redis_client(url: &str, tls_ca_file: Option<&std::path::Path>) -> Result<redis::Client, LedgerError> {
-    Ok(Endpoint::parse(url, tls_ca_file)?.client().await?.1)
 }

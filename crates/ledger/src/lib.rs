@@ -51,5 +51,5 @@ pub use store::due::Waiter;
 pub use store::fetch::{Claimed, Fetched};
 pub use store::{
     Accepted, Claim, ClaimOptions, Deferral, DueWebhook, Enqueued, FailedWebhook, Ledger, LedgerConfig, LedgerError,
-    Operation, PageCursor, RefundRef, Refusal, ServerInfo, Skipped, Stats, StreamReader, WebhookAttempt, redis_client,
+    Operation, PageCursor, RefundRef, Refusal, ServerInfo, Skipped, Stats, StreamReader, WebhookAttempt,
 };

@@ -46,7 +46,7 @@ use self::conn::{Endpoint, RedisConn};
 use self::durable::Durability;
 use self::keys::Keys;
 
-pub use crate::error::{LedgerError, redis_client};
+pub use crate::error::LedgerError;
 pub use crate::store::claim::{Claim, ClaimOptions, Deferral, RefundRef, Skipped};
 pub use crate::store::enqueue::{Accepted, Enqueued};
 pub use crate::store::operator::{AuditEntry, Operation, Refusal};
