@@ -39,7 +39,7 @@ move_index(otn, expected, new, now)
 local f = {out_trade_no = cur[6], syssn = cur[7], txamt = cur[3], merchant = cur[8], respcd = cur[9] or nil,
   resperr = cur[10] or nil, refund_syssn = cur[11] or nil, submits = cur[12] or nil, enquiries = cur[13] or nil,
   fence = cur[2], state = new, reason = A.reason, next_at = tostring(stored_next)}
--- The decision's own fields, as write_fields wrote them (an empty value deleted the field).
+-- The decision's own fields, as write_fields wrote them (an empty value clears the field).
 for i = A_REST, #ARGV, 2 do
   if IS_EVENT_FIELD[ARGV[i]] then f[ARGV[i]] = ARGV[i + 1] ~= '' and ARGV[i + 1] or nil end
 end
