@@ -7,18 +7,15 @@
 -- fields: the record's field/value pairs, out_trade_no, syssn, txamt, merchant first, then the
 -- optional ones present (none empty).
 local function enqueue_one(otn, hash, now, maxlen, orig, fields)
-  -- Claims the out_trade_no and tells a new one from a known one in a single command.
-  if redis.call('HSETNX', R, 'payload_hash', hash) == 0 then
-    if redis.call('HGET', R, 'payload_hash') == hash then return {'duplicate'} end
+  local existing = redis.call('HGET', R, 'payload_hash')
+  if existing then
+    if existing == hash then return {'duplicate'} end
     return {'conflict'}
   end
   local pay = {'r:' .. otn, now}
   if orig ~= '' then
     local paid = redis.call('HGET', P, 'paid')
-    if paid and paid ~= orig then
-      redis.call('DEL', R) -- only the payload_hash just written: nothing of this refund is kept
-      return {'paid_mismatch', paid}
-    end
+    if paid and paid ~= orig then return {'paid_mismatch', paid} end
     pay[3], pay[4] = 'paid', orig
   end
   redis.call('HSET', P, unpack(pay))
