@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use ledger::{Ledger, NewRefund, State};
 use qfpay_sim::args::generated_syssn;
 use qfrefund_e2e::{WorkerProcess, env_for, ledger as connect};
+use testkit::{Faults, SimHandle};
 
 /// Where a bench run happens.
 pub struct Bed {
@@ -151,4 +152,40 @@ pub async fn steady(bed: &Bed, per_sec: u64, secs: u64) -> anyhow::Result<Vec<f6
     }
     procs[0].terminate();
     Ok(out)
+}
+
+/// Seconds from killing a worker that holds 20 refunds mid-request to another having finished them.
+pub async fn recovery(bed: &Bed, sim: &SimHandle, i: usize) -> anyhow::Result<f64> {
+    let ns = format!("bench-recovery-{i}");
+    let tag = format!("REC{i}");
+    sim.set_faults(Faults { hang_after_apply: 1.0, hang_ms: 60_000, ..Faults::default() })
+        .map_err(anyhow::Error::msg)?;
+    let mut a: Vec<WorkerProcess> = bed.workers(&ns, 1, 32);
+    let l = connect(&bed.redis_url, &ns).await;
+    for r in l.enqueue_batch(refunds(&tag, 20)).await {
+        r?;
+    }
+    let t = Instant::now();
+    loop {
+        let mut held = 0;
+        for r in refunds(&tag, 20) {
+            held += usize::from(l.get(&r.out_trade_no).await?.is_some_and(|r| r.state == State::Submitting));
+        }
+        if held == 20 {
+            break;
+        }
+        anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "worker A never held them");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a[0].kill9();
+    let killed = Instant::now();
+    sim.set_faults(Faults::default()).map_err(anyhow::Error::msg)?;
+    let mut b = bed.workers(&ns, 1, 32);
+    while succeeded(&l).await < 20 {
+        anyhow::ensure!(killed.elapsed() < Duration::from_secs(120), "not recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = killed.elapsed().as_secs_f64();
+    b[0].terminate();
+    Ok(secs)
 }

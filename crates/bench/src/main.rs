@@ -5,17 +5,17 @@
 
 mod baseline;
 mod e2e;
+mod report;
 mod scripts;
 mod stats;
+mod targets;
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use baseline::Flavour;
 use e2e::Bed;
-use ledger::State;
-use qfrefund_e2e::{WorkerProcess, ledger as connect, qfrefund_bin};
+use qfrefund_e2e::{ledger as connect, qfrefund_bin};
 use stats::{Figure, percentile};
 use testkit::{Faults, RedisServer, SimConfig, SimHandle};
 
@@ -118,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
     // enquiry) must not slow down a later figure.
     let stage = |sim_payments: usize| Stage::start_in(dir.clone(), sim_payments);
     let mut rows: Vec<(String, String)> = Vec::new();
+    let mut targets = targets::Targets::default();
     let mut log = |name: String, value: String| {
         eprintln!("{name}: {value}");
         rows.push((name, value));
@@ -156,7 +157,14 @@ async fn main() -> anyhow::Result<()> {
                 format!("{} ; {:.2}×", f.show(0), f.median() / base),
             );
             e2e_rates.push((workers, n, f.median()));
+            if workers == 1 && n == 5_000 {
+                targets.e2e_5k_ratio = Some(f.median() / base);
+            }
         }
+    }
+    let one = |n: usize| e2e_rates.iter().find(|(w, m, _)| *w == 1 && *m == n).map(|(_, _, r)| *r);
+    if let (Some(small), Some(big)) = (one(5_000), one(100_000)) {
+        targets.flat = Some(big / small);
     }
 
     // 3. Latency-bound: QFPay answering in 50 ms.
@@ -199,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
     if want(4) {
         let st = stage(1_000).await?;
         let lat = e2e::idle_pickup(&st.bed, 50).await?;
+        targets.pickup_p99_ms = Some(percentile(&lat, 99.0));
         log(
             "4. idle pickup, enqueue → submit, 50 tries (ms)".into(),
             format!("p50 {:.1}, p99 {:.1}", percentile(&lat, 50.0), percentile(&lat, 99.0)),
@@ -208,7 +217,8 @@ async fn main() -> anyhow::Result<()> {
     // 5. Recovery after kill -9 of a worker holding in-flight refunds.
     if want(5) {
         let st = stage(1_000).await?;
-        let rec = repeat(runs, |i| recovery(&st.bed, &st.sim, i)).await?;
+        let rec = repeat(runs, |i| e2e::recovery(&st.bed, &st.sim, i)).await?;
+        targets.recovery_s = Some(rec.median());
         log(
             "5. recovery after kill -9 (s until another worker finished them; bare default apalis: 300 s)".into(),
             rec.show(1),
@@ -226,6 +236,8 @@ async fn main() -> anyhow::Result<()> {
         let q0 = redis_work(&st.bed.redis_url).await?;
         e2e::throughput(&st.bed, "cost".into(), n, 1, 64).await?;
         let ours = (redis_work(&st.bed.redis_url).await? - q0).per(n);
+        (targets.cpu_us, targets.cpu_ratio, targets.commands) =
+            (Some(ours.cpu_us), Some(ours.cpu_us / base.cpu_us), Some(ours.commands));
         drop(st);
         log(
             "6. Redis per job, bare apalis no-op (incl. staging): commands / round trips (reads) / script calls / main-thread CPU µs".into(),
@@ -299,6 +311,7 @@ async fn main() -> anyhow::Result<()> {
             format!("7. bare apalis-redis push_bulk of {rows_n} jobs, chunks of 1000 (jobs/s; import × it)"),
             format!("{} ; {:.2}×", bare.show(0), imp.median() / bare.median()),
         );
+        (targets.import, targets.import_ratio) = (Some(imp.median()), Some(imp.median() / bare.median()));
     }
 
     // 8. Worker peak RSS at concurrency 256.
@@ -318,11 +331,12 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let rss = vm_hwm_kib(w[0].pid()).unwrap_or(0);
+        targets.rss_mib = Some(rss as f64 / 1024.0);
         w[0].terminate();
         log("8. worker peak RSS at concurrency 256, 20k refunds (MiB)".into(), format!("{:.1}", rss as f64 / 1024.0));
     }
 
-    write_results(&rows, runs, started.elapsed())?;
+    report::write_results(&rows, runs, started.elapsed(), &targets)?;
     if std::env::var("BENCH_KEEP").is_err() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
@@ -346,73 +360,4 @@ impl Stage {
         let bed = Bed { redis_url: redis.url(), sim_url: sim.url(), dir };
         Ok(Self { bed, sim, _redis: redis })
     }
-}
-
-/// Seconds from killing a worker that holds 20 refunds mid-request to another having finished them.
-async fn recovery(bed: &Bed, sim: &SimHandle, i: usize) -> anyhow::Result<f64> {
-    let ns = format!("bench-recovery-{i}");
-    let tag = format!("REC{i}");
-    sim.set_faults(Faults { hang_after_apply: 1.0, hang_ms: 60_000, ..Faults::default() })
-        .map_err(anyhow::Error::msg)?;
-    let mut a: Vec<WorkerProcess> = bed.workers(&ns, 1, 32);
-    let l = connect(&bed.redis_url, &ns).await;
-    for r in l.enqueue_batch(e2e::refunds(&tag, 20)).await {
-        r?;
-    }
-    let t = Instant::now();
-    loop {
-        let mut held = 0;
-        for r in e2e::refunds(&tag, 20) {
-            held += usize::from(l.get(&r.out_trade_no).await?.is_some_and(|r| r.state == State::Submitting));
-        }
-        if held == 20 {
-            break;
-        }
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "worker A never held them");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    a[0].kill9();
-    let killed = Instant::now();
-    sim.set_faults(Faults::default()).map_err(anyhow::Error::msg)?;
-    let mut b = bed.workers(&ns, 1, 32);
-    while e2e::succeeded(&l).await < 20 {
-        anyhow::ensure!(killed.elapsed() < Duration::from_secs(120), "not recovered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let secs = killed.elapsed().as_secs_f64();
-    b[0].terminate();
-    Ok(secs)
-}
-
-fn write_results(rows: &[(String, String)], runs: usize, took: Duration) -> anyhow::Result<()> {
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let mut md = String::new();
-    writeln!(md, "# qfrefund benchmark results\n")?;
-    writeln!(md, "- machine: {cores} cores, {cpu}")?;
-    writeln!(md, "- commit: {commit}; date (UTC): {}", qfpay::Txdtm::now(0))?;
-    writeln!(
-        md,
-        "- every figure: median (min–max) of {runs} runs, all in this one run; took {:.0} s\n",
-        took.as_secs_f64()
-    )?;
-    writeln!(md, "| measurement | result |\n|---|---|")?;
-    for (k, v) in rows {
-        writeln!(md, "| {k} | {v} |")?;
-    }
-    std::fs::create_dir_all("bench")?;
-    std::fs::write("bench/RESULTS.md", &md)?;
-    println!("{md}");
-    Ok(())
 }

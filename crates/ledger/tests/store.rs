@@ -222,6 +222,40 @@ async fn fetching_claims_each_due_refund_once_and_a_lost_claim_comes_back_when_i
     assert_eq!(l.due_len().await.unwrap(), 4);
 }
 
+/// A record a claim cannot read (here: its merchant gone) never fails the batch it is in, nor every
+/// fetch after it: it goes to a person, visibly, and the refunds behind it are claimed.
+#[tokio::test]
+async fn a_corrupt_record_at_the_head_of_the_index_goes_to_review_and_blocks_nothing() {
+    let (r, l) = ledger("fetch-corrupt").await;
+    for i in 0..3 {
+        l.enqueue(NewRefund::new(&format!("{i}"), &format!("RF{i}"), 1)).await.unwrap();
+    }
+    let mut raw = testkit::raw_connection(&r.url()).await;
+    let _: () = redis::cmd("HDEL").arg(l.keys().record("RF0")).arg("merchant").query_async(&mut raw).await.unwrap();
+    let p = policy(5_000);
+    let o = ClaimOptions {
+        worker: "w1",
+        policy: &p,
+        txdtm: "2026-01-01 00:00:00",
+        want_paid: false,
+        submit_not_before: 0,
+        rate: None,
+        durable_local: false,
+        served: "",
+    };
+    let got = l.claim_due(10, &o).await.unwrap();
+    assert!(
+        matches!(&got.claims[0].claim, Claim::Skip(ledger::Skipped::Broken(why)) if why.contains("merchant")),
+        "{got:?}"
+    );
+    assert!(got.claims[1..].iter().all(|c| matches!(c.claim, Claim::Submit { .. })), "{got:?}");
+    let rec: std::collections::HashMap<String, String> =
+        redis::cmd("HGETALL").arg(l.keys().record("RF0")).query_async(&mut raw).await.unwrap();
+    assert_eq!(rec.get("state").map(String::as_str), Some("needs_review"));
+    assert!(rec.get("reason").is_some_and(|r| r.contains("corrupt record")), "{rec:?}");
+    assert!(l.claim_due(10, &o).await.unwrap().claims.is_empty(), "nothing is fetched again");
+}
+
 /// A worker fetches only refunds of merchants it holds credentials for: the others are put off
 /// (for a worker that has them) instead of being claimed, and never block the head of the index.
 #[tokio::test]

@@ -165,6 +165,9 @@ impl WorkerConfig {
                 self.policy.not_found_grace, self.policy.lease
             ));
         }
+        if self.policy.paused_wait.is_zero() || self.policy.syssn_busy_wait.is_zero() {
+            return Err("paused_wait and syssn_busy_wait must be more than zero: a deferral to now would be fetched again at once, for ever".into());
+        }
         if self.concurrency == 0 {
             return Err("concurrency must be at least 1".into());
         }

@@ -87,6 +87,7 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
         ))
     });
     let announcer = tokio::spawn(announce_served(ledger.clone(), &config, shutdown.clone()));
+    let clock = tokio::spawn(follow_clock(ledger.clone(), shutdown.clone()));
 
     let backend = LedgerBackend::new(
         processor.clone(),
@@ -120,11 +121,24 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
         let _ = w.await;
     }
     announcer.abort();
+    clock.abort();
     if let Some(m) = metrics_server {
         m.abort();
     }
     info!(worker = %worker_id, "worker stopped");
     Ok(())
+}
+
+/// Keeps this process' idea of Redis' clock current (every 10 s): leases, due times and the
+/// not-found grace are all measured on it, and a host clock that steps (NTP, a resumed VM) must not
+/// let a request outlive the lease another worker sees.
+async fn follow_clock(ledger: Ledger, shutdown: Shutdown) {
+    while !shutdown.is_triggered() {
+        shutdown.sleep(std::time::Duration::from_secs(10)).await;
+        if let Err(e) = ledger.sync_clock().await {
+            warn!(error = %e, "could not read Redis' clock; leases keep the last offset");
+        }
+    }
 }
 
 /// Announces the merchants this worker holds credentials for, every heartbeat, so that producers

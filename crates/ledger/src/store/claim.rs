@@ -52,6 +52,9 @@ pub enum Skipped {
     Leased { until: i64 },
     /// Not due before then (ms).
     Early { next_at: i64 },
+    /// The record could not be claimed (a corrupt record goes to `needs_review`; any other error
+    /// puts it a minute later): the reason says which.
+    Broken(String),
 }
 
 impl std::fmt::Display for Skipped {
@@ -62,6 +65,7 @@ impl std::fmt::Display for Skipped {
             Skipped::Review => write!(f, "waiting for a person (needs_review)"),
             Skipped::Leased { until } => write!(f, "leased until {until}"),
             Skipped::Early { next_at } => write!(f, "not due before {next_at}"),
+            Skipped::Broken(why) => write!(f, "could not be claimed: {why}"),
         }
     }
 }
@@ -198,6 +202,7 @@ pub(crate) fn parse_claim(ledger: &Ledger, otn: &str, reply: &[String], durable:
         },
         "mismatch" => Claim::Mismatch,
         "missing" => Claim::Skip(Skipped::Missing),
+        "broken" => Claim::Skip(Skipped::Broken(at(1))),
         "final" => Claim::Skip(Skipped::Final(at(1).parse().map_err(|_| bad())?)),
         "review" => Claim::Skip(Skipped::Review),
         "leased" => Claim::Skip(Skipped::Leased { until: at(1).parse().map_err(|_| bad())? }),

@@ -3,7 +3,8 @@
 -- rate token, every guard), in one atomic call. Refunds of merchants this worker has no
 -- credentials for are deferred (claim_one), so they never block the head of the index.
 -- Entries that have no business in the due-index (a record gone, final, or waiting for a person)
--- are removed. A refund answered need_paid is held for one lease (due-index only), so that no other
+-- are removed; one that cannot be claimed (a corrupt record, an error) is reported ('broken') and
+-- never fails the batch. A refund answered need_paid is held for one lease (due-index only), so that no other
 -- worker enquires its payment too while this one learns the amount.
 -- KEYS: 1..14 as every record script, except that 1 and 4 are the prefixes of record and payment
 -- keys (each refund's keys are derived from its own record: one hash tag, one slot); 15 the prefix
@@ -16,7 +17,12 @@ local served = served_set(A.served)
 local out = {{''}}
 for _, otn in ipairs(due) do
   R = record_prefix .. otn
-  local answer, syssn, merchant = claim_one(otn, A, nil, served, derive)
+  local ok, answer, syssn, merchant = pcall(claim_one, otn, A, nil, served, derive)
+  if not ok then
+    -- Whatever failed, the batch goes on: this refund is put a minute later and reported.
+    redis.call('ZADD', KEYS[2], A.now + 60000, otn)
+    answer = {'broken', 'claim failed: ' .. tostring(answer and (answer.err or answer) or '?')}
+  end
   local kind = answer[1]
   if kind == 'missing' or kind == 'final' or kind == 'review' then
     redis.call('ZREM', KEYS[2], otn)

@@ -151,6 +151,15 @@ local function claim_one(otn, A, rate_key, served, derive)
   local rec = redis.call('HMGET', R, 'state', 'lease_until', 'next_at', 'merchant', 'syssn', 'txamt', 'fence',
     'txdtm', 'created_at', 'retried_at', 'enquiries', 'submits')
   if not rec[1] then return {'missing'} end
+  -- A record this claim cannot read safely goes to a person, visibly, instead of failing the
+  -- whole batch (and every later fetch) at the head of the due-index.
+  local broken = (not rec[4] and 'merchant') or (not rec[5] and 'syssn') or (not tonumber(rec[6]) and 'txamt')
+  if broken then
+    local why = 'corrupt record: ' .. broken .. ' missing or not a number'
+    if not FINAL[rec[1]] and rec[1] ~= 'needs_review' then review(otn, rec[1], why, A.now, A.maxlen) end
+    redis.call('ZREM', KEYS[2], otn)
+    return {'broken', why}, rec[5] or nil, rec[4] or nil
+  end
   if derive then
     P = derive.payment .. rec[5]
     rate_key = derive.rate .. rec[4]

@@ -42,9 +42,12 @@ impl Ledger {
 
     /// A waiter for producers' wake-ups, on a subscription of its own.
     pub fn waiter(&self) -> Waiter {
-        Waiter { endpoint: self.con.endpoint().clone(), channel: self.keys.wake(), messages: None }
+        Waiter { endpoint: self.con.endpoint().clone(), channel: self.keys.wake(), messages: None, quiet: 0 }
     }
 }
+
+/// Timed-out waits in a row after which a subscription is opened again (see `Waiter::quiet`).
+const QUIET_BEFORE_RESUBSCRIBE: u32 = 6;
 
 /// Waits until a producer says there is work (see `Ledger::wake`), something local asks for a
 /// look, or a time passes.
@@ -56,6 +59,9 @@ pub struct Waiter {
     endpoint: crate::store::conn::Endpoint,
     channel: String,
     messages: Option<redis::aio::PubSubStream>,
+    /// Waits in a row that ended without a message: a subscription whose connection died silently
+    /// (no reset ever came) would look like that, so after a few it is opened again.
+    quiet: u32,
 }
 
 impl std::fmt::Debug for Waiter {
@@ -91,9 +97,20 @@ impl Waiter {
                     return false;
                 }
             },
-            () = tokio::time::sleep(max) => false,
+            () = tokio::time::sleep(max) => {
+                self.quiet += 1;
+                if self.quiet >= QUIET_BEFORE_RESUBSCRIBE {
+                    self.quiet = 0;
+                    self.messages = None;
+                    return false;
+                }
+                false
+            }
             () = nudge.notified() => false,
         };
+        if woke {
+            self.quiet = 0;
+        }
         // One look serves every wake-up that is already here.
         while let Some(Some(_)) = messages.next().now_or_never() {}
         woke

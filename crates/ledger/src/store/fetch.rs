@@ -59,7 +59,12 @@ impl Ledger {
             let [otn, syssn, merchant, ..] = e.as_slice() else {
                 return Err(LedgerError::Script(format!("claim_due answered {e:?}")));
             };
-            let claim = parse_claim(self, otn, &e[3..], durable)?;
+            let claim = match parse_claim(self, otn, &e[3..], durable) {
+                Ok(claim) => claim,
+                // One unreadable answer never costs the rest of the batch. This one is claimed; its
+                // lease expires and it is taken over (enquired, never resent blindly).
+                Err(err) => Claim::Skip(crate::store::claim::Skipped::Broken(err.to_string())),
+            };
             let target = RefundRef { out_trade_no: otn.clone(), syssn: syssn.clone(), merchant: merchant.clone() };
             claims.push(Claimed { target, claim });
         }

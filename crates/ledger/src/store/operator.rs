@@ -119,7 +119,14 @@ impl Ledger {
         let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
         let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
         match at(0).as_str() {
-            "ok" => at(1).parse::<State>().map(Ok).map_err(|e| LedgerError::Script(e.to_string())),
+            "ok" => {
+                let state = at(1).parse::<State>().map_err(|e| LedgerError::Script(e.to_string()))?;
+                // A retried refund is due now: tell idle workers, as an enqueue does.
+                if !state.is_final() {
+                    self.wake().await;
+                }
+                Ok(Ok(state))
+            }
             "missing" => Ok(Err(Refusal::NoSuchRefund(out_trade_no.to_owned()))),
             "refused" => Ok(Err(Refusal::Refused(at(1)))),
             _ => Err(LedgerError::Script(format!("operate answered {reply:?}"))),

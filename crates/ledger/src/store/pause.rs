@@ -35,6 +35,10 @@ impl Ledger {
         inv.key(self.keys().paused()).key(self.keys().audit());
         PauseArgs { action, merchant, who, why, now: self.now_ms() }.push(&mut inv);
         let changed: i64 = inv.invoke_async(&mut self.con.clone()).await?;
+        // A resumed merchant's refunds wait on their deferrals; idle workers look again now.
+        if action == "resume" && changed == 1 {
+            self.wake().await;
+        }
         Ok(changed == 1)
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledger::machine::{EnquiryResult, SubmitResult, after_enquiry, after_submit};
-use ledger::{Claim, ClaimOptions, Claimed, Ledger, LedgerError, Policy, RefundRef, State};
+use ledger::{Claim, ClaimOptions, Claimed, Ledger, LedgerError, Policy, Record, RefundRef, State};
 use qfpay::time::{DEFAULT_OFFSET_SECS, after_refund_blackout, near_refund_blackout};
 use qfpay::{Client, ClientError, Credentials, Txdtm};
 use tracing::{Instrument, info, info_span, warn};
@@ -178,9 +178,12 @@ impl Processor {
                     self.apply(&record, State::Submitting, fence, &d).await
                 }
                 Claim::Enquire { fence, record, .. } => {
+                    // The enquiry the claim counted did not happen.
                     let reason = "the worker shut down before sending it".into();
                     let result = EnquiryResult::Failed(ClientError::NotSent { reason });
-                    let d = after_enquiry(&record, &result, &self.policy, self.ledger.now_ms(), fastrand::f64());
+                    let not_sent = Record { enquiries: record.enquiries.saturating_sub(1), ..(*record).clone() };
+                    let d = after_enquiry(&not_sent, &result, &self.policy, self.ledger.now_ms(), fastrand::f64())
+                        .with("enquiries", not_sent.enquiries.to_string());
                     self.apply(&record, State::Pending, fence, &d).await
                 }
                 _ => Ok(true),
@@ -258,6 +261,10 @@ impl Processor {
                     _ => {}
                 }
                 Step::Deferred(why)
+            }
+            Claim::Skip(why @ ledger::Skipped::Broken(_)) => {
+                tracing::error!(reason = %why, "a refund could not be claimed");
+                Step::Nothing(why.to_string())
             }
             Claim::Skip(why) => Step::Nothing(why.to_string()),
             other => Step::Nothing(format!("unexpected claim {other:?}")),

@@ -67,7 +67,7 @@ pub struct Decision {
     pub reason: String,
     /// A configuration error: stop this merchant's queue until someone resumes it.
     pub pause_merchant: bool,
-    /// Fields to write (an empty value deletes the field).
+    /// Fields to write (an empty value clears the field).
     pub set: Vec<(&'static str, String)>,
 }
 
@@ -75,7 +75,8 @@ impl Decision {
     fn new(state: State, next_at: Option<i64>, reason: impl Into<String>) -> Self {
         Self { state, next_at, reason: reason.into(), pause_merchant: false, set: Vec::new() }
     }
-    fn with(mut self, field: &'static str, value: impl Into<String>) -> Self {
+    /// Also writes `field` (an empty value clears it).
+    pub fn with(mut self, field: &'static str, value: impl Into<String>) -> Self {
         self.set.push((field, value.into()));
         self
     }
