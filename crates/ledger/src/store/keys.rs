@@ -82,6 +82,16 @@ impl Keys {
         format!("{}:wake", self.prefix)
     }
 
+    /// The merchants live workers hold credentials for (hash: merchant → until when, ms).
+    pub fn served(&self) -> String {
+        format!("{}:served", self.prefix)
+    }
+
+    /// The small write every durability wait follows (see `store::durable`), expiring.
+    pub fn probe(&self) -> String {
+        format!("{}:probe", self.prefix)
+    }
+
     /// Every refund, scored by when it was created (ms): reports over a time window.
     pub fn created(&self) -> String {
         format!("{}:created", self.prefix)
@@ -104,7 +114,16 @@ mod tests {
     fn every_key_carries_the_hash_tag() {
         let k = Keys::new("qfrefund", "shop1");
         let mut all = k.script_keys("RF1", "123");
-        all.extend([k.rate("m"), k.wake(), k.audit(), k.webhook("1-0"), k.webhook_retry(), k.webhook_failed()]);
+        all.extend([
+            k.rate("m"),
+            k.wake(),
+            k.served(),
+            k.probe(),
+            k.audit(),
+            k.webhook("1-0"),
+            k.webhook_retry(),
+            k.webhook_failed(),
+        ]);
         for key in all {
             assert!(key.starts_with("qfrefund:{shop1}:"), "{key}");
         }

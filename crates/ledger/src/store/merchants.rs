@@ -61,7 +61,7 @@ impl Unserved {
 
 impl Ledger {
     fn served_key(&self) -> String {
-        format!("{}:served", self.keys().prefix())
+        self.keys().served()
     }
 
     /// A worker's heartbeat: it serves `merchants` for the next `ttl`.

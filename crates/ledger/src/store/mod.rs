@@ -146,7 +146,7 @@ impl Ledger {
     /// a refund: each durability wait writes it first (see [`crate::store::durable`]), readiness writes
     /// it to see whether Redis takes writes now. Under the ledger's tag.
     pub(crate) fn probe_key(&self) -> String {
-        format!("{}:probe", self.keys.prefix())
+        self.keys.probe()
     }
 
     /// Waits until everything Redis has applied so far is durable (AOF and/or replicas, as
