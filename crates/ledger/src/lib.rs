@@ -33,10 +33,9 @@ pub use refund::machine::claim as claim_rules;
 pub use refund::machine::payment_check;
 pub use refund::ownership;
 pub use refund::{event as events, import, machine, record, request as producer, schedule, state};
-pub use store::{batch, conn, durable, gauges, keys, merchants, outcome, pause, ready};
+pub use store::{batch, durable, gauges, keys, merchants, outcome, pause, ready};
 
 pub use batch::{LineFate, RERUN_ADVICE};
-pub use conn::{Endpoint, RedisConn};
 pub use events::Event;
 pub use keys::Keys;
 pub use machine::{Decision, EnquiryResult, SubmitResult};

@@ -15,6 +15,7 @@
 
 mod admin;
 pub mod args;
+mod audit;
 pub mod bank;
 pub mod faults;
 pub mod http;

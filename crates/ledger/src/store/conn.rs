@@ -9,7 +9,6 @@
 //! is returned as it was: every caller already treats a Redis error as "try again later", and the
 //! ledger's fencing makes a retry after a failover safe.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -240,9 +239,6 @@ pub struct RedisConn {
     current: Arc<RwLock<Current>>,
     /// One re-resolution at a time, and not more often than every 200 ms.
     resolving: Arc<tokio::sync::Mutex<Instant>>,
-    /// Bumped at every switch to another server: a caller that wrote, then waited for
-    /// replicas, compares it to know the wait concerned the server it wrote to.
-    epoch: Arc<AtomicU64>,
 }
 
 impl RedisConn {
@@ -254,17 +250,11 @@ impl RedisConn {
             config,
             current: Arc::new(RwLock::new(Current { addr, con })),
             resolving: Arc::new(tokio::sync::Mutex::new(Instant::now())),
-            epoch: Arc::new(AtomicU64::new(0)),
         })
     }
 
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
-    }
-
-    /// Changes whenever later commands go to another server than earlier ones (a failover).
-    pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::SeqCst)
     }
 
     /// The server commands go to now (`host:port`).
@@ -302,7 +292,6 @@ impl RedisConn {
                         tracing::warn!(primary = %addr, "Redis primary moved (Sentinel failover): following it");
                         if let Ok(mut c) = self.current.write() {
                             *c = Current { addr, con };
-                            self.epoch.fetch_add(1, Ordering::SeqCst);
                         }
                     }
                     Err(err) => tracing::warn!(error = %err, "cannot reach the new Redis primary yet"),

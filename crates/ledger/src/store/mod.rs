@@ -15,7 +15,7 @@
 pub(crate) mod args;
 pub mod batch;
 pub(crate) mod claim;
-pub mod conn;
+pub(crate) mod conn;
 pub(crate) mod due;
 pub mod durable;
 pub(crate) mod enqueue;
