@@ -25,6 +25,20 @@ async fn claim(l: &Ledger, rec: &ledger::Record, worker: &str, p: &Policy, txdtm
     l.claim(&rec.into(), &o).await.unwrap()
 }
 
+/// What a worker's claim takes when nothing in a test says otherwise.
+fn options<'a>(worker: &'a str, p: &'a Policy) -> ClaimOptions<'a> {
+    ClaimOptions {
+        worker,
+        policy: p,
+        txdtm: "2026-01-01 00:00:00",
+        want_paid: false,
+        submit_not_before: 0,
+        rate: None,
+        durable_local: false,
+        served: "",
+    }
+}
+
 fn fence_of(c: &Claim) -> u64 {
     match c {
         Claim::Submit { fence, .. } | Claim::Enquire { fence, .. } => *fence,
@@ -186,16 +200,7 @@ async fn fetching_claims_each_due_refund_once_and_a_lost_claim_comes_back_when_i
         l.enqueue(NewRefund::new(&format!("{i}"), &format!("RF{i}"), 1)).await.unwrap();
     }
     let p = policy(300);
-    let o = |worker| ClaimOptions {
-        worker,
-        policy: &p,
-        txdtm: "2026-01-01 00:00:00",
-        want_paid: false,
-        submit_not_before: 0,
-        rate: None,
-        durable_local: false,
-        served: "",
-    };
+    let o = |worker| options(worker, &p);
     let first = l.claim_due(3, &o("w1")).await.unwrap();
     let names: Vec<&str> = first.claims.iter().map(|c| c.target.out_trade_no.as_str()).collect();
     assert_eq!(names, ["RF0", "RF1", "RF2"], "oldest first");
@@ -233,16 +238,7 @@ async fn a_corrupt_record_at_the_head_of_the_index_goes_to_review_and_blocks_not
     let mut raw = testkit::raw_connection(&r.url()).await;
     let _: () = redis::cmd("HDEL").arg(l.keys().record("RF0")).arg("merchant").query_async(&mut raw).await.unwrap();
     let p = policy(5_000);
-    let o = ClaimOptions {
-        worker: "w1",
-        policy: &p,
-        txdtm: "2026-01-01 00:00:00",
-        want_paid: false,
-        submit_not_before: 0,
-        rate: None,
-        durable_local: false,
-        served: "",
-    };
+    let o = options("w1", &p);
     let got = l.claim_due(10, &o).await.unwrap();
     assert!(
         matches!(&got.claims[0].claim, Claim::Skip(ledger::Skipped::Broken(why)) if why.contains("merchant")),
@@ -264,16 +260,7 @@ async fn a_fetch_defers_refunds_of_merchants_it_cannot_serve() {
     l.enqueue(NewRefund { merchant: Some("other".into()), ..NewRefund::new("1", "RF1", 1) }).await.unwrap();
     l.enqueue(NewRefund::new("2", "RF2", 1)).await.unwrap();
     let p = policy(5_000);
-    let o = ClaimOptions {
-        worker: "w1",
-        policy: &p,
-        txdtm: "2026-01-01 00:00:00",
-        want_paid: false,
-        submit_not_before: 0,
-        rate: None,
-        durable_local: false,
-        served: "default\nthird",
-    };
+    let o = ClaimOptions { served: "default\nthird", ..options("w1", &p) };
     let got = l.claim_due(10, &o).await.unwrap();
     assert_eq!(got.claims.len(), 2);
     assert!(matches!(got.claims[0].claim, Claim::Deferred { cause: ledger::Deferral::NoCredentials, .. }), "{got:?}");
