@@ -81,6 +81,9 @@ async fn a_failed_delivery_is_retried_given_up_listed_and_redelivered() {
     assert_eq!((due.merchant.as_str(), due.out_trade_no.as_str(), due.attempts), ("shop", "RF1", 1));
     assert_eq!(due.body, b"{\"id\":\"evt_1\"}");
     assert!(l.take_webhook("evt_1", hold).await.unwrap().is_none(), "held: not taken twice");
+    // A second worker that listed it due a moment before, and holds it for longer, takes nothing:
+    // only a delivery still due is taken, so one retry is never sent by two workers.
+    assert!(l.take_webhook("evt_1", hold + 5_000).await.unwrap().is_none(), "a later hold does not take it again");
     assert!(l.due_webhooks(10).await.unwrap().is_empty());
 
     l.give_up_webhook(&attempt(2, "timeout")).await.unwrap();

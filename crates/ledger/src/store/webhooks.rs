@@ -9,8 +9,21 @@ use std::collections::HashMap;
 use redis::AsyncCommands;
 use serde::Serialize;
 
+use std::sync::LazyLock;
+
+use redis::Script;
+
 use crate::error::LedgerError;
 use crate::store::Ledger;
+use crate::store::args::script_args;
+
+script_args! {
+    /// What `take_webhook.lua` takes.
+    pub struct TakeWebhookArgs<'a> { event_id: &'a str, now: i64, hold_until: i64 }
+}
+
+static TAKE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{}\n{}", TakeWebhookArgs::lua_prelude(), include_str!("take_webhook.lua"))));
 
 /// A failed delivery attempt, as the schedule keeps it.
 #[derive(Debug, Clone, Copy)]
@@ -99,22 +112,18 @@ impl Ledger {
 
     /// Takes a delivery found due for one attempt: it stays on the schedule, but not due before
     /// `hold_until_ms`, so that another worker does not send it meanwhile (and a worker that dies
-    /// mid-attempt only delays it). The hold is set only if it moves the delivery later.
+    /// mid-attempt only delays it). Only a delivery still due is taken (`take_webhook.lua`): two
+    /// workers that both listed it never both send it.
     ///
     /// `None`: another worker holds it already, or there is nothing left to send (the delivery's
     /// hash is gone or incomplete; it is dropped from the schedule).
     pub async fn take_webhook(&self, event_id: &str, hold_until_ms: i64) -> Result<Option<DueWebhook>, LedgerError> {
         let mut con = self.con.clone();
-        let changed: u64 = redis::cmd("ZADD")
-            .arg(self.keys.webhook_retry())
-            .arg("XX")
-            .arg("GT")
-            .arg("CH")
-            .arg(hold_until_ms)
-            .arg(event_id)
-            .query_async(&mut con)
-            .await?;
-        if changed == 0 {
+        let mut inv = TAKE.prepare_invoke();
+        inv.key(self.keys.webhook_retry());
+        TakeWebhookArgs { event_id, now: self.now_ms(), hold_until: hold_until_ms }.push(&mut inv);
+        let taken: u64 = inv.invoke_async(&mut con).await?;
+        if taken == 0 {
             return Ok(None);
         }
         let mut h: HashMap<String, String> = con.hgetall(self.keys.webhook(event_id)).await?;
