@@ -133,16 +133,7 @@ async fn listing_pages_through_a_state_once_and_by_payment() {
 async fn put_in(l: &Ledger, otn: &str, state: State, next_at: Option<i64>) {
     let p = Policy { lease: Duration::from_secs(5), ..Policy::default() };
     let rec = l.get(otn).await.unwrap().unwrap();
-    let o = ClaimOptions {
-        worker: "w",
-        policy: &p,
-        txdtm: "2025-11-25 10:00:00",
-        want_paid: false,
-        submit_not_before: 0,
-        rate: None,
-        durable_local: false,
-        served: "",
-    };
+    let o = ClaimOptions::new("w", &p, "2025-11-25 10:00:00");
     let fence = match l.claim(&(&rec).into(), &o).await.unwrap() {
         ledger::Claim::Submit { fence, .. } => fence,
         other => panic!("{other:?}"),

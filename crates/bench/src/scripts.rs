@@ -43,14 +43,10 @@ pub async fn per_script(n: usize) -> anyhow::Result<Vec<(String, String)>> {
     // claim_due: K = 32 due refunds claimed per call, as an idle-free worker fetches.
     let policy = Policy { lease: Duration::from_secs(60), ..Policy::default() };
     let options = ClaimOptions {
-        worker: "bench",
-        policy: &policy,
-        txdtm: "2026-01-01 00:00:00",
         want_paid: true,
-        submit_not_before: 0,
         rate: Some((1e6, 1_000_000)),
-        durable_local: false,
         served: "default",
+        ..ClaimOptions::new("bench", &policy, "2026-01-01 00:00:00")
     };
     let before = redis_work(&url).await?;
     let mut claimed = Vec::with_capacity(n);

@@ -14,16 +14,7 @@ use redis::AsyncCommands;
 use testkit::{RedisServer, unique_namespace};
 
 fn options<'a>(p: &'a Policy, worker: &'a str) -> ClaimOptions<'a> {
-    ClaimOptions {
-        worker,
-        policy: p,
-        txdtm: "2025-11-25 10:00:00",
-        want_paid: false,
-        submit_not_before: 0,
-        rate: None,
-        durable_local: false,
-        served: "",
-    }
+    ClaimOptions::new(worker, p, "2025-11-25 10:00:00")
 }
 
 async fn claim_as(l: &Ledger, otn: &str, o: &ClaimOptions<'_>) -> Claim {

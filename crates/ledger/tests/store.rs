@@ -12,31 +12,13 @@ use ledger::{Accepted, Claim, ClaimOptions, Enqueued, Ledger, LedgerConfig, Ledg
 
 /// A claim as a worker makes it: no nightly window, the paid amount not asked for.
 async fn claim(l: &Ledger, rec: &ledger::Record, worker: &str, p: &Policy, txdtm: &str, want_paid: bool) -> Claim {
-    let o = ClaimOptions {
-        worker,
-        policy: p,
-        txdtm,
-        want_paid,
-        submit_not_before: 0,
-        rate: None,
-        durable_local: false,
-        served: "",
-    };
+    let o = ClaimOptions { want_paid, ..ClaimOptions::new(worker, p, txdtm) };
     l.claim(&rec.into(), &o).await.unwrap()
 }
 
 /// What a worker's claim takes when nothing in a test says otherwise.
 fn options<'a>(worker: &'a str, p: &'a Policy) -> ClaimOptions<'a> {
-    ClaimOptions {
-        worker,
-        policy: p,
-        txdtm: "2026-01-01 00:00:00",
-        want_paid: false,
-        submit_not_before: 0,
-        rate: None,
-        durable_local: false,
-        served: "",
-    }
+    ClaimOptions::new(worker, p, "2026-01-01 00:00:00")
 }
 
 fn fence_of(c: &Claim) -> u64 {
@@ -305,16 +287,7 @@ async fn the_nightly_window_holds_back_submits_not_enquiries() {
     l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
     let r = l.get("RF1").await.unwrap().unwrap();
     let later = l.now_ms() + 3_600_000;
-    let o = ClaimOptions {
-        worker: "w",
-        policy: &p,
-        txdtm: "t",
-        want_paid: false,
-        submit_not_before: later,
-        rate: None,
-        durable_local: false,
-        served: "",
-    };
+    let o = ClaimOptions { submit_not_before: later, ..ClaimOptions::new("w", &p, "t") };
     match l.claim(&(&r).into(), &o).await.unwrap() {
         Claim::Deferred { why, next_at, .. } => {
             assert!(why.contains("23:30"));
@@ -402,16 +375,7 @@ async fn a_claim_takes_a_token_only_when_it_hands_out_a_request() {
     for i in 0..3 {
         l.enqueue(NewRefund::new(&format!("{i}"), &format!("RF{i}"), 1)).await.unwrap();
     }
-    let o = ClaimOptions {
-        worker: "w",
-        policy: &p,
-        txdtm: "t",
-        want_paid: false,
-        submit_not_before: 0,
-        rate: Some((0.5, 2)),
-        durable_local: false,
-        served: "",
-    };
+    let o = ClaimOptions { rate: Some((0.5, 2)), ..ClaimOptions::new("w", &p, "t") };
     let r0 = l.get("RF0").await.unwrap().unwrap();
     assert!(matches!(l.claim(&(&r0).into(), &o).await.unwrap(), Claim::Submit { .. }));
     // Held by us now: a second delivery takes no token.
@@ -436,16 +400,7 @@ async fn a_claim_naming_another_payment_or_merchant_writes_nothing() {
     let p = policy(5_000);
     l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
     let r = l.get("RF1").await.unwrap().unwrap();
-    let o = ClaimOptions {
-        worker: "w",
-        policy: &p,
-        txdtm: "t",
-        want_paid: false,
-        submit_not_before: 0,
-        rate: None,
-        durable_local: false,
-        served: "",
-    };
+    let o = ClaimOptions::new("w", &p, "t");
     let mut wrong = ledger::RefundRef::from(&r);
     wrong.syssn = "2".into();
     assert_eq!(l.claim(&wrong, &o).await.unwrap(), Claim::Mismatch);

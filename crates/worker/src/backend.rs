@@ -127,7 +127,7 @@ impl LedgerBackend {
             Ok(batch) => {
                 self.backoff = Duration::from_millis(100);
                 // It looked at fewer than it could take: nothing more is due now.
-                self.drained = batch.looked_at < batch.limit;
+                self.drained = batch.looked_at < limit;
                 self.next_due = batch.next_due;
                 for claimed in batch.tasks {
                     let job = Job::new(claimed, &self.in_flight);

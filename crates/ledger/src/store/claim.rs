@@ -92,6 +92,24 @@ pub struct ClaimOptions<'a> {
     pub served: &'a str,
 }
 
+impl<'a> ClaimOptions<'a> {
+    /// A claim by `worker` under `policy`, recording `txdtm` for a first submit, with nothing else
+    /// asked for: the paid amount not learned first, no nightly window, no rate limit, not waiting
+    /// for the local AOF, every merchant taken as served. Workers set each of these themselves.
+    pub fn new(worker: &'a str, policy: &'a Policy, txdtm: &'a str) -> Self {
+        ClaimOptions {
+            worker,
+            policy,
+            txdtm,
+            want_paid: false,
+            submit_not_before: 0,
+            rate: None,
+            durable_local: false,
+            served: "",
+        }
+    }
+}
+
 pub use crate::refund::machine::claim::Deferral;
 
 /// The cause word a script answers with (see `claim_one.lua`), as the type it names.

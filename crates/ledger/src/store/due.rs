@@ -29,12 +29,6 @@ impl Ledger {
         Ok(done)
     }
 
-    /// When the earliest refund in the due-index is due (ms), if any.
-    pub async fn next_due(&self) -> Result<Option<i64>, LedgerError> {
-        let first: Vec<(String, f64)> = self.con.clone().zrange_withscores(self.keys.due(), 0, 0).await?;
-        Ok(first.first().map(|(_, score)| *score as i64))
-    }
-
     /// Number of refunds waiting in the due-index (due now or later).
     pub async fn due_len(&self) -> Result<u64, LedgerError> {
         Ok(self.con.clone().zcard(self.keys.due()).await?)

@@ -68,10 +68,9 @@ pub struct Processor {
 pub struct Batch {
     /// Claims that hand this worker a request to send.
     pub tasks: Vec<Claimed>,
-    /// Refunds the fetch looked at (tasks, and those it deferred, refused or sent to review).
+    /// Refunds the fetch looked at (tasks, and those it deferred, refused or sent to review): as
+    /// many as it asked for means more may be due.
     pub looked_at: usize,
-    /// What the fetch asked for: `looked_at == limit` means more may be due.
-    pub limit: usize,
     /// When the earliest refund left in the due-index is due (ms).
     pub next_due: Option<i64>,
 }
@@ -145,7 +144,7 @@ impl Processor {
                 self.report(c.claim);
             }
         }
-        Ok(Batch { tasks, looked_at, limit, next_due: fetched.next_due })
+        Ok(Batch { tasks, looked_at, next_due: fetched.next_due })
     }
 
     /// Runs the step a fetch claimed. Errors are Redis errors: the refund keeps its lease, which
