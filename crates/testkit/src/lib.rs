@@ -8,6 +8,11 @@
 //! - [`TestRedis`]: what a test asks for — the `REDIS_URL` given by the environment (a Redis the
 //!   caller runs, e.g. in a container), else a fresh [`RedisServer`]. Tests that need to kill or
 //!   restart Redis use [`RedisServer`] directly.
+//! - [`RedisCluster`]: a local Redis Cluster of N primaries (no replicas), each a cluster-mode
+//!   [`RedisServer`] with its own port, directory and AOF setting, joined by
+//!   `redis-cli --cluster create`; its `redis+cluster://` URL, slot owners, per-node key counts,
+//!   slot migration (`redis-cli --cluster reshard`, or one slot by hand with
+//!   `SETSLOT`/`MIGRATE`) that waits for every node to agree, and killing or restarting a node.
 //! - [`unique_namespace`]: key prefix that keeps tests apart on a shared Redis.
 //! - [`raw_connection`]: a plain Redis connection of the test's own, for setting up or inspecting
 //!   keys behind the ledger's back (the ledger lends its connection to no one).
@@ -16,9 +21,11 @@
 //! Without Docker (this project's CI) Redis runs as a plain process; where Docker exists, start a
 //! container (`docker run -p 6379 redis:7`) and point `REDIS_URL` at it.
 
+mod redis_cluster;
 mod redis_server;
 
 pub use qfpay_sim::{Faults, SimConfig, SimHandle};
+pub use redis_cluster::RedisCluster;
 pub use redis_server::{Aof, RedisServer, RedisServerBuilder, TestRedis, redis_server_binary, unique_namespace};
 
 /// A plain connection to the Redis at `url`, for a test to write or read keys directly (to stage

@@ -34,6 +34,7 @@ pub struct RedisServerBuilder {
     password: Option<String>,
     tls: bool,
     extra: Vec<String>,
+    pick_port: fn() -> io::Result<u16>,
 }
 
 impl RedisServerBuilder {
@@ -61,6 +62,12 @@ impl RedisServerBuilder {
         self
     }
 
+    /// How a port is chosen (default: any free one); a cluster node needs `port + 10000` free too.
+    pub(crate) fn pick_port(mut self, pick: fn() -> io::Result<u16>) -> Self {
+        self.pick_port = pick;
+        self
+    }
+
     /// Starts the server and waits until it answers `PING`.
     pub fn start(self) -> io::Result<RedisServer> {
         let dir = TempDir::new()?;
@@ -70,7 +77,7 @@ impl RedisServerBuilder {
         let mut last_err = None;
         // The free port found here could be taken by someone else before redis binds it: retry.
         for _ in 0..5 {
-            let port = free_port()?;
+            let port = (self.pick_port)()?;
             let mut server =
                 RedisServer { child: None, port, dir: dir.path.clone(), options: self.clone(), _dir: None };
             match server.spawn() {
@@ -97,7 +104,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn builder() -> RedisServerBuilder {
-        RedisServerBuilder { aof: Aof::Off, password: None, tls: false, extra: Vec::new() }
+        RedisServerBuilder { aof: Aof::Off, password: None, tls: false, extra: Vec::new(), pick_port: free_port }
     }
 
     /// The CA certificate (PEM) a TLS server's certificate is signed with.
@@ -354,7 +361,7 @@ fn make_certificate(dir: &Path) -> io::Result<()> {
     ])
 }
 
-fn free_port() -> io::Result<u16> {
+pub(crate) fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
