@@ -242,7 +242,7 @@ async fn chaos() {
         let mut recs = HashMap::new();
         for (r, _) in &plan.refunds {
             // The test's own connection also lived through the Redis restarts: retry on errors.
-            if let Ok(Some(rec)) = l.get(&r.out_trade_no).await {
+            if let Ok(Some(rec)) = l.get("default", &r.out_trade_no).await {
                 recs.insert(r.out_trade_no.clone(), rec);
             }
         }

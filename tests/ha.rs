@@ -121,7 +121,11 @@ async fn a_sentinel_failover_mid_run_loses_and_doubles_nothing() {
         (0..2).map(|i| WorkerProcess::spawn(&env, scratch.path(&format!("worker{i}.log")))).collect();
 
     // The producer goes through the sentinels too, and waits for a replica on every enqueue.
-    let config = LedgerConfig { namespace: ns.clone(), wait_replicas: 1, ..LedgerConfig::default() };
+    let config = LedgerConfig {
+        namespace: ns.clone(),
+        wait_replicas: 1,
+        ..LedgerConfig::default().with_shards(testkit::test_shards())
+    };
     let l = Ledger::connect(&url, config).await.unwrap();
     let otns: Vec<String> = (1..=n).map(|i| format!("RF-HA{i}")).collect();
     let batch: Vec<NewRefund> =
@@ -165,7 +169,7 @@ async fn a_sentinel_failover_mid_run_loses_and_doubles_nothing() {
     assert_eq!(audit["violations"], serde_json::json!([]), "nothing doubled or over-refunded: {}", audit["violations"]);
     for o in &otns {
         assert_eq!(audit["by_out_trade_no"][o]["refunded"], 100, "{o} refunded exactly once at QFPay");
-        let rec = l.get(o).await.unwrap().unwrap();
+        let rec = l.get("default", o).await.unwrap().unwrap();
         assert_eq!(rec.state, State::Succeeded, "{o}");
     }
     assert_eq!(audit["totals"]["succeeded"], n);
@@ -192,7 +196,12 @@ async fn one_two_and_four_workers_share_the_work_without_doubling_anything() {
         env.insert("RUST_LOG".into(), "warn".into());
         let mut procs: Vec<WorkerProcess> =
             (0..workers).map(|i| WorkerProcess::spawn(&env, scratch.path(&format!("r{round}-w{i}.log")))).collect();
-        let l = Ledger::connect(&redis.url(), LedgerConfig { namespace: ns, ..LedgerConfig::default() }).await.unwrap();
+        let l = Ledger::connect(
+            &redis.url(),
+            LedgerConfig { namespace: ns, ..LedgerConfig::default().with_shards(testkit::test_shards()) },
+        )
+        .await
+        .unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let started = Instant::now();
         let batch: Vec<NewRefund> =

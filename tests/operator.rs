@@ -24,13 +24,13 @@ fn audit(env: &HashMap<String, String>) -> Vec<serde_json::Value> {
 /// Claims `otn` as a worker would and records `state` for it (a refund that was sent).
 async fn put_in(l: &Ledger, otn: &str, state: State) {
     let p = Policy { lease: Duration::from_secs(5), ..Policy::default() };
-    let rec = l.get(otn).await.unwrap().unwrap();
+    let rec = l.get("default", otn).await.unwrap().unwrap();
     let o = ClaimOptions::new("w", &p, "2025-11-25 10:00:00");
     let fence = match l.claim(&(&rec).into(), &o).await.unwrap() {
         ledger::Claim::Submit { fence, .. } => fence,
         other => panic!("{other:?}"),
     };
-    let rec = l.get(otn).await.unwrap().unwrap();
+    let rec = l.get("default", otn).await.unwrap().unwrap();
     let d = Decision { state, next_at: None, reason: "test".into(), pause_merchant: false, set: vec![] };
     assert!(l.transition(&rec, State::Submitting, fence, &d, "op").await.unwrap());
 }
@@ -40,13 +40,18 @@ async fn resolve_force_accepts_a_success_past_the_paid_amount_and_audits_it_as_f
     let redis = RedisServer::start().unwrap();
     let ns = unique_namespace("cli-force");
     let env = env_for(&redis.url(), &ns, "http://127.0.0.1:1");
-    let l = Ledger::connect(&redis.url(), LedgerConfig { namespace: ns, ..LedgerConfig::default() }).await.unwrap();
+    let l = Ledger::connect(
+        &redis.url(),
+        LedgerConfig { namespace: ns, ..LedgerConfig::default().with_shards(testkit::test_shards()) },
+    )
+    .await
+    .unwrap();
     for otn in ["RF-F1", "RF-F2", "RF-F3"] {
         l.enqueue(NewRefund::new("PAY-F", otn, 600)).await.unwrap();
     }
     put_in(&l, "RF-F1", State::Succeeded).await;
     put_in(&l, "RF-F2", State::NeedsReview).await;
-    let rec = l.get("RF-F2").await.unwrap().unwrap();
+    let rec = l.get("default", "RF-F2").await.unwrap().unwrap();
     l.set_paid(&(&rec).into(), 1_000).await.unwrap();
 
     let resolve = |otn: &str, force: bool| {
@@ -65,7 +70,7 @@ async fn resolve_force_accepts_a_success_past_the_paid_amount_and_audits_it_as_f
     assert_eq!(rec["state"], "succeeded");
 
     // Never sent: refused even when forced.
-    let rec = l.get("RF-F3").await.unwrap().unwrap();
+    let rec = l.get("default", "RF-F3").await.unwrap().unwrap();
     l.defer(&rec, 0, "waited too long", Duration::ZERO).await.unwrap();
     let never = resolve("RF-F3", true);
     assert_eq!(never.status.code(), Some(1));

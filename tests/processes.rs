@@ -42,7 +42,7 @@ async fn a_worker_killed_mid_submit_is_finished_by_another_without_a_second_refu
     }
     let mut in_submitting = 0;
     for o in &ids {
-        in_submitting += u32::from(l.get(o).await.unwrap().unwrap().state == State::Submitting);
+        in_submitting += u32::from(l.get("default", o).await.unwrap().unwrap().state == State::Submitting);
     }
     assert!(in_submitting > 0, "some refunds are mid-submit when A dies");
     a.kill9();
@@ -52,7 +52,7 @@ async fn a_worker_killed_mid_submit_is_finished_by_another_without_a_second_refu
     let took = wait_count(&l, State::Succeeded, 12, Duration::from_secs(30)).await;
     assert!(killed_at.elapsed() < Duration::from_secs(12), "recovered in {took:?}: {}", b.output());
     for o in &ids {
-        let r = l.get(o).await.unwrap().unwrap();
+        let r = l.get("default", o).await.unwrap().unwrap();
         assert_eq!(r.submits, 1, "{o}: found mid-submit, enquired, never resent");
         assert!(r.enquiries >= 1, "{o}");
         assert_eq!(audit_records(&sim, o), 1, "{o}: exactly one refund at QFPay");
@@ -85,7 +85,7 @@ async fn a_stalled_workers_late_write_is_rejected_by_the_fence() {
     tokio::time::sleep(Duration::from_millis(2_600)).await; // past A's lease
     let mut b = WorkerProcess::spawn(&env, scratch.path("b.log"));
     wait_count(&l, State::Succeeded, 1, Duration::from_secs(20)).await;
-    let settled = l.get("RF-S").await.unwrap().unwrap();
+    let settled = l.get("default", "RF-S").await.unwrap().unwrap();
     assert!(settled.fence >= 2, "B took it over under a new fence: {settled:?}");
     assert_eq!((settled.submits, settled.enquiries >= 1), (1, true));
     a.cont();
@@ -95,7 +95,7 @@ async fn a_stalled_workers_late_write_is_rejected_by_the_fence() {
         assert!(Instant::now() < deadline, "A's late write was not reported as fenced: {}", a.output());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let after = l.get("RF-S").await.unwrap().unwrap();
+    let after = l.get("default", "RF-S").await.unwrap().unwrap();
     assert_eq!(after, settled, "A's late write changed nothing");
     assert_eq!(audit_records(&sim, "RF-S"), 1);
     assert!(b.terminate());
@@ -167,7 +167,7 @@ async fn sigterm_drains_in_flight_refunds_before_exiting() {
     wait_count(&l, State::Submitting, 4, Duration::from_secs(20)).await;
     assert!(w.terminate(), "clean exit: {}", w.output());
     for o in &ids {
-        let r = l.get(o).await.unwrap().unwrap();
+        let r = l.get("default", o).await.unwrap().unwrap();
         assert_eq!(r.state, State::Succeeded, "{o} finished during the drain: {}", w.output());
         assert_eq!(audit_records(&sim, o), 1);
     }

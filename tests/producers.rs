@@ -53,12 +53,16 @@ async fn import_at_maxmemory_reports_lines_of_unknown_fate_as_unknown_never_as_r
     assert_eq!(sum["advice"], "outcome unknown: re-run the import: it is idempotent");
 
     // What the report says against what is in Redis.
-    let ledger =
-        Ledger::connect(&redis.url(), LedgerConfig { namespace: ns, ..LedgerConfig::default() }).await.unwrap();
+    let ledger = Ledger::connect(
+        &redis.url(),
+        LedgerConfig { namespace: ns, ..LedgerConfig::default().with_shards(testkit::test_shards()) },
+    )
+    .await
+    .unwrap();
     let ids: Vec<String> = (0..n).map(|i| format!("RF-OOM-{i:05}")).collect();
     let mut present = std::collections::HashSet::new();
     for chunk in ids.chunks(500) {
-        for r in ledger.get_many(chunk).await.unwrap() {
+        for r in ledger.get_many(ledger.shard_of(ledger::DEFAULT_MERCHANT), chunk).await.unwrap() {
             present.insert(r.out_trade_no);
         }
     }
@@ -85,7 +89,7 @@ async fn the_library_says_outcome_unknown_when_redis_froze_after_the_write_was_s
     let config = LedgerConfig {
         namespace: unique_namespace("lib-frozen"),
         response_timeout: std::time::Duration::from_millis(500),
-        ..LedgerConfig::default()
+        ..LedgerConfig::default().with_shards(testkit::test_shards())
     };
     let ledger = Ledger::connect(&redis.url(), config).await.unwrap();
     let s = generated_syssn(7);
@@ -169,8 +173,12 @@ async fn producers_refuse_an_evicting_redis_and_one_without_aof_as_workers_do() 
     assert!(stderr.contains("appendonly no"), "{stderr}");
     env.insert("QFREFUND_REQUIRE_AOF".into(), "off".into());
     assert!(run(&env, &enqueue).status.success(), "unless told otherwise");
-    let l =
-        Ledger::connect_producer(&no_aof.url(), LedgerConfig { namespace: ns, ..LedgerConfig::default() }, true).await;
+    let l = Ledger::connect_producer(
+        &no_aof.url(),
+        LedgerConfig { namespace: ns, ..LedgerConfig::default().with_shards(testkit::test_shards()) },
+        true,
+    )
+    .await;
     assert!(matches!(l, Err(ledger::NotUsable::Refused(_))));
 }
 
@@ -201,8 +209,12 @@ async fn enqueue_and_import_refuse_a_merchant_no_configuration_or_live_worker_kn
     assert!(sum["invalid"][0]["error"].as_str().unwrap().starts_with("merchant: unknown merchant"), "{sum}");
 
     // Workers announce what they serve: a producer without credentials can check too.
-    let ledger =
-        Ledger::connect(&redis.url(), LedgerConfig { namespace: ns.clone(), ..LedgerConfig::default() }).await.unwrap();
+    let ledger = Ledger::connect(
+        &redis.url(),
+        LedgerConfig { namespace: ns.clone(), ..LedgerConfig::default().with_shards(testkit::test_shards()) },
+    )
+    .await
+    .unwrap();
     let mut worker = qfrefund_e2e::WorkerProcess::spawn(&env, scratch.path("worker.log"));
     let mut served = Vec::new();
     for _ in 0..100 {

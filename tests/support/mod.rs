@@ -135,7 +135,12 @@ impl Drop for WorkerProcess {
 
 /// A ledger handle for assertions.
 pub async fn ledger(redis_url: &str, ns: &str) -> Ledger {
-    Ledger::connect(redis_url, LedgerConfig { namespace: ns.into(), ..LedgerConfig::default() }).await.unwrap()
+    Ledger::connect(
+        redis_url,
+        LedgerConfig { namespace: ns.into(), ..LedgerConfig::default().with_shards(testkit::test_shards()) },
+    )
+    .await
+    .unwrap()
 }
 
 /// Waits until the ledger holds `n` refunds in `state`; returns how long it took.

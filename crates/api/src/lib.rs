@@ -16,6 +16,7 @@ mod metrics;
 mod notify;
 mod operate;
 mod refunds;
+mod scoped;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +111,10 @@ fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .routes(routes!(operate::retry))
         .routes(routes!(operate::cancel))
         .routes(routes!(operate::resolve))
+        .routes(routes!(scoped::get_one))
+        .routes(routes!(scoped::retry))
+        .routes(routes!(scoped::cancel))
+        .routes(routes!(scoped::resolve))
         .routes(routes!(notify::notify))
         .routes(routes!(healthz))
         .routes(routes!(readyz))

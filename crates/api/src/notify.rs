@@ -62,7 +62,7 @@ async fn handle(st: &Shared, headers: &HeaderMap, body: &[u8]) -> (StatusCode, S
         return (StatusCode::OK, "SUCCESS".into(), Outcome::Ignored);
     }
     let otn = field("out_trade_no");
-    match st.ledger.expedite(otn).await {
+    match st.ledger.expedite(merchant, otn).await {
         Ok(true) => {
             tracing::info!(out_trade_no = otn, %merchant, respcd = field("respcd"), "QFPay notified: enquiring now");
             (StatusCode::OK, "SUCCESS".into(), Outcome::Expedited)

@@ -1,5 +1,6 @@
-//! `/v1/refunds/{out_trade_no}/…`: the operator actions (retry, cancel, resolve), each audited
-//! with the caller's token name and reason.
+//! `/v1/refunds/{out_trade_no}/…` (the default merchant's refunds; any merchant's under
+//! `/v1/merchants/{merchant}/…`, see [`crate::scoped`]): the operator actions (retry, cancel,
+//! resolve), each audited with the caller's token name and reason.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -12,6 +13,14 @@ use crate::Shared;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody, FieldProblem};
 use crate::refunds::{RefundBody, url_of};
+
+/// The operator actions on one refund.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Action {
+    Retry,
+    Cancel,
+    Resolve,
+}
 
 /// What an operator says when acting on a refund.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -53,19 +62,46 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     })
 }
 
-async fn operate(
+/// What `POST …/{action}` does to `merchant`'s refund `otn`, the body already read.
+pub(crate) async fn act(
     st: &Shared,
     caller: &Caller,
+    merchant: &str,
     otn: &str,
-    op: Operation,
-    why: &str,
+    action: Action,
+    body: &[u8],
 ) -> Result<Json<RefundBody>, ApiError> {
     caller.require(Role::Operate)?;
-    match st.ledger.operate(otn, op, &caller.name, why).await.map_err(ApiError::from_write)? {
+    qfpay::request::validate_id("merchant", merchant, 64).map_err(|e| ApiError::invalid("merchant", e.rule))?;
+    let (op, why) = match action {
+        Action::Retry => {
+            let b: ActionBody = parse_json(body)?;
+            (Operation::Retry, b.reason)
+        }
+        Action::Cancel => {
+            let b: ActionBody = parse_json(body)?;
+            (Operation::Cancel, b.reason)
+        }
+        Action::Resolve => {
+            let b: ResolveBody = parse_json(body)?;
+            let target = match b.state.as_str() {
+                "succeeded" => ledger::State::Succeeded,
+                "failed" => ledger::State::Failed,
+                other => return Err(ApiError::invalid("state", format!("succeeded or failed, got {other:?}"))),
+            };
+            (if b.force { Operation::ForceResolve(target) } else { Operation::Resolve(target) }, b.reason)
+        }
+    };
+    let why = reason_of(&why)?;
+    match st.ledger.operate(merchant, otn, op, &caller.name, &why).await.map_err(ApiError::from_write)? {
         Ok(state) => {
-            tracing::info!(out_trade_no = otn, caller = %caller.name, %state, "operator action");
-            let rec = st.ledger.get(otn).await?.ok_or_else(|| ApiError::NotFound(format!("no refund {otn:?}")))?;
-            Ok(Json(RefundBody { url: url_of(st, otn), refund: rec }))
+            tracing::info!(out_trade_no = otn, merchant, caller = %caller.name, %state, "operator action");
+            let rec = st
+                .ledger
+                .get(merchant, otn)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no refund {otn:?} for merchant {merchant:?}")))?;
+            Ok(Json(RefundBody { url: url_of(st, merchant, otn), refund: rec }))
         }
         Err(r @ ledger::Refusal::NoSuchRefund(_)) => Err(ApiError::NotFound(r.to_string())),
         Err(ledger::Refusal::Refused(why)) => Err(ApiError::Refused(why)),
@@ -93,9 +129,7 @@ pub async fn retry(
     Path(otn): Path<String>,
     body: Bytes,
 ) -> Result<Json<RefundBody>, ApiError> {
-    caller.require(Role::Operate)?;
-    let b: ActionBody = parse_json(&body)?;
-    operate(&st, &caller, &otn, Operation::Retry, &reason_of(&b.reason)?).await
+    act(&st, &caller, ledger::DEFAULT_MERCHANT, &otn, Action::Retry, &body).await
 }
 
 /// Withdraw a refund that was never sent (`queued`).
@@ -119,9 +153,7 @@ pub async fn cancel(
     Path(otn): Path<String>,
     body: Bytes,
 ) -> Result<Json<RefundBody>, ApiError> {
-    caller.require(Role::Operate)?;
-    let b: ActionBody = parse_json(&body)?;
-    operate(&st, &caller, &otn, Operation::Cancel, &reason_of(&b.reason)?).await
+    act(&st, &caller, ledger::DEFAULT_MERCHANT, &otn, Action::Cancel, &body).await
 }
 
 /// Settle a refund in `needs_review` as `succeeded` or `failed`, as established with QFPay.
@@ -145,13 +177,5 @@ pub async fn resolve(
     Path(otn): Path<String>,
     body: Bytes,
 ) -> Result<Json<RefundBody>, ApiError> {
-    caller.require(Role::Operate)?;
-    let b: ResolveBody = parse_json(&body)?;
-    let target = match b.state.as_str() {
-        "succeeded" => ledger::State::Succeeded,
-        "failed" => ledger::State::Failed,
-        other => return Err(ApiError::invalid("state", format!("succeeded or failed, got {other:?}"))),
-    };
-    let op = if b.force { Operation::ForceResolve(target) } else { Operation::Resolve(target) };
-    operate(&st, &caller, &otn, op, &reason_of(&b.reason)?).await
+    act(&st, &caller, ledger::DEFAULT_MERCHANT, &otn, Action::Resolve, &body).await
 }

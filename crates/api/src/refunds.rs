@@ -44,8 +44,15 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-pub(crate) fn url_of(st: &Shared, out_trade_no: &str) -> String {
-    format!("{}/v1/refunds/{}", st.config.base_url.trim_end_matches('/'), percent_encode(out_trade_no))
+/// Where `merchant`'s refund `out_trade_no` is: under `/v1/merchants/{merchant}/refunds/` (the
+/// default merchant's also at `/v1/refunds/`, the shorter form it is given).
+pub(crate) fn url_of(st: &Shared, merchant: &str, out_trade_no: &str) -> String {
+    let base = st.config.base_url.trim_end_matches('/');
+    if merchant == ledger::DEFAULT_MERCHANT {
+        format!("{base}/v1/refunds/{}", percent_encode(out_trade_no))
+    } else {
+        format!("{base}/v1/merchants/{}/refunds/{}", percent_encode(merchant), percent_encode(out_trade_no))
+    }
 }
 
 /// out_trade_no is validated to printable ASCII; escape what a path cannot carry.
@@ -145,8 +152,10 @@ fn parse_new_refund(body: &[u8]) -> Result<NewRefund, ApiError> {
 
 /// Enqueue a refund.
 ///
-/// Idempotent on `out_trade_no`: the same request again answers `200` with the refund as it is
-/// now; another request under the same `out_trade_no` answers `409` and changes nothing.
+/// Idempotent on `(merchant, out_trade_no)` (QFPay scopes `out_trade_no` per merchant account):
+/// the same request again answers `200` with the refund as it is now; another request under the
+/// same merchant and `out_trade_no` answers `409` and changes nothing. The same `out_trade_no`
+/// under another merchant is another refund.
 #[utoipa::path(
     post,
     path = "/v1/refunds",
@@ -177,7 +186,7 @@ pub async fn create(State(st): State<Shared>, caller: Caller, body: Bytes) -> Re
         Enqueued::Duplicate(r) => (StatusCode::OK, r),
     };
     tracing::info!(out_trade_no = %rec.out_trade_no, caller = %caller.name, status = status.as_u16(), "enqueue");
-    let url = url_of(&st, &rec.out_trade_no);
+    let url = url_of(&st, &rec.merchant, &rec.out_trade_no);
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&url) {
         headers.insert(header::LOCATION, v);
@@ -185,7 +194,8 @@ pub async fn create(State(st): State<Shared>, caller: Caller, body: Bytes) -> Re
     Ok((status, headers, Json(RefundBody { refund: rec, url })).into_response())
 }
 
-/// One refund, as it is now.
+/// One refund of the default merchant, as it is now (any merchant's:
+/// `/v1/merchants/{merchant}/refunds/{out_trade_no}`).
 #[utoipa::path(
     get,
     path = "/v1/refunds/{out_trade_no}",
@@ -203,13 +213,21 @@ pub async fn get_one(
     caller: Caller,
     Path(out_trade_no): Path<String>,
 ) -> Result<Json<RefundBody>, ApiError> {
+    show(&st, &caller, ledger::DEFAULT_MERCHANT, &out_trade_no).await
+}
+
+/// `merchant`'s refund `out_trade_no`, for the caller.
+pub(crate) async fn show(
+    st: &Shared,
+    caller: &Caller,
+    merchant: &str,
+    out_trade_no: &str,
+) -> Result<Json<RefundBody>, ApiError> {
     caller.require(Role::Read)?;
-    let rec = st
-        .ledger
-        .get(&out_trade_no)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no refund with out_trade_no {out_trade_no:?}")))?;
-    Ok(Json(RefundBody { url: url_of(&st, &rec.out_trade_no), refund: rec }))
+    let rec = st.ledger.get(merchant, out_trade_no).await?.ok_or_else(|| {
+        ApiError::NotFound(format!("no refund with out_trade_no {out_trade_no:?} for merchant {merchant:?}"))
+    })?;
+    Ok(Json(RefundBody { url: url_of(st, &rec.merchant, &rec.out_trade_no), refund: rec }))
 }
 
 /// Refunds in one state (paginated), or every refund of one payment.

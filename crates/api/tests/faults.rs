@@ -23,7 +23,7 @@ async fn a_refund_for_a_merchant_nobody_knows_is_refused_and_one_nobody_serves_i
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{resp}");
     assert_eq!(resp["fields"][0]["field"], "merchant");
     assert!(resp["fields"][0]["problem"].as_str().unwrap().contains("known merchants: default"), "{resp}");
-    assert!(api.ledger.get("RF-M1").await.unwrap().is_none(), "nothing written");
+    assert!(api.ledger.get("default", "RF-M1").await.unwrap().is_none(), "nothing written");
     // A merchant only a live worker holds credentials for is known too.
     api.ledger.announce_served(&["nobody".into()], Duration::from_secs(30)).await.unwrap();
     let (status, resp) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(body)).await;
@@ -86,7 +86,7 @@ async fn a_503_never_claims_nothing_was_written_when_redis_froze_mid_request() {
     let config = LedgerConfig {
         namespace: unique_namespace("api-frozen"),
         response_timeout: Duration::from_millis(700),
-        ..LedgerConfig::default()
+        ..LedgerConfig::default().with_shards(testkit::test_shards())
     };
     let api = Api::start_with(&redis.url(), config).await;
     // A running ledger has its scripts loaded (a first EVALSHA would only answer NOSCRIPT).
@@ -103,7 +103,7 @@ async fn a_503_never_claims_nothing_was_written_when_redis_froze_mid_request() {
     // It was in fact written: that is why the answer could not say "not created".
     let mut written = None;
     for _ in 0..50 {
-        if let Ok(Some(r)) = api.ledger.get("RF-FROZEN").await {
+        if let Ok(Some(r)) = api.ledger.get("default", "RF-FROZEN").await {
             written = Some(r);
             break;
         }

@@ -132,13 +132,13 @@ async fn listing_pages_through_a_state_once_and_by_payment() {
 /// Claims RF as a worker would and records `state` for it.
 async fn put_in(l: &Ledger, otn: &str, state: State, next_at: Option<i64>) {
     let p = Policy { lease: Duration::from_secs(5), ..Policy::default() };
-    let rec = l.get(otn).await.unwrap().unwrap();
+    let rec = l.get("default", otn).await.unwrap().unwrap();
     let o = ClaimOptions::new("w", &p, "2025-11-25 10:00:00");
     let fence = match l.claim(&(&rec).into(), &o).await.unwrap() {
         ledger::Claim::Submit { fence, .. } => fence,
         other => panic!("{other:?}"),
     };
-    let rec = l.get(otn).await.unwrap().unwrap();
+    let rec = l.get("default", otn).await.unwrap().unwrap();
     let d = ledger::Decision { state, next_at, reason: "test".into(), pause_merchant: false, set: vec![] };
     assert!(l.transition(&rec, State::Submitting, fence, &d, "op").await.unwrap());
 }
@@ -203,7 +203,7 @@ async fn resolve_with_force_accepts_a_success_past_the_paid_amount_and_audits_it
     }
     put_in(&api.ledger, "RF-F1", State::Succeeded, None).await;
     put_in(&api.ledger, "RF-F2", State::NeedsReview, None).await;
-    let rec = api.ledger.get("RF-F2").await.unwrap().unwrap();
+    let rec = api.ledger.get("default", "RF-F2").await.unwrap().unwrap();
     api.ledger.set_paid(&(&rec).into(), 1_000).await.unwrap();
     let resolve = |otn: &str, force: Option<bool>| {
         let mut body = json!({"state": "succeeded", "reason": "QFPay ticket 42"});
@@ -223,7 +223,7 @@ async fn resolve_with_force_accepts_a_success_past_the_paid_amount_and_audits_it
     assert_eq!((status, answer["refund"]["state"].clone()), (StatusCode::OK, json!("succeeded")), "{answer}");
 
     // Never sent (reviewed from queued): refused even when forced.
-    let rec = api.ledger.get("RF-F3").await.unwrap().unwrap();
+    let rec = api.ledger.get("default", "RF-F3").await.unwrap().unwrap();
     api.ledger.defer(&rec, 0, "waited too long", Duration::ZERO).await.unwrap();
     let (path, body) = resolve("RF-F3", Some(true));
     let (status, answer) = api.send("POST", &path, Some(OPERATOR), Some(body)).await;
@@ -254,12 +254,16 @@ async fn a_signed_notification_brings_the_enquiry_forward_and_nothing_else() {
     let resp = post(body, Some("0".repeat(32))).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(post(body, None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(api.ledger.get("RF-N").await.unwrap().unwrap().next_at, later, "a bad signature changes nothing");
+    assert_eq!(
+        api.ledger.get("default", "RF-N").await.unwrap().unwrap().next_at,
+        later,
+        "a bad signature changes nothing"
+    );
 
     let resp = post(body, Some(sign(body).to_lowercase())).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.text().await.unwrap(), "SUCCESS");
-    let rec = api.ledger.get("RF-N").await.unwrap().unwrap();
+    let rec = api.ledger.get("default", "RF-N").await.unwrap().unwrap();
     assert_eq!(rec.state, State::Pending, "the enquiry, not the notification, settles it");
     assert!(rec.next_at <= api.ledger.now_ms(), "due now");
 

@@ -108,7 +108,7 @@ pub async fn idle_pickup(bed: &Bed, tries: usize) -> anyhow::Result<Vec<f64>> {
         let started = Instant::now();
         l.enqueue(r).await?;
         loop {
-            if l.get(&otn).await?.is_some_and(|rec| rec.state != State::Queued) {
+            if l.get(ledger::DEFAULT_MERCHANT, &otn).await?.is_some_and(|rec| rec.state != State::Queued) {
                 break;
             }
             anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "idle try {i} never picked up");
@@ -147,7 +147,7 @@ pub async fn steady(bed: &Bed, per_sec: u64, secs: u64) -> anyhow::Result<Vec<f6
     }
     let mut out = Vec::with_capacity(n);
     for r in &all {
-        let rec = l.get(&r.out_trade_no).await?.ok_or_else(|| anyhow::anyhow!("record vanished"))?;
+        let rec = l.get(r.merchant(), &r.out_trade_no).await?.ok_or_else(|| anyhow::anyhow!("record vanished"))?;
         out.push((rec.updated_at - rec.created_at) as f64);
     }
     procs[0].terminate();
@@ -169,7 +169,8 @@ pub async fn recovery(bed: &Bed, sim: &SimHandle, i: usize) -> anyhow::Result<f6
     loop {
         let mut held = 0;
         for r in refunds(&tag, 20) {
-            held += usize::from(l.get(&r.out_trade_no).await?.is_some_and(|r| r.state == State::Submitting));
+            held +=
+                usize::from(l.get(r.merchant(), &r.out_trade_no).await?.is_some_and(|r| r.state == State::Submitting));
         }
         if held == 20 {
             break;

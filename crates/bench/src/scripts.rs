@@ -52,7 +52,7 @@ pub async fn per_script(n: usize) -> anyhow::Result<Vec<(String, String)>> {
     let mut claimed = Vec::with_capacity(n);
     let mut calls = 0;
     while claimed.len() < n {
-        let fetched = l.claim_due(32, &options).await?;
+        let fetched = l.claim_due(0, 32, &options).await?;
         calls += 1;
         anyhow::ensure!(!fetched.claims.is_empty(), "claim_due found nothing due");
         for c in fetched.claims {

@@ -153,15 +153,15 @@ fn write_failure(e: &LedgerError) -> (Option<u8>, String) {
     }
 }
 
-pub async fn status(config: Option<&Path>, out_trade_no: &str) -> anyhow::Result<ExitCode> {
+pub async fn status(config: Option<&Path>, merchant: &str, out_trade_no: &str) -> anyhow::Result<ExitCode> {
     let ledger = open(config).await?;
-    match ledger.get(out_trade_no).await? {
+    match ledger.get(merchant, out_trade_no).await? {
         Some(r) => {
             println!("{}", serde_json::to_string(&r)?);
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            eprintln!("no refund with out_trade_no {out_trade_no:?}");
+            eprintln!("no refund with out_trade_no {out_trade_no:?} for merchant {merchant:?}");
             Ok(ExitCode::from(3))
         }
     }
@@ -194,17 +194,15 @@ pub async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode
     let mut out = std::io::stdout().lock();
     let mut left = a.limit;
     for state in states {
-        let mut offset = 0isize;
+        let mut offset = 0;
         while left > 0 {
-            let page = left.min(500) as isize;
-            let ids = ledger.list(state, offset, page).await?;
-            for id in &ids {
-                if let Some(r) = ledger.get(id).await? {
-                    writeln!(out, "{}", serde_json::to_string(&r)?)?;
-                    left -= 1;
-                }
+            let page = left.min(500);
+            let records = ledger.list(state, offset, page).await?;
+            for r in &records {
+                writeln!(out, "{}", serde_json::to_string(r)?)?;
+                left -= 1;
             }
-            if (ids.len() as isize) < page {
+            if records.len() < page {
                 break;
             }
             offset += page;
@@ -243,6 +241,9 @@ pub async fn pause(
 #[derive(Args, Debug)]
 pub struct OperatorArgs {
     out_trade_no: String,
+    /// The refund's merchant (out_trade_no is unique per merchant).
+    #[arg(long, env = "QFREFUND_MERCHANT", default_value = ledger::DEFAULT_MERCHANT)]
+    merchant: String,
     /// Why (kept on the record and in the outcome stream).
     #[arg(long)]
     reason: String,
@@ -257,13 +258,13 @@ pub async fn operate(config: Option<&Path>, a: OperatorArgs, op: ledger::Operati
     }
     let who = a.by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
     let ledger = open_producer(config).await?;
-    let done = match ledger.operate(&a.out_trade_no, op, &who, &a.reason).await {
+    let done = match ledger.operate(&a.merchant, &a.out_trade_no, op, &who, &a.reason).await {
         Ok(done) => done,
         Err(e) => return write_failed(e),
     };
     match done {
         Ok(_) => {
-            let rec = ledger.get(&a.out_trade_no).await?.context("record vanished")?;
+            let rec = ledger.get(&a.merchant, &a.out_trade_no).await?.context("record vanished")?;
             println!("{}", serde_json::to_string(&rec)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -18,6 +18,11 @@ pub struct FileConfig {
     redis_ca_file: Option<std::path::PathBuf>,
     namespace: Option<String>,
     queue_tag: Option<String>,
+    /// Shards of the ledger (each its own hash tag; fixed for a ledger's life).
+    shards: Option<usize>,
+    /// Merchants given a shard by hand (`name = shard`).
+    #[serde(default)]
+    merchant_shards: HashMap<String, usize>,
     /// Refuse to run against a Redis without AOF (default true).
     require_aof: Option<bool>,
     /// Replicas that must confirm an enqueue and a claim (Sentinel setups: 1).
@@ -76,6 +81,7 @@ struct WorkerSection {
     learn_paid: Option<bool>,
     name: Option<String>,
     metrics_listen: Option<String>,
+    serve_shards: Option<Vec<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +101,7 @@ struct MerchantSection {
 }
 
 mod read;
+mod shards;
 use read::{config_error, env, env_num, ms};
 
 /// The loaded configuration.
@@ -134,6 +141,7 @@ impl Config {
         {
             ledger.wait_replicas = n;
         }
+        ledger.placement = shards::placement(file.shards, &file.merchant_shards)?;
         ledger.tls_ca_file = env("QFREFUND_REDIS_CA_FILE").map(Into::into).or_else(|| file.redis_ca_file.clone());
         let require_aof = match env("QFREFUND_REQUIRE_AOF") {
             Some(v) => match v.as_str() {
@@ -242,6 +250,7 @@ impl Config {
         c.require_aof = self.require_aof;
         c.metrics_listen = env("QFREFUND_METRICS_LISTEN").or_else(|| w.metrics_listen.clone());
         c.merchants = self.merchants()?;
+        c.serve_shards = shards::serve_shards(w.serve_shards.as_ref())?;
         c.validate().map_err(anyhow::Error::msg)?;
         Ok(c)
     }

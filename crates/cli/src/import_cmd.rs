@@ -56,7 +56,8 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
     let mut conflicting = Vec::new();
     let progress = std::io::stderr().is_terminal();
     // For --report: (line, out_trade_no, what the import did, error).
-    let mut lines_seen: Vec<(usize, String, &'static str, String)> = Vec::new();
+    // (line, (merchant, out_trade_no), what became of it, the error)
+    let mut lines_seen: Vec<(usize, RefundKey, &'static str, String)> = Vec::new();
     let want_report = a.report.is_some();
     let mut done = false;
     // Parsing the next batch overlaps with Redis working on the previous ones (at most two in
@@ -74,28 +75,29 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
                     Some(Ok((line, r))) if !known(r.clone().normalised().merchant()) => {
                         // Already in the ledger (a re-run after "outcome unknown"): its record
                         // answers, whoever serves the merchant now.
-                        if ledger.get(&r.clone().normalised().out_trade_no).await?.is_some() {
+                        let n = r.clone().normalised();
+                        if ledger.get(n.merchant(), &n.out_trade_no).await?.is_some() {
                             batch.push((line, r));
                             continue;
                         }
                         let why = ledger::merchants::unknown(r.clone().normalised().merchant(), &configured, &served);
                         let error = format!("merchant: {why}");
                         if want_report {
-                            lines_seen.push((line, r.out_trade_no.clone(), "invalid", error.clone()));
+                            lines_seen.push((line, key_of(&r), "invalid", error.clone()));
                         }
                         invalid.push(json!({"line": line, "error": error}));
                     }
                     Some(Ok(r)) => batch.push(r),
                     Some(Err(e)) => {
                         if want_report {
-                            lines_seen.push((e.line, String::new(), "invalid", e.error.to_string()));
+                            lines_seen.push((e.line, RefundKey::default(), "invalid", e.error.to_string()));
                         }
                         invalid.push(json!({"line": e.line, "error": e.error}))
                     }
                 }
             }
             let (numbers, refunds): (Vec<usize>, Vec<NewRefund>) = batch.into_iter().unzip();
-            let ids: Vec<String> = refunds.iter().map(|r| r.out_trade_no.clone()).collect();
+            let ids: Vec<RefundKey> = refunds.iter().map(key_of).collect();
             let l = ledger.clone();
             in_flight.push_back((numbers, ids, tokio::spawn(async move { l.enqueue_batch_reported(refunds).await })));
             continue;
@@ -188,15 +190,23 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
 
 /// Waits until every refund the import accepted (or found) is final or needs a person, then writes
 /// one CSV row per input line. Returns whether everything settled before `timeout`.
+/// A refund's name: (merchant, out_trade_no).
+type RefundKey = (String, String);
+
+fn key_of(r: &NewRefund) -> RefundKey {
+    let r = r.clone().normalised();
+    (r.merchant().to_owned(), r.out_trade_no)
+}
+
 async fn write_report(
     ledger: &Ledger,
-    lines: &[(usize, String, &'static str, String)],
+    lines: &[(usize, RefundKey, &'static str, String)],
     path: &Path,
     timeout: Duration,
 ) -> anyhow::Result<bool> {
     use std::collections::HashMap;
-    let wanted: Vec<String> = {
-        let mut v: Vec<String> = lines
+    let wanted: Vec<RefundKey> = {
+        let mut v: Vec<RefundKey> = lines
             .iter()
             .filter(|l| matches!(l.2, "accepted" | "duplicate" | "conflict"))
             .map(|l| l.1.clone())
@@ -207,17 +217,17 @@ async fn write_report(
     };
     let deadline = std::time::Instant::now() + timeout;
     let settled = |r: &ledger::Record| r.state.is_final() || r.state == State::NeedsReview;
-    let mut records: HashMap<String, ledger::Record> = HashMap::new();
-    let mut pending: Vec<String> = wanted.clone();
+    let mut records: HashMap<RefundKey, ledger::Record> = HashMap::new();
+    let mut pending: Vec<RefundKey> = wanted.clone();
     let progress = std::io::stderr().is_terminal();
     loop {
         let mut still = Vec::new();
-        for chunk in pending.chunks(500) {
-            for r in ledger.get_many(chunk).await? {
+        for (merchant, otn) in &pending {
+            if let Some(r) = ledger.get(merchant, otn).await? {
                 if !settled(&r) {
-                    still.push(r.out_trade_no.clone());
+                    still.push((merchant.clone(), otn.clone()));
                 }
-                records.insert(r.out_trade_no.clone(), r);
+                records.insert((merchant.clone(), otn.clone()), r);
             }
         }
         pending = still;
@@ -237,12 +247,12 @@ async fn write_report(
     let field = |s: &str| {
         if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
     };
-    writeln!(f, "line,out_trade_no,import,state,respcd,resperr,refund_syssn,txamt,reason,import_error")?;
-    for (line, otn, what, err) in lines {
-        let r = records.get(otn);
+    writeln!(f, "line,out_trade_no,import,state,respcd,resperr,refund_syssn,txamt,reason,import_error,merchant")?;
+    for (line, key, what, err) in lines {
+        let r = records.get(key);
         let cols = [
             line.to_string(),
-            otn.clone(),
+            key.1.clone(),
             (*what).to_owned(),
             r.map(|r| r.state.to_string()).unwrap_or_default(),
             r.and_then(|r| r.respcd.clone()).unwrap_or_default(),
@@ -251,6 +261,7 @@ async fn write_report(
             r.map(|r| r.txamt.to_string()).unwrap_or_default(),
             r.and_then(|r| r.reason.clone()).unwrap_or_default(),
             err.clone(),
+            key.0.clone(),
         ];
         writeln!(f, "{}", cols.iter().map(|c| field(c)).collect::<Vec<_>>().join(","))?;
     }
@@ -262,7 +273,7 @@ async fn write_report(
 /// and prints the same summary, without touching Redis.
 fn dry_run<R: std::io::BufRead>(lines: &mut Lines<R>) -> anyhow::Result<ExitCode> {
     use std::collections::HashMap;
-    let mut seen: HashMap<String, (usize, String)> = HashMap::new();
+    let mut seen: HashMap<RefundKey, (usize, String)> = HashMap::new();
     let (mut valid, mut duplicates, mut conflicts) = (0u64, 0u64, 0u64);
     let (mut invalid, mut conflicting) = (Vec::new(), Vec::new());
     while let Some(item) = lines.next_record() {
@@ -274,7 +285,8 @@ fn dry_run<R: std::io::BufRead>(lines: &mut Lines<R>) -> anyhow::Result<ExitCode
                     invalid.push(json!({"line": line, "error": format!("invalid refund: {e}")}));
                     continue;
                 }
-                match seen.get(&r.out_trade_no) {
+                let key = (r.merchant().to_owned(), r.out_trade_no.clone());
+                match seen.get(&key) {
                     Some((_, hash)) if *hash == r.payload_hash() => duplicates += 1,
                     Some((first, _)) => {
                         conflicts += 1;
@@ -283,7 +295,7 @@ fn dry_run<R: std::io::BufRead>(lines: &mut Lines<R>) -> anyhow::Result<ExitCode
                     }
                     None => {
                         valid += 1;
-                        seen.insert(r.out_trade_no.clone(), (line, r.payload_hash()));
+                        seen.insert(key, (line, r.payload_hash()));
                     }
                 }
             }

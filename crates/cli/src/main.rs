@@ -32,7 +32,12 @@ enum Command {
     /// or JSON Lines file; prints a JSON summary. Exit 0 when every line was accepted or a duplicate.
     Import(import_cmd::ImportArgs),
     /// Print one refund's record as JSON (exit 3 if unknown).
-    Status { out_trade_no: String },
+    Status {
+        out_trade_no: String,
+        /// The refund's merchant (out_trade_no is unique per merchant).
+        #[arg(long, default_value = ledger::DEFAULT_MERCHANT)]
+        merchant: String,
+    },
     /// Print refunds as JSON lines, oldest first.
     List(commands::ListArgs),
     /// Stop submitting a merchant's refunds (enquiries go on).
@@ -131,7 +136,7 @@ async fn main() -> ExitCode {
         Command::Worker => commands::worker(config).await,
         Command::Enqueue(args) => commands::enqueue(config, args).await,
         Command::Import(args) => import_cmd::import(config, args).await,
-        Command::Status { out_trade_no } => commands::status(config, &out_trade_no).await,
+        Command::Status { out_trade_no, merchant } => commands::status(config, &merchant, &out_trade_no).await,
         Command::List(args) => commands::list(config, args).await,
         Command::Pause { merchant, reason, by } => commands::pause(config, &merchant, true, &reason, by).await,
         Command::Resume { merchant, reason, by } => commands::pause(config, &merchant, false, &reason, by).await,

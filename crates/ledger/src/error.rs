@@ -19,6 +19,7 @@ pub enum LedgerError {
     NotReplicated(usize),
     /// The `out_trade_no` exists with another payload: a conflict, never a second refund.
     #[error("out_trade_no {out_trade_no} already exists with a different request: {}", differences.join("; "))]
+    // (Within one merchant: the same out_trade_no under another merchant is another refund.)
     Conflict { out_trade_no: String, differences: Vec<String>, existing: Box<Record> },
     #[error("orig_txamt {given} disagrees with {recorded} recorded for payment {syssn}")]
     PaidMismatch { syssn: String, recorded: String, given: u64 },
@@ -38,4 +39,8 @@ pub enum LedgerError {
     /// e.g. restarted without AOF). Creating the group again is the remedy.
     #[error("the outcome stream has no consumer group {0:?}")]
     NoGroup(String),
+    /// This process's shards or merchant placement disagree with the ledger's (see
+    /// `store::shards`): it would look for refunds where they are not.
+    #[error("ledger layout: {0}")]
+    Layout(String),
 }

@@ -145,9 +145,10 @@ async fn the_claim_script_implements_the_rules_for_every_combination() {
             .unwrap();
         let now = l.now_ms();
         let mut pipe = redis::pipe();
-        let k = l.keys();
+        let k = l.keys_for(&merchant);
+        let id = ledger::refund::placement::refund_id(&merchant, &otn);
         pipe.hset_multiple(
-            k.record(&otn),
+            k.record(&id),
             &[
                 ("state", v.state.as_str().to_string()),
                 ("lease_until", if v.leased { now + 600_000 } else { 0 }.to_string()),
@@ -161,7 +162,7 @@ async fn the_claim_script_implements_the_rules_for_every_combination() {
         }
         match v.lock {
             PaymentLock::Free => {}
-            PaymentLock::Ours => drop(pipe.hset(k.payment(&syssn), "inflight", &otn)),
+            PaymentLock::Ours => drop(pipe.hset(k.payment(&syssn), "inflight", &id)),
             PaymentLock::Other => drop(pipe.hset(k.payment(&syssn), "inflight", "someone-else")),
         }
         if v.merchant_paused {
@@ -182,7 +183,7 @@ async fn the_claim_script_implements_the_rules_for_every_combination() {
             durable_local: false,
             served: &served,
         };
-        let target = RefundRef { out_trade_no: otn.clone(), syssn, merchant };
+        let target = RefundRef { id, out_trade_no: otn.clone(), syssn, merchant: merchant.clone() };
         let got = match l.claim(&target, &o).await.unwrap() {
             Claim::Submit { .. } => ClaimRule::Submit,
             Claim::Enquire { recovered, .. } => ClaimRule::Enquire { recovered },
@@ -197,7 +198,7 @@ async fn the_claim_script_implements_the_rules_for_every_combination() {
             other => panic!("case {i} {v:?}: {other:?}"),
         };
         assert_eq!(got, decide(v), "case {i}: {v:?}");
-        let after = l.get(&otn).await.unwrap().unwrap();
+        let after = l.get(&merchant, &otn).await.unwrap().unwrap();
         assert_eq!(after.uncertain, v.marks_uncertain(), "case {i} uncertain: {v:?}");
         checked += 1;
     }

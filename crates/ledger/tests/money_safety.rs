@@ -18,7 +18,7 @@ fn options<'a>(p: &'a Policy, worker: &'a str) -> ClaimOptions<'a> {
 }
 
 async fn claim_as(l: &Ledger, otn: &str, o: &ClaimOptions<'_>) -> Claim {
-    let rec = l.get(otn).await.unwrap().unwrap();
+    let rec = l.get("default", otn).await.unwrap().unwrap();
     l.claim(&(&rec).into(), o).await.unwrap()
 }
 
@@ -54,7 +54,7 @@ async fn a_duplicate_enqueue_is_accepted_only_once_a_replica_holds_the_record() 
         namespace: ns.clone(),
         wait_replicas: 1,
         wait_timeout: Duration::from_millis(100),
-        ..LedgerConfig::default()
+        ..LedgerConfig::default().with_shards(testkit::test_shards())
     };
     let first = Ledger::connect(&primary.url(), config.clone()).await.unwrap();
     replica.pause(true).unwrap();
@@ -90,7 +90,7 @@ async fn a_wait_after_a_reconnect_never_vouches_for_a_claim_it_did_not_see() {
         namespace: unique_namespace("wait-reconnect"),
         wait_replicas: 1,
         wait_timeout: Duration::from_millis(40),
-        ..LedgerConfig::default()
+        ..LedgerConfig::default().with_shards(testkit::test_shards())
     };
     let l = Ledger::connect(&primary.url(), config).await.unwrap();
     let n = 40;
@@ -126,7 +126,7 @@ async fn a_wait_after_a_reconnect_never_vouches_for_a_claim_it_did_not_see() {
     let (mut answered, mut errors) = (0, 0);
     for i in 0..n {
         let otn = format!("RF{i}");
-        let Ok(Some(rec)) = l.get(&otn).await else {
+        let Ok(Some(rec)) = l.get("default", &otn).await else {
             errors += 1;
             continue;
         };
@@ -167,21 +167,22 @@ async fn a_submitting_refund_that_is_deferred_or_reviewed_stays_uncertain() {
     l.take_token("default", 0.001, 1).await.unwrap();
     // The claim says why in a type, never in words a caller would have to match.
     assert!(matches!(claim_as(&l, "RF1", &empty).await, Claim::Deferred { cause: ledger::Deferral::RateLimit, .. }));
-    assert!(l.get("RF1").await.unwrap().unwrap().uncertain, "deferred from submitting: may have been sent");
+    assert!(l.get("default", "RF1").await.unwrap().unwrap().uncertain, "deferred from submitting: may have been sent");
     // RF3: an orphan found by a claim is named as one; its next enquiry is an ordinary one.
     let long = policy(5_000);
     assert!(matches!(claim_as(&l, "RF3", &options(&long, "w2")).await, Claim::Enquire { recovered: true, .. }));
     let mut raw = testkit::raw_connection(&r.url()).await;
-    let _: () = raw.hset_multiple(l.keys().record("RF3"), &[("lease_until", 0), ("next_at", 0)]).await.unwrap();
+    let _: () =
+        raw.hset_multiple(l.keys_for("default").record("RF3"), &[("lease_until", 0), ("next_at", 0)]).await.unwrap();
     assert!(matches!(claim_as(&l, "RF3", &options(&long, "w2")).await, Claim::Enquire { recovered: false, .. }));
     // RF2: a worker without credentials puts it off past its maximum age: needs_review.
-    let rec = l.get("RF2").await.unwrap().unwrap();
+    let rec = l.get("default", "RF2").await.unwrap().unwrap();
     assert!(!l.defer(&rec, l.now_ms() + 1_000, "no credentials", Duration::ZERO).await.unwrap());
-    let rec = l.get("RF2").await.unwrap().unwrap();
+    let rec = l.get("default", "RF2").await.unwrap().unwrap();
     assert_eq!(rec.state, State::NeedsReview);
     assert!(rec.uncertain, "reviewed from submitting: may have been sent");
     // The operator's retry enquires it; a refusal then is not a failure.
-    assert_eq!(l.operate("RF2", Operation::Retry, "ann", "checked").await.unwrap(), Ok(State::Pending));
+    assert_eq!(l.operate("default", "RF2", Operation::Retry, "ann", "checked").await.unwrap(), Ok(State::Pending));
     let (_, rec) = claimed(claim_as(&l, "RF2", &options(&policy(5_000), "w3")).await);
     assert!(rec.uncertain);
     let resent = Record { state: State::Submitting, ..rec };
@@ -198,7 +199,7 @@ async fn a_refund_waiting_to_learn_its_payment_amount_reaches_max_age() {
     assert_eq!(claim_as(&l, "RF1", &o).await, Claim::NeedPaid);
     tokio::time::sleep(Duration::from_millis(40)).await;
     assert!(matches!(claim_as(&l, "RF1", &o).await, Claim::Blocked(why) if why.contains("payment amount")));
-    assert_eq!(l.get("RF1").await.unwrap().unwrap().state, State::NeedsReview);
+    assert_eq!(l.get("default", "RF1").await.unwrap().unwrap().state, State::NeedsReview);
 }
 
 /// A.8: "resolve --state succeeded" is a claim about money: refused for a refund never sent, and
@@ -209,14 +210,15 @@ async fn resolving_a_success_is_refused_when_never_sent_or_past_the_paid_amount(
     let p = policy(5_000);
     // Never sent: reviewed straight from queued.
     l.enqueue(NewRefund::new("P0", "RF0", 1)).await.unwrap();
-    let rec = l.get("RF0").await.unwrap().unwrap();
+    let rec = l.get("default", "RF0").await.unwrap().unwrap();
     l.defer(&rec, 0, "waited too long", Duration::ZERO).await.unwrap();
-    let refused = l.operate("RF0", Operation::Resolve(State::Succeeded), "ann", "QFPay says ok").await.unwrap();
+    let refused =
+        l.operate("default", "RF0", Operation::Resolve(State::Succeeded), "ann", "QFPay says ok").await.unwrap();
     assert!(refused.unwrap_err().to_string().contains("never sent"));
-    let forced = l.operate("RF0", Operation::ForceResolve(State::Succeeded), "ann", "sure").await.unwrap();
+    let forced = l.operate("default", "RF0", Operation::ForceResolve(State::Succeeded), "ann", "sure").await.unwrap();
     assert!(forced.unwrap_err().to_string().contains("never sent"), "force never covers a refund never sent");
     assert_eq!(
-        l.operate("RF0", Operation::Resolve(State::Failed), "ann", "never sent").await.unwrap(),
+        l.operate("default", "RF0", Operation::Resolve(State::Failed), "ann", "never sent").await.unwrap(),
         Ok(State::Failed)
     );
 
@@ -234,10 +236,12 @@ async fn resolving_a_success_is_refused_when_never_sent_or_past_the_paid_amount(
     let review = after_submit(&r2, &answer("1108"), &p, 0, 0.5);
     assert!(l.transition(&r2, State::Submitting, fence, &review, "b").await.unwrap());
     assert_eq!(l.set_paid(&(&r2).into(), 1_000).await.unwrap(), 1_000);
-    let refused = l.operate("RF2", Operation::Resolve(State::Succeeded), "ann", "QFPay says ok").await.unwrap();
+    let refused =
+        l.operate("default", "RF2", Operation::Resolve(State::Succeeded), "ann", "QFPay says ok").await.unwrap();
     assert!(refused.unwrap_err().to_string().contains("1200 of 1000"));
-    assert_eq!(l.get("RF2").await.unwrap().unwrap().state, State::NeedsReview);
-    let forced = l.operate("RF2", Operation::ForceResolve(State::Succeeded), "ann", "QFPay ticket 42").await.unwrap();
+    assert_eq!(l.get("default", "RF2").await.unwrap().unwrap().state, State::NeedsReview);
+    let forced =
+        l.operate("default", "RF2", Operation::ForceResolve(State::Succeeded), "ann", "QFPay ticket 42").await.unwrap();
     assert_eq!(forced, Ok(State::Succeeded));
     let audit = l.audit("0", 100).await.unwrap();
     assert!(audit.iter().any(|a| a.out_trade_no == "RF2" && a.action == "resolve --force" && a.outcome == "ok"));
@@ -255,10 +259,10 @@ async fn a_stale_holder_with_an_equal_fence_cannot_write() {
     let (fence, first) = claimed(claim_as(&l, "RF1", &options(&p, "w1")).await);
     // As if a rollback and a second claim on a slower clock gave w2 the very same fence.
     let mut raw = testkit::raw_connection(&r.url()).await;
-    let _: () = raw.hset(l.keys().record("RF1"), "lease_owner", "w2").await.unwrap();
+    let _: () = raw.hset(l.keys_for("default").record("RF1"), "lease_owner", "w2").await.unwrap();
     let d = after_submit(&first, &answer("0000"), &p, 0, 0.5);
     assert!(!l.transition(&first, State::Submitting, fence, &d, "op").await.unwrap(), "w1 no longer holds it");
-    assert_eq!(l.get("RF1").await.unwrap().unwrap().state, State::Submitting);
+    assert_eq!(l.get("default", "RF1").await.unwrap().unwrap().state, State::Submitting);
 }
 
 /// The state machine's moves are written once (`State::EDGES`); the store's transition refuses any
@@ -278,7 +282,7 @@ async fn the_store_refuses_a_move_the_state_machine_does_not_allow() {
     };
     let err = l.transition(&rec, State::Submitting, fence, &back, "op").await.unwrap_err();
     assert!(err.to_string().contains("submitting -> queued"), "{err}");
-    assert_eq!(l.get("RF1").await.unwrap().unwrap().state, State::Submitting, "nothing was written");
+    assert_eq!(l.get("default", "RF1").await.unwrap().unwrap().state, State::Submitting, "nothing was written");
     let ok = after_submit(&rec, &answer("0000"), &p, 0, 0.5);
     assert!(l.transition(&rec, State::Submitting, fence, &ok, "op2").await.unwrap());
 }

@@ -45,7 +45,7 @@ async fn enqueue_is_idempotent_and_conflicts_name_the_differences() {
     // Another refund of the same payment claiming another paid amount is refused.
     let other = NewRefund { orig_txamt: Some(999), ..NewRefund::new("123", "RF2", 1) };
     assert!(matches!(l.enqueue(other).await, Err(LedgerError::PaidMismatch { .. })));
-    assert!(l.get("RF2").await.unwrap().is_none(), "nothing half-written");
+    assert!(l.get("default", "RF2").await.unwrap().is_none(), "nothing half-written");
     // Invalid input names the field and writes nothing.
     match l.enqueue(NewRefund::new("123", "RF 3", 1)).await {
         Err(LedgerError::Invalid(e)) => assert_eq!(e.field, "out_trade_no"),
@@ -60,11 +60,11 @@ async fn enqueue_is_idempotent_and_conflicts_name_the_differences() {
 async fn claim_persists_submitting_before_any_send_and_fences_stale_writers() {
     let (_r, l) = ledger("claim").await;
     l.enqueue(NewRefund::new("123", "RF1", 100)).await.unwrap();
-    let rec = l.get("RF1").await.unwrap().unwrap();
+    let rec = l.get("default", "RF1").await.unwrap().unwrap();
     let p = policy(200);
     let first = claim(&l, &rec, "w1", &p, "2026-01-02 03:04:05", false).await;
     let Claim::Submit { fence, record, .. } = first.clone() else { panic!("{first:?}") };
-    let stored = l.get("RF1").await.unwrap().unwrap();
+    let stored = l.get("default", "RF1").await.unwrap().unwrap();
     assert_eq!(*record, stored, "the claim hands back the record as stored");
     assert_eq!((stored.state, stored.submits, stored.fence), (State::Submitting, 1, fence));
     assert!(fence > 1_700_000_000_000, "fences grow with Redis' clock (ms), so a rolled-back record never reuses one");
@@ -76,28 +76,28 @@ async fn claim_persists_submitting_before_any_send_and_fences_stale_writers() {
     let second = claim(&l, &stored, "w2", &p, "x", false).await;
     assert!(matches!(second, Claim::Enquire { .. }), "{second:?}");
     assert!(fence_of(&second) > fence);
-    let taken = l.get("RF1").await.unwrap().unwrap();
+    let taken = l.get("default", "RF1").await.unwrap().unwrap();
     assert!(taken.uncertain, "an orphaned submit may have taken effect");
     assert_eq!((taken.state, taken.submits, taken.enquiries), (State::Pending, 1, 1));
     assert_eq!(taken.txdtm.as_deref(), Some("2026-01-02 03:04:05"), "txdtm of the first submit is kept");
     // The stalled worker wakes up with QFPay's answer: its write is refused by the fence.
     let late = after_submit(&stored, &answer("0000"), &p, 0, 0.5);
     assert!(!l.transition(&stored, State::Submitting, fence, &late, "late-op").await.unwrap());
-    assert_eq!(l.get("RF1").await.unwrap().unwrap().state, State::Pending);
+    assert_eq!(l.get("default", "RF1").await.unwrap().unwrap().state, State::Pending);
 }
 
 #[tokio::test]
 async fn final_states_are_immutable_and_emit_exactly_one_final_event() {
     let (_r, l) = ledger("final").await;
     l.enqueue(NewRefund::new("123", "RF1", 100)).await.unwrap();
-    let rec = l.get("RF1").await.unwrap().unwrap();
+    let rec = l.get("default", "RF1").await.unwrap().unwrap();
     let p = policy(5_000);
     let (fence, rec) = claimed(claim(&l, &rec, "w1", &p, "t", false).await);
     let d = after_submit(&rec, &answer("0000"), &p, 0, 0.5);
     assert!(l.transition(&rec, State::Submitting, fence, &d, "op1").await.unwrap());
     // The same operation again (a retry after a lost reply) lands once: no second event.
     assert!(l.transition(&rec, State::Submitting, fence, &d, "op1").await.unwrap());
-    let done = l.get("RF1").await.unwrap().unwrap();
+    let done = l.get("default", "RF1").await.unwrap().unwrap();
     assert_eq!(done.state, State::Succeeded);
     assert_eq!(done.refund_syssn.as_deref(), Some("R1"));
     assert_eq!(l.due_len().await.unwrap(), 0, "final refunds leave the due-index");
@@ -119,10 +119,10 @@ async fn one_refund_in_flight_per_payment_and_never_more_than_paid() {
     for (otn, amt) in [("RF1", 600), ("RF2", 600), ("RF3", 400)] {
         l.enqueue(NewRefund { orig_txamt: Some(1000), ..NewRefund::new("123", otn, amt) }).await.unwrap();
     }
-    let r1 = l.get("RF1").await.unwrap().unwrap();
+    let r1 = l.get("default", "RF1").await.unwrap().unwrap();
     let (fence, r1) = claimed(claim(&l, &r1, "w", &p, "t", false).await);
     // RF2 waits while RF1 is in flight.
-    let r2 = l.get("RF2").await.unwrap().unwrap();
+    let r2 = l.get("default", "RF2").await.unwrap().unwrap();
     assert!(matches!(claim(&l, &r2, "w", &p, "t", false).await, Claim::Deferred { why, .. } if why.contains("RF1")));
     let d = after_submit(&r1, &answer("0000"), &p, 0, 0.5);
     assert!(l.transition(&r1, State::Submitting, fence, &d, "op").await.unwrap());
@@ -132,10 +132,10 @@ async fn one_refund_in_flight_per_payment_and_never_more_than_paid() {
         Claim::Failed(why) => assert!(why.contains("never sent"), "{why}"),
         other => panic!("{other:?}"),
     }
-    let r2 = l.get("RF2").await.unwrap().unwrap();
+    let r2 = l.get("default", "RF2").await.unwrap().unwrap();
     assert_eq!((r2.state, r2.submits), (State::Failed, 0));
     // 600 + 400 = 1000 fits exactly.
-    let r3 = l.get("RF3").await.unwrap().unwrap();
+    let r3 = l.get("default", "RF3").await.unwrap().unwrap();
     assert!(matches!(claim(&l, &r3, "w", &p, "t", false).await, Claim::Submit { .. }));
 }
 
@@ -144,7 +144,7 @@ async fn an_unknown_paid_amount_is_learned_before_the_first_submit() {
     let (_r, l) = ledger("learn").await;
     let p = policy(5_000);
     l.enqueue(NewRefund::new("555", "RF1", 700)).await.unwrap();
-    let r = l.get("RF1").await.unwrap().unwrap();
+    let r = l.get("default", "RF1").await.unwrap().unwrap();
     assert_eq!(claim(&l, &r, "w", &p, "t", true).await, Claim::NeedPaid);
     assert_eq!(l.set_paid(&(&r).into(), 500).await.unwrap(), 500);
     assert_eq!(l.set_paid(&(&r).into(), 900).await.unwrap(), 500, "the first learned amount stands");
@@ -157,17 +157,17 @@ async fn paused_merchants_wait_and_config_errors_pause_them() {
     let p = policy(5_000);
     l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
     l.enqueue(NewRefund::new("2", "RF2", 1)).await.unwrap();
-    let r1 = l.get("RF1").await.unwrap().unwrap();
+    let r1 = l.get("default", "RF1").await.unwrap().unwrap();
     let (fence, r1) = claimed(claim(&l, &r1, "w", &p, "t", false).await);
     let d = after_submit(&r1, &answer("1108"), &p, 0, 0.5);
     assert!(d.pause_merchant);
     assert!(l.transition(&r1, State::Submitting, fence, &d, "op").await.unwrap());
-    assert_eq!(l.get("RF1").await.unwrap().unwrap().state, State::NeedsReview);
+    assert_eq!(l.get("default", "RF1").await.unwrap().unwrap().state, State::NeedsReview);
     assert!(l.paused().await.unwrap().contains_key("default"));
-    let r2 = l.get("RF2").await.unwrap().unwrap();
+    let r2 = l.get("default", "RF2").await.unwrap().unwrap();
     assert!(matches!(claim(&l, &r2, "w", &p, "t", false).await, Claim::Deferred { why, .. } if why.contains("paused")));
     assert!(l.resume("default", "test", "test").await.unwrap());
-    let r2 = l.get("RF2").await.unwrap().unwrap();
+    let r2 = l.get("default", "RF2").await.unwrap().unwrap();
     l.defer(&r2, 0, "resumed", p.max_age).await.unwrap();
     assert!(matches!(claim(&l, &r2, "w", &p, "t", false).await, Claim::Submit { .. }));
 }
@@ -183,27 +183,27 @@ async fn fetching_claims_each_due_refund_once_and_a_lost_claim_comes_back_when_i
     }
     let p = policy(300);
     let o = |worker| options(worker, &p);
-    let first = l.claim_due(3, &o("w1")).await.unwrap();
+    let first = l.claim_due(l.shard_of("default"), 3, &o("w1")).await.unwrap();
     let names: Vec<&str> = first.claims.iter().map(|c| c.target.out_trade_no.as_str()).collect();
     assert_eq!(names, ["RF0", "RF1", "RF2"], "oldest first");
     assert!(first.claims.iter().all(|c| matches!(c.claim, Claim::Submit { .. })));
-    let second = l.claim_due(10, &o("w2")).await.unwrap();
+    let second = l.claim_due(l.shard_of("default"), 10, &o("w2")).await.unwrap();
     let names: Vec<&str> = second.claims.iter().map(|c| c.target.out_trade_no.as_str()).collect();
     assert_eq!(names, ["RF3", "RF4"], "nothing is handed out twice");
-    let nothing = l.claim_due(10, &o("w3")).await.unwrap();
+    let nothing = l.claim_due(l.shard_of("default"), 10, &o("w3")).await.unwrap();
     assert!(nothing.claims.is_empty());
     let next = nothing.next_due.expect("the leases are in the due-index");
     assert!(next > l.now_ms() && next <= l.now_ms() + 300, "the earliest lease expiry is due next: {next}");
     // w1 and w2 vanish; their leases expire; what they may have sent is enquired, never resent.
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let again = l.claim_due(10, &o("w3")).await.unwrap();
+    let again = l.claim_due(l.shard_of("default"), 10, &o("w3")).await.unwrap();
     assert_eq!(again.claims.len(), 5);
     assert!(again.claims.iter().all(|c| matches!(c.claim, Claim::Enquire { recovered: true, .. })), "{again:?}");
     // A record gone from under its due-index entry is dropped from the index, not fetched forever.
     let mut raw = testkit::raw_connection(&r.url()).await;
-    let _: () = redis::cmd("DEL").arg(l.keys().record("RF0")).query_async(&mut raw).await.unwrap();
+    let _: () = redis::cmd("DEL").arg(l.keys_for("default").record("RF0")).query_async(&mut raw).await.unwrap();
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let last = l.claim_due(10, &o("w4")).await.unwrap();
+    let last = l.claim_due(l.shard_of("default"), 10, &o("w4")).await.unwrap();
     assert_eq!(last.claims.len(), 5);
     assert!(matches!(last.claims[0].claim, Claim::Skip(_)), "{:?}", last.claims[0]);
     assert_eq!(l.due_len().await.unwrap(), 4);
@@ -218,36 +218,42 @@ async fn a_corrupt_record_at_the_head_of_the_index_goes_to_review_and_blocks_not
         l.enqueue(NewRefund::new(&format!("{i}"), &format!("RF{i}"), 1)).await.unwrap();
     }
     let mut raw = testkit::raw_connection(&r.url()).await;
-    let _: () = redis::cmd("HDEL").arg(l.keys().record("RF0")).arg("merchant").query_async(&mut raw).await.unwrap();
+    let _: () = redis::cmd("HDEL")
+        .arg(l.keys_for("default").record("RF0"))
+        .arg("merchant")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     let p = policy(5_000);
     let o = options("w1", &p);
-    let got = l.claim_due(10, &o).await.unwrap();
+    let got = l.claim_due(l.shard_of("default"), 10, &o).await.unwrap();
     assert!(
         matches!(&got.claims[0].claim, Claim::Skip(ledger::Skipped::Broken(why)) if why.contains("merchant")),
         "{got:?}"
     );
     assert!(got.claims[1..].iter().all(|c| matches!(c.claim, Claim::Submit { .. })), "{got:?}");
     let rec: std::collections::HashMap<String, String> =
-        redis::cmd("HGETALL").arg(l.keys().record("RF0")).query_async(&mut raw).await.unwrap();
+        redis::cmd("HGETALL").arg(l.keys_for("default").record("RF0")).query_async(&mut raw).await.unwrap();
     assert_eq!(rec.get("state").map(String::as_str), Some("needs_review"));
     assert!(rec.get("reason").is_some_and(|r| r.contains("corrupt record")), "{rec:?}");
-    assert!(l.claim_due(10, &o).await.unwrap().claims.is_empty(), "nothing is fetched again");
+    assert!(l.claim_due(l.shard_of("default"), 10, &o).await.unwrap().claims.is_empty(), "nothing is fetched again");
 }
 
 /// A worker fetches only refunds of merchants it holds credentials for: the others are put off
 /// (for a worker that has them) instead of being claimed, and never block the head of the index.
 #[tokio::test]
 async fn a_fetch_defers_refunds_of_merchants_it_cannot_serve() {
-    let (_r, l) = ledger("fetch-served").await;
+    // One shard: both refunds in the one fetch.
+    let (_r, l) = common::ledger_with("fetch-served", 1).await;
     l.enqueue(NewRefund { merchant: Some("other".into()), ..NewRefund::new("1", "RF1", 1) }).await.unwrap();
     l.enqueue(NewRefund::new("2", "RF2", 1)).await.unwrap();
     let p = policy(5_000);
     let o = ClaimOptions { served: "default\nthird", ..options("w1", &p) };
-    let got = l.claim_due(10, &o).await.unwrap();
+    let got = l.claim_due(l.shard_of("default"), 10, &o).await.unwrap();
     assert_eq!(got.claims.len(), 2);
     assert!(matches!(got.claims[0].claim, Claim::Deferred { cause: ledger::Deferral::NoCredentials, .. }), "{got:?}");
     assert!(matches!(got.claims[1].claim, Claim::Submit { .. }), "{got:?}");
-    let rec = l.get("RF1").await.unwrap().unwrap();
+    let rec = l.get("other", "RF1").await.unwrap().unwrap();
     assert_eq!(rec.state, State::Queued);
     assert!(rec.lease_owner.is_none(), "not claimed");
 }
@@ -285,7 +291,7 @@ async fn the_nightly_window_holds_back_submits_not_enquiries() {
     let (_r, l) = ledger("window").await;
     let p = policy(5_000);
     l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
-    let r = l.get("RF1").await.unwrap().unwrap();
+    let r = l.get("default", "RF1").await.unwrap().unwrap();
     let later = l.now_ms() + 3_600_000;
     let o = ClaimOptions { submit_not_before: later, ..ClaimOptions::new("w", &p, "t") };
     match l.claim(&(&r).into(), &o).await.unwrap() {
@@ -295,7 +301,7 @@ async fn the_nightly_window_holds_back_submits_not_enquiries() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(l.get("RF1").await.unwrap().unwrap().submits, 0);
+    assert_eq!(l.get("default", "RF1").await.unwrap().unwrap().submits, 0);
 }
 
 /// A refund that waits — for a paused merchant, a busy payment — past its maximum age goes to a
@@ -308,12 +314,12 @@ async fn waiting_past_max_age_leads_to_needs_review() {
     l.enqueue(NewRefund::new("2", "RF2", 1)).await.unwrap();
     l.pause("default", "test", "test").await.unwrap();
     tokio::time::sleep(Duration::from_millis(60)).await;
-    let r1 = l.get("RF1").await.unwrap().unwrap();
+    let r1 = l.get("default", "RF1").await.unwrap().unwrap();
     assert!(matches!(claim(&l, &r1, "w", &p, "t", false).await, Claim::Blocked(why) if why.contains("paused")));
-    let r2 = l.get("RF2").await.unwrap().unwrap();
+    let r2 = l.get("default", "RF2").await.unwrap().unwrap();
     assert!(!l.defer(&r2, l.now_ms() + 10, "no credentials", p.max_age).await.unwrap());
     for o in ["RF1", "RF2"] {
-        let r = l.get(o).await.unwrap().unwrap();
+        let r = l.get("default", o).await.unwrap().unwrap();
         assert_eq!(r.state, State::NeedsReview, "{o}");
         assert!(r.reason.unwrap().starts_with("max age reached while waiting"));
     }
@@ -331,21 +337,25 @@ async fn operator_actions_are_guarded_and_audited() {
     l.enqueue(r).await.unwrap();
     l.enqueue(NewRefund { orig_txamt: Some(1_000), ..NewRefund::new("1", "RF2", 600) }).await.unwrap();
     // RF1 sent, then a configuration error: needs_review, payment locked.
-    let r1 = l.get("RF1").await.unwrap().unwrap();
+    let r1 = l.get("default", "RF1").await.unwrap().unwrap();
     let (fence, r1) = claimed(claim(&l, &r1, "w", &p, "t", false).await);
     let d = after_submit(&r1, &answer("1108"), &p, 0, 0.5);
     assert!(l.transition(&r1, State::Submitting, fence, &d, "op").await.unwrap());
-    assert!(l.operate("RF2", Cancel, "ann", "duplicate order").await.unwrap().is_ok());
-    assert!(l.operate("RF2", Retry, "ann", "x").await.unwrap().unwrap_err().to_string().contains("needs_review"));
-    assert!(l.operate("RF1", Cancel, "ann", "x").await.unwrap().unwrap_err().to_string().contains("never sent"));
+    assert!(l.operate("default", "RF2", Cancel, "ann", "duplicate order").await.unwrap().is_ok());
+    assert!(
+        l.operate("default", "RF2", Retry, "ann", "x").await.unwrap().unwrap_err().to_string().contains("needs_review")
+    );
+    assert!(
+        l.operate("default", "RF1", Cancel, "ann", "x").await.unwrap().unwrap_err().to_string().contains("never sent")
+    );
     // Retry: it was sent, so it is enquired first.
-    assert_eq!(l.operate("RF1", Retry, "ann", "key fixed").await.unwrap(), Ok(State::Pending));
-    let r1 = l.get("RF1").await.unwrap().unwrap();
+    assert_eq!(l.operate("default", "RF1", Retry, "ann", "key fixed").await.unwrap(), Ok(State::Pending));
+    let r1 = l.get("default", "RF1").await.unwrap().unwrap();
     assert_eq!(r1.operator.as_deref(), Some("ann"));
     assert!(r1.reason.as_deref().unwrap().contains("retry by ann: key fixed"));
     assert!(matches!(claim(&l, &r1, "w", &p, "t", false).await, Claim::Enquire { .. }));
     // Back to needs_review by hand, then resolved as succeeded: it counts against the payment.
-    let r1 = l.get("RF1").await.unwrap().unwrap();
+    let r1 = l.get("default", "RF1").await.unwrap().unwrap();
     let review = ledger::Decision {
         state: State::NeedsReview,
         next_at: None,
@@ -355,12 +365,12 @@ async fn operator_actions_are_guarded_and_audited() {
     };
     assert!(l.transition(&r1, State::Pending, r1.fence, &review, "op2").await.unwrap());
     assert_eq!(
-        l.operate("RF1", Resolve(State::Succeeded), "bob", "QFPay confirmed by phone").await.unwrap(),
+        l.operate("default", "RF1", Resolve(State::Succeeded), "bob", "QFPay confirmed by phone").await.unwrap(),
         Ok(State::Succeeded)
     );
     l.resume("default", "test", "test").await.unwrap(); // the 1108 paused the merchant
     l.enqueue(NewRefund { orig_txamt: Some(1_000), ..NewRefund::new("1", "RF3", 600) }).await.unwrap();
-    let r3 = l.get("RF3").await.unwrap().unwrap();
+    let r3 = l.get("default", "RF3").await.unwrap().unwrap();
     assert!(matches!(claim(&l, &r3, "w", &p, "t", false).await, Claim::Failed(_)), "600 + 600 > 1000");
     let events = l.events("0", 100).await.unwrap();
     assert!(
@@ -376,13 +386,13 @@ async fn a_claim_takes_a_token_only_when_it_hands_out_a_request() {
         l.enqueue(NewRefund::new(&format!("{i}"), &format!("RF{i}"), 1)).await.unwrap();
     }
     let o = ClaimOptions { rate: Some((0.5, 2)), ..ClaimOptions::new("w", &p, "t") };
-    let r0 = l.get("RF0").await.unwrap().unwrap();
+    let r0 = l.get("default", "RF0").await.unwrap().unwrap();
     assert!(matches!(l.claim(&(&r0).into(), &o).await.unwrap(), Claim::Submit { .. }));
     // Held by us now: a second delivery takes no token.
     assert!(matches!(l.claim(&(&r0).into(), &o).await.unwrap(), Claim::Skip(_)));
-    let r1 = l.get("RF1").await.unwrap().unwrap();
+    let r1 = l.get("default", "RF1").await.unwrap().unwrap();
     assert!(matches!(l.claim(&(&r1).into(), &o).await.unwrap(), Claim::Submit { .. }), "the burst has two");
-    let r2 = l.get("RF2").await.unwrap().unwrap();
+    let r2 = l.get("default", "RF2").await.unwrap().unwrap();
     match l.claim(&(&r2).into(), &o).await.unwrap() {
         Claim::Deferred { why, next_at, .. } => {
             assert!(why.contains("rate limit"), "{why}");
@@ -390,7 +400,7 @@ async fn a_claim_takes_a_token_only_when_it_hands_out_a_request() {
         }
         other => panic!("{other:?}"),
     }
-    let after = l.get("RF2").await.unwrap().unwrap();
+    let after = l.get("default", "RF2").await.unwrap().unwrap();
     assert_eq!((after.state, after.submits), (State::Queued, 0), "nothing was taken or counted");
 }
 
@@ -399,7 +409,7 @@ async fn a_claim_naming_another_payment_or_merchant_writes_nothing() {
     let (_r, l) = ledger("claim-mismatch").await;
     let p = policy(5_000);
     l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
-    let r = l.get("RF1").await.unwrap().unwrap();
+    let r = l.get("default", "RF1").await.unwrap().unwrap();
     let o = ClaimOptions::new("w", &p, "t");
     let mut wrong = ledger::RefundRef::from(&r);
     wrong.syssn = "2".into();
@@ -407,7 +417,7 @@ async fn a_claim_naming_another_payment_or_merchant_writes_nothing() {
     let mut wrong = ledger::RefundRef::from(&r);
     wrong.merchant = "other".into();
     assert_eq!(l.claim(&wrong, &o).await.unwrap(), Claim::Mismatch);
-    assert_eq!(l.get("RF1").await.unwrap().unwrap(), r, "untouched");
+    assert_eq!(l.get("default", "RF1").await.unwrap().unwrap(), r, "untouched");
     assert!(matches!(l.claim(&(&r).into(), &o).await.unwrap(), Claim::Submit { .. }));
 }
 

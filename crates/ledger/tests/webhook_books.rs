@@ -15,23 +15,29 @@ use ledger::{LedgerError, NewRefund, WebhookAttempt};
 #[tokio::test]
 async fn a_consumer_group_hands_out_each_entry_once_and_says_when_it_is_gone() {
     let (r, l) = ledger("groups").await;
-    assert_eq!(l.group_position("g").await.unwrap(), None, "no stream yet");
-    assert!(l.create_group("g", None).await.unwrap());
-    assert!(!l.create_group("g", Some("0-0")).await.unwrap(), "exists already: left where it stands");
-    assert_eq!(l.group_position("other").await.unwrap(), None, "no such group");
+    assert_eq!(l.group_position(l.shard_of("default"), "g").await.unwrap(), None, "no stream yet");
+    assert!(l.create_group(l.shard_of("default"), "g", None).await.unwrap());
+    assert!(
+        !l.create_group(l.shard_of("default"), "g", Some("0-0")).await.unwrap(),
+        "exists already: left where it stands"
+    );
+    assert_eq!(l.group_position(l.shard_of("default"), "other").await.unwrap(), None, "no such group");
     l.enqueue(NewRefund::new("P1", "RF1", 1)).await.unwrap();
     l.enqueue(NewRefund::new("P2", "RF2", 1)).await.unwrap();
 
-    let mut dead = l.stream_reader("g", "dead").await.unwrap();
+    let mut dead = l.stream_reader(l.shard_of("default"), "g", "dead").await.unwrap();
     let read = dead.read_new(10, Duration::from_millis(10)).await.unwrap();
     let otns: Vec<&str> = read.iter().map(|e| e.out_trade_no.as_str()).collect();
     assert_eq!(otns, ["RF1", "RF2"]);
     assert_eq!(read[0].state, "queued");
     assert!(dead.read_new(10, Duration::from_millis(10)).await.unwrap().is_empty(), "handed out once");
     // A new group started where `g` stands misses nothing `g` has not acknowledged.
-    assert_eq!(l.group_position("g").await.unwrap().as_deref(), Some(id_before_first(&read[0].id).as_str()));
+    assert_eq!(
+        l.group_position(l.shard_of("default"), "g").await.unwrap().as_deref(),
+        Some(id_before_first(&read[0].id).as_str())
+    );
 
-    let alive = l.stream_reader("g", "alive").await.unwrap();
+    let alive = l.stream_reader(l.shard_of("default"), "g", "alive").await.unwrap();
     assert!(alive.take_over(Duration::from_secs(60), 10).await.unwrap().is_empty(), "not idle long enough");
     tokio::time::sleep(Duration::from_millis(30)).await;
     let taken = alive.take_over(Duration::from_millis(20), 10).await.unwrap();
@@ -39,14 +45,18 @@ async fn a_consumer_group_hands_out_each_entry_once_and_says_when_it_is_gone() {
     let ids: Vec<String> = taken.into_iter().map(|e| e.id).collect();
     alive.ack(&ids).await.unwrap();
     alive.ack(&[]).await.unwrap();
-    assert_eq!(l.group_position("g").await.unwrap(), Some(ids[1].clone()), "all acknowledged: the last handed out");
+    assert_eq!(
+        l.group_position(l.shard_of("default"), "g").await.unwrap(),
+        Some(ids[1].clone()),
+        "all acknowledged: the last handed out"
+    );
 
     let mut raw = testkit::raw_connection(&r.url()).await;
-    let _: () = redis::cmd("DEL").arg(l.keys().events()).query_async(&mut raw).await.unwrap();
+    let _: () = redis::cmd("DEL").arg(l.keys_for("default").events()).query_async(&mut raw).await.unwrap();
     let gone = dead.read_new(10, Duration::from_millis(10)).await.unwrap_err();
     assert!(matches!(&gone, LedgerError::NoGroup(g) if g == "g"), "{gone:?}");
     assert!(matches!(alive.take_over(Duration::ZERO, 10).await, Err(LedgerError::NoGroup(_))));
-    assert!(l.create_group("g", None).await.unwrap(), "created again");
+    assert!(l.create_group(l.shard_of("default"), "g", None).await.unwrap(), "created again");
     assert!(dead.read_new(10, Duration::from_millis(10)).await.unwrap().is_empty());
 }
 
@@ -73,18 +83,21 @@ async fn a_failed_delivery_is_retried_given_up_listed_and_redelivered() {
         error,
     };
     l.schedule_webhook_retry(&attempt(1, "HTTP 500"), l.now_ms() + 60_000).await.unwrap();
-    assert!(l.due_webhooks(10).await.unwrap().is_empty(), "not due yet");
-    l.postpone_webhook("evt_1", l.now_ms() - 1).await.unwrap();
-    assert_eq!(l.due_webhooks(10).await.unwrap(), ["evt_1"]);
+    assert!(l.due_webhooks(l.shard_of("default"), 10).await.unwrap().is_empty(), "not due yet");
+    l.postpone_webhook(l.shard_of("default"), "evt_1", l.now_ms() - 1).await.unwrap();
+    assert_eq!(l.due_webhooks(l.shard_of("default"), 10).await.unwrap(), ["evt_1"]);
     let hold = l.now_ms() + 10_000;
-    let due = l.take_webhook("evt_1", hold).await.unwrap().unwrap();
+    let due = l.take_webhook(l.shard_of("default"), "evt_1", hold).await.unwrap().unwrap();
     assert_eq!((due.merchant.as_str(), due.out_trade_no.as_str(), due.attempts), ("shop", "RF1", 1));
     assert_eq!(due.body, b"{\"id\":\"evt_1\"}");
-    assert!(l.take_webhook("evt_1", hold).await.unwrap().is_none(), "held: not taken twice");
+    assert!(l.take_webhook(l.shard_of("default"), "evt_1", hold).await.unwrap().is_none(), "held: not taken twice");
     // A second worker that listed it due a moment before, and holds it for longer, takes nothing:
     // only a delivery still due is taken, so one retry is never sent by two workers.
-    assert!(l.take_webhook("evt_1", hold + 5_000).await.unwrap().is_none(), "a later hold does not take it again");
-    assert!(l.due_webhooks(10).await.unwrap().is_empty());
+    assert!(
+        l.take_webhook(l.shard_of("default"), "evt_1", hold + 5_000).await.unwrap().is_none(),
+        "a later hold does not take it again"
+    );
+    assert!(l.due_webhooks(l.shard_of("default"), 10).await.unwrap().is_empty());
 
     l.give_up_webhook(&attempt(2, "timeout")).await.unwrap();
     let failed = l.failed_webhooks(10).await.unwrap();
@@ -94,16 +107,20 @@ async fn a_failed_delivery_is_retried_given_up_listed_and_redelivered() {
         (f.event_id.as_str(), f.merchant.as_str(), f.attempts, f.last_error.as_str()),
         ("evt_1", "shop", 2, "timeout")
     );
-    assert!(l.take_webhook("evt_1", hold).await.unwrap().is_none(), "off the retry schedule");
+    assert!(l.take_webhook(l.shard_of("default"), "evt_1", hold).await.unwrap().is_none(), "off the retry schedule");
     assert_eq!(l.stats().await.unwrap().webhooks_failed, 1);
 
     assert_eq!(l.redeliver_webhooks(&["evt_unknown".into()]).await.unwrap(), 0);
     assert_eq!(l.redeliver_webhooks(&[]).await.unwrap(), 1);
     assert!(l.failed_webhooks(10).await.unwrap().is_empty());
-    assert_eq!(l.due_webhooks(10).await.unwrap(), ["evt_1"]);
-    assert_eq!(l.take_webhook("evt_1", hold).await.unwrap().unwrap().attempts, 0, "counted afresh");
-    l.webhook_delivered("evt_1").await.unwrap();
+    assert_eq!(l.due_webhooks(l.shard_of("default"), 10).await.unwrap(), ["evt_1"]);
+    assert_eq!(
+        l.take_webhook(l.shard_of("default"), "evt_1", hold).await.unwrap().unwrap().attempts,
+        0,
+        "counted afresh"
+    );
+    l.webhook_delivered(l.shard_of("default"), "evt_1").await.unwrap();
     let stats = l.stats().await.unwrap();
     assert_eq!((stats.webhooks_failed, stats.webhooks_retrying), (0, 0));
-    assert!(l.take_webhook("evt_1", hold + 1).await.unwrap().is_none(), "gone");
+    assert!(l.take_webhook(l.shard_of("default"), "evt_1", hold + 1).await.unwrap().is_none(), "gone");
 }

@@ -6,16 +6,24 @@ use std::collections::BTreeMap;
 use crate::bank::{Bank, RefundState};
 
 impl Bank {
-    /// Every refund recorded, with per-`out_trade_no` and per-payment totals and any violation of
-    /// "never twice" / "never more than paid" (empty unless the simulator itself is broken).
+    /// Every refund recorded, with per-refund (`by_refund`: `<app_code>/<out_trade_no>`, the scope
+    /// QFPay gives `out_trade_no`), per-`out_trade_no` (every merchant's summed) and per-payment
+    /// totals, and any violation of "never twice" / "never more than paid" (empty unless the
+    /// simulator itself is broken).
     pub fn audit(&mut self, now_ms: i64) -> serde_json::Value {
         self.settle(now_ms);
         let mut by_otn: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut by_refund: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut by_payment: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
         let mut refunds = Vec::new();
         let (mut succeeded, mut amount) = (0u64, 0u64);
         for key in &self.order {
             let Some(r) = self.refunds.get(key) else { continue };
+            let scoped = by_refund.entry(format!("{}/{}", r.app_code, r.out_trade_no)).or_default();
+            scoped.0 += 1;
+            if r.state == RefundState::Succeeded {
+                scoped.1 += r.txamt;
+            }
             let e = by_otn.entry(r.out_trade_no.clone()).or_default();
             e.0 += 1;
             let pe = by_payment.entry(r.orig_syssn.clone()).or_default();
@@ -33,9 +41,9 @@ impl Bank {
             }));
         }
         let mut violations = Vec::new();
-        for (otn, (count, _)) in &by_otn {
+        for (key, (count, _)) in &by_refund {
             if *count > 1 {
-                violations.push(format!("out_trade_no {otn} recorded {count} times"));
+                violations.push(format!("out_trade_no {key} recorded {count} times"));
             }
         }
         let by_payment: BTreeMap<String, serde_json::Value> = by_payment
@@ -52,9 +60,14 @@ impl Bank {
             .into_iter()
             .map(|(otn, (count, refunded))| (otn, serde_json::json!({"records": count, "refunded": refunded})))
             .collect();
+        let by_refund: BTreeMap<String, serde_json::Value> = by_refund
+            .into_iter()
+            .map(|(key, (count, refunded))| (key, serde_json::json!({"records": count, "refunded": refunded})))
+            .collect();
         serde_json::json!({
             "refunds": refunds,
             "by_out_trade_no": by_otn,
+            "by_refund": by_refund,
             "by_payment": by_payment,
             "totals": {"recorded": self.order.len(), "succeeded": succeeded, "refunded_amount": amount},
             "violations": violations,

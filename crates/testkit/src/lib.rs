@@ -35,3 +35,9 @@ pub async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(url).unwrap_or_else(|e| panic!("Redis URL {url}: {e}"));
     client.get_multiplexed_async_connection().await.unwrap_or_else(|e| panic!("connecting to Redis at {url}: {e}"))
 }
+
+/// The ledger shards tests run with: `QFREFUND_SHARDS` (what the binary reads too, so suites that
+/// spawn it agree), else 1. `make test` runs the suites with 1 and again with 4.
+pub fn test_shards() -> usize {
+    std::env::var("QFREFUND_SHARDS").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(1)
+}

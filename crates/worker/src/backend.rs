@@ -85,7 +85,7 @@ impl std::fmt::Debug for LedgerBackend {
 
 impl LedgerBackend {
     pub fn new(processor: Arc<Processor>, policy: FetchPolicy) -> Self {
-        let waiter = Arc::new(Mutex::new(processor.ledger.waiter()));
+        let waiter = Arc::new(Mutex::new(processor.ledger.waiter(processor.shards())));
         Self {
             processor,
             policy,

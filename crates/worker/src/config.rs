@@ -111,6 +111,8 @@ pub struct WorkerConfig {
     pub webhooks: crate::webhooks::WebhookPolicy,
     /// Serve `/metrics` (Prometheus) and `/healthz` here (e.g. `0.0.0.0:9464`); `None`: do not.
     pub metrics_listen: Option<String>,
+    /// The shards this worker fetches from; `None`: every shard of the ledger.
+    pub serve_shards: Option<Vec<usize>>,
 }
 
 impl Default for WorkerConfig {
@@ -132,6 +134,7 @@ impl Default for WorkerConfig {
             drain_grace: Duration::from_secs(20),
             worker_name: "qfrefund".into(),
             metrics_listen: None,
+            serve_shards: None,
             require_aof: true,
             webhooks: crate::webhooks::WebhookPolicy::default(),
         }
@@ -176,6 +179,15 @@ impl WorkerConfig {
                 "fetch_batch must be 1..=500 (got {}): one fetch is one script call",
                 self.fetch_batch
             ));
+        }
+        if let Some(shards) = &self.serve_shards {
+            let n = self.ledger.placement.shards();
+            if shards.is_empty() {
+                return Err("serve_shards names no shard: leave it unset to serve every shard".into());
+            }
+            if let Some(s) = shards.iter().find(|s| **s >= n) {
+                return Err(format!("serve_shards names shard {s}, but the ledger's shards are 0..{}", n - 1));
+            }
         }
         if self.idle_wait.is_zero() {
             return Err("idle_wait must be more than zero".into());

@@ -181,12 +181,12 @@ pub async fn run(
     let mut summary = Summary::default();
     let mut offset = 0;
     loop {
-        let ids = ledger.created_between(from_ms, to_ms, offset, 200).await?;
-        if ids.is_empty() {
+        let records = ledger.created_between(from_ms, to_ms, offset, 200).await?;
+        if records.is_empty() {
             break;
         }
-        offset += ids.len() as isize;
-        for rec in ledger.get_many(&ids).await? {
+        offset += records.len();
+        for rec in records {
             let qfpay = match clients.get(&rec.merchant) {
                 None => Err(format!("no credentials for merchant {:?}", rec.merchant)),
                 Some((client, mchid)) => {

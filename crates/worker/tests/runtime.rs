@@ -35,7 +35,12 @@ async fn fetch_errors_never_cancel_a_step_in_flight() {
     let _: () = acl("-evalsha").arg("-eval").query_async(&mut admin).await.unwrap();
     // Wake the idle fetcher, again and again: each fetch is refused.
     for _ in 0..12 {
-        let _: i64 = redis::cmd("PUBLISH").arg(env.ledger.keys().wake()).arg(1).query_async(&mut admin).await.unwrap();
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(env.ledger.keys_for("default").wake())
+            .arg(1)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _: () = acl("+@all").query_async(&mut admin).await.unwrap();

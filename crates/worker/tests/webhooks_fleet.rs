@@ -16,7 +16,7 @@ use testkit::Faults;
 async fn pending_total(env: &Env) -> u64 {
     let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
         .arg("GROUPS")
-        .arg(env.ledger.keys().events())
+        .arg(env.ledger.keys_for("default").events())
         .query_async(&mut env.raw().await)
         .await
         .unwrap();
@@ -100,7 +100,7 @@ async fn read_and_die(env: &Env, group: &str, consumer: &str) -> usize {
         .arg("COUNT")
         .arg(10_000)
         .arg("STREAMS")
-        .arg(env.ledger.keys().events())
+        .arg(env.ledger.keys_for("default").events())
         .arg(">")
         .query_async(&mut env.raw().await)
         .await
@@ -146,7 +146,7 @@ async fn an_upgrade_from_the_single_group_skips_no_outcome() {
     let env = Env::start("hooks-upgrade", 3, Faults::default()).await;
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
-        .arg(env.ledger.keys().events())
+        .arg(env.ledger.keys_for("default").events())
         .arg("webhooks")
         .arg("$")
         .arg("MKSTREAM")

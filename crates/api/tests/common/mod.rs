@@ -22,7 +22,14 @@ pub struct Api {
 
 impl Api {
     pub async fn start(redis_url: &str, name: &str) -> Self {
-        Self::start_with(redis_url, LedgerConfig { namespace: unique_namespace(name), ..LedgerConfig::default() }).await
+        Self::start_with(
+            redis_url,
+            LedgerConfig {
+                namespace: unique_namespace(name),
+                ..LedgerConfig::default().with_shards(testkit::test_shards())
+            },
+        )
+        .await
     }
 
     pub async fn start_with(redis_url: &str, config: LedgerConfig) -> Self {

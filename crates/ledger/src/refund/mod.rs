@@ -5,6 +5,7 @@ pub mod event;
 pub mod import;
 pub mod machine;
 pub mod ownership;
+pub mod placement;
 pub mod record;
 pub mod request;
 pub mod schedule;

@@ -10,6 +10,10 @@ use crate::refund::state::State;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Record {
+    /// Its id inside its shard (see [`crate::refund::placement::refund_id`]): the suffix of its
+    /// record key and the member of every index.
+    #[serde(skip)]
+    pub id: String,
     // The request, as enqueued (immutable).
     pub out_trade_no: String,
     pub syssn: String,
@@ -107,6 +111,7 @@ impl Record {
     /// The record `enqueue` creates for `refund` at `now` (ms): queued, due at once.
     pub fn queued(refund: &crate::NewRefund, now: i64) -> Self {
         Self {
+            id: crate::refund::placement::refund_id(refund.merchant(), &refund.out_trade_no),
             out_trade_no: refund.out_trade_no.clone(),
             syssn: refund.syssn.clone(),
             txamt: refund.txamt,
@@ -160,8 +165,13 @@ impl Record {
         };
         let count = |f: &'static str| num(f).map(|v| v.clamp(0, i64::from(u32::MAX)) as u32);
         let opt_num = |f: &'static str| num(f).map(|v| (v != 0).then_some(v));
+        let out_trade_no = req("out_trade_no")?;
+        // The key ends in `:r:<id>`; a hash read from anywhere else is named by its fields.
+        let id = key.split_once("}:r:").map(|(_, id)| id.to_owned());
+        let merchant = req("merchant")?;
         Ok(Self {
-            out_trade_no: req("out_trade_no")?,
+            id: id.unwrap_or_else(|| crate::refund::placement::refund_id(&merchant, &out_trade_no)),
+            out_trade_no,
             syssn: req("syssn")?,
             txamt: req("txamt")?.parse().map_err(|_| bad("txamt", "not an amount"))?,
             orig_txamt: text("orig_txamt")
@@ -169,7 +179,7 @@ impl Record {
                 .transpose()?,
             mchid: text("mchid"),
             udid: text("udid"),
-            merchant: req("merchant")?,
+            merchant,
             payload_hash: req("payload_hash")?,
             state: req("state")?.parse().map_err(|_| bad("state", "unknown state"))?,
             fence: num("fence")?.max(0) as u64,

@@ -38,11 +38,11 @@ impl Ledger {
     pub async fn enqueue_batch_reported(&self, refunds: Vec<NewRefund>) -> Vec<LineFate> {
         let requests: Vec<NewRefund> = refunds.iter().map(|r| r.clone().normalised()).collect();
         let results = self.enqueue_batch(refunds).await;
-        let doubtful: Vec<String> = requests
+        let doubtful: Vec<(String, String)> = requests
             .iter()
             .zip(&results)
             .filter(|(_, r)| matches!(r, Err(LedgerError::Redis(_))))
-            .map(|(q, _)| q.out_trade_no.clone())
+            .map(|(q, _)| (q.merchant().to_owned(), q.out_trade_no.clone()))
             .collect();
         let found = self.read_back(&doubtful).await;
         // A line found in the ledger after its chunk failed was written, but its chunk's wait for
@@ -69,15 +69,16 @@ impl Ledger {
             .collect()
     }
 
-    /// The records of `ids`; `None` when they could not be read (then nothing is settled).
-    async fn read_back(&self, ids: &[String]) -> Option<HashMap<String, Record>> {
+    /// The records of `refunds` (merchant, out_trade_no); `None` when they could not be read
+    /// (then nothing is settled). Only after a failed chunk: one read per line is fine.
+    async fn read_back(&self, refunds: &[(String, String)]) -> Option<HashMap<(String, String), Record>> {
         let mut out = HashMap::new();
-        let mut ids = ids.to_vec();
-        ids.sort();
-        ids.dedup();
-        for chunk in ids.chunks(500) {
-            for r in self.get_many(chunk).await.ok()? {
-                out.insert(r.out_trade_no.clone(), r);
+        let mut refunds = refunds.to_vec();
+        refunds.sort();
+        refunds.dedup();
+        for (merchant, otn) in refunds {
+            if let Some(r) = self.get(&merchant, &otn).await.ok()? {
+                out.insert((merchant, otn), r);
             }
         }
         Some(out)
@@ -90,11 +91,11 @@ fn answered(e: &redis::RedisError) -> bool {
     matches!(e.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension) || e.is_connection_refusal()
 }
 
-fn settle(q: &NewRefund, e: redis::RedisError, found: Option<&HashMap<String, Record>>) -> LineFate {
+fn settle(q: &NewRefund, e: redis::RedisError, found: Option<&HashMap<(String, String), Record>>) -> LineFate {
     let Some(found) = found else {
         return LineFate::Unknown(format!("{RERUN_ADVICE} (redis: {e}; reading it back failed too)"));
     };
-    match found.get(&q.out_trade_no) {
+    match found.get(&(q.merchant().to_owned(), q.out_trade_no.clone())) {
         Some(r) if r.payload_hash == q.payload_hash() => LineFate::InLedger,
         Some(r) => LineFate::Refused(LedgerError::Conflict {
             out_trade_no: q.out_trade_no.clone(),

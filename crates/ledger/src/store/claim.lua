@@ -7,6 +7,6 @@
 local rec = redis.call('HMGET', R, 'syssn', 'merchant')
 if not rec[1] and not rec[2] then return {'missing'} end
 if rec[1] ~= A.syssn or rec[2] ~= A.merchant then return {'mismatch'} end
-local answer = claim_one(A.out_trade_no, A, KEYS[15], served_set(A.served))
+local answer = claim_one(A.id, A, KEYS[15], served_set(A.served))
 flush_buckets()
 return answer

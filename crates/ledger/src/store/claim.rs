@@ -10,6 +10,7 @@ use crate::refund::state::State;
 use crate::store::Ledger;
 use crate::store::args::script_args;
 use crate::store::durable;
+use crate::store::keys::Keys;
 use crate::store::script::CLAIM;
 
 /// What a claim gave the caller.
@@ -130,6 +131,8 @@ fn deferral_from_script(word: &str) -> Option<Deferral> {
 /// Workers get it from the claim that fetched the refund.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRef {
+    /// Its id in its merchant's shard (see `refund::placement::refund_id`).
+    pub id: String,
     pub out_trade_no: String,
     pub syssn: String,
     pub merchant: String,
@@ -137,15 +140,20 @@ pub struct RefundRef {
 
 impl From<&Record> for RefundRef {
     fn from(r: &Record) -> Self {
-        Self { out_trade_no: r.out_trade_no.clone(), syssn: r.syssn.clone(), merchant: r.merchant.clone() }
+        Self {
+            id: r.id.clone(),
+            out_trade_no: r.out_trade_no.clone(),
+            syssn: r.syssn.clone(),
+            merchant: r.merchant.clone(),
+        }
     }
 }
 
 script_args! {
     /// What `claim` and `claim_due` take (`lua/claim_one.lua` reads them as `A.<field>`).
     pub struct ClaimArgs<'a> {
-        /// `claim` only: the refund, and the payment and merchant the caller expects it to have.
-        out_trade_no: &'a str,
+        /// `claim` only: the refund (its id), and the payment and merchant the caller expects it to have.
+        id: &'a str,
         syssn: &'a str,
         merchant: &'a str,
         /// `claim_due` only: at most this many refunds.
@@ -174,7 +182,7 @@ impl<'a> ClaimArgs<'a> {
     pub(crate) fn new(ledger: &Ledger, o: &ClaimOptions<'a>) -> Self {
         let (rate, burst) = o.rate.unwrap_or((0.0, 0));
         ClaimArgs {
-            out_trade_no: "",
+            id: "",
             syssn: "",
             merchant: "",
             limit: 0,
@@ -196,14 +204,14 @@ impl<'a> ClaimArgs<'a> {
 }
 
 /// Reads one claim's answer (`reply`: the kind, then what that kind carries; see claim_one.lua).
-pub(crate) fn parse_claim(ledger: &Ledger, otn: &str, reply: &[String], durable: bool) -> Result<Claim, LedgerError> {
+pub(crate) fn parse_claim(keys: &Keys, id: &str, reply: &[String], durable: bool) -> Result<Claim, LedgerError> {
     let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
     let bad = || LedgerError::Script(format!("claim answered {:?}", reply.first()));
     let claimed = || -> Result<(u64, Box<Record>), LedgerError> {
         let fence = at(1).parse::<u64>().map_err(|_| bad())?;
         let fields: HashMap<String, String> =
             reply[2..].chunks_exact(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect();
-        Ok((fence, Box::new(Record::from_hash(&ledger.keys.record(otn), &fields)?)))
+        Ok((fence, Box::new(Record::from_hash(&keys.record(id), &fields)?)))
     };
     Ok(match at(0).as_str() {
         "submit" => claimed().map(|(fence, record)| Claim::Submit { fence, record, durable })?,
@@ -235,22 +243,19 @@ impl Ledger {
     /// takes the lease. Workers fetch due refunds with [`Ledger::claim_due`]; this is for a claim
     /// again after learning a payment's amount.
     pub async fn claim(&self, target: &RefundRef, o: &ClaimOptions<'_>) -> Result<Claim, LedgerError> {
-        let mut inv = self.on_record(&CLAIM, &target.out_trade_no, &target.syssn);
-        inv.key(self.keys.rate(&target.merchant));
-        let args = ClaimArgs {
-            out_trade_no: &target.out_trade_no,
-            syssn: &target.syssn,
-            merchant: &target.merchant,
-            ..ClaimArgs::new(self, o)
-        };
+        let shard = self.shard_of(&target.merchant);
+        let mut inv = self.on_record(&CLAIM, &target.merchant, &target.id, &target.syssn);
+        inv.key(self.shard_keys(shard).rate(&target.merchant));
+        let args =
+            ClaimArgs { id: &target.id, syssn: &target.syssn, merchant: &target.merchant, ..ClaimArgs::new(self, o) };
         args.push(&mut inv);
         let (reply, durable): (Vec<String>, bool) = durable::invoke(
             &mut self.con.clone(),
             &inv,
             &self.durability(o.durable_local && self.fsyncs_on_demand()),
-            &self.probe_key(),
+            &self.probe_key(shard),
         )
         .await?;
-        parse_claim(self, &target.out_trade_no, &reply, durable)
+        parse_claim(self.shard_keys(shard), &target.id, &reply, durable)
     }
 }

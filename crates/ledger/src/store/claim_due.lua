@@ -9,15 +9,16 @@
 -- KEYS: 1..14 as every record script, except that 1 and 4 are the prefixes of record and payment
 -- keys (each refund's keys are derived from its own record: one hash tag, one slot); 15 the prefix
 -- of the merchants' token buckets. ARGV: `FetchArgs` (fetch.rs).
--- Returns {{next_due or ''}, {otn, syssn, merchant, kind, ...}, ...}: one entry per refund looked
+-- Returns {{next_due or ''}, {id, otn, syssn, merchant, kind, ...}, ...}: one entry per refund looked
 -- at, its claim_one answer after its name; next_due is the earliest score left in the index.
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', A.now, 'LIMIT', 0, A.limit)
 local record_prefix, derive = KEYS[1], {payment = KEYS[4], rate = KEYS[15]}
 local served = served_set(A.served)
 local out = {{''}}
+-- (`otn` is each refund's id in this shard: see refund::placement.)
 for _, otn in ipairs(due) do
   R = record_prefix .. otn
-  local ok, answer, syssn, merchant = pcall(claim_one, otn, A, nil, served, derive)
+  local ok, answer, syssn, merchant, out_trade_no = pcall(claim_one, otn, A, nil, served, derive)
   if not ok then
     -- Whatever failed, the batch goes on: this refund is put a minute later and reported.
     redis.call('ZADD', KEYS[2], A.now + 60000, otn)
@@ -29,7 +30,7 @@ for _, otn in ipairs(due) do
   elseif kind == 'need_paid' then
     redis.call('ZADD', KEYS[2], A.now + A.lease, otn)
   end
-  local entry = {otn, syssn or '', merchant or ''}
+  local entry = {otn, out_trade_no or '', syssn or '', merchant or ''}
   for _, v in ipairs(answer) do entry[#entry + 1] = v end
   out[#out + 1] = entry
 end

@@ -12,8 +12,9 @@
 -- Works on R (the record) and P (its payment), which the caller points at the refund; KEYS[2] is
 -- the due-index, KEYS[5] the paused merchants; `rate_key` the merchant's token bucket. With
 -- `derive` ({payment = prefix, rate = prefix}), P and the bucket are derived from the record's own
--- syssn and merchant instead (claim_due: one read of the record serves both). Returns the answer,
--- then the record's syssn and merchant.
+-- syssn and merchant instead (claim_due: one read of the record serves both). `otn` is the
+-- refund's id in the shard (see refund::placement). Returns the answer, then the record's syssn,
+-- merchant and out_trade_no.
 -- A: the named arguments (see `ClaimArgs` in claim.rs, which writes them and the prelude that
 -- names them). `served`: the merchants this worker holds credentials for (nil: not checked).
 -- Returns {kind, ...} where kind is one of (typed on the Rust side, see `Claim`):
@@ -149,7 +150,7 @@ end
 
 local function claim_one(otn, A, rate_key, served, derive)
   local rec = redis.call('HMGET', R, 'state', 'lease_until', 'next_at', 'merchant', 'syssn', 'txamt', 'fence',
-    'txdtm', 'created_at', 'retried_at', 'enquiries', 'submits')
+    'txdtm', 'created_at', 'retried_at', 'enquiries', 'submits', 'out_trade_no')
   if not rec[1] then return {'missing'} end
   -- A record this claim cannot read safely goes to a person, visibly, instead of failing the
   -- whole batch (and every later fetch) at the head of the due-index.
@@ -158,13 +159,13 @@ local function claim_one(otn, A, rate_key, served, derive)
     local why = 'corrupt record: ' .. broken .. ' missing or not a number'
     if not FINAL[rec[1]] and rec[1] ~= 'needs_review' then review(otn, rec[1], why, A.now, A.maxlen) end
     redis.call('ZREM', KEYS[2], otn)
-    return {'broken', why}, rec[5] or nil, rec[4] or nil
+    return {'broken', why}, rec[5] or nil, rec[4] or nil, rec[13] or nil
   end
   if derive then
     P = derive.payment .. rec[5]
     rate_key = derive.rate .. rec[4]
   end
-  return decide_claim(otn, A, rate_key, served, rec), rec[5], rec[4]
+  return decide_claim(otn, A, rate_key, served, rec), rec[5], rec[4], rec[13]
 end
 
 -- The set of merchants named in A.served ('\n'-separated; '' = not checked).

@@ -1,7 +1,7 @@
 //! The Redis connection every part of a process uses (ledger operations, the fetch, webhooks), for a
 //! single Redis (`redis://`, `rediss://`) or a Sentinel-managed primary
 //! (`redis+sentinel://[:password@]host:port[,host:port…]/service[/db]`, `rediss+sentinel://` for
-//! TLS to the data nodes).
+//! TLS to the data nodes), or a Redis Cluster (`redis+cluster://…`, see `store::cluster`).
 //!
 //! With Sentinel, the connection follows the primary: when a command fails in a way a failover
 //! causes (connection lost or refused, `READONLY` from a demoted primary), the sentinels are asked
@@ -24,6 +24,8 @@ pub enum Endpoint {
     Direct(Box<redis::Client>),
     /// The primary a set of sentinels names.
     Sentinel(Arc<SentinelSpec>),
+    /// A Redis Cluster.
+    Cluster(Arc<crate::store::cluster::ClusterSpec>),
 }
 
 /// A parsed `redis+sentinel://` URL.
@@ -52,7 +54,7 @@ impl std::fmt::Debug for SentinelSpec {
     }
 }
 
-fn bad_url(why: &str) -> LedgerError {
+pub(crate) fn bad_url(why: &str) -> LedgerError {
     LedgerError::Redis(redis::RedisError::from((
         redis::ErrorKind::InvalidClientConfig,
         "bad Redis URL",
@@ -61,7 +63,7 @@ fn bad_url(why: &str) -> LedgerError {
 }
 
 /// Percent-decoding for the user info of a URL (passwords may carry reserved characters).
-fn decode(s: &str) -> String {
+pub(crate) fn decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -207,6 +209,9 @@ impl Endpoint {
         if url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://") {
             return Ok(Endpoint::Sentinel(Arc::new(SentinelSpec::parse(url, ca)?)));
         }
+        if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
+            return Ok(Endpoint::Cluster(Arc::new(crate::store::cluster::ClusterSpec::parse(url, ca)?)));
+        }
         let client = match ca {
             None => redis::Client::open(url)?,
             Some(pem) => {
@@ -216,12 +221,21 @@ impl Endpoint {
         Ok(Endpoint::Direct(Box::new(client)))
     }
 
-    /// A client for the server to talk to now (the current primary, with Sentinel), and a name
-    /// for it (for logs; no credentials).
+    /// A client for the server to talk to now (the current primary, with Sentinel; any node
+    /// that answers, with Cluster), and a name for it (for logs; no credentials).
     pub async fn client(&self) -> Result<(String, redis::Client), redis::RedisError> {
         match self {
             Endpoint::Direct(c) => Ok((c.get_connection_info().addr().to_string(), c.as_ref().clone())),
             Endpoint::Sentinel(spec) => spec.primary().await,
+            Endpoint::Cluster(spec) => spec.any_node().await,
+        }
+    }
+
+    /// Clients of every primary: the one server, Sentinel's primary, or each cluster primary.
+    pub async fn primaries(&self) -> Result<Vec<(String, redis::Client)>, redis::RedisError> {
+        match self {
+            Endpoint::Cluster(spec) => spec.primaries().await,
+            _ => Ok(vec![self.client().await?]),
         }
     }
 }
@@ -231,10 +245,12 @@ struct Current {
     con: ConnectionManager,
 }
 
-/// A cheap-to-clone connection that reconnects by itself and, with Sentinel, follows the primary.
+/// A cheap-to-clone connection that reconnects by itself and, with Sentinel, follows the primary;
+/// with Cluster, it is the cluster client's connection, which routes each command by its key.
 #[derive(Clone)]
 pub struct RedisConn {
     endpoint: Endpoint,
+    cluster: Option<redis::cluster_async::ClusterConnection>,
     config: ConnectionManagerConfig,
     current: Arc<RwLock<Current>>,
     /// One re-resolution at a time, and not more often than every 200 ms.
@@ -242,11 +258,20 @@ pub struct RedisConn {
 }
 
 impl RedisConn {
-    pub async fn connect(endpoint: Endpoint, config: ConnectionManagerConfig) -> Result<Self, redis::RedisError> {
+    pub async fn connect(
+        endpoint: Endpoint,
+        config: ConnectionManagerConfig,
+        response_timeout: Duration,
+    ) -> Result<Self, redis::RedisError> {
+        let cluster = match &endpoint {
+            Endpoint::Cluster(spec) => Some(spec.client(response_timeout)?.get_async_connection().await?),
+            _ => None,
+        };
         let (addr, client) = endpoint.client().await?;
         let con = client.get_connection_manager_with_config(config.clone()).await?;
         Ok(Self {
             endpoint,
+            cluster,
             config,
             current: Arc::new(RwLock::new(Current { addr, con })),
             resolving: Arc::new(tokio::sync::Mutex::new(Instant::now())),
@@ -306,6 +331,9 @@ impl RedisConn {
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
+            if let Some(c) = &mut self.cluster {
+                return c.req_packed_command(cmd).await;
+            }
             let mut con = self.manager();
             let r = con.req_packed_command(cmd).await;
             if let Err(e) = &r {
@@ -322,6 +350,9 @@ impl ConnectionLike for RedisConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
+            if let Some(c) = &mut self.cluster {
+                return c.req_packed_commands(pipeline, offset, count).await;
+            }
             let mut con = self.manager();
             let r = con.req_packed_commands(pipeline, offset, count).await;
             if let Err(e) = &r {

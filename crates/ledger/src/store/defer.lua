@@ -9,9 +9,9 @@ if cur[1] ~= A.expected or (tonumber(cur[2]) or 0) > now then return {'stale'} e
 -- Deferred while 'submitting' (its holder vanished): it may have been sent.
 if cur[1] == 'submitting' then redis.call('HSET', KEYS[1], 'uncertain', 1) end
 if now - math.max(tonumber(cur[3]) or now, tonumber(cur[4]) or 0) >= A.max_age then
-  review(A.out_trade_no, cur[1], 'max age reached while waiting: ' .. A.reason, now, A.maxlen)
+  review(A.id, cur[1], 'max age reached while waiting: ' .. A.reason, now, A.maxlen)
   return {'review'}
 end
 redis.call('HSET', KEYS[1], 'next_at', A.next_at, 'reason', A.reason)
-redis.call('ZADD', KEYS[2], A.next_at, A.out_trade_no)
+redis.call('ZADD', KEYS[2], A.next_at, A.id)
 return {'ok'}

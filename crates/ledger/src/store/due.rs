@@ -11,32 +11,41 @@ use crate::store::script::EXPEDITE;
 
 script_args! {
     /// What `expedite.lua` takes.
-    pub struct ExpediteArgs<'a> { out_trade_no: &'a str, now: i64 }
+    pub struct ExpediteArgs<'a> { id: &'a str, now: i64 }
 }
 
 impl Ledger {
     /// Makes a `pending` refund's enquiry due now (QFPay notified an outcome). `Ok(false)`: there
     /// was nothing to bring forward (unknown, not pending, held, or already due).
-    pub async fn expedite(&self, out_trade_no: &str) -> Result<bool, LedgerError> {
-        let Some(rec) = self.get(out_trade_no).await? else { return Ok(false) };
-        let mut inv = self.on_record(&EXPEDITE, &rec.out_trade_no, &rec.syssn);
-        ExpediteArgs { out_trade_no, now: self.now_ms() }.push(&mut inv);
+    pub async fn expedite(&self, merchant: &str, out_trade_no: &str) -> Result<bool, LedgerError> {
+        let Some(rec) = self.get(merchant, out_trade_no).await? else { return Ok(false) };
+        let mut inv = self.on_record(&EXPEDITE, &rec.merchant, &rec.id, &rec.syssn);
+        ExpediteArgs { id: &rec.id, now: self.now_ms() }.push(&mut inv);
         let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
         let done = reply.first().is_some_and(|r| r == "ok");
         if done {
-            self.wake().await;
+            self.wake(self.shard_of(&rec.merchant)).await;
         }
         Ok(done)
     }
 
-    /// Number of refunds waiting in the due-index (due now or later).
+    /// Number of refunds waiting in the due-index (due now or later), every shard.
     pub async fn due_len(&self) -> Result<u64, LedgerError> {
-        Ok(self.con.clone().zcard(self.keys.due()).await?)
+        let mut total = 0;
+        for shard in 0..self.shard_count() {
+            total += self.con.clone().zcard::<_, u64>(self.shard_keys(shard).due()).await?;
+        }
+        Ok(total)
     }
 
-    /// A waiter for producers' wake-ups, on a subscription of its own.
-    pub fn waiter(&self) -> Waiter {
-        Waiter { endpoint: self.con.endpoint().clone(), channel: self.keys.wake(), messages: None, quiet: 0 }
+    /// A waiter for producers' wake-ups in `shards`, on a subscription of its own.
+    pub fn waiter(&self, shards: &[usize]) -> Waiter {
+        Waiter {
+            endpoint: self.con.endpoint().clone(),
+            channels: shards.iter().map(|s| self.shard_keys(*s).wake()).collect(),
+            messages: None,
+            quiet: 0,
+        }
     }
 }
 
@@ -46,12 +55,12 @@ const QUIET_BEFORE_RESUBSCRIBE: u32 = 6;
 /// Waits until a producer says there is work (see `Ledger::wake`), something local asks for a
 /// look, or a time passes.
 ///
-/// Wake-ups are published on a channel under the ledger's hash tag. A wake-up published while
+/// Wake-ups are published on a channel under each shard's hash tag. A wake-up published while
 /// nobody listens is lost, which is harmless: a waiter that (re)subscribes answers "woken" once, so
 /// its worker fetches straight away, and every wait ends at the earliest due time anyway.
 pub struct Waiter {
     endpoint: crate::store::conn::Endpoint,
-    channel: String,
+    channels: Vec<String>,
     messages: Option<redis::aio::PubSubStream>,
     /// Waits in a row that ended without a message: a subscription whose connection died silently
     /// (no reset ever came) would look like that, so after a few it is opened again.
@@ -60,7 +69,7 @@ pub struct Waiter {
 
 impl std::fmt::Debug for Waiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Waiter").field("channel", &self.channel).finish_non_exhaustive()
+        f.debug_struct("Waiter").field("channels", &self.channels).finish_non_exhaustive()
     }
 }
 
@@ -112,9 +121,10 @@ impl Waiter {
 
     async fn subscribe(&self) -> Option<redis::aio::PubSubStream> {
         let open = async {
+            // With Redis Cluster, any node will do: a PUBLISH reaches every node of the cluster.
             let (_, client) = self.endpoint.client().await.ok()?;
             let mut pubsub = client.get_async_pubsub().await.ok()?;
-            pubsub.subscribe(&self.channel).await.ok()?;
+            pubsub.subscribe(&self.channels).await.ok()?;
             Some(pubsub.into_on_message())
         };
         tokio::time::timeout(Duration::from_secs(3), open).await.ok().flatten()

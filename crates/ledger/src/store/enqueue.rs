@@ -1,6 +1,7 @@
 //! Enqueueing refunds: one at a time (the record read back) or in pipelined batches (imports).
 
 use crate::error::LedgerError;
+use crate::refund::placement::refund_id;
 use crate::refund::record::Record;
 use crate::refund::request::NewRefund;
 use crate::store::Ledger;
@@ -40,52 +41,60 @@ impl Enqueued {
 
 script_args! {
     /// What `enqueue.lua` takes; the record's field/value pairs follow. `orig_txamt`: '' = unknown.
-    pub struct EnqueueArgs<'a> { out_trade_no: &'a str, payload_hash: String, now: i64, maxlen: u64, orig_txamt: String }
+    pub struct EnqueueArgs<'a> { id: &'a str, payload_hash: String, now: i64, maxlen: u64, orig_txamt: String }
 }
 
 script_args! {
-    /// What `enqueue_many.lua` takes; then, per refund: out_trade_no, payload_hash, orig_txamt
+    /// What `enqueue_many.lua` takes; then, per refund: its id, payload_hash, orig_txamt
     /// ('' = unknown), the number of fields and the field/value pairs.
     pub struct EnqueueManyArgs { now: i64, maxlen: u64, count: usize }
 }
 
 impl Ledger {
     /// Enqueues one refund: created, or the existing record for the same request; a conflict for
-    /// another request under the same `out_trade_no`.
+    /// another request under the same `(merchant, out_trade_no)`.
     pub async fn enqueue(&self, refund: NewRefund) -> Result<Enqueued, LedgerError> {
         let refund = refund.normalised();
         refund.validate()?;
+        let shard = self.shard_of(refund.merchant());
         let inv = self.enqueue_invocation(&refund, self.now_ms());
         let mut con = self.con.clone();
         let (reply, durable): (Vec<String>, bool) =
-            durable::invoke(&mut con, &inv, &self.durability(self.fsyncs_on_demand()), &self.probe_key()).await?;
+            durable::invoke(&mut con, &inv, &self.durability(self.fsyncs_on_demand()), &self.probe_key(shard)).await?;
         if !durable {
             self.recheck_fsync().await;
             return Err(LedgerError::NotReplicated(self.config.wait_replicas));
         }
         let out = self.enqueue_outcome(&refund, &reply).await;
-        self.wake().await;
+        self.wake(shard).await;
         out
     }
 
-    /// Enqueues many refunds in pipelined chunks (one round trip per chunk). One result per input,
-    /// in order; an invalid line is reported without touching Redis.
+    /// Enqueues many refunds in pipelined chunks (one round trip per chunk; a chunk holds the
+    /// refunds of one shard). One result per input, in order; an invalid line is reported without
+    /// touching Redis.
     pub async fn enqueue_batch(&self, refunds: Vec<NewRefund>) -> Vec<Result<Accepted, LedgerError>> {
         let mut results: Vec<Option<Result<Accepted, LedgerError>>> = Vec::with_capacity(refunds.len());
-        let mut valid: Vec<(usize, NewRefund)> = Vec::new();
+        let mut by_shard: Vec<Vec<(usize, NewRefund)>> = vec![Vec::new(); self.shard_count()];
         for (i, r) in refunds.into_iter().enumerate() {
             let r = r.normalised();
             match r.validate() {
                 Ok(()) => {
                     results.push(None);
-                    valid.push((i, r));
+                    by_shard[self.shard_of(r.merchant())].push((i, r));
                 }
                 Err(e) => results.push(Some(Err(e.into()))),
             }
         }
         let mut con = self.con.clone();
-        for chunk in valid.chunks(500) {
-            match self.enqueue_chunk(&mut con, chunk).await {
+        let mut chunks: Vec<(usize, &[(usize, NewRefund)])> = Vec::new();
+        for (shard, v) in by_shard.iter().enumerate() {
+            for c in v.chunks(500) {
+                chunks.push((shard, c));
+            }
+        }
+        for (shard, chunk) in chunks {
+            match self.enqueue_chunk(&mut con, shard, chunk).await {
                 // Written but not durable in time: none of the chunk counts as accepted (importing
                 // again is idempotent).
                 Ok((_, false)) => {
@@ -109,13 +118,18 @@ impl Ledger {
                 }
             }
         }
-        self.wake().await;
+        for (shard, v) in by_shard.iter().enumerate() {
+            if !v.is_empty() {
+                self.wake(shard).await;
+            }
+        }
         results.into_iter().map(|r| r.unwrap_or_else(|| Err(LedgerError::Script("no result".into())))).collect()
     }
 
     async fn enqueue_chunk(
         &self,
         con: &mut RedisConn,
+        shard: usize,
         chunk: &[(usize, NewRefund)],
     ) -> Result<(Vec<Vec<String>>, bool), redis::RedisError> {
         let now = self.now_ms();
@@ -128,10 +142,10 @@ impl Ledger {
             }
             let mut pipe = redis::pipe();
             for part in chunk.chunks(ENQUEUE_PER_CALL) {
-                pipe.invoke_script(&self.enqueue_many_invocation(part, now));
+                pipe.invoke_script(&self.enqueue_many_invocation(shard, part, now));
             }
             // The wait shares the pipeline, so it counts from these writes (see `durable`).
-            match durable::query_pipeline(con, pipe, &wait, &self.probe_key()).await {
+            match durable::query_pipeline(con, pipe, &wait, &self.probe_key(shard)).await {
                 Err(e) if attempt == 0 && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {}
                 Err(e) => return Err(e),
                 // One answer per refund, `paid_mismatch:<paid>` split as enqueue answers it.
@@ -147,21 +161,29 @@ impl Ledger {
         Err(redis::RedisError::from((redis::ErrorKind::Io, "enqueue script could not be loaded")))
     }
 
-    fn enqueue_many_invocation<'a>(&self, part: &[(usize, NewRefund)], now: i64) -> redis::ScriptInvocation<'a> {
+    fn enqueue_many_invocation<'a>(
+        &self,
+        shard: usize,
+        part: &[(usize, NewRefund)],
+        now: i64,
+    ) -> redis::ScriptInvocation<'a> {
+        let keys = self.shard_keys(shard);
         let mut inv = ENQUEUE_MANY.prepare_invoke();
         for (i, (_, r)) in part.iter().enumerate() {
+            let id = refund_id(r.merchant(), &r.out_trade_no);
             if i == 0 {
-                for k in self.keys.script_keys(&r.out_trade_no, &r.syssn) {
+                for k in keys.script_keys(&id, &r.syssn) {
                     inv.key(k);
                 }
+                inv.key(keys.merchants());
             } else {
-                inv.key(self.keys.record(&r.out_trade_no)).key(self.keys.payment(&r.syssn));
+                inv.key(keys.record(&id)).key(keys.payment(&r.syssn));
             }
         }
         EnqueueManyArgs { now, maxlen: self.config.events_maxlen, count: part.len() }.push(&mut inv);
         for (_, r) in part {
             let fields = r.fields();
-            inv.arg(&r.out_trade_no)
+            inv.arg(refund_id(r.merchant(), &r.out_trade_no))
                 .arg(r.payload_hash())
                 .arg(r.orig_txamt.map(|v| v.to_string()).unwrap_or_default())
                 .arg(fields.len());
@@ -182,9 +204,11 @@ impl Ledger {
     }
 
     fn enqueue_invocation<'a>(&self, r: &NewRefund, now: i64) -> redis::ScriptInvocation<'a> {
-        let mut inv = self.on_record(&ENQUEUE, &r.out_trade_no, &r.syssn);
+        let id = refund_id(r.merchant(), &r.out_trade_no);
+        let mut inv = self.on_record(&ENQUEUE, r.merchant(), &id, &r.syssn);
+        inv.key(self.keys_for(r.merchant()).merchants());
         EnqueueArgs {
-            out_trade_no: &r.out_trade_no,
+            id: &id,
             payload_hash: r.payload_hash(),
             now,
             maxlen: self.config.events_maxlen,
@@ -200,7 +224,7 @@ impl Ledger {
     async fn enqueue_outcome(&self, r: &NewRefund, reply: &[String]) -> Result<Enqueued, LedgerError> {
         // The script has run: whatever fails now, the caller must not read it as "not written".
         let load = || async {
-            match self.get(&r.out_trade_no).await {
+            match self.get(r.merchant(), &r.out_trade_no).await {
                 Ok(Some(rec)) => Ok(rec),
                 Ok(None) => Err(LedgerError::Script("record vanished".into())),
                 Err(e) => Err(LedgerError::Unread(e.to_string())),

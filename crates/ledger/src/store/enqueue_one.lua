@@ -1,18 +1,29 @@
 -- enqueue_one: create a refund record, or recognise it (shared by enqueue and enqueue_many).
--- Guarantees: one record per out_trade_no, ever. The same payload again returns 'duplicate' and
+-- Guarantees: one record per (merchant, out_trade_no), ever. The same payload again returns 'duplicate' and
 -- changes nothing; another payload returns 'conflict' and changes nothing. A paid amount that
 -- disagrees with the one recorded for the payment is refused. A new record is queued, due now,
 -- indexed (by state, due time, creation time, and under its payment), and announced on the outcome
--- stream, all in one step. Works on R (the record) and P (the payment), see common.lua.
+-- stream, all in one step; the merchant joins the shard's set of merchants (KEYS[15]). Works on
+-- R (the record) and P (the payment), see common.lua. `id`: the refund's id in the shard (see
+-- refund::placement): the out_trade_no alone for the default merchant, `<merchant>:<otn>` else.
 -- fields: the record's field/value pairs, out_trade_no, syssn, txamt, merchant first, then the
 -- optional ones present (none empty).
-local function enqueue_one(otn, hash, now, maxlen, orig, fields)
+local SEEN_MERCHANT = {}
+local function enqueue_one(id, hash, now, maxlen, orig, fields)
+  -- fields starts with out_trade_no, syssn, txamt, merchant (NewRefund::fields).
+  local otn, merchant = fields[2], fields[8]
   local existing = redis.call('HGET', R, 'payload_hash')
+  if not existing and id ~= otn then
+    -- A ledger written before refunds were merchant-scoped keeps every merchant's records under
+    -- the out_trade_no alone: such a record of this merchant is this refund.
+    local old = redis.call('HMGET', string.sub(R, 1, #R - #id) .. otn, 'payload_hash', 'merchant')
+    if old[1] and old[2] == merchant then existing = old[1] end
+  end
   if existing then
     if existing == hash then return {'duplicate'} end
     return {'conflict'}
   end
-  local pay = {'r:' .. otn, now}
+  local pay = {'r:' .. id, now}
   if orig ~= '' then
     local paid = redis.call('HGET', P, 'paid')
     if paid and paid ~= orig then return {'paid_mismatch', paid} end
@@ -23,11 +34,14 @@ local function enqueue_one(otn, hash, now, maxlen, orig, fields)
   local set = {'payload_hash', hash, 'state', 'queued', 'created_at', now, 'updated_at', now, 'next_at', now}
   for i = 1, #fields do set[#set + 1] = fields[i] end
   redis.call('HSET', R, unpack(set))
-  -- fields starts with out_trade_no, syssn, txamt, merchant (NewRefund::fields).
-  local f = {syssn = fields[4], txamt = fields[6], merchant = fields[8]}
-  redis.call('ZADD', STATE_KEY['queued'], now, otn)
-  redis.call('ZADD', KEYS[2], now, otn)
-  redis.call('ZADD', KEYS[14], now, otn)
+  local f = {syssn = fields[4], txamt = fields[6], merchant = merchant}
+  redis.call('ZADD', STATE_KEY['queued'], now, id)
+  redis.call('ZADD', KEYS[2], now, id)
+  redis.call('ZADD', KEYS[14], now, id)
+  if not SEEN_MERCHANT[merchant] then
+    redis.call('SADD', KEYS[15], merchant)
+    SEEN_MERCHANT[merchant] = true
+  end
   -- The entry emit() would write, built from what is known instead of read back.
   local at = tostring(now)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'out_trade_no', otn, 'state', 'queued', 'prev_state', '',

@@ -2,7 +2,7 @@
 -- Only a refund in 'pending' that nobody holds: the enquiry stays authoritative, and nothing else
 -- (a resend, a queued submit) is ever brought forward by a notification.
 -- A: `ExpediteArgs` (due.rs). Returns {'ok'} | {'skip', why}
-local otn, now = A.out_trade_no, A.now
+local otn, now = A.id, A.now
 local cur = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'next_at')
 if not cur[1] then return {'skip', 'no such refund'} end
 if cur[1] ~= 'pending' then return {'skip', 'state ' .. cur[1]} end

@@ -37,35 +37,42 @@ impl Ledger {
     /// Claims up to `limit` due refunds (oldest first) for this worker in one round trip, each as
     /// [`Ledger::claim`] would. When the claims must be durable (`WAITAOF`, replicas), one wait
     /// covers the whole batch, in the same pipeline as the claims.
-    pub async fn claim_due(&self, limit: usize, o: &ClaimOptions<'_>) -> Result<Fetched, LedgerError> {
+    /// Works on one shard: a worker spreads its fetches over the shards it serves.
+    pub async fn claim_due(&self, shard: usize, limit: usize, o: &ClaimOptions<'_>) -> Result<Fetched, LedgerError> {
+        let keys = self.shard_keys(shard);
         let mut inv = CLAIM_DUE.prepare_invoke();
         // Record and payment keys are derived per refund from these prefixes (one hash tag).
-        for k in self.keys.script_keys("", "") {
+        for k in keys.script_keys("", "") {
             inv.key(k);
         }
-        inv.key(self.keys.rate(""));
+        inv.key(keys.rate(""));
         ClaimArgs { limit: limit.max(1), ..ClaimArgs::new(self, o) }.push(&mut inv);
         let (reply, durable): (Vec<Vec<String>>, bool) = durable::invoke(
             &mut self.con.clone(),
             &inv,
             &self.durability(o.durable_local && self.fsyncs_on_demand()),
-            &self.probe_key(),
+            &self.probe_key(shard),
         )
         .await?;
         let mut entries = reply.into_iter();
         let next_due = entries.next().and_then(|h| h.first().and_then(|s| s.parse::<f64>().ok())).map(|s| s as i64);
         let mut claims = Vec::new();
         for e in entries {
-            let [otn, syssn, merchant, ..] = e.as_slice() else {
+            let [id, otn, syssn, merchant, ..] = e.as_slice() else {
                 return Err(LedgerError::Script(format!("claim_due answered {e:?}")));
             };
-            let claim = match parse_claim(self, otn, &e[3..], durable) {
+            let claim = match parse_claim(keys, id, &e[4..], durable) {
                 Ok(claim) => claim,
                 // One unreadable answer never costs the rest of the batch. This one is claimed; its
                 // lease expires and it is taken over (enquired, never resent blindly).
                 Err(err) => Claim::Skip(crate::store::claim::Skipped::Broken(err.to_string())),
             };
-            let target = RefundRef { out_trade_no: otn.clone(), syssn: syssn.clone(), merchant: merchant.clone() };
+            let target = RefundRef {
+                id: id.clone(),
+                out_trade_no: otn.clone(),
+                syssn: syssn.clone(),
+                merchant: merchant.clone(),
+            };
             claims.push(Claimed { target, claim });
         }
         Ok(Fetched { claims, next_due })

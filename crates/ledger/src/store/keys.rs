@@ -1,5 +1,7 @@
-//! Key names. Every key of one deployment starts with `<namespace>:{<tag>}:`, so all of them hash
-//! to one Redis Cluster slot and every Lua script can touch every key it declares.
+//! Key names. Every key of one shard starts with `<namespace>:{<shard tag>}:`, so all of them hash
+//! to one Redis Cluster slot and every Lua script, which works inside one shard, can touch every
+//! key it declares. A ledger of one shard uses the configured tag itself; a ledger of N shards
+//! uses `<tag>-0` … `<tag>-(N-1)`, and keeps its layout (how many shards) under the tag itself.
 
 use crate::refund::state::State;
 
@@ -15,13 +17,29 @@ impl Keys {
         Self { prefix: format!("{namespace}:{{{tag}}}") }
     }
 
+    /// The keys of shard `index` of `count` (see the module's documentation).
+    pub fn for_shard(namespace: &str, tag: &str, index: usize, count: usize) -> Self {
+        if count <= 1 { Self::new(namespace, tag) } else { Self::new(namespace, &format!("{tag}-{index}")) }
+    }
+
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
-    /// The refund record (hash).
-    pub fn record(&self, out_trade_no: &str) -> String {
-        format!("{}:r:{out_trade_no}", self.prefix)
+    /// The refund record (hash), by its id in the shard (see `refund::placement::refund_id`).
+    pub fn record(&self, id: &str) -> String {
+        format!("{}:r:{id}", self.prefix)
+    }
+
+    /// The merchants that have refunds in this shard (a set): what lets a process refuse to run
+    /// with a placement that would look for a merchant's refunds in another shard.
+    pub fn merchants(&self) -> String {
+        format!("{}:merchants", self.prefix)
+    }
+
+    /// The ledger's layout (hash: `shards`), under the configured tag itself.
+    pub fn layout(&self) -> String {
+        format!("{}:layout", self.prefix)
     }
 
     /// Every non-final refund, scored by when a worker should next act (ms).
@@ -98,8 +116,8 @@ impl Keys {
     }
 
     /// The KEYS every record script takes, in `lua/common.lua`'s order.
-    pub fn script_keys(&self, out_trade_no: &str, syssn: &str) -> Vec<String> {
-        let mut keys = vec![self.record(out_trade_no), self.due(), self.events(), self.payment(syssn), self.paused()];
+    pub fn script_keys(&self, id: &str, syssn: &str) -> Vec<String> {
+        let mut keys = vec![self.record(id), self.due(), self.events(), self.payment(syssn), self.paused()];
         keys.extend(State::ALL.into_iter().map(|s| self.state(s)));
         keys.push(self.created());
         keys
@@ -123,9 +141,13 @@ mod tests {
             k.webhook("1-0"),
             k.webhook_retry(),
             k.webhook_failed(),
+            k.merchants(),
+            k.layout(),
         ]);
         for key in all {
             assert!(key.starts_with("qfrefund:{shop1}:"), "{key}");
         }
+        assert_eq!(Keys::for_shard("q", "t", 0, 1).prefix(), "q:{t}");
+        assert_eq!(Keys::for_shard("q", "t", 2, 4).prefix(), "q:{t-2}");
     }
 }

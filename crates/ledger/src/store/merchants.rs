@@ -60,38 +60,39 @@ impl Unserved {
 }
 
 impl Ledger {
-    fn served_key(&self) -> String {
-        self.keys().served()
-    }
-
-    /// A worker's heartbeat: it serves `merchants` for the next `ttl`.
+    /// A worker's heartbeat: it serves `merchants` for the next `ttl` (each announced in its
+    /// merchant's shard; one pipeline per shard).
     pub async fn announce_served(&self, merchants: &[String], ttl: Duration) -> Result<(), LedgerError> {
-        if merchants.is_empty() {
-            return Ok(());
-        }
         let until = self.now_ms() + ttl.as_millis() as i64;
-        let key = self.served_key();
-        // Never shortens another worker's longer announcement for the same merchant.
-        let mut pipe = redis::pipe();
-        for m in merchants {
-            pipe.cmd("EVAL")
-                .arg("local c = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') if tonumber(ARGV[2]) > c then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 0")
-                .arg(1)
-                .arg(&key)
-                .arg(m)
-                .arg(until)
-                .ignore();
+        for shard in 0..self.shard_count() {
+            let key = self.shard_keys(shard).served();
+            // Never shortens another worker's longer announcement for the same merchant.
+            let mut pipe = redis::pipe();
+            for m in merchants.iter().filter(|m| self.shard_of(m) == shard) {
+                pipe.cmd("EVAL")
+                    .arg("local c = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') if tonumber(ARGV[2]) > c then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 0")
+                    .arg(1)
+                    .arg(&key)
+                    .arg(m)
+                    .arg(until)
+                    .ignore();
+            }
+            if !pipe.is_empty() {
+                pipe.query_async::<()>(&mut self.connection()).await?;
+            }
         }
-        pipe.query_async::<()>(&mut self.connection()).await?;
         Ok(())
     }
 
-    /// Merchants some live worker serves now, sorted.
+    /// Merchants some live worker serves now, sorted (every shard).
     pub async fn served_merchants(&self) -> Result<Vec<String>, LedgerError> {
-        let all: HashMap<String, i64> =
-            redis::cmd("HGETALL").arg(self.served_key()).query_async(&mut self.connection()).await?;
         let now = self.now_ms();
-        let mut live: Vec<String> = all.into_iter().filter(|(_, until)| *until > now).map(|(m, _)| m).collect();
+        let mut live = Vec::new();
+        for shard in 0..self.shard_count() {
+            let all: HashMap<String, i64> =
+                redis::cmd("HGETALL").arg(self.shard_keys(shard).served()).query_async(&mut self.connection()).await?;
+            live.extend(all.into_iter().filter(|(_, until)| *until > now).map(|(m, _)| m));
+        }
         live.sort();
         Ok(live)
     }
@@ -113,7 +114,7 @@ impl Ledger {
     }
 
     /// [`Ledger::check_merchant`] for a refund about to be enqueued: a refund already in the
-    /// ledger under this `out_trade_no` is never refused for its merchant (a producer retrying
+    /// ledger under this `(merchant, out_trade_no)` is never refused for its merchant (a producer retrying
     /// after "outcome unknown" must get its record back, or the conflict, not a 422 while no
     /// worker happens to be live).
     pub async fn check_refund_merchant(
@@ -124,20 +125,34 @@ impl Ledger {
         let refund = refund.clone().normalised();
         match self.check_merchant(refund.merchant(), configured).await? {
             Ok(()) => Ok(Ok(())),
-            Err(_) if self.get(&refund.out_trade_no).await?.is_some() => Ok(Ok(())),
+            Err(_) if self.get(refund.merchant(), &refund.out_trade_no).await?.is_some() => Ok(Ok(())),
             Err(unknown) => Ok(Err(unknown)),
         }
     }
 
-    /// Counts the refunds in the due-index (at most `limit` of them) whose merchant no live
-    /// worker serves.
+    /// Counts the refunds in the due-index (at most `limit` of them per shard) whose merchant no
+    /// live worker serves.
     pub async fn unserved_refunds(&self, limit: usize) -> Result<Unserved, LedgerError> {
         let served: BTreeSet<String> = self.served_merchants().await?.into_iter().collect();
         let mut out = Unserved::default();
+        for shard in 0..self.shard_count() {
+            self.unserved_in(shard, &served, limit, &mut out).await?;
+        }
+        Ok(out)
+    }
+
+    async fn unserved_in(
+        &self,
+        shard: usize,
+        served: &BTreeSet<String>,
+        limit: usize,
+        out: &mut Unserved,
+    ) -> Result<(), LedgerError> {
+        let keys = self.shard_keys(shard);
         let mut start = 0isize;
         while (start as usize) < limit {
             let ids: Vec<String> = redis::cmd("ZRANGE")
-                .arg(self.keys().due())
+                .arg(keys.due())
                 .arg(start)
                 .arg(start + 999)
                 .query_async(&mut self.connection())
@@ -147,19 +162,19 @@ impl Ledger {
             }
             let mut pipe = redis::pipe();
             for id in &ids {
-                pipe.cmd("HGET").arg(self.keys().record(id)).arg("merchant");
+                pipe.cmd("HGET").arg(keys.record(id)).arg("merchant");
             }
             let merchants: Vec<Option<String>> = pipe.query_async(&mut self.connection()).await?;
             for m in merchants.into_iter().flatten().filter(|m| !served.contains(m)) {
                 *out.refunds.entry(m).or_default() += 1;
             }
             if ids.len() < 1000 {
-                return Ok(out);
+                return Ok(());
             }
             start += 1000;
         }
         out.truncated = true;
-        Ok(out)
+        Ok(())
     }
 }
 

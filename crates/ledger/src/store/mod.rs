@@ -15,6 +15,7 @@
 pub(crate) mod args;
 pub mod batch;
 pub(crate) mod claim;
+pub mod cluster;
 pub(crate) mod conn;
 pub(crate) mod due;
 pub mod durable;
@@ -30,6 +31,7 @@ pub(crate) mod reads;
 pub mod ready;
 pub(crate) mod script;
 pub(crate) mod server;
+pub mod shards;
 pub(crate) mod stats;
 pub(crate) mod streams;
 pub(crate) mod transition;
@@ -60,8 +62,12 @@ pub use crate::store::webhooks::{DueWebhook, FailedWebhook, WebhookAttempt};
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
     pub namespace: String,
-    /// Redis Cluster hash tag shared by every key.
+    /// Redis Cluster hash tag of the ledger: every key of a ledger of one shard carries it; with
+    /// more shards, shard i's keys carry `<tag>-<i>` (see [`keys`]).
     pub tag: String,
+    /// How many shards the ledger is split into (each its own hash tag, so Redis Cluster spreads
+    /// them over its primaries), and the merchants placed on a shard by hand.
+    pub placement: crate::refund::placement::Placement,
     /// Approximate cap of the outcome stream's length.
     pub events_maxlen: u64,
     /// A Redis command that takes longer fails (the connection is then re-established).
@@ -82,6 +88,7 @@ impl Default for LedgerConfig {
         Self {
             namespace: "qfrefund".into(),
             tag: "default".into(),
+            placement: crate::refund::placement::Placement::default(),
             events_maxlen: 1_000_000,
             response_timeout: Duration::from_secs(5),
             tls_ca_file: None,
@@ -91,11 +98,24 @@ impl Default for LedgerConfig {
     }
 }
 
+impl LedgerConfig {
+    /// This configuration with `shards` shards and no merchant pinned (a count out of range is
+    /// taken as the nearest one allowed).
+    pub fn with_shards(mut self, shards: usize) -> Self {
+        let n = shards.clamp(1, crate::refund::placement::MAX_SHARDS);
+        if let Ok(p) = crate::refund::placement::Placement::new(n, Default::default()) {
+            self.placement = p;
+        }
+        self
+    }
+}
+
 /// The Redis store of one ledger.
 #[derive(Clone)]
 pub struct Ledger {
     pub(crate) con: RedisConn,
-    pub(crate) keys: Keys,
+    /// Every shard's keys, by shard number.
+    pub(crate) shards: Arc<[Keys]>,
     pub(crate) config: LedgerConfig,
     /// Redis' clock minus ours (ms): leases and schedules use Redis' time, so workers whose clocks
     /// disagree still agree on when a lease ends.
@@ -106,7 +126,10 @@ pub struct Ledger {
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger").field("prefix", &self.keys.prefix()).finish_non_exhaustive()
+        f.debug_struct("Ledger")
+            .field("shard0", &self.shards[0].prefix())
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,15 +138,12 @@ impl Ledger {
     /// `redis+sentinel://` URL it follows the primary through failovers, see [`crate::store::conn`]).
     pub async fn connect(url: &str, config: LedgerConfig) -> Result<Self, LedgerError> {
         let endpoint = Endpoint::parse(url, config.tls_ca_file.as_deref())?;
-        let con = RedisConn::connect(endpoint, Self::connection_config(&config)).await?;
-        let ledger = Self {
-            con,
-            keys: Keys::new(&config.namespace, &config.tag),
-            config,
-            clock_offset: Arc::default(),
-            local_aof: Arc::default(),
-        };
+        let con = RedisConn::connect(endpoint, Self::connection_config(&config), config.response_timeout).await?;
+        let n = config.placement.shards();
+        let shards: Arc<[Keys]> = (0..n).map(|i| Keys::for_shard(&config.namespace, &config.tag, i, n)).collect();
+        let ledger = Self { con, shards, config, clock_offset: Arc::default(), local_aof: Arc::default() };
         ledger.sync_clock().await?;
+        ledger.check_layout().await?;
         match ledger.server_info().await {
             Ok(info) => ledger.local_aof.store(info.waitaof && info.aof_enabled, Ordering::Relaxed),
             // INFO refused (a locked-down managed Redis): no WAITAOF, as on Redis < 7.2.
@@ -144,9 +164,10 @@ impl Ledger {
 
     /// The one small, expiring key the ledger writes to learn something about Redis rather than
     /// a refund: each durability wait writes it first (see [`crate::store::durable`]), readiness writes
-    /// it to see whether Redis takes writes now. Under the ledger's tag.
-    pub(crate) fn probe_key(&self) -> String {
-        self.keys.probe()
+    /// it to see whether Redis takes writes now. Under the shard's tag: the wait must follow the
+    /// write it covers on the same server.
+    pub(crate) fn probe_key(&self, shard: usize) -> String {
+        self.shard_keys(shard).probe()
     }
 
     /// Waits until everything Redis has applied so far is durable (AOF and/or replicas, as
@@ -154,7 +175,12 @@ impl Ledger {
     /// confirmed. `Ok(true)` at once when nothing is configured.
     pub async fn durable_now(&self) -> Result<bool, LedgerError> {
         let d = self.durability(self.fsyncs_on_demand());
-        Ok(durable::now(&mut self.con.clone(), &d, &self.probe_key()).await?)
+        for shard in 0..self.shard_count() {
+            if !durable::now(&mut self.con.clone(), &d, &self.probe_key(shard)).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// After a wait that failed: the server may have changed under us (a failover to a primary
@@ -195,8 +221,25 @@ impl Ledger {
         Ok(offset)
     }
 
-    pub fn keys(&self) -> &Keys {
-        &self.keys
+    /// How many shards the ledger has.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard of `merchant`'s refunds.
+    pub fn shard_of(&self, merchant: &str) -> usize {
+        self.config.placement.shard_of(merchant)
+    }
+
+    /// The keys of shard `shard` (panics past [`Ledger::shard_count`]: shard numbers come from
+    /// the ledger itself).
+    pub fn shard_keys(&self, shard: usize) -> &Keys {
+        &self.shards[shard]
+    }
+
+    /// The keys of `merchant`'s shard.
+    pub fn keys_for(&self, merchant: &str) -> &Keys {
+        self.shard_keys(self.shard_of(merchant))
     }
 
     /// Where and how this ledger was configured.
@@ -212,7 +255,12 @@ impl Ledger {
     /// A second, independent connection to the same Redis (for a blocking read, which would
     /// hold up every other command on the shared one).
     pub(crate) async fn connect_again(&self) -> Result<RedisConn, LedgerError> {
-        Ok(RedisConn::connect(self.con.endpoint().clone(), Self::connection_config(&self.config)).await?)
+        Ok(RedisConn::connect(
+            self.con.endpoint().clone(),
+            Self::connection_config(&self.config),
+            self.config.response_timeout,
+        )
+        .await?)
     }
 
     fn connection_config(config: &LedgerConfig) -> ConnectionManagerConfig {
@@ -224,23 +272,25 @@ impl Ledger {
     }
 
     /// An invocation of a record script with its KEYS (see `lua/common.lua`) already set.
+    /// The record's id and payment are those of `merchant`'s shard.
     pub(crate) fn on_record<'a>(
         &self,
         script: &'a Script,
-        out_trade_no: &str,
+        merchant: &str,
+        id: &str,
         syssn: &str,
     ) -> redis::ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
-        for k in self.keys.script_keys(out_trade_no, syssn) {
+        for k in self.keys_for(merchant).script_keys(id, syssn) {
             inv.key(k);
         }
         inv
     }
 
-    /// Tells idle workers there is work (they wait on this channel instead of polling).
-    pub(crate) async fn wake(&self) {
+    /// Tells idle workers there is work in `shard` (they wait on its channel instead of polling).
+    pub(crate) async fn wake(&self, shard: usize) {
         let _: Result<(), _> =
-            redis::cmd("PUBLISH").arg(self.keys.wake()).arg(1).query_async(&mut self.con.clone()).await;
+            redis::cmd("PUBLISH").arg(self.shard_keys(shard).wake()).arg(1).query_async(&mut self.con.clone()).await;
     }
 
     /// Whether Redis answers.

@@ -9,10 +9,11 @@
 -- Every action records who and why on the record, in the outcome stream and in the audit stream
 -- (KEYS[15], never trimmed: the outcome stream is capped, the audit trail is not). A refused action
 -- is audited too.
--- A: `OperateArgs` (operator.rs): out_trade_no, action, target state (resolve), who, why, now,
+-- A: `OperateArgs` (operator.rs): id, out_trade_no, merchant, action, target state (resolve), who, why, now,
 --    maxlen, force (a resolve past the paid amount).
 -- Returns: {'ok', new_state} | {'refused', why}
-local otn, action, target, who, why, now = A.out_trade_no, A.action, A.target, A.who, A.why, A.now
+-- (`otn` is the refund's id in the shard, see refund::placement.)
+local otn, action, target, who, why, now = A.id, A.action, A.target, A.who, A.why, A.now
 local cur = redis.call('HMGET', KEYS[1], 'state', 'submits', 'txamt')
 local state = cur[1]
 local forced = A.force
@@ -20,7 +21,7 @@ local shown = action
 if forced then shown = action .. ' --force' end
 local note = shown .. ' by ' .. who .. ': ' .. why
 local function audit(outcome, new_state)
-  redis.call('XADD', KEYS[15], '*', 'out_trade_no', otn, 'action', shown, 'who', who, 'why', why,
+  redis.call('XADD', KEYS[15], '*', 'out_trade_no', A.out_trade_no, 'merchant', A.merchant, 'action', shown, 'who', who, 'why', why,
     'from', state or '', 'to', new_state or '', 'outcome', outcome, 'at', tostring(now))
 end
 local function refuse(msg)

@@ -6,6 +6,7 @@ use crate::error::LedgerError;
 use crate::refund::state::State;
 use crate::store::Ledger;
 use crate::store::args::script_args;
+use crate::store::keys::Keys;
 use crate::store::script::OPERATE;
 
 /// What an operator does to a refund (see `lua/operate.lua`).
@@ -28,6 +29,7 @@ pub enum Operation {
 pub enum Refusal {
     #[error("no refund with out_trade_no {0:?}")]
     NoSuchRefund(String),
+    // (Of the merchant the action named: out_trade_no is unique per merchant.)
     /// The refund is not in a state that allows the action; says which and why.
     #[error("{0}")]
     Refused(String),
@@ -39,7 +41,8 @@ pub struct AuditEntry {
     pub id: String,
     /// Empty for a merchant's pause or resume.
     pub out_trade_no: String,
-    /// The merchant paused or resumed (empty for an action on a refund).
+    /// The merchant paused or resumed, or whose refund it was (empty in entries written before
+    /// refunds were merchant-scoped).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub merchant: String,
     pub action: String,
@@ -74,7 +77,9 @@ script_args! {
     /// What `operate.lua` takes. `target`: the state a resolve names ('' otherwise); `force`: a
     /// resolve past the paid amount.
     pub struct OperateArgs<'a> {
+        id: &'a str,
         out_trade_no: &'a str,
+        merchant: &'a str,
         action: &'a str,
         target: &'a str,
         who: &'a str,
@@ -86,15 +91,17 @@ script_args! {
 }
 
 impl Ledger {
-    /// An operator's action on a refund, recorded with `who` and `why`. `Ok(Err(why))`: refused.
+    /// An operator's action on `merchant`'s refund `out_trade_no`, recorded with `who` and `why`.
+    /// `Ok(Err(why))`: refused.
     pub async fn operate(
         &self,
+        merchant: &str,
         out_trade_no: &str,
         op: Operation,
         who: &str,
         why: &str,
     ) -> Result<Result<State, Refusal>, LedgerError> {
-        let Some(rec) = self.get(out_trade_no).await? else {
+        let Some(rec) = self.get(merchant, out_trade_no).await? else {
             return Ok(Err(Refusal::NoSuchRefund(out_trade_no.to_owned())));
         };
         let (action, target) = match op {
@@ -103,10 +110,13 @@ impl Ledger {
             Operation::Cancel => ("cancel", ""),
         };
         let force = matches!(op, Operation::ForceResolve(_));
-        let mut inv = self.on_record(&OPERATE, &rec.out_trade_no, &rec.syssn);
-        inv.key(self.keys.audit());
+        let shard = self.shard_of(&rec.merchant);
+        let mut inv = self.on_record(&OPERATE, &rec.merchant, &rec.id, &rec.syssn);
+        inv.key(self.shard_keys(shard).audit());
         OperateArgs {
+            id: &rec.id,
             out_trade_no,
+            merchant,
             action,
             target,
             who,
@@ -123,7 +133,7 @@ impl Ledger {
                 let state = at(1).parse::<State>().map_err(|e| LedgerError::Script(e.to_string()))?;
                 // A retried refund is due now: tell idle workers, as an enqueue does.
                 if !state.is_final() {
-                    self.wake().await;
+                    self.wake(shard).await;
                 }
                 Ok(Ok(state))
             }
@@ -134,9 +144,9 @@ impl Ledger {
     }
 
     /// Audit-trail entries (operator actions, refused ones included) after the id `after`
-    /// (`"0"`: from the beginning), at most `count`.
+    /// (`"0"`: from the beginning), at most `count`: every shard's trail, merged in id order.
     pub async fn audit(&self, after: &str, count: usize) -> Result<Vec<AuditEntry>, LedgerError> {
-        let entries = self.stream_after(&self.keys.audit(), after, count).await?;
+        let entries = self.merged_after(Keys::audit, after, count).await?;
         Ok(entries.into_iter().map(|(id, f)| AuditEntry::from_fields(id, f)).collect())
     }
 }

@@ -31,13 +31,14 @@ impl Ledger {
 
     async fn pause_or_resume(&self, action: &str, merchant: &str, who: &str, why: &str) -> Result<bool, LedgerError> {
         qfpay::request::validate_id("merchant", merchant, 64)?;
+        let shard = self.shard_of(merchant);
         let mut inv = PAUSE.prepare_invoke();
-        inv.key(self.keys().paused()).key(self.keys().audit());
+        inv.key(self.shard_keys(shard).paused()).key(self.shard_keys(shard).audit());
         PauseArgs { action, merchant, who, why, now: self.now_ms() }.push(&mut inv);
         let changed: i64 = inv.invoke_async(&mut self.con.clone()).await?;
         // A resumed merchant's refunds wait on their deferrals; idle workers look again now.
         if action == "resume" && changed == 1 {
-            self.wake().await;
+            self.wake(shard).await;
         }
         Ok(changed == 1)
     }

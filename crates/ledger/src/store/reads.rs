@@ -1,4 +1,6 @@
-//! Reading the ledger: records, state listings and pages, payments, the outcome stream.
+//! Reading the ledger: records, state listings and pages, payments, the outcome stream. Whatever
+//! spans merchants reads every shard and merges (state listings by when refunds entered the
+//! state, streams by entry id).
 
 use std::collections::HashMap;
 
@@ -10,6 +12,7 @@ use crate::refund::record::Record;
 use crate::refund::state::State;
 use crate::store::Ledger;
 use crate::store::args::script_args;
+use crate::store::keys::Keys;
 use crate::store::script::PAGE;
 
 /// Where a page of a state listing ended: the next page starts after it.
@@ -37,9 +40,22 @@ script_args! {
 }
 
 impl Ledger {
-    /// The record of `out_trade_no`, if there is one.
-    pub async fn get(&self, out_trade_no: &str) -> Result<Option<Record>, LedgerError> {
-        let key = self.keys.record(out_trade_no);
+    /// `merchant`'s refund `out_trade_no`, if there is one.
+    pub async fn get(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Record>, LedgerError> {
+        let id = self.resolve(merchant, out_trade_no).await?;
+        let key = self.keys_for(merchant).record(&id);
+        let h: HashMap<String, String> = self.con.clone().hgetall(&key).await?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let rec = Record::from_hash(&key, &h)?;
+        // A record under the bare out_trade_no is another merchant's unless it says otherwise.
+        Ok((rec.merchant == merchant).then_some(rec))
+    }
+
+    /// The record a claim named (by its shard and id), if it is still there.
+    pub async fn get_ref(&self, target: &crate::RefundRef) -> Result<Option<Record>, LedgerError> {
+        let key = self.keys_for(&target.merchant).record(&target.id);
         let h: HashMap<String, String> = self.con.clone().hgetall(&key).await?;
         if h.is_empty() {
             return Ok(None);
@@ -47,46 +63,60 @@ impl Ledger {
         Ok(Some(Record::from_hash(&key, &h)?))
     }
 
-    /// Records of `ids`, in order, in one pipelined round trip; ids without a record are left out.
-    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Record>, LedgerError> {
+    /// Records of `ids` (ids in `shard`), in order, in one pipelined round trip; ids without a
+    /// record are left out.
+    pub async fn get_many(&self, shard: usize, ids: &[String]) -> Result<Vec<Record>, LedgerError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let keys = self.shard_keys(shard);
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.hgetall(self.keys.record(id));
+            pipe.hgetall(keys.record(id));
         }
         let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut self.con.clone()).await?;
         let mut out = Vec::with_capacity(ids.len());
         for (id, h) in ids.iter().zip(hashes) {
             if !h.is_empty() {
-                out.push(Record::from_hash(&self.keys.record(id), &h)?);
+                out.push(Record::from_hash(&keys.record(id), &h)?);
             }
         }
         Ok(out)
     }
 
-    /// Up to `limit` out_trade_nos in `state`, oldest first, starting at `offset`.
-    pub async fn list(&self, state: State, offset: isize, limit: isize) -> Result<Vec<String>, LedgerError> {
-        let ids: Vec<String> =
-            self.con.clone().zrange(self.keys.state(state), offset, offset + limit.max(1) - 1).await?;
-        Ok(ids)
+    /// Up to `limit` refunds in `state`, oldest first (by when they entered it), from `offset`.
+    pub async fn list(&self, state: State, offset: usize, limit: usize) -> Result<Vec<Record>, LedgerError> {
+        let end = (offset + limit.max(1)) as isize - 1;
+        let mut all = Vec::new();
+        for shard in 0..self.shard_count() {
+            let ids: Vec<(String, f64)> =
+                self.con.clone().zrange_withscores(self.shard_keys(shard).state(state), 0, end).await?;
+            all.extend(ids.into_iter().map(|(id, score)| (score as i64, id, shard)));
+        }
+        self.records_of(merge_page(all, offset, limit)).await
     }
 
-    /// How many refunds are in each state.
+    /// How many refunds are in each state (every shard).
     pub async fn counts(&self) -> Result<Vec<(State, u64)>, LedgerError> {
-        let mut pipe = redis::pipe();
-        for s in State::ALL {
-            pipe.zcard(self.keys.state(s));
+        let mut totals = vec![0u64; State::ALL.len()];
+        for shard in 0..self.shard_count() {
+            let mut pipe = redis::pipe();
+            for s in State::ALL {
+                pipe.zcard(self.shard_keys(shard).state(s));
+            }
+            let counts: Vec<u64> = pipe.query_async(&mut self.con.clone()).await?;
+            for (t, c) in totals.iter_mut().zip(counts) {
+                *t += c;
+            }
         }
-        let counts: Vec<u64> = pipe.query_async(&mut self.con.clone()).await?;
-        Ok(State::ALL.into_iter().zip(counts).collect())
+        Ok(State::ALL.into_iter().zip(totals).collect())
     }
 
     /// One page of the refunds in `state`, oldest first (by when they entered it), after `cursor`
     /// (from the previous page; `None` for the first). The returned cursor is `None` on the last
     /// page. Refunds moving between states while a client pages may be missed or seen twice in
-    /// another state's pages, never twice in one state's.
+    /// another state's pages, never twice in one state's. (Ids are unique across shards — a
+    /// merchant lives in one — so one cursor orders every shard's index.)
     pub async fn page(
         &self,
         state: State,
@@ -94,70 +124,150 @@ impl Ledger {
         limit: usize,
     ) -> Result<(Vec<Record>, Option<PageCursor>), LedgerError> {
         let limit = limit.clamp(1, 1_000);
-        let mut inv = PAGE.prepare_invoke();
-        inv.key(self.keys.state(state));
         let (score, member) = cursor.map_or((String::new(), ""), |c| (c.score.to_string(), c.member.as_str()));
-        PageArgs { score, member, limit }.push(&mut inv);
-        let flat: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
-        let pairs: Vec<(String, i64)> =
-            flat.chunks_exact(2).map(|p| (p[0].clone(), p[1].parse::<f64>().unwrap_or(0.0) as i64)).collect();
-        let next = if pairs.len() == limit {
-            pairs.last().map(|(m, s)| PageCursor { score: *s, member: m.clone() })
+        let mut all = Vec::new();
+        for shard in 0..self.shard_count() {
+            let mut inv = PAGE.prepare_invoke();
+            inv.key(self.shard_keys(shard).state(state));
+            PageArgs { score: score.clone(), member, limit }.push(&mut inv);
+            let flat: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+            all.extend(flat.chunks_exact(2).map(|p| (p[1].parse::<f64>().unwrap_or(0.0) as i64, p[0].clone(), shard)));
+        }
+        let page = merge_page(all, 0, limit);
+        let next = if page.len() == limit {
+            page.last().map(|(s, m, _)| PageCursor { score: *s, member: m.clone() })
         } else {
             None
         };
-        let ids: Vec<String> = pairs.into_iter().map(|(m, _)| m).collect();
-        Ok((self.get_many(&ids).await?, next))
+        Ok((self.records_of(page).await?, next))
     }
 
-    /// The out_trade_nos of refunds created in `[from, to]` (ms), oldest first, at most `limit`
-    /// after skipping `offset`.
+    /// Refunds created in `[from, to]` (ms), oldest first, at most `limit` after skipping `offset`.
     pub async fn created_between(
         &self,
         from: i64,
         to: i64,
-        offset: isize,
-        limit: isize,
-    ) -> Result<Vec<String>, LedgerError> {
-        Ok(self.con.clone().zrangebyscore_limit(self.keys.created(), from, to, offset, limit).await?)
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Record>, LedgerError> {
+        let mut all = Vec::new();
+        for shard in 0..self.shard_count() {
+            let ids: Vec<(String, f64)> = self
+                .con
+                .clone()
+                .zrangebyscore_limit_withscores(
+                    self.shard_keys(shard).created(),
+                    from,
+                    to,
+                    0,
+                    (offset + limit.max(1)) as isize,
+                )
+                .await?;
+            all.extend(ids.into_iter().map(|(id, score)| (score as i64, id, shard)));
+        }
+        self.records_of(merge_page(all, offset, limit)).await
     }
 
-    /// Every refund of payment `syssn`, oldest first.
+    /// The records of a merged page, in its order.
+    async fn records_of(&self, page: Vec<(i64, String, usize)>) -> Result<Vec<Record>, LedgerError> {
+        let mut by_shard: Vec<Vec<String>> = vec![Vec::new(); self.shard_count()];
+        for (_, id, shard) in &page {
+            by_shard[*shard].push(id.clone());
+        }
+        let mut found: HashMap<(usize, String), Record> = HashMap::new();
+        for (shard, ids) in by_shard.iter().enumerate() {
+            for r in self.get_many(shard, ids).await? {
+                found.insert((shard, r.id.clone()), r);
+            }
+        }
+        Ok(page.into_iter().filter_map(|(_, id, shard)| found.remove(&(shard, id))).collect())
+    }
+
+    /// Every refund of payment `syssn`, oldest first (a payment is one merchant's, but the
+    /// caller may not know which: every shard is asked).
     pub async fn by_payment(&self, syssn: &str) -> Result<Vec<Record>, LedgerError> {
-        let h: HashMap<String, String> = self.con.clone().hgetall(self.keys.payment(syssn)).await?;
-        let mut ids: Vec<(i64, String)> = h
-            .into_iter()
-            .filter_map(|(k, v)| k.strip_prefix("r:").map(|otn| (v.parse().unwrap_or(0), otn.to_owned())))
-            .collect();
-        ids.sort();
-        let ids: Vec<String> = ids.into_iter().map(|(_, otn)| otn).collect();
-        self.get_many(&ids).await
+        let mut out = Vec::new();
+        for shard in 0..self.shard_count() {
+            let h: HashMap<String, String> = self.con.clone().hgetall(self.shard_keys(shard).payment(syssn)).await?;
+            let mut ids: Vec<(i64, String)> = h
+                .into_iter()
+                .filter_map(|(k, v)| k.strip_prefix("r:").map(|id| (v.parse().unwrap_or(0), id.to_owned())))
+                .collect();
+            ids.sort();
+            let ids: Vec<String> = ids.into_iter().map(|(_, id)| id).collect();
+            out.extend(self.get_many(shard, &ids).await?);
+        }
+        out.sort_by_key(|r| r.created_at);
+        Ok(out)
     }
 
     // Ledger::pause and Ledger::resume: see crate::store::pause (audited).
 
-    /// Paused merchants and why.
+    /// Paused merchants and why (every shard).
     pub async fn paused(&self) -> Result<HashMap<String, String>, LedgerError> {
-        Ok(self.con.clone().hgetall(self.keys.paused()).await?)
+        let mut out = HashMap::new();
+        for shard in 0..self.shard_count() {
+            let h: HashMap<String, String> = self.con.clone().hgetall(self.shard_keys(shard).paused()).await?;
+            out.extend(h);
+        }
+        Ok(out)
     }
 
-    /// Outcome-stream entries after the id `after` (`"0"`: from the beginning), at most `count`.
+    /// Outcome-stream entries after the id `after` (`"0"`: from the beginning), at most `count`:
+    /// every shard's stream, merged in id order (ids are times; see [`Ledger::merged_after`]).
     pub async fn events(&self, after: &str, count: usize) -> Result<Vec<Event>, LedgerError> {
-        let entries = self.stream_after(&self.keys.events(), after, count).await?;
+        let entries = self.merged_after(Keys::events, after, count).await?;
         Ok(entries.into_iter().map(|(id, f)| Event::from_fields(id, f)).collect())
     }
 
-    /// The newest outcome-stream id, if there is any entry.
+    /// The newest outcome-stream id of any shard, if there is any entry.
     pub async fn last_event_id(&self) -> Result<Option<String>, LedgerError> {
-        let last: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
-            .arg(self.keys.events())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.con.clone())
-            .await?;
-        Ok(last.into_iter().next().map(|(id, _)| id))
+        let mut newest: Option<String> = None;
+        for shard in 0..self.shard_count() {
+            let last: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
+                .arg(self.shard_keys(shard).events())
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut self.con.clone())
+                .await?;
+            if let Some((id, _)) = last.into_iter().next()
+                && newest.as_ref().is_none_or(|n| stream_id(&id) > stream_id(n))
+            {
+                newest = Some(id);
+            }
+        }
+        Ok(newest)
+    }
+
+    /// Entries after the id `after` of the stream `key` names in every shard, merged in id order,
+    /// at most `count` (more when entries of several shards share the last id, so a next read
+    /// after that id misses none). Stream ids are the writing server's clock: a reader that
+    /// follows the merged stream live may miss an entry a shard on a server whose clock lags
+    /// writes later with an older id; consumers that must see every entry read each shard's
+    /// stream with a consumer group (the per-shard names are in the README).
+    pub(crate) async fn merged_after(
+        &self,
+        key: fn(&Keys) -> String,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<(String, HashMap<String, String>)>, LedgerError> {
+        let mut all = Vec::new();
+        for shard in 0..self.shard_count() {
+            all.extend(self.stream_after(&key(self.shard_keys(shard)), after, count).await?);
+        }
+        if self.shard_count() == 1 {
+            return Ok(all);
+        }
+        all.sort_by_key(|(id, _)| stream_id(id));
+        if all.len() > count
+            && let Some(last) = all.get(count.max(1) - 1).map(|(id, _)| stream_id(id))
+        {
+            let keep = all.iter().take_while(|(id, _)| stream_id(id) <= last).count();
+            all.truncate(keep);
+        }
+        Ok(all)
     }
 
     /// Entries of stream `key` after the id `after` (`"0"` or empty: from the beginning).
@@ -177,4 +287,17 @@ impl Ledger {
             .query_async(&mut self.con.clone())
             .await?)
     }
+}
+
+/// A stream id as a number pair (`<ms>-<seq>`) for ordering; an unreadable one sorts first.
+fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// Entries `(score, id, shard)` of several shards' indexes, ordered as one index would order them
+/// (score, then id), `limit` of them from `offset`.
+fn merge_page(mut all: Vec<(i64, String, usize)>, offset: usize, limit: usize) -> Vec<(i64, String, usize)> {
+    all.sort();
+    all.into_iter().skip(offset).take(limit.max(1)).collect()
 }

@@ -66,40 +66,45 @@ impl ServerInfo {
 }
 
 impl Ledger {
-    /// A write to a tiny key of this ledger: `Ok` when Redis takes writes now.
+    /// A write to a tiny key of every shard: `Ok` when Redis takes writes now (with Cluster:
+    /// every primary holding a shard).
     pub async fn writable(&self) -> Result<(), LedgerError> {
-        redis::cmd("SET")
-            .arg(self.probe_key())
-            .arg(self.now_ms())
-            .arg("PX")
-            .arg(PROBE_TTL_MS)
-            .query_async::<()>(&mut self.connection())
-            .await?;
+        for shard in 0..self.shard_count() {
+            redis::cmd("SET")
+                .arg(self.probe_key(shard))
+                .arg(self.now_ms())
+                .arg("PX")
+                .arg(PROBE_TTL_MS)
+                .query_async::<()>(&mut self.connection())
+                .await?;
+        }
         Ok(())
-    }
-
-    /// `CONFIG GET appendfsync`, or `None` where `CONFIG` is refused (managed Redis).
-    pub(crate) async fn appendfsync(&self) -> Option<String> {
-        let reply: redis::RedisResult<Vec<String>> =
-            redis::cmd("CONFIG").arg("GET").arg("appendfsync").query_async(&mut self.connection()).await;
-        reply.ok().and_then(|kv| kv.get(1).cloned())
     }
 
     /// Refuses a Redis that would lose refunds, exactly as workers do ([`ServerInfo::refusal`]):
     /// an evicting `maxmemory-policy`, a Redis older than 7.0, when `require_aof` no AOF, and a
     /// `wait_replicas` above the replicas connected ([`ServerInfo::replica_shortfall`]). Logs a
     /// WARN for each of [`ServerInfo::warnings`].
+    /// With Redis Cluster, every primary is checked and the first refusal names its node.
     pub async fn check_server(&self, require_aof: bool) -> Result<ServerInfo, NotUsable> {
-        let info = self.server_info().await?;
+        let all = self.server_infos().await?;
+        let cluster = matches!(self.connection().endpoint(), Endpoint::Cluster(_));
         let wait_replicas = self.config().wait_replicas;
-        if let Some(why) = info.refusal(require_aof).or_else(|| info.replica_shortfall(wait_replicas)) {
-            return Err(NotUsable::Refused(why));
+        for (node, info) in &all {
+            if let Some(why) = info.refusal(require_aof).or_else(|| info.replica_shortfall(wait_replicas)) {
+                return Err(NotUsable::Refused(if cluster { format!("cluster primary {node}: {why}") } else { why }));
+            }
         }
         let sentinel = matches!(self.connection().endpoint(), Endpoint::Sentinel(_));
-        for warning in info.warnings(sentinel, wait_replicas) {
-            tracing::warn!("{warning}");
+        let mut seen = std::collections::BTreeSet::new();
+        for (_, info) in &all {
+            for warning in info.warnings(sentinel, wait_replicas) {
+                if seen.insert(warning.clone()) {
+                    tracing::warn!("{warning}");
+                }
+            }
         }
-        Ok(info)
+        self.server_info().await.map_err(NotUsable::from)
     }
 
     /// Connects as a producer: the same connection as [`Ledger::connect`], refused when the Redis

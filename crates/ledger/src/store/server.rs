@@ -46,34 +46,59 @@ impl ServerInfo {
 
 impl Ledger {
     /// Reads the server's version, persistence settings and replicas (from INFO, which managed
-    /// Redis allows where CONFIG is disabled; `appendfsync` from CONFIG where allowed).
+    /// Redis allows where CONFIG is disabled; `appendfsync` from CONFIG where allowed). With Redis
+    /// Cluster: the primary that answers worst (see [`Ledger::server_infos`]).
     pub async fn server_info(&self) -> Result<ServerInfo, LedgerError> {
-        let info: String = redis::cmd("INFO")
-            .arg("server")
-            .arg("persistence")
-            .arg("memory")
-            .arg("replication")
-            .query_async(&mut self.con.clone())
-            .await?;
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
-                .unwrap_or("")
-                .trim()
-                .to_owned()
-        };
-        let version = field("redis_version");
-        let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
-        let at_least = |maj: u32, min: u32| {
-            (parts.first().copied().unwrap_or(0), parts.get(1).copied().unwrap_or(0)) >= (maj, min)
-        };
-        Ok(ServerInfo {
-            waitaof: at_least(7, 2),
-            aof_enabled: field("aof_enabled") == "1",
-            maxmemory_policy: field("maxmemory_policy"),
-            connected_replicas: field("connected_slaves").parse().unwrap_or(0),
-            appendfsync: self.appendfsync().await,
-            version,
-        })
+        if !matches!(self.con.endpoint(), crate::store::conn::Endpoint::Cluster(_)) {
+            return info_of(&mut self.con.clone()).await;
+        }
+        let all = self.server_infos().await?;
+        let worst = all
+            .iter()
+            .map(|(_, i)| i)
+            .min_by_key(|i| (i.refusal(true).is_none(), i.aof_enabled, i.waitaof, i.connected_replicas));
+        worst.cloned().ok_or_else(|| LedgerError::Script("the cluster reported no primary".into()))
     }
+
+    /// [`ServerInfo`] of every primary (one for a single Redis or Sentinel's primary), each with
+    /// its `host:port`.
+    pub async fn server_infos(&self) -> Result<Vec<(String, ServerInfo)>, LedgerError> {
+        let crate::store::conn::Endpoint::Cluster(_) = self.con.endpoint() else {
+            return Ok(vec![(self.con.address(), info_of(&mut self.con.clone()).await?)]);
+        };
+        let mut out = Vec::new();
+        for (name, client) in self.con.endpoint().primaries().await? {
+            let mut con = client.get_multiplexed_async_connection().await?;
+            out.push((name, info_of(&mut con).await?));
+        }
+        Ok(out)
+    }
+}
+
+/// [`ServerInfo`] of the server `con` talks to.
+async fn info_of(con: &mut impl redis::aio::ConnectionLike) -> Result<ServerInfo, LedgerError> {
+    let info: String =
+        redis::cmd("INFO").arg("server").arg("persistence").arg("memory").arg("replication").query_async(con).await?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
+    let version = field("redis_version");
+    let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    let at_least =
+        |maj: u32, min: u32| (parts.first().copied().unwrap_or(0), parts.get(1).copied().unwrap_or(0)) >= (maj, min);
+    // `CONFIG GET appendfsync`, or `None` where `CONFIG` is refused (managed Redis).
+    let appendfsync: redis::RedisResult<Vec<String>> =
+        redis::cmd("CONFIG").arg("GET").arg("appendfsync").query_async(con).await;
+    Ok(ServerInfo {
+        waitaof: at_least(7, 2),
+        aof_enabled: field("aof_enabled") == "1",
+        maxmemory_policy: field("maxmemory_policy"),
+        connected_replicas: field("connected_slaves").parse().unwrap_or(0),
+        appendfsync: appendfsync.ok().and_then(|kv| kv.get(1).cloned()),
+        version,
+    })
 }

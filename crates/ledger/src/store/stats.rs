@@ -74,18 +74,40 @@ impl Stats {
 }
 
 impl Ledger {
-    /// What an operator (or a metrics scrape) wants to know at a glance.
+    /// What an operator (or a metrics scrape) wants to know at a glance: every shard, summed.
     pub async fn stats(&self) -> Result<Stats, LedgerError> {
+        let mut total = self.shard_stats(0).await?;
+        for shard in 1..self.shard_count() {
+            let s = self.shard_stats(shard).await?;
+            for ((_, t), (_, n)) in total.by_state.iter_mut().zip(s.by_state) {
+                *t += n;
+            }
+            total.oldest_open_age_ms = match (total.oldest_open_age_ms, s.oldest_open_age_ms) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            total.due_total += s.due_total;
+            total.due_now += s.due_now;
+            total.paused.extend(s.paused);
+            total.webhooks_failed += s.webhooks_failed;
+            total.webhooks_retrying += s.webhooks_retrying;
+        }
+        Ok(total)
+    }
+
+    /// [`Ledger::stats`] of one shard (one pipelined round trip).
+    async fn shard_stats(&self, shard: usize) -> Result<Stats, LedgerError> {
         let now = self.now_ms();
+        let keys = self.shard_keys(shard);
         let mut pipe = redis::pipe();
         for s in State::ALL {
-            pipe.zcard(self.keys.state(s));
+            pipe.zcard(keys.state(s));
         }
         for s in State::ALL.into_iter().filter(|s| !s.is_final()) {
-            pipe.cmd("ZRANGE").arg(self.keys.state(s)).arg(0).arg(0).arg("WITHSCORES");
+            pipe.cmd("ZRANGE").arg(keys.state(s)).arg(0).arg(0).arg("WITHSCORES");
         }
-        pipe.zcard(self.keys.due()).zcount(self.keys.due(), "-inf", now).hgetall(self.keys.paused());
-        pipe.zcard(self.keys.webhook_failed()).zcard(self.keys.webhook_retry());
+        pipe.zcard(keys.due()).zcount(keys.due(), "-inf", now).hgetall(keys.paused());
+        pipe.zcard(keys.webhook_failed()).zcard(keys.webhook_retry());
         let mut values: Vec<redis::Value> = pipe.query_async(&mut self.con.clone()).await?;
         let bad = |what: &str| LedgerError::Script(format!("stats: unexpected reply for {what}"));
         let mut take = || if values.is_empty() { None } else { Some(values.remove(0)) };

@@ -1,7 +1,8 @@
 //! Consumer groups on the outcome stream: each entry is handed to one consumer of a group, which
 //! acknowledges it once handled; an entry a vanished consumer read but never acknowledged can be
 //! taken over by another. The webhook deliverer follows the stream this way, one group per
-//! merchant; the group names are the reader's, the stream is the ledger's.
+//! merchant (on its merchant's shard); the group names are the reader's, the streams (one per
+//! shard) are the ledger's.
 //!
 //! A [`StreamReader`] blocks on a connection of its own, so its blocking read never holds up the
 //! ledger's shared connection; what does not block (taking over, acknowledging) uses the shared one.
@@ -21,10 +22,10 @@ impl Ledger {
     /// Creates consumer group `group` on the outcome stream (and the stream, if there is none
     /// yet). The group is handed the entries after the id `after`, or, when `None`, only those
     /// added from now on. `Ok(false)`: the group exists already and is left where it stands.
-    pub async fn create_group(&self, group: &str, after: Option<&str>) -> Result<bool, LedgerError> {
+    pub async fn create_group(&self, shard: usize, group: &str, after: Option<&str>) -> Result<bool, LedgerError> {
         let created: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
-            .arg(self.keys.events())
+            .arg(self.shard_keys(shard).events())
             .arg(group)
             .arg(after.unwrap_or("$"))
             .arg("MKSTREAM")
@@ -40,9 +41,9 @@ impl Ledger {
     /// Where consumer group `group` stands, as the id a new group should start after to miss
     /// nothing `group` has not finished: just before its oldest entry read but not acknowledged,
     /// else the last entry it was handed. `None` without that group (or without the stream).
-    pub async fn group_position(&self, group: &str) -> Result<Option<String>, LedgerError> {
+    pub async fn group_position(&self, shard: usize, group: &str) -> Result<Option<String>, LedgerError> {
         let mut con = self.con.clone();
-        let events = self.keys.events();
+        let events = self.shard_keys(shard).events();
         let groups: StreamInfoGroupsReply = match con.xinfo_groups(&events).await {
             Ok(groups) => groups,
             // Without the stream, XINFO answers a plain ERR: look whether that is why.
@@ -66,14 +67,14 @@ impl Ledger {
         Ok(Some(found.last_delivered_id).filter(|id| !id.is_empty()))
     }
 
-    /// A reader for `consumer` of group `group` on the outcome stream, with a connection of its
+    /// A reader for `consumer` of group `group` on shard `shard`'s outcome stream, with a connection of its
     /// own for its blocking reads (connected now; it reconnects by itself afterwards, and with
     /// Sentinel follows the primary). The group must exist: see [`Ledger::create_group`].
-    pub async fn stream_reader(&self, group: &str, consumer: &str) -> Result<StreamReader, LedgerError> {
+    pub async fn stream_reader(&self, shard: usize, group: &str, consumer: &str) -> Result<StreamReader, LedgerError> {
         Ok(StreamReader {
             con: self.connect_again().await?,
             shared: self.con.clone(),
-            events: self.keys.events(),
+            events: self.shard_keys(shard).events(),
             group: group.to_owned(),
             consumer: consumer.to_owned(),
         })

@@ -9,7 +9,7 @@
 -- A: `TransitionArgs` (transition.rs); the decision's field/value pairs follow, from ARGV[A_REST].
 -- KEYS[15]: the audit stream (a merchant this pauses is audited).
 -- Returns: {'ok'} | {'stale', state, fence} | {'illegal', from, to} (a move State::EDGES forbids)
-local otn, expected, fence, new = A.out_trade_no, A.expected, A.fence, A.new_state
+local otn, expected, fence, new = A.id, A.expected, A.fence, A.new_state
 local next_at, now = A.next_at, A.now
 -- One read serves the checks and the outcome-stream entry.
 local cur = redis.call('HMGET', KEYS[1], 'state', 'fence', 'txamt', 'last_op', 'lease_owner', 'out_trade_no', 'syssn',
@@ -31,7 +31,7 @@ else
 end
 if A.pause ~= '' and redis.call('HSET', KEYS[5], A.pause, A.reason) == 1 then
   -- A newly paused merchant is in the audit trail (KEYS[15]) like an operator's pause.
-  redis.call('XADD', KEYS[15], '*', 'out_trade_no', otn, 'merchant', A.pause, 'action', 'pause',
+  redis.call('XADD', KEYS[15], '*', 'out_trade_no', cur[6], 'merchant', A.pause, 'action', 'pause',
     'who', 'worker ' .. A.lease_owner, 'why', A.reason, 'from', 'running', 'to', 'paused', 'outcome', 'ok', 'at', now)
 end
 settle_payment(otn, new, tonumber(cur[3]) or 0)

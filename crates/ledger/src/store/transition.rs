@@ -17,7 +17,7 @@ use crate::store::script::{DEFER, RATE_LIMIT, SET_PAID, TRANSITION};
 script_args! {
     /// What `transition.lua` takes; the decision's field/value pairs follow (`ARGV[A_REST]` on).
     pub struct TransitionArgs<'a> {
-        out_trade_no: &'a str,
+        id: &'a str,
         expected: &'a str,
         /// Compared as written (a fence is a string on the Lua side: numbers lose digits).
         fence: String,
@@ -37,7 +37,7 @@ script_args! {
 script_args! {
     /// What `defer.lua` takes.
     pub struct DeferArgs<'a> {
-        out_trade_no: &'a str,
+        id: &'a str,
         expected: &'a str,
         next_at: i64,
         now: i64,
@@ -69,10 +69,10 @@ impl Ledger {
         d: &Decision,
         op: &str,
     ) -> Result<bool, LedgerError> {
-        let mut inv = self.on_record(&TRANSITION, &rec.out_trade_no, &rec.syssn);
-        inv.key(self.keys.audit());
+        let mut inv = self.on_record(&TRANSITION, &rec.merchant, &rec.id, &rec.syssn);
+        inv.key(self.keys_for(&rec.merchant).audit());
         TransitionArgs {
-            out_trade_no: &rec.out_trade_no,
+            id: &rec.id,
             expected: expected.as_str(),
             fence: fence.to_string(),
             new_state: d.state.as_str(),
@@ -110,9 +110,9 @@ impl Ledger {
         reason: &str,
         max_age: Duration,
     ) -> Result<bool, LedgerError> {
-        let mut inv = self.on_record(&DEFER, &rec.out_trade_no, &rec.syssn);
+        let mut inv = self.on_record(&DEFER, &rec.merchant, &rec.id, &rec.syssn);
         DeferArgs {
-            out_trade_no: &rec.out_trade_no,
+            id: &rec.id,
             expected: rec.state.as_str(),
             next_at,
             now: self.now_ms(),
@@ -127,7 +127,7 @@ impl Ledger {
 
     /// Records a payment's amount learned by enquiry (first writer wins); returns the recorded one.
     pub async fn set_paid(&self, target: &RefundRef, paid: u64) -> Result<u64, LedgerError> {
-        let mut inv = self.on_record(&SET_PAID, &target.out_trade_no, &target.syssn);
+        let mut inv = self.on_record(&SET_PAID, &target.merchant, &target.id, &target.syssn);
         SetPaidArgs { paid }.push(&mut inv);
         let v: String = inv.invoke_async(&mut self.con.clone()).await?;
         v.parse().map_err(|_| LedgerError::Script(format!("set_paid answered {v:?}")))
@@ -136,7 +136,7 @@ impl Ledger {
     /// Takes a token from `merchant`'s bucket: `Ok(0)` if taken, else the ms to wait for one.
     pub async fn take_token(&self, merchant: &str, per_sec: f64, burst: u32) -> Result<u64, LedgerError> {
         let mut inv = RATE_LIMIT.prepare_invoke();
-        inv.key(self.keys.rate(merchant));
+        inv.key(self.keys_for(merchant).rate(merchant));
         RateArgs { rate: per_sec, burst, now: self.now_ms() }.push(&mut inv);
         Ok(inv.invoke_async(&mut self.con.clone()).await?)
     }

@@ -73,22 +73,24 @@ impl Ledger {
     /// delivery given up earlier (its outcome replayed) is taken out of the failed set: it is
     /// being tried again.
     pub async fn schedule_webhook_retry(&self, a: &WebhookAttempt<'_>, at_ms: i64) -> Result<(), LedgerError> {
+        let keys = self.keys_for(a.merchant);
         let mut pipe = self.record_attempt(a);
-        pipe.zadd(self.keys.webhook_retry(), a.event_id, at_ms).zrem(self.keys.webhook_failed(), a.event_id);
+        pipe.zadd(keys.webhook_retry(), a.event_id, at_ms).zrem(keys.webhook_failed(), a.event_id);
         Ok(pipe.query_async::<()>(&mut self.con.clone()).await?)
     }
 
     /// Records the last failed attempt and moves the delivery from the retry schedule to the
     /// failed set, where [`Ledger::failed_webhooks`] lists it until it is redelivered.
     pub async fn give_up_webhook(&self, a: &WebhookAttempt<'_>) -> Result<(), LedgerError> {
+        let keys = self.keys_for(a.merchant);
         let mut pipe = self.record_attempt(a);
-        pipe.zrem(self.keys.webhook_retry(), a.event_id).zadd(self.keys.webhook_failed(), a.event_id, self.now_ms());
+        pipe.zrem(keys.webhook_retry(), a.event_id).zadd(keys.webhook_failed(), a.event_id, self.now_ms());
         Ok(pipe.query_async::<()>(&mut self.con.clone()).await?)
     }
 
     /// The start of a pipeline that writes a failed attempt into the delivery's hash.
     fn record_attempt(&self, a: &WebhookAttempt<'_>) -> redis::Pipeline {
-        let key = self.keys.webhook(a.event_id);
+        let key = self.keys_for(a.merchant).webhook(a.event_id);
         let mut pipe = redis::pipe();
         pipe.hset_multiple(
             &key,
@@ -105,9 +107,10 @@ impl Ledger {
 
     /// Event ids of the deliveries due now on the retry schedule, the longest due first, at most
     /// `limit`. Another worker may take any of them first: see [`Ledger::take_webhook`].
-    pub async fn due_webhooks(&self, limit: usize) -> Result<Vec<String>, LedgerError> {
+    pub async fn due_webhooks(&self, shard: usize, limit: usize) -> Result<Vec<String>, LedgerError> {
+        let keys = self.shard_keys(shard);
         let now = self.now_ms();
-        Ok(self.con.clone().zrangebyscore_limit(self.keys.webhook_retry(), "-inf", now, 0, limit as isize).await?)
+        Ok(self.con.clone().zrangebyscore_limit(keys.webhook_retry(), "-inf", now, 0, limit as isize).await?)
     }
 
     /// Takes a delivery found due for one attempt: it stays on the schedule, but not due before
@@ -117,18 +120,24 @@ impl Ledger {
     ///
     /// `None`: another worker holds it already, or there is nothing left to send (the delivery's
     /// hash is gone or incomplete; it is dropped from the schedule).
-    pub async fn take_webhook(&self, event_id: &str, hold_until_ms: i64) -> Result<Option<DueWebhook>, LedgerError> {
+    pub async fn take_webhook(
+        &self,
+        shard: usize,
+        event_id: &str,
+        hold_until_ms: i64,
+    ) -> Result<Option<DueWebhook>, LedgerError> {
+        let keys = self.shard_keys(shard);
         let mut con = self.con.clone();
         let mut inv = TAKE.prepare_invoke();
-        inv.key(self.keys.webhook_retry());
+        inv.key(keys.webhook_retry());
         TakeWebhookArgs { event_id, now: self.now_ms(), hold_until: hold_until_ms }.push(&mut inv);
         let taken: u64 = inv.invoke_async(&mut con).await?;
         if taken == 0 {
             return Ok(None);
         }
-        let mut h: HashMap<String, String> = con.hgetall(self.keys.webhook(event_id)).await?;
+        let mut h: HashMap<String, String> = con.hgetall(keys.webhook(event_id)).await?;
         let (Some(merchant), Some(body)) = (h.remove("merchant"), h.remove("body")) else {
-            let _: () = con.zrem(self.keys.webhook_retry(), event_id).await?;
+            let _: () = con.zrem(keys.webhook_retry(), event_id).await?;
             return Ok(None);
         };
         Ok(Some(DueWebhook {
@@ -142,27 +151,40 @@ impl Ledger {
 
     /// Moves a delivery on the retry schedule to `at_ms` without counting an attempt (a worker
     /// without the merchant's webhook leaves it for one that has it).
-    pub async fn postpone_webhook(&self, event_id: &str, at_ms: i64) -> Result<(), LedgerError> {
-        Ok(self.con.clone().zadd(self.keys.webhook_retry(), event_id, at_ms).await?)
+    pub async fn postpone_webhook(&self, shard: usize, event_id: &str, at_ms: i64) -> Result<(), LedgerError> {
+        let keys = self.shard_keys(shard);
+        Ok(self.con.clone().zadd(keys.webhook_retry(), event_id, at_ms).await?)
     }
 
     /// A delivery from the retry schedule went through: off the schedule, its hash deleted.
-    pub async fn webhook_delivered(&self, event_id: &str) -> Result<(), LedgerError> {
+    pub async fn webhook_delivered(&self, shard: usize, event_id: &str) -> Result<(), LedgerError> {
+        let keys = self.shard_keys(shard);
         Ok(redis::pipe()
-            .zrem(self.keys.webhook_retry(), event_id)
-            .del(self.keys.webhook(event_id))
+            .zrem(keys.webhook_retry(), event_id)
+            .del(keys.webhook(event_id))
             .query_async::<()>(&mut self.con.clone())
             .await?)
     }
 
-    /// Deliveries given up, the oldest first, at most `limit`.
+    /// Deliveries given up, the oldest first, at most `limit` (every shard).
     pub async fn failed_webhooks(&self, limit: usize) -> Result<Vec<FailedWebhook>, LedgerError> {
+        let mut out = Vec::new();
+        for shard in 0..self.shard_count() {
+            out.extend(self.failed_in(shard, limit).await?);
+        }
+        out.sort_by_key(|f| f.failed_at);
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn failed_in(&self, shard: usize, limit: usize) -> Result<Vec<FailedWebhook>, LedgerError> {
+        let keys = self.shard_keys(shard);
         let mut con = self.con.clone();
         let ids: Vec<(String, f64)> =
-            con.zrange_withscores(self.keys.webhook_failed(), 0, limit.saturating_sub(1) as isize).await?;
+            con.zrange_withscores(keys.webhook_failed(), 0, limit.saturating_sub(1) as isize).await?;
         let mut out = Vec::with_capacity(ids.len());
         for (id, at) in ids {
-            let mut h: HashMap<String, String> = con.hgetall(self.keys.webhook(&id)).await?;
+            let mut h: HashMap<String, String> = con.hgetall(keys.webhook(&id)).await?;
             out.push(FailedWebhook {
                 out_trade_no: h.remove("out_trade_no").unwrap_or_default(),
                 merchant: h.remove("merchant").unwrap_or_default(),
@@ -177,22 +199,28 @@ impl Ledger {
 
     /// Puts deliveries given up back on the retry schedule, due now and with their attempts
     /// counted from zero: those named by `event_ids`, or every one when it is empty. Returns how
-    /// many were in the failed set.
+    /// many were in the failed set (every shard's).
     pub async fn redeliver_webhooks(&self, event_ids: &[String]) -> Result<usize, LedgerError> {
+        let mut n = 0;
+        for shard in 0..self.shard_count() {
+            n += self.redeliver_in(shard, event_ids).await?;
+        }
+        Ok(n)
+    }
+
+    async fn redeliver_in(&self, shard: usize, event_ids: &[String]) -> Result<usize, LedgerError> {
+        let keys = self.shard_keys(shard);
         let mut con = self.con.clone();
-        let ids: Vec<String> = if event_ids.is_empty() {
-            con.zrange(self.keys.webhook_failed(), 0, -1).await?
-        } else {
-            event_ids.to_vec()
-        };
+        let ids: Vec<String> =
+            if event_ids.is_empty() { con.zrange(keys.webhook_failed(), 0, -1).await? } else { event_ids.to_vec() };
         let now = self.now_ms();
         let mut n = 0;
         for id in ids {
-            let removed: u64 = con.zrem(self.keys.webhook_failed(), &id).await?;
+            let removed: u64 = con.zrem(keys.webhook_failed(), &id).await?;
             if removed > 0 {
                 let _: () = redis::pipe()
-                    .hset(self.keys.webhook(&id), "attempts", 0)
-                    .zadd(self.keys.webhook_retry(), &id, now)
+                    .hset(keys.webhook(&id), "attempts", 0)
+                    .zadd(keys.webhook_retry(), &id, now)
                     .query_async(&mut con)
                     .await?;
                 n += 1;

@@ -9,9 +9,14 @@ use ledger::{Claim, Ledger, LedgerConfig, Policy, Record};
 use qfpay::RefundResponse;
 use testkit::{TestRedis, unique_namespace};
 
+/// A ledger of as many shards as the run asks for (`testkit::test_shards`).
 pub async fn ledger(name: &str) -> (TestRedis, Ledger) {
+    ledger_with(name, testkit::test_shards()).await
+}
+
+pub async fn ledger_with(name: &str, shards: usize) -> (TestRedis, Ledger) {
     let redis = TestRedis::start().unwrap();
-    let config = LedgerConfig { namespace: unique_namespace(name), ..LedgerConfig::default() };
+    let config = LedgerConfig { namespace: unique_namespace(name), ..LedgerConfig::default().with_shards(shards) };
     let l = Ledger::connect(&redis.url(), config).await.unwrap();
     (redis, l)
 }

@@ -19,7 +19,7 @@ impl Processor {
     pub(crate) async fn no_credentials(&self, target: &RefundRef) -> Result<Step, LedgerError> {
         let why = format!("no credentials for merchant {:?} on this worker", target.merchant);
         warn!(merchant = %target.merchant, "{why}");
-        let Some(rec) = self.ledger.get(&target.out_trade_no).await? else {
+        let Some(rec) = self.ledger.get_ref(target).await? else {
             return Ok(Step::Nothing("no such refund".into()));
         };
         if action_for(rec.state) == Action::Nothing {
@@ -40,7 +40,7 @@ impl Processor {
         let why = format!("configuration error for merchant {:?}: {why}", target.merchant);
         tracing::error!(merchant = %target.merchant, reason = %why, "needs review: merchant paused");
         self.ledger.pause(&target.merchant, &format!("worker {}", self.worker_id), &why).await?;
-        let Some(rec) = self.ledger.get(&target.out_trade_no).await? else {
+        let Some(rec) = self.ledger.get_ref(target).await? else {
             return Ok(Step::Nothing("no such refund".into()));
         };
         // A maximum age of zero: to needs_review now (unless someone holds it or it moved on).

@@ -58,6 +58,10 @@ pub struct Processor {
     metrics: Arc<Metrics>,
     /// The merchants this worker holds credentials for, `\n`-separated (what claims check).
     served: String,
+    /// The shards this worker fetches from, and where the next fetch starts (round robin, so a
+    /// busy shard never starves another).
+    shards: Vec<usize>,
+    next_shard: std::sync::atomic::AtomicUsize,
     /// Notified when a step ends: an idle fetcher looks again (the step may have scheduled its
     /// refund's next step before anything else was due).
     nudge: Arc<tokio::sync::Notify>,
@@ -85,6 +89,7 @@ impl Processor {
     /// Builds the per-merchant clients over one connection pool.
     pub fn new(ledger: Ledger, config: &WorkerConfig, worker_id: String) -> Result<Self, ClientError> {
         let pool = Client::pool(&config.http)?;
+        let ledger_shards = ledger.shard_count();
         let mut served: Vec<&str> = config.merchants.keys().map(String::as_str).collect();
         served.sort_unstable();
         let served = served.join("\n");
@@ -107,6 +112,8 @@ impl Processor {
             durable_claims: false,
             metrics: Arc::new(Metrics::default()),
             served,
+            shards: config.serve_shards.clone().unwrap_or_else(|| (0..ledger_shards).collect()),
+            next_shard: std::sync::atomic::AtomicUsize::new(0),
             nudge: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -126,16 +133,37 @@ impl Processor {
         self.nudge.clone()
     }
 
-    /// Claims up to `limit` due refunds for this worker (one round trip; see
-    /// `Ledger::claim_due`). What needs no request (deferred, refused, sent to review) was dealt
-    /// with by the same call and is only counted and logged here.
+    /// The shards this worker fetches from.
+    pub fn shards(&self) -> &[usize] {
+        &self.shards
+    }
+
+    /// Claims up to `limit` due refunds for this worker (one round trip per shard it looks at;
+    /// see `Ledger::claim_due`): from the shard whose turn it is, then the next ones while the
+    /// limit is not reached, each shard at most once. What needs no request (deferred, refused,
+    /// sent to review) was dealt with by the same call and is only counted and logged here.
     pub async fn fetch(&self, limit: usize) -> Result<Batch, LedgerError> {
         let (txdtm, not_before) = self.submit_time();
         let options = self.options(&txdtm, not_before, self.learn_paid);
-        let fetched = self.ledger.claim_due(limit, &options).await?;
-        let looked_at = fetched.claims.len();
+        let n = self.shards.len().max(1);
+        let first = self.next_shard.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut claims = Vec::new();
+        let mut next_due: Option<i64> = None;
+        for turn in 0..n {
+            let Some(&shard) = self.shards.get((first + turn) % n) else { break };
+            let fetched = self.ledger.claim_due(shard, limit - claims.len(), &options).await?;
+            claims.extend(fetched.claims);
+            next_due = match (next_due, fetched.next_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if claims.len() >= limit {
+                break;
+            }
+        }
+        let looked_at = claims.len();
         let mut tasks = Vec::with_capacity(looked_at);
-        for c in fetched.claims {
+        for c in claims {
             if c.is_task() {
                 tasks.push(c);
             } else {
@@ -144,7 +172,7 @@ impl Processor {
                 self.report(c.claim);
             }
         }
-        Ok(Batch { tasks, looked_at, next_due: fetched.next_due })
+        Ok(Batch { tasks, looked_at, next_due })
     }
 
     /// Runs the step a fetch claimed. Errors are Redis errors: the refund keeps its lease, which
@@ -229,7 +257,7 @@ impl Processor {
                     }
                     self.claim(&target, false).await?
                 }
-                Claim::Mismatch => match self.ledger.get(&target.out_trade_no).await? {
+                Claim::Mismatch => match self.ledger.get_ref(&target).await? {
                     Some(rec) => {
                         target = RefundRef::from(&rec);
                         self.claim(&target, false).await?

@@ -78,13 +78,15 @@ pub async fn run(
 /// Reads `merchant`'s group until shutdown, on a connection of its own.
 async fn read_group(d: Arc<Dispatcher>, merchant: String, shutdown: Shutdown) {
     let group = group_of(&merchant);
+    // The merchant's refunds, and so its outcome entries, are all in its shard's stream.
+    let shard = d.ledger.shard_of(&merchant);
     let mut reader: Option<StreamReader> = None;
     let mut group_ready = false;
     let mut last_claim: Option<Instant> = None;
     while !shutdown.is_triggered() {
         let r = match &mut reader {
             Some(r) => r,
-            None => match d.ledger.stream_reader(&group, &d.consumer).await {
+            None => match d.ledger.stream_reader(shard, &group, &d.consumer).await {
                 Ok(r) => reader.insert(r),
                 Err(e) => {
                     warn!(error = %e, merchant, "webhooks: no connection for the outcome stream");
@@ -94,7 +96,7 @@ async fn read_group(d: Arc<Dispatcher>, merchant: String, shutdown: Shutdown) {
             },
         };
         if !group_ready {
-            group_ready = d.create_group(&group).await;
+            group_ready = d.create_group(shard, &group).await;
             if !group_ready {
                 shutdown.sleep(Duration::from_secs(1)).await;
                 continue;
@@ -133,15 +135,15 @@ pub(super) struct Dispatcher {
 impl Dispatcher {
     /// Creates `group` if it does not exist: where the legacy group stands, else at the stream's
     /// end.
-    async fn create_group(&self, group: &str) -> bool {
-        let start = match self.ledger.group_position(LEGACY_GROUP).await {
+    async fn create_group(&self, shard: usize, group: &str) -> bool {
+        let start = match self.ledger.group_position(shard, LEGACY_GROUP).await {
             Ok(start) => start,
             Err(e) => {
                 warn!(error = %e, "webhooks: cannot read the outcome stream's groups");
                 return false;
             }
         };
-        match self.ledger.create_group(group, start.as_deref()).await {
+        match self.ledger.create_group(shard, group, start.as_deref()).await {
             Ok(true) => {
                 info!(group, start = start.as_deref().unwrap_or("$"), "webhooks: consumer group created");
                 true

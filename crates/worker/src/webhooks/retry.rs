@@ -48,20 +48,27 @@ impl Dispatcher {
     /// Deliveries due on the schedule. Each is held for twice the HTTP timeout before it is tried,
     /// so two workers do not send it at once (and a worker dying mid-delivery only delays it).
     pub(super) async fn retries(&self) -> Result<(), LedgerError> {
+        for shard in 0..self.ledger.shard_count() {
+            self.retries_in(shard).await?;
+        }
+        Ok(())
+    }
+
+    async fn retries_in(&self, shard: usize) -> Result<(), LedgerError> {
         let now = self.ledger.now_ms();
-        let due = self.ledger.due_webhooks(PASS).await?;
+        let due = self.ledger.due_webhooks(shard, PASS).await?;
         let hold = now + 2 * self.policy.timeout.as_millis() as i64;
         for id in due {
             // Taken only if it is still due (another worker may have just taken it).
-            let Some(d) = self.ledger.take_webhook(&id, hold).await? else { continue };
+            let Some(d) = self.ledger.take_webhook(shard, &id, hold).await? else { continue };
             let Some(hook) = self.hooks.get(&d.merchant) else {
                 // This worker lacks that merchant's webhook: leave it for one that has it.
-                self.ledger.postpone_webhook(&id, now + LEAVE_FOR_OTHERS_MS).await?;
+                self.ledger.postpone_webhook(shard, &id, now + LEAVE_FOR_OTHERS_MS).await?;
                 continue;
             };
             match self.deliver(hook, &id, &d.body).await {
                 Ok(()) => {
-                    self.ledger.webhook_delivered(&id).await?;
+                    self.ledger.webhook_delivered(shard, &id).await?;
                     info!(event = %id, attempts = d.attempts + 1, "webhook delivered after retrying");
                 }
                 Err(why) => {

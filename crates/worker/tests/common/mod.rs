@@ -21,7 +21,8 @@ pub struct Env {
 /// Short timings so every path of the state machine runs in a test's time.
 pub fn fast_config(redis_url: &str, sim_url: &str, namespace: &str) -> WorkerConfig {
     let mut c = WorkerConfig { redis_url: redis_url.into(), ..WorkerConfig::default() };
-    c.ledger = LedgerConfig { namespace: namespace.into(), ..LedgerConfig::default() };
+    c.ledger =
+        LedgerConfig { namespace: namespace.into(), ..LedgerConfig::default().with_shards(testkit::test_shards()) };
     c.merchants = HashMap::from([(
         "default".to_owned(),
         Merchant {
@@ -101,7 +102,22 @@ impl Env {
     }
 
     pub async fn record(&self, otn: &str) -> Record {
-        self.ledger.get(otn).await.unwrap().unwrap()
+        self.find(otn).await.unwrap()
+    }
+
+    /// The refund `otn` of the default merchant, else of whichever merchant has one (tests use
+    /// each out_trade_no once).
+    pub async fn find(&self, otn: &str) -> Option<Record> {
+        if let Some(r) = self.ledger.get("default", otn).await.unwrap() {
+            return Some(r);
+        }
+        for state in State::ALL {
+            let all = self.ledger.list(state, 0, 10_000).await.unwrap();
+            if let Some(r) = all.into_iter().find(|r| r.out_trade_no == otn) {
+                return Some(r);
+            }
+        }
+        None
     }
 
     /// Waits until every refund is in one of `states`; panics with their states after `timeout`.
@@ -110,7 +126,7 @@ impl Env {
         loop {
             let mut recs = Vec::new();
             for o in otns {
-                recs.push(self.ledger.get(o).await.ok().flatten());
+                recs.push(self.find(o).await);
             }
             if recs.iter().all(|r| r.as_ref().is_some_and(|r| states.contains(&r.state))) {
                 return recs.into_iter().map(Option::unwrap).collect();
@@ -261,7 +277,7 @@ pub fn with_other_hook(mut config: WorkerConfig, url: &str, name: &str) -> Worke
 /// Every entry of the outcome stream, oldest first, as (id, fields).
 pub async fn stream(env: &Env) -> Vec<(String, Vec<(String, String)>)> {
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(env.ledger.keys().events())
+        .arg(env.ledger.keys_for("default").events())
         .arg("-")
         .arg("+")
         .query_async(&mut env.raw().await)
@@ -280,7 +296,7 @@ pub async fn stream(env: &Env) -> Vec<(String, Vec<(String, String)>)> {
 /// Adds an entry with these fields to the outcome stream, as a transition would.
 pub async fn xadd(env: &Env, fields: &[(String, String)]) {
     let _: String = redis::cmd("XADD")
-        .arg(env.ledger.keys().events())
+        .arg(env.ledger.keys_for("default").events())
         .arg("*")
         .arg(fields)
         .query_async(&mut env.raw().await)
