@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Share one target dir between every target (and with CI); builds are the slow part here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: run test deps check-tools fmt lint deny audit unit bins chaos fuzz bench deploy-check
+.PHONY: run test deps check-tools fmt lint deny audit unit bins chaos fuzz bench deploy-check cluster
 
 ## run: build, start the QFPay simulator (and Redis when needed), push refunds through, show the outcome
 run: deps
@@ -36,12 +36,20 @@ audit:
 	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install cargo-deny --locked
 	$(CARGO) deny check advisories
 
+## unit: every test with a ledger of one shard, then again with four (QFREFUND_SHARDS, which the
+## test harness and the spawned binaries read alike)
 unit: bins
 	@if command -v cargo-nextest >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --no-fail-fast; \
+		$(CARGO) nextest run --workspace --no-fail-fast && \
+		QFREFUND_SHARDS=4 $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
-		$(CARGO) test --workspace --no-fail-fast -j2; \
+		$(CARGO) test --workspace --no-fail-fast -j2 && \
+		QFREFUND_SHARDS=4 $(CARGO) test --workspace --no-fail-fast -j2; \
 	fi
+
+## cluster: the Redis Cluster suite alone (3 primaries with AOF, 8 shards, kill -9, slot migration)
+cluster: deps bins
+	$(CARGO) test -p qfrefund-e2e --test cluster
 
 ## bench: qfrefund against bare apalis-redis in one run (release build); writes bench/RESULTS.md
 bench: deps

@@ -204,3 +204,28 @@ async fn slots_migrated_between_primaries_mid_run_lose_and_double_nothing() {
         assert!(w.terminate(), "clean shutdown: {}", w.output());
     }
 }
+
+/// The start-up checks run against every primary: one with an evicting memory policy is refused,
+/// by name, though the others are fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_primary_is_checked_at_start_up() {
+    let scratch = Scratch::new("cluster-check");
+    let cluster = RedisCluster::start(3, Aof::EverySec).unwrap();
+    let (_, sim_config) = plan(1, 0);
+    let sim = SimHandle::start_local(sim_config).await.unwrap();
+    let env = worker_env(&cluster, &unique_namespace("cluster-check"), &sim, &scratch);
+    let ping = || {
+        std::process::Command::new(qfrefund_e2e::qfrefund_bin()).arg("ping").env_clear().envs(&env).output().unwrap()
+    };
+    let ok = ping();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let node = &cluster.node_urls()[2];
+    let mut con = testkit::raw_connection(node).await;
+    let _: () =
+        redis::cmd("CONFIG").arg("SET").arg("maxmemory-policy").arg("allkeys-lru").query_async(&mut con).await.unwrap();
+    let refused = ping();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    let port = cluster.ports()[2];
+    assert!(err.contains(&format!("cluster primary 127.0.0.1:{port}")) && err.contains("maxmemory-policy"), "{err}");
+}

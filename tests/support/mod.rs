@@ -52,6 +52,8 @@ pub fn env_for(redis_url: &str, ns: &str, sim_url: &str) -> HashMap<String, Stri
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    // The shards this run's ledgers have (`make test` runs every suite with 1 and with 4).
+    .chain([("QFREFUND_SHARDS".to_owned(), testkit::test_shards().to_string())])
     .collect()
 }
 

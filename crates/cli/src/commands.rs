@@ -286,6 +286,14 @@ pub async fn redeliver(config: Option<&Path>, ids: Vec<String>, all: bool) -> an
     Ok(ExitCode::SUCCESS)
 }
 
+/// `qfrefund scope-merchants`: see `Ledger::scope_merchants`.
+pub async fn scope_merchants(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let ledger = open_producer(config).await?;
+    let was = ledger.scope_merchants().await?;
+    println!("{}", json!({"merchant_scoped": true, "was_shared": was}));
+    Ok(ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

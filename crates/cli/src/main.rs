@@ -97,6 +97,10 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// After upgrading a ledger from before refunds were merchant-scoped, once no process of that
+    /// version runs: from now on each merchant's new refund is its own, even under an
+    /// out_trade_no another merchant used (until then they share ids, as that version does).
+    ScopeMerchants,
     /// Compare every refund created in a time window with QFPay's enquiry and write a CSV report
     /// (agree / disagree / open / unknown per refund); exit 1 if any disagrees or could not be checked.
     Reconcile(ops::ReconcileArgs),
@@ -153,6 +157,7 @@ async fn main() -> ExitCode {
         Command::Audit { from } => ops::audit(config, from).await,
         Command::Stats => ops::stats(config).await,
         Command::Redeliver { ids, all } => commands::redeliver(config, ids, all).await,
+        Command::ScopeMerchants => commands::scope_merchants(config).await,
         Command::Reconcile(args) => ops::reconcile(config, args).await,
         Command::Ping { http } => ops::ping(config, http.as_deref()).await,
         Command::Sim(args) => qfpay_sim::args::run(args).await.map(|()| ExitCode::SUCCESS),

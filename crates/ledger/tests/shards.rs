@@ -172,8 +172,17 @@ async fn a_process_whose_placement_disagrees_with_the_ledger_is_refused() {
     assert!(why.contains("\"shop\"") && why.contains(&format!("shard {home}")), "{why}");
     let why = refused(connect(&redis.url(), &ns, 4, &[]).await);
     assert!(why.contains("\"big\"") && why.contains("big=3"), "the ledger remembers the pin: {why}");
-    // The same placement, and a new pin for a merchant with no refunds yet, are fine.
-    connect(&redis.url(), &ns, 4, &[("big", 3), ("new", 0)]).await.unwrap();
+    // The same placement, and a new pin for a merchant with no refunds yet, are fine — and a
+    // process still running with the placement from before the pin can no longer enqueue for
+    // that merchant where its name would put it: one merchant never has refunds in two shards.
+    let pinned = connect(&redis.url(), &ns, 4, &[("big", 3), ("new", 0)]).await.unwrap();
+    assert_ne!(l.shard_of("new"), 0, "the test needs a merchant whose name places it off shard 0");
+    match l.enqueue(of("new", "9", "RF9", 1)).await {
+        Err(LedgerError::Layout(why)) => assert!(why.contains("\"new\"") && why.contains("out of date"), "{why}"),
+        other => panic!("a stale placement must be refused, got {other:?}"),
+    }
+    assert!(matches!(pinned.enqueue(of("new", "9", "RF9", 1)).await.unwrap(), Enqueued::Created(_)));
+    assert_eq!(pinned.get("new", "RF9").await.unwrap().unwrap().state, State::Queued);
     // A ledger of one shard from before shards existed keeps its keys, and stays one shard.
     let old = unique_namespace("layout-old");
     connect(&redis.url(), &old, 1, &[]).await.unwrap().enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
@@ -183,4 +192,30 @@ async fn a_process_whose_placement_disagrees_with_the_ledger_is_refused() {
     assert!(why.contains("1 shard(s)"), "{why}");
     let again = connect(&redis.url(), &old, 1, &[]).await.unwrap();
     assert!(again.get("default", "RF1").await.unwrap().is_some());
+}
+
+/// A ledger of the version before merchant scoping keeps its ids (every merchant's refund under
+/// the bare out_trade_no) until an operator scopes it, so that processes of both versions, side
+/// by side during the upgrade, name every refund alike and never make two of one.
+#[tokio::test]
+async fn an_upgraded_ledger_shares_ids_with_the_old_version_until_it_is_scoped() {
+    let redis = TestRedis::start().unwrap();
+    let ns = unique_namespace("legacy-ids");
+    connect(&redis.url(), &ns, 1, &[]).await.unwrap().enqueue(NewRefund::new("1", "RF0", 1)).await.unwrap();
+    // As the previous version left it: refunds, and no layout.
+    let mut raw = raw_connection(&redis.url()).await;
+    let _: () = raw.del(format!("{ns}:{{default}}:layout")).await.unwrap();
+    let l = connect(&redis.url(), &ns, 1, &[]).await.unwrap();
+    l.enqueue(of("shop2", "2", "RF1", 5)).await.unwrap();
+    let k = l.keys_for("shop2").clone();
+    let bare: bool = raw.exists(k.record("RF1")).await.unwrap();
+    assert!(bare, "under the bare out_trade_no, as the previous version writes it");
+    assert!(matches!(l.enqueue(of("shop3", "3", "RF1", 5)).await, Err(LedgerError::Conflict { .. })));
+    assert!(l.scope_merchants().await.unwrap());
+    assert!(!l.scope_merchants().await.unwrap(), "once");
+    // The running process sees it at once (the enqueue script reads the layout).
+    assert!(matches!(l.enqueue(of("shop3", "3", "RF1", 5)).await.unwrap(), Enqueued::Created(_)));
+    assert!(matches!(l.enqueue(of("shop2", "2", "RF1", 5)).await.unwrap(), Enqueued::Duplicate(_)));
+    assert_eq!(l.get("shop2", "RF1").await.unwrap().unwrap().id, "RF1");
+    assert_eq!(l.get("shop3", "RF1").await.unwrap().unwrap().id, "shop3:RF1");
 }

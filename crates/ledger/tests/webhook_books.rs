@@ -83,21 +83,21 @@ async fn a_failed_delivery_is_retried_given_up_listed_and_redelivered() {
         error,
     };
     l.schedule_webhook_retry(&attempt(1, "HTTP 500"), l.now_ms() + 60_000).await.unwrap();
-    assert!(l.due_webhooks(l.shard_of("default"), 10).await.unwrap().is_empty(), "not due yet");
-    l.postpone_webhook(l.shard_of("default"), "evt_1", l.now_ms() - 1).await.unwrap();
-    assert_eq!(l.due_webhooks(l.shard_of("default"), 10).await.unwrap(), ["evt_1"]);
+    assert!(l.due_webhooks(l.shard_of("shop"), 10).await.unwrap().is_empty(), "not due yet");
+    l.postpone_webhook(l.shard_of("shop"), "evt_1", l.now_ms() - 1).await.unwrap();
+    assert_eq!(l.due_webhooks(l.shard_of("shop"), 10).await.unwrap(), ["evt_1"]);
     let hold = l.now_ms() + 10_000;
-    let due = l.take_webhook(l.shard_of("default"), "evt_1", hold).await.unwrap().unwrap();
+    let due = l.take_webhook(l.shard_of("shop"), "evt_1", hold).await.unwrap().unwrap();
     assert_eq!((due.merchant.as_str(), due.out_trade_no.as_str(), due.attempts), ("shop", "RF1", 1));
     assert_eq!(due.body, b"{\"id\":\"evt_1\"}");
-    assert!(l.take_webhook(l.shard_of("default"), "evt_1", hold).await.unwrap().is_none(), "held: not taken twice");
+    assert!(l.take_webhook(l.shard_of("shop"), "evt_1", hold).await.unwrap().is_none(), "held: not taken twice");
     // A second worker that listed it due a moment before, and holds it for longer, takes nothing:
     // only a delivery still due is taken, so one retry is never sent by two workers.
     assert!(
-        l.take_webhook(l.shard_of("default"), "evt_1", hold + 5_000).await.unwrap().is_none(),
+        l.take_webhook(l.shard_of("shop"), "evt_1", hold + 5_000).await.unwrap().is_none(),
         "a later hold does not take it again"
     );
-    assert!(l.due_webhooks(l.shard_of("default"), 10).await.unwrap().is_empty());
+    assert!(l.due_webhooks(l.shard_of("shop"), 10).await.unwrap().is_empty());
 
     l.give_up_webhook(&attempt(2, "timeout")).await.unwrap();
     let failed = l.failed_webhooks(10).await.unwrap();
@@ -107,20 +107,16 @@ async fn a_failed_delivery_is_retried_given_up_listed_and_redelivered() {
         (f.event_id.as_str(), f.merchant.as_str(), f.attempts, f.last_error.as_str()),
         ("evt_1", "shop", 2, "timeout")
     );
-    assert!(l.take_webhook(l.shard_of("default"), "evt_1", hold).await.unwrap().is_none(), "off the retry schedule");
+    assert!(l.take_webhook(l.shard_of("shop"), "evt_1", hold).await.unwrap().is_none(), "off the retry schedule");
     assert_eq!(l.stats().await.unwrap().webhooks_failed, 1);
 
     assert_eq!(l.redeliver_webhooks(&["evt_unknown".into()]).await.unwrap(), 0);
     assert_eq!(l.redeliver_webhooks(&[]).await.unwrap(), 1);
     assert!(l.failed_webhooks(10).await.unwrap().is_empty());
-    assert_eq!(l.due_webhooks(l.shard_of("default"), 10).await.unwrap(), ["evt_1"]);
-    assert_eq!(
-        l.take_webhook(l.shard_of("default"), "evt_1", hold).await.unwrap().unwrap().attempts,
-        0,
-        "counted afresh"
-    );
-    l.webhook_delivered(l.shard_of("default"), "evt_1").await.unwrap();
+    assert_eq!(l.due_webhooks(l.shard_of("shop"), 10).await.unwrap(), ["evt_1"]);
+    assert_eq!(l.take_webhook(l.shard_of("shop"), "evt_1", hold).await.unwrap().unwrap().attempts, 0, "counted afresh");
+    l.webhook_delivered(l.shard_of("shop"), "evt_1").await.unwrap();
     let stats = l.stats().await.unwrap();
     assert_eq!((stats.webhooks_failed, stats.webhooks_retrying), (0, 0));
-    assert!(l.take_webhook(l.shard_of("default"), "evt_1", hold + 1).await.unwrap().is_none(), "gone");
+    assert!(l.take_webhook(l.shard_of("shop"), "evt_1", hold + 1).await.unwrap().is_none(), "gone");
 }

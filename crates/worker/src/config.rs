@@ -149,8 +149,19 @@ impl WorkerConfig {
         }
         let mut names: Vec<&String> = self.merchants.keys().collect();
         names.sort();
+        let mut accounts: HashMap<(&str, &str, Option<&str>), &str> = HashMap::new();
         for m in names.into_iter().filter_map(|n| self.merchants.get(n)) {
             m.validate()?;
+            // out_trade_no is unique per QFPay account, and so is the ledger's idempotency and its
+            // over-refund guard per merchant: two names for one account would split both.
+            let account = (m.base_url.trim_end_matches('/'), m.app_code.as_str(), m.mchid.as_deref());
+            if let Some(other) = accounts.insert(account, &m.name) {
+                return Err(format!(
+                    "merchants {other:?} and {:?} are one QFPay account (same base_url, app_code and mchid): \
+                     configure each account once",
+                    m.name
+                ));
+            }
         }
         // reqwest's timeout covers the whole exchange, connecting included; the margin covers the
         // claim and the transition around it.

@@ -148,7 +148,14 @@ fn announce_served(
     config: &WorkerConfig,
     shutdown: Shutdown,
 ) -> impl std::future::Future<Output = ()> + use<> {
-    let mut merchants: Vec<String> = config.merchants.keys().cloned().collect();
+    // Only the merchants of the shards this worker fetches from: it serves no other.
+    let shards = config.serve_shards.clone();
+    let mut merchants: Vec<String> = config
+        .merchants
+        .keys()
+        .filter(|m| shards.as_ref().is_none_or(|s| s.contains(&ledger.shard_of(m))))
+        .cloned()
+        .collect();
     merchants.sort();
     let every = config.heartbeat;
     let ttl = every * 3;

@@ -148,12 +148,12 @@ impl Ledger {
             match durable::query_pipeline(con, pipe, &wait, &self.probe_key(shard)).await {
                 Err(e) if attempt == 0 && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {}
                 Err(e) => return Err(e),
-                // One answer per refund, `paid_mismatch:<paid>` split as enqueue answers it.
+                // One answer per refund, its words split as enqueue answers them.
                 Ok((parts, durable)) => {
                     let parts =
                         parts.into_iter().map(redis::from_redis_value::<Vec<String>>).collect::<Result<Vec<_>, _>>()?;
                     let answers =
-                        parts.into_iter().flatten().map(|a| a.split(':').map(str::to_owned).collect()).collect();
+                        parts.into_iter().flatten().map(|a| a.split(' ').map(str::to_owned).collect()).collect();
                     return Ok((answers, durable));
                 }
             }
@@ -175,7 +175,7 @@ impl Ledger {
                 for k in keys.script_keys(&id, &r.syssn) {
                     inv.key(k);
                 }
-                inv.key(keys.merchants());
+                inv.key(keys.merchants()).key(keys.excluded()).key(keys.layout());
             } else {
                 inv.key(keys.record(&id)).key(keys.payment(&r.syssn));
             }
@@ -206,7 +206,8 @@ impl Ledger {
     fn enqueue_invocation<'a>(&self, r: &NewRefund, now: i64) -> redis::ScriptInvocation<'a> {
         let id = refund_id(r.merchant(), &r.out_trade_no);
         let mut inv = self.on_record(&ENQUEUE, r.merchant(), &id, &r.syssn);
-        inv.key(self.keys_for(r.merchant()).merchants());
+        let keys = self.keys_for(r.merchant());
+        inv.key(keys.merchants()).key(keys.excluded()).key(keys.layout());
         EnqueueArgs {
             id: &id,
             payload_hash: r.payload_hash(),
@@ -223,8 +224,11 @@ impl Ledger {
 
     async fn enqueue_outcome(&self, r: &NewRefund, reply: &[String]) -> Result<Enqueued, LedgerError> {
         // The script has run: whatever fails now, the caller must not read it as "not written".
+        // The record is the one the script found or made, under the id it answered.
+        let shard = self.shard_of(r.merchant());
+        let id = reply.get(1).cloned().unwrap_or_default();
         let load = || async {
-            match self.get(r.merchant(), &r.out_trade_no).await {
+            match self.get_in(shard, &id).await {
                 Ok(Some(rec)) => Ok(rec),
                 Ok(None) => Err(LedgerError::Script("record vanished".into())),
                 Err(e) => Err(LedgerError::Unread(e.to_string())),
@@ -246,6 +250,12 @@ impl Ledger {
                 recorded: reply.get(1).cloned().unwrap_or_default(),
                 given: r.orig_txamt.unwrap_or(0),
             }),
+            Some("misplaced") => Err(LedgerError::Layout(format!(
+                "merchant {:?} is placed on another shard of this ledger than this process's configuration \
+                 places it: its merchant_shards (QFREFUND_MERCHANT_SHARDS) are out of date; restart it with the \
+                 ledger's (nothing was written)",
+                r.merchant()
+            ))),
             _ => Err(LedgerError::Script(format!("enqueue answered {reply:?}"))),
         }
     }

@@ -1,27 +1,48 @@
 -- enqueue_one: create a refund record, or recognise it (shared by enqueue and enqueue_many).
--- Guarantees: one record per (merchant, out_trade_no), ever. The same payload again returns 'duplicate' and
--- changes nothing; another payload returns 'conflict' and changes nothing. A paid amount that
--- disagrees with the one recorded for the payment is refused. A new record is queued, due now,
--- indexed (by state, due time, creation time, and under its payment), and announced on the outcome
--- stream, all in one step; the merchant joins the shard's set of merchants (KEYS[15]). Works on
--- R (the record) and P (the payment), see common.lua. `id`: the refund's id in the shard (see
--- refund::placement): the out_trade_no alone for the default merchant, `<merchant>:<otn>` else.
+-- Guarantees: one record per (merchant, out_trade_no), ever. The same payload again returns
+-- 'duplicate' and changes nothing; another payload returns 'conflict' and changes nothing (both
+-- with the id of the record they found). A paid amount that disagrees with the one recorded for
+-- the payment is refused. A new record is queued, due now, indexed (by state, due time, creation
+-- time, and under its payment), and announced on the outcome stream, all in one step; the
+-- merchant joins the shard's set of merchants (KEYS[15]). A merchant placed on another shard
+-- (KEYS[16], see store/shards.rs) is refused ('misplaced'): the caller's placement is out of date.
+-- Works on R (the record) and P (the payment), see common.lua. `id`: the refund's id in the shard
+-- (see refund::placement): the out_trade_no alone for the default merchant, `<merchant>:<otn>`
+-- else — except in a ledger from before refunds were merchant-scoped (KEYS[17], the layout,
+-- says `legacy_ids`), where every merchant's refunds keep the bare out_trade_no, as the processes
+-- of that version (which may still run) write them, until an operator scopes them.
 -- fields: the record's field/value pairs, out_trade_no, syssn, txamt, merchant first, then the
 -- optional ones present (none empty).
+-- In Redis Cluster, the bare-out_trade_no key read below is not declared; it shares the slot.
+-- While that slot migrates, this script never runs with a declared key missing (a new refund's
+-- record is one), so it cannot read a key as absent that has just moved: Redis answers TRYAGAIN.
 local SEEN_MERCHANT = {}
+local LEGACY_IDS = nil
 local function enqueue_one(id, hash, now, maxlen, orig, fields)
   -- fields starts with out_trade_no, syssn, txamt, merchant (NewRefund::fields).
   local otn, merchant = fields[2], fields[8]
-  local existing = redis.call('HGET', R, 'payload_hash')
-  if not existing and id ~= otn then
-    -- A ledger written before refunds were merchant-scoped keeps every merchant's records under
-    -- the out_trade_no alone: such a record of this merchant is this refund.
-    local old = redis.call('HMGET', string.sub(R, 1, #R - #id) .. otn, 'payload_hash', 'merchant')
-    if old[1] and old[2] == merchant then existing = old[1] end
+  if not SEEN_MERCHANT[merchant] and redis.call('SISMEMBER', KEYS[16], merchant) == 1 then
+    return {'misplaced'}
   end
+  local existing
+  if id ~= otn then
+    if LEGACY_IDS == nil then LEGACY_IDS = redis.call('HGET', KEYS[17], 'legacy_ids') == '1' end
+    local bare = string.sub(R, 1, #R - #id) .. otn
+    if LEGACY_IDS then
+      R, id = bare, otn
+    else
+      existing = redis.call('HGET', R, 'payload_hash')
+      if not existing then
+        -- A record of this merchant kept under the bare out_trade_no (before scoping) is this refund.
+        local old = redis.call('HMGET', bare, 'payload_hash', 'merchant')
+        if old[1] and old[2] == merchant then existing, id = old[1], otn end
+      end
+    end
+  end
+  if existing == nil then existing = redis.call('HGET', R, 'payload_hash') end
   if existing then
-    if existing == hash then return {'duplicate'} end
-    return {'conflict'}
+    if existing == hash then return {'duplicate', id} end
+    return {'conflict', id}
   end
   local pay = {'r:' .. id, now}
   if orig ~= '' then
@@ -47,5 +68,5 @@ local function enqueue_one(id, hash, now, maxlen, orig, fields)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'out_trade_no', otn, 'state', 'queued', 'prev_state', '',
     'syssn', f.syssn or '', 'txamt', f.txamt or '', 'merchant', f.merchant or '', 'respcd', '', 'resperr', '',
     'refund_syssn', '', 'reason', '', 'submits', '0', 'enquiries', '0', 'fence', '0', 'next_at', at, 'at', at)
-  return {'created'}
+  return {'created', id}
 end

@@ -37,7 +37,14 @@ impl Keys {
         format!("{}:merchants", self.prefix)
     }
 
-    /// The ledger's layout (hash: `shards`), under the configured tag itself.
+    /// Merchants whose refunds this shard must not take (a set): pinned to another shard (see
+    /// `store::shards`), so a process whose placement predates the pin is refused.
+    pub fn excluded(&self) -> String {
+        format!("{}:excluded", self.prefix)
+    }
+
+    /// The ledger's layout (hash: `shards`, `pin:<merchant>`, `legacy_ids`), under the configured
+    /// tag itself.
     pub fn layout(&self) -> String {
         format!("{}:layout", self.prefix)
     }
@@ -142,6 +149,7 @@ mod tests {
             k.webhook_retry(),
             k.webhook_failed(),
             k.merchants(),
+            k.excluded(),
             k.layout(),
         ]);
         for key in all {

@@ -55,7 +55,12 @@ impl Ledger {
 
     /// The record a claim named (by its shard and id), if it is still there.
     pub async fn get_ref(&self, target: &crate::RefundRef) -> Result<Option<Record>, LedgerError> {
-        let key = self.keys_for(&target.merchant).record(&target.id);
+        self.get_in(self.shard_of(&target.merchant), &target.id).await
+    }
+
+    /// The record of `id` in `shard`, if there is one.
+    pub async fn get_in(&self, shard: usize, id: &str) -> Result<Option<Record>, LedgerError> {
+        let key = self.shard_keys(shard).record(id);
         let h: HashMap<String, String> = self.con.clone().hgetall(&key).await?;
         if h.is_empty() {
             return Ok(None);

@@ -7,18 +7,29 @@
 //! configured tag), that it pins merchants where the ledger pinned them (also in `layout`), and
 //! that every merchant with refunds in a shard is placed on that shard by its configuration (each
 //! shard keeps the set of its merchants). Any mismatch refuses to start.
+//!
+//! Processes already running when a merchant is first pinned still place it by its hash: before
+//! the pin is recorded, the merchant is *excluded* from its hash shard — atomically with checking
+//! that the shard holds none of its refunds — and the enqueue script refuses an excluded merchant.
+//! So one merchant's refunds can never be written to two shards.
 
 use redis::AsyncCommands;
 
 use crate::error::LedgerError;
-use crate::refund::placement::refund_id;
+use crate::refund::placement::{refund_id, stable_hash};
 use crate::refund::request::DEFAULT_MERCHANT;
+use crate::refund::state::State;
 use crate::store::Ledger;
 use crate::store::keys::Keys;
 
+/// Excludes ARGV[1] from a shard unless the shard (KEYS[1]: its merchants) holds its refunds.
+const EXCLUDE: &str = "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 0 end \
+                       redis.call('SADD', KEYS[2], ARGV[1]) return 1";
+
 impl Ledger {
     /// Refuses a configuration whose placement disagrees with what the ledger holds (see the
-    /// module's documentation); records the shard count of a new ledger.
+    /// module's documentation); records the shard count and pins of a new ledger, and marks a
+    /// ledger from before merchant scoping (`legacy_ids`, see `enqueue_one.lua`).
     pub(crate) async fn check_layout(&self) -> Result<(), LedgerError> {
         let mut con = self.con.clone();
         let base = Keys::new(&self.config.namespace, &self.config.tag);
@@ -26,11 +37,17 @@ impl Ledger {
         let stored: Option<usize> = con.hget(base.layout(), "shards").await?;
         let stored = match stored {
             Some(n) => n,
-            // A ledger from before shards (or a new one): one shard if it holds anything.
+            // A ledger from before shards (or a new one): one shard if it holds anything. Its
+            // other merchants' refunds keep their ids until `scope_merchants`.
             None => {
-                let old: u64 = con.zcard(base.created()).await?;
-                let n = if old > 0 { 1 } else { want };
-                let _: bool = con.hset_nx(base.layout(), "shards", n).await?;
+                let old = self.held_before(&base).await?;
+                let n = if old { 1 } else { want };
+                let mut pipe = redis::pipe();
+                pipe.hset_nx(base.layout(), "shards", n).ignore();
+                if old {
+                    pipe.hset_nx(base.layout(), "legacy_ids", 1).ignore();
+                }
+                pipe.query_async::<()>(&mut con).await?;
                 con.hget::<_, _, Option<usize>>(base.layout(), "shards").await?.unwrap_or(n)
             }
         };
@@ -41,16 +58,10 @@ impl Ledger {
                 self.config.namespace, self.config.tag
             )));
         }
-        // Pins are the ledger's too, so that a process configured without one cannot place that
-        // merchant's first refund elsewhere.
         let layout: std::collections::HashMap<String, String> = con.hgetall(base.layout()).await?;
         for (m, s) in layout.iter().filter_map(|(k, v)| Some((k.strip_prefix("pin:")?, v.parse::<usize>().ok()?))) {
             if self.shard_of(m) != s {
-                return Err(LedgerError::Layout(format!(
-                    "this ledger places merchant {m:?} on shard {s} and this process's configuration on shard {}: \
-                     set merchant_shards {m} = {s} (QFREFUND_MERCHANT_SHARDS={m}={s})",
-                    self.shard_of(m)
-                )));
+                return Err(misplaced(m, s, self.shard_of(m)));
             }
         }
         for shard in 0..want {
@@ -63,13 +74,53 @@ impl Ledger {
                 )));
             }
         }
-        // Only a process found consistent records its new pins.
+        // A pin takes effect only once its merchant is excluded from the shard its hash names.
         for (m, s) in self.config.placement.pinned() {
-            if !layout.contains_key(&format!("pin:{m}")) {
-                let _: bool = con.hset_nx(base.layout(), format!("pin:{m}"), *s).await?;
+            let hashed = (stable_hash(m) % want as u32) as usize;
+            if hashed != *s {
+                let keys = self.shard_keys(hashed);
+                let excluded: i64 = redis::cmd("EVAL")
+                    .arg(EXCLUDE)
+                    .arg(2)
+                    .arg(keys.merchants())
+                    .arg(keys.excluded())
+                    .arg(m)
+                    .query_async(&mut con)
+                    .await?;
+                if excluded == 0 {
+                    return Err(LedgerError::Layout(format!(
+                        "merchant {m:?} has refunds in shard {hashed}, where its name places it: it cannot be pinned to \
+                         shard {s} now"
+                    )));
+                }
+            }
+            let _: bool = con.hset_nx(base.layout(), format!("pin:{m}"), *s).await?;
+            let now: Option<usize> = con.hget(base.layout(), format!("pin:{m}")).await?;
+            if now != Some(*s) {
+                return Err(misplaced(m, now.unwrap_or(*s), *s));
             }
         }
         Ok(())
+    }
+
+    /// Whether the ledger under `base` holds refunds (any index of a ledger of one shard).
+    async fn held_before(&self, base: &Keys) -> Result<bool, LedgerError> {
+        let mut pipe = redis::pipe();
+        pipe.exists(base.due()).exists(base.created());
+        for s in State::ALL {
+            pipe.exists(base.state(s));
+        }
+        let found: Vec<bool> = pipe.query_async(&mut self.con.clone()).await?;
+        Ok(found.into_iter().any(|f| f))
+    }
+
+    /// Ends the compatibility with processes from before refunds were merchant-scoped: from now
+    /// on a merchant's new refund is its own even when another merchant used its out_trade_no.
+    /// Run it once no process of that version runs. Returns whether the ledger was in that mode.
+    pub async fn scope_merchants(&self) -> Result<bool, LedgerError> {
+        let base = Keys::new(&self.config.namespace, &self.config.tag);
+        let removed: u64 = self.con.clone().hdel(base.layout(), "legacy_ids").await?;
+        Ok(removed > 0)
     }
 
     /// The id of `(merchant, out_trade_no)` in its shard. A ledger written before refunds were
@@ -88,4 +139,11 @@ impl Ledger {
         let legacy: Option<String> = con.hget(keys.record(out_trade_no), "merchant").await?;
         Ok(if legacy.as_deref() == Some(merchant) { out_trade_no.to_owned() } else { id })
     }
+}
+
+fn misplaced(merchant: &str, ledger: usize, ours: usize) -> LedgerError {
+    LedgerError::Layout(format!(
+        "this ledger places merchant {merchant:?} on shard {ledger} and this process's configuration on shard {ours}: \
+         set merchant_shards {merchant} = {ledger} (QFREFUND_MERCHANT_SHARDS={merchant}={ledger})"
+    ))
 }

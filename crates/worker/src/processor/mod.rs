@@ -149,9 +149,19 @@ impl Processor {
         let first = self.next_shard.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut claims = Vec::new();
         let mut next_due: Option<i64> = None;
+        let mut failed = None;
         for turn in 0..n {
             let Some(&shard) = self.shards.get((first + turn) % n) else { break };
-            let fetched = self.ledger.claim_due(shard, limit - claims.len(), &options).await?;
+            // One shard's error (unreachable, a slot migrating) never costs the claims already
+            // taken from the others: they are persisted, and are run.
+            let fetched = match self.ledger.claim_due(shard, limit - claims.len(), &options).await {
+                Ok(f) => f,
+                Err(e) => {
+                    warn!(shard, error = %e, "fetching from a shard failed; the other shards go on");
+                    failed = Some(e);
+                    continue;
+                }
+            };
             claims.extend(fetched.claims);
             next_due = match (next_due, fetched.next_due) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -161,8 +171,14 @@ impl Processor {
                 break;
             }
         }
-        let looked_at = claims.len();
-        let mut tasks = Vec::with_capacity(looked_at);
+        if claims.is_empty()
+            && let Some(e) = failed.take()
+        {
+            return Err(e);
+        }
+        // A shard that failed may have refunds due: the fetcher must not take this as drained.
+        let looked_at = if failed.is_some() { limit } else { claims.len() };
+        let mut tasks = Vec::with_capacity(claims.len());
         for c in claims {
             if c.is_task() {
                 tasks.push(c);
