@@ -13,7 +13,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, Value};
 
 use crate::store::LedgerError;
-use crate::store::conn::{bad_url, decode};
+use crate::store::conn::{bad_url, user_info};
 
 /// A parsed `redis+cluster://` URL.
 pub struct ClusterSpec {
@@ -46,17 +46,7 @@ impl ClusterSpec {
         if rest.contains('/') || rest.contains('?') {
             return Err(bad_url("a cluster URL names nodes only (Redis Cluster has one database)"));
         }
-        let (auth, hosts) = match rest.rsplit_once('@') {
-            Some((a, h)) => (Some(a), h),
-            None => (None, rest),
-        };
-        let (username, password) = match auth {
-            None => (None, None),
-            Some(a) => match a.split_once(':') {
-                Some((u, p)) => ((!u.is_empty()).then(|| decode(u)), Some(decode(p))),
-                None => (None, Some(decode(a))),
-            },
-        };
+        let (username, password, hosts) = user_info(rest);
         let mut nodes = Vec::new();
         for h in hosts.split(',').filter(|h| !h.is_empty()) {
             let (host, port) = match h.rsplit_once(':') {

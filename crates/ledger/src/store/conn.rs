@@ -81,6 +81,15 @@ pub(crate) fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The user and password (percent-decoded) before the `@` of a URL's authority, and the rest.
+pub(crate) fn user_info(rest: &str) -> (Option<String>, Option<String>, &str) {
+    let Some((auth, rest)) = rest.rsplit_once('@') else { return (None, None, rest) };
+    match auth.split_once(':') {
+        Some((u, p)) => ((!u.is_empty()).then(|| decode(u)), Some(decode(p)), rest),
+        None => (None, Some(decode(auth)), rest),
+    }
+}
+
 impl SentinelSpec {
     /// Parses `redis+sentinel://[user:password@]h1:p1[,h2:p2…]/service[/db][?sentinel_password=…]`.
     pub fn parse(url: &str, tls_ca: Option<Vec<u8>>) -> Result<Self, LedgerError> {
@@ -92,17 +101,7 @@ impl SentinelSpec {
             return Err(bad_url("expected redis+sentinel:// or rediss+sentinel://"));
         };
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (auth, rest) = match rest.rsplit_once('@') {
-            Some((a, r)) => (Some(a), r),
-            None => (None, rest),
-        };
-        let (username, password) = match auth {
-            None => (None, None),
-            Some(a) => match a.split_once(':') {
-                Some((u, p)) => ((!u.is_empty()).then(|| decode(u)), Some(decode(p))),
-                None => (None, Some(decode(a))),
-            },
-        };
+        let (username, password, rest) = user_info(rest);
         let mut parts = rest.split('/');
         let hosts = parts.next().unwrap_or("");
         let service = parts.next().unwrap_or("").to_owned();

@@ -41,7 +41,11 @@ impl Ledger {
     pub async fn claim_due(&self, shard: usize, limit: usize, o: &ClaimOptions<'_>) -> Result<Fetched, LedgerError> {
         let keys = self.shard_keys(shard);
         let mut inv = CLAIM_DUE.prepare_invoke();
-        // Record and payment keys are derived per refund from these prefixes (one hash tag).
+        // Record and payment keys are derived per refund from these prefixes (one hash tag). The
+        // prefixes themselves are never keys (ids and syssns are never empty), and that matters:
+        // while the shard's slot migrates, a script with a declared key absent is answered
+        // TRYAGAIN instead of running on the node importing the slot, where a record not yet
+        // moved would read as missing — and be dropped from the due-index.
         for k in keys.script_keys("", "") {
             inv.key(k);
         }

@@ -155,6 +155,9 @@ mod tests {
         for key in all {
             assert!(key.starts_with("qfrefund:{shop1}:"), "{key}");
         }
+        // claim_due declares the record and payment prefixes, which must never be keys (see fetch.rs).
+        let prefixes = k.script_keys("", "");
+        assert!(prefixes[0].ends_with(":r:") && prefixes[3].ends_with(":pay:"), "{prefixes:?}");
         assert_eq!(Keys::for_shard("q", "t", 0, 1).prefix(), "q:{t}");
         assert_eq!(Keys::for_shard("q", "t", 2, 4).prefix(), "q:{t-2}");
     }
