@@ -7,6 +7,7 @@ mod baseline;
 mod e2e;
 mod report;
 mod scripts;
+mod shards;
 mod stats;
 mod targets;
 
@@ -107,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
     let runs = env_list("BENCH_RUNS", "3").first().copied().unwrap_or(3).max(1);
     let sizes = env_list("BENCH_SIZES", "5000,20000,100000");
     // BENCH_ONLY=2,5 runs only those rows (for investigating one figure).
-    let only = env_list("BENCH_ONLY", "1,2,3,4,5,6,7,8");
+    let only = env_list("BENCH_ONLY", "1,2,3,4,5,6,7,8,9");
     let want = |row: usize| only.contains(&row);
     let biggest = sizes.iter().copied().max().unwrap_or(5_000);
     let started = Instant::now();
@@ -334,6 +335,11 @@ async fn main() -> anyhow::Result<()> {
         targets.rss_mib = Some(rss as f64 / 1024.0);
         w[0].terminate();
         log("8. worker peak RSS at concurrency 256, 20k refunds (MiB)".into(), format!("{:.1}", rss as f64 / 1024.0));
+    }
+
+    // 9. 1, 2 and 4 shards, each on a Redis Cluster primary of its own.
+    if want(9) {
+        targets.shard_cpu_ratio = shards::row(&dir, runs, &mut log).await?;
     }
 
     report::write_results(&rows, runs, started.elapsed(), &targets)?;

@@ -10,9 +10,10 @@
 //!   restart Redis use [`RedisServer`] directly.
 //! - [`RedisCluster`]: a local Redis Cluster of N primaries (no replicas), each a cluster-mode
 //!   [`RedisServer`] with its own port, directory and AOF setting, joined by
-//!   `redis-cli --cluster create`; its `redis+cluster://` URL, slot owners, per-node key counts,
-//!   slot migration (`redis-cli --cluster reshard`, or one slot by hand with
-//!   `SETSLOT`/`MIGRATE`) that waits for every node to agree, and killing or restarting a node.
+//!   `redis-cli --cluster create` (by hand for one or two primaries, which it refuses); its
+//!   `redis+cluster://` URL, slot owners, per-node key counts, slot migration
+//!   (`redis-cli --cluster reshard`, or one slot by hand with `SETSLOT`/`MIGRATE`) that waits for
+//!   every node to agree, and killing or restarting a node.
 //! - [`unique_namespace`]: key prefix that keeps tests apart on a shared Redis.
 //! - [`raw_connection`]: a plain Redis connection of the test's own, for setting up or inspecting
 //!   keys behind the ledger's back (the ledger lends its connection to no one).

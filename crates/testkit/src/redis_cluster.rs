@@ -1,3 +1,5 @@
+mod by_hand;
+
 use std::fs::File;
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
@@ -19,7 +21,8 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A local Redis Cluster: `N` primaries, no replicas, each a [`RedisServer`] in cluster mode on
 /// `127.0.0.1` (own port, own directory holding its `nodes.conf` and AOF), joined with
-/// `redis-cli --cluster create`. Every process is killed and every directory removed on drop.
+/// `redis-cli --cluster create` (by hand when there are fewer than 3, which it refuses). Every
+/// process is killed and every directory removed on drop.
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
@@ -28,28 +31,35 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// Starts `primaries` nodes (at least 3: `redis-cli --cluster create` refuses fewer), joins
-    /// them, slots spread evenly, and waits until every node says `cluster_state:ok` and all agree
-    /// on who owns each of the 16384 slots.
+    /// Starts `primaries` nodes (at least 1), joins them, slots spread evenly, and waits until
+    /// every node says `cluster_state:ok` and all agree on who owns each of the 16384 slots.
+    /// Three or more are joined by `redis-cli --cluster create`; one or two, which it refuses, by
+    /// hand (`CLUSTER ADDSLOTSRANGE` on each, `CLUSTER MEET` the others).
     pub fn start(primaries: usize, aof: Aof) -> io::Result<Self> {
-        if primaries < 3 {
-            return Err(io::Error::other(format!("a Redis Cluster needs at least 3 primaries, not {primaries}")));
+        if primaries == 0 {
+            return Err(io::Error::other("a Redis Cluster needs at least one primary"));
         }
         let mut nodes = Vec::with_capacity(primaries);
         for _ in 0..primaries {
             let mut builder = RedisServer::builder().aof(aof).pick_port(free_cluster_port);
-            for arg in ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"] {
+            // A node learns its own address from its peers: alone (a cluster of one) it would
+            // name itself with an empty address in `CLUSTER SLOTS`, which clients cannot reach.
+            let announce = ["--cluster-announce-ip", "127.0.0.1"];
+            for arg in ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"].into_iter().chain(announce) {
                 builder = builder.arg(arg);
             }
             nodes.push(builder.arg("--cluster-node-timeout").arg("5000").start()?);
         }
         let mut cluster = Self { ids: Vec::new(), alive: vec![true; primaries], nodes };
-        let mut cli = Command::new(redis_cli_binary());
-        cli.args(["--cluster", "create"]).args(cluster.ports().iter().map(|p| format!("127.0.0.1:{p}")));
-        let out = cluster.run_cli(cli.args(["--cluster-replicas", "0", "--cluster-yes"]))?;
-        cluster
-            .wait_converged(|_| true)
-            .map_err(|e| io::Error::new(e.kind(), format!("{e}; redis-cli --cluster create said:\n{out}")))?;
+        let out = if primaries < 3 {
+            cluster.join_by_hand()?
+        } else {
+            let mut cli = Command::new(redis_cli_binary());
+            cli.args(["--cluster", "create"]).args(cluster.ports().iter().map(|p| format!("127.0.0.1:{p}")));
+            let out = cluster.run_cli(cli.args(["--cluster-replicas", "0", "--cluster-yes"]))?;
+            format!("redis-cli --cluster create said:\n{out}")
+        };
+        cluster.wait_converged(|_| true).map_err(|e| io::Error::new(e.kind(), format!("{e}; {out}")))?;
         cluster.ids =
             (0..primaries).map(|i| cluster.query(i, redis::cmd("CLUSTER").arg("MYID"))).collect::<io::Result<_>>()?;
         Ok(cluster)

@@ -1,6 +1,7 @@
 //! The cluster harness: three primaries with AOF form a healthy cluster, keys spread over all of
 //! them, and slots move (one by hand, a hundred with `redis-cli --cluster reshard`) while a client
-//! keeps writing, without losing an acknowledged write.
+//! keeps writing, without losing an acknowledged write. One and two primaries (joined by hand)
+//! form and take writes too.
 
 #![allow(clippy::unwrap_used)]
 
@@ -203,4 +204,51 @@ fn a_killed_node_comes_back_from_its_aof_and_the_cluster_heals() {
     assert_eq!(cluster.slot_owner(slot).unwrap(), owner, "same ID, same slots");
     let got: Option<String> = connect(cluster.ports()[owner]).get("{crash}:k").unwrap();
     assert_eq!(got.as_deref(), Some("v"));
+}
+
+#[test]
+fn one_and_two_primaries_form_by_hand_and_take_writes() {
+    assert!(RedisCluster::start(0, Aof::Off).is_err());
+    for n in [1, 2] {
+        let cluster = RedisCluster::start(n, Aof::EverySec).unwrap();
+        let ports = cluster.ports();
+        assert_eq!(ports.len(), n);
+        let ids = cluster.node_ids().unwrap();
+        assert!(ids.iter().all(|id| id.len() == 40) && (n == 1 || ids[0] != ids[1]), "{ids:?}");
+        for url in cluster.node_urls() {
+            let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut con).unwrap();
+            assert!(info.contains("cluster_state:ok"), "{info}");
+            assert!(info.contains(&format!("cluster_known_nodes:{n}")), "{info}");
+        }
+        let owners = cluster.slot_owners().unwrap();
+        assert!((0..n).all(|i| owners.iter().filter(|o| **o == i).count() == 16384 / n), "slots split evenly");
+        // Every node names itself by an address a client can connect to, even alone.
+        let mut con = connect(ports[0]);
+        let slots: Vec<(u16, u16, Vec<redis::Value>)> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut con).unwrap();
+        for (_, _, node) in &slots {
+            let ip: String = redis::from_redis_value_ref(&node[0]).unwrap();
+            assert_eq!(ip, "127.0.0.1", "{slots:?}");
+        }
+
+        let mut conns: Vec<Connection> = ports.iter().map(|p| connect(*p)).collect();
+        for i in 0..100 {
+            let key = format!("{{tag-{i}}}:k");
+            let owner = cluster.slot_owner(cluster.keyslot(&key).unwrap()).unwrap();
+            conns[owner].set::<_, _, ()>(&key, i).unwrap();
+        }
+        let sizes = cluster.dbsize_per_node().unwrap();
+        assert_eq!(sizes.iter().sum::<u64>(), 100, "{sizes:?}");
+        assert!(sizes.iter().all(|s| *s > 20), "keys on every node: {sizes:?}");
+
+        // With two, a slot moves as in a larger cluster (the bench places each shard this way).
+        if n == 2 {
+            let slot = cluster.keyslot("{tag-0}:k").unwrap();
+            let to = 1 - cluster.slot_owner(slot).unwrap();
+            assert!(cluster.migrate_slot(slot, to).unwrap() >= 1);
+            assert_eq!(cluster.slot_owner(slot).unwrap(), to);
+            let got: Option<i64> = conns[to].get("{tag-0}:k").unwrap();
+            assert_eq!(got, Some(0));
+        }
+    }
 }
