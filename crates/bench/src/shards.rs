@@ -105,7 +105,19 @@ async fn sample(dir: &Path, shards: usize, tag: &str) -> anyhow::Result<Sample> 
     let placement = Placement::new(shards, pins).map_err(anyhow::Error::msg)?;
     place_shards(&cluster, &placement).await?;
     let per = REFUNDS / shards;
-    let config = SimConfig { faults: Faults::default(), ..SimConfig::demo((per * shards) as u64) };
+    // One QFPay account per merchant (two names for one account are refused), each owning the
+    // payments of its refunds.
+    let mut config = SimConfig { faults: Faults::default(), ..SimConfig::demo((per * shards) as u64) };
+    config.merchants = (0..shards)
+        .map(|i| qfpay_sim::Merchant {
+            app_code: app_code(i),
+            key: qfpay::ClientKey::new(DEMO_CLIENT_KEY),
+            mchid: None,
+        })
+        .collect();
+    for (n, p) in config.payments.iter_mut().enumerate() {
+        p.app_code = Some(app_code(n / per));
+    }
     let sim = SimHandle::start_local(config).await?;
     let toml = dir.join(format!("{tag}.toml"));
     std::fs::write(&toml, merchants_toml(shards, &sim.url()))?;
@@ -141,14 +153,20 @@ async fn place_shards(cluster: &RedisCluster, placement: &Placement) -> anyhow::
     Ok(())
 }
 
-/// The workers' configuration file: one merchant per shard, all with the simulator's demo app code
-/// and key (the simulator scopes out_trade_nos per app code, so they are distinct across merchants).
+/// Merchant `i`'s QFPay app code in the simulator.
+fn app_code(i: usize) -> String {
+    format!("{DEMO_APP_CODE}{i}")
+}
+
+/// The workers' configuration file: one merchant per shard, each its own QFPay account (sharing
+/// the simulator's demo key).
 fn merchants_toml(shards: usize, sim_url: &str) -> String {
     (0..shards)
         .map(|i| {
             format!(
-                "[merchants.{}]\napp_code = \"{DEMO_APP_CODE}\"\nclient_key_env = \"{KEY_VAR}\"\nbase_url = \"{sim_url}\"\n",
-                merchant(i)
+                "[merchants.{}]\napp_code = \"{}\"\nclient_key_env = \"{KEY_VAR}\"\nbase_url = \"{sim_url}\"\n",
+                merchant(i),
+                app_code(i)
             )
         })
         .collect()
