@@ -229,3 +229,38 @@ async fn every_primary_is_checked_at_start_up() {
     let port = cluster.ports()[2];
     assert!(err.contains(&format!("cluster primary 127.0.0.1:{port}")) && err.contains("maxmemory-policy"), "{err}");
 }
+
+/// AUTH as for a single Redis: every node requires the password, and workers, the library and
+/// the CLI reach the cluster through `redis+cluster://:password@…`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_protected_cluster_works_end_to_end() {
+    let scratch = Scratch::new("cluster-auth");
+    let cluster = RedisCluster::start_with_password(3, Aof::EverySec, "cluster-secret-77").unwrap();
+    assert!(cluster.url().starts_with("redis+cluster://:cluster-secret-77@"));
+    let (plan, sim_config) = plan(10, 2);
+    let sim = SimHandle::start_local(sim_config).await.unwrap();
+    let ns = unique_namespace("cluster-auth");
+    let env = worker_env(&cluster, &ns, &sim, &scratch);
+    let l = cluster_ledger(&cluster, &ns).await;
+    enqueue(&l, &plan).await;
+    let mut worker = WorkerProcess::spawn(&env, scratch.path("w.log"));
+    wait_final(&l, plan.refunds.len() as u64, Duration::from_secs(60)).await;
+    assert_each_applied_once(&l, &plan, &sim).await;
+    let status = std::process::Command::new(qfrefund_e2e::qfrefund_bin())
+        .args(["status", "SHARED-1", "--merchant", "shop-b"])
+        .env_clear()
+        .envs(&env)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let rec: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!((rec["merchant"].as_str(), rec["state"].as_str()), (Some("shop-b"), Some("succeeded")));
+    let mut wrong = env.clone();
+    wrong.insert("QFREFUND_REDIS_URL".into(), cluster.url().replace("cluster-secret-77", "not-the-pass-42"));
+    let refused =
+        std::process::Command::new(qfrefund_e2e::qfrefund_bin()).arg("ping").env_clear().envs(&wrong).output().unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!err.contains("not-the-pass-42") && !err.contains("cluster-secret-77"), "no password in the error: {err}");
+    assert!(worker.terminate(), "clean shutdown: {}", worker.output());
+}

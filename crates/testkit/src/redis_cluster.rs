@@ -28,6 +28,8 @@ pub struct RedisCluster {
     nodes: Vec<RedisServer>,
     ids: Vec<String>,
     alive: Vec<bool>,
+    /// Every node's `requirepass` (and `masterauth`), when set.
+    password: Option<String>,
 }
 
 impl RedisCluster {
@@ -36,12 +38,24 @@ impl RedisCluster {
     /// Three or more are joined by `redis-cli --cluster create`; one or two, which it refuses, by
     /// hand (`CLUSTER ADDSLOTSRANGE` on each, `CLUSTER MEET` the others).
     pub fn start(primaries: usize, aof: Aof) -> io::Result<Self> {
+        Self::start_with(primaries, aof, None)
+    }
+
+    /// [`RedisCluster::start`] with every node requiring `AUTH` with `password`.
+    pub fn start_with_password(primaries: usize, aof: Aof, password: &str) -> io::Result<Self> {
+        Self::start_with(primaries, aof, Some(password))
+    }
+
+    fn start_with(primaries: usize, aof: Aof, password: Option<&str>) -> io::Result<Self> {
         if primaries == 0 {
             return Err(io::Error::other("a Redis Cluster needs at least one primary"));
         }
         let mut nodes = Vec::with_capacity(primaries);
         for _ in 0..primaries {
             let mut builder = RedisServer::builder().aof(aof).pick_port(free_cluster_port);
+            if let Some(p) = password {
+                builder = builder.password(p).arg("--masterauth").arg(p);
+            }
             // A node learns its own address from its peers: alone (a cluster of one) it would
             // name itself with an empty address in `CLUSTER SLOTS`, which clients cannot reach.
             let announce = ["--cluster-announce-ip", "127.0.0.1"];
@@ -50,7 +64,8 @@ impl RedisCluster {
             }
             nodes.push(builder.arg("--cluster-node-timeout").arg("5000").start()?);
         }
-        let mut cluster = Self { ids: Vec::new(), alive: vec![true; primaries], nodes };
+        let password = password.map(str::to_owned);
+        let mut cluster = Self { ids: Vec::new(), alive: vec![true; primaries], nodes, password };
         let out = if primaries < 3 {
             cluster.join_by_hand()?
         } else {
@@ -65,10 +80,11 @@ impl RedisCluster {
         Ok(cluster)
     }
 
-    /// `redis+cluster://127.0.0.1:<p1>,127.0.0.1:<p2>,…`: every node as a seed.
+    /// `redis+cluster://[:<password>@]127.0.0.1:<p1>,127.0.0.1:<p2>,…`: every node as a seed.
     pub fn url(&self) -> String {
         let seeds: Vec<String> = self.ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        format!("redis+cluster://{}", seeds.join(","))
+        let auth = self.password.as_ref().map(|p| format!(":{p}@")).unwrap_or_default();
+        format!("redis+cluster://{auth}{}", seeds.join(","))
     }
 
     /// `redis://127.0.0.1:<port>` of each node, in node order.
@@ -166,8 +182,11 @@ impl RedisCluster {
                 redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(100).query(&mut source).map_err(other)?;
             if !keys.is_empty() {
                 let mut migrate = redis::cmd("MIGRATE");
-                migrate.arg("127.0.0.1").arg(self.nodes[to].port()).arg("").arg(0).arg(10_000);
-                match migrate.arg("REPLACE").arg("KEYS").arg(&keys).query::<()>(&mut source) {
+                migrate.arg("127.0.0.1").arg(self.nodes[to].port()).arg("").arg(0).arg(10_000).arg("REPLACE");
+                if let Some(p) = &self.password {
+                    migrate.arg("AUTH").arg(p);
+                }
+                match migrate.arg("KEYS").arg(&keys).query::<()>(&mut source) {
                     Ok(()) => moved += keys.len(),
                     Err(e) => retry(other(e))?,
                 }
@@ -291,6 +310,9 @@ impl RedisCluster {
         // Into a file, not a pipe: a long reshard prints more than a pipe buffer holds.
         let path = self.nodes[0].dir().join(format!("redis-cli-{}.out", N.fetch_add(1, Ordering::Relaxed)));
         let file = File::create(&path)?;
+        if let Some(p) = &self.password {
+            cmd.args(["-a", p, "--no-auth-warning"]);
+        }
         let mut child = cmd.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file).spawn()?;
         let deadline = Instant::now() + CLI_TIMEOUT;
         let status = loop {
