@@ -18,6 +18,17 @@ pub(crate) async fn open(config: Option<&Path>) -> anyhow::Result<Ledger> {
         .with_context(|| format!("connecting to Redis at {}", redact_url(&c.redis_url)))
 }
 
+/// The ledger for a command that only reads (status, list, events, audit, stats, reconcile): it
+/// checks this configuration's shards against the ledger's, and never records them in a ledger
+/// that has none yet (that is for the workers and producers).
+pub(crate) async fn open_reader(config: Option<&Path>) -> anyhow::Result<Ledger> {
+    let c = Config::load(config)?;
+    let ledger = ledger::LedgerConfig { record_layout: false, ..c.ledger.clone() };
+    Ledger::connect(&c.redis_url, ledger)
+        .await
+        .with_context(|| format!("connecting to Redis at {}", redact_url(&c.redis_url)))
+}
+
 /// The ledger for a command that writes refunds (enqueue, import, operator actions, ping):
 /// refused, as workers refuse it, when the Redis set-up would lose refunds — an evicting
 /// `maxmemory-policy` always, no AOF unless `QFREFUND_REQUIRE_AOF=off`.
@@ -154,7 +165,7 @@ fn write_failure(e: &LedgerError) -> (Option<u8>, String) {
 }
 
 pub async fn status(config: Option<&Path>, merchant: &str, out_trade_no: &str) -> anyhow::Result<ExitCode> {
-    let ledger = open(config).await?;
+    let ledger = open_reader(config).await?;
     match ledger.get(merchant, out_trade_no).await? {
         Some(r) => {
             println!("{}", serde_json::to_string(&r)?);
@@ -182,7 +193,7 @@ pub struct ListArgs {
 }
 
 pub async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode> {
-    let ledger = open(config).await?;
+    let ledger = open_reader(config).await?;
     if a.webhook_failed {
         let mut out = std::io::stdout().lock();
         for f in ledger.failed_webhooks(a.limit).await? {

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
-use crate::commands::{open, wait_for_signal};
+use crate::commands::{open_reader, wait_for_signal};
 use crate::config::Config;
 
 pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -52,7 +52,7 @@ pub struct EventsArgs {
 
 /// Prints the outcome stream as JSON lines; each line's `id` is where to resume (`--from`).
 pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<ExitCode> {
-    let ledger = open(config).await?;
+    let ledger = open_reader(config).await?;
     let mut after = match (&a.from, a.follow) {
         (Some(id), _) => id.clone(),
         (None, false) => "0".into(),
@@ -86,7 +86,7 @@ pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<Exit
 
 /// Prints the audit trail of operator actions as JSON lines.
 pub async fn audit(config: Option<&Path>, from: Option<String>) -> anyhow::Result<ExitCode> {
-    let ledger = open(config).await?;
+    let ledger = open_reader(config).await?;
     let mut after = from.unwrap_or_else(|| "0".into());
     let mut out = std::io::stdout().lock();
     loop {
@@ -104,7 +104,7 @@ pub async fn audit(config: Option<&Path>, from: Option<String>) -> anyhow::Resul
 /// Counts by state, the oldest non-final refund's age, the due backlog and paused merchants, as
 /// one JSON object.
 pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let ledger = open(config).await?;
+    let ledger = open_reader(config).await?;
     let s = ledger.stats().await?;
     let served = ledger.served_merchants().await?;
     let unserved = ledger.unserved_refunds(1_000_000).await?;
@@ -197,7 +197,7 @@ pub async fn reconcile(config: Option<&Path>, a: ReconcileArgs) -> anyhow::Resul
     anyhow::ensure!(from <= to, "--from is after --to");
     let c = Config::load(config)?;
     let wc = c.worker()?;
-    let ledger = open(config).await?;
+    let ledger = open_reader(config).await?;
     let summary = match &a.out {
         Some(path) => {
             let mut f = std::io::BufWriter::new(

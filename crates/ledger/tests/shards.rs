@@ -219,3 +219,20 @@ async fn an_upgraded_ledger_shares_ids_with_the_old_version_until_it_is_scoped()
     assert_eq!(l.get("shop2", "RF1").await.unwrap().unwrap().id, "RF1");
     assert_eq!(l.get("shop3", "RF1").await.unwrap().unwrap().id, "shop3:RF1");
 }
+
+/// A process that only reads never records its shard count in a ledger that has none yet: a
+/// `qfrefund stats` with the wrong configuration must not lock the workers out.
+#[tokio::test]
+async fn a_reader_leaves_the_first_word_on_the_layout_to_the_writers() {
+    let redis = TestRedis::start().unwrap();
+    let ns = unique_namespace("reader");
+    let reader = LedgerConfig { namespace: ns.clone(), record_layout: false, ..LedgerConfig::default().with_shards(4) };
+    let r = Ledger::connect(&redis.url(), reader.clone()).await.unwrap();
+    assert_eq!(r.stats().await.unwrap().due_total, 0);
+    let mut raw = raw_connection(&redis.url()).await;
+    let layout: bool = raw.exists(format!("{ns}:{{default}}:layout")).await.unwrap();
+    assert!(!layout, "nothing recorded by a reader");
+    let w = connect(&redis.url(), &ns, 2, &[]).await.unwrap();
+    w.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
+    assert!(matches!(Ledger::connect(&redis.url(), reader).await, Err(LedgerError::Layout(_))), "now it is checked");
+}

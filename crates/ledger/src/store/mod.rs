@@ -81,6 +81,10 @@ pub struct LedgerConfig {
     /// How long to wait for them; past it, an enqueue answers "not replicated, retry" and a
     /// claim is not sent (its lease expires and it is tried again).
     pub wait_timeout: Duration,
+    /// Record this process's shard count and pins in a ledger that has none yet (see
+    /// `store::shards`). Off for a process that only reads: it checks, and leaves the first
+    /// word to the workers and producers.
+    pub record_layout: bool,
 }
 
 impl Default for LedgerConfig {
@@ -94,6 +98,7 @@ impl Default for LedgerConfig {
             tls_ca_file: None,
             wait_replicas: 0,
             wait_timeout: Duration::from_secs(1),
+            record_layout: true,
         }
     }
 }

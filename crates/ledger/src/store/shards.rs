@@ -42,6 +42,11 @@ impl Ledger {
             None => {
                 let old = self.held_before(&base).await?;
                 let n = if old { 1 } else { want };
+                if !self.config.record_layout {
+                    // A reader of an empty ledger has nothing to disagree with; of an old one,
+                    // it must read one shard.
+                    return if old && want != 1 { Err(shard_count(&self.config, 1, want)) } else { Ok(()) };
+                }
                 let mut pipe = redis::pipe();
                 pipe.hset_nx(base.layout(), "shards", n).ignore();
                 if old {
@@ -52,11 +57,7 @@ impl Ledger {
             }
         };
         if stored != want {
-            return Err(LedgerError::Layout(format!(
-                "this ledger ({}:{{{}}}) was made with {stored} shard(s) and this process is configured for {want}: \
-                 set shards = {stored} (QFREFUND_SHARDS={stored}); a ledger's shard count cannot change",
-                self.config.namespace, self.config.tag
-            )));
+            return Err(shard_count(&self.config, stored, want));
         }
         let layout: std::collections::HashMap<String, String> = con.hgetall(base.layout()).await?;
         for (m, s) in layout.iter().filter_map(|(k, v)| Some((k.strip_prefix("pin:")?, v.parse::<usize>().ok()?))) {
@@ -75,7 +76,8 @@ impl Ledger {
             }
         }
         // A pin takes effect only once its merchant is excluded from the shard its hash names.
-        for (m, s) in self.config.placement.pinned() {
+        let pins = if self.config.record_layout { self.config.placement.pinned().clone() } else { Default::default() };
+        for (m, s) in &pins {
             let hashed = (stable_hash(m) % want as u32) as usize;
             if hashed != *s {
                 let keys = self.shard_keys(hashed);
@@ -139,6 +141,14 @@ impl Ledger {
         let legacy: Option<String> = con.hget(keys.record(out_trade_no), "merchant").await?;
         Ok(if legacy.as_deref() == Some(merchant) { out_trade_no.to_owned() } else { id })
     }
+}
+
+fn shard_count(config: &crate::store::LedgerConfig, stored: usize, want: usize) -> LedgerError {
+    LedgerError::Layout(format!(
+        "this ledger ({}:{{{}}}) was made with {stored} shard(s) and this process is configured for {want}: \
+         set shards = {stored} (QFREFUND_SHARDS={stored}); a ledger's shard count cannot change",
+        config.namespace, config.tag
+    ))
 }
 
 fn misplaced(merchant: &str, ledger: usize, ours: usize) -> LedgerError {
