@@ -40,17 +40,27 @@ script_args! {
 }
 
 impl Ledger {
-    /// `merchant`'s refund `out_trade_no`, if there is one.
+    /// `merchant`'s refund `out_trade_no`, if there is one (one round trip). For a merchant other
+    /// than the default one, a record kept under the bare out_trade_no (a ledger from before
+    /// refunds were merchant-scoped, see `store::shards`) is its refund when it names it.
     pub async fn get(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Record>, LedgerError> {
-        let id = self.resolve(merchant, out_trade_no).await?;
-        let key = self.keys_for(merchant).record(&id);
-        let h: HashMap<String, String> = self.con.clone().hgetall(&key).await?;
-        if h.is_empty() {
-            return Ok(None);
+        let keys = self.keys_for(merchant);
+        let id = crate::refund::placement::refund_id(merchant, out_trade_no);
+        let candidates =
+            if id == out_trade_no { vec![keys.record(&id)] } else { vec![keys.record(&id), keys.record(out_trade_no)] };
+        let mut pipe = redis::pipe();
+        for key in &candidates {
+            pipe.hgetall(key);
         }
-        let rec = Record::from_hash(&key, &h)?;
-        // A record under the bare out_trade_no is another merchant's unless it says otherwise.
-        Ok((rec.merchant == merchant).then_some(rec))
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut self.con.clone()).await?;
+        for (key, h) in candidates.iter().zip(hashes).filter(|(_, h)| !h.is_empty()) {
+            let rec = Record::from_hash(key, &h)?;
+            // A record under the bare out_trade_no is another merchant's unless it says otherwise.
+            if rec.merchant == merchant {
+                return Ok(Some(rec));
+            }
+        }
+        Ok(None)
     }
 
     /// The record a claim named (by its shard and id), if it is still there.

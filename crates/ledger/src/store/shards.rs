@@ -1,5 +1,5 @@
 //! The ledger's shards: checking at connect that this process places merchants where the
-//! ledger's refunds are, and finding a refund by `(merchant, out_trade_no)`.
+//! ledger's refunds are, and ending an upgraded ledger's shared ids (`scope_merchants`).
 //!
 //! A merchant's refunds live in one shard for good: a process that looked for them in another
 //! would take a repeated request for a new refund. So every process checks, when it connects,
@@ -16,8 +16,7 @@
 use redis::AsyncCommands;
 
 use crate::error::LedgerError;
-use crate::refund::placement::{refund_id, stable_hash};
-use crate::refund::request::DEFAULT_MERCHANT;
+use crate::refund::placement::stable_hash;
 use crate::refund::state::State;
 use crate::store::Ledger;
 use crate::store::keys::Keys;
@@ -123,23 +122,6 @@ impl Ledger {
         let base = Keys::new(&self.config.namespace, &self.config.tag);
         let removed: u64 = self.con.clone().hdel(base.layout(), "legacy_ids").await?;
         Ok(removed > 0)
-    }
-
-    /// The id of `(merchant, out_trade_no)` in its shard. A ledger written before refunds were
-    /// merchant-scoped holds every merchant's refunds under the `out_trade_no` alone; such a
-    /// record is found when its `merchant` field is this merchant.
-    pub(crate) async fn resolve(&self, merchant: &str, out_trade_no: &str) -> Result<String, LedgerError> {
-        let id = refund_id(merchant, out_trade_no);
-        if merchant == DEFAULT_MERCHANT {
-            return Ok(id);
-        }
-        let keys = self.keys_for(merchant);
-        let mut con = self.con.clone();
-        if con.exists::<_, bool>(keys.record(&id)).await? {
-            return Ok(id);
-        }
-        let legacy: Option<String> = con.hget(keys.record(out_trade_no), "merchant").await?;
-        Ok(if legacy.as_deref() == Some(merchant) { out_trade_no.to_owned() } else { id })
     }
 }
 
