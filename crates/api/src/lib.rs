@@ -91,7 +91,7 @@ pub(crate) type Shared = Arc<AppState>;
 #[openapi(
     info(
         title = "qfrefund",
-        description = "Durable QFPay refunds: at most one refund per out_trade_no. Every change goes through the same ledger the workers use; outcomes are also published on the outcome stream.",
+        description = "Durable QFPay refunds: at most one refund per (merchant, out_trade_no). Every change goes through the same ledger the workers use; outcomes are also published on the outcome stream.",
     ),
     modifiers(&BearerScheme),
     tags(

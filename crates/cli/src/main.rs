@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "qfrefund", version, about = "Durable QFPay refunds: at most one refund per out_trade_no")]
+#[command(name = "qfrefund", version, about = "Durable QFPay refunds: at most one refund per (merchant, out_trade_no)")]
 struct Cli {
     /// TOML configuration file (also QFREFUND_CONFIG); the environment overrides it.
     #[arg(long, global = true)]

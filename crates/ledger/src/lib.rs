@@ -6,7 +6,7 @@
 //!   - [`refund::state`]: the eight [`State`]s, which are final, and every legal move
 //!     (`State::EDGES`, written once);
 //!   - [`refund::request`]: [`NewRefund`], validated before anything is written;
-//!   - [`refund::record`]: the [`Record`] (one Redis hash per `out_trade_no`);
+//!   - [`refund::record`]: the [`Record`] (one Redis hash per (merchant, `out_trade_no`));
 //!   - [`refund::event`]: the outcome stream's [`Event`], one entry per transition;
 //!   - [`refund::schedule`]: the [`Policy`] (enquiry and resubmit backoff via backon, full jitter,
 //!     max age, lease), computed from counters stored on the record so it survives restarts;
@@ -21,9 +21,10 @@
 //!   `claim_due` (fetching is claiming: lease + fence, "submitting" persisted before any HTTP call,
 //!   one refund in flight per payment, the over-refund guard), transition (compare-and-set on
 //!   `(state, fence)`), defer, operator actions, the due-index and its wake-ups, reads, stats,
-//!   consumer groups on the outcome stream ([`StreamReader`]) and the webhook schedules, every
-//!   key under one `{hash tag}` ([`store::keys`]). The ledger lends its connections to no other
-//!   crate: they call these operations.
+//!   consumer groups on the outcome stream ([`StreamReader`]) and the webhook schedules. Every
+//!   key of a shard carries the shard's `{hash tag}` ([`store::keys`]); a merchant's refunds live
+//!   in one shard ([`store::shards`]); Redis Cluster URLs in [`store::cluster`]. The ledger lends
+//!   its connections to no other crate: they call these operations.
 
 mod error;
 pub mod refund;

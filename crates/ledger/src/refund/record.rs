@@ -1,4 +1,4 @@
-//! The refund record: one Redis hash per `out_trade_no`, and its public JSON form.
+//! The refund record: one Redis hash per (merchant, `out_trade_no`), and its public JSON form.
 
 use std::collections::HashMap;
 

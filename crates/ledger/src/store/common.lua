@@ -1,6 +1,6 @@
 -- Shared prelude of every ledger script (concatenated in front of each one at build time).
 --
--- Every script receives the same KEYS, all under one {hash tag}, so Redis Cluster routes them
+-- Every script receives the same KEYS, all under its shard's {hash tag}, so Redis Cluster routes them
 -- together and no script touches an undeclared key:
 --   KEYS[1] the refund record (hash)       KEYS[2] the due-index (zset: out_trade_no -> next_at ms)
 --   KEYS[3] the outcome stream             KEYS[4] the payment (hash: paid, committed, inflight)
