@@ -229,7 +229,8 @@ impl Ledger {
     }
 
     /// Outcome-stream entries after the id `after` (`"0"`: from the beginning), at most `count`:
-    /// every shard's stream, merged in id order (ids are times; see [`Ledger::merged_after`]).
+    /// every shard's stream, merged in id order (ids are their servers' clocks: a live reader that
+    /// must see every entry follows each shard's stream).
     pub async fn events(&self, after: &str, count: usize) -> Result<Vec<Event>, LedgerError> {
         let entries = self.merged_after(Keys::events, after, count).await?;
         Ok(entries.into_iter().map(|(id, f)| Event::from_fields(id, f)).collect())
