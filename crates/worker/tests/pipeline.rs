@@ -537,7 +537,7 @@ async fn final_outcomes_reach_the_webhook_signed_and_retried_until_accepted() {
         ..WebhookPolicy::default()
     };
     let w = Worker::start(config);
-    tokio::time::sleep(Duration::from_millis(300)).await; // the group starts at the stream's end
+    common::wait_group(&env, "default").await;
     let ids = otns("RF-W", 3);
     for (i, o) in ids.iter().enumerate() {
         env.enqueue(i as u64 + 1, o, 100).await;

@@ -33,7 +33,7 @@ async fn webhook_outcome_is_acked_only_by_a_worker_that_can_deliver_it() {
     let with = Worker::start(with_hook(env.config.clone(), &url, "with-hook"));
     let (other_url, other_got) = hook_receiver().await;
     let without = Worker::start(with_other_hook(env.config.clone(), &other_url, "without-hook"));
-    tokio::time::sleep(Duration::from_millis(500)).await; // the group starts at the stream's end
+    common::wait_group(&env, "default").await;
     let ids = otns("RF-FLEET", 20);
     for (i, o) in ids.iter().enumerate() {
         env.enqueue(i as u64 + 1, o, 100).await;

@@ -276,6 +276,22 @@ pub fn with_other_hook(mut config: WorkerConfig, url: &str, name: &str) -> Worke
     config
 }
 
+/// Waits until a worker has created `merchant`'s webhook consumer group: it starts at the end of
+/// the stream, so outcomes written before it are not its to deliver.
+pub async fn wait_group(env: &Env, merchant: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let key = env.ledger.keys_for(merchant).events();
+    loop {
+        let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> =
+            redis::cmd("XINFO").arg("GROUPS").arg(&key).query_async(&mut env.raw().await).await;
+        if groups.is_ok_and(|g| g.groups.iter().any(|g| g.name == format!("webhooks:{merchant}"))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no webhook group for {merchant} after 15 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Every entry of the outcome stream, oldest first, as (id, fields).
 pub async fn stream(env: &Env) -> Vec<(String, Vec<(String, String)>)> {
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
