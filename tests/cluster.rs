@@ -142,27 +142,57 @@ async fn assert_each_applied_once(l: &Ledger, plan: &Plan, sim: &SimHandle) {
     assert_eq!(audit["totals"]["succeeded"], plan.refunds.len(), "nothing else was refunded");
 }
 
+/// One scenario's parts: a 3-primary cluster (AOF), the simulator, the plan enqueued.
+struct Run {
+    scratch: Scratch,
+    cluster: RedisCluster,
+    plan: Plan,
+    sim: SimHandle,
+    env: HashMap<String, String>,
+    l: Ledger,
+}
+
+impl Run {
+    async fn start(name: &str, password: Option<&str>, per_merchant: usize, shared: usize) -> Self {
+        let scratch = Scratch::new(name);
+        let cluster = match password {
+            Some(p) => RedisCluster::start_with_password(3, Aof::EverySec, p),
+            None => RedisCluster::start(3, Aof::EverySec),
+        }
+        .unwrap();
+        let (plan, sim_config) = plan(per_merchant, shared);
+        let sim = SimHandle::start_local(sim_config).await.unwrap();
+        let ns = unique_namespace(name);
+        let env = worker_env(&cluster, &ns, &sim, &scratch);
+        let l = cluster_ledger(&cluster, &ns).await;
+        enqueue(&l, &plan).await;
+        Self { scratch, cluster, plan, sim, env, l }
+    }
+
+    fn workers(&self, n: usize, tag: &str) -> Vec<WorkerProcess> {
+        (0..n).map(|i| WorkerProcess::spawn(&self.env, self.scratch.path(&format!("w{i}-{tag}.log")))).collect()
+    }
+
+    /// Waits until every refund is final, then checks each was applied once.
+    async fn settles(&self) {
+        wait_final(&self.l, self.plan.refunds.len() as u64, Duration::from_secs(120)).await;
+        assert_each_applied_once(&self.l, &self.plan, &self.sim).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_of_three_primaries_refunds_each_once_through_kill_9() {
-    let scratch = Scratch::new("cluster");
-    let cluster = RedisCluster::start(3, Aof::EverySec).unwrap();
-    let (plan, sim_config) = plan(100, 15);
-    let sim = SimHandle::start_local(sim_config).await.unwrap();
-    let ns = unique_namespace("cluster");
-    let env = worker_env(&cluster, &ns, &sim, &scratch);
-    let l = cluster_ledger(&cluster, &ns).await;
-    enqueue(&l, &plan).await;
-    let mut workers: Vec<WorkerProcess> =
-        (0..3).map(|i| WorkerProcess::spawn(&env, scratch.path(&format!("w{i}.log")))).collect();
+    let run = Run::start("cluster", None, 100, 15).await;
+    let Run { scratch, cluster, plan, env, l, .. } = &run;
+    let mut workers = run.workers(3, "first");
     // Kill two of them mid-run, one after the other, and start replacements.
     for (i, at_ms) in [(0usize, 700u64), (1, 1_500)] {
         tokio::time::sleep(Duration::from_millis(at_ms)).await;
-        assert!(settled(&l).await < plan.refunds.len() as u64, "killed mid-run");
+        assert!(settled(l).await < plan.refunds.len() as u64, "killed mid-run");
         workers[i].kill9();
-        workers[i] = WorkerProcess::spawn(&env, scratch.path(&format!("w{i}-again.log")));
+        workers[i] = WorkerProcess::spawn(env, scratch.path(&format!("w{i}-again.log")));
     }
-    wait_final(&l, plan.refunds.len() as u64, Duration::from_secs(120)).await;
-    assert_each_applied_once(&l, &plan, &sim).await;
+    run.settles().await;
     // The same out_trade_no under shop-a and shop-b is two refunds, each its merchant's.
     let a = l.get("shop-a", "SHARED-0").await.unwrap().unwrap();
     let b = l.get("shop-b", "SHARED-0").await.unwrap().unwrap();
@@ -177,16 +207,9 @@ async fn a_cluster_of_three_primaries_refunds_each_once_through_kill_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_migrated_between_primaries_mid_run_lose_and_double_nothing() {
-    let scratch = Scratch::new("reshard");
-    let cluster = RedisCluster::start(3, Aof::EverySec).unwrap();
-    let (plan, sim_config) = plan(150, 10);
-    let sim = SimHandle::start_local(sim_config).await.unwrap();
-    let ns = unique_namespace("reshard");
-    let env = worker_env(&cluster, &ns, &sim, &scratch);
-    let l = cluster_ledger(&cluster, &ns).await;
-    enqueue(&l, &plan).await;
-    let mut workers: Vec<WorkerProcess> =
-        (0..2).map(|i| WorkerProcess::spawn(&env, scratch.path(&format!("w{i}.log")))).collect();
+    let run = Run::start("reshard", None, 150, 10).await;
+    let Run { cluster, plan, l, .. } = &run;
+    let mut workers = run.workers(2, "reshard");
     tokio::time::sleep(Duration::from_millis(400)).await;
     // The slot of shop-a's shard moves to another primary while its refunds are being worked on;
     // then a range of slots moves with redis-cli's resharding.
@@ -195,11 +218,10 @@ async fn slots_migrated_between_primaries_mid_run_lose_and_double_nothing() {
     let moved = cluster.migrate_slot(tag_slot, (from + 1) % 3).unwrap();
     assert!(moved > 0, "the shard had keys to move");
     assert_eq!(cluster.slot_owner(tag_slot).unwrap(), (from + 1) % 3);
-    assert!(settled(&l).await < plan.refunds.len() as u64, "migrated mid-run");
+    assert!(settled(l).await < plan.refunds.len() as u64, "migrated mid-run");
     let out = cluster.migrate_slots(2, 0, 300).unwrap();
     assert!(!out.is_empty());
-    wait_final(&l, plan.refunds.len() as u64, Duration::from_secs(120)).await;
-    assert_each_applied_once(&l, &plan, &sim).await;
+    run.settles().await;
     for w in &mut workers {
         assert!(w.terminate(), "clean shutdown: {}", w.output());
     }
@@ -234,22 +256,15 @@ async fn every_primary_is_checked_at_start_up() {
 /// the CLI reach the cluster through `redis+cluster://:password@…`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_protected_cluster_works_end_to_end() {
-    let scratch = Scratch::new("cluster-auth");
-    let cluster = RedisCluster::start_with_password(3, Aof::EverySec, "cluster-secret-77").unwrap();
+    let run = Run::start("cluster-auth", Some("cluster-secret-77"), 10, 2).await;
+    let Run { cluster, env, .. } = &run;
     assert!(cluster.url().starts_with("redis+cluster://:cluster-secret-77@"));
-    let (plan, sim_config) = plan(10, 2);
-    let sim = SimHandle::start_local(sim_config).await.unwrap();
-    let ns = unique_namespace("cluster-auth");
-    let env = worker_env(&cluster, &ns, &sim, &scratch);
-    let l = cluster_ledger(&cluster, &ns).await;
-    enqueue(&l, &plan).await;
-    let mut worker = WorkerProcess::spawn(&env, scratch.path("w.log"));
-    wait_final(&l, plan.refunds.len() as u64, Duration::from_secs(60)).await;
-    assert_each_applied_once(&l, &plan, &sim).await;
+    let mut worker = run.workers(1, "auth").remove(0);
+    run.settles().await;
     let status = std::process::Command::new(qfrefund_e2e::qfrefund_bin())
         .args(["status", "SHARED-1", "--merchant", "shop-b"])
         .env_clear()
-        .envs(&env)
+        .envs(env)
         .output()
         .unwrap();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
