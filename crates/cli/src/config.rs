@@ -82,6 +82,7 @@ struct WorkerSection {
     name: Option<String>,
     metrics_listen: Option<String>,
     serve_shards: Option<Vec<usize>>,
+    events_retention_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,6 +252,11 @@ impl Config {
         c.metrics_listen = env("QFREFUND_METRICS_LISTEN").or_else(|| w.metrics_listen.clone());
         c.merchants = self.merchants()?;
         c.serve_shards = shards::serve_shards(w.serve_shards.as_ref())?;
+        if let Some(v) =
+            env_num::<u64>("QFREFUND_EVENTS_RETENTION_S", "a whole number of seconds")?.or(w.events_retention_s)
+        {
+            c.events_retention = Duration::from_secs(v);
+        }
         c.validate().map_err(anyhow::Error::msg)?;
         Ok(c)
     }

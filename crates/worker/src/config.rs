@@ -113,6 +113,9 @@ pub struct WorkerConfig {
     pub metrics_listen: Option<String>,
     /// The shards this worker fetches from; `None`: every shard of the ledger.
     pub serve_shards: Option<Vec<usize>>,
+    /// Outcome-stream entries older than this are trimmed (never one a consumer group has not
+    /// finished with), by the workers of the shards they serve.
+    pub events_retention: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -135,6 +138,7 @@ impl Default for WorkerConfig {
             worker_name: "qfrefund".into(),
             metrics_listen: None,
             serve_shards: None,
+            events_retention: Duration::from_secs(7 * 24 * 3600),
             require_aof: true,
             webhooks: crate::webhooks::WebhookPolicy::default(),
         }
@@ -199,6 +203,9 @@ impl WorkerConfig {
             if let Some(s) = shards.iter().find(|s| **s >= n) {
                 return Err(format!("serve_shards names shard {s}, but the ledger's shards are 0..{}", n - 1));
             }
+        }
+        if self.events_retention < Duration::from_secs(1) {
+            return Err("events_retention must be at least a second".into());
         }
         if self.idle_wait.is_zero() {
             return Err("idle_wait must be more than zero".into());

@@ -88,6 +88,12 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
     });
     let announcer = tokio::spawn(announce_served(ledger.clone(), &config, shutdown.clone()));
     let clock = tokio::spawn(follow_clock(ledger.clone(), shutdown.clone()));
+    let trimmer = tokio::spawn(trim_streams(
+        ledger.clone(),
+        processor.shards().to_vec(),
+        config.events_retention,
+        shutdown.clone(),
+    ));
 
     let backend = LedgerBackend::new(
         processor.clone(),
@@ -122,6 +128,7 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
     }
     announcer.abort();
     clock.abort();
+    trimmer.abort();
     if let Some(m) = metrics_server {
         m.abort();
     }
@@ -138,6 +145,28 @@ async fn follow_clock(ledger: Ledger, shutdown: Shutdown) {
         if let Err(e) = ledger.sync_clock().await {
             warn!(error = %e, "could not read Redis' clock; leases keep the last offset");
         }
+    }
+}
+
+/// Trims the outcome streams of the shards this worker serves by age, now and then (a quarter of
+/// the retention, at most a minute apart); a backlog of old entries goes in bounded steps, one
+/// right after the other.
+async fn trim_streams(ledger: Ledger, shards: Vec<usize>, retention: std::time::Duration, shutdown: Shutdown) {
+    let every = (retention / 4).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60));
+    while !shutdown.is_triggered() {
+        for &shard in &shards {
+            loop {
+                match ledger.trim_events(shard, retention).await {
+                    Ok(n) if n as usize >= ledger::store::trim::TRIM_LIMIT => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        warn!(shard, error = %e, "trimming the outcome stream failed; trying again later");
+                        break;
+                    }
+                }
+            }
+        }
+        shutdown.sleep(every).await;
     }
 }
 

@@ -53,3 +53,31 @@ async fn fetch_errors_never_cancel_a_step_in_flight() {
     env.assert_audit_agrees(&ids).await;
     w.stop().await;
 }
+
+/// Workers trim their shards' outcome streams by age: with a retention of a second, the stream of
+/// a finished run shrinks to what its last nodes hold, and every refund is still there to read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_trim_the_outcome_stream_by_age() {
+    let mut env = Env::start("trim", 300, Faults::default()).await;
+    env.config.events_retention = Duration::from_secs(1);
+    let ids = otns("RF-T", 300);
+    for (i, o) in ids.iter().enumerate() {
+        env.enqueue(i as u64 + 1, o, 100).await;
+    }
+    let w = env.worker();
+    env.wait_for(&ids, &[State::Succeeded], Duration::from_secs(30)).await;
+    let full = stream_len(&env).await;
+    assert!(full >= 600, "three entries or more a refund: {full}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stream_len(&env).await > 200 {
+        assert!(std::time::Instant::now() < deadline, "still {} entries of {full}", stream_len(&env).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(env.record("RF-T1").await.state, State::Succeeded, "records are not trimmed");
+    w.stop().await;
+}
+
+async fn stream_len(env: &Env) -> u64 {
+    let key = env.ledger.keys_for("default").events();
+    redis::cmd("XLEN").arg(key).query_async(&mut env.raw().await).await.unwrap()
+}

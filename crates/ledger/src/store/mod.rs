@@ -35,6 +35,7 @@ pub mod shards;
 pub(crate) mod stats;
 pub(crate) mod streams;
 pub(crate) mod transition;
+pub mod trim;
 pub(crate) mod webhooks;
 
 use std::sync::Arc;
