@@ -10,3 +10,5 @@ pub mod record;
 pub mod request;
 pub mod schedule;
 pub mod state;
+pub mod timeline;
+pub mod tombstone;

@@ -92,6 +92,10 @@ pub struct Record {
     /// When the step a worker now holds was due (ms; set by each claim): how late it was picked up.
     #[serde(skip)]
     pub due_at: Option<i64>,
+    /// Archived and removed from Redis: this is what its tombstone and the request kept (see
+    /// `store::retention`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -148,6 +152,7 @@ impl Record {
             payment_check: false,
             operator: None,
             due_at: None,
+            archived: false,
         }
     }
 
@@ -209,7 +214,19 @@ impl Record {
             payment_check: text("payment_check").is_some_and(|v| v == "1"),
             operator: text("operator"),
             due_at: opt_num("due_at")?,
+            archived: false,
         })
+    }
+
+    /// The record an archived refund answers with when the same request comes again: the
+    /// request itself, and the final outcome its tombstone keeps.
+    pub fn archived(refund: &crate::NewRefund, tomb: &crate::refund::tombstone::Tombstone) -> Self {
+        let mut r = Self::queued(refund, 0);
+        r.state = tomb.state;
+        r.respcd = tomb.respcd.clone();
+        r.next_at = 0;
+        r.archived = true;
+        r
     }
 
     /// Where the maximum age is counted from.

@@ -40,6 +40,23 @@ local EVENT_DEFAULT = {submits = '0', enquiries = '0', fence = '0', next_at = '0
 local IS_EVENT_FIELD = {}
 for _, k in ipairs(EVENT_FIELDS) do IS_EVENT_FIELD[k] = true end
 
+-- The refund's timeline (a list beside its record, `<prefix>:t:<id>`): one entry per transition,
+-- kept with the record and archived with it, long after the outcome stream has been trimmed. An
+-- entry is its fields joined by the unit separator (\31): at, state, respcd, resperr,
+-- refund_syssn, reason; control characters in the texts become spaces (refund::timeline reads it).
+-- The record key ends in `}:r:<id>`, and a hash tag ends at its first `}`.
+local function timeline_key()
+  return (string.gsub(R, '}:r:', '}:t:', 1))
+end
+local function one_line(v)
+  if v == nil or v == false then return '' end
+  return (string.gsub(v, '%c', ' '))
+end
+local function push_timeline(now, state, respcd, resperr, refund_syssn, reason)
+  redis.call('RPUSH', timeline_key(), table.concat({tostring(now), state or '', one_line(respcd), one_line(resperr),
+    one_line(refund_syssn), one_line(reason)}, '\31'))
+end
+
 -- Appends an entry to the outcome stream from `f` (field -> value, the record as it now is): one
 -- entry per transition.
 local function emit_from(f, prev, now, maxlen)
@@ -52,6 +69,7 @@ local function emit_from(f, prev, now, maxlen)
   entry[#entry + 1] = 'at'
   entry[#entry + 1] = tostring(now)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', unpack(entry))
+  push_timeline(now, f.state, f.respcd, f.resperr, f.refund_syssn, f.reason)
 end
 
 -- Appends the record's public fields, read back, to the outcome stream.

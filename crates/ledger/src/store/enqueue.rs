@@ -4,6 +4,7 @@ use crate::error::LedgerError;
 use crate::refund::placement::refund_id;
 use crate::refund::record::Record;
 use crate::refund::request::NewRefund;
+use crate::refund::tombstone::Tombstone;
 use crate::store::Ledger;
 use crate::store::args::script_args;
 use crate::store::conn::RedisConn;
@@ -106,7 +107,7 @@ impl Ledger {
                     for ((i, r), reply) in chunk.iter().zip(replies) {
                         results[*i] = Some(match reply.first().map(String::as_str) {
                             Some("created") => Ok(Accepted::Created),
-                            Some("duplicate") => Ok(Accepted::Duplicate),
+                            Some("duplicate" | "archived_duplicate") => Ok(Accepted::Duplicate),
                             _ => self.enqueue_outcome(r, &reply).await.map(|_| Accepted::Created),
                         });
                     }
@@ -234,8 +235,30 @@ impl Ledger {
                 Err(e) => Err(LedgerError::Unread(e.to_string())),
             }
         };
+        // An archived refund's tombstone follows its id: `<hash12> <day> <state> <respcd>`.
+        let tomb = || {
+            let raw = reply.get(2..).map(|w| w.join(" ")).unwrap_or_default();
+            Tombstone::parse(r.merchant(), &r.out_trade_no, &raw)
+                .ok_or_else(|| LedgerError::Script(format!("enqueue answered an unreadable tombstone: {reply:?}")))
+        };
         match reply.first().map(String::as_str) {
             Some("created") => Ok(Enqueued::Created(load().await?)),
+            Some("archived_duplicate") => Ok(Enqueued::Duplicate(Record::archived(r, &tomb()?))),
+            Some("archived_conflict") => {
+                let t = tomb()?;
+                let mut existing = Record::archived(r, &t);
+                // Only its outcome is known here; the request it was is in the archive.
+                (existing.syssn, existing.txamt, existing.orig_txamt, existing.mchid, existing.udid) =
+                    (String::new(), 0, None, None, None);
+                Err(LedgerError::Conflict {
+                    out_trade_no: r.out_trade_no.clone(),
+                    differences: vec![format!(
+                        "the refund under this out_trade_no was archived on {} ({}) and was made by another                          request (the archive keeps it)",
+                        t.archived_on, t.state
+                    )],
+                    existing: Box::new(existing),
+                })
+            }
             Some("duplicate") => Ok(Enqueued::Duplicate(load().await?)),
             Some("conflict") => {
                 let existing = load().await?;

@@ -13,6 +13,9 @@
 -- of that version (which may still run) write them, until an operator scopes them.
 -- fields: the record's field/value pairs, out_trade_no, syssn, txamt, merchant first, then the
 -- optional ones present (none empty).
+-- A refund archived and removed is answered from its tombstone ('archived_duplicate <id> <tomb>' or
+-- 'archived_conflict <id> <tomb>'), and a payment whose refunds were all removed is restored from
+-- its own (see tomb.lua).
 -- In Redis Cluster, the bare-out_trade_no key read below is not declared; it shares the slot.
 -- While that slot migrates, this script never runs with a declared key missing (a new refund's
 -- record is one), so it cannot read a key as absent that has just moved: Redis answers TRYAGAIN.
@@ -44,11 +47,44 @@ local function enqueue_one(id, hash, now, maxlen, orig, fields)
     if existing == hash then return {'duplicate', id} end
     return {'conflict', id}
   end
+  -- Archived and removed (see tomb.lua): the tombstone answers as the record would have, with
+  -- the final outcome it keeps. A tombstone under the bare out_trade_no (a record from before
+  -- refunds were merchant-scoped) is this refund's only if the request is the same (the payload
+  -- hash names the merchant).
+  if tomb_meta().levels > 0 then
+    local tomb = tomb_find('x', id)
+    if tomb then
+      if string.sub(tomb, 1, 12) == string.sub(hash, 1, 12) then return {'archived_duplicate', id, tomb} end
+      return {'archived_conflict', id, tomb}
+    end
+    if id ~= otn then
+      tomb = tomb_find('x', otn)
+      if tomb and string.sub(tomb, 1, 12) == string.sub(hash, 1, 12) then return {'archived_duplicate', otn, tomb} end
+    end
+  end
   local pay = {'r:' .. id, now}
+  local cur = redis.call('HMGET', P, 'paid', 'committed')
+  local paid = cur[1] or nil
+  -- A payment whose earlier refunds were all archived: its tombstone keeps what was paid and
+  -- refunded, and the payment is restored from it, so the over-refund guard counts them.
+  local restore, restore_level = nil, nil
+  if not cur[1] and not cur[2] and tomb_meta().levels > 0 then
+    local rem, level = tomb_find('xp', fields[4])
+    if rem then
+      local p, c = string.match(rem, '^(%S+) (%S+)')
+      if p and c then
+        restore, restore_level = {'committed', c}, level
+        if p ~= '-' then paid = p; restore[3], restore[4] = 'paid', p end
+      end
+    end
+  end
   if orig ~= '' then
-    local paid = redis.call('HGET', P, 'paid')
     if paid and paid ~= orig then return {'paid_mismatch', paid} end
-    pay[3], pay[4] = 'paid', orig
+    pay[#pay + 1], pay[#pay + 2] = 'paid', orig
+  end
+  if restore then
+    for _, v in ipairs(restore) do pay[#pay + 1] = v end
+    tomb_del('xp', restore_level, fields[4])
   end
   redis.call('HSET', P, unpack(pay))
   -- Counters (fence, submits, enquiries, retries, not_found) start absent, which reads as 0.
@@ -68,5 +104,6 @@ local function enqueue_one(id, hash, now, maxlen, orig, fields)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'out_trade_no', otn, 'state', 'queued', 'prev_state', '',
     'syssn', f.syssn or '', 'txamt', f.txamt or '', 'merchant', f.merchant or '', 'respcd', '', 'resperr', '',
     'refund_syssn', '', 'reason', '', 'submits', '0', 'enquiries', '0', 'fence', '0', 'next_at', at, 'at', at)
+  push_timeline(now, 'queued')
   return {'created', id}
 end

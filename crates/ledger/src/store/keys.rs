@@ -49,6 +49,22 @@ impl Keys {
         format!("{}:layout", self.prefix)
     }
 
+    /// The refund's timeline (a list, one entry per transition: `refund::timeline`).
+    pub fn timeline(&self, id: &str) -> String {
+        format!("{}:t:{id}", self.prefix)
+    }
+
+    /// The tombstones' bookkeeping (hash: levels, per-level counts, the sweep's cursor; see
+    /// `store/tomb.lua`, where the buckets `x:<level>:<n>` and `xp:<level>:<n>` are named).
+    pub fn tombs(&self) -> String {
+        format!("{}:tombs", self.prefix)
+    }
+
+    /// Which worker archives this shard now (a string with a TTL: one archiver per shard).
+    pub fn archiver(&self) -> String {
+        format!("{}:archiver", self.prefix)
+    }
+
     /// Every non-final refund, scored by when a worker should next act (ms).
     pub fn due(&self) -> String {
         format!("{}:due", self.prefix)
@@ -151,6 +167,9 @@ mod tests {
             k.merchants(),
             k.excluded(),
             k.layout(),
+            k.timeline("RF1"),
+            k.tombs(),
+            k.archiver(),
         ]);
         for key in all {
             assert!(key.starts_with("qfrefund:{shop1}:"), "{key}");

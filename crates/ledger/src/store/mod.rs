@@ -29,6 +29,7 @@ pub mod outcome;
 pub mod pause;
 pub(crate) mod reads;
 pub mod ready;
+pub mod retention;
 pub(crate) mod script;
 pub(crate) mod server;
 pub mod shards;

@@ -11,9 +11,12 @@ use crate::store::due::ExpediteArgs;
 use crate::store::enqueue::{EnqueueArgs, EnqueueManyArgs};
 use crate::store::operator::OperateArgs;
 use crate::store::reads::PageArgs;
+use crate::store::retention::{RemoveArgs, SweepArgs, TombArgs};
 use crate::store::transition::{DeferArgs, RateArgs, SetPaidArgs, TransitionArgs};
 
 const COMMON: &str = include_str!("common.lua");
+/// Tombstones (see `retention.rs`), for the scripts that write or read them.
+const TOMB: &str = include_str!("tomb.lua");
 
 /// `common.lua`, the arguments' names, then each part.
 fn record_script(args: String, parts: &[&str]) -> Script {
@@ -26,10 +29,13 @@ fn record_script(args: String, parts: &[&str]) -> Script {
 }
 
 pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
-    record_script(EnqueueArgs::lua_prelude(), &[include_str!("enqueue_one.lua"), include_str!("enqueue.lua")])
+    record_script(EnqueueArgs::lua_prelude(), &[TOMB, include_str!("enqueue_one.lua"), include_str!("enqueue.lua")])
 });
 pub(crate) static ENQUEUE_MANY: LazyLock<Script> = LazyLock::new(|| {
-    record_script(EnqueueManyArgs::lua_prelude(), &[include_str!("enqueue_one.lua"), include_str!("enqueue_many.lua")])
+    record_script(
+        EnqueueManyArgs::lua_prelude(),
+        &[TOMB, include_str!("enqueue_one.lua"), include_str!("enqueue_many.lua")],
+    )
 });
 pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     record_script(ClaimArgs::lua_prelude(), &[include_str!("claim_one.lua"), include_str!("claim.lua")])
@@ -53,3 +59,9 @@ pub(crate) static PAGE: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{}\n{}", PageArgs::lua_prelude(), include_str!("page.lua"))));
 pub(crate) static RATE_LIMIT: LazyLock<Script> =
     LazyLock::new(|| record_script(RateArgs::lua_prelude(), &[include_str!("rate_limit.lua")]));
+pub(crate) static ARCHIVE_REMOVE: LazyLock<Script> =
+    LazyLock::new(|| record_script(RemoveArgs::lua_prelude(), &[TOMB, include_str!("archive_remove.lua")]));
+pub(crate) static TOMB_SWEEP: LazyLock<Script> =
+    LazyLock::new(|| record_script(SweepArgs::lua_prelude(), &[TOMB, include_str!("tomb_sweep.lua")]));
+pub(crate) static TOMB_GET: LazyLock<Script> =
+    LazyLock::new(|| record_script(TombArgs::lua_prelude(), &[TOMB, include_str!("tomb_get.lua")]));

@@ -1,0 +1,309 @@
+//! Retention: final refunds older than the retention leave Redis, after the caller has archived
+//! them (an archive sink is not the ledger's business: see the `archive` crate). What stays of
+//! each is a tombstone (`tomb.lua`) for `idempotency_retention`: the same request is then still
+//! a duplicate with its outcome, another one under its (merchant, out_trade_no) a conflict, and
+//! its payment's refunded total still counts against an over-refund.
+//!
+//! The steps, each bounded (a few hundred refunds, no scan of a whole index): [`Ledger::retained`]
+//! reads the oldest final refunds past the cut-off with their timelines; the caller archives them
+//! durably; [`Ledger::remove_archived`] removes those still final and unchanged. A crash between
+//! the two leaves them in Redis and in the archive; the next round archives them again, which a
+//! sink must take without writing them twice. [`Ledger::take_archiver`] keeps one archiver per
+//! shard at a time; [`Ledger::sweep_tombstones`] drops tombstones past their own retention.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use crate::error::LedgerError;
+use crate::refund::placement::refund_id;
+use crate::refund::state::State;
+use crate::refund::timeline::TimelineEntry;
+use crate::refund::tombstone::{Tombstone, day_of, day36};
+use crate::store::Ledger;
+use crate::store::args::script_args;
+use crate::store::script::{ARCHIVE_REMOVE, TOMB_GET, TOMB_SWEEP};
+
+/// The final states: the only ones retention removes.
+pub const FINAL_STATES: [State; 3] = [State::Succeeded, State::Failed, State::Cancelled];
+
+/// Refunds per removal script call (each costs a few microseconds of Redis time).
+const REMOVE_PER_CALL: usize = 100;
+
+/// Tombstone buckets one sweep call looks at (each holds about a hundred tombstones).
+pub const SWEEP_BUCKETS: usize = 32;
+
+script_args! {
+    /// What `archive_remove.lua` takes; then, per refund: id, updated_at as archived, syssn.
+    pub struct RemoveArgs<'a> { day: &'a str, count: usize }
+}
+
+script_args! {
+    /// What `tomb_sweep.lua` takes: tombstones written before `before_day` go.
+    pub struct SweepArgs { before_day: i64, buckets: usize }
+}
+
+script_args! {
+    /// What `tomb_get.lua` takes: 'x' and a refund id, or 'xp' and a syssn.
+    pub struct TombArgs<'a> { kind: &'a str, name: &'a str }
+}
+
+/// A final refund past the retention, as the archive takes it: every field of its record as
+/// stored (so that it can be restored exactly) and its timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retained {
+    pub shard: usize,
+    /// Its id in the shard (see `refund::placement`).
+    pub id: String,
+    pub merchant: String,
+    pub out_trade_no: String,
+    pub state: State,
+    /// When it entered its final state (ms).
+    pub final_at: i64,
+    /// The record's hash, field by field.
+    pub fields: BTreeMap<String, String>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// What a removal did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Removed, a tombstone left.
+    pub removed: u64,
+    /// Changed since it was read (an operator retried it): kept, live.
+    pub changed: u64,
+    /// No longer there (removed by an earlier round).
+    pub gone: u64,
+}
+
+/// The bucket hash of `tomb.lua` (the same function: both must place a name alike).
+pub fn bucket_hash(name: &str) -> u64 {
+    name.bytes().fold(0u64, |h, b| (h * 31 + u64::from(b)) % 2_147_483_647)
+}
+
+impl Ledger {
+    /// Up to `limit` ids of final refunds of `shard` that entered their state before `cutoff`
+    /// (ms), oldest first, with that time and the state.
+    async fn retention_due(
+        &self,
+        shard: usize,
+        cutoff: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, State)>, LedgerError> {
+        let keys = self.shard_keys(shard);
+        let mut pipe = redis::pipe();
+        for s in FINAL_STATES {
+            pipe.cmd("ZRANGE")
+                .arg(keys.state(s))
+                .arg("-inf")
+                .arg(cutoff)
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .arg("WITHSCORES");
+        }
+        let lists: Vec<Vec<(String, f64)>> = pipe.query_async(&mut self.con.clone()).await?;
+        let mut all: Vec<(i64, String, State)> = lists
+            .into_iter()
+            .zip(FINAL_STATES)
+            .flat_map(|(l, s)| l.into_iter().map(move |(id, at)| (at as i64, id, s)))
+            .collect();
+        all.sort();
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// How many final refunds of `shard` are older than `retention` now: what retention would
+    /// archive (every index counted, no record read).
+    pub async fn retention_backlog(&self, shard: usize, retention: Duration) -> Result<u64, LedgerError> {
+        let cutoff = self.now_ms() - retention.as_millis() as i64;
+        let keys = self.shard_keys(shard);
+        let mut pipe = redis::pipe();
+        for s in FINAL_STATES {
+            pipe.zcount(keys.state(s), "-inf", cutoff);
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut self.con.clone()).await?;
+        Ok(counts.into_iter().sum())
+    }
+
+    /// The oldest (up to `limit`) final refunds of `shard` older than `retention`, read whole
+    /// with their timelines (one round trip for the ids, one for the records). An index entry
+    /// without a record (nothing to archive) is cleared on the way.
+    pub async fn retained(
+        &self,
+        shard: usize,
+        retention: Duration,
+        limit: usize,
+    ) -> Result<Vec<Retained>, LedgerError> {
+        let cutoff = self.now_ms() - retention.as_millis() as i64;
+        let due = self.retention_due(shard, cutoff, limit).await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.shard_keys(shard);
+        let mut pipe = redis::pipe();
+        for (_, id, _) in &due {
+            pipe.hgetall(keys.record(id)).lrange(keys.timeline(id), 0, -1);
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(&mut self.con.clone()).await?;
+        let mut out = Vec::with_capacity(due.len());
+        let mut stale = Vec::new();
+        let mut replies = replies.into_iter();
+        for (final_at, id, state) in due {
+            let (Some(h), Some(t)) = (replies.next(), replies.next()) else { break };
+            let fields: BTreeMap<String, String> = redis::from_redis_value(h).map_err(redis::RedisError::from)?;
+            let raw: Vec<String> = redis::from_redis_value(t).map_err(redis::RedisError::from)?;
+            if fields.is_empty() {
+                stale.push((id, String::new(), String::new()));
+                continue;
+            }
+            let merchant = fields.get("merchant").cloned().unwrap_or_default();
+            let out_trade_no = fields.get("out_trade_no").cloned().unwrap_or_else(|| id.clone());
+            let timeline = raw.iter().filter_map(|e| TimelineEntry::parse(e)).collect();
+            out.push(Retained { shard, id, merchant, out_trade_no, state, final_at, fields, timeline });
+        }
+        if !stale.is_empty() {
+            self.remove_ids(shard, &stale).await?;
+        }
+        Ok(out)
+    }
+
+    /// Removes `archived` (refunds the archive now holds durably) from Redis, leaving their
+    /// tombstones: those still final and unchanged since they were read (see `archive_remove.lua`).
+    pub async fn remove_archived(&self, archived: &[Retained]) -> Result<Removed, LedgerError> {
+        let mut total = Removed::default();
+        for shard in 0..self.shard_count() {
+            let items: Vec<(String, String, String)> = archived
+                .iter()
+                .filter(|r| r.shard == shard)
+                .map(|r| {
+                    let f = |k: &str| r.fields.get(k).cloned().unwrap_or_default();
+                    (r.id.clone(), f("updated_at"), f("syssn"))
+                })
+                .collect();
+            let r = self.remove_ids(shard, &items).await?;
+            total.removed += r.removed;
+            total.changed += r.changed;
+            total.gone += r.gone;
+        }
+        Ok(total)
+    }
+
+    /// `items`: (id, updated_at as archived, syssn).
+    async fn remove_ids(&self, shard: usize, items: &[(String, String, String)]) -> Result<Removed, LedgerError> {
+        let keys = self.shard_keys(shard);
+        let day = day36(day_of(self.now_ms()));
+        let mut out = Removed::default();
+        for part in items.chunks(REMOVE_PER_CALL) {
+            let mut inv = ARCHIVE_REMOVE.prepare_invoke();
+            for (i, (id, _, syssn)) in part.iter().enumerate() {
+                if i == 0 {
+                    for k in keys.script_keys(id, syssn) {
+                        inv.key(k);
+                    }
+                } else {
+                    inv.key(keys.record(id)).key(keys.payment(syssn));
+                }
+            }
+            RemoveArgs { day: &day, count: part.len() }.push(&mut inv);
+            for (id, updated_at, syssn) in part {
+                inv.arg(id).arg(updated_at).arg(syssn);
+            }
+            let words: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+            for w in words {
+                match w.as_str() {
+                    "removed" => out.removed += 1,
+                    "changed" => out.changed += 1,
+                    _ => out.gone += 1,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The tombstone of `merchant`'s refund `out_trade_no`, if it was archived and removed.
+    pub async fn tombstone(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Tombstone>, LedgerError> {
+        let id = refund_id(merchant, out_trade_no);
+        let keys = self.keys_for(merchant);
+        let mut inv = TOMB_GET.prepare_invoke();
+        inv.key(keys.record(&id));
+        TombArgs { kind: "x", name: &id }.push(&mut inv);
+        let raw: Option<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        Ok(raw.and_then(|r| Tombstone::parse(merchant, out_trade_no, &r)))
+    }
+
+    /// What the tombstone of payment `syssn` in `merchant`'s shard keeps: (paid, if known;
+    /// already refunded). `None`: the payment is live, or was never refunded here.
+    pub async fn payment_tombstone(
+        &self,
+        merchant: &str,
+        syssn: &str,
+    ) -> Result<Option<(Option<u64>, u64)>, LedgerError> {
+        let keys = self.keys_for(merchant);
+        let mut inv = TOMB_GET.prepare_invoke();
+        inv.key(keys.record(""));
+        TombArgs { kind: "xp", name: syssn }.push(&mut inv);
+        let raw: Option<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        Ok(raw.and_then(|r| {
+            let mut w = r.split(' ');
+            let paid = w.next()?;
+            let committed = w.next()?.parse().ok()?;
+            Some((paid.parse().ok(), committed))
+        }))
+    }
+
+    /// Removes, from a few buckets of `shard` on from where the last call stopped, the
+    /// tombstones written more than `keep` ago. Returns how many went, and whether this call
+    /// finished a round through every bucket.
+    pub async fn sweep_tombstones(&self, shard: usize, keep: Duration) -> Result<(u64, bool), LedgerError> {
+        let before_day = day_of(self.now_ms() - keep.as_millis() as i64);
+        let mut inv = TOMB_SWEEP.prepare_invoke();
+        inv.key(self.shard_keys(shard).record(""));
+        SweepArgs { before_day, buckets: SWEEP_BUCKETS }.push(&mut inv);
+        let (removed, wrapped): (u64, u8) = inv.invoke_async(&mut self.con.clone()).await?;
+        Ok((removed, wrapped == 1))
+    }
+
+    /// How many tombstones `shard` holds (refunds and payments).
+    pub async fn tombstone_count(&self, shard: usize) -> Result<u64, LedgerError> {
+        let meta: BTreeMap<String, String> = self.con.clone().hgetall(self.shard_keys(shard).tombs()).await?;
+        Ok(meta
+            .iter()
+            .filter(|(k, _)| k.starts_with('n') && k[1..].bytes().all(|b| b.is_ascii_digit()))
+            .filter_map(|(_, v)| v.parse::<i64>().ok())
+            .sum::<i64>()
+            .max(0) as u64)
+    }
+
+    /// Takes (or keeps) the archiving of `shard` for `owner` for `ttl`: false while another
+    /// worker holds it. Renew it before each batch.
+    pub async fn take_archiver(&self, shard: usize, owner: &str, ttl: Duration) -> Result<bool, LedgerError> {
+        static TAKE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "local cur = redis.call('GET', KEYS[1])
+                 if cur and cur ~= ARGV[1] then return 0 end
+                 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+                 return 1",
+            )
+        });
+        let ok: i64 = TAKE
+            .key(self.shard_keys(shard).archiver())
+            .arg(owner)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.con.clone())
+            .await?;
+        Ok(ok == 1)
+    }
+
+    /// Gives the archiving of `shard` up, if `owner` holds it (at shutdown: another worker
+    /// takes over at once).
+    pub async fn release_archiver(&self, shard: usize, owner: &str) -> Result<(), LedgerError> {
+        static GIVE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1")
+        });
+        let _: i64 = GIVE.key(self.shard_keys(shard).archiver()).arg(owner).invoke_async(&mut self.con.clone()).await?;
+        Ok(())
+    }
+}

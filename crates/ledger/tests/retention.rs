@@ -1,0 +1,162 @@
+//! Retention: a final refund past the retention leaves Redis, and its tombstone still answers
+//! for it — the same request as a duplicate with its outcome, another as a conflict, and its
+//! payment's refunded total against an over-refund.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{answer, claimed, ledger, policy};
+use ledger::machine::after_submit;
+use ledger::refund::tombstone::{day_of, day36};
+use ledger::store::retention::bucket_hash;
+use ledger::{Claim, ClaimOptions, Enqueued, Ledger, LedgerError, NewRefund, State};
+use redis::AsyncCommands;
+use testkit::raw_connection;
+
+/// Enqueues, submits and books `otn` as succeeded (QFPay answering 0000).
+async fn succeed(l: &Ledger, refund: NewRefund) {
+    let otn = refund.out_trade_no.clone();
+    l.enqueue(refund).await.unwrap();
+    let p = policy(5_000);
+    let rec = l.get("default", &otn).await.unwrap().unwrap();
+    let (fence, rec) = claimed(l.claim(&(&rec).into(), &ClaimOptions::new("w", &p, "t")).await.unwrap());
+    let d = after_submit(&rec, &answer("0000"), &p, 0, 0.5);
+    assert!(l.transition(&rec, State::Submitting, fence, &d, "op").await.unwrap());
+}
+
+fn paid(otn: &str, amt: u64) -> NewRefund {
+    NewRefund { orig_txamt: Some(1000), ..NewRefund::new("123", otn, amt) }
+}
+
+/// Archives (here: only reads) and removes every final refund, as a worker's round would.
+async fn retain_all(l: &Ledger) -> Vec<ledger::store::retention::Retained> {
+    let mut all = Vec::new();
+    for shard in 0..l.shard_count() {
+        let batch = l.retained(shard, Duration::ZERO, 100).await.unwrap();
+        let removed = l.remove_archived(&batch).await.unwrap();
+        assert_eq!(removed.removed as usize, batch.len(), "{removed:?}");
+        all.extend(batch);
+    }
+    all
+}
+
+#[tokio::test]
+async fn a_removed_refund_is_answered_by_its_tombstone_and_its_payment_still_counts() {
+    let (redis, l) = ledger("retain").await;
+    succeed(&l, paid("RF1", 600)).await;
+    let shard = l.shard_of("default");
+    assert_eq!(l.retention_backlog(shard, Duration::ZERO).await.unwrap(), 1);
+    assert!(l.retained(shard, Duration::from_secs(3600), 100).await.unwrap().is_empty(), "not old enough");
+
+    let archived = retain_all(&l).await;
+    assert_eq!(archived.len(), 1);
+    let a = &archived[0];
+    assert_eq!((a.out_trade_no.as_str(), a.merchant.as_str(), a.state), ("RF1", "default", State::Succeeded));
+    assert_eq!(a.fields.get("txamt").map(String::as_str), Some("600"));
+    let states: Vec<&str> = a.timeline.iter().map(|e| e.state.as_str()).collect();
+    assert_eq!(states, ["queued", "submitting", "succeeded"]);
+    assert_eq!(a.timeline[2].respcd.as_deref(), Some("0000"));
+
+    // Nothing of it is left in Redis but tombstones.
+    let keys = l.shard_keys(shard);
+    let mut raw = raw_connection(&redis.url()).await;
+    for key in [keys.record("RF1"), keys.timeline("RF1"), keys.payment("123")] {
+        assert!(!raw.exists::<_, bool>(&key).await.unwrap(), "{key}");
+    }
+    for s in [State::Succeeded, State::Queued] {
+        assert_eq!(raw.zcard::<_, u64>(keys.state(s)).await.unwrap(), 0);
+    }
+    assert_eq!(raw.zcard::<_, u64>(keys.created()).await.unwrap(), 0);
+    assert_eq!(l.get("default", "RF1").await.unwrap(), None);
+    let t = l.tombstone("default", "RF1").await.unwrap().unwrap();
+    assert_eq!((t.state, t.respcd.as_deref(), t.archived), (State::Succeeded, Some("0000"), true));
+    assert_eq!(l.payment_tombstone("default", "123").await.unwrap(), Some((Some(1000), 600)));
+    assert_eq!(l.tombstone_count(shard).await.unwrap(), 2, "the refund's and the payment's");
+
+    // The same request: a duplicate, with its outcome; another: a conflict.
+    match l.enqueue(paid("RF1", 600)).await.unwrap() {
+        Enqueued::Duplicate(r) => {
+            assert_eq!((r.state, r.respcd.as_deref(), r.archived, r.txamt), (State::Succeeded, Some("0000"), true, 600))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(l.enqueue(paid("RF1", 700)).await, Err(LedgerError::Conflict { .. })));
+    assert_eq!(l.get("default", "RF1").await.unwrap(), None, "neither wrote a record");
+    let batch = l.enqueue_batch(vec![paid("RF1", 600), paid("RF1", 5)]).await;
+    assert!(matches!(batch[0], Ok(ledger::Accepted::Duplicate)), "{batch:?}");
+    assert!(matches!(batch[1], Err(LedgerError::Conflict { .. })), "{batch:?}");
+
+    // The payment's archived 600 still counts: 600 more would refund 1 200 of 1 000.
+    let p = policy(5_000);
+    l.enqueue(paid("RF2", 600)).await.unwrap();
+    let r2 = l.get("default", "RF2").await.unwrap().unwrap();
+    match l.claim(&(&r2).into(), &ClaimOptions::new("w", &p, "t")).await.unwrap() {
+        Claim::Failed(why) => assert!(why.contains("600 already refunded"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(l.payment_tombstone("default", "123").await.unwrap(), None, "the payment is live again");
+    // And 400 fits exactly; a second archiving round keeps the payment's total (600 + 400).
+    succeed(&l, paid("RF3", 400)).await;
+    assert_eq!(retain_all(&l).await.len(), 2);
+    assert_eq!(l.payment_tombstone("default", "123").await.unwrap(), Some((Some(1000), 1000)));
+    assert!(matches!(l.enqueue(paid("RF4", 1000)).await, Err(LedgerError::PaidMismatch { .. }) | Ok(_)));
+}
+
+#[tokio::test]
+async fn only_final_refunds_unchanged_since_they_were_read_are_removed() {
+    let (redis, l) = ledger("retain-changed").await;
+    l.enqueue(NewRefund::new("9", "RF-LIVE", 1)).await.unwrap();
+    succeed(&l, paid("RF1", 10)).await;
+    let shard = l.shard_of("default");
+    let batch = l.retained(shard, Duration::ZERO, 100).await.unwrap();
+    let ids: Vec<&str> = batch.iter().map(|r| r.out_trade_no.as_str()).collect();
+    assert_eq!(ids, ["RF1"], "a queued refund is never retained");
+    // Changed after it was read (as an operator's retry would): kept.
+    let mut raw = raw_connection(&redis.url()).await;
+    let _: () = raw.hset(l.shard_keys(shard).record("RF1"), "updated_at", 1).await.unwrap();
+    let r = l.remove_archived(&batch).await.unwrap();
+    assert_eq!((r.removed, r.changed), (0, 1));
+    assert!(l.get("default", "RF1").await.unwrap().is_some());
+    // A leftover index entry without a record is cleared, not retained for ever.
+    let _: () = raw.zadd(l.shard_keys(shard).state(State::Failed), "GHOST", 0).await.unwrap();
+    let batch = l.retained(shard, Duration::ZERO, 100).await.unwrap();
+    assert!(batch.iter().all(|r| r.out_trade_no != "GHOST"));
+    assert_eq!(raw.zscore::<_, _, Option<f64>>(l.shard_keys(shard).state(State::Failed), "GHOST").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn tombstones_past_their_own_retention_are_swept_and_free_the_out_trade_no() {
+    let (redis, l) = ledger("retain-sweep").await;
+    succeed(&l, paid("RF1", 10)).await;
+    succeed(&l, NewRefund { orig_txamt: Some(50), ..NewRefund::new("456", "RF2", 10) }).await;
+    retain_all(&l).await;
+    let shard = l.shard_of("default");
+    // RF1's tombstone (and its payment's) as if written 500 days ago; RF2's stays recent.
+    let keys = l.shard_keys(shard);
+    let mut raw = raw_connection(&redis.url()).await;
+    let old = day36(day_of(l.now_ms()) - 500);
+    let bucket = |kind: &str, name: &str| format!("{}:{kind}:0:{}", keys.prefix(), bucket_hash(name) % 1024);
+    let v: String = raw.hget(bucket("x", "RF1"), "RF1").await.expect("the Lua and Rust bucket hashes agree");
+    let mut w: Vec<&str> = v.split(' ').collect();
+    w[1] = &old;
+    let _: () = raw.hset(bucket("x", "RF1"), "RF1", w.join(" ")).await.unwrap();
+    let _: () = raw.hset(bucket("xp", "123"), "123", format!("1000 10 {old}")).await.unwrap();
+    let keep = Duration::from_secs(400 * 86_400);
+    let mut removed = 0;
+    loop {
+        let (n, round_done) = l.sweep_tombstones(shard, keep).await.unwrap();
+        removed += n;
+        if round_done {
+            break;
+        }
+    }
+    assert_eq!(removed, 2);
+    assert_eq!(l.tombstone("default", "RF1").await.unwrap(), None);
+    assert!(l.tombstone("default", "RF2").await.unwrap().is_some());
+    assert_eq!(l.tombstone_count(shard).await.unwrap(), 2, "RF2's and its payment's");
+    // RF1 is forgotten: the same out_trade_no is a new refund now.
+    assert!(matches!(l.enqueue(paid("RF1", 10)).await.unwrap(), Enqueued::Created(_)));
+}
