@@ -80,12 +80,13 @@ fuzz:
 bins:
 	$(CARGO) build -p qfrefund
 
-## deps: make sure redis-server (with redis-cli), openssl (TLS tests) and the Rust tools exist
+## deps: make sure redis-server (with redis-cli), openssl (TLS tests), zstd (reading the archive) and the Rust tools exist
 deps: check-tools
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v zstd >/dev/null 2>&1 || missing="$$missing zstd"; \
 	command -v python3 >/dev/null 2>&1 || missing="$$missing python3"; \
 	python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \

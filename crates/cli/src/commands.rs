@@ -171,10 +171,16 @@ pub async fn status(config: Option<&Path>, merchant: &str, out_trade_no: &str) -
             println!("{}", serde_json::to_string(&r)?);
             Ok(ExitCode::SUCCESS)
         }
-        None => {
-            eprintln!("no refund with out_trade_no {out_trade_no:?} for merchant {merchant:?}");
-            Ok(ExitCode::from(3))
-        }
+        None => match crate::archived::find(config, &ledger, merchant, out_trade_no).await? {
+            Some(archived) => {
+                println!("{archived}");
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("no refund with out_trade_no {out_trade_no:?} for merchant {merchant:?}");
+                Ok(ExitCode::from(3))
+            }
+        },
     }
 }
 

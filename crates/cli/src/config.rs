@@ -83,6 +83,9 @@ struct WorkerSection {
     metrics_listen: Option<String>,
     serve_shards: Option<Vec<usize>>,
     events_retention_s: Option<u64>,
+    archive: Option<String>,
+    retention_s: Option<u64>,
+    idempotency_retention_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +105,7 @@ struct MerchantSection {
 }
 
 mod read;
+mod retention;
 mod shards;
 use read::{config_error, env, env_num, ms};
 
@@ -170,6 +174,11 @@ impl Config {
     }
 
     /// The worker's configuration: file, then environment over it.
+    /// The archive setting (`QFREFUND_ARCHIVE`, or `archive` in `[worker]`), if any.
+    pub fn archive(&self) -> Option<String> {
+        env("QFREFUND_ARCHIVE").or_else(|| self.file.worker.archive.clone())
+    }
+
     pub fn worker(&self) -> anyhow::Result<WorkerConfig> {
         let w = &self.file.worker;
         let mut c =
@@ -257,6 +266,7 @@ impl Config {
         {
             c.events_retention = Duration::from_secs(v);
         }
+        c.retention = retention::retention(w.archive.as_ref(), w.retention_s, w.idempotency_retention_s)?;
         c.validate().map_err(anyhow::Error::msg)?;
         Ok(c)
     }

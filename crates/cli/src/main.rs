@@ -1,6 +1,7 @@
 //! `qfrefund`: the command line. Parsing, configuration and output only; the logic lives in the
 //! library crates (`ledger`, `worker`, `qfpay`, `qfpay_sim`).
 
+mod archived;
 mod commands;
 mod config;
 mod import_cmd;

@@ -116,6 +116,8 @@ pub struct WorkerConfig {
     /// Outcome-stream entries older than this are trimmed (never one a consumer group has not
     /// finished with), by the workers of the shards they serve.
     pub events_retention: Duration,
+    /// Archiving final refunds and removing them from Redis.
+    pub retention: crate::retention::Retention,
 }
 
 impl Default for WorkerConfig {
@@ -139,6 +141,7 @@ impl Default for WorkerConfig {
             metrics_listen: None,
             serve_shards: None,
             events_retention: Duration::from_secs(7 * 24 * 3600),
+            retention: crate::retention::Retention::default(),
             require_aof: true,
             webhooks: crate::webhooks::WebhookPolicy::default(),
         }
@@ -207,6 +210,7 @@ impl WorkerConfig {
         if self.events_retention < Duration::from_secs(1) {
             return Err("events_retention must be at least a second".into());
         }
+        self.retention.validate()?;
         if self.idle_wait.is_zero() {
             return Err("idle_wait must be more than zero".into());
         }

@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod processor;
 pub mod reconcile;
 pub mod requests;
+pub mod retention;
 pub mod runner;
 pub mod shutdown;
 pub mod webhooks;
@@ -42,3 +43,12 @@ pub use job::Job;
 pub use processor::{Processor, Step};
 pub use runner::run;
 pub use shutdown::{Shutdown, ShutdownTrigger};
+
+/// A crash on purpose, for the crash tests: when `QFREFUND_FAILPOINT` names `point`, the process
+/// aborts there (no clean-up, no flush: as a kill -9 would leave it). Unset in production.
+pub(crate) fn failpoint(point: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if AT.get_or_init(|| std::env::var("QFREFUND_FAILPOINT").ok()).as_deref() == Some(point) {
+        std::process::abort();
+    }
+}

@@ -63,6 +63,7 @@ pub struct Metrics {
     rate_limit_waits: AtomicU64,
     steps: AtomicU64,
     pub(crate) webhooks: std::sync::Arc<crate::webhooks::WebhookCounters>,
+    pub(crate) retention: std::sync::Arc<crate::retention::RetentionCounters>,
 }
 
 impl Metrics {
@@ -177,6 +178,31 @@ impl Metrics {
             "qfrefund_webhooks_given_up_total",
             "Webhooks given up by this worker.",
             w.gave_up.load(Ordering::Relaxed),
+        );
+        let r = &self.retention;
+        counter(
+            out,
+            "qfrefund_archived_total",
+            "Final refunds this worker wrote to the archive.",
+            r.archived.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "qfrefund_archive_removed_total",
+            "Archived refunds this worker removed from Redis (a tombstone left for each).",
+            r.removed.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "qfrefund_tombstones_swept_total",
+            "Tombstones past idempotency_retention this worker swept.",
+            r.tombstones_swept.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP qfrefund_retention_backlog Final refunds past the retention still in Redis (shards this worker serves).\n\
+             # TYPE qfrefund_retention_backlog gauge\nqfrefund_retention_backlog {}",
+            r.backlog.load(Ordering::Relaxed)
         );
     }
 }

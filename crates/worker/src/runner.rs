@@ -94,6 +94,26 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
         config.events_retention,
         shutdown.clone(),
     ));
+    let retention = match &config.retention.archive {
+        Some(setting) => {
+            let sink = archive::Sink::from_setting(setting).map_err(|e| RunError::Config(e.to_string()))?;
+            Some(tokio::spawn(crate::retention::run(
+                ledger.clone(),
+                processor.shards().to_vec(),
+                std::sync::Arc::new(sink),
+                config.retention.clone(),
+                worker_id.clone(),
+                processor.metrics().retention.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => {
+            warn!(
+                "no archive configured (QFREFUND_ARCHIVE): final refunds are never removed from Redis, which fills up"
+            );
+            None
+        }
+    };
 
     let backend = LedgerBackend::new(
         processor.clone(),
@@ -125,6 +145,9 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
     }
     if let Some(w) = webhooks {
         let _ = w.await;
+    }
+    if let Some(r) = retention {
+        let _ = r.await;
     }
     announcer.abort();
     clock.abort();

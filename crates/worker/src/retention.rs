@@ -1,0 +1,154 @@
+//! The workers' retention: final refunds older than `retention` are archived into the sink,
+//! then removed from Redis (leaving tombstones, see `ledger::store::retention`), shard by shard,
+//! in bounded batches; tombstones older than `idempotency_retention` are swept. One worker
+//! archives a shard at a time (a lease in the shard); the others skip it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use archive::{ArchivedRefund, Sink};
+use ledger::Ledger;
+use ledger::refund::tombstone::{date_of_day, day_of};
+use tracing::{info, warn};
+
+use crate::shutdown::Shutdown;
+
+/// Refunds read, archived and removed per step.
+const BATCH: usize = 500;
+/// How long a worker holds a shard's archiving without renewing it (after a crash, another
+/// worker takes the shard over this long after).
+const LEASE: Duration = Duration::from_secs(10);
+/// Sweep calls per shard per round (each looks at a few dozen tombstone buckets).
+const SWEEPS_PER_ROUND: usize = 100;
+
+/// What retention does, and where it archives.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// Final refunds older than this are archived, then removed from Redis.
+    pub retention: Duration,
+    /// How long a removed refund's tombstone answers for it.
+    pub idempotency_retention: Duration,
+    /// The archive sink's setting (`file:///path`); `None`: nothing is ever removed.
+    pub archive: Option<String>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 86_400),
+            idempotency_retention: Duration::from_secs(400 * 86_400),
+            archive: None,
+        }
+    }
+}
+
+impl Retention {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.retention < Duration::from_secs(1) {
+            return Err("retention must be at least a second".into());
+        }
+        if self.idempotency_retention < self.retention {
+            return Err(format!(
+                "idempotency_retention ({:?}) must be at least the retention ({:?}): a refund's tombstone must outlive \
+                 its record, or the same request could become a second refund",
+                self.idempotency_retention, self.retention
+            ));
+        }
+        if let Some(a) = &self.archive {
+            Sink::from_setting(a).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// What retention has done in this process, and what waits.
+#[derive(Debug, Default)]
+pub struct RetentionCounters {
+    pub archived: AtomicU64,
+    pub removed: AtomicU64,
+    /// Final refunds past the retention still in Redis, at the last look (every shard served).
+    pub backlog: AtomicU64,
+    pub tombstones_swept: AtomicU64,
+}
+
+/// Runs retention for `shards` until shutdown.
+pub async fn run(
+    ledger: Ledger,
+    shards: Vec<usize>,
+    sink: Arc<Sink>,
+    cfg: Retention,
+    owner: String,
+    counters: Arc<RetentionCounters>,
+    shutdown: Shutdown,
+) {
+    let every = (cfg.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    info!(archive = %sink.describe(), retention = ?cfg.retention, "archiving final refunds past the retention");
+    while !shutdown.is_triggered() {
+        let mut backlog = 0;
+        for &shard in &shards {
+            if let Err(e) = archive_shard(&ledger, shard, &sink, &cfg, &owner, &counters, &shutdown).await {
+                warn!(shard, error = %e, "archiving failed; nothing was removed that the archive does not hold; trying again later");
+            }
+            match ledger.retention_backlog(shard, cfg.retention).await {
+                Ok(n) => backlog += n,
+                Err(e) => warn!(shard, error = %e, "reading the retention backlog failed"),
+            }
+            for _ in 0..SWEEPS_PER_ROUND {
+                match ledger.sweep_tombstones(shard, cfg.idempotency_retention).await {
+                    Ok((n, round_done)) => {
+                        counters.tombstones_swept.fetch_add(n, Ordering::Relaxed);
+                        if round_done {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(shard, error = %e, "sweeping old tombstones failed");
+                        break;
+                    }
+                }
+            }
+        }
+        counters.backlog.store(backlog, Ordering::Relaxed);
+        shutdown.sleep(every).await;
+    }
+    for &shard in &shards {
+        let _ = ledger.release_archiver(shard, &owner).await;
+    }
+}
+
+/// Archives and removes `shard`'s final refunds past the retention, a batch at a time, while
+/// this worker holds the shard's archiving.
+async fn archive_shard(
+    ledger: &Ledger,
+    shard: usize,
+    sink: &Sink,
+    cfg: &Retention,
+    owner: &str,
+    counters: &RetentionCounters,
+    shutdown: &Shutdown,
+) -> Result<(), String> {
+    while !shutdown.is_triggered() && ledger.take_archiver(shard, owner, LEASE).await.map_err(|e| e.to_string())? {
+        let batch = ledger.retained(shard, cfg.retention, BATCH).await.map_err(|e| e.to_string())?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = ledger.now_ms();
+        let lines: Vec<ArchivedRefund> = batch.iter().map(|r| ArchivedRefund::of(r, now)).collect();
+        let written = sink.write(shard, &date_of_day(day_of(now)), lines).await.map_err(|e| e.to_string())?;
+        crate::failpoint("archive-written");
+        let removed = ledger.remove_archived(&batch).await.map_err(|e| e.to_string())?;
+        crate::failpoint("archive-removed");
+        counters.archived.fetch_add(written.lines, Ordering::Relaxed);
+        counters.removed.fetch_add(removed.removed, Ordering::Relaxed);
+        tracing::debug!(
+            shard,
+            archived = written.lines,
+            already = written.already,
+            removed = removed.removed,
+            changed = removed.changed,
+            "archived"
+        );
+    }
+    Ok(())
+}

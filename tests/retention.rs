@@ -1,0 +1,128 @@
+//! Retention under crashes: a worker archives final refunds past the retention, then removes
+//! them from Redis; killed on purpose right after the archive write, then right after the
+//! removal, and restarted, it loses nothing and archives nothing twice. After it, the same
+//! request is a duplicate with its outcome and another under the same out_trade_no a conflict.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ledger::{Enqueued, LedgerError, NewRefund, State};
+use qfpay_sim::args::generated_syssn;
+use qfrefund_e2e::{Scratch, WorkerProcess, env_for, ledger, qfrefund_bin, wait_count};
+use testkit::{RedisServer, SimConfig, SimHandle, unique_namespace};
+
+const N: u64 = 30;
+
+fn refund(i: u64) -> NewRefund {
+    NewRefund::new(&generated_syssn(i), &format!("RF-A{i}"), 100)
+}
+
+/// How many lines of the archive hold each out_trade_no (the manifests verified first).
+fn archived(dir: &std::path::Path) -> HashMap<String, u32> {
+    let sink = archive::file::FileSink::new(dir.to_owned());
+    let verified = sink.verify().unwrap();
+    let mut out = HashMap::new();
+    for v in verified {
+        let bytes = std::fs::read(&v.file).unwrap();
+        let text = zstd_lines(&bytes);
+        for line in text.lines() {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            *out.entry(r["out_trade_no"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+    }
+    out
+}
+
+fn zstd_lines(bytes: &[u8]) -> String {
+    // The e2e crate reads the archive as any consumer would: `zstd -dc`.
+    let mut child = std::process::Command::new("zstd")
+        .args(["-dc", "-q"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("zstd (make deps installs it)");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_archiving_and_removing_loses_and_duplicates_nothing() {
+    let scratch = Scratch::new("retention");
+    let redis = RedisServer::start().unwrap();
+    let sim = SimHandle::start_local(SimConfig::demo(N)).await.unwrap();
+    let ns = unique_namespace("retention");
+    let base = env_for(&redis.url(), &ns, &sim.url());
+    let l = ledger(&redis.url(), &ns).await;
+    for i in 1..=N {
+        l.enqueue(refund(i)).await.unwrap();
+    }
+    let mut w = WorkerProcess::spawn(&base, scratch.path("settle.log"));
+    wait_count(&l, State::Succeeded, N, Duration::from_secs(60)).await;
+    assert!(w.terminate());
+
+    let dir = scratch.path("archive");
+    let mut env = base.clone();
+    env.insert("QFREFUND_ARCHIVE".into(), format!("file://{}", dir.display()));
+    env.insert("QFREFUND_RETENTION_S".into(), "1".into());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let live = |l: ledger::Ledger| async move {
+        let mut n = 0;
+        for i in 1..=N {
+            n += u64::from(l.get("default", &format!("RF-A{i}")).await.unwrap().is_some());
+        }
+        n
+    };
+    // Killed after each step, in turn: nothing is lost (every refund in Redis, the archive or
+    // both), nothing is archived twice.
+    for (round, point) in ["archive-written", "archive-removed"].iter().enumerate() {
+        let mut e = env.clone();
+        e.insert("QFREFUND_FAILPOINT".into(), (*point).into());
+        let mut w = WorkerProcess::spawn(&e, scratch.path(&format!("crash-{round}.log")));
+        let status = w.wait_exit(Duration::from_secs(30));
+        assert!(status.is_some_and(|s| !s.success()), "round {round}: the worker crashed at {point}: {}", w.output());
+        let lines = archived(&dir);
+        assert!(lines.values().all(|n| *n == 1), "round {round}: a refund archived twice: {lines:?}");
+        let in_redis = live(l.clone()).await;
+        for i in 1..=N {
+            let otn = format!("RF-A{i}");
+            let here = l.get("default", &otn).await.unwrap().is_some();
+            assert!(here || lines.contains_key(&otn), "round {round}: {otn} is neither in Redis nor archived");
+        }
+        assert!(in_redis < N || !lines.is_empty() || round == 0, "round {round}: progress");
+    }
+    // A worker left alone finishes.
+    let mut w = WorkerProcess::spawn(&env, scratch.path("finish.log"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while live(l.clone()).await > 0 {
+        assert!(Instant::now() < deadline, "not all removed: {}", w.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(w.terminate());
+    let lines = archived(&dir);
+    assert_eq!(lines.len() as u64, N, "{lines:?}");
+    assert!(lines.values().all(|n| *n == 1), "{lines:?}");
+    assert_eq!(sim.audit()["totals"]["recorded"].as_u64(), Some(N), "QFPay holds one refund each");
+
+    // After retention: the same request is a duplicate with its outcome; another is a conflict.
+    match l.enqueue(refund(1)).await.unwrap() {
+        Enqueued::Duplicate(r) => assert_eq!((r.state, r.archived), (State::Succeeded, true)),
+        other => panic!("{other:?}"),
+    }
+    let other = NewRefund { txamt: 99, ..refund(2) };
+    assert!(matches!(l.enqueue(other).await, Err(LedgerError::Conflict { .. })));
+    let t = l.tombstone("default", "RF-A3").await.unwrap().unwrap();
+    assert_eq!((t.state, t.respcd.as_deref()), (State::Succeeded, Some("0000")));
+    // `status` answers from the archive, marked archived, with the refund's whole timeline.
+    let out =
+        std::process::Command::new(qfrefund_bin()).args(["status", "RF-A3"]).env_clear().envs(&env).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((shown["archived"].as_bool(), shown["state"].as_str()), (Some(true), Some("succeeded")), "{shown}");
+    assert_eq!(shown["fields"]["txamt"], "100", "{shown}");
+    let states: Vec<&str> = shown["timeline"].as_array().unwrap().iter().filter_map(|e| e["state"].as_str()).collect();
+    assert_eq!(states.first().copied(), Some("queued"), "{shown}");
+    assert_eq!(states.last().copied(), Some("succeeded"), "{shown}");
+}
