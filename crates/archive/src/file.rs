@@ -287,15 +287,9 @@ fn read_lines(dir: &Path, day: &str) -> Result<Vec<ArchivedRefund>, ArchiveError
 }
 
 fn previous_day(day: &str) -> Option<String> {
-    let mut p = day.splitn(3, '-').map(|v| v.parse::<i64>().ok());
-    let (y, m, d) = (p.next()??, p.next()??, p.next()??);
-    // Days since 1970 (Howard Hinnant's days_from_civil), minus one.
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(ledger::refund::tombstone::date_of_day(era * 146_097 + doe - 719_468 - 1))
+    let mut p = day.splitn(3, '-');
+    let (y, m, d) = (p.next()?.parse().ok()?, p.next()?.parse().ok()?, p.next()?.parse().ok()?);
+    Some(ledger::refund::tombstone::date_of_day(qfpay::time::days_from_civil(y, m, d) - 1))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -146,7 +146,8 @@ fn days_in_month(y: i32, m: u8) -> u8 {
     }
 }
 
-fn days_from_civil(y: i32, m: u8, d: u8) -> i64 {
+/// Days since 1970-01-01 of a date (proleptic Gregorian; Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i32, m: u8, d: u8) -> i64 {
     let y = i64::from(y) - i64::from(m <= 2);
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -156,7 +157,8 @@ fn days_from_civil(y: i32, m: u8, d: u8) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i64) -> (i32, u8, u8) {
+/// The date (year, month, day) of a day number since 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i32, u8, u8) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
