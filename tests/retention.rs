@@ -35,6 +35,13 @@ fn archived(dir: &std::path::Path) -> HashMap<String, u32> {
     out
 }
 
+/// Runs `qfrefund <args>` with `env`; its standard output (it must succeed).
+fn qfrefund(env: &HashMap<String, String>, args: &[&str]) -> String {
+    let out = std::process::Command::new(qfrefund_bin()).args(args).env_clear().envs(env).output().unwrap();
+    assert!(out.status.success(), "qfrefund {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn zstd_lines(bytes: &[u8]) -> String {
     // The e2e crate reads the archive as any consumer would: `zstd -dc`.
     let mut child = std::process::Command::new("zstd")
@@ -68,6 +75,13 @@ async fn a_worker_killed_between_archiving_and_removing_loses_and_duplicates_not
     env.insert("QFREFUND_ARCHIVE".into(), format!("file://{}", dir.display()));
     env.insert("QFREFUND_RETENTION_S".into(), "1".into());
     tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // What retention would archive now, said without touching anything.
+    let out = qfrefund(&env, &["prune", "--dry-run"]);
+    let total: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!((total["would_archive"].as_u64(), total["removes"].as_bool()), (Some(N), Some(true)), "{out}");
+    let stats: serde_json::Value = serde_json::from_str(&qfrefund(&env, &["stats"])).unwrap();
+    assert!(stats["memory"]["primaries"][0]["used_memory"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["memory"]["refunds"].as_u64(), Some(N), "{stats}");
     let live = |l: ledger::Ledger| async move {
         let mut n = 0;
         for i in 1..=N {
@@ -93,10 +107,10 @@ async fn a_worker_killed_between_archiving_and_removing_loses_and_duplicates_not
         }
         assert!(in_redis < N || !lines.is_empty() || round == 0, "round {round}: progress");
     }
-    // A worker left alone finishes.
+    // A worker left alone finishes (its retention round begun before it is asked to stop).
     let mut w = WorkerProcess::spawn(&env, scratch.path("finish.log"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while live(l.clone()).await > 0 {
+    while live(l.clone()).await > 0 || !w.output().contains("archiving final refunds") {
         assert!(Instant::now() < deadline, "not all removed: {}", w.output());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -116,10 +130,7 @@ async fn a_worker_killed_between_archiving_and_removing_loses_and_duplicates_not
     let t = l.tombstone("default", "RF-A3").await.unwrap().unwrap();
     assert_eq!((t.state, t.respcd.as_deref()), (State::Succeeded, Some("0000")));
     // `status` answers from the archive, marked archived, with the refund's whole timeline.
-    let out =
-        std::process::Command::new(qfrefund_bin()).args(["status", "RF-A3"]).env_clear().envs(&env).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&qfrefund(&env, &["status", "RF-A3"])).unwrap();
     assert_eq!((shown["archived"].as_bool(), shown["state"].as_str()), (Some(true), Some("succeeded")), "{shown}");
     assert_eq!(shown["fields"]["txamt"], "100", "{shown}");
     let states: Vec<&str> = shown["timeline"].as_array().unwrap().iter().filter_map(|e| e["state"].as_str()).collect();

@@ -10,6 +10,7 @@
 //! - Bodies are limited in size, requests in time; the OpenAPI document is generated from the
 //!   handlers themselves (utoipa), so it cannot drift from the routes.
 
+mod archived;
 mod auth;
 mod error;
 mod metrics;
@@ -63,6 +64,9 @@ pub struct ApiConfig {
     /// Merchants the configuration knows; a refund for another is refused (`422`, field
     /// `merchant`) unless a live worker serves it.
     pub merchants: Vec<String>,
+    /// The workers' archive setting (`file:///path`): an archived refund is answered from it
+    /// when this process can read it, else from its tombstone.
+    pub archive: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +78,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(10),
             base_url: String::new(),
             merchants: Vec::new(),
+            archive: None,
         }
     }
 }

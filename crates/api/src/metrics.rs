@@ -73,6 +73,9 @@ pub async fn metrics(State(st): State<Shared>) -> Response {
     };
     let mut out = String::new();
     stats.to_prometheus(&mut out);
+    if let Ok(m) = st.ledger.memory().await {
+        m.to_prometheus(&mut out);
+    }
     let merchants =
         match (st.ledger.served_merchants().await, st.ledger.unserved_refunds(ledger::merchants::METRICS_SCAN).await) {
             (Ok(served), Ok(unserved)) => Some((served, unserved)),

@@ -224,9 +224,12 @@ pub(crate) async fn show(
     out_trade_no: &str,
 ) -> Result<Json<RefundBody>, ApiError> {
     caller.require(Role::Read)?;
-    let rec = st.ledger.get(merchant, out_trade_no).await?.ok_or_else(|| {
-        ApiError::NotFound(format!("no refund with out_trade_no {out_trade_no:?} for merchant {merchant:?}"))
-    })?;
+    let rec = match st.ledger.get(merchant, out_trade_no).await? {
+        Some(rec) => rec,
+        None => crate::archived::record(st, merchant, out_trade_no).await?.ok_or_else(|| {
+            ApiError::NotFound(format!("no refund with out_trade_no {out_trade_no:?} for merchant {merchant:?}"))
+        })?,
+    };
     Ok(Json(RefundBody { url: url_of(st, &rec.merchant, &rec.out_trade_no), refund: rec }))
 }
 

@@ -176,7 +176,15 @@ impl Config {
     /// The worker's configuration: file, then environment over it.
     /// The archive setting (`QFREFUND_ARCHIVE`, or `archive` in `[worker]`), if any.
     pub fn archive(&self) -> Option<String> {
-        env("QFREFUND_ARCHIVE").or_else(|| self.file.worker.archive.clone())
+        self.retention().ok().and_then(|r| r.archive)
+    }
+
+    /// Retention and the archive, as the workers run them.
+    pub fn retention(&self) -> anyhow::Result<worker::retention::Retention> {
+        let w = &self.file.worker;
+        let r = retention::retention(w.archive.as_ref(), w.retention_s, w.idempotency_retention_s)?;
+        r.validate().map_err(anyhow::Error::msg)?;
+        Ok(r)
     }
 
     pub fn worker(&self) -> anyhow::Result<WorkerConfig> {
@@ -266,7 +274,7 @@ impl Config {
         {
             c.events_retention = Duration::from_secs(v);
         }
-        c.retention = retention::retention(w.archive.as_ref(), w.retention_s, w.idempotency_retention_s)?;
+        c.retention = self.retention()?;
         c.validate().map_err(anyhow::Error::msg)?;
         Ok(c)
     }
@@ -313,6 +321,7 @@ impl Config {
             .map(|m| api::NotifyKey { merchant: m.name, key: m.key, alg: m.alg })
             .collect();
         c.merchants = self.merchant_names();
+        c.archive = self.archive();
         Ok((listen, c))
     }
 

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod import_cmd;
 mod ops;
+mod prune;
 mod qfpay_cmd;
 
 use std::path::PathBuf;
@@ -41,6 +42,12 @@ enum Command {
     },
     /// Print refunds as JSON lines, oldest first.
     List(commands::ListArgs),
+    /// Archive the final refunds past the retention now, then remove them from Redis (what the
+    /// workers do in the background); `--dry-run` only says, per shard, what that would archive.
+    Prune {
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Stop submitting a merchant's refunds (enquiries go on).
     /// (Audited with who and why, like every operator action.)
     Pause {
@@ -157,6 +164,7 @@ async fn main() -> ExitCode {
         Command::Events(args) => ops::events(config, args).await,
         Command::Audit { from } => ops::audit(config, from).await,
         Command::Stats => ops::stats(config).await,
+        Command::Prune { dry_run } => prune::prune(config, dry_run).await,
         Command::Redeliver { ids, all } => commands::redeliver(config, ids, all).await,
         Command::ScopeMerchants => commands::scope_merchants(config).await,
         Command::Reconcile(args) => ops::reconcile(config, args).await,

@@ -28,7 +28,16 @@ pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     // Scripts and tests read the address from here (the port may have been 0).
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
+    // A WARN every minute while a Redis primary is above 80% of its maxmemory.
+    let watched = ledger.clone();
+    let watch = tokio::spawn(async move {
+        loop {
+            watched.warn_on_memory().await;
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        }
+    });
     api::serve(listener, api::app(ledger, api_config), async { wait_for_signal().await }).await?;
+    watch.abort();
     tracing::info!("API stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -108,6 +117,7 @@ pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let s = ledger.stats().await?;
     let served = ledger.served_merchants().await?;
     let unserved = ledger.unserved_refunds(1_000_000).await?;
+    let memory = ledger.memory().await?;
     let by_state: serde_json::Map<String, serde_json::Value> =
         s.by_state.iter().map(|(st, n)| (st.to_string(), json!(n))).collect();
     println!(
@@ -123,6 +133,7 @@ pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
             "served_merchants": served,
             "unserved_refunds": unserved.refunds,
             "unserved_truncated": unserved.truncated,
+            "memory": memory,
         })
     );
     Ok(ExitCode::SUCCESS)

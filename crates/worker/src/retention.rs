@@ -117,6 +117,26 @@ pub async fn run(
     }
 }
 
+/// One retention round over `shards` now (what `qfrefund prune` runs): (archived, removed).
+pub async fn prune_once(
+    ledger: &Ledger,
+    shards: &[usize],
+    sink: &Sink,
+    cfg: &Retention,
+    owner: &str,
+) -> Result<(u64, u64), String> {
+    let counters = RetentionCounters::default();
+    let (_trigger, never) = Shutdown::new();
+    for &shard in shards {
+        if !ledger.take_archiver(shard, owner, LEASE).await.map_err(|e| e.to_string())? {
+            return Err(format!("shard {shard} is being archived by a worker now: try again later"));
+        }
+        archive_shard(ledger, shard, sink, cfg, owner, &counters, &never).await?;
+        let _ = ledger.release_archiver(shard, owner).await;
+    }
+    Ok((counters.archived.load(Ordering::Relaxed), counters.removed.load(Ordering::Relaxed)))
+}
+
 /// Archives and removes `shard`'s final refunds past the retention, a batch at a time, while
 /// this worker holds the shard's archiving.
 async fn archive_shard(

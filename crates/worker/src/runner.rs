@@ -162,8 +162,14 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
 /// Keeps this process' idea of Redis' clock current (every 10 s): leases, due times and the
 /// not-found grace are all measured on it, and a host clock that steps (NTP, a resumed VM) must not
 /// let a request outlive the lease another worker sees.
+/// Also WARNs, every minute, when a Redis primary is above 80% of its maxmemory.
 async fn follow_clock(ledger: Ledger, shutdown: Shutdown) {
+    let mut round = 0u32;
     while !shutdown.is_triggered() {
+        if round.is_multiple_of(6) {
+            ledger.warn_on_memory().await;
+        }
+        round = round.wrapping_add(1);
         shutdown.sleep(std::time::Duration::from_secs(10)).await;
         if let Err(e) = ledger.sync_clock().await {
             warn!(error = %e, "could not read Redis' clock; leases keep the last offset");
@@ -242,6 +248,9 @@ async fn serve_metrics(
                     Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")).into_response(),
                 };
                 stats.to_prometheus(&mut out);
+                if let Ok(m) = ledger.memory().await {
+                    m.to_prometheus(&mut out);
+                }
                 let merchants = match (
                     ledger.served_merchants().await,
                     ledger.unserved_refunds(ledger::merchants::METRICS_SCAN).await,

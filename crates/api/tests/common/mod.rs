@@ -33,6 +33,11 @@ impl Api {
     }
 
     pub async fn start_with(redis_url: &str, config: LedgerConfig) -> Self {
+        Self::start_archived(redis_url, config, None).await
+    }
+
+    /// An API that reads archived refunds from `archive` (the workers' archive setting).
+    pub async fn start_archived(redis_url: &str, config: LedgerConfig, archive: Option<String>) -> Self {
         let ledger = Ledger::connect(redis_url, config).await.unwrap();
         let api_config = ApiConfig {
             tokens: vec![
@@ -47,6 +52,7 @@ impl Api {
             }],
             body_limit: 8 * 1024,
             merchants: vec!["default".into()],
+            archive,
             ..ApiConfig::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -218,6 +218,20 @@ impl Record {
         })
     }
 
+    /// What a tombstone alone tells of an archived refund (where its archive cannot be read):
+    /// its merchant, out_trade_no, final state and respcd; the request's fields are left empty.
+    pub fn from_tombstone(tomb: &crate::refund::tombstone::Tombstone) -> Self {
+        let mut r = Self::queued(&crate::NewRefund::new("", &tomb.out_trade_no, 0), 0);
+        r.id = crate::refund::placement::refund_id(&tomb.merchant, &tomb.out_trade_no);
+        r.merchant = tomb.merchant.clone();
+        r.payload_hash = String::new();
+        (r.created_at, r.updated_at, r.next_at) = (0, 0, 0);
+        r.state = tomb.state;
+        r.respcd = tomb.respcd.clone();
+        r.archived = true;
+        r
+    }
+
     /// The record an archived refund answers with when the same request comes again: the
     /// request itself, and the final outcome its tombstone keeps.
     pub fn archived(refund: &crate::NewRefund, tomb: &crate::refund::tombstone::Tombstone) -> Self {

@@ -246,10 +246,8 @@ impl Ledger {
             Some("archived_duplicate") => Ok(Enqueued::Duplicate(Record::archived(r, &tomb()?))),
             Some("archived_conflict") => {
                 let t = tomb()?;
-                let mut existing = Record::archived(r, &t);
                 // Only its outcome is known here; the request it was is in the archive.
-                (existing.syssn, existing.txamt, existing.orig_txamt, existing.mchid, existing.udid) =
-                    (String::new(), 0, None, None, None);
+                let existing = Record::from_tombstone(&t);
                 Err(LedgerError::Conflict {
                     out_trade_no: r.out_trade_no.clone(),
                     differences: vec![format!(

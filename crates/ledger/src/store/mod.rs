@@ -23,6 +23,7 @@ pub(crate) mod enqueue;
 pub(crate) mod fetch;
 pub mod gauges;
 pub mod keys;
+pub mod memory;
 pub mod merchants;
 pub(crate) mod operator;
 pub mod outcome;

@@ -15,6 +15,9 @@ pub struct ServerInfo {
     pub appendfsync: Option<String>,
     /// Replicas connected to this primary (`INFO replication` `connected_slaves`).
     pub connected_replicas: usize,
+    /// `INFO memory`: bytes in use, and the limit (0: none set).
+    pub used_memory: u64,
+    pub maxmemory: u64,
 }
 
 impl ServerInfo {
@@ -99,6 +102,8 @@ async fn info_of(con: &mut impl redis::aio::ConnectionLike) -> Result<ServerInfo
         maxmemory_policy: field("maxmemory_policy"),
         connected_replicas: field("connected_slaves").parse().unwrap_or(0),
         appendfsync: appendfsync.ok().and_then(|kv| kv.get(1).cloned()),
+        used_memory: field("used_memory").parse().unwrap_or(0),
+        maxmemory: field("maxmemory").parse().unwrap_or(0),
         version,
     })
 }

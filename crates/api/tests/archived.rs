@@ -1,0 +1,78 @@
+//! A refund archived and removed from Redis is still answered over HTTP, marked archived: from
+//! the archive where the API can read it, else from its tombstone; the same request again is a
+//! duplicate with its outcome, another under the same out_trade_no a 409.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ledger::machine::after_submit;
+use ledger::{ClaimOptions, LedgerConfig, Policy, State};
+use reqwest::StatusCode;
+use testkit::{TestRedis, unique_namespace};
+
+#[tokio::test]
+async fn an_archived_refund_is_answered_from_the_archive_or_its_tombstone() {
+    let redis = TestRedis::start().unwrap();
+    let dir = std::env::temp_dir().join(format!("qfrefund-api-archive-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let setting = format!("file://{}", dir.display());
+    let config = LedgerConfig { namespace: unique_namespace("api-archived"), ..LedgerConfig::default() };
+    let api = Api::start_archived(&redis.url(), config.clone(), Some(setting.clone())).await;
+    let bare = Api::start_with(&redis.url(), config).await;
+    let (status, _) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-1", 500))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // QFPay answers 0000; then a worker's retention round archives it and removes it.
+    let l = &api.ledger;
+    let p = Policy { lease: Duration::from_secs(5), ..Policy::default() };
+    let rec = l.get("default", "RF-1").await.unwrap().unwrap();
+    let (fence, rec) = match l.claim(&(&rec).into(), &ClaimOptions::new("w", &p, "t")).await.unwrap() {
+        ledger::Claim::Submit { fence, record, .. } => (fence, *record),
+        other => panic!("{other:?}"),
+    };
+    let answer = qfpay::RefundResponse { respcd: Some("0000".into()), syssn: Some("R9".into()), ..Default::default() };
+    let d = after_submit(&rec, &ledger::SubmitResult::Answer(answer), &p, 0, 0.5);
+    assert!(l.transition(&rec, State::Submitting, fence, &d, "op").await.unwrap());
+    let batch = l.retained(0, Duration::ZERO, 10).await.unwrap();
+    let sink = archive::Sink::from_setting(&setting).unwrap();
+    let day = ledger::refund::tombstone::date_of_day(ledger::refund::tombstone::day_of(l.now_ms()));
+    let lines = batch.iter().map(|r| archive::ArchivedRefund::of(r, l.now_ms())).collect();
+    sink.write(0, &day, lines).await.unwrap();
+    assert_eq!(l.remove_archived(&batch).await.unwrap().removed, 1);
+
+    let (status, body) = api.send("GET", "/v1/refunds/RF-1", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let r = &body["refund"];
+    assert_eq!(
+        (r["archived"].as_bool(), r["state"].as_str(), r["txamt"].as_u64()),
+        (Some(true), Some("succeeded"), Some(500))
+    );
+    assert_eq!(r["refund_syssn"], "R9", "the whole record, from the archive");
+    let (status, body) = api.send("GET", "/v1/merchants/default/refunds/RF-1", Some(READER), None).await;
+    assert_eq!((status, body["refund"]["archived"].as_bool()), (StatusCode::OK, Some(true)));
+
+    // Without the archive: what the tombstone keeps.
+    let (status, body) = bare.send("GET", "/v1/refunds/RF-1", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let r = &body["refund"];
+    assert_eq!(
+        (r["archived"].as_bool(), r["state"].as_str(), r["respcd"].as_str()),
+        (Some(true), Some("succeeded"), Some("0000"))
+    );
+
+    // The same request: the refund as it ended; another: a conflict, and nothing written.
+    let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-1", 500))).await;
+    assert_eq!(
+        (status, body["refund"]["state"].as_str(), body["refund"]["archived"].as_bool()),
+        (StatusCode::OK, Some("succeeded"), Some(true))
+    );
+    let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-1", 700))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["differences"][0].as_str().unwrap().contains("archived"), "{body}");
+    assert_eq!(l.get("default", "RF-1").await.unwrap(), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,41 @@
+//! `qfrefund prune`: one retention round now, or (`--dry-run`) what it would archive.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::commands::{open_producer, open_reader};
+use crate::config::Config;
+
+pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let c = Config::load(config)?;
+    let r = c.retention()?;
+    if dry_run {
+        let ledger = open_reader(config).await?;
+        let mut total = 0;
+        for shard in 0..ledger.shard_count() {
+            let n = ledger.retention_backlog(shard, r.retention).await?;
+            let tombstones = ledger.tombstone_count(shard).await?;
+            total += n;
+            println!("{}", json!({"shard": shard, "would_archive": n, "tombstones": tombstones}));
+        }
+        println!(
+            "{}",
+            json!({"would_archive": total, "retention_s": r.retention.as_secs(), "archive": r.archive,
+                   "removes": r.archive.is_some()})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(setting) = r.archive.clone() else {
+        anyhow::bail!("no archive configured (QFREFUND_ARCHIVE): nothing is removed from Redis without one");
+    };
+    let sink = archive::Sink::from_setting(&setting)?;
+    let ledger = open_producer(config).await?;
+    let shards: Vec<usize> = (0..ledger.shard_count()).collect();
+    let owner = format!("qfrefund-prune-{}", std::process::id());
+    let (archived, removed) =
+        worker::retention::prune_once(&ledger, &shards, &sink, &r, &owner).await.map_err(anyhow::Error::msg)?;
+    println!("{}", json!({"archived": archived, "removed": removed, "archive": sink.describe()}));
+    Ok(ExitCode::SUCCESS)
+}
