@@ -30,7 +30,11 @@ async fn a_refund_of_a_payment_qfpay_does_not_know_fails_with_evidence_not_revie
         env.wait_for(&["RF-GHOST".to_owned()], &[State::Failed, State::NeedsReview], Duration::from_secs(30)).await;
     let rec = &recs[0];
     assert_eq!(rec.state, State::Failed, "{:?}", rec.reason);
-    assert!(rec.reason.as_deref().unwrap_or("").contains("does not exist at QFPay"), "{:?}", rec.reason);
+    // The record keeps the reason's first 64 bytes; the outcome entry (and the timeline) all of it.
+    assert!(rec.reason.as_deref().unwrap_or("").starts_with("respcd 1136"), "{:?}", rec.reason);
+    let events = env.ledger.events("0", 10_000).await.unwrap();
+    let last = events.iter().rev().find(|e| e.out_trade_no == "RF-GHOST").unwrap();
+    assert!(last.reason.contains("does not exist at QFPay"), "{:?}", last.reason);
     assert!(rec.submits >= 2, "the first attempt and the resend were both sent: {}", rec.submits);
     assert_eq!(env.sim.audit()["totals"]["succeeded"], 0);
     w.stop().await;

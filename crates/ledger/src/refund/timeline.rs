@@ -19,6 +19,9 @@ pub struct TimelineEntry {
     pub refund_syssn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What went wrong with the attempt, if anything (a timeout, a refused connection, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl TimelineEntry {
@@ -29,8 +32,35 @@ impl TimelineEntry {
         let at = parts.next()?.parse().ok()?;
         let state = parts.next()?.to_owned();
         let mut text = || parts.next().filter(|v| !v.is_empty()).map(str::to_owned);
-        Some(Self { at, state, respcd: text(), resperr: text(), refund_syssn: text(), reason: text() })
+        Some(Self {
+            at,
+            state,
+            respcd: text(),
+            resperr: text(),
+            refund_syssn: text(),
+            reason: text(),
+            last_error: text(),
+        })
     }
+}
+
+/// The mark a text stored in the record ends with when it was cut (the whole text is in the
+/// timeline entry of the transition that wrote it).
+pub const CUT: char = '…';
+
+/// Puts back, in `rec`, the whole `reason`, `resperr` and `last_error` where the record keeps
+/// only their first bytes: from the latest timeline entry whose text starts with what it keeps.
+pub fn restore_texts(rec: &mut crate::Record, timeline: &[TimelineEntry]) {
+    fn restore(kept: &mut Option<String>, full: impl Iterator<Item = Option<String>>) {
+        let Some(prefix) = kept.as_deref().and_then(|k| k.strip_suffix(CUT)) else { return };
+        let prefix = prefix.to_owned();
+        if let Some(whole) = full.flatten().find(|t| t.starts_with(&prefix) && t.len() > prefix.len()) {
+            *kept = Some(whole);
+        }
+    }
+    restore(&mut rec.reason, timeline.iter().rev().map(|e| e.reason.clone()));
+    restore(&mut rec.resperr, timeline.iter().rev().map(|e| e.resperr.clone()));
+    restore(&mut rec.last_error, timeline.iter().rev().map(|e| e.last_error.clone()));
 }
 
 #[cfg(test)]
@@ -43,7 +73,7 @@ mod tests {
         assert_eq!(e.at, 1_700_000_000_000);
         assert_eq!(e.state, "succeeded");
         assert_eq!(e.respcd.as_deref(), Some("0000"));
-        assert_eq!((e.resperr, e.refund_syssn.as_deref(), e.reason), (None, Some("R1"), None));
+        assert_eq!((e.resperr, e.refund_syssn.as_deref(), e.reason, e.last_error), (None, Some("R1"), None, None));
         assert_eq!(TimelineEntry::parse("1\u{1f}queued").unwrap().state, "queued");
         assert!(TimelineEntry::parse("not a time\u{1f}queued").is_none());
     }

@@ -54,7 +54,7 @@ local function decide_claim(otn, A, rate_key, served, rec)
       review(otn, state, why, now, A.maxlen)
       return {'blocked', why}
     end
-    redis.call('HSET', R, 'next_at', at, 'reason', why)
+    redis.call('HSET', R, 'next_at', at, 'reason', short(why))
     redis.call('ZADD', KEYS[2], at, otn)
     return {'deferred', why, tostring(at), cause}
   end
@@ -99,7 +99,7 @@ local function decide_claim(otn, A, rate_key, served, rec)
     if wait > 0 then return rate_limited(wait) end
     local extra = {'enquiries', (tonumber(rec[11]) or 0) + 1}
     if state == 'submitting' then
-      extra[3], extra[4] = 'reason', 'found in submitting after its lease expired: enquiring, never resending'
+      extra[3], extra[4] = 'reason', 'lease expired in submitting: enquiring, never resending'
       return take_lease('pending', 'recover', extra)
     end
     return take_lease('pending', 'enquire', extra)
@@ -130,7 +130,7 @@ local function decide_claim(otn, A, rate_key, served, rec)
     if committed + txamt > tonumber(paid) then
       local why = 'would refund ' .. (committed + txamt) .. ' of a payment of ' .. paid .. ' (' .. committed ..
         ' already refunded): never sent'
-      redis.call('HSET', R, 'reason', why, 'updated_at', now, 'next_at', 0)
+      redis.call('HSET', R, 'reason', capped('reason', why), 'updated_at', now, 'next_at', 0)
       redis.call('ZREM', KEYS[2], otn)
       set_state(otn, state, 'failed', now)
       emit(state, now, A.maxlen)

@@ -14,6 +14,33 @@ local FINAL = {succeeded = true, failed = true, cancelled = true}
 -- handle several refunds in one call (enqueue_many), which point them at each refund in turn.
 local R, P = KEYS[1], KEYS[4]
 
+-- Long texts stay out of the record: one hash field over 64 bytes (Redis' hash-max-listpack-value)
+-- turns the whole record into Redis' large hash encoding for good, at over twice the memory. The
+-- record keeps the first bytes of `reason`, `last_error` and `resperr` (cut at a character
+-- boundary, '…' marking the cut); the outcome-stream entry and the timeline entry of the
+-- transition keep the whole text (FULL, per record key, for the entries this call writes).
+local TEXT_CAP = 64
+local CAPPED = {reason = true, last_error = true, resperr = true}
+local FULL = {}
+local function short(v)
+  if type(v) ~= 'string' or #v <= TEXT_CAP then return v end
+  local cut = TEXT_CAP - 3
+  -- Back off to the first byte of a UTF-8 character (never keep half of one).
+  while cut > 0 do
+    local b = string.byte(v, cut + 1)
+    if b < 0x80 or b >= 0xC0 then break end
+    cut = cut - 1
+  end
+  return string.sub(v, 1, cut) .. '…'
+end
+-- The value to store for `field` of the record R: capped, the whole text remembered for its entries.
+local function capped(field, v)
+  if not CAPPED[field] or type(v) ~= 'string' or #v <= TEXT_CAP then return v end
+  FULL[R] = FULL[R] or {}
+  FULL[R][field] = v
+  return short(v)
+end
+
 local function hget_num(key, field)
   local v = redis.call('HGET', key, field)
   if v == false or v == '' then return 0 end
@@ -43,7 +70,8 @@ for _, k in ipairs(EVENT_FIELDS) do IS_EVENT_FIELD[k] = true end
 -- The refund's timeline (a list beside its record, `<prefix>:t:<id>`): one entry per transition,
 -- kept with the record and archived with it, long after the outcome stream has been trimmed. An
 -- entry is its fields joined by the unit separator (\31): at, state, respcd, resperr,
--- refund_syssn, reason; control characters in the texts become spaces (refund::timeline reads it).
+-- refund_syssn, reason, last_error (the whole texts, see `capped`); control characters in the
+-- texts become spaces (refund::timeline reads it).
 -- The record key ends in `}:r:<id>`, and a hash tag ends at its first `}`.
 local function timeline_key()
   return (string.gsub(R, '}:r:', '}:t:', 1))
@@ -52,9 +80,9 @@ local function one_line(v)
   if v == nil or v == false then return '' end
   return (string.gsub(v, '%c', ' '))
 end
-local function push_timeline(now, state, respcd, resperr, refund_syssn, reason)
+local function push_timeline(now, state, respcd, resperr, refund_syssn, reason, last_error)
   redis.call('RPUSH', timeline_key(), table.concat({tostring(now), state or '', one_line(respcd), one_line(resperr),
-    one_line(refund_syssn), one_line(reason)}, '\31'))
+    one_line(refund_syssn), one_line(reason), one_line(last_error)}, '\31'))
 end
 
 -- Appends an entry to the outcome stream from `f` (field -> value, the record as it now is): one
@@ -69,7 +97,10 @@ local function emit_from(f, prev, now, maxlen)
   entry[#entry + 1] = 'at'
   entry[#entry + 1] = tostring(now)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', unpack(entry))
-  push_timeline(now, f.state, f.respcd, f.resperr, f.refund_syssn, f.reason)
+  local full = FULL[R] or {}
+  push_timeline(now, f.state, full.respcd or f.respcd, full.resperr or f.resperr, f.refund_syssn,
+    full.reason or f.reason, full.last_error or f.last_error)
+  FULL[R] = nil
 end
 
 -- Appends the record's public fields, read back, to the outcome stream.
@@ -77,6 +108,7 @@ local function emit(prev, now, maxlen)
   local v = redis.call('HMGET', R, unpack(EVENT_FIELDS))
   local f = {}
   for i, k in ipairs(EVENT_FIELDS) do f[k] = v[i] or nil end
+  for k, full in pairs(FULL[R] or {}) do f[k] = full end
   emit_from(f, prev, now, maxlen)
 end
 
@@ -110,7 +142,7 @@ end
 -- A refund found in 'submitting' may have been sent: it stays 'uncertain' whatever happens to it.
 local function review(otn, state, why, now, maxlen)
   if state == 'submitting' then redis.call('HSET', R, 'uncertain', 1) end
-  redis.call('HSET', R, 'reason', why, 'updated_at', now, 'next_at', 0)
+  redis.call('HSET', R, 'reason', capped('reason', why), 'updated_at', now, 'next_at', 0)
   redis.call('HDEL', R, 'lease_owner', 'lease_until')
   redis.call('ZREM', KEYS[2], otn)
   set_state(otn, state, 'needs_review', now)
@@ -122,9 +154,10 @@ end
 -- field (it is stored empty, which every reader takes as absent), so no HDEL is needed.
 local function write_fields(first, extra)
   local set = extra or {}
+  for i = 2, #set, 2 do set[i] = capped(set[i - 1], set[i]) end
   for i = first, #ARGV, 2 do
     set[#set + 1] = ARGV[i]
-    set[#set + 1] = ARGV[i + 1]
+    set[#set + 1] = capped(ARGV[i], ARGV[i + 1])
   end
   if #set > 0 then redis.call('HSET', R, unpack(set)) end
 end

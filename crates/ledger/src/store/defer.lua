@@ -12,6 +12,6 @@ if now - math.max(tonumber(cur[3]) or now, tonumber(cur[4]) or 0) >= A.max_age t
   review(A.id, cur[1], 'max age reached while waiting: ' .. A.reason, now, A.maxlen)
   return {'review'}
 end
-redis.call('HSET', KEYS[1], 'next_at', A.next_at, 'reason', A.reason)
+redis.call('HSET', KEYS[1], 'next_at', A.next_at, 'reason', short(A.reason))
 redis.call('ZADD', KEYS[2], A.next_at, A.id)
 return {'ok'}

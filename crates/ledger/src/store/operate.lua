@@ -70,7 +70,7 @@ elseif action == 'cancel' then
 else
   return refuse('unknown action ' .. action)
 end
-redis.call('HSET', KEYS[1], 'reason', note, 'updated_at', now, 'operator', who)
+redis.call('HSET', KEYS[1], 'reason', capped('reason', note), 'updated_at', now, 'operator', who)
 redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_until')
 set_state(otn, state, new, now)
 emit(state, now, A.maxlen)

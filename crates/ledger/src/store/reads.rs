@@ -10,6 +10,7 @@ use crate::error::LedgerError;
 use crate::refund::event::Event;
 use crate::refund::record::Record;
 use crate::refund::state::State;
+use crate::refund::timeline::{CUT, TimelineEntry, restore_texts};
 use crate::store::Ledger;
 use crate::store::args::script_args;
 use crate::store::keys::Keys;
@@ -57,7 +58,7 @@ impl Ledger {
             let rec = Record::from_hash(key, &h)?;
             // A record under the bare out_trade_no is another merchant's unless it says otherwise.
             if rec.merchant == merchant {
-                return Ok(Some(rec));
+                return Ok(self.with_whole_texts(self.shard_of(merchant), vec![rec]).await?.pop());
             }
         }
         Ok(None)
@@ -75,7 +76,30 @@ impl Ledger {
         if h.is_empty() {
             return Ok(None);
         }
-        Ok(Some(Record::from_hash(&key, &h)?))
+        Ok(self.with_whole_texts(shard, vec![Record::from_hash(&key, &h)?]).await?.pop())
+    }
+
+    /// `recs` (of `shard`) with the whole texts their records keep only the start of (see
+    /// `refund::timeline::restore_texts`): one more round trip, only when a text was cut.
+    async fn with_whole_texts(&self, shard: usize, mut recs: Vec<Record>) -> Result<Vec<Record>, LedgerError> {
+        let cut = |v: &Option<String>| v.as_deref().is_some_and(|t| t.ends_with(CUT));
+        let which: Vec<usize> = (0..recs.len())
+            .filter(|&i| cut(&recs[i].reason) || cut(&recs[i].resperr) || cut(&recs[i].last_error))
+            .collect();
+        if which.is_empty() {
+            return Ok(recs);
+        }
+        let keys = self.shard_keys(shard);
+        let mut pipe = redis::pipe();
+        for &i in &which {
+            pipe.lrange(keys.timeline(&recs[i].id), 0, -1);
+        }
+        let lists: Vec<Vec<String>> = pipe.query_async(&mut self.con.clone()).await?;
+        for (i, raw) in which.into_iter().zip(lists) {
+            let timeline: Vec<TimelineEntry> = raw.iter().filter_map(|e| TimelineEntry::parse(e)).collect();
+            restore_texts(&mut recs[i], &timeline);
+        }
+        Ok(recs)
     }
 
     /// Records of `ids` (ids in `shard`), in order, in one pipelined round trip; ids without a
@@ -96,7 +120,7 @@ impl Ledger {
                 out.push(Record::from_hash(&keys.record(id), &h)?);
             }
         }
-        Ok(out)
+        self.with_whole_texts(shard, out).await
     }
 
     /// Up to `limit` refunds in `state`, oldest first (by when they entered it), from `offset`.

@@ -41,7 +41,7 @@ local f = {out_trade_no = cur[6], syssn = cur[7], txamt = cur[3], merchant = cur
   fence = cur[2], state = new, reason = A.reason, next_at = tostring(stored_next)}
 -- The decision's own fields, as write_fields wrote them (an empty value clears the field).
 for i = A_REST, #ARGV, 2 do
-  if IS_EVENT_FIELD[ARGV[i]] then f[ARGV[i]] = ARGV[i + 1] ~= '' and ARGV[i + 1] or nil end
+  if IS_EVENT_FIELD[ARGV[i]] or ARGV[i] == 'last_error' then f[ARGV[i]] = ARGV[i + 1] ~= '' and ARGV[i + 1] or nil end
 end
 emit_from(f, expected, now, A.maxlen)
 return {'ok'}
