@@ -80,13 +80,15 @@ fuzz:
 bins:
 	$(CARGO) build -p qfrefund
 
-## deps: make sure redis-server (with redis-cli), openssl (TLS tests), zstd (reading the archive) and the Rust tools exist
+## deps: make sure redis-server (with redis-cli), openssl (TLS tests), zstd (reading the archive), postgresql
+## (the archive's database tests: initdb + pg_ctl, started by the harness) and the Rust tools exist
 deps: check-tools
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v zstd >/dev/null 2>&1 || missing="$$missing zstd"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v python3 >/dev/null 2>&1 || missing="$$missing python3"; \
 	python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \

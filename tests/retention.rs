@@ -137,3 +137,46 @@ async fn a_worker_killed_between_archiving_and_removing_loses_and_duplicates_not
     assert_eq!(states.first().copied(), Some("queued"), "{shown}");
     assert_eq!(states.last().copied(), Some("succeeded"), "{shown}");
 }
+
+/// The same with the PostgreSQL archive: every refund ends up a row (with its events), none
+/// twice, none left in Redis; `status` reads it back from the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_archive_into_postgres_and_status_reads_it_back() {
+    let scratch = Scratch::new("retention-pg");
+    let redis = RedisServer::start().unwrap();
+    let pg = testkit::PostgresServer::start().unwrap();
+    let sim = SimHandle::start_local(SimConfig::demo(N)).await.unwrap();
+    let ns = unique_namespace("retention-pg");
+    let mut env = env_for(&redis.url(), &ns, &sim.url());
+    env.insert("QFREFUND_ARCHIVE".into(), pg.url());
+    env.insert("QFREFUND_RETENTION_S".into(), "1".into());
+    let l = ledger(&redis.url(), &ns).await;
+    for i in 1..=N {
+        l.enqueue(refund(i)).await.unwrap();
+    }
+    let mut w = WorkerProcess::spawn(&env, scratch.path("w.log"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut left = 0;
+        for i in 1..=N {
+            left += u64::from(l.get("default", &format!("RF-A{i}")).await.unwrap().is_some());
+        }
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} refunds still in Redis: {}", w.output());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(w.terminate());
+    let sql = |q: &str| {
+        let out = std::process::Command::new("psql").args([pg.url().as_str(), "-At", "-c", q]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(
+        sql("SELECT count(*), count(DISTINCT out_trade_no), min(state), sum(txamt) FROM refunds"),
+        format!("{N}|{N}|succeeded|{}", N * 100)
+    );
+    assert_eq!(sql("SELECT min(n) FROM (SELECT count(*) n FROM refund_events GROUP BY out_trade_no) e"), "3");
+    let shown: serde_json::Value = serde_json::from_str(&qfrefund(&env, &["status", "RF-A7"])).unwrap();
+    assert_eq!((shown["archived"].as_bool(), shown["fields"]["txamt"].as_str()), (Some(true), Some("100")), "{shown}");
+}

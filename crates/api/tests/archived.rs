@@ -42,7 +42,8 @@ async fn an_archived_refund_is_answered_from_the_archive_or_its_tombstone() {
     let day = ledger::refund::tombstone::date_of_day(ledger::refund::tombstone::day_of(l.now_ms()));
     let lines = batch.iter().map(|r| archive::ArchivedRefund::of(r, l.now_ms())).collect();
     sink.write(0, &day, lines).await.unwrap();
-    assert_eq!(l.remove_archived(&batch).await.unwrap().removed, 1);
+    assert!(l.take_archiver(0, "test", Duration::from_secs(10)).await.unwrap());
+    assert_eq!(l.remove_archived("test", &batch).await.unwrap().removed, 1);
 
     let (status, body) = api.send("GET", "/v1/refunds/RF-1", Some(READER), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");

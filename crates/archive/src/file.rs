@@ -8,7 +8,8 @@
 //! count are a write that never finished (a crash): the next write cuts them off, and the refunds
 //! they held are still in Redis, to be written again. Refunds the last write of a shard holds
 //! (a crash after it, before Redis removed them) are recognised and not written again. One
-//! process writes a shard at a time (the ledger's archiver lease); readers may read any time.
+//! process writes a shard at a time (the ledger's archiver lease, and a lock on `shard-<n>/.lock`
+//! for a writer stalled past its lease); readers may read any time.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -187,6 +188,16 @@ fn append(
     hashes: &Mutex<HashMap<PathBuf, (u64, Sha256)>>,
 ) -> Result<Written, ArchiveError> {
     fs::create_dir_all(dir).map_err(|e| ArchiveError::io(dir, e))?;
+    // One writer per shard directory at a time, whatever the workers' leases say (a worker
+    // stalled past its lease may still be writing): held until the manifest is in place.
+    let lock_path = dir.join(".lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| ArchiveError::io(&lock_path, e))?;
+    lock.lock().map_err(|e| ArchiveError::io(&lock_path, e))?;
     let mut m = load_manifest(dir, day)?;
     // The shard's last write may be in an earlier day's file (a crash before midnight).
     let latest = manifest_days(dir)?.into_iter().next_back();
@@ -249,6 +260,7 @@ fn append(
         .map_err(|e| ArchiveError::io(&tmp, e))?;
     sync_dir(dir)?;
     cache.insert(path, (m.bytes, hasher));
+    drop(lock);
     Ok(written)
 }
 

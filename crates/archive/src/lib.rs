@@ -2,13 +2,15 @@
 //! archived refund is read back from.
 //!
 //! A sink is chosen by a URL (setting `archive`): `file:///path` writes daily JSON Lines files
-//! per shard, zstd-compressed, each with a manifest (see [`file`]). Every line is one refund
+//! per shard, zstd-compressed, each with a manifest (see [`file`]); `postgres://…` writes tables
+//! `refunds` and `refund_events` of a PostgreSQL database (see [`postgres`]). Every line is one refund
 //! ([`ArchivedRefund`]): every field of its record as Redis held it, and its timeline. A write
 //! returns only once the lines are on disk (fsynced) and the manifest says so: only then may the
 //! caller remove the refunds from Redis. Writing the same refunds again (a crash between the
 //! archive and the removal) never writes a line twice.
 
 pub mod file;
+pub mod postgres;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,6 +78,8 @@ pub enum ArchiveError {
     /// removed from Redis) until a person has looked.
     #[error("archive {path}: {problem}")]
     Corrupt { path: String, problem: String },
+    #[error("archive database {0}")]
+    Database(String),
 }
 
 impl ArchiveError {
@@ -97,6 +101,7 @@ pub struct Written {
 #[derive(Debug)]
 pub enum Sink {
     File(file::FileSink),
+    Postgres(postgres::PgSink),
 }
 
 impl Sink {
@@ -105,7 +110,16 @@ impl Sink {
         let bad = |why: &str| ArchiveError::Setting(setting.to_owned(), why.to_owned());
         let path = match setting.split_once("://") {
             Some(("file", rest)) => rest,
-            Some((scheme, _)) => return Err(bad(&format!("unknown scheme {scheme:?} (file:///path)"))),
+            Some(("postgres" | "postgresql", _)) => {
+                // Parsed now, so that a bad URL is refused at start-up, not at the first archiving.
+                setting
+                    .parse::<tokio_postgres::Config>()
+                    .map_err(|e| ArchiveError::Setting(postgres::redact(setting), e.to_string()))?;
+                return Ok(Sink::Postgres(postgres::PgSink::new(setting.to_owned())));
+            }
+            Some((scheme, _)) => {
+                return Err(bad(&format!("unknown scheme {scheme:?} (file:///path or postgres://…)")));
+            }
             None => setting,
         };
         let path = PathBuf::from(path);
@@ -119,6 +133,7 @@ impl Sink {
     pub async fn write(&self, shard: usize, day: &str, batch: Vec<ArchivedRefund>) -> Result<Written, ArchiveError> {
         match self {
             Sink::File(f) => f.write(shard, day, batch).await,
+            Sink::Postgres(p) => p.write(batch).await,
         }
     }
 
@@ -133,6 +148,7 @@ impl Sink {
     ) -> Result<Option<ArchivedRefund>, ArchiveError> {
         match self {
             Sink::File(f) => f.find(shard, day, merchant, out_trade_no).await,
+            Sink::Postgres(p) => p.find(merchant, out_trade_no).await,
         }
     }
 
@@ -140,6 +156,7 @@ impl Sink {
     pub fn describe(&self) -> String {
         match self {
             Sink::File(f) => format!("file://{}", f.root().display()),
+            Sink::Postgres(p) => p.describe(),
         }
     }
 }

@@ -48,6 +48,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Allow retention to remove refunds from a ledger made before tombstones existed: run it
+    /// once no older qfrefund process writes the ledger (one would take an archived refund's
+    /// request again for a new refund). Ledgers made by this version allow it from the start.
+    EnableRetention,
     /// Stop submitting a merchant's refunds (enquiries go on).
     /// (Audited with who and why, like every operator action.)
     Pause {
@@ -165,6 +169,7 @@ async fn main() -> ExitCode {
         Command::Audit { from } => ops::audit(config, from).await,
         Command::Stats => ops::stats(config).await,
         Command::Prune { dry_run } => prune::prune(config, dry_run).await,
+        Command::EnableRetention => prune::enable(config).await,
         Command::Redeliver { ids, all } => commands::redeliver(config, ids, all).await,
         Command::ScopeMerchants => commands::scope_merchants(config).await,
         Command::Reconcile(args) => ops::reconcile(config, args).await,

@@ -13,6 +13,7 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
     let r = c.retention()?;
     if dry_run {
         let ledger = open_reader(config).await?;
+        let enabled = ledger.retention_enabled().await?;
         let mut total = 0;
         for shard in 0..ledger.shard_count() {
             let n = ledger.retention_backlog(shard, r.retention).await?;
@@ -22,8 +23,8 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
         }
         println!(
             "{}",
-            json!({"would_archive": total, "retention_s": r.retention.as_secs(), "archive": r.archive,
-                   "removes": r.archive.is_some()})
+            json!({"would_archive": total, "retention_s": r.retention.as_secs(), "archive": r.archive.as_deref().map(|a| archive::Sink::from_setting(a).map(|s| s.describe()).unwrap_or_default()),
+                   "removes": r.archive.is_some() && enabled, "retention_enabled": enabled})
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -37,5 +38,12 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
     let (archived, removed) =
         worker::retention::prune_once(&ledger, &shards, &sink, &r, &owner).await.map_err(anyhow::Error::msg)?;
     println!("{}", json!({"archived": archived, "removed": removed, "archive": sink.describe()}));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn enable(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let ledger = open_producer(config).await?;
+    let newly = ledger.enable_retention().await?;
+    println!("{}", json!({"retention_enabled": true, "was_enabled": !newly}));
     Ok(ExitCode::SUCCESS)
 }

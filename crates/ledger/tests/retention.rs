@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{answer, claimed, ledger, policy};
+use common::{answer, claimed, ledger, ledger_with, policy};
 use ledger::machine::after_submit;
 use ledger::refund::tombstone::{day_of, day36};
 use ledger::store::retention::bucket_hash;
@@ -36,7 +36,8 @@ async fn retain_all(l: &Ledger) -> Vec<ledger::store::retention::Retained> {
     let mut all = Vec::new();
     for shard in 0..l.shard_count() {
         let batch = l.retained(shard, Duration::ZERO, 100).await.unwrap();
-        let removed = l.remove_archived(&batch).await.unwrap();
+        assert!(l.take_archiver(shard, "test", Duration::from_secs(10)).await.unwrap());
+        let removed = l.remove_archived("test", &batch).await.unwrap();
         assert_eq!(removed.removed as usize, batch.len(), "{removed:?}");
         all.extend(batch);
     }
@@ -117,7 +118,8 @@ async fn only_final_refunds_unchanged_since_they_were_read_are_removed() {
     // Changed after it was read (as an operator's retry would): kept.
     let mut raw = raw_connection(&redis.url()).await;
     let _: () = raw.hset(l.shard_keys(shard).record("RF1"), "updated_at", 1).await.unwrap();
-    let r = l.remove_archived(&batch).await.unwrap();
+    assert!(l.take_archiver(shard, "test", Duration::from_secs(10)).await.unwrap());
+    let r = l.remove_archived("test", &batch).await.unwrap();
     assert_eq!((r.removed, r.changed), (0, 1));
     assert!(l.get("default", "RF1").await.unwrap().is_some());
     // A leftover index entry without a record is cleared, not retained for ever.
@@ -159,4 +161,113 @@ async fn tombstones_past_their_own_retention_are_swept_and_free_the_out_trade_no
     assert_eq!(l.tombstone_count(shard).await.unwrap(), 2, "RF2's and its payment's");
     // RF1 is forgotten: the same out_trade_no is a new refund now.
     assert!(matches!(l.enqueue(paid("RF1", 10)).await.unwrap(), Enqueued::Created(_)));
+}
+
+fn of(merchant: &str, syssn: &str, otn: &str, txamt: u64) -> NewRefund {
+    NewRefund { merchant: Some(merchant.into()), ..NewRefund::new(syssn, otn, txamt) }
+}
+
+/// Found in review: another merchant's refund kept under its bare out_trade_no (a ledger from
+/// before refunds were merchant-scoped) left a tombstone its merchant's enqueues did not see,
+/// so another request under the same (merchant, out_trade_no) became a second refund.
+#[tokio::test]
+async fn a_bare_id_refund_of_another_merchant_archived_still_conflicts_with_another_request() {
+    let (redis, l) = ledger_with("retain-legacy", 1).await;
+    l.enqueue(of("shop2", "300", "RF9", 30)).await.unwrap();
+    let k = l.keys_for("shop2").clone();
+    let mut raw = raw_connection(&redis.url()).await;
+    // Kept under the bare id, as before scoping.
+    let _: () = raw.rename(k.record("shop2:RF9"), k.record("RF9")).await.unwrap();
+    let _: () = raw.rename(k.timeline("shop2:RF9"), k.timeline("RF9")).await.unwrap();
+    for index in [k.due(), k.state(State::Queued), k.created()] {
+        let score: f64 = raw.zscore(&index, "shop2:RF9").await.unwrap();
+        let _: () =
+            redis::pipe().zrem(&index, "shop2:RF9").zadd(&index, "RF9", score).query_async(&mut raw).await.unwrap();
+    }
+    let _: () = redis::pipe()
+        .hdel(k.payment("300"), "r:shop2:RF9")
+        .hset(k.payment("300"), "r:RF9", 1)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(matches!(l.enqueue(of("shop2", "300", "RF9", 31)).await, Err(LedgerError::Conflict { .. })));
+    let p = policy(5_000);
+    let fetched = l.claim_due(0, 10, &ClaimOptions::new("w1", &p, "2026-12-02 10:00:00")).await.unwrap();
+    let (fence, rec) = claimed(fetched.claims.into_iter().next().unwrap().claim);
+    let d = after_submit(&rec, &answer("0000"), &p, l.now_ms(), 0.5);
+    assert!(l.transition(&rec, State::Submitting, fence, &d, "op-1").await.unwrap());
+    assert_eq!(retain_all(&l).await.len(), 1);
+    assert!(matches!(l.enqueue(of("shop2", "300", "RF9", 30)).await.unwrap(), Enqueued::Duplicate(_)));
+    let r = l.enqueue(of("shop2", "300", "RF9", 31)).await;
+    assert!(matches!(r, Err(LedgerError::Conflict { .. })), "a second refund for (shop2, RF9): {r:?}");
+    assert_eq!(l.tombstone("shop2", "RF9").await.unwrap().unwrap().state, State::Succeeded);
+}
+
+/// Found in review: a final-state index entry whose record is live was archived (a live refund
+/// in the archive) and read again by every round, for ever.
+#[tokio::test]
+async fn a_live_refund_under_a_final_index_is_never_archived_and_the_entry_is_cleared() {
+    let (redis, l) = ledger_with("retain-live", 1).await;
+    l.enqueue(NewRefund::new("9", "RF-LIVE", 1)).await.unwrap();
+    let k = l.shard_keys(0);
+    let mut raw = raw_connection(&redis.url()).await;
+    let _: () = raw.zadd(k.state(State::Failed), "RF-LIVE", 0).await.unwrap();
+    assert!(l.retained(0, Duration::ZERO, 100).await.unwrap().is_empty());
+    assert_eq!(raw.zscore::<_, _, Option<f64>>(k.state(State::Failed), "RF-LIVE").await.unwrap(), None);
+    assert!(raw.zscore::<_, _, Option<f64>>(k.state(State::Queued), "RF-LIVE").await.unwrap().is_some());
+    assert_eq!(l.get("default", "RF-LIVE").await.unwrap().unwrap().state, State::Queued);
+}
+
+/// Found in review: a worker whose archiving lease ran out (a stall) while it wrote must remove
+/// nothing: another worker holds the shard now.
+#[tokio::test]
+async fn a_worker_that_lost_the_shard_removes_nothing() {
+    let (_r, l) = ledger_with("retain-lost", 1).await;
+    succeed(&l, paid("RF1", 10)).await;
+    assert!(l.take_archiver(0, "a", Duration::from_millis(50)).await.unwrap());
+    let batch = l.retained(0, Duration::ZERO, 100).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(l.take_archiver(0, "b", Duration::from_secs(10)).await.unwrap(), "a's lease ran out");
+    assert!(!l.take_archiver(0, "a", Duration::from_secs(10)).await.unwrap());
+    let r = l.remove_archived("a", &batch).await.unwrap();
+    assert!(r.lost && r.removed == 0, "{r:?}");
+    assert!(l.get("default", "RF1").await.unwrap().is_some());
+    assert_eq!(l.remove_archived("b", &batch).await.unwrap().removed, 1);
+}
+
+/// Found in review: a tombstone whose day does not read was swept at once, freeing its
+/// out_trade_no. It is kept.
+#[tokio::test]
+async fn a_tombstone_whose_day_does_not_read_is_kept() {
+    let (redis, l) = ledger_with("retain-odd", 1).await;
+    succeed(&l, paid("RF1", 10)).await;
+    retain_all(&l).await;
+    let mut raw = raw_connection(&redis.url()).await;
+    let key = format!("{}:x:0:{}", l.shard_keys(0).prefix(), bucket_hash("RF1") % 1024);
+    let _: () = raw.hset(&key, "RF1", " ?? s 0000").await.unwrap();
+    loop {
+        if l.sweep_tombstones(0, Duration::ZERO).await.unwrap().1 {
+            break;
+        }
+    }
+    assert!(raw.hexists::<_, _, bool>(&key, "RF1").await.unwrap());
+    // And it still refuses a request under its out_trade_no (saying it cannot read it).
+    let r = l.enqueue(paid("RF1", 10)).await;
+    assert!(matches!(&r, Err(LedgerError::Script(why)) if why.contains("tombstone")), "{r:?}");
+    assert_eq!(l.get("default", "RF1").await.unwrap(), None);
+}
+
+/// Found in review: processes from before tombstones would take an archived refund's request
+/// again for a new refund. A ledger made by this version allows retention; an older one only
+/// once an operator says so.
+#[tokio::test]
+async fn retention_of_an_older_ledger_waits_until_it_is_enabled() {
+    let (redis, l) = ledger_with("retain-gate", 1).await;
+    assert!(l.retention_enabled().await.unwrap(), "a new ledger allows it");
+    let mut raw = raw_connection(&redis.url()).await;
+    let layout = format!("{}:layout", l.shard_keys(0).prefix());
+    let _: () = raw.hdel(&layout, ledger::store::retention::TOMBSTONES_FIELD).await.unwrap();
+    assert!(!l.retention_enabled().await.unwrap());
+    assert!(l.enable_retention().await.unwrap());
+    assert!(l.retention_enabled().await.unwrap());
 }

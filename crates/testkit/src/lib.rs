@@ -22,9 +22,11 @@
 //! Without Docker (this project's CI) Redis runs as a plain process; where Docker exists, start a
 //! container (`docker run -p 6379 redis:7`) and point `REDIS_URL` at it.
 
+mod postgres;
 mod redis_cluster;
 mod redis_server;
 
+pub use postgres::{PostgresServer, postgres_bin_dir};
 pub use qfpay_sim::{Faults, SimConfig, SimHandle};
 pub use redis_cluster::RedisCluster;
 pub use redis_server::{Aof, RedisServer, RedisServerBuilder, TestRedis, redis_server_binary, unique_namespace};

@@ -23,7 +23,7 @@ const LEASE: Duration = Duration::from_secs(10);
 const SWEEPS_PER_ROUND: usize = 100;
 
 /// What retention does, and where it archives.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Retention {
     /// Final refunds older than this are archived, then removed from Redis.
     pub retention: Duration,
@@ -31,6 +31,17 @@ pub struct Retention {
     pub idempotency_retention: Duration,
     /// The archive sink's setting (`file:///path`); `None`: nothing is ever removed.
     pub archive: Option<String>,
+}
+
+impl std::fmt::Debug for Retention {
+    // The archive's URL may hold a database password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retention")
+            .field("retention", &self.retention)
+            .field("idempotency_retention", &self.idempotency_retention)
+            .field("archive", &self.archive.as_deref().map(archive::postgres::redact))
+            .finish()
+    }
 }
 
 impl Default for Retention {
@@ -84,7 +95,34 @@ pub async fn run(
 ) {
     let every = (cfg.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     info!(archive = %sink.describe(), retention = ?cfg.retention, "archiving final refunds past the retention");
+    if cfg.idempotency_retention < Duration::from_secs(366 * 86_400) {
+        warn!(
+            idempotency_retention = ?cfg.idempotency_retention,
+            "idempotency_retention is under a year: QFPay accepts refunds of some payments for 365 days, and once a \
+             payment's tombstone is swept its archived refunds no longer count against an over-refund"
+        );
+    }
+    let mut told = false;
     while !shutdown.is_triggered() {
+        match ledger.retention_enabled().await {
+            Ok(true) => {}
+            Ok(false) => {
+                if !told {
+                    warn!(
+                        "retention waits: this ledger predates tombstones. Once no older qfrefund process writes it, run \
+                         `qfrefund enable-retention`"
+                    );
+                    told = true;
+                }
+                shutdown.sleep(every).await;
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "reading whether retention is enabled failed");
+                shutdown.sleep(every).await;
+                continue;
+            }
+        }
         let mut backlog = 0;
         for &shard in &shards {
             if let Err(e) = archive_shard(&ledger, shard, &sink, &cfg, &owner, &counters, &shutdown).await {
@@ -125,6 +163,11 @@ pub async fn prune_once(
     cfg: &Retention,
     owner: &str,
 ) -> Result<(u64, u64), String> {
+    if !ledger.retention_enabled().await.map_err(|e| e.to_string())? {
+        return Err("this ledger predates tombstones: once no older qfrefund process writes it, run \
+                    `qfrefund enable-retention`"
+            .into());
+    }
     let counters = RetentionCounters::default();
     let (_trigger, never) = Shutdown::new();
     for &shard in shards {
@@ -156,10 +199,15 @@ async fn archive_shard(
         let now = ledger.now_ms();
         let lines: Vec<ArchivedRefund> = batch.iter().map(|r| ArchivedRefund::of(r, now)).collect();
         let written = sink.write(shard, &date_of_day(day_of(now)), lines).await.map_err(|e| e.to_string())?;
-        crate::failpoint("archive-written");
-        let removed = ledger.remove_archived(&batch).await.map_err(|e| e.to_string())?;
-        crate::failpoint("archive-removed");
         counters.archived.fetch_add(written.lines, Ordering::Relaxed);
+        crate::failpoint("archive-written");
+        // Renewed before removing (the write may have been slow); the removal checks it again,
+        // atomically: a worker that lost the shard meanwhile removes nothing.
+        if !ledger.take_archiver(shard, owner, LEASE).await.map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+        let removed = ledger.remove_archived(owner, &batch).await.map_err(|e| e.to_string())?;
+        crate::failpoint("archive-removed");
         counters.removed.fetch_add(removed.removed, Ordering::Relaxed);
         tracing::debug!(
             shard,
@@ -169,6 +217,11 @@ async fn archive_shard(
             changed = removed.changed,
             "archived"
         );
+        // No progress (every refund changed since it was read, or the lease lost): this round
+        // ends here, rather than reading the same batch again at once.
+        if removed.removed == 0 {
+            return Ok(());
+        }
     }
     Ok(())
 }

@@ -80,7 +80,7 @@ impl Tombstone {
 
     /// Whether `payload_hash` (a request's full hash) is the request this tombstone keeps.
     pub fn same_request(&self, payload_hash: &str) -> bool {
-        payload_hash.get(..12) == Some(self.payload_hash.as_str())
+        self.payload_hash.len() == 12 && payload_hash.get(..12) == Some(self.payload_hash.as_str())
     }
 }
 

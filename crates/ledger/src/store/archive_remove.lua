@@ -6,18 +6,21 @@
 -- its final outcome, or as a conflict. Its payment loses it; a payment with no refund left and
 -- none in flight is removed too, leaving a tombstone of what was paid and already refunded, so
 -- the over-refund guard still counts the archived refunds when the payment is refunded again.
--- KEYS: 1..14 as every record script (1 and 4 the first refund's record and payment), then the
--- record and payment of each further refund: 15, 16 for the second, 17, 18 for the third, …
+-- Only the worker that holds the shard's archiving (KEYS[15], see `take_archiver`) removes: one
+-- whose lease ran out while it wrote (a stall) removes nothing, and another has taken over.
+-- KEYS: 1..14 as every record script (1 and 4 the first refund's record and payment), 15 the
+-- archiver lease, then the record and payment of each further refund: 16, 17 for the second, …
 -- A: `RemoveArgs` (retention.rs); then, from ARGV[A_REST], per refund: id, updated_at, syssn.
--- Returns one word per refund: 'removed' | 'changed' | 'gone'.
+-- Returns one word per refund: 'removed' | 'changed' | 'gone', or {'lost'} (the lease).
+if redis.call('GET', KEYS[15]) ~= A.owner then return {'lost'} end
 local CODE = {succeeded = 's', failed = 'f', cancelled = 'c'}
 local out = {}
 local a = A_REST
 for i = 1, A.count do
-  if i > 1 then R, P = KEYS[11 + 2 * i], KEYS[12 + 2 * i] end
+  if i > 1 then R, P = KEYS[12 + 2 * i], KEYS[13 + 2 * i] end
   local id, seen, syssn = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   a = a + 3
-  local rec = redis.call('HMGET', R, 'state', 'updated_at', 'payload_hash', 'respcd')
+  local rec = redis.call('HMGET', R, 'state', 'updated_at', 'payload_hash', 'respcd', 'merchant', 'out_trade_no')
   if not rec[1] then
     -- Nothing to remove, but an index entry may be left over: clear it.
     for _, s in ipairs({'succeeded', 'failed', 'cancelled'}) do redis.call('ZREM', STATE_KEY[s], id) end
@@ -26,7 +29,14 @@ for i = 1, A.count do
   elseif not FINAL[rec[1]] or rec[2] ~= seen then
     out[i] = 'changed'
   else
-    tomb_put('x', id, string.sub(rec[3] or '', 1, 12) .. ' ' .. A.day .. ' ' .. CODE[rec[1]] .. ' ' .. (rec[4] or ''))
+    -- A missing hash is written '-': no request matches it (a conflict), and the sweep can read the day.
+    local hash = rec[3] and string.sub(rec[3], 1, 12) or '-'
+    local tomb = hash .. ' ' .. A.day .. ' ' .. CODE[rec[1]] .. ' ' .. (rec[4] or '')
+    tomb_put('x', id, tomb)
+    -- Another merchant's refund kept under its bare out_trade_no (before refunds were merchant-
+    -- scoped): its tombstone is under its scoped id too, where that merchant's enqueues look first.
+    local merchant, otn = rec[5], rec[6]
+    if merchant and otn and merchant ~= 'default' and id == otn then tomb_put('x', merchant .. ':' .. otn, tomb) end
     redis.call('ZREM', STATE_KEY[rec[1]], id)
     redis.call('ZREM', KEYS[14], id)
     redis.call('ZREM', KEYS[2], id)

@@ -36,7 +36,8 @@ pub const SWEEP_BUCKETS: usize = 32;
 
 script_args! {
     /// What `archive_remove.lua` takes; then, per refund: id, updated_at as archived, syssn.
-    pub struct RemoveArgs<'a> { day: &'a str, count: usize }
+    /// `owner`: the worker that must hold the shard's archiving.
+    pub struct RemoveArgs<'a> { day: &'a str, count: usize, owner: &'a str }
 }
 
 script_args! {
@@ -75,7 +76,15 @@ pub struct Removed {
     pub changed: u64,
     /// No longer there (removed by an earlier round).
     pub gone: u64,
+    /// The shard's archiving was no longer this worker's (its lease ran out): nothing removed.
+    pub lost: bool,
 }
+
+/// The layout field (`<namespace>:{<tag>}:layout`) that allows retention to remove refunds:
+/// set for a ledger made by this version, and by `qfrefund enable-retention` for an older one
+/// once no process from before tombstones runs (such a process would take the same request
+/// again for a new refund, and would not count a payment's archived refunds).
+pub const TOMBSTONES_FIELD: &str = "tombstones";
 
 /// The bucket hash of `tomb.lua` (the same function: both must place a name alike).
 pub fn bucket_hash(name: &str) -> u64 {
@@ -149,14 +158,22 @@ impl Ledger {
         }
         let replies: Vec<redis::Value> = pipe.query_async(&mut self.con.clone()).await?;
         let mut out = Vec::with_capacity(due.len());
-        let mut stale = Vec::new();
+        let mut stale = redis::pipe();
+        let mut any_stale = false;
         let mut replies = replies.into_iter();
         for (final_at, id, state) in due {
             let (Some(h), Some(t)) = (replies.next(), replies.next()) else { break };
             let fields: BTreeMap<String, String> = redis::from_redis_value(h).map_err(redis::RedisError::from)?;
             let raw: Vec<String> = redis::from_redis_value(t).map_err(redis::RedisError::from)?;
-            if fields.is_empty() {
-                stale.push((id, String::new(), String::new()));
+            // An index entry with no record, or whose record is not in that state: a leftover, not
+            // a refund to archive (archiving a live refund would remove nothing, for ever). Cleared.
+            if fields.is_empty() || fields.get("state").map(String::as_str) != Some(state.as_str()) {
+                tracing::warn!(shard, id = %id, index = %state, record = ?fields.get("state"), "a leftover final-state index entry: cleared");
+                stale.zrem(keys.state(state), &id).ignore();
+                if fields.is_empty() {
+                    stale.zrem(keys.created(), &id).ignore();
+                }
+                any_stale = true;
                 continue;
             }
             let merchant = fields.get("merchant").cloned().unwrap_or_default();
@@ -164,15 +181,16 @@ impl Ledger {
             let timeline = raw.iter().filter_map(|e| TimelineEntry::parse(e)).collect();
             out.push(Retained { shard, id, merchant, out_trade_no, state, final_at, fields, timeline });
         }
-        if !stale.is_empty() {
-            self.remove_ids(shard, &stale).await?;
+        if any_stale {
+            stale.query_async::<()>(&mut self.con.clone()).await?;
         }
         Ok(out)
     }
 
     /// Removes `archived` (refunds the archive now holds durably) from Redis, leaving their
-    /// tombstones: those still final and unchanged since they were read (see `archive_remove.lua`).
-    pub async fn remove_archived(&self, archived: &[Retained]) -> Result<Removed, LedgerError> {
+    /// tombstones: those still final and unchanged since they were read (see `archive_remove.lua`),
+    /// and only while `owner` holds their shard's archiving.
+    pub async fn remove_archived(&self, owner: &str, archived: &[Retained]) -> Result<Removed, LedgerError> {
         let mut total = Removed::default();
         for shard in 0..self.shard_count() {
             let items: Vec<(String, String, String)> = archived
@@ -183,16 +201,22 @@ impl Ledger {
                     (r.id.clone(), f("updated_at"), f("syssn"))
                 })
                 .collect();
-            let r = self.remove_ids(shard, &items).await?;
+            let r = self.remove_ids(shard, owner, &items).await?;
             total.removed += r.removed;
             total.changed += r.changed;
             total.gone += r.gone;
+            total.lost |= r.lost;
         }
         Ok(total)
     }
 
     /// `items`: (id, updated_at as archived, syssn).
-    async fn remove_ids(&self, shard: usize, items: &[(String, String, String)]) -> Result<Removed, LedgerError> {
+    async fn remove_ids(
+        &self,
+        shard: usize,
+        owner: &str,
+        items: &[(String, String, String)],
+    ) -> Result<Removed, LedgerError> {
         let keys = self.shard_keys(shard);
         let day = day36(day_of(self.now_ms()));
         let mut out = Removed::default();
@@ -203,15 +227,20 @@ impl Ledger {
                     for k in keys.script_keys(id, syssn) {
                         inv.key(k);
                     }
+                    inv.key(keys.archiver());
                 } else {
                     inv.key(keys.record(id)).key(keys.payment(syssn));
                 }
             }
-            RemoveArgs { day: &day, count: part.len() }.push(&mut inv);
+            RemoveArgs { day: &day, count: part.len(), owner }.push(&mut inv);
             for (id, updated_at, syssn) in part {
                 inv.arg(id).arg(updated_at).arg(syssn);
             }
             let words: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+            if words.first().map(String::as_str) == Some("lost") {
+                out.lost = true;
+                return Ok(out);
+            }
             for w in words {
                 match w.as_str() {
                     "removed" => out.removed += 1,
@@ -221,6 +250,20 @@ impl Ledger {
             }
         }
         Ok(out)
+    }
+
+    /// Whether refunds may leave Redis (see [`TOMBSTONES_FIELD`]).
+    pub async fn retention_enabled(&self) -> Result<bool, LedgerError> {
+        let base = crate::store::keys::Keys::new(&self.config.namespace, &self.config.tag);
+        let v: Option<String> = self.con.clone().hget(base.layout(), TOMBSTONES_FIELD).await?;
+        Ok(v.as_deref() == Some("1"))
+    }
+
+    /// Allows retention to remove refunds from this ledger (run once every process writing it
+    /// is of a version that reads tombstones). Returns whether it was not allowed before.
+    pub async fn enable_retention(&self) -> Result<bool, LedgerError> {
+        let base = crate::store::keys::Keys::new(&self.config.namespace, &self.config.tag);
+        Ok(self.con.clone().hset_nx(base.layout(), TOMBSTONES_FIELD, 1).await?)
     }
 
     /// The tombstone of `merchant`'s refund `out_trade_no`, if it was archived and removed.

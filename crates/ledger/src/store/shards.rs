@@ -50,6 +50,9 @@ impl Ledger {
                 pipe.hset_nx(base.layout(), "shards", n).ignore();
                 if old {
                     pipe.hset_nx(base.layout(), "legacy_ids", 1).ignore();
+                } else {
+                    // A new ledger: every process that will ever write it reads tombstones.
+                    pipe.hset_nx(base.layout(), crate::store::retention::TOMBSTONES_FIELD, 1).ignore();
                 }
                 pipe.query_async::<()>(&mut con).await?;
                 con.hget::<_, _, Option<usize>>(base.layout(), "shards").await?.unwrap_or(n)

@@ -19,7 +19,10 @@ for _ = 1, A.buckets do
     -- The day is the last word of a payment's tombstone and the second of a refund's.
     local day
     if kind == 'x' then day = string.match(all[j + 1], '^%S+ (%w+)') else day = string.match(all[j + 1], '(%w+)$') end
-    if (tonumber(day or '', 36) or 0) < A.before_day then old[#old + 1] = all[j] end
+    -- A day that does not read (a hand-made or damaged tombstone) keeps it: better kept too
+    -- long than an out_trade_no freed early.
+    local d = tonumber(day or '', 36)
+    if d and d < A.before_day then old[#old + 1] = all[j] end
   end
   if #old > 0 then
     removed = removed + redis.call('HDEL', key, unpack(old))
