@@ -5,6 +5,7 @@
 
 mod baseline;
 mod e2e;
+mod memory;
 mod report;
 mod scripts;
 mod shards;
@@ -108,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
     let runs = env_list("BENCH_RUNS", "3").first().copied().unwrap_or(3).max(1);
     let sizes = env_list("BENCH_SIZES", "5000,20000,100000");
     // BENCH_ONLY=2,5 runs only those rows (for investigating one figure).
-    let only = env_list("BENCH_ONLY", "1,2,3,4,5,6,7,8,9");
+    let only = env_list("BENCH_ONLY", "1,2,3,4,5,6,7,8,9,10");
     let want = |row: usize| only.contains(&row);
     let biggest = sizes.iter().copied().max().unwrap_or(5_000);
     let started = Instant::now();
@@ -340,6 +341,11 @@ async fn main() -> anyhow::Result<()> {
     // 9. 1, 2 and 4 shards, each on a Redis Cluster primary of its own.
     if want(9) {
         targets.shard_cpu_ratio = shards::row(&dir, runs, &mut log).await?;
+    }
+
+    // 10. Redis memory per refund, queued, final, after events_retention, archived.
+    if want(10) {
+        targets.memory = Some(memory::row(&dir, &mut log).await?);
     }
 
     report::write_results(&rows, runs, started.elapsed(), &targets)?;

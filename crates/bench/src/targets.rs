@@ -26,6 +26,8 @@ pub struct Targets {
     pub rss_mib: Option<f64>,
     /// Row 9: Redis CPU per refund of the busiest shard, 4 shards ÷ 1 shard.
     pub shard_cpu_ratio: Option<f64>,
+    /// Row 10: Redis bytes per refund at each stage.
+    pub memory: Option<crate::memory::Memory>,
 }
 
 /// The lease `qfrefund_e2e::env_for` gives bench workers (s).
@@ -125,6 +127,36 @@ impl Targets {
              per second rather than per refund (its cron and cluster bus, the workers' and this bench's \
              polling; a few ms/s) weigh more on a slower run",
         );
+        if let Some(m) = self.memory {
+            row(
+                "Redis bytes per queued refund ≤ 600, every index and its stream entry counted (row 10)",
+                Some(m.queued),
+                format!("{:.0} B", m.queued),
+                m.queued <= 600.0,
+                "the record is a hash of ~15 fields at enqueue (Redis keeps each key's own overhead, ~70 B,                  beside its listpack), the payment a hash of its own, three sorted-set entries (due, state,                  created: ~50 B each with their skiplist nodes), the outcome-stream entry and the timeline, a                  list of its own",
+            );
+            row(
+                "Redis bytes per final refund still retained ≤ 500 (row 10, after events_retention)",
+                Some(m.final_retained),
+                format!("{:.0} B", m.final_retained),
+                m.final_retained <= 500.0,
+                "the record has grown to ~30 fields (~700 B in its listpack), its timeline holds three                  entries, and its payment, state and created entries stay until it is archived",
+            );
+            row(
+                "Redis bytes per tombstone ≤ 64 (row 10: the refund's and its payment's)",
+                Some(m.tombstone),
+                format!("{:.0} B", m.tombstone),
+                m.tombstone <= 64.0,
+                "one refund per payment here, so each refund also leaves its payment's tombstone (paid and                  refunded, ~40 B); the refund's own is ~45 B",
+            );
+            row(
+                "no record out of Redis' compact hash encoding (row 10)",
+                Some(m.large as f64),
+                format!("{} of {}", m.large, m.sampled),
+                m.large == 0,
+                "a field over 64 bytes: an out_trade_no, mchid or udid that long (texts are capped)",
+            );
+        }
         md
     }
 }
