@@ -70,6 +70,15 @@ async fn a_worker_killed_between_archiving_and_removing_loses_and_duplicates_not
     wait_count(&l, State::Succeeded, N, Duration::from_secs(60)).await;
     assert!(w.terminate());
 
+    // Each request's evidence: what was sent (never the key) and what QFPay answered.
+    let shown: serde_json::Value = serde_json::from_str(&qfrefund(&base, &["status", "RF-A1", "--attempts"])).unwrap();
+    let first = &shown["attempts"][0];
+    assert_eq!((first["call"].as_str(), first["http_status"].as_u64()), (Some("refund"), Some(200)), "{shown}");
+    assert_eq!(first["params"]["out_trade_no"], "RF-A1", "{shown}");
+    assert!(first["sign"].as_str().is_some_and(|s| s.len() == 32), "{shown}");
+    assert!(first["body"].as_str().is_some_and(|b| b.contains("respcd")), "{shown}");
+    assert!(!shown.to_string().contains(qfpay_sim::args::DEMO_CLIENT_KEY), "the key is never evidence");
+
     let dir = scratch.path("archive");
     let mut env = base.clone();
     env.insert("QFREFUND_ARCHIVE".into(), format!("file://{}", dir.display()));
@@ -136,6 +145,14 @@ async fn a_worker_killed_between_archiving_and_removing_loses_and_duplicates_not
     let states: Vec<&str> = shown["timeline"].as_array().unwrap().iter().filter_map(|e| e["state"].as_str()).collect();
     assert_eq!(states.first().copied(), Some("queued"), "{shown}");
     assert_eq!(states.last().copied(), Some("succeeded"), "{shown}");
+    assert_eq!(shown["attempts"][0]["params"]["out_trade_no"], "RF-A3", "the evidence travels with it: {shown}");
+    let raw: String = std::fs::read_dir(dir.join("shard-0"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| zstd_lines(&std::fs::read(e.path()).unwrap_or_default()))
+        .collect();
+    assert!(!raw.contains(qfpay_sim::args::DEMO_CLIENT_KEY), "the key is never archived");
 }
 
 /// The same with the PostgreSQL archive: every refund ends up a row (with its events), none

@@ -39,6 +39,10 @@ pub struct ArchivedRefund {
     pub fields: BTreeMap<String, String>,
     /// Every transition, oldest first.
     pub timeline: Vec<TimelineEntry>,
+    /// The evidence of every request sent for it (parameters, signature, HTTP status, the
+    /// answer's body, times), oldest first.
+    #[serde(default)]
+    pub attempts: Vec<qfpay::Evidence>,
 }
 
 impl ArchivedRefund {
@@ -53,6 +57,7 @@ impl ArchivedRefund {
             archived_at,
             fields: r.fields.clone(),
             timeline: r.timeline.clone(),
+            attempts: r.attempts.clone(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The PostgreSQL sink (`postgres://…`): tables `refunds` (one row per refund, its record's
-//! fields as columns and, whole, as `fields`) and `refund_events` (its timeline), so finance
+//! fields as columns and, whole, as `fields`), `refund_events` (its timeline) and
+//! `refund_attempts` (the evidence of each request sent for it), so finance
 //! can query the history in SQL. The schema is `migrations/*.sql`, applied in order at the first
 //! use of the database (under an advisory lock: many workers may start at once). A write is one
 //! transaction of bulk upserts; it returns once committed. Writing a refund again replaces its
@@ -14,7 +15,8 @@ use tokio_postgres::{Client, NoTls};
 use crate::{ArchiveError, ArchivedRefund, FORMAT, Written};
 
 /// The migrations, in order: (version, SQL).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_archive.sql"))];
+const MIGRATIONS: &[(i32, &str)] =
+    &[(1, include_str!("../migrations/0001_archive.sql")), (2, include_str!("../migrations/0002_attempts.sql"))];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x7166_7265_6675_6e64;
@@ -129,6 +131,31 @@ impl PgSink {
                 last_error: e.get(6),
             })
             .collect();
+        let rows = client
+            .query(
+                "SELECT call, (extract(epoch FROM sent_at) * 1000)::bigint, took_ms, params::text, sign, sign_type, \
+                 http_status, body, body_truncated, error FROM refund_attempts \
+                 WHERE merchant = $1 AND out_trade_no = $2 ORDER BY seq",
+                &[&merchant, &out_trade_no],
+            )
+            .await
+            .map_err(|e| db(e, &self.url))?;
+        let mut attempts = Vec::with_capacity(rows.len());
+        for a in &rows {
+            let params: String = a.get(3);
+            attempts.push(qfpay::Evidence {
+                call: a.get(0),
+                sent_at: a.get(1),
+                took_ms: a.get::<_, i64>(2).max(0) as u64,
+                params: serde_json::from_str(&params).map_err(|e| bad(e.to_string()))?,
+                sign: a.get(4),
+                sign_type: a.get(5),
+                http_status: a.get::<_, Option<i32>>(6).map(|s| s.clamp(0, i32::from(u16::MAX)) as u16),
+                body: a.get(7),
+                body_truncated: a.get(8),
+                error: a.get(9),
+            });
+        }
         Ok(Some(ArchivedRefund {
             v: FORMAT,
             shard: row.get::<_, i32>(0).max(0) as usize,
@@ -139,6 +166,7 @@ impl PgSink {
             archived_at: row.get(4),
             fields,
             timeline,
+            attempts,
         }))
     }
 }
@@ -263,6 +291,50 @@ async fn upsert(client: &mut Client, batch: &[ArchivedRefund]) -> Result<u64, to
         &[&em, &eo, &seq, &at, &st, &texts[0], &texts[1], &texts[2], &texts[3], &texts[4]],
     )
     .await?;
+    tx.execute(
+        "DELETE FROM refund_attempts a USING UNNEST($1::text[], $2::text[]) AS u(m, o) \
+         WHERE a.merchant = u.m AND a.out_trade_no = u.o",
+        &[&dm, &do_],
+    )
+    .await?;
+    insert_attempts(&tx, &mine).await?;
     tx.commit().await?;
     Ok(mine.len() as u64)
+}
+
+async fn insert_attempts(
+    tx: &tokio_postgres::Transaction<'_>,
+    refunds: &[&ArchivedRefund],
+) -> Result<(), tokio_postgres::Error> {
+    let (mut m, mut o, mut seq, mut call, mut sent, mut took) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut params, mut sign, mut sign_type, mut status, mut body, mut cut, mut error) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for r in refunds {
+        for (i, a) in r.attempts.iter().enumerate() {
+            m.push(r.merchant.as_str());
+            o.push(r.out_trade_no.as_str());
+            seq.push(i as i32);
+            call.push(a.call.as_str());
+            sent.push(a.sent_at);
+            took.push(a.took_ms as i64);
+            params.push(serde_json::to_string(&a.params).unwrap_or_default());
+            sign.push(a.sign.as_str());
+            sign_type.push(a.sign_type.as_str());
+            status.push(a.http_status.map(i32::from));
+            body.push(a.body.as_deref());
+            cut.push(a.body_truncated);
+            error.push(a.error.as_deref());
+        }
+    }
+    tx.execute(
+        "INSERT INTO refund_attempts (merchant, out_trade_no, seq, call, sent_at, took_ms, params, sign, sign_type, \
+         http_status, body, body_truncated, error) \
+         SELECT m, o, s, c, timestamptz 'epoch' + interval '1 millisecond' * sa, t, p::jsonb, sg, st, hs, b, bt, e \
+         FROM UNNEST($1::text[], $2::text[], $3::integer[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], \
+         $8::text[], $9::text[], $10::integer[], $11::text[], $12::boolean[], $13::text[]) \
+         AS u(m, o, s, c, sa, t, p, sg, st, hs, b, bt, e)",
+        &[&m, &o, &seq, &call, &sent, &took, &params, &sign, &sign_type, &status, &body, &cut, &error],
+    )
+    .await?;
+    Ok(())
 }

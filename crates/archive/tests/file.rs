@@ -25,6 +25,7 @@ fn refund(otn: &str, updated_at: i64) -> ArchivedRefund {
         archived_at: updated_at + 1,
         fields,
         timeline: Vec::new(),
+        attempts: Vec::new(),
     }
 }
 

@@ -69,6 +69,35 @@ fn full(otn: &str, archived_at: i64) -> ArchivedRefund {
             e(1_796_186_922_900, "pending", Some("1143")),
             e(1_796_186_923_966, "succeeded", Some("0000")),
         ],
+        attempts: vec![
+            qfpay::Evidence {
+                call: "refund".into(),
+                sent_at: 1_796_186_922_201,
+                took_ms: 2_000,
+                params: [("out_trade_no", otn), ("txamt", "1234"), ("syssn", "20261202000000000000000001")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                sign: "0CC175B9C0F1B6A831C399E269772661".into(),
+                sign_type: "MD5".into(),
+                http_status: None,
+                body: None,
+                body_truncated: false,
+                error: Some("outcome unknown: timed out".into()),
+            },
+            qfpay::Evidence {
+                call: "query".into(),
+                sent_at: 1_796_186_923_900,
+                took_ms: 12,
+                params: [("out_trade_no", otn)].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+                sign: "92EB5FFEE6AE2FEC3AD71C777531578F".into(),
+                sign_type: "MD5".into(),
+                http_status: Some(200),
+                body: Some("{\"respcd\":\"0000\",\"resperr\":\"成功\"}".into()),
+                body_truncated: true,
+                error: None,
+            },
+        ],
     }
 }
 
@@ -97,13 +126,14 @@ async fn every_field_round_trips_and_a_refund_written_again_is_not_duplicated() 
         .args([&pg.url(), "-At", "-c"])
         .arg(
             "SELECT count(*), sum(txamt), min(state), (SELECT count(*) FROM refund_events), \
-             (SELECT string_agg(state, ',' ORDER BY seq) FROM refund_events WHERE out_trade_no = 'RF-1') FROM refunds",
+             (SELECT string_agg(state, ',' ORDER BY seq) FROM refund_events WHERE out_trade_no = 'RF-1'), \
+             (SELECT count(*) FROM refund_attempts WHERE http_status = 200) FROM refunds",
         )
         .output();
     if let Ok(out) = out {
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
-            "2|2468|succeeded|8|queued,submitting,pending,succeeded"
+            "2|2468|succeeded|8|queued,submitting,pending,succeeded|2"
         );
     }
 }

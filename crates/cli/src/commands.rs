@@ -164,11 +164,20 @@ fn write_failure(e: &LedgerError) -> (Option<u8>, String) {
     }
 }
 
-pub async fn status(config: Option<&Path>, merchant: &str, out_trade_no: &str) -> anyhow::Result<ExitCode> {
+pub async fn status(
+    config: Option<&Path>,
+    merchant: &str,
+    out_trade_no: &str,
+    attempts: bool,
+) -> anyhow::Result<ExitCode> {
     let ledger = open_reader(config).await?;
     match ledger.get(merchant, out_trade_no).await? {
         Some(r) => {
-            println!("{}", serde_json::to_string(&r)?);
+            let mut shown = serde_json::to_value(&r)?;
+            if attempts {
+                shown["attempts"] = serde_json::to_value(ledger.attempts(merchant, out_trade_no).await?)?;
+            }
+            println!("{shown}");
             Ok(ExitCode::SUCCESS)
         }
         None => match crate::archived::find(config, &ledger, merchant, out_trade_no).await? {

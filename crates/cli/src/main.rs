@@ -33,12 +33,16 @@ enum Command {
     /// Enqueue every refund of a CSV (header syssn,out_trade_no,txamt[,orig_txamt,mchid,udid,merchant])
     /// or JSON Lines file; prints a JSON summary. Exit 0 when every line was accepted or a duplicate.
     Import(import_cmd::ImportArgs),
-    /// Print one refund's record as JSON (exit 3 if unknown).
+    /// Print one refund's record as JSON (exit 3 if unknown); an archived refund from the archive.
     Status {
         out_trade_no: String,
         /// The refund's merchant (out_trade_no is unique per merchant).
         #[arg(long, default_value = ledger::DEFAULT_MERCHANT)]
         merchant: String,
+        /// Also the evidence of every request sent for it (parameters, signature, HTTP status,
+        /// QFPay's answer, times) under "attempts".
+        #[arg(long)]
+        attempts: bool,
     },
     /// Print refunds as JSON lines, oldest first.
     List(commands::ListArgs),
@@ -152,7 +156,9 @@ async fn main() -> ExitCode {
         Command::Worker => commands::worker(config).await,
         Command::Enqueue(args) => commands::enqueue(config, args).await,
         Command::Import(args) => import_cmd::import(config, args).await,
-        Command::Status { out_trade_no, merchant } => commands::status(config, &merchant, &out_trade_no).await,
+        Command::Status { out_trade_no, merchant, attempts } => {
+            commands::status(config, &merchant, &out_trade_no, attempts).await
+        }
         Command::List(args) => commands::list(config, args).await,
         Command::Pause { merchant, reason, by } => commands::pause(config, &merchant, true, &reason, by).await,
         Command::Resume { merchant, reason, by } => commands::pause(config, &merchant, false, &reason, by).await,

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::evidence::Evidence;
 use crate::params::Params;
 use crate::request::{EnquiryRequest, RefundRequest};
 use crate::response::{EnquiryResponse, ParseError, RefundResponse};
@@ -145,8 +146,59 @@ impl Client {
         req: &RefundRequest,
         within: Option<Duration>,
     ) -> Result<RefundResponse, ClientError> {
-        let body = self.post(REFUND_PATH, &req.params(), within).await?;
-        RefundResponse::parse(&body).map_err(unknown_body)
+        let mut evidence = self.evidence("refund", &req.params());
+        self.refund_evidenced(req, within, &mut evidence).await
+    }
+
+    /// What a request with `params` will be sent as (the parameters and the signature), before it
+    /// is sent: the caller keeps it even when the request is cut off mid-flight.
+    pub fn evidence(&self, call: &str, params: &Params) -> Evidence {
+        Evidence {
+            call: call.to_owned(),
+            sent_at: crate::time::unix_now_ms(),
+            took_ms: 0,
+            params: params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            sign: sign(params, &self.creds.key, self.creds.alg),
+            sign_type: self.creds.alg.header_value().to_owned(),
+            http_status: None,
+            body: None,
+            body_truncated: false,
+            error: None,
+        }
+    }
+
+    /// [`Self::refund_within`], recording in `evidence` (from [`Self::evidence`]) what came back.
+    pub async fn refund_evidenced(
+        &self,
+        req: &RefundRequest,
+        within: Option<Duration>,
+        evidence: &mut Evidence,
+    ) -> Result<RefundResponse, ClientError> {
+        let answer = match self.post(REFUND_PATH, &req.params(), within, evidence).await {
+            Ok(body) => RefundResponse::parse(&body).map_err(unknown_body),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &answer {
+            evidence.error = Some(e.to_string());
+        }
+        answer
+    }
+
+    /// [`Self::enquire_within`], recording in `evidence` (from [`Self::evidence`]) what came back.
+    pub async fn enquire_evidenced(
+        &self,
+        req: &EnquiryRequest,
+        within: Option<Duration>,
+        evidence: &mut Evidence,
+    ) -> Result<EnquiryResponse, ClientError> {
+        let answer = match self.post(QUERY_PATH, &req.params(), within, evidence).await {
+            Ok(body) => EnquiryResponse::parse(&body).map_err(unknown_body),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &answer {
+            evidence.error = Some(e.to_string());
+        }
+        answer
     }
 
     /// `POST /trade/v1/query`. `Ok` is QFPay's answer; check [`EnquiryResponse::is_ok`].
@@ -160,12 +212,19 @@ impl Client {
         req: &EnquiryRequest,
         within: Option<Duration>,
     ) -> Result<EnquiryResponse, ClientError> {
-        let body = self.post(QUERY_PATH, &req.params(), within).await?;
-        EnquiryResponse::parse(&body).map_err(unknown_body)
+        let mut evidence = self.evidence("query", &req.params());
+        self.enquire_evidenced(req, within, &mut evidence).await
     }
 
-    async fn post(&self, path: &str, params: &Params, within: Option<Duration>) -> Result<Vec<u8>, ClientError> {
+    async fn post(
+        &self,
+        path: &str,
+        params: &Params,
+        within: Option<Duration>,
+        evidence: &mut Evidence,
+    ) -> Result<Vec<u8>, ClientError> {
         let started = Instant::now();
+        evidence.sent_at = crate::time::unix_now_ms();
         let signature = sign(params, &self.creds.key, self.creds.alg);
         let mut rb = self
             .http
@@ -180,8 +239,11 @@ impl Client {
         if let Some(within) = within {
             rb = rb.timeout(within);
         }
-        let resp = rb.send().await.map_err(transport_error)?;
+        let sent = rb.send().await;
+        evidence.took_ms = started.elapsed().as_millis() as u64;
+        let resp = sent.map_err(transport_error)?;
         let status = resp.status();
+        evidence.http_status = Some(status.as_u16());
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             let retry_after = resp
                 .headers()
@@ -192,12 +254,18 @@ impl Client {
             return Err(ClientError::RateLimited { retry_after });
         }
         if !status.is_success() {
+            if let Ok(body) = resp.bytes().await {
+                evidence.set_body(&body);
+            }
             return Err(ClientError::OutcomeUnknown {
                 reason: format!("unexpected status {status}"),
                 status: Some(status.as_u16()),
             });
         }
-        let body = resp.bytes().await.map_err(transport_error)?;
+        let body = resp.bytes().await.map_err(transport_error);
+        evidence.took_ms = started.elapsed().as_millis() as u64;
+        let body = body?;
+        evidence.set_body(&body);
         tracing::debug!(
             path,
             status = status.as_u16(),

@@ -11,12 +11,14 @@
 //!   numbers-or-strings, `null`, unknown fields ignored) and how an enquiry answers for one refund.
 //! - [`respcd`]: the whole `respcd` catalogue (API §7) as data, and [`classify`].
 //! - [`client`]: [`Client`], whose [`ClientError`] says whether a request was provably *not sent*,
-//!   its outcome is *unknown*, or it was *rate limited*.
+//!   its outcome is *unknown*, or it was *rate limited*; [`evidence`]: what a request was and
+//!   what came back, for disputes.
 //!
 //! Section numbers (API §N) refer to `docs/qfpay-api.md` (QFPay's refund and enquiry API as
 //! this crate reads it).
 
 pub mod client;
+pub mod evidence;
 pub mod params;
 pub mod request;
 pub mod respcd;
@@ -26,6 +28,7 @@ pub mod sign;
 pub mod time;
 
 pub use client::{Client, ClientConfig, ClientError, Credentials};
+pub use evidence::Evidence;
 pub use params::Params;
 pub use request::{EnquiryRequest, FieldError, RefundRequest};
 pub use respcd::{Class, CodeInfo, classify};

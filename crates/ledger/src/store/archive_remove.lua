@@ -55,7 +55,7 @@ for i = 1, A.count do
       end
       redis.call('DEL', P)
     end
-    redis.call('DEL', R, timeline_key())
+    redis.call('DEL', R, timeline_key(), (string.gsub(R, '}:r:', '}:e:', 1)))
     out[i] = 'removed'
   end
 end

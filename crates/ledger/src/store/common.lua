@@ -152,12 +152,18 @@ end
 -- Writes field/value pairs from ARGV[first..] and the pairs in `extra` in one HSET: each
 -- redis.call costs, and scripts are most of the Redis time a refund takes. An empty value clears a
 -- field (it is stored empty, which every reader takes as absent), so no HDEL is needed.
+-- The pseudo-field 'evidence' (an attempt's evidence, JSON: see Decision::with_evidence) is not
+-- a field: it is appended to the refund's attempts, a list beside its record (`<prefix>:e:<id>`).
 local function write_fields(first, extra)
   local set = extra or {}
   for i = 2, #set, 2 do set[i] = capped(set[i - 1], set[i]) end
   for i = first, #ARGV, 2 do
-    set[#set + 1] = ARGV[i]
-    set[#set + 1] = capped(ARGV[i], ARGV[i + 1])
+    if ARGV[i] == 'evidence' then
+      if ARGV[i + 1] ~= '' then redis.call('RPUSH', (string.gsub(R, '}:r:', '}:e:', 1)), ARGV[i + 1]) end
+    else
+      set[#set + 1] = ARGV[i]
+      set[#set + 1] = capped(ARGV[i], ARGV[i + 1])
+    end
   end
   if #set > 0 then redis.call('HSET', R, unpack(set)) end
 end

@@ -54,6 +54,12 @@ impl Keys {
         format!("{}:t:{id}", self.prefix)
     }
 
+    /// The refund's attempts (a list: the evidence of each request sent for it, JSON, see
+    /// `qfpay::Evidence`).
+    pub fn evidence(&self, id: &str) -> String {
+        format!("{}:e:{id}", self.prefix)
+    }
+
     /// The tombstones' bookkeeping (hash: levels, per-level counts, the sweep's cursor; see
     /// `store/tomb.lua`, where the buckets `x:<level>:<n>` and `xp:<level>:<n>` are named).
     pub fn tombs(&self) -> String {
@@ -168,6 +174,7 @@ mod tests {
             k.excluded(),
             k.layout(),
             k.timeline("RF1"),
+            k.evidence("RF1"),
             k.tombs(),
             k.archiver(),
         ]);

@@ -65,6 +65,8 @@ pub struct Retained {
     /// The record's hash, field by field.
     pub fields: BTreeMap<String, String>,
     pub timeline: Vec<TimelineEntry>,
+    /// The evidence of every request sent for it, oldest first.
+    pub attempts: Vec<qfpay::Evidence>,
 }
 
 /// What a removal did.
@@ -154,7 +156,7 @@ impl Ledger {
         let keys = self.shard_keys(shard);
         let mut pipe = redis::pipe();
         for (_, id, _) in &due {
-            pipe.hgetall(keys.record(id)).lrange(keys.timeline(id), 0, -1);
+            pipe.hgetall(keys.record(id)).lrange(keys.timeline(id), 0, -1).lrange(keys.evidence(id), 0, -1);
         }
         let replies: Vec<redis::Value> = pipe.query_async(&mut self.con.clone()).await?;
         let mut out = Vec::with_capacity(due.len());
@@ -162,9 +164,10 @@ impl Ledger {
         let mut any_stale = false;
         let mut replies = replies.into_iter();
         for (final_at, id, state) in due {
-            let (Some(h), Some(t)) = (replies.next(), replies.next()) else { break };
+            let (Some(h), Some(t), Some(e)) = (replies.next(), replies.next(), replies.next()) else { break };
             let fields: BTreeMap<String, String> = redis::from_redis_value(h).map_err(redis::RedisError::from)?;
             let raw: Vec<String> = redis::from_redis_value(t).map_err(redis::RedisError::from)?;
+            let evidence: Vec<String> = redis::from_redis_value(e).map_err(redis::RedisError::from)?;
             // An index entry with no record, or whose record is not in that state: a leftover, not
             // a refund to archive (archiving a live refund would remove nothing, for ever). Cleared.
             if fields.is_empty() || fields.get("state").map(String::as_str) != Some(state.as_str()) {
@@ -179,7 +182,8 @@ impl Ledger {
             let merchant = fields.get("merchant").cloned().unwrap_or_default();
             let out_trade_no = fields.get("out_trade_no").cloned().unwrap_or_else(|| id.clone());
             let timeline = raw.iter().filter_map(|e| TimelineEntry::parse(e)).collect();
-            out.push(Retained { shard, id, merchant, out_trade_no, state, final_at, fields, timeline });
+            let attempts = evidence.iter().filter_map(|e| serde_json::from_str(e).ok()).collect();
+            out.push(Retained { shard, id, merchant, out_trade_no, state, final_at, fields, timeline, attempts });
         }
         if any_stale {
             stale.query_async::<()>(&mut self.con.clone()).await?;
@@ -264,6 +268,14 @@ impl Ledger {
     pub async fn enable_retention(&self) -> Result<bool, LedgerError> {
         let base = crate::store::keys::Keys::new(&self.config.namespace, &self.config.tag);
         Ok(self.con.clone().hset_nx(base.layout(), TOMBSTONES_FIELD, 1).await?)
+    }
+
+    /// The evidence of every request sent for `merchant`'s refund `out_trade_no` (oldest first;
+    /// empty for one archived: the archive has them).
+    pub async fn attempts(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<qfpay::Evidence>, LedgerError> {
+        let Some(rec) = self.get(merchant, out_trade_no).await? else { return Ok(Vec::new()) };
+        let raw: Vec<String> = self.con.clone().lrange(self.keys_for(merchant).evidence(&rec.id), 0, -1).await?;
+        Ok(raw.iter().filter_map(|e| serde_json::from_str(e).ok()).collect())
     }
 
     /// The tombstone of `merchant`'s refund `out_trade_no`, if it was archived and removed.

@@ -13,6 +13,20 @@ use super::{LEASE_MARGIN, Processor, Step, ms};
 use crate::guard::{self, Guarded};
 use crate::requests::{self, class_name, describe_enquiry, describe_submit, enquiry_for};
 
+/// The evidence of a request the lease cut off (never sent, or dropped in flight): what was
+/// about to be sent, and why nothing came back.
+fn cut_off<T>(mut e: qfpay::Evidence, answer: &Guarded<T>, sent: Instant) -> qfpay::Evidence {
+    match answer {
+        Guarded::Done(_) => {}
+        Guarded::NotStarted => e.error = Some("the lease ran out before the request was sent".into()),
+        Guarded::Expired => {
+            e.took_ms = sent.elapsed().as_millis() as u64;
+            e.error = Some("the lease ran out while the request was in flight".into());
+        }
+    }
+    e
+}
+
 impl Processor {
     /// When (by this process' monotonic clock) a request must be over, with a margin, for the
     /// lease to still cover the transition after it. Taken as soon as the claim has answered, so
@@ -40,6 +54,7 @@ impl Processor {
         let deadline = self.lease_deadline(&rec);
         // The claim (submitting, with its txdtm) must survive a Redis crash or failover before
         // anything is sent: fsynced (WAITAOF) and/or held by replicas (WAIT), as configured.
+        let mut evidence = None;
         let result = match requests::refund_request(&rec, mchid) {
             _ if !durable => SubmitResult::NotSent("the claim was not made durable (AOF, replicas) in time".into()),
             // Validated at enqueue and at start-up; if it still cannot be built, nothing was sent.
@@ -49,8 +64,11 @@ impl Processor {
                 None => SubmitResult::NotSent("the lease ran out before the request was sent".into()),
                 Some(within) => {
                     let sent = Instant::now();
-                    let answer = guard::within_lease(deadline, client.refund_within(&req, Some(within))).await;
+                    let mut e = client.evidence("refund", &req.params());
+                    let answer =
+                        guard::within_lease(deadline, client.refund_evidenced(&req, Some(within), &mut e)).await;
                     self.metrics.submitted(sent.elapsed());
+                    evidence = Some(cut_off(e, &answer, sent));
                     match answer {
                         Guarded::Done(answer) => SubmitResult::from(answer),
                         Guarded::NotStarted => {
@@ -64,6 +82,10 @@ impl Processor {
             },
         };
         let decision = after_submit(&rec, &result, &self.policy, self.ledger.now_ms(), fastrand::f64());
+        let decision = match &evidence {
+            Some(e) => decision.with_evidence(e),
+            None => decision,
+        };
         info!(submit = rec.submits, result = %describe_submit(&result), next = %decision.state, "submitted");
         self.apply(&rec, State::Submitting, fence, &decision)
             .await
@@ -85,12 +107,15 @@ impl Processor {
         } else {
             enquiry_for(&rec, mchid, self.ledger.now_ms())
         };
+        let mut evidence = None;
         let result = match (request, self.budget(deadline)) {
             (_, None) => EnquiryResult::Failed(ClientError::NotSent { reason: "the lease ran out".into() }),
             (Ok(req), Some(within)) => {
                 let sent = Instant::now();
-                let answer = guard::within_lease(deadline, client.enquire_within(&req, Some(within))).await;
+                let mut e = client.evidence("query", &req.params());
+                let answer = guard::within_lease(deadline, client.enquire_evidenced(&req, Some(within), &mut e)).await;
                 self.metrics.enquired(sent.elapsed());
+                evidence = Some(cut_off(e, &answer, sent));
                 match answer {
                     Guarded::Done(Ok(answer)) => EnquiryResult::Answer(answer),
                     Guarded::Done(Err(e)) => EnquiryResult::Failed(e),
@@ -106,6 +131,10 @@ impl Processor {
             after_payment_check(&rec, &result, &self.policy, now, fastrand::f64())
         } else {
             after_enquiry(&rec, &result, &self.policy, now, fastrand::f64())
+        };
+        let decision = match &evidence {
+            Some(e) => decision.with_evidence(e),
+            None => decision,
         };
         info!(enquiry = rec.enquiries, payment_check = rec.payment_check, result = %describe_enquiry(&rec, &result),
             next = %decision.state, "enquired");

@@ -57,6 +57,10 @@ pub enum EnquiryResult {
     Failed(ClientError),
 }
 
+/// The pseudo-field of [`Decision::set`] that carries an attempt's evidence (see
+/// [`Decision::with_evidence`]).
+pub const EVIDENCE: &str = "evidence";
+
 /// The record's next state and everything that changes with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -79,6 +83,12 @@ impl Decision {
     pub fn with(mut self, field: &'static str, value: impl Into<String>) -> Self {
         self.set.push((field, value.into()));
         self
+    }
+    /// Also keeps the evidence of the request this decision answers: appended to the refund's
+    /// attempts (`<prefix>:e:<id>`, see `store/common.lua`), never a field of the record.
+    pub fn with_evidence(self, evidence: &qfpay::Evidence) -> Self {
+        let json = serde_json::to_string(evidence).unwrap_or_default();
+        self.with(EVIDENCE, json)
     }
     fn pause(mut self) -> Self {
         self.pause_merchant = true;

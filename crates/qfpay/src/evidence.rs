@@ -1,0 +1,70 @@
+//! What one request to QFPay was, kept for a dispute: everything that was sent except the key
+//! (the parameters and the signature they were sent with), and what came back (the HTTP status,
+//! the raw body, size-capped), with the times. Built by [`crate::Client`]'s `*_evidenced` calls.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The most of an answer's body kept (bytes; QFPay's answers are a few hundred).
+pub const BODY_CAP: usize = 1024;
+
+/// One request and its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// `refund` or `query`.
+    pub call: String,
+    /// When it was sent (ms since the epoch, this host's clock).
+    pub sent_at: i64,
+    /// How long until the answer (or the failure), ms.
+    pub took_ms: u64,
+    /// The form parameters sent, exactly (the key is never one of them).
+    pub params: BTreeMap<String, String>,
+    /// The `X-QF-SIGN` header sent, and its algorithm.
+    pub sign: String,
+    pub sign_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The answer's body, its first [`BODY_CAP`] bytes (invalid UTF-8 replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body_truncated: bool,
+    /// Why there was no usable answer, if there was none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Evidence {
+    /// Keeps `body` (capped) as the answer's.
+    pub fn set_body(&mut self, body: &[u8]) {
+        let cut = body.len().min(BODY_CAP);
+        self.body = Some(String::from_utf8_lossy(&body[..cut]).into_owned());
+        self.body_truncated = body.len() > BODY_CAP;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_body_is_capped_and_said_to_be() {
+        let mut e = Evidence {
+            call: "refund".into(),
+            sent_at: 1,
+            took_ms: 2,
+            params: BTreeMap::new(),
+            sign: "S".into(),
+            sign_type: "MD5".into(),
+            http_status: Some(200),
+            body: None,
+            body_truncated: false,
+            error: None,
+        };
+        e.set_body(&vec![b'x'; BODY_CAP + 10]);
+        assert_eq!((e.body.as_ref().map(String::len), e.body_truncated), (Some(BODY_CAP), true));
+        e.set_body(b"{\"respcd\":\"0000\"}");
+        assert!(!e.body_truncated);
+    }
+}
