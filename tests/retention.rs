@@ -24,7 +24,7 @@ fn archived(dir: &std::path::Path) -> HashMap<String, u32> {
     let sink = archive::file::FileSink::new(dir.to_owned());
     let verified = sink.verify().unwrap();
     let mut out = HashMap::new();
-    for v in verified {
+    for v in verified.into_iter().filter(|v| !v.file.to_string_lossy().contains("/audit/")) {
         let bytes = std::fs::read(&v.file).unwrap();
         let text = zstd_lines(&bytes);
         for line in text.lines() {
@@ -79,10 +79,15 @@ async fn a_worker_killed_between_archiving_and_removing_loses_and_duplicates_not
     assert!(first["body"].as_str().is_some_and(|b| b.contains("respcd")), "{shown}");
     assert!(!shown.to_string().contains(qfpay_sim::args::DEMO_CLIENT_KEY), "the key is never evidence");
 
+    // Two operator actions for the audit trail.
+    qfrefund(&base, &["pause", "default", "--reason", "audit me", "--by", "ann"]);
+    qfrefund(&base, &["resume", "default", "--reason", "done", "--by", "ann"]);
+
     let dir = scratch.path("archive");
     let mut env = base.clone();
     env.insert("QFREFUND_ARCHIVE".into(), format!("file://{}", dir.display()));
     env.insert("QFREFUND_RETENTION_S".into(), "1".into());
+    env.insert("QFREFUND_AUDIT_RETENTION_S".into(), "1".into());
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     // What retention would archive now, said without touching anything.
     let out = qfrefund(&env, &["prune", "--dry-run"]);
@@ -123,7 +128,20 @@ async fn a_worker_killed_between_archiving_and_removing_loses_and_duplicates_not
         assert!(Instant::now() < deadline, "not all removed: {}", w.output());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The audit trail too: archived, then trimmed.
+    while !l.audit("0", 10).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the audit trail was not archived: {}", w.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(w.terminate());
+    let audit: u64 = archive::file::FileSink::new(dir.clone())
+        .verify()
+        .unwrap()
+        .iter()
+        .filter(|v| v.file.to_string_lossy().contains("/audit/"))
+        .map(|v| v.lines)
+        .sum();
+    assert_eq!(audit, 2, "the pause and the resume");
     let lines = archived(&dir);
     assert_eq!(lines.len() as u64, N, "{lines:?}");
     assert!(lines.values().all(|n| *n == 1), "{lines:?}");

@@ -3,6 +3,9 @@
 //! stream), and beside it `<YYYY-MM-DD>.manifest.json`: how many lines and bytes the file holds,
 //! the sha256 of those bytes, and the refunds of the last write.
 //!
+//! The audit trail (operator actions) goes the same way into `shard-<n>/audit/`, one line per
+//! entry, before the stream is trimmed.
+//!
 //! A write: the frame is appended and fsynced, then the manifest is replaced (written aside,
 //! fsynced, renamed, the directory fsynced); only then does it return. Bytes past the manifest's
 //! count are a write that never finished (a crash): the next write cuts them off, and the refunds
@@ -20,7 +23,10 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{ArchiveError, ArchivedRefund, FORMAT, Written};
+use crate::{ArchiveError, ArchivedRefund, AuditLine, FORMAT, Line, Written};
+
+/// Where a shard's audit-trail files are, inside its directory.
+const AUDIT_DIR: &str = "audit";
 
 /// zstd's level: fast, and a refund line shrinks ~5×.
 const LEVEL: i32 = 3;
@@ -79,6 +85,18 @@ impl FileSink {
         blocking(move || append(&dir, &day, &batch, &hashes)).await
     }
 
+    pub(crate) async fn write_audit(
+        &self,
+        shard: usize,
+        day: &str,
+        batch: Vec<AuditLine>,
+    ) -> Result<Written, ArchiveError> {
+        let dir = self.shard_dir(shard).join(AUDIT_DIR);
+        let day = day.to_owned();
+        let hashes = self.hashes.clone();
+        blocking(move || append(&dir, &day, &batch, &hashes)).await
+    }
+
     pub(crate) async fn find(
         &self,
         shard: usize,
@@ -113,6 +131,9 @@ impl FileSink {
         };
         let mut dirs: Vec<PathBuf> = shards.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect();
         dirs.sort();
+        // Each shard's audit files are in an `audit` directory of its own.
+        let audit: Vec<PathBuf> = dirs.iter().map(|d| d.join(AUDIT_DIR)).filter(|d| d.is_dir()).collect();
+        dirs.extend(audit);
         for dir in dirs {
             for day in manifest_days(&dir)? {
                 let m = load_manifest(&dir, &day)?;
@@ -123,7 +144,7 @@ impl FileSink {
                 if sha != m.sha256 {
                     return Err(corrupt(format!("sha256 {sha}, the manifest says {}", m.sha256)));
                 }
-                let lines = decode(&path, &bytes)?.len() as u64;
+                let lines = decode_values(&path, &bytes)?.len() as u64;
                 if lines != m.lines {
                     return Err(corrupt(format!("{lines} lines, the manifest says {}", m.lines)));
                 }
@@ -181,10 +202,10 @@ fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| ArchiveError::io(dir, e))
 }
 
-fn append(
+fn append<L: Line>(
     dir: &Path,
     day: &str,
-    batch: &[ArchivedRefund],
+    batch: &[L],
     hashes: &Mutex<HashMap<PathBuf, (u64, Sha256)>>,
 ) -> Result<Written, ArchiveError> {
     fs::create_dir_all(dir).map_err(|e| ArchiveError::io(dir, e))?;
@@ -206,7 +227,7 @@ fn append(
         _ => m.last_batch.clone(),
     };
     let already: HashSet<&str> = last.iter().map(String::as_str).collect();
-    let fresh: Vec<&ArchivedRefund> = batch.iter().filter(|r| !already.contains(r.version_key().as_str())).collect();
+    let fresh: Vec<&L> = batch.iter().filter(|r| !already.contains(r.version_key().as_str())).collect();
     let written = Written { lines: fresh.len() as u64, already: (batch.len() - fresh.len()) as u64 };
     let path = dir.join(&m.file);
     let corrupt = |problem: String| ArchiveError::Corrupt { path: path.display().to_string(), problem };
@@ -251,7 +272,7 @@ fn append(
     m.lines += written.lines;
     m.bytes += frame.len() as u64;
     m.sha256 = hex(&hasher.clone().finalize());
-    m.last_batch = batch.iter().map(ArchivedRefund::version_key).collect();
+    m.last_batch = batch.iter().map(Line::version_key).collect();
     let tmp = dir.join(format!(".{day}.manifest.json.tmp"));
     let body = serde_json::to_vec_pretty(&m).map_err(|e| corrupt(e.to_string()))?;
     File::create(&tmp)
@@ -274,7 +295,8 @@ fn read_prefix(path: &Path, bytes: u64) -> Result<Vec<u8>, ArchiveError> {
     Ok(out)
 }
 
-fn decode(path: &Path, bytes: &[u8]) -> Result<Vec<ArchivedRefund>, ArchiveError> {
+/// The lines of a file's vouched-for bytes, as JSON, each of a format this version reads.
+fn decode_values(path: &Path, bytes: &[u8]) -> Result<Vec<serde_json::Value>, ArchiveError> {
     let corrupt = |problem: String| ArchiveError::Corrupt { path: path.display().to_string(), problem };
     if bytes.is_empty() {
         return Ok(Vec::new());
@@ -282,13 +304,22 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Vec<ArchivedRefund>, ArchiveError
     let text = zstd::decode_all(bytes).map_err(|e| corrupt(format!("not zstd: {e}")))?;
     let mut out = Vec::new();
     for (i, line) in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-        let r: ArchivedRefund = serde_json::from_slice(line).map_err(|e| corrupt(format!("line {}: {e}", i + 1)))?;
-        if r.v != FORMAT {
-            return Err(corrupt(format!("line {}: format {} (this version reads {FORMAT})", i + 1, r.v)));
+        let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| corrupt(format!("line {}: {e}", i + 1)))?;
+        if v["v"].as_u64() != Some(u64::from(FORMAT)) {
+            return Err(corrupt(format!("line {}: format {} (this version reads {FORMAT})", i + 1, v["v"])));
         }
-        out.push(r);
+        out.push(v);
     }
     Ok(out)
+}
+
+fn decode(path: &Path, bytes: &[u8]) -> Result<Vec<ArchivedRefund>, ArchiveError> {
+    let corrupt = |problem: String| ArchiveError::Corrupt { path: path.display().to_string(), problem };
+    decode_values(path, bytes)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| serde_json::from_value(v).map_err(|e| corrupt(format!("line {}: {e}", i + 1))))
+        .collect()
 }
 
 /// The lines of `day`'s file in `dir` that its manifest vouches for.

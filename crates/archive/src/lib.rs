@@ -73,6 +73,35 @@ impl ArchivedRefund {
     }
 }
 
+/// A line of an archive file: what tells two versions of it apart (so a re-run writes none twice).
+pub trait Line: Serialize + Send + Sync {
+    fn version_key(&self) -> String;
+}
+
+impl Line for ArchivedRefund {
+    fn version_key(&self) -> String {
+        ArchivedRefund::version_key(self)
+    }
+}
+
+/// One entry of a shard's audit trail (an operator's action, or a merchant paused), archived
+/// before the stream is trimmed after `audit_retention`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLine {
+    pub v: u32,
+    pub shard: usize,
+    /// Its stream entry id (`<ms>-<seq>`): unique in its shard.
+    pub id: String,
+    /// Every field of the entry (out_trade_no, merchant, action, who, why, from, to, outcome, at).
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Line for AuditLine {
+    fn version_key(&self) -> String {
+        self.id.clone()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     #[error("archive setting {0:?}: {1}")]
@@ -139,6 +168,14 @@ impl Sink {
         match self {
             Sink::File(f) => f.write(shard, day, batch).await,
             Sink::Postgres(p) => p.write(batch).await,
+        }
+    }
+
+    /// Writes audit-trail entries of `shard` durably (the file sink: into `day`'s audit file).
+    pub async fn write_audit(&self, shard: usize, day: &str, batch: Vec<AuditLine>) -> Result<Written, ArchiveError> {
+        match self {
+            Sink::File(f) => f.write_audit(shard, day, batch).await,
+            Sink::Postgres(p) => p.write_audit(batch).await,
         }
     }
 

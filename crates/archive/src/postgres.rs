@@ -91,6 +91,49 @@ impl PgSink {
         Ok(Written { lines: applied, already: batch.len() as u64 - applied })
     }
 
+    pub(crate) async fn write_audit(&self, batch: Vec<crate::AuditLine>) -> Result<Written, ArchiveError> {
+        if batch.is_empty() {
+            return Ok(Written::default());
+        }
+        let mut guard = self.client().await?;
+        let Some(client) = guard.as_mut() else { return Err(ArchiveError::Database("no connection".into())) };
+        let shards: Vec<i32> = batch.iter().map(|a| a.shard as i32).collect();
+        let ids: Vec<&str> = batch.iter().map(|a| a.id.as_str()).collect();
+        let field =
+            |k: &str| -> Vec<String> { batch.iter().map(|a| a.fields.get(k).cloned().unwrap_or_default()).collect() };
+        let at: Vec<i64> = batch.iter().map(|a| a.fields.get("at").and_then(|v| v.parse().ok()).unwrap_or(0)).collect();
+        let fields: Vec<String> = batch.iter().map(|a| serde_json::to_string(&a.fields).unwrap_or_default()).collect();
+        let written = client
+            .execute(
+                "INSERT INTO refund_audit (shard, stream_id, at, merchant, out_trade_no, action, who, why, outcome, fields) \
+                 SELECT s, i, timestamptz 'epoch' + interval '1 millisecond' * a, m, o, ac, w, y, oc, f::jsonb \
+                 FROM UNNEST($1::integer[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                 $8::text[], $9::text[], $10::text[]) AS u(s, i, a, m, o, ac, w, y, oc, f) \
+                 ON CONFLICT (shard, stream_id) DO NOTHING",
+                &[
+                    &shards,
+                    &ids,
+                    &at,
+                    &field("merchant"),
+                    &field("out_trade_no"),
+                    &field("action"),
+                    &field("who"),
+                    &field("why"),
+                    &field("outcome"),
+                    &fields,
+                ],
+            )
+            .await;
+        let written = match written {
+            Ok(n) => n,
+            Err(e) => {
+                *guard = None;
+                return Err(db(e, &self.url));
+            }
+        };
+        Ok(Written { lines: written, already: batch.len() as u64 - written })
+    }
+
     pub(crate) async fn find(
         &self,
         merchant: &str,

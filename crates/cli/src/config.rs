@@ -86,6 +86,7 @@ struct WorkerSection {
     archive: Option<String>,
     retention_s: Option<u64>,
     idempotency_retention_s: Option<u64>,
+    audit_retention_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,7 +183,8 @@ impl Config {
     /// Retention and the archive, as the workers run them.
     pub fn retention(&self) -> anyhow::Result<worker::retention::Retention> {
         let w = &self.file.worker;
-        let r = retention::retention(w.archive.as_ref(), w.retention_s, w.idempotency_retention_s)?;
+        let r =
+            retention::retention(w.archive.as_ref(), w.retention_s, w.idempotency_retention_s, w.audit_retention_s)?;
         r.validate().map_err(anyhow::Error::msg)?;
         Ok(r)
     }

@@ -29,6 +29,8 @@ pub struct Retention {
     pub retention: Duration,
     /// How long a removed refund's tombstone answers for it.
     pub idempotency_retention: Duration,
+    /// Audit-trail entries older than this are archived, then trimmed from the stream.
+    pub audit_retention: Duration,
     /// The archive sink's setting (`file:///path`); `None`: nothing is ever removed.
     pub archive: Option<String>,
 }
@@ -39,6 +41,7 @@ impl std::fmt::Debug for Retention {
         f.debug_struct("Retention")
             .field("retention", &self.retention)
             .field("idempotency_retention", &self.idempotency_retention)
+            .field("audit_retention", &self.audit_retention)
             .field("archive", &self.archive.as_deref().map(archive::postgres::redact))
             .finish()
     }
@@ -49,6 +52,7 @@ impl Default for Retention {
         Self {
             retention: Duration::from_secs(30 * 86_400),
             idempotency_retention: Duration::from_secs(400 * 86_400),
+            audit_retention: Duration::from_secs(400 * 86_400),
             archive: None,
         }
     }
@@ -58,6 +62,9 @@ impl Retention {
     pub fn validate(&self) -> Result<(), String> {
         if self.retention < Duration::from_secs(1) {
             return Err("retention must be at least a second".into());
+        }
+        if self.audit_retention < Duration::from_secs(1) {
+            return Err("audit_retention must be at least a second".into());
         }
         if self.idempotency_retention < self.retention {
             return Err(format!(
@@ -127,6 +134,9 @@ pub async fn run(
         for &shard in &shards {
             if let Err(e) = archive_shard(&ledger, shard, &sink, &cfg, &owner, &counters, &shutdown).await {
                 warn!(shard, error = %e, "archiving failed; nothing was removed that the archive does not hold; trying again later");
+            }
+            if let Err(e) = archive_audit(&ledger, shard, &sink, &cfg, &owner, &shutdown).await {
+                warn!(shard, error = %e, "archiving the audit trail failed; nothing was trimmed that the archive does not hold");
             }
             match ledger.retention_backlog(shard, cfg.retention).await {
                 Ok(n) => backlog += n,
@@ -222,6 +232,30 @@ async fn archive_shard(
         if removed.removed == 0 {
             return Ok(());
         }
+    }
+    Ok(())
+}
+
+/// Archives `shard`'s audit-trail entries older than `audit_retention`, then trims them from
+/// the stream, a batch at a time, while this worker holds the shard's archiving.
+async fn archive_audit(
+    ledger: &Ledger,
+    shard: usize,
+    sink: &Sink,
+    cfg: &Retention,
+    owner: &str,
+    shutdown: &Shutdown,
+) -> Result<(), String> {
+    while !shutdown.is_triggered() && ledger.take_archiver(shard, owner, LEASE).await.map_err(|e| e.to_string())? {
+        let entries = ledger.audit_past(shard, cfg.audit_retention, BATCH).await.map_err(|e| e.to_string())?;
+        let Some(last) = entries.last().map(|(id, _)| id.clone()) else { return Ok(()) };
+        let lines = entries
+            .into_iter()
+            .map(|(id, fields)| archive::AuditLine { v: archive::FORMAT, shard, id, fields })
+            .collect();
+        sink.write_audit(shard, &date_of_day(day_of(ledger.now_ms())), lines).await.map_err(|e| e.to_string())?;
+        // What the archive now holds may go; trimming it twice is harmless.
+        ledger.trim_audit(shard, &last).await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }

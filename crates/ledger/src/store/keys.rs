@@ -86,7 +86,7 @@ impl Keys {
         format!("{}:pay:{syssn}", self.prefix)
     }
 
-    /// The audit trail of operator actions (a stream, never trimmed).
+    /// The audit trail of operator actions (a stream, trimmed only of what the archive holds).
     pub fn audit(&self) -> String {
         format!("{}:audit", self.prefix)
     }

@@ -7,7 +7,7 @@
 --            (unless forced: a person holding QFPay's proof; audited as forced).
 --   cancel:  queued (never sent) -> cancelled.
 -- Every action records who and why on the record, in the outcome stream and in the audit stream
--- (KEYS[15], never trimmed: the outcome stream is capped, the audit trail is not). A refused action
+-- (KEYS[15], trimmed only after the archive holds it: see store/trim.rs). A refused action
 -- is audited too.
 -- A: `OperateArgs` (operator.rs): id, out_trade_no, merchant, action, target state (resolve), who, why, now,
 --    maxlen, force (a resolve past the paid amount).

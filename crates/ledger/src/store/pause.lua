@@ -1,6 +1,6 @@
 -- pause: pause or resume a merchant's submits, and audit it, in one script (so the audit trail
 -- never misses a pause or resume that happened, nor records one that did not).
--- KEYS[1] paused merchants (hash), KEYS[2] the audit stream (never trimmed, as for operate.lua)
+-- KEYS[1] paused merchants (hash), KEYS[2] the audit stream (see operate.lua)
 -- A: `PauseArgs` (pause.rs): action ('pause' | 'resume'), merchant, who, why, now ms.
 -- Returns: 1 when it changed something (newly paused, or was paused), else 0.
 local action, merchant, who, why, now = A.action, A.merchant, A.who, A.why, A.now

@@ -1,11 +1,12 @@
-//! Trimming the outcome streams by age: entries older than the retention go, but never one a
+//! Trimming the streams by age. The outcome streams: entries older than the retention go, but never one a
 //! consumer group has not finished with (read and acknowledged, or not yet read), so a webhook
 //! (or any consumer's group) never loses an outcome to trimming. A webhook delivery that failed
 //! keeps its own copy on the retry schedule (`store::webhooks`), so it does not hold the stream.
 //!
 //! Each call trims at most [`TRIM_LIMIT`] entries (`XTRIM MINID ~ … LIMIT`: whole stream nodes,
 //! bounded work), so a backlog of old entries (a first run after an upgrade) goes over several
-//! calls, none holding Redis for long.
+//! calls, none holding Redis for long. The audit trails: only what the archive holds (see
+//! [`Ledger::audit_past`]), after `audit_retention`.
 
 use std::time::Duration;
 
@@ -74,6 +75,53 @@ impl Ledger {
             .arg("LIMIT")
             .arg(TRIM_LIMIT)
             .query_async(&mut con)
+            .await?;
+        Ok(trimmed)
+    }
+
+    /// Up to `limit` entries of shard `shard`'s audit trail older than `retention`, oldest first
+    /// (id, fields): what must be archived before [`Ledger::trim_audit`] may remove them.
+    pub async fn audit_past(
+        &self,
+        shard: usize,
+        retention: Duration,
+        limit: usize,
+    ) -> Result<Vec<(String, std::collections::BTreeMap<String, String>)>, LedgerError> {
+        let cutoff = self.now_ms() - retention.as_millis() as i64;
+        if cutoff <= 0 {
+            return Ok(Vec::new());
+        }
+        let reply: redis::streams::StreamRangeReply = self
+            .con
+            .clone()
+            .xrange_count(self.shard_keys(shard).audit(), "-", format!("{}", cutoff - 1), limit)
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|e| {
+                let fields = e
+                    .map
+                    .iter()
+                    .filter_map(|(k, v)| redis::from_redis_value_ref::<String>(v).ok().map(|v| (k.clone(), v)))
+                    .collect();
+                (e.id, fields)
+            })
+            .collect())
+    }
+
+    /// Removes shard `shard`'s audit entries up to and including `through` (an entry id the
+    /// archive now holds, and every one before it).
+    pub async fn trim_audit(&self, shard: usize, through: &str) -> Result<u64, LedgerError> {
+        let Some((ms, seq)) = parse_id(through) else {
+            return Err(LedgerError::Script(format!("not a stream id: {through:?}")));
+        };
+        let next = if seq == u64::MAX { format!("{}-0", ms + 1) } else { format!("{ms}-{}", seq + 1) };
+        let trimmed: u64 = redis::cmd("XTRIM")
+            .arg(self.shard_keys(shard).audit())
+            .arg("MINID")
+            .arg(next)
+            .query_async(&mut self.con.clone())
             .await?;
         Ok(trimmed)
     }
