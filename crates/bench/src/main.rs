@@ -1,7 +1,8 @@
 //! `make bench`: qfrefund against bare apalis-redis 1.0, in one run on one machine, so every
 //! figure can be read as a ratio. Writes `bench/RESULTS.md` and prints it.
 //!
-//! Knobs: `BENCH_RUNS` (default 3), `BENCH_SIZES` (default `5000,20000,100000`).
+//! Knobs: `BENCH_RUNS` (default 3), `BENCH_SIZES` (default `5000,20000,100000`), `BENCH_ONLY`
+//! (rows), `BENCH_SOAK_RATE` and `BENCH_SOAK_S` (row 11: 500 refunds/s for 300 s).
 
 mod baseline;
 mod e2e;
@@ -9,6 +10,7 @@ mod memory;
 mod report;
 mod scripts;
 mod shards;
+mod soak;
 mod stats;
 mod targets;
 
@@ -109,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
     let runs = env_list("BENCH_RUNS", "3").first().copied().unwrap_or(3).max(1);
     let sizes = env_list("BENCH_SIZES", "5000,20000,100000");
     // BENCH_ONLY=2,5 runs only those rows (for investigating one figure).
-    let only = env_list("BENCH_ONLY", "1,2,3,4,5,6,7,8,9,10");
+    let only = env_list("BENCH_ONLY", "1,2,3,4,5,6,7,8,9,10,11");
     let want = |row: usize| only.contains(&row);
     let biggest = sizes.iter().copied().max().unwrap_or(5_000);
     let started = Instant::now();
@@ -344,8 +346,13 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 10. Redis memory per refund, queued, final, after events_retention, archived.
-    if want(10) {
+    if want(10) || want(11) {
         targets.memory = Some(memory::row(&dir, &mut log).await?);
+    }
+    // 11. The soak: a steady stream of refunds with a 60 s retention.
+    if want(11) {
+        let per_tombstone = targets.memory.map_or(0.0, |m| m.tombstone);
+        targets.soak = Some(soak::row(&dir, per_tombstone, &mut log).await?);
     }
 
     report::write_results(&rows, runs, started.elapsed(), &targets)?;

@@ -28,6 +28,8 @@ pub struct Targets {
     pub shard_cpu_ratio: Option<f64>,
     /// Row 10: Redis bytes per refund at each stage.
     pub memory: Option<crate::memory::Memory>,
+    /// Row 11: the soak.
+    pub soak: Option<crate::soak::Soak>,
 }
 
 /// The lease `qfrefund_e2e::env_for` gives bench workers (s).
@@ -155,6 +157,26 @@ impl Targets {
                 format!("{} of {}", m.large, m.sampled),
                 m.large == 0,
                 "a field over 64 bytes: an out_trade_no, mchid or udid that long (texts are capped)",
+            );
+        }
+        if let Some(s) = self.soak {
+            let (min, max, mean) = s.flat;
+            let spread = 100.0 * (max - min) / 2.0 / mean.max(1.0);
+            row(
+                "soak, 500 refunds/s for 5 min, retention 60 s: used_memory flat (±10%) after the 2nd minute, tombstones \
+                 apart (row 11)",
+                Some(spread),
+                format!("±{spread:.1}%"),
+                spread <= 10.0,
+                "what remains of a refund after retention, its tombstone, stays by design for idempotency_retention \
+                 (days); the rest is the refunds of the last minute, which a steady rate keeps level",
+            );
+            row(
+                "soak: nothing lost, nothing twice (QFPay's records = archive + Redis; row 11)",
+                Some((s.lost + s.doubled) as f64),
+                format!("lost {} ; twice {}", s.lost, s.doubled),
+                s.lost == 0 && s.doubled == 0,
+                "a defect: a lost or doubled refund",
             );
         }
         md

@@ -174,22 +174,8 @@ fn of(merchant: &str, syssn: &str, otn: &str, txamt: u64) -> NewRefund {
 async fn a_bare_id_refund_of_another_merchant_archived_still_conflicts_with_another_request() {
     let (redis, l) = ledger_with("retain-legacy", 1).await;
     l.enqueue(of("shop2", "300", "RF9", 30)).await.unwrap();
-    let k = l.keys_for("shop2").clone();
-    let mut raw = raw_connection(&redis.url()).await;
     // Kept under the bare id, as before scoping.
-    let _: () = raw.rename(k.record("shop2:RF9"), k.record("RF9")).await.unwrap();
-    let _: () = raw.rename(k.timeline("shop2:RF9"), k.timeline("RF9")).await.unwrap();
-    for index in [k.due(), k.state(State::Queued), k.created()] {
-        let score: f64 = raw.zscore(&index, "shop2:RF9").await.unwrap();
-        let _: () =
-            redis::pipe().zrem(&index, "shop2:RF9").zadd(&index, "RF9", score).query_async(&mut raw).await.unwrap();
-    }
-    let _: () = redis::pipe()
-        .hdel(k.payment("300"), "r:shop2:RF9")
-        .hset(k.payment("300"), "r:RF9", 1)
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    common::move_to_bare_id(&redis.url(), &l, "shop2", "300", "RF9").await;
     assert!(matches!(l.enqueue(of("shop2", "300", "RF9", 31)).await, Err(LedgerError::Conflict { .. })));
     let p = policy(5_000);
     let fetched = l.claim_due(0, 10, &ClaimOptions::new("w1", &p, "2026-12-02 10:00:00")).await.unwrap();

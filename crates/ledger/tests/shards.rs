@@ -52,20 +52,9 @@ async fn a_ledger_from_before_merchant_scoping_reads_on() {
     let (redis, l) = ledger_with("legacy", 1).await;
     l.enqueue(of("shop2", "300", "RF9", 30)).await.unwrap();
     // Move it to the old layout: the record under the bare out_trade_no, every index naming it so.
+    common::move_to_bare_id(&redis.url(), &l, "shop2", "300", "RF9").await;
     let k = l.keys_for("shop2").clone();
     let mut raw = raw_connection(&redis.url()).await;
-    let _: () = raw.rename(k.record("shop2:RF9"), k.record("RF9")).await.unwrap();
-    for index in [k.due(), k.state(State::Queued), k.created()] {
-        let score: f64 = raw.zscore(&index, "shop2:RF9").await.unwrap();
-        let _: () =
-            redis::pipe().zrem(&index, "shop2:RF9").zadd(&index, "RF9", score).query_async(&mut raw).await.unwrap();
-    }
-    let _: () = redis::pipe()
-        .hdel(k.payment("300"), "r:shop2:RF9")
-        .hset(k.payment("300"), "r:RF9", 1)
-        .query_async(&mut raw)
-        .await
-        .unwrap();
 
     let rec = l.get("shop2", "RF9").await.unwrap().expect("found under the old key");
     assert_eq!((rec.id.as_str(), rec.txamt), ("RF9", 30));

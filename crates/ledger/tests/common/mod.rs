@@ -36,3 +36,25 @@ pub fn claimed(c: Claim) -> (u64, Record) {
 pub fn answer(code: &str) -> SubmitResult {
     SubmitResult::Answer(RefundResponse { respcd: Some(code.into()), syssn: Some("R1".into()), ..Default::default() })
 }
+
+/// Moves `merchant`'s queued refund `otn` (of payment `syssn`) to the layout of a ledger from
+/// before refunds were merchant-scoped: its record, timeline and every index under the bare
+/// out_trade_no.
+pub async fn move_to_bare_id(redis_url: &str, l: &Ledger, merchant: &str, syssn: &str, otn: &str) {
+    use redis::AsyncCommands;
+    let k = l.keys_for(merchant).clone();
+    let scoped = ledger::refund::placement::refund_id(merchant, otn);
+    let mut raw = testkit::raw_connection(redis_url).await;
+    let _: () = raw.rename(k.record(&scoped), k.record(otn)).await.unwrap();
+    let _: () = raw.rename(k.timeline(&scoped), k.timeline(otn)).await.unwrap();
+    for index in [k.due(), k.state(ledger::State::Queued), k.created()] {
+        let score: f64 = raw.zscore(&index, &scoped).await.unwrap();
+        let _: () = redis::pipe().zrem(&index, &scoped).zadd(&index, otn, score).query_async(&mut raw).await.unwrap();
+    }
+    let _: () = redis::pipe()
+        .hdel(k.payment(syssn), format!("r:{scoped}"))
+        .hset(k.payment(syssn), format!("r:{otn}"), 1)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+}
