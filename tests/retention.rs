@@ -75,7 +75,7 @@ async fn a_worker_killed_between_archiving_and_removing_loses_and_duplicates_not
     let first = &shown["attempts"][0];
     assert_eq!((first["call"].as_str(), first["http_status"].as_u64()), (Some("refund"), Some(200)), "{shown}");
     assert_eq!(first["params"]["out_trade_no"], "RF-A1", "{shown}");
-    assert!(first["sign"].as_str().is_some_and(|s| s.len() == 32), "{shown}");
+    assert!(first["sign_sha256"].as_str().is_some_and(|s| s.len() == 64), "{shown}");
     assert!(first["body"].as_str().is_some_and(|b| b.contains("respcd")), "{shown}");
     assert!(!shown.to_string().contains(qfpay_sim::args::DEMO_CLIENT_KEY), "the key is never evidence");
 

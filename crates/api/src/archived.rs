@@ -11,16 +11,16 @@ use crate::error::ApiError;
 
 pub(crate) async fn record(st: &Shared, merchant: &str, out_trade_no: &str) -> Result<Option<Record>, ApiError> {
     let Some(tomb) = st.ledger.tombstone(merchant, out_trade_no).await? else { return Ok(None) };
-    let Some(setting) = &st.config.archive else { return Ok(Some(Record::from_tombstone(&tomb))) };
-    let line = match archive::Sink::from_setting(setting) {
-        Ok(sink) => sink.find(st.ledger.shard_of(merchant), &tomb.archived_on, merchant, out_trade_no).await,
-        Err(e) => Err(e),
-    };
+    let Some(sink) = &st.archive else { return Ok(Some(Record::from_tombstone(&tomb))) };
+    let line = sink.find(st.ledger.shard_of(merchant), &tomb.archived_on, merchant, out_trade_no).await;
     let found = match line {
         Ok(Some(line)) => {
             let fields: HashMap<String, String> = line.fields.into_iter().collect();
             let id = ledger::refund::placement::refund_id(merchant, out_trade_no);
-            Record::from_hash(&st.ledger.keys_for(merchant).record(&id), &fields).ok()
+            Record::from_hash(&st.ledger.keys_for(merchant).record(&id), &fields).ok().map(|mut r| {
+                ledger::refund::timeline::restore_texts(&mut r, &line.timeline);
+                r
+            })
         }
         Ok(None) => None,
         Err(e) => {

@@ -51,7 +51,7 @@ impl std::fmt::Debug for NotifyKey {
 }
 
 /// How the API runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiConfig {
     pub tokens: Vec<ApiToken>,
     pub notify_keys: Vec<NotifyKey>,
@@ -67,6 +67,22 @@ pub struct ApiConfig {
     /// The workers' archive setting (`file:///path`): an archived refund is answered from it
     /// when this process can read it, else from its tombstone.
     pub archive: Option<String>,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    // Tokens and notification keys print as their own types do; the archive's URL may hold a
+    // database password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("tokens", &self.tokens)
+            .field("notify_keys", &self.notify_keys)
+            .field("body_limit", &self.body_limit)
+            .field("request_timeout", &self.request_timeout)
+            .field("base_url", &self.base_url)
+            .field("merchants", &self.merchants)
+            .field("archive", &self.archive.as_deref().map(archive::postgres::redact))
+            .finish()
+    }
 }
 
 impl Default for ApiConfig {
@@ -87,6 +103,8 @@ impl Default for ApiConfig {
 pub(crate) struct AppState {
     pub ledger: Ledger,
     pub config: ApiConfig,
+    /// The archive `config.archive` names, if any.
+    pub archive: Option<archive::Sink>,
     pub metrics: Metrics,
 }
 
@@ -138,7 +156,15 @@ pub fn app(ledger: Ledger, config: ApiConfig) -> Router {
     let doc = Arc::new(doc);
     let timeout = config.request_timeout;
     let limit = config.body_limit;
-    let state = Arc::new(AppState { ledger, config, metrics: Metrics::default() });
+    // One sink for the process (a database archive keeps its connection).
+    let archive = config.archive.as_deref().and_then(|a| match archive::Sink::from_setting(a) {
+        Ok(sink) => Some(sink),
+        Err(e) => {
+            tracing::warn!(error = %e, "the archive setting is unusable: archived refunds are answered from their tombstones");
+            None
+        }
+    });
+    let state = Arc::new(AppState { ledger, config, archive, metrics: Metrics::default() });
     router
         .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))

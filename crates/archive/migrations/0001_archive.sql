@@ -20,7 +20,9 @@ CREATE TABLE refunds (
     final_at      timestamptz NOT NULL,   -- when it entered its final state
     archived_at   timestamptz NOT NULL,
     fields        jsonb       NOT NULL,   -- every field of the record as Redis held it
-    PRIMARY KEY (merchant, out_trade_no)
+    -- created_at too: once a refund's tombstone is swept (idempotency_retention), its
+    -- out_trade_no may be used again, by another refund with a history of its own.
+    PRIMARY KEY (merchant, out_trade_no, created_at)
 );
 CREATE INDEX refunds_syssn ON refunds (syssn);
 CREATE INDEX refunds_final_at ON refunds (final_at);
@@ -28,6 +30,7 @@ CREATE INDEX refunds_final_at ON refunds (final_at);
 CREATE TABLE refund_events (
     merchant      text        NOT NULL,
     out_trade_no  text        NOT NULL,
+    created_at    timestamptz NOT NULL,   -- the refund's (see refunds)
     seq           integer     NOT NULL,   -- 0, 1, … in the order they happened
     at            timestamptz NOT NULL,
     state         text        NOT NULL,
@@ -36,6 +39,6 @@ CREATE TABLE refund_events (
     refund_syssn  text,
     reason        text,
     last_error    text,
-    PRIMARY KEY (merchant, out_trade_no, seq),
-    FOREIGN KEY (merchant, out_trade_no) REFERENCES refunds ON DELETE CASCADE
+    PRIMARY KEY (merchant, out_trade_no, created_at, seq),
+    FOREIGN KEY (merchant, out_trade_no, created_at) REFERENCES refunds ON DELETE CASCADE
 );

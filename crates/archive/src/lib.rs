@@ -141,7 +141,7 @@ pub enum Sink {
 impl Sink {
     /// The sink an `archive` setting names: `file:///absolute/path` (or a bare absolute path).
     pub fn from_setting(setting: &str) -> Result<Self, ArchiveError> {
-        let bad = |why: &str| ArchiveError::Setting(setting.to_owned(), why.to_owned());
+        let bad = |why: &str| ArchiveError::Setting(postgres::redact(setting), why.to_owned());
         let path = match setting.split_once("://") {
             Some(("file", rest)) => rest,
             Some(("postgres" | "postgresql", _)) => {

@@ -15,8 +15,11 @@ use tokio_postgres::{Client, NoTls};
 use crate::{ArchiveError, ArchivedRefund, FORMAT, Written};
 
 /// The migrations, in order: (version, SQL).
-const MIGRATIONS: &[(i32, &str)] =
-    &[(1, include_str!("../migrations/0001_archive.sql")), (2, include_str!("../migrations/0002_attempts.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_archive.sql")),
+    (2, include_str!("../migrations/0002_attempts.sql")),
+    (3, include_str!("../migrations/0003_audit.sql")),
+];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x7166_7265_6675_6e64;
@@ -33,16 +36,40 @@ impl std::fmt::Debug for PgSink {
     }
 }
 
-/// `url` without its password.
+/// `url` (or a `key=value` connection string) without its password: the user part's and any
+/// `password=` parameter's.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
+    let mut out = match url.split_once("://").map(|(scheme, rest)| (scheme, rest.rsplit_once('@'))) {
+        Some((scheme, Some((userinfo, host)))) => {
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{scheme}://{user}@{host}")
         }
-        None => url.to_owned(),
+        _ => url.to_owned(),
+    };
+    while let Some(at) = out.find("password=") {
+        let start = at + "password=".len();
+        if out[start..].starts_with("***") {
+            break;
+        }
+        let end = out[start..].find(['&', ' ']).map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
     }
+    out
+}
+
+/// PostgreSQL's text and jsonb take no NUL character: each becomes U+FFFD.
+fn without_nul<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(v: &T) -> T {
+    fn clean(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{fffd}"),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(clean),
+            serde_json::Value::Object(o) => o.values_mut().for_each(clean),
+            _ => {}
+        }
+    }
+    let Ok(mut json) = serde_json::to_value(v) else { return v.clone() };
+    clean(&mut json);
+    serde_json::from_value(json).unwrap_or_else(|_| v.clone())
 }
 
 fn db(e: tokio_postgres::Error, url: &str) -> ArchiveError {
@@ -62,8 +89,16 @@ impl PgSink {
     async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, ArchiveError> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(Client::is_closed) {
-            let (mut client, connection) =
-                tokio_postgres::connect(&self.url, NoTls).await.map_err(|e| db(e, &self.url))?;
+            let mut config: tokio_postgres::Config = self.url.parse().map_err(|e| db(e, &self.url))?;
+            // A database that stops answering must not hold the archiving (and every archived
+            // read) of this process for ever: connects time out, dead peers are found by TCP
+            // keepalives, statements time out on the server.
+            config
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .keepalives(true)
+                .keepalives_idle(std::time::Duration::from_secs(30))
+                .options("-c statement_timeout=60000");
+            let (mut client, connection) = config.connect(NoTls).await.map_err(|e| db(e, &self.url))?;
             let url = redact(&self.url);
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
@@ -80,6 +115,7 @@ impl PgSink {
         if batch.is_empty() {
             return Ok(Written::default());
         }
+        let batch: Vec<ArchivedRefund> = batch.iter().map(without_nul).collect();
         let mut guard = self.client().await?;
         let Some(client) = guard.as_mut() else { return Err(ArchiveError::Database("no connection".into())) };
         let result = upsert(client, &batch).await;
@@ -95,6 +131,7 @@ impl PgSink {
         if batch.is_empty() {
             return Ok(Written::default());
         }
+        let batch: Vec<crate::AuditLine> = batch.iter().map(without_nul).collect();
         let mut guard = self.client().await?;
         let Some(client) = guard.as_mut() else { return Err(ArchiveError::Database("no connection".into())) };
         let shards: Vec<i32> = batch.iter().map(|a| a.shard as i32).collect();
@@ -144,12 +181,15 @@ impl PgSink {
         let row = client
             .query_opt(
                 "SELECT shard, state, fields::text, (extract(epoch FROM final_at) * 1000)::bigint, \
-                 (extract(epoch FROM archived_at) * 1000)::bigint FROM refunds WHERE merchant = $1 AND out_trade_no = $2",
+                 (extract(epoch FROM archived_at) * 1000)::bigint, created_at FROM refunds \
+                 WHERE merchant = $1 AND out_trade_no = $2 ORDER BY created_at DESC LIMIT 1",
                 &[&merchant, &out_trade_no],
             )
             .await
             .map_err(|e| db(e, &self.url))?;
         let Some(row) = row else { return Ok(None) };
+        // The latest refund under this out_trade_no (an earlier one's tombstone was swept).
+        let created_at: std::time::SystemTime = row.get(5);
         let bad = |what: String| ArchiveError::Database(format!("refund {merchant}/{out_trade_no}: {what}"));
         let state: String = row.get(1);
         let fields: String = row.get(2);
@@ -157,8 +197,8 @@ impl PgSink {
         let events = client
             .query(
                 "SELECT (extract(epoch FROM at) * 1000)::bigint, state, respcd, resperr, refund_syssn, reason, last_error \
-                 FROM refund_events WHERE merchant = $1 AND out_trade_no = $2 ORDER BY seq",
-                &[&merchant, &out_trade_no],
+                 FROM refund_events WHERE merchant = $1 AND out_trade_no = $2 AND created_at = $3 ORDER BY seq",
+                &[&merchant, &out_trade_no, &created_at],
             )
             .await
             .map_err(|e| db(e, &self.url))?;
@@ -176,10 +216,10 @@ impl PgSink {
             .collect();
         let rows = client
             .query(
-                "SELECT call, (extract(epoch FROM sent_at) * 1000)::bigint, took_ms, params::text, sign, sign_type, \
-                 http_status, body, body_truncated, error FROM refund_attempts \
-                 WHERE merchant = $1 AND out_trade_no = $2 ORDER BY seq",
-                &[&merchant, &out_trade_no],
+                "SELECT call, (extract(epoch FROM sent_at) * 1000)::bigint, took_ms, params::text, sign_sha256, \
+                 sign_type, http_status, body, body_truncated, error FROM refund_attempts \
+                 WHERE merchant = $1 AND out_trade_no = $2 AND created_at = $3 ORDER BY seq",
+                &[&merchant, &out_trade_no, &created_at],
             )
             .await
             .map_err(|e| db(e, &self.url))?;
@@ -191,7 +231,7 @@ impl PgSink {
                 sent_at: a.get(1),
                 took_ms: a.get::<_, i64>(2).max(0) as u64,
                 params: serde_json::from_str(&params).map_err(|e| bad(e.to_string()))?,
-                sign: a.get(4),
+                sign_sha256: a.get(4),
                 sign_type: a.get(5),
                 http_status: a.get::<_, Option<i32>>(6).map(|s| s.clamp(0, i32::from(u16::MAX)) as u16),
                 body: a.get(7),
@@ -241,6 +281,11 @@ fn num(batch: &[ArchivedRefund], field: &str) -> Vec<i64> {
     batch.iter().map(|r| r.fields.get(field).and_then(|v| v.parse().ok()).unwrap_or(0)).collect()
 }
 
+/// The refund's `created_at` (ms): with (merchant, out_trade_no), what names its row.
+fn created(r: &ArchivedRefund) -> i64 {
+    r.fields.get("created_at").and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 /// Upserts `batch` in one transaction; how many rows it wrote (the others hold a later
 /// archiving of the same refund).
 async fn upsert(client: &mut Client, batch: &[ArchivedRefund]) -> Result<u64, tokio_postgres::Error> {
@@ -266,13 +311,13 @@ async fn upsert(client: &mut Client, batch: &[ArchivedRefund]) -> Result<u64, to
                  FROM UNNEST($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], \
                  $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], \
                  $15::bigint[], $16::bigint[], $17::text[]) AS u(m, o, sh, st, sy, tx, ot, rs, rc, re, rn, su, en, ca, fa, aa, f) \
-                 ON CONFLICT (merchant, out_trade_no) DO UPDATE SET shard = EXCLUDED.shard, state = EXCLUDED.state, \
+                 ON CONFLICT (merchant, out_trade_no, created_at) DO UPDATE SET shard = EXCLUDED.shard, state = EXCLUDED.state, \
                  syssn = EXCLUDED.syssn, txamt = EXCLUDED.txamt, orig_txamt = EXCLUDED.orig_txamt, \
                  refund_syssn = EXCLUDED.refund_syssn, respcd = EXCLUDED.respcd, resperr = EXCLUDED.resperr, \
                  reason = EXCLUDED.reason, submits = EXCLUDED.submits, enquiries = EXCLUDED.enquiries, \
-                 created_at = EXCLUDED.created_at, final_at = EXCLUDED.final_at, archived_at = EXCLUDED.archived_at, \
+                 final_at = EXCLUDED.final_at, archived_at = EXCLUDED.archived_at, \
                  fields = EXCLUDED.fields WHERE refunds.archived_at <= EXCLUDED.archived_at \
-                 RETURNING merchant, out_trade_no"
+                 RETURNING merchant, out_trade_no, (extract(epoch FROM created_at) * 1000)::bigint"
             ),
             &[
                 &merchants,
@@ -295,19 +340,24 @@ async fn upsert(client: &mut Client, batch: &[ArchivedRefund]) -> Result<u64, to
             ],
         )
         .await?;
-    let written: std::collections::HashSet<(String, String)> =
-        applied.iter().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))).collect();
+    let written: std::collections::HashSet<(String, String, i64)> =
+        applied.iter().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, i64>(2))).collect();
     let mine: Vec<&ArchivedRefund> =
-        batch.iter().filter(|r| written.contains(&(r.merchant.clone(), r.out_trade_no.clone()))).collect();
-    let (dm, do_): (Vec<&str>, Vec<&str>) = mine.iter().map(|r| (r.merchant.as_str(), r.out_trade_no.as_str())).unzip();
+        batch.iter().filter(|r| written.contains(&(r.merchant.clone(), r.out_trade_no.clone(), created(r)))).collect();
+    let dm: Vec<&str> = mine.iter().map(|r| r.merchant.as_str()).collect();
+    let do_: Vec<&str> = mine.iter().map(|r| r.out_trade_no.as_str()).collect();
+    let dc: Vec<i64> = mine.iter().map(|r| created(r)).collect();
+    let same = "x.merchant = u.m AND x.out_trade_no = u.o AND x.created_at = timestamptz 'epoch' + interval '1 millisecond' * u.c";
     tx.execute(
-        "DELETE FROM refund_events e USING UNNEST($1::text[], $2::text[]) AS u(m, o) \
-         WHERE e.merchant = u.m AND e.out_trade_no = u.o",
-        &[&dm, &do_],
+        &format!(
+            "DELETE FROM refund_events x USING UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(m, o, c) WHERE {same}"
+        ),
+        &[&dm, &do_, &dc],
     )
     .await?;
     let mut em: Vec<&str> = Vec::new();
     let mut eo: Vec<&str> = Vec::new();
+    let mut ec: Vec<i64> = Vec::new();
     let mut seq: Vec<i32> = Vec::new();
     let mut at: Vec<i64> = Vec::new();
     let mut st: Vec<&str> = Vec::new();
@@ -316,6 +366,7 @@ async fn upsert(client: &mut Client, batch: &[ArchivedRefund]) -> Result<u64, to
         for (i, e) in r.timeline.iter().enumerate() {
             em.push(&r.merchant);
             eo.push(&r.out_trade_no);
+            ec.push(created(r));
             seq.push(i as i32);
             at.push(e.at);
             st.push(&e.state);
@@ -326,18 +377,19 @@ async fn upsert(client: &mut Client, batch: &[ArchivedRefund]) -> Result<u64, to
     }
     tx.execute(
         &format!(
-            "INSERT INTO refund_events (merchant, out_trade_no, seq, at, state, respcd, resperr, refund_syssn, reason, \
-             last_error) SELECT m, o, s, {ms} a, st, rc, re, rs, rn, le FROM UNNEST($1::text[], $2::text[], \
-             $3::integer[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) \
-             AS u(m, o, s, a, st, rc, re, rs, rn, le)"
+            "INSERT INTO refund_events (merchant, out_trade_no, created_at, seq, at, state, respcd, resperr, refund_syssn, \
+             reason, last_error) SELECT m, o, {ms} c, s, {ms} a, st, rc, re, rs, rn, le FROM UNNEST($1::text[], \
+             $2::text[], $11::bigint[], $3::integer[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], \
+             $9::text[], $10::text[]) AS u(m, o, c, s, a, st, rc, re, rs, rn, le)"
         ),
-        &[&em, &eo, &seq, &at, &st, &texts[0], &texts[1], &texts[2], &texts[3], &texts[4]],
+        &[&em, &eo, &seq, &at, &st, &texts[0], &texts[1], &texts[2], &texts[3], &texts[4], &ec],
     )
     .await?;
     tx.execute(
-        "DELETE FROM refund_attempts a USING UNNEST($1::text[], $2::text[]) AS u(m, o) \
-         WHERE a.merchant = u.m AND a.out_trade_no = u.o",
-        &[&dm, &do_],
+        &format!(
+            "DELETE FROM refund_attempts x USING UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(m, o, c) WHERE {same}"
+        ),
+        &[&dm, &do_, &dc],
     )
     .await?;
     insert_attempts(&tx, &mine).await?;
@@ -350,18 +402,20 @@ async fn insert_attempts(
     refunds: &[&ArchivedRefund],
 ) -> Result<(), tokio_postgres::Error> {
     let (mut m, mut o, mut seq, mut call, mut sent, mut took) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut created_at: Vec<i64> = Vec::new();
     let (mut params, mut sign, mut sign_type, mut status, mut body, mut cut, mut error) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for r in refunds {
         for (i, a) in r.attempts.iter().enumerate() {
             m.push(r.merchant.as_str());
             o.push(r.out_trade_no.as_str());
+            created_at.push(created(r));
             seq.push(i as i32);
             call.push(a.call.as_str());
             sent.push(a.sent_at);
             took.push(a.took_ms as i64);
             params.push(serde_json::to_string(&a.params).unwrap_or_default());
-            sign.push(a.sign.as_str());
+            sign.push(a.sign_sha256.as_str());
             sign_type.push(a.sign_type.as_str());
             status.push(a.http_status.map(i32::from));
             body.push(a.body.as_deref());
@@ -370,13 +424,14 @@ async fn insert_attempts(
         }
     }
     tx.execute(
-        "INSERT INTO refund_attempts (merchant, out_trade_no, seq, call, sent_at, took_ms, params, sign, sign_type, \
-         http_status, body, body_truncated, error) \
-         SELECT m, o, s, c, timestamptz 'epoch' + interval '1 millisecond' * sa, t, p::jsonb, sg, st, hs, b, bt, e \
-         FROM UNNEST($1::text[], $2::text[], $3::integer[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], \
-         $8::text[], $9::text[], $10::integer[], $11::text[], $12::boolean[], $13::text[]) \
-         AS u(m, o, s, c, sa, t, p, sg, st, hs, b, bt, e)",
-        &[&m, &o, &seq, &call, &sent, &took, &params, &sign, &sign_type, &status, &body, &cut, &error],
+        "INSERT INTO refund_attempts (merchant, out_trade_no, created_at, seq, call, sent_at, took_ms, params, \
+         sign_sha256, sign_type, http_status, body, body_truncated, error) \
+         SELECT m, o, timestamptz 'epoch' + interval '1 millisecond' * ca, s, c, \
+         timestamptz 'epoch' + interval '1 millisecond' * sa, t, p::jsonb, sg, st, hs, b, bt, e \
+         FROM UNNEST($1::text[], $2::text[], $14::bigint[], $3::integer[], $4::text[], $5::bigint[], $6::bigint[], \
+         $7::text[], $8::text[], $9::text[], $10::integer[], $11::text[], $12::boolean[], $13::text[]) \
+         AS u(m, o, ca, s, c, sa, t, p, sg, st, hs, b, bt, e)",
+        &[&m, &o, &seq, &call, &sent, &took, &params, &sign, &sign_type, &status, &body, &cut, &error, &created_at],
     )
     .await?;
     Ok(())

@@ -78,7 +78,7 @@ fn full(otn: &str, archived_at: i64) -> ArchivedRefund {
                     .into_iter()
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
                     .collect(),
-                sign: "0CC175B9C0F1B6A831C399E269772661".into(),
+                sign_sha256: "0cc175b9c0f1b6a831c399e269772661aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into(),
                 sign_type: "MD5".into(),
                 http_status: None,
                 body: None,
@@ -90,7 +90,7 @@ fn full(otn: &str, archived_at: i64) -> ArchivedRefund {
                 sent_at: 1_796_186_923_900,
                 took_ms: 12,
                 params: [("out_trade_no", otn)].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
-                sign: "92EB5FFEE6AE2FEC3AD71C777531578F".into(),
+                sign_sha256: "92eb5ffee6ae2fec3ad71c777531578faaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into(),
                 sign_type: "MD5".into(),
                 http_status: Some(200),
                 body: Some("{\"respcd\":\"0000\",\"resperr\":\"成功\"}".into()),
@@ -145,4 +145,42 @@ fn a_database_url_is_checked_at_once_and_its_password_never_shown() {
     let s = Sink::from_setting("postgres://u:secret@127.0.0.1:5432/db").unwrap();
     assert!(!s.describe().contains("secret") && s.describe().contains("u@127.0.0.1"), "{}", s.describe());
     assert!(!format!("{s:?}").contains("secret"));
+}
+
+/// Found in review: the audit table's migration was never applied, a reused out_trade_no (its
+/// tombstone long swept) replaced the earlier refund's history, and a NUL byte in an answer made
+/// every write of the batch fail for ever.
+#[tokio::test]
+async fn the_audit_trail_a_reused_out_trade_no_and_a_nul_byte_are_archived() {
+    let pg = PostgresServer::start().unwrap();
+    let sink = Sink::from_setting(&pg.url()).unwrap();
+    let audit = |id: &str| archive::AuditLine {
+        v: archive::FORMAT,
+        shard: 0,
+        id: id.into(),
+        fields: [("action", "pause"), ("who", "ann"), ("why", "x\0y"), ("at", "1796186922189"), ("merchant", "m")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    };
+    assert_eq!(sink.write_audit(0, "", vec![audit("1-0"), audit("1-1")]).await.unwrap().lines, 2);
+    assert_eq!(sink.write_audit(0, "", vec![audit("1-1")]).await.unwrap(), Written { lines: 0, already: 1 });
+
+    let first = full("RF-9", 1_800_000_000_000);
+    let mut again = full("RF-9", 1_900_000_000_000);
+    again.fields.insert("created_at".into(), "1890000000000".into());
+    again.fields.insert("txamt".into(), "77".into());
+    again.attempts[1].body = Some("bad\0byte".into());
+    sink.write(3, "", vec![first]).await.unwrap();
+    assert_eq!(sink.write(3, "", vec![again]).await.unwrap().lines, 1);
+    let found = sink.find(3, "", "shop-a", "RF-9").await.unwrap().unwrap();
+    assert_eq!(found.fields["txamt"], "77", "the latest refund under the out_trade_no");
+    assert_eq!(found.attempts[1].body.as_deref(), Some("bad\u{fffd}byte"));
+    let out = std::process::Command::new("psql")
+        .args([pg.url().as_str(), "-At", "-c"])
+        .arg("SELECT (SELECT count(*) FROM refunds WHERE out_trade_no = 'RF-9'), (SELECT count(*) FROM refund_audit)")
+        .output();
+    if let Ok(out) = out {
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2|2", "both refunds kept, both audit entries");
+    }
 }

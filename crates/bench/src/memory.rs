@@ -74,12 +74,20 @@ pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) ->
     // One final refund's own keys, as Redis counts them.
     let keys = l.keys_for("default").clone();
     let mut usage = Vec::new();
-    for key in [keys.record("MEM-1"), keys.timeline("MEM-1"), keys.payment(&qfpay_sim::args::generated_syssn(1))] {
+    for key in [
+        keys.record("MEM-1"),
+        keys.timeline("MEM-1"),
+        keys.evidence("MEM-1"),
+        keys.payment(&qfpay_sim::args::generated_syssn(1)),
+    ] {
         let v: Option<u64> =
             redis::cmd("MEMORY").arg("USAGE").arg(&key).arg("SAMPLES").arg(0).query_async(&mut con).await?;
         usage.push(v.unwrap_or(0).to_string());
     }
-    log("10. one final refund's keys (MEMORY USAGE, B): record / timeline / payment".into(), usage.join(" / "));
+    log(
+        "10. one final refund's keys (MEMORY USAGE, B): record / timeline / attempts' evidence / payment".into(),
+        usage.join(" / "),
+    );
 
     for shard in 0..l.shard_count() {
         let _: u64 = con.xtrim(l.shard_keys(shard).events(), redis::streams::StreamMaxlen::Equals(0)).await?;

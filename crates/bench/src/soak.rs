@@ -101,6 +101,7 @@ pub async fn row(
 
     // What the tombstones add (their count × the bytes each, from row 10) is not retained
     // refunds: it grows by design, for idempotency_retention.
+    anyhow::ensure!(per_tombstone > 0.0, "row 11 needs row 10's bytes per tombstone");
     let t0 = samples.iter().find(|x| x.0 >= 120.0).map_or(0, |x| x.2);
     let after: Vec<f64> =
         samples.iter().filter(|s| s.0 >= 120.0).map(|s| s.1 - per_tombstone * s.2.saturating_sub(t0) as f64).collect();
@@ -124,7 +125,9 @@ pub async fn row(
     let audit = st.sim.audit();
     let recorded =
         audit["by_out_trade_no"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
-    let lost = recorded.iter().filter(|otn| !archived.contains_key(*otn)).count() as u64;
+    // Every refund enqueued must be archived (Redis is empty by now), whatever QFPay recorded.
+    let lost = (1..=total).filter(|i| !archived.contains_key(&format!("SOAK-{i}"))).count() as u64
+        + recorded.iter().filter(|otn| !archived.contains_key(*otn)).count() as u64;
     let doubled = archived.values().filter(|n| **n > 1).count() as u64
         + audit["violations"].as_array().map_or(0, |v| v.len() as u64);
     let mib = |b: f64| b / 1_048_576.0;

@@ -135,21 +135,29 @@ impl Targets {
                 Some(m.queued),
                 format!("{:.0} B", m.queued),
                 m.queued <= 600.0,
-                "the record is a hash of ~15 fields at enqueue (Redis keeps each key's own overhead, ~70 B,                  beside its listpack), the payment a hash of its own, three sorted-set entries (due, state,                  created: ~50 B each with their skiplist nodes), the outcome-stream entry and the timeline, a                  list of its own",
+                "the record is a hash of ~15 fields at enqueue (Redis keeps each key's own overhead, ~70 B, \
+                 beside its listpack), the payment a hash of its own, three sorted-set entries (due, state, \
+                 created: ~50 B each with their skiplist nodes), the outcome-stream entry and the timeline, a \
+                 list of its own",
             );
             row(
                 "Redis bytes per final refund still retained ≤ 500 (row 10, after events_retention)",
                 Some(m.final_retained),
                 format!("{:.0} B", m.final_retained),
                 m.final_retained <= 500.0,
-                "the record has grown to ~30 fields (~700 B in its listpack), its timeline holds three                  entries, and its payment, state and created entries stay until it is archived",
+                "the record has grown to ~30 fields (~700 B in its listpack), its timeline holds three entries \
+                 (~300 B), its attempts' evidence (parameters, signature digest, QFPay's answer: ~850 B for one \
+                 submit) and its payment, state and created entries stay until it is archived; each is a key of \
+                 its own: one compact value per final refund would remove most of it",
             );
             row(
                 "Redis bytes per tombstone ≤ 64 (row 10: the refund's and its payment's)",
                 Some(m.tombstone),
                 format!("{:.0} B", m.tombstone),
                 m.tombstone <= 64.0,
-                "one refund per payment here, so each refund also leaves its payment's tombstone (paid and                  refunded, ~40 B); the refund's own is ~45 B",
+                "one refund per payment here, so each refund also leaves its payment's tombstone (paid and \
+                 refunded, ~40 B); the refund's own is ~45 B; the keyspace's hash table is not shrunk yet \
+                 right after the removal",
             );
             row(
                 "no record out of Redis' compact hash encoding (row 10)",

@@ -158,7 +158,11 @@ impl Client {
             sent_at: crate::time::unix_now_ms(),
             took_ms: 0,
             params: params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
-            sign: sign(params, &self.creds.key, self.creds.alg),
+            sign_sha256: {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(sign(params, &self.creds.key, self.creds.alg).as_bytes());
+                digest.iter().map(|b| format!("{b:02x}")).collect()
+            },
             sign_type: self.creds.alg.header_value().to_owned(),
             http_status: None,
             body: None,
@@ -257,6 +261,7 @@ impl Client {
             if let Ok(body) = resp.bytes().await {
                 evidence.set_body(&body);
             }
+            evidence.took_ms = started.elapsed().as_millis() as u64;
             return Err(ClientError::OutcomeUnknown {
                 reason: format!("unexpected status {status}"),
                 status: Some(status.as_u16()),

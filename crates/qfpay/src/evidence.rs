@@ -20,8 +20,11 @@ pub struct Evidence {
     pub took_ms: u64,
     /// The form parameters sent, exactly (the key is never one of them).
     pub params: BTreeMap<String, String>,
-    /// The `X-QF-SIGN` header sent, and its algorithm.
-    pub sign: String,
+    /// The SHA-256 (hex) of the `X-QF-SIGN` header sent, and the signature's algorithm: enough
+    /// to match the request against QFPay's records, but not the signature itself, which with
+    /// the parameters beside it would let anyone who reads Redis or the archive send the same
+    /// signed request again.
+    pub sign_sha256: String,
     pub sign_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
@@ -37,10 +40,19 @@ pub struct Evidence {
 
 impl Evidence {
     /// Keeps `body` (capped) as the answer's.
+    /// NUL bytes become U+FFFD (no database text column takes them), and a cut never splits a
+    /// character.
     pub fn set_body(&mut self, body: &[u8]) {
-        let cut = body.len().min(BODY_CAP);
-        self.body = Some(String::from_utf8_lossy(&body[..cut]).into_owned());
-        self.body_truncated = body.len() > BODY_CAP;
+        let mut text = String::from_utf8_lossy(body).replace('\0', "\u{fffd}");
+        self.body_truncated = text.len() > BODY_CAP;
+        if self.body_truncated {
+            let mut cut = BODY_CAP;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
+        self.body = Some(text);
     }
 }
 
@@ -55,7 +67,7 @@ mod tests {
             sent_at: 1,
             took_ms: 2,
             params: BTreeMap::new(),
-            sign: "S".into(),
+            sign_sha256: "S".into(),
             sign_type: "MD5".into(),
             http_status: Some(200),
             body: None,
@@ -66,5 +78,11 @@ mod tests {
         assert_eq!((e.body.as_ref().map(String::len), e.body_truncated), (Some(BODY_CAP), true));
         e.set_body(b"{\"respcd\":\"0000\"}");
         assert!(!e.body_truncated);
+        let mut long = vec![b'x'; BODY_CAP - 1];
+        long.extend("处".as_bytes());
+        e.set_body(&long);
+        assert_eq!(e.body.as_ref().map(String::len), Some(BODY_CAP - 1), "never half a character");
+        e.set_body(b"a\0b");
+        assert_eq!(e.body.as_deref(), Some("a\u{fffd}b"));
     }
 }

@@ -53,8 +53,12 @@ pub const CUT: char = '…';
 pub fn restore_texts(rec: &mut crate::Record, timeline: &[TimelineEntry]) {
     fn restore(kept: &mut Option<String>, full: impl Iterator<Item = Option<String>>) {
         let Some(prefix) = kept.as_deref().and_then(|k| k.strip_suffix(CUT)) else { return };
-        let prefix = prefix.to_owned();
-        if let Some(whole) = full.flatten().find(|t| t.starts_with(&prefix) && t.len() > prefix.len()) {
+        // The timeline keeps texts with control characters as spaces (see `one_line` in
+        // common.lua); later entries may carry the cut copy itself: never that one.
+        let prefix: String = prefix.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        if let Some(whole) =
+            full.flatten().find(|t| !t.ends_with(CUT) && t.starts_with(&prefix) && t.len() > prefix.len())
+        {
             *kept = Some(whole);
         }
     }

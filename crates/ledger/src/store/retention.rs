@@ -88,6 +88,22 @@ pub struct Removed {
 /// again for a new refund, and would not count a payment's archived refunds).
 pub const TOMBSTONES_FIELD: &str = "tombstones";
 
+/// Evidence whose JSON does not read, kept whole in `body`.
+fn unreadable(raw: &str) -> qfpay::Evidence {
+    qfpay::Evidence {
+        call: "unreadable".into(),
+        sent_at: 0,
+        took_ms: 0,
+        params: BTreeMap::new(),
+        sign_sha256: String::new(),
+        sign_type: String::new(),
+        http_status: None,
+        body: Some(raw.to_owned()),
+        body_truncated: false,
+        error: Some("this attempt's evidence, as stored, is not readable JSON".into()),
+    }
+}
+
 /// The bucket hash of `tomb.lua` (the same function: both must place a name alike).
 pub fn bucket_hash(name: &str) -> u64 {
     name.bytes().fold(0u64, |h, b| (h * 31 + u64::from(b)) % 2_147_483_647)
@@ -182,7 +198,8 @@ impl Ledger {
             let merchant = fields.get("merchant").cloned().unwrap_or_default();
             let out_trade_no = fields.get("out_trade_no").cloned().unwrap_or_else(|| id.clone());
             let timeline = raw.iter().filter_map(|e| TimelineEntry::parse(e)).collect();
-            let attempts = evidence.iter().filter_map(|e| serde_json::from_str(e).ok()).collect();
+            // Evidence that does not read is archived as it is, never dropped.
+            let attempts = evidence.iter().map(|e| serde_json::from_str(e).unwrap_or_else(|_| unreadable(e))).collect();
             out.push(Retained { shard, id, merchant, out_trade_no, state, final_at, fields, timeline, attempts });
         }
         if any_stale {
