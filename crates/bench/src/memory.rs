@@ -28,12 +28,13 @@ pub struct Memory {
     pub large: usize,
 }
 
-async fn used(con: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<f64> {
-    // Let lazily freed memory and client buffers settle.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let info: String = redis::cmd("INFO").arg("memory").query_async(con).await?;
-    let v = info.lines().find_map(|l| l.strip_prefix("used_memory:")).unwrap_or("0").trim().parse()?;
-    Ok(v)
+/// Redis' `used_memory` (every primary), as the ledger reads it for `stats`, once lazily freed
+/// memory and client buffers have settled when `settle`.
+pub(crate) async fn used(l: &ledger::Ledger, settle: bool) -> anyhow::Result<f64> {
+    if settle {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok(l.server_infos().await?.iter().map(|(_, i)| i.used_memory as f64).sum())
 }
 
 pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) -> anyhow::Result<Memory> {
@@ -43,14 +44,14 @@ pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) ->
     let l = qfrefund_e2e::ledger(&bed.redis_url, ns).await;
     let mut con = redis::Client::open(bed.redis_url.as_str())?.get_multiplexed_async_connection().await?;
     let n = N as f64;
-    let base = used(&mut con).await?;
+    let base = used(&l, true).await?;
 
     for chunk in e2e::refunds("MEM", N).chunks(5_000) {
         for r in l.enqueue_batch(chunk.to_vec()).await {
             r?;
         }
     }
-    let queued = (used(&mut con).await? - base) / n;
+    let queued = (used(&l, true).await? - base) / n;
 
     let mut w = bed.workers(ns, 1, 256);
     let t = Instant::now();
@@ -59,7 +60,7 @@ pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) ->
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     w[0].terminate();
-    let final_with_events = (used(&mut con).await? - base) / n;
+    let final_with_events = (used(&l, true).await? - base) / n;
 
     // Sample records' encodings.
     let mut large = 0;
@@ -92,7 +93,7 @@ pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) ->
     for shard in 0..l.shard_count() {
         let _: u64 = con.xtrim(l.shard_keys(shard).events(), redis::streams::StreamMaxlen::Equals(0)).await?;
     }
-    let final_retained = (used(&mut con).await? - base) / n;
+    let final_retained = (used(&l, true).await? - base) / n;
 
     let sink = archive::Sink::from_setting(&format!("file://{}", dir.join("mem-archive").display()))?;
     for shard in 0..l.shard_count() {
@@ -108,7 +109,7 @@ pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) ->
             l.remove_archived("bench", &batch).await?;
         }
     }
-    let tombstone = (used(&mut con).await? - base) / n;
+    let tombstone = (used(&l, true).await? - base) / n;
     let m = Memory { queued, final_with_events, final_retained, tombstone, sampled, large };
     log(
         format!(

@@ -15,11 +15,6 @@ fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-async fn used(con: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<f64> {
-    let info: String = redis::cmd("INFO").arg("memory").query_async(con).await?;
-    Ok(info.lines().find_map(|l| l.strip_prefix("used_memory:")).unwrap_or("0").trim().parse()?)
-}
-
 /// What the soak found.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Soak {
@@ -50,7 +45,6 @@ pub async fn row(
     env.insert("QFREFUND_EVENTS_RETENTION_S".into(), "60".into());
     let mut workers: Vec<qfrefund_e2e::WorkerProcess> =
         (0..2).map(|i| qfrefund_e2e::WorkerProcess::spawn(&env, dir.join(format!("soak-{i}.log")))).collect();
-    let mut con = redis::Client::open(bed.redis_url.as_str())?.get_multiplexed_async_connection().await?;
 
     // The producer: `rate` refunds a second, in tenths of a second; used_memory every 10 s.
     let started = Instant::now();
@@ -76,7 +70,7 @@ pub async fn row(
             for shard in 0..l.shard_count() {
                 tombstones += l.tombstone_count(shard).await?;
             }
-            samples.push((started.elapsed().as_secs_f64(), used(&mut con).await?, tombstones));
+            samples.push((started.elapsed().as_secs_f64(), crate::memory::used(&l, false).await?, tombstones));
             tick += 1;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
