@@ -52,9 +52,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Allow retention to remove refunds from a ledger made before tombstones existed: run it
-    /// once no older qfrefund process writes the ledger (one would take an archived refund's
-    /// request again for a new refund). Ledgers made by this version allow it from the start.
+    /// Allow retention to remove refunds from a ledger made by an older version, leaving compact
+    /// tombstones: run it once no older qfrefund process reads or writes the ledger (one would
+    /// take an archived refund's request again for a new refund). Ledgers made by this version
+    /// allow it from the start.
     EnableRetention,
     /// Stop submitting a merchant's refunds (enquiries go on).
     /// (Audited with who and why, like every operator action.)

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::commands::{open_producer, open_reader};
 use crate::config::Config;
+use ledger::store::retention::TombstoneForm;
 
 pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitCode> {
     let c = Config::load(config)?;
@@ -43,7 +44,11 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
 
 pub async fn enable(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let ledger = open_producer(config).await?;
-    let newly = ledger.enable_retention().await?;
-    println!("{}", json!({"retention_enabled": true, "was_enabled": !newly}));
+    let before = ledger.enable_retention().await?;
+    println!(
+        "{}",
+        json!({"retention_enabled": true, "compact_tombstones": true,
+               "was_enabled": before != TombstoneForm::Disabled, "was_compact": before == TombstoneForm::Compact})
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{answer, claimed, ledger, ledger_with, policy};
 use ledger::machine::after_submit;
 use ledger::refund::tombstone::{day_of, day36};
-use ledger::store::retention::bucket_hash;
+use ledger::store::retention::{TombstoneForm, bucket_hash, tomb_field};
 use ledger::{Claim, ClaimOptions, Enqueued, Ledger, LedgerError, NewRefund, State};
 use redis::AsyncCommands;
 use testkit::raw_connection;
@@ -44,9 +44,47 @@ async fn retain_all(l: &Ledger) -> Vec<ledger::store::retention::Retained> {
     all
 }
 
+/// The ledger's layout key (each test has a Redis of its own).
+async fn layout_key(raw: &mut redis::aio::MultiplexedConnection) -> String {
+    let keys: Vec<String> = raw.keys("*:layout").await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    keys[0].clone()
+}
+
+/// The bucket (at level 0) of a tombstone of `name` (kind `x` a refund, `xp` a payment).
+async fn bucket(
+    raw: &mut redis::aio::MultiplexedConnection,
+    keys: &ledger::store::keys::Keys,
+    kind: &str,
+    name: &str,
+) -> String {
+    let base: Option<u64> = raw.hget(keys.tombs(), "base").await.unwrap();
+    format!("{}:{kind}:0:{}", keys.prefix(), bucket_hash(name) % base.unwrap_or(1024))
+}
+
+/// Sets the ledger's tombstone form, as a ledger made by an older version has it.
+async fn set_tombstone_form(redis: &testkit::TestRedis, form: u8) {
+    let mut raw = raw_connection(&redis.url()).await;
+    let layout = layout_key(&mut raw).await;
+    let _: () = raw.hset(layout, ledger::store::retention::TOMBSTONES_FIELD, form).await.unwrap();
+}
+
 #[tokio::test]
-async fn a_removed_refund_is_answered_by_its_tombstone_and_its_payment_still_counts() {
+async fn a_removed_refund_is_answered_by_its_compact_tombstone_and_its_payment_still_counts() {
+    removed_refund_answered_by_its_tombstone(TombstoneForm::Compact).await
+}
+
+#[tokio::test]
+async fn a_removed_refund_is_answered_by_its_text_tombstone_and_its_payment_still_counts() {
+    removed_refund_answered_by_its_tombstone(TombstoneForm::Text).await
+}
+
+async fn removed_refund_answered_by_its_tombstone(form: TombstoneForm) {
     let (redis, l) = ledger("retain").await;
+    if form == TombstoneForm::Text {
+        set_tombstone_form(&redis, 1).await;
+    }
+    assert_eq!(l.tombstone_form().await.unwrap(), form);
     succeed(&l, paid("RF1", 600)).await;
     let shard = l.shard_of("default");
     assert_eq!(l.retention_backlog(shard, Duration::ZERO).await.unwrap(), 1);
@@ -76,6 +114,24 @@ async fn a_removed_refund_is_answered_by_its_tombstone_and_its_payment_still_cou
     assert_eq!((t.state, t.respcd.as_deref(), t.archived), (State::Succeeded, Some("0000"), true));
     assert_eq!(l.payment_tombstone("default", "123").await.unwrap(), Some((Some(1000), 600)));
     assert_eq!(l.tombstone_count(shard).await.unwrap(), 2, "the refund's and the payment's");
+    // Stored in the form the layout says: text under the name, or compact under its digest.
+    let (bx, bp) = (bucket(&mut raw, keys, "x", "RF1").await, bucket(&mut raw, keys, "xp", "123").await);
+    let text: Option<String> = raw.hget(&bx, "RF1").await.unwrap();
+    let compact: Option<Vec<u8>> = raw.hget(&bx, tomb_field("RF1")).await.unwrap();
+    let pay: Option<Vec<u8>> = raw.hget(&bp, tomb_field("123")).await.unwrap();
+    match form {
+        TombstoneForm::Compact => {
+            assert!(text.is_none());
+            let v = compact.expect("the Lua and Rust digests agree");
+            assert_eq!((v[0], v.len()), (1, 14), "tag, hash, day, state, respcd: {v:?}");
+            assert_eq!(raw.hget::<_, _, u64>(keys.tombs(), "base").await.unwrap(), 256);
+            assert_eq!(&pay.unwrap()[3..], b"1000 600");
+        }
+        _ => {
+            assert!(compact.is_none() && pay.is_none());
+            assert!(text.unwrap().ends_with(" s 0000"));
+        }
+    }
 
     // The same request: a duplicate, with its outcome; another: a conflict.
     match l.enqueue(paid("RF1", 600)).await.unwrap() {
@@ -129,9 +185,29 @@ async fn only_final_refunds_unchanged_since_they_were_read_are_removed() {
     assert_eq!(raw.zscore::<_, _, Option<f64>>(l.shard_keys(shard).state(State::Failed), "GHOST").await.unwrap(), None);
 }
 
+/// A compact tombstone (see `tomb.lua`) as if written on `day`.
+fn redated(v: &[u8], day: i64) -> Vec<u8> {
+    let at = if v[0] == 1 { 7 } else { 1 };
+    let mut v = v.to_vec();
+    v[at..at + 2].copy_from_slice(&(day as u16).to_be_bytes());
+    v
+}
+
 #[tokio::test]
-async fn tombstones_past_their_own_retention_are_swept_and_free_the_out_trade_no() {
+async fn compact_tombstones_past_their_own_retention_are_swept_and_free_the_out_trade_no() {
+    tombstones_past_their_retention_are_swept(TombstoneForm::Compact).await
+}
+
+#[tokio::test]
+async fn text_tombstones_past_their_own_retention_are_swept_and_free_the_out_trade_no() {
+    tombstones_past_their_retention_are_swept(TombstoneForm::Text).await
+}
+
+async fn tombstones_past_their_retention_are_swept(form: TombstoneForm) {
     let (redis, l) = ledger("retain-sweep").await;
+    if form == TombstoneForm::Text {
+        set_tombstone_form(&redis, 1).await;
+    }
     succeed(&l, paid("RF1", 10)).await;
     succeed(&l, NewRefund { orig_txamt: Some(50), ..NewRefund::new("456", "RF2", 10) }).await;
     retain_all(&l).await;
@@ -139,13 +215,23 @@ async fn tombstones_past_their_own_retention_are_swept_and_free_the_out_trade_no
     // RF1's tombstone (and its payment's) as if written 500 days ago; RF2's stays recent.
     let keys = l.shard_keys(shard);
     let mut raw = raw_connection(&redis.url()).await;
-    let old = day36(day_of(l.now_ms()) - 500);
-    let bucket = |kind: &str, name: &str| format!("{}:{kind}:0:{}", keys.prefix(), bucket_hash(name) % 1024);
-    let v: String = raw.hget(bucket("x", "RF1"), "RF1").await.expect("the Lua and Rust bucket hashes agree");
-    let mut w: Vec<&str> = v.split(' ').collect();
-    w[1] = &old;
-    let _: () = raw.hset(bucket("x", "RF1"), "RF1", w.join(" ")).await.unwrap();
-    let _: () = raw.hset(bucket("xp", "123"), "123", format!("1000 10 {old}")).await.unwrap();
+    let old = day_of(l.now_ms()) - 500;
+    let (bx, bp) = (bucket(&mut raw, keys, "x", "RF1").await, bucket(&mut raw, keys, "xp", "123").await);
+    if form == TombstoneForm::Text {
+        let v: String = raw.hget(&bx, "RF1").await.expect("the Lua and Rust bucket hashes agree");
+        let mut w: Vec<&str> = v.split(' ').collect();
+        let old36 = day36(old);
+        w[1] = &old36;
+        let _: () = raw.hset(&bx, "RF1", w.join(" ")).await.unwrap();
+        let _: () = raw.hset(&bp, "123", format!("1000 10 {old36}")).await.unwrap();
+    } else {
+        for (b, name) in [(&bx, "RF1"), (&bp, "123")] {
+            let v: Vec<u8> = raw.hget(b, tomb_field(name)).await.unwrap();
+            let _: () = raw.hset(b, tomb_field(name), redated(&v, old)).await.unwrap();
+        }
+        let back = l.tombstone("default", "RF1").await.unwrap().unwrap();
+        assert_eq!(back.archived_on, ledger::refund::tombstone::date_of_day(old), "the day reads back");
+    }
     let keep = Duration::from_secs(400 * 86_400);
     let mut removed = 0;
     loop {
@@ -161,6 +247,31 @@ async fn tombstones_past_their_own_retention_are_swept_and_free_the_out_trade_no
     assert_eq!(l.tombstone_count(shard).await.unwrap(), 2, "RF2's and its payment's");
     // RF1 is forgotten: the same out_trade_no is a new refund now.
     assert!(matches!(l.enqueue(paid("RF1", 10)).await.unwrap(), Enqueued::Created(_)));
+}
+
+/// A ledger upgraded from text to compact tombstones keeps answering from both.
+#[tokio::test]
+async fn text_tombstones_still_answer_once_the_ledger_writes_compact_ones() {
+    let (redis, l) = ledger("retain-forms").await;
+    set_tombstone_form(&redis, 1).await;
+    succeed(&l, paid("RF1", 300)).await;
+    retain_all(&l).await;
+    assert_eq!(l.enable_retention().await.unwrap(), TombstoneForm::Text);
+    assert_eq!(l.tombstone_form().await.unwrap(), TombstoneForm::Compact);
+    succeed(&l, NewRefund { orig_txamt: Some(50), ..NewRefund::new("456", "RF2", 10) }).await;
+    retain_all(&l).await;
+    for (otn, amt) in [("RF1", 300), ("RF2", 10)] {
+        let syssn = if otn == "RF1" { "123" } else { "456" };
+        let again =
+            NewRefund { orig_txamt: Some(if otn == "RF1" { 1000 } else { 50 }), ..NewRefund::new(syssn, otn, amt) };
+        assert!(matches!(l.enqueue(again).await.unwrap(), Enqueued::Duplicate(r) if r.archived), "{otn}");
+    }
+    // The text payment tombstone restores the payment: 300 of 1 000 already refunded.
+    succeed(&l, paid("RF3", 700)).await;
+    l.enqueue(paid("RF4", 1)).await.unwrap();
+    let p = policy(5_000);
+    let r4 = l.get("default", "RF4").await.unwrap().unwrap();
+    assert!(matches!(l.claim(&(&r4).into(), &ClaimOptions::new("w", &p, "t")).await.unwrap(), Claim::Failed(_)));
 }
 
 fn of(merchant: &str, syssn: &str, otn: &str, txamt: u64) -> NewRefund {
@@ -229,14 +340,14 @@ async fn a_tombstone_whose_day_does_not_read_is_kept() {
     succeed(&l, paid("RF1", 10)).await;
     retain_all(&l).await;
     let mut raw = raw_connection(&redis.url()).await;
-    let key = format!("{}:x:0:{}", l.shard_keys(0).prefix(), bucket_hash("RF1") % 1024);
-    let _: () = raw.hset(&key, "RF1", " ?? s 0000").await.unwrap();
+    let key = bucket(&mut raw, l.shard_keys(0), "x", "RF1").await;
+    let _: () = raw.hset(&key, tomb_field("RF1"), b"\x01\x00".as_slice()).await.unwrap();
     loop {
         if l.sweep_tombstones(0, Duration::ZERO).await.unwrap().1 {
             break;
         }
     }
-    assert!(raw.hexists::<_, _, bool>(&key, "RF1").await.unwrap());
+    assert!(raw.hexists::<_, _, bool>(&key, tomb_field("RF1")).await.unwrap());
     // And it still refuses a request under its out_trade_no (saying it cannot read it).
     let r = l.enqueue(paid("RF1", 10)).await;
     assert!(matches!(&r, Err(LedgerError::Script(why)) if why.contains("tombstone")), "{r:?}");
@@ -254,6 +365,7 @@ async fn retention_of_an_older_ledger_waits_until_it_is_enabled() {
     let layout = format!("{}:layout", l.shard_keys(0).prefix());
     let _: () = raw.hdel(&layout, ledger::store::retention::TOMBSTONES_FIELD).await.unwrap();
     assert!(!l.retention_enabled().await.unwrap());
-    assert!(l.enable_retention().await.unwrap());
+    assert_eq!(l.enable_retention().await.unwrap(), TombstoneForm::Disabled);
     assert!(l.retention_enabled().await.unwrap());
+    assert_eq!(l.tombstone_form().await.unwrap(), TombstoneForm::Compact);
 }

@@ -10,9 +10,10 @@
 -- whose lease ran out while it wrote (a stall) removes nothing, and another has taken over.
 -- KEYS: 1..14 as every record script (1 and 4 the first refund's record and payment), 15 the
 -- archiver lease, then the record and payment of each further refund: 16, 17 for the second, …
--- A: `RemoveArgs` (retention.rs); then, from ARGV[A_REST], per refund: id, updated_at, syssn.
+-- A: `RemoveArgs` (retention.rs; compact: the layout says tombstones 2); then, from ARGV[A_REST], per refund: id, updated_at, syssn.
 -- Returns one word per refund: 'removed' | 'changed' | 'gone', or {'lost'} (the lease).
 if redis.call('GET', KEYS[15]) ~= A.owner then return {'lost'} end
+TOMB_COMPACT = A.compact
 local CODE = {succeeded = 's', failed = 'f', cancelled = 'c'}
 local out = {}
 local a = A_REST

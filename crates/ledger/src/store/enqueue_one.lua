@@ -67,13 +67,13 @@ local function enqueue_one(id, hash, now, maxlen, orig, fields)
   local paid = cur[1] or nil
   -- A payment whose earlier refunds were all archived: its tombstone keeps what was paid and
   -- refunded, and the payment is restored from it, so the over-refund guard counts them.
-  local restore, restore_level = nil, nil
+  local restore, restore_level, restore_field = nil, nil, nil
   if not cur[1] and not cur[2] and tomb_meta().levels > 0 then
-    local rem, level = tomb_find('xp', fields[4])
+    local rem, level, field = tomb_find('xp', fields[4])
     if rem then
       local p, c = string.match(rem, '^(%S+) (%S+)')
       if p and c then
-        restore, restore_level = {'committed', c}, level
+        restore, restore_level, restore_field = {'committed', c}, level, field
         if p ~= '-' then paid = p; restore[3], restore[4] = 'paid', p end
       end
     end
@@ -84,7 +84,7 @@ local function enqueue_one(id, hash, now, maxlen, orig, fields)
   end
   if restore then
     for _, v in ipairs(restore) do pay[#pay + 1] = v end
-    tomb_del('xp', restore_level, fields[4])
+    tomb_del('xp', restore_level, fields[4], restore_field)
   end
   redis.call('HSET', P, unpack(pay))
   -- Counters (fence, submits, enquiries, retries, not_found) start absent, which reads as 0.

@@ -37,7 +37,8 @@ pub const SWEEP_BUCKETS: usize = 32;
 script_args! {
     /// What `archive_remove.lua` takes; then, per refund: id, updated_at as archived, syssn.
     /// `owner`: the worker that must hold the shard's archiving.
-    pub struct RemoveArgs<'a> { day: &'a str, count: usize, owner: &'a str }
+    /// `compact`: write tombstones in their compact form (the layout's tombstones is 2).
+    pub struct RemoveArgs<'a> { day: &'a str, count: usize, owner: &'a str, compact: bool }
 }
 
 script_args! {
@@ -86,7 +87,27 @@ pub struct Removed {
 /// set for a ledger made by this version, and by `qfrefund enable-retention` for an older one
 /// once no process from before tombstones runs (such a process would take the same request
 /// again for a new refund, and would not count a payment's archived refunds).
+/// Its value is the tombstones' form: `1` text (what the first version with tombstones reads),
+/// `2` compact (see `tomb.lua`; a third of the memory for a long out_trade_no). Processes of the
+/// first version see retention disabled at `2`, so they never write text tombstones there.
 pub const TOMBSTONES_FIELD: &str = "tombstones";
+
+/// What [`TOMBSTONES_FIELD`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TombstoneForm {
+    /// Retention may not remove refunds (a ledger from before tombstones).
+    Disabled,
+    /// Tombstones are written as text.
+    Text,
+    /// Tombstones are written compactly.
+    Compact,
+}
+
+/// The field a compact tombstone of `name` is stored under (see `tomb.lua`): 8 bytes of its
+/// SHA-1.
+pub fn tomb_field(name: &str) -> Vec<u8> {
+    sha1_smol::Sha1::from(name).digest().bytes()[..8].to_vec()
+}
 
 /// Evidence whose JSON does not read, kept whole in `body`.
 fn unreadable(raw: &str) -> qfpay::Evidence {
@@ -241,6 +262,10 @@ impl Ledger {
         let keys = self.shard_keys(shard);
         let day = day36(day_of(self.now_ms()));
         let mut out = Removed::default();
+        if items.is_empty() {
+            return Ok(out);
+        }
+        let compact = self.tombstone_form().await? == TombstoneForm::Compact;
         for part in items.chunks(REMOVE_PER_CALL) {
             let mut inv = ARCHIVE_REMOVE.prepare_invoke();
             for (i, (id, _, syssn)) in part.iter().enumerate() {
@@ -253,7 +278,7 @@ impl Ledger {
                     inv.key(keys.record(id)).key(keys.payment(syssn));
                 }
             }
-            RemoveArgs { day: &day, count: part.len(), owner }.push(&mut inv);
+            RemoveArgs { day: &day, count: part.len(), owner, compact }.push(&mut inv);
             for (id, updated_at, syssn) in part {
                 inv.arg(id).arg(updated_at).arg(syssn);
             }
@@ -273,18 +298,30 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Whether refunds may leave Redis (see [`TOMBSTONES_FIELD`]).
-    pub async fn retention_enabled(&self) -> Result<bool, LedgerError> {
+    /// Whether refunds may leave Redis, and how their tombstones are written (see
+    /// [`TOMBSTONES_FIELD`]).
+    pub async fn tombstone_form(&self) -> Result<TombstoneForm, LedgerError> {
         let base = crate::store::keys::Keys::new(&self.config.namespace, &self.config.tag);
         let v: Option<String> = self.con.clone().hget(base.layout(), TOMBSTONES_FIELD).await?;
-        Ok(v.as_deref() == Some("1"))
+        Ok(match v.as_deref() {
+            Some("1") => TombstoneForm::Text,
+            Some("2") => TombstoneForm::Compact,
+            _ => TombstoneForm::Disabled,
+        })
     }
 
-    /// Allows retention to remove refunds from this ledger (run once every process writing it
-    /// is of a version that reads tombstones). Returns whether it was not allowed before.
-    pub async fn enable_retention(&self) -> Result<bool, LedgerError> {
+    /// Whether refunds may leave Redis (see [`TOMBSTONES_FIELD`]).
+    pub async fn retention_enabled(&self) -> Result<bool, LedgerError> {
+        Ok(self.tombstone_form().await? != TombstoneForm::Disabled)
+    }
+
+    /// Allows retention to remove refunds from this ledger, writing compact tombstones (run once
+    /// every process writing or reading it is of this version). Returns the form before.
+    pub async fn enable_retention(&self) -> Result<TombstoneForm, LedgerError> {
+        let before = self.tombstone_form().await?;
         let base = crate::store::keys::Keys::new(&self.config.namespace, &self.config.tag);
-        Ok(self.con.clone().hset_nx(base.layout(), TOMBSTONES_FIELD, 1).await?)
+        let _: () = self.con.clone().hset(base.layout(), TOMBSTONES_FIELD, 2).await?;
+        Ok(before)
     }
 
     /// The evidence of every request sent for `merchant`'s refund `out_trade_no` (oldest first;
@@ -343,7 +380,9 @@ impl Ledger {
         let meta: BTreeMap<String, String> = self.con.clone().hgetall(self.shard_keys(shard).tombs()).await?;
         Ok(meta
             .iter()
-            .filter(|(k, _)| k.starts_with('n') && k[1..].bytes().all(|b| b.is_ascii_digit()))
+            .filter(|(k, _)| {
+                (k.starts_with('n') || k.starts_with('p')) && k.len() > 1 && k[1..].bytes().all(|b| b.is_ascii_digit())
+            })
             .filter_map(|(_, v)| v.parse::<i64>().ok())
             .sum::<i64>()
             .max(0) as u64)

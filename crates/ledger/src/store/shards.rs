@@ -51,8 +51,8 @@ impl Ledger {
                 if old {
                     pipe.hset_nx(base.layout(), "legacy_ids", 1).ignore();
                 } else {
-                    // A new ledger: every process that will ever write it reads tombstones.
-                    pipe.hset_nx(base.layout(), crate::store::retention::TOMBSTONES_FIELD, 1).ignore();
+                    // A new ledger: every process that will ever write it reads compact tombstones.
+                    pipe.hset_nx(base.layout(), crate::store::retention::TOMBSTONES_FIELD, 2).ignore();
                 }
                 pipe.query_async::<()>(&mut con).await?;
                 con.hget::<_, _, Option<usize>>(base.layout(), "shards").await?.unwrap_or(n)

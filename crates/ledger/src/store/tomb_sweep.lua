@@ -16,20 +16,17 @@ for _ = 1, A.buckets do
   local all = redis.call('HGETALL', key)
   local old = {}
   for j = 1, #all, 2 do
-    -- The day is the last word of a payment's tombstone and the second of a refund's.
-    local day
-    if kind == 'x' then day = string.match(all[j + 1], '^%S+ (%w+)') else day = string.match(all[j + 1], '(%w+)$') end
     -- A day that does not read (a hand-made or damaged tombstone) keeps it: better kept too
     -- long than an out_trade_no freed early.
-    local d = tonumber(day or '', 36)
+    local d = tomb_day(kind, all[j + 1])
     if d and d < A.before_day then old[#old + 1] = all[j] end
   end
   if #old > 0 then
     removed = removed + redis.call('HDEL', key, unpack(old))
-    redis.call('HINCRBY', t.meta, 'n' .. level, -#old)
+    redis.call('HINCRBY', t.meta, tomb_counter(kind, level), -#old)
   end
   bucket = bucket + 1
-  if bucket >= TOMB_BASE * TOMB_GROWTH ^ level then
+  if bucket >= t.base * TOMB_GROWTH ^ level then
     bucket, level = 0, level + 1
     if level >= t.levels then
       level = 0
