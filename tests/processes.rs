@@ -97,6 +97,20 @@ async fn a_stalled_workers_late_write_is_rejected_by_the_fence() {
     }
     let after = l.get("default", "RF-S").await.unwrap().unwrap();
     assert_eq!(after, settled, "A's late write changed nothing");
+    // But what A sent and got is kept, marked: B's attempts, then A's submit.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let attempts = l.attempts("default", "RF-S").await.unwrap();
+        let fenced: Vec<_> = attempts.iter().filter(|e| e.fenced_off).collect();
+        if let [a_submit] = fenced.as_slice() {
+            assert_eq!(a_submit.call, "refund", "{attempts:?}");
+            assert_eq!(a_submit.params.get("out_trade_no").map(String::as_str), Some("RF-S"));
+            assert!(attempts.iter().any(|e| !e.fenced_off && e.call == "query"), "B's enquiry: {attempts:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "A's evidence was not kept: {attempts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(audit_records(&sim, "RF-S"), 1);
     assert!(b.terminate());
 }

@@ -14,11 +14,14 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::{ArchiveError, ArchivedRefund, FORMAT, Written};
 
+mod attempts;
+
 /// The migrations, in order: (version, SQL).
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_archive.sql")),
     (2, include_str!("../migrations/0002_attempts.sql")),
     (3, include_str!("../migrations/0003_audit.sql")),
+    (4, include_str!("../migrations/0004_attempts_fenced_off.sql")),
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.
@@ -214,31 +217,10 @@ impl PgSink {
                 last_error: e.get(6),
             })
             .collect();
-        let rows = client
-            .query(
-                "SELECT call, (extract(epoch FROM sent_at) * 1000)::bigint, took_ms, params::text, sign_sha256, \
-                 sign_type, http_status, body, body_truncated, error FROM refund_attempts \
-                 WHERE merchant = $1 AND out_trade_no = $2 AND created_at = $3 ORDER BY seq",
-                &[&merchant, &out_trade_no, &created_at],
-            )
-            .await
-            .map_err(|e| db(e, &self.url))?;
-        let mut attempts = Vec::with_capacity(rows.len());
-        for a in &rows {
-            let params: String = a.get(3);
-            attempts.push(qfpay::Evidence {
-                call: a.get(0),
-                sent_at: a.get(1),
-                took_ms: a.get::<_, i64>(2).max(0) as u64,
-                params: serde_json::from_str(&params).map_err(|e| bad(e.to_string()))?,
-                sign_sha256: a.get(4),
-                sign_type: a.get(5),
-                http_status: a.get::<_, Option<i32>>(6).map(|s| s.clamp(0, i32::from(u16::MAX)) as u16),
-                body: a.get(7),
-                body_truncated: a.get(8),
-                error: a.get(9),
-            });
-        }
+        let attempts = attempts::read(client, merchant, out_trade_no, created_at).await.map_err(|e| match e {
+            attempts::ReadError::Db(e) => db(e, &self.url),
+            attempts::ReadError::Bad(why) => bad(why),
+        })?;
         Ok(Some(ArchivedRefund {
             v: FORMAT,
             shard: row.get::<_, i32>(0).max(0) as usize,
@@ -392,47 +374,7 @@ async fn upsert(client: &mut Client, batch: &[ArchivedRefund]) -> Result<u64, to
         &[&dm, &do_, &dc],
     )
     .await?;
-    insert_attempts(&tx, &mine).await?;
+    attempts::insert(&tx, &mine, created).await?;
     tx.commit().await?;
     Ok(mine.len() as u64)
-}
-
-async fn insert_attempts(
-    tx: &tokio_postgres::Transaction<'_>,
-    refunds: &[&ArchivedRefund],
-) -> Result<(), tokio_postgres::Error> {
-    let (mut m, mut o, mut seq, mut call, mut sent, mut took) = (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut created_at: Vec<i64> = Vec::new();
-    let (mut params, mut sign, mut sign_type, mut status, mut body, mut cut, mut error) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    for r in refunds {
-        for (i, a) in r.attempts.iter().enumerate() {
-            m.push(r.merchant.as_str());
-            o.push(r.out_trade_no.as_str());
-            created_at.push(created(r));
-            seq.push(i as i32);
-            call.push(a.call.as_str());
-            sent.push(a.sent_at);
-            took.push(a.took_ms as i64);
-            params.push(serde_json::to_string(&a.params).unwrap_or_default());
-            sign.push(a.sign_sha256.as_str());
-            sign_type.push(a.sign_type.as_str());
-            status.push(a.http_status.map(i32::from));
-            body.push(a.body.as_deref());
-            cut.push(a.body_truncated);
-            error.push(a.error.as_deref());
-        }
-    }
-    tx.execute(
-        "INSERT INTO refund_attempts (merchant, out_trade_no, created_at, seq, call, sent_at, took_ms, params, \
-         sign_sha256, sign_type, http_status, body, body_truncated, error) \
-         SELECT m, o, timestamptz 'epoch' + interval '1 millisecond' * ca, s, c, \
-         timestamptz 'epoch' + interval '1 millisecond' * sa, t, p::jsonb, sg, st, hs, b, bt, e \
-         FROM UNNEST($1::text[], $2::text[], $14::bigint[], $3::integer[], $4::text[], $5::bigint[], $6::bigint[], \
-         $7::text[], $8::text[], $9::text[], $10::integer[], $11::text[], $12::boolean[], $13::text[]) \
-         AS u(m, o, ca, s, c, sa, t, p, sg, st, hs, b, bt, e)",
-        &[&m, &o, &seq, &call, &sent, &took, &params, &sign, &sign_type, &status, &body, &cut, &error, &created_at],
-    )
-    .await?;
-    Ok(())
 }

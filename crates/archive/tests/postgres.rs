@@ -84,6 +84,7 @@ fn full(otn: &str, archived_at: i64) -> ArchivedRefund {
                 body: None,
                 body_truncated: false,
                 error: Some("outcome unknown: timed out".into()),
+                fenced_off: true,
             },
             qfpay::Evidence {
                 call: "query".into(),
@@ -96,6 +97,7 @@ fn full(otn: &str, archived_at: i64) -> ArchivedRefund {
                 body: Some("{\"respcd\":\"0000\",\"resperr\":\"成功\"}".into()),
                 body_truncated: true,
                 error: None,
+                fenced_off: false,
             },
         ],
     }

@@ -168,6 +168,7 @@ impl Client {
             body: None,
             body_truncated: false,
             error: None,
+            fenced_off: false,
         }
     }
 

@@ -36,6 +36,11 @@ pub struct Evidence {
     /// Why there was no usable answer, if there was none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The worker that sent it could not record its answer: another worker had taken the refund
+    /// over (the first one's lease ran out while it waited). The refund's outcome is the other
+    /// worker's, from QFPay's records; this is what the first request was and got.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fenced_off: bool,
 }
 
 impl Evidence {
@@ -73,6 +78,7 @@ mod tests {
             body: None,
             body_truncated: false,
             error: None,
+            fenced_off: false,
         };
         e.set_body(&vec![b'x'; BODY_CAP + 10]);
         assert_eq!((e.body.as_ref().map(String::len), e.body_truncated), (Some(BODY_CAP), true));

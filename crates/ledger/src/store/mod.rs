@@ -20,6 +20,7 @@ pub(crate) mod conn;
 pub(crate) mod due;
 pub mod durable;
 pub(crate) mod enqueue;
+pub mod evidence;
 pub(crate) mod fetch;
 pub mod gauges;
 pub mod keys;

@@ -109,22 +109,6 @@ pub fn tomb_field(name: &str) -> Vec<u8> {
     sha1_smol::Sha1::from(name).digest().bytes()[..8].to_vec()
 }
 
-/// Evidence whose JSON does not read, kept whole in `body`.
-fn unreadable(raw: &str) -> qfpay::Evidence {
-    qfpay::Evidence {
-        call: "unreadable".into(),
-        sent_at: 0,
-        took_ms: 0,
-        params: BTreeMap::new(),
-        sign_sha256: String::new(),
-        sign_type: String::new(),
-        http_status: None,
-        body: Some(raw.to_owned()),
-        body_truncated: false,
-        error: Some("this attempt's evidence, as stored, is not readable JSON".into()),
-    }
-}
-
 /// The bucket hash of `tomb.lua` (the same function: both must place a name alike).
 pub fn bucket_hash(name: &str) -> u64 {
     name.bytes().fold(0u64, |h, b| (h * 31 + u64::from(b)) % 2_147_483_647)
@@ -220,7 +204,7 @@ impl Ledger {
             let out_trade_no = fields.get("out_trade_no").cloned().unwrap_or_else(|| id.clone());
             let timeline = raw.iter().filter_map(|e| TimelineEntry::parse(e)).collect();
             // Evidence that does not read is archived as it is, never dropped.
-            let attempts = evidence.iter().map(|e| serde_json::from_str(e).unwrap_or_else(|_| unreadable(e))).collect();
+            let attempts = evidence.iter().map(|e| crate::store::evidence::read(e)).collect();
             out.push(Retained { shard, id, merchant, out_trade_no, state, final_at, fields, timeline, attempts });
         }
         if any_stale {
@@ -322,14 +306,6 @@ impl Ledger {
         let base = crate::store::keys::Keys::new(&self.config.namespace, &self.config.tag);
         let _: () = self.con.clone().hset(base.layout(), TOMBSTONES_FIELD, 2).await?;
         Ok(before)
-    }
-
-    /// The evidence of every request sent for `merchant`'s refund `out_trade_no` (oldest first;
-    /// empty for one archived: the archive has them).
-    pub async fn attempts(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<qfpay::Evidence>, LedgerError> {
-        let Some(rec) = self.get(merchant, out_trade_no).await? else { return Ok(Vec::new()) };
-        let raw: Vec<String> = self.con.clone().lrange(self.keys_for(merchant).evidence(&rec.id), 0, -1).await?;
-        Ok(raw.iter().filter_map(|e| serde_json::from_str(e).ok()).collect())
     }
 
     /// The tombstone of `merchant`'s refund `out_trade_no`, if it was archived and removed.

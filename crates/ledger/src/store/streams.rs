@@ -46,15 +46,18 @@ impl Ledger {
         let events = self.shard_keys(shard).events();
         let groups: StreamInfoGroupsReply = match con.xinfo_groups(&events).await {
             Ok(groups) => groups,
-            // Without the stream, XINFO answers a plain ERR: look whether that is why.
-            Err(e) if e.code() == Some("ERR") => {
+            // Without the stream, XINFO answers "no such key": look whether that is why. The
+            // stream may have been created just after (an enqueue): then ask again.
+            Err(e) => {
                 let exists: bool = con.exists(&events).await?;
-                if exists {
-                    return Err(e.into());
+                if !exists {
+                    return Ok(None);
                 }
-                return Ok(None);
+                match con.xinfo_groups(&events).await {
+                    Ok(groups) => groups,
+                    Err(_) => return Err(e.into()),
+                }
             }
-            Err(e) => return Err(e.into()),
         };
         let Some(found) = groups.groups.into_iter().find(|g| g.name == group) else {
             return Ok(None);

@@ -87,9 +87,11 @@ impl Processor {
             None => decision,
         };
         info!(submit = rec.submits, result = %describe_submit(&result), next = %decision.state, "submitted");
-        self.apply(&rec, State::Submitting, fence, &decision)
-            .await
-            .map(|ok| if ok { Step::Submitted(decision.state) } else { Step::Fenced })
+        let ok = self.apply(&rec, State::Submitting, fence, &decision).await?;
+        if !ok {
+            self.keep_fenced_off(&rec, evidence.as_ref()).await;
+        }
+        Ok(if ok { Step::Submitted(decision.state) } else { Step::Fenced })
     }
 
     /// An enquiry of the refund, or, in its payment check, of its payment (see
@@ -138,9 +140,22 @@ impl Processor {
         };
         info!(enquiry = rec.enquiries, payment_check = rec.payment_check, result = %describe_enquiry(&rec, &result),
             next = %decision.state, "enquired");
-        self.apply(&rec, State::Pending, fence, &decision)
-            .await
-            .map(|ok| if ok { Step::Enquired(decision.state) } else { Step::Fenced })
+        let ok = self.apply(&rec, State::Pending, fence, &decision).await?;
+        if !ok {
+            self.keep_fenced_off(&rec, evidence.as_ref()).await;
+        }
+        Ok(if ok { Step::Enquired(decision.state) } else { Step::Fenced })
+    }
+
+    /// A request whose answer was fenced off still happened: its evidence is kept, marked so,
+    /// for a dispute (the refund's outcome is the other worker's).
+    async fn keep_fenced_off(&self, rec: &Record, evidence: Option<&qfpay::Evidence>) {
+        let Some(e) = evidence else { return };
+        match self.ledger.keep_fenced_off_evidence(rec, e).await {
+            Ok(true) => {}
+            Ok(false) => warn!("the fenced-off request's evidence was not kept: the refund is no longer in Redis"),
+            Err(err) => warn!(error = %err, "could not keep the fenced-off request's evidence"),
+        }
     }
 
     /// Writes the decision. A Redis hiccup here is retried for a while: the answer we hold is worth

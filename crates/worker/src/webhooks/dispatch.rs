@@ -61,7 +61,8 @@ pub async fn run(
             return;
         }
     };
-    let d = Arc::new(Dispatcher { ledger, hooks, policy, consumer, http, counters });
+    let started_ms = ledger.now_ms();
+    let d = Arc::new(Dispatcher { ledger, hooks, policy, consumer, http, counters, started_ms });
     let readers: Vec<_> =
         d.hooks.keys().map(|m| tokio::spawn(read_group(d.clone(), m.clone(), shutdown.clone()))).collect();
     while !shutdown.is_triggered() {
@@ -130,14 +131,19 @@ pub(super) struct Dispatcher {
     consumer: String,
     http: reqwest::Client,
     pub(super) counters: Arc<WebhookCounters>,
+    /// When this dispatcher started (ms, Redis' clock).
+    started_ms: i64,
 }
 
 impl Dispatcher {
-    /// Creates `group` if it does not exist: where the legacy group stands, else at the stream's
-    /// end.
+    /// Creates `group` if it does not exist: where the legacy group stands, else just before this
+    /// dispatcher started (outcomes this worker wrote before its group existed are delivered, not
+    /// skipped as a group at the stream's end would; at most five minutes back, so a group lost
+    /// with a Redis restart does not redeliver a long past).
     async fn create_group(&self, shard: usize, group: &str) -> bool {
+        let since = (self.started_ms - 1_000).max(self.ledger.now_ms() - 300_000);
         let start = match self.ledger.group_position(shard, LEGACY_GROUP).await {
-            Ok(start) => start,
+            Ok(start) => Some(start.unwrap_or_else(|| format!("{since}-0"))),
             Err(e) => {
                 warn!(error = %e, "webhooks: cannot read the outcome stream's groups");
                 return false;

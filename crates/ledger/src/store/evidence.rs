@@ -1,0 +1,70 @@
+//! The evidence of every request sent for a refund (`<prefix>:e:<id>`, a list of JSON
+//! `qfpay::Evidence`, oldest first): appended by the transition that records the request's
+//! answer, or, when another worker had taken the refund over by then, on its own.
+
+use std::collections::BTreeMap;
+
+use redis::AsyncCommands;
+
+use crate::error::LedgerError;
+use crate::refund::record::Record;
+use crate::store::Ledger;
+
+/// Evidence whose JSON does not read, kept whole in `body`.
+fn unreadable(raw: &str) -> qfpay::Evidence {
+    qfpay::Evidence {
+        call: "unreadable".into(),
+        sent_at: 0,
+        took_ms: 0,
+        params: BTreeMap::new(),
+        sign_sha256: String::new(),
+        sign_type: String::new(),
+        http_status: None,
+        body: Some(raw.to_owned()),
+        body_truncated: false,
+        error: Some("this attempt's evidence, as stored, is not readable JSON".into()),
+        fenced_off: false,
+    }
+}
+
+/// One stored attempt; one that does not read is kept whole as its body.
+pub(crate) fn read(raw: &str) -> qfpay::Evidence {
+    serde_json::from_str(raw).unwrap_or_else(|_| unreadable(raw))
+}
+
+impl Ledger {
+    /// The evidence of every request sent for `merchant`'s refund `out_trade_no` (oldest first;
+    /// empty for one archived: the archive has them).
+    pub async fn attempts(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<qfpay::Evidence>, LedgerError> {
+        let Some(rec) = self.get(merchant, out_trade_no).await? else { return Ok(Vec::new()) };
+        let raw: Vec<String> = self.con.clone().lrange(self.keys_for(merchant).evidence(&rec.id), 0, -1).await?;
+        Ok(raw.iter().map(|e| read(e)).collect())
+    }
+
+    /// Keeps the evidence of a request whose answer this worker could not record (it was fenced
+    /// off: another worker holds the refund now), marked so. Returns false if the refund is no
+    /// longer in Redis (archived meanwhile: the archive has what was recorded).
+    pub async fn keep_fenced_off_evidence(
+        &self,
+        rec: &Record,
+        evidence: &qfpay::Evidence,
+    ) -> Result<bool, LedgerError> {
+        static KEEP: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+                 redis.call('RPUSH', KEYS[2], ARGV[1])
+                 return 1",
+            )
+        });
+        let e = qfpay::Evidence { fenced_off: true, ..evidence.clone() };
+        let json = serde_json::to_string(&e).map_err(|e| LedgerError::Script(e.to_string()))?;
+        let keys = self.keys_for(&rec.merchant);
+        let kept: i64 = KEEP
+            .key(keys.record(&rec.id))
+            .key(keys.evidence(&rec.id))
+            .arg(json)
+            .invoke_async(&mut self.con.clone())
+            .await?;
+        Ok(kept == 1)
+    }
+}
