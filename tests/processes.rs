@@ -250,3 +250,36 @@ async fn redis_over_tls_works_end_to_end() {
     let out = std::process::Command::new(qfrefund_bin()).args(["status", "RF-TLS"]).envs(&env).output().unwrap();
     assert!(!out.status.success());
 }
+
+/// A running worker is among the live workers (`qfrefund workers`, `stats`) with what it serves,
+/// and leaves the view when it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_registers_itself_and_leaves_when_it_stops() {
+    let scratch = Scratch::new("workers");
+    let redis = RedisServer::start().unwrap();
+    let sim = SimHandle::start_local(SimConfig::demo(1)).await.unwrap();
+    let ns = unique_namespace("workers");
+    let mut env = env_for(&redis.url(), &ns, &sim.url());
+    env.insert("QFREFUND_CONCURRENCY".into(), "7".into());
+    let cli = |args: &[&str]| {
+        let o = std::process::Command::new(qfrefund_bin()).args(args).env_clear().envs(&env).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let mut w = WorkerProcess::spawn(&env, scratch.path("w.log"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let live = loop {
+        let out = cli(&["workers"]);
+        if let Some(line) = out.lines().next() {
+            break serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+        assert!(Instant::now() < deadline, "the worker never registered: {}", w.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((live["concurrency"].as_u64(), live["merchants"][0].as_str()), (Some(7), Some("default")), "{live}");
+    assert!(live["name"].as_str().unwrap().starts_with("qfrefund-") && !live["host"].as_str().unwrap().is_empty());
+    let stats: serde_json::Value = serde_json::from_str(&cli(&["stats"])).unwrap();
+    assert_eq!(stats["live_workers"].as_u64(), Some(1));
+    assert!(w.terminate());
+    assert_eq!(cli(&["workers"]), "", "a clean stop leaves the view at once");
+}

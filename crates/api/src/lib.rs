@@ -13,6 +13,8 @@
 mod archived;
 mod auth;
 mod error;
+mod fleet;
+mod history;
 mod metrics;
 mod notify;
 mod operate;
@@ -134,10 +136,19 @@ fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .routes(routes!(operate::retry))
         .routes(routes!(operate::cancel))
         .routes(routes!(operate::resolve))
+        .routes(routes!(operate::enquire))
         .routes(routes!(scoped::get_one))
         .routes(routes!(scoped::retry))
         .routes(routes!(scoped::cancel))
         .routes(routes!(scoped::resolve))
+        .routes(routes!(scoped::enquire))
+        .routes(routes!(history::events))
+        .routes(routes!(history::attempts))
+        .routes(routes!(fleet::stats))
+        .routes(routes!(fleet::audit))
+        .routes(routes!(fleet::workers))
+        .routes(routes!(fleet::pause))
+        .routes(routes!(fleet::resume))
         .routes(routes!(notify::notify))
         .routes(routes!(healthz))
         .routes(routes!(readyz))

@@ -1,6 +1,6 @@
 //! `/v1/refunds/{out_trade_no}/…` (the default merchant's refunds; any merchant's under
 //! `/v1/merchants/{merchant}/…`, see [`crate::scoped`]): the operator actions (retry, cancel,
-//! resolve), each audited with the caller's token name and reason.
+//! resolve, enquire now), each audited with the caller's token name and reason.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -20,6 +20,7 @@ pub(crate) enum Action {
     Retry,
     Cancel,
     Resolve,
+    Enquire,
 }
 
 /// What an operator says when acting on a refund.
@@ -42,7 +43,7 @@ pub struct ResolveBody {
     pub force: bool,
 }
 
-fn reason_of(reason: &str) -> Result<String, ApiError> {
+pub(crate) fn reason_of(reason: &str) -> Result<String, ApiError> {
     let r = reason.trim();
     if r.is_empty() {
         return Err(ApiError::invalid("reason", "required: say why (it goes into the audit trail)"));
@@ -53,7 +54,7 @@ fn reason_of(reason: &str) -> Result<String, ApiError> {
     Ok(r.to_owned())
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         let msg = e.to_string();
         // serde names the field in its message ("missing field `reason`"): report it as such.
@@ -81,6 +82,10 @@ pub(crate) async fn act(
         Action::Cancel => {
             let b: ActionBody = parse_json(body)?;
             (Operation::Cancel, b.reason)
+        }
+        Action::Enquire => {
+            let b: ActionBody = parse_json(body)?;
+            (Operation::EnquireNow, b.reason)
         }
         Action::Resolve => {
             let b: ResolveBody = parse_json(body)?;
@@ -178,4 +183,29 @@ pub async fn resolve(
     body: Bytes,
 ) -> Result<Json<RefundBody>, ApiError> {
     act(&st, &caller, ledger::DEFAULT_MERCHANT, &otn, Action::Resolve, &body).await
+}
+
+/// Enquire a refund waiting for an enquiry (`pending`) now rather than at its next due time:
+/// always safe (nothing but an enquiry is sent); audited.
+#[utoipa::path(
+    post,
+    path = "/v1/refunds/{out_trade_no}/enquire",
+    tag = "operations",
+    params(("out_trade_no" = String, Path)),
+    request_body = ActionBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Due now: the refund as it is now", body = RefundBody),
+        (status = 409, description = "Refused: the refund is not pending", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    )
+)]
+pub async fn enquire(
+    State(st): State<Shared>,
+    caller: Caller,
+    Path(otn): Path<String>,
+    body: Bytes,
+) -> Result<Json<RefundBody>, ApiError> {
+    act(&st, &caller, ledger::DEFAULT_MERCHANT, &otn, Action::Enquire, &body).await
 }

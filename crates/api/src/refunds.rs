@@ -233,6 +233,15 @@ pub(crate) async fn show(
     Ok(Json(RefundBody { url: url_of(st, &rec.merchant, &rec.out_trade_no), refund: rec }))
 }
 
+/// A page size: 1–1000, 100 when not given.
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", format!("must be 1–1000, got {limit}")));
+    }
+    Ok(limit)
+}
+
 /// Refunds in one state (paginated), or every refund of one payment.
 #[utoipa::path(
     get,
@@ -252,10 +261,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ListBody>, ApiError> {
     caller.require(Role::Read)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", format!("must be 1–1000, got {limit}")));
-    }
+    let limit = page_limit(q.limit)?;
     match (q.state.as_deref(), q.syssn.as_deref()) {
         (Some(state), syssn) => {
             let state: ledger::State =

@@ -107,3 +107,27 @@ pub async fn resolve(
 ) -> Result<Json<RefundBody>, ApiError> {
     act(&st, &caller, &merchant, &otn, Action::Resolve, &body).await
 }
+
+/// `POST /v1/refunds/{out_trade_no}/enquire`, for `merchant`'s refund.
+#[utoipa::path(
+    post,
+    path = "/v1/merchants/{merchant}/refunds/{out_trade_no}/enquire",
+    tag = "operations",
+    params(("merchant" = String, Path), ("out_trade_no" = String, Path)),
+    request_body = ActionBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Due now: the refund as it is now", body = RefundBody),
+        (status = 409, description = "Refused: the refund is not pending", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    )
+)]
+pub async fn enquire(
+    State(st): State<Shared>,
+    caller: Caller,
+    Path((merchant, otn)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<RefundBody>, ApiError> {
+    act(&st, &caller, &merchant, &otn, Action::Enquire, &body).await
+}

@@ -65,6 +65,17 @@ async fn an_archived_refund_is_answered_from_the_archive_or_its_tombstone() {
         (Some(true), Some("succeeded"), Some("0000"))
     );
 
+    // Its timeline from the archive; where the archive cannot be read, a 404 that says so.
+    let (status, body) = api.send("GET", "/v1/merchants/default/refunds/RF-1/events", Some(READER), None).await;
+    assert_eq!((status, body["archived"].as_bool()), (StatusCode::OK, Some(true)), "{body}");
+    let states: Vec<&str> = body["events"].as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["queued", "submitting", "succeeded"]);
+    let (status, body) = api.send("GET", "/v1/merchants/default/refunds/RF-1/attempts", Some(READER), None).await;
+    assert_eq!((status, body["archived"].as_bool()), (StatusCode::OK, Some(true)), "{body}");
+    let (status, body) = bare.send("GET", "/v1/merchants/default/refunds/RF-1/events", Some(READER), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["message"].as_str().unwrap().contains("archive"), "{body}");
+
     // The same request: the refund as it ended; another: a conflict, and nothing written.
     let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-1", 500))).await;
     assert_eq!(

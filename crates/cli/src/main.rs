@@ -92,6 +92,9 @@ enum Command {
     },
     /// Withdraw a refund that was never sent (queued).
     Cancel(commands::OperatorArgs),
+    /// Enquire a refund waiting for an enquiry (pending) now rather than at its next due time:
+    /// always safe, nothing but an enquiry is sent. Audited.
+    Enquire(commands::OperatorArgs),
     /// Serve the HTTP API (POST/GET /v1/refunds, operator actions, QFPay notifications,
     /// /healthz, /readyz, /metrics, /openapi.json) on QFREFUND_API_LISTEN (default 127.0.0.1:8080).
     Serve,
@@ -106,6 +109,9 @@ enum Command {
     /// Counts by state, the oldest non-final refund's age, the due backlog, the queue depth and
     /// paused merchants, as JSON.
     Stats,
+    /// The live workers, one JSON line each: name, host, version, concurrency, refunds in flight,
+    /// the merchants and shards it serves, when it started and last sent its heartbeat.
+    Workers,
     /// Send given-up webhook deliveries again (they go back on the retry schedule, due now).
     Redeliver {
         /// Event ids, from `qfrefund list --webhook-failed`.
@@ -171,10 +177,12 @@ async fn main() -> ExitCode {
             commands::operate(config, op, op_kind).await
         }
         Command::Cancel(op) => commands::operate(config, op, ledger::Operation::Cancel).await,
+        Command::Enquire(op) => commands::operate(config, op, ledger::Operation::EnquireNow).await,
         Command::Serve => ops::serve(config).await,
         Command::Events(args) => ops::events(config, args).await,
         Command::Audit { from } => ops::audit(config, from).await,
         Command::Stats => ops::stats(config).await,
+        Command::Workers => ops::workers(config).await,
         Command::Prune { dry_run } => prune::prune(config, dry_run).await,
         Command::EnableRetention => prune::enable(config).await,
         Command::Redeliver { ids, all } => commands::redeliver(config, ids, all).await,

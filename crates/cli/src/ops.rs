@@ -112,6 +112,15 @@ pub async fn audit(config: Option<&Path>, from: Option<String>) -> anyhow::Resul
 
 /// Counts by state, the oldest non-final refund's age, the due backlog and paused merchants, as
 /// one JSON object.
+/// `qfrefund workers`: one JSON line per live worker.
+pub async fn workers(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let ledger = open_reader(config).await?;
+    for w in ledger.live_workers().await? {
+        println!("{}", serde_json::to_string(&w)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let ledger = open_reader(config).await?;
     let s = ledger.stats().await?;
@@ -130,6 +139,7 @@ pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
             "paused": s.paused,
             "webhooks_failed": s.webhooks_failed,
             "webhooks_retrying": s.webhooks_retrying,
+            "live_workers": s.live_workers,
             "served_merchants": served,
             "unserved_refunds": unserved.refunds,
             "unserved_truncated": unserved.truncated,

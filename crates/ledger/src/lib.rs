@@ -49,6 +49,8 @@ pub use schedule::Policy;
 pub use state::State;
 pub use store::due::Waiter;
 pub use store::fetch::{Claimed, Fetched};
+pub use store::operator::AuditEntry;
+pub use store::workers::WorkerInfo;
 pub use store::{
     Accepted, Claim, ClaimOptions, Deferral, DueWebhook, Enqueued, FailedWebhook, Ledger, LedgerConfig, LedgerError,
     Operation, PageCursor, RefundRef, Refusal, ServerInfo, Skipped, Stats, StreamReader, WebhookAttempt,

@@ -382,6 +382,46 @@ async fn operator_actions_are_guarded_and_audited() {
     );
 }
 
+/// "Enquire now": only a refund waiting for an enquiry, made due at once; its state, last answer
+/// and lease stay; audited; anything else refused with the reason (and audited too).
+#[tokio::test]
+async fn enquire_now_brings_a_pending_refunds_enquiry_forward_and_nothing_else() {
+    use ledger::Operation::EnquireNow;
+    let (_r, l) = ledger("enquire-now").await;
+    let p = policy(5_000);
+    l.enqueue(NewRefund::new("1", "RF1", 600)).await.unwrap();
+    l.enqueue(NewRefund::new("2", "RF2", 600)).await.unwrap();
+    let refused = l.operate("default", "RF2", EnquireNow, "ann", "customer asks").await.unwrap();
+    assert!(refused.unwrap_err().to_string().contains("(it is queued)"));
+    // RF1 sent; QFPay says "processing": pending, its enquiry seconds away.
+    let r1 = l.get("default", "RF1").await.unwrap().unwrap();
+    let (fence, r1) = claimed(claim(&l, &r1, "w", &p, "t", false).await);
+    let d = after_submit(&r1, &answer("1143"), &p, l.now_ms(), 0.5);
+    assert!(l.transition(&r1, State::Submitting, fence, &d, "op").await.unwrap());
+    let before = l.get("default", "RF1").await.unwrap().unwrap();
+    assert_eq!(before.state, State::Pending);
+    assert!(before.next_at > l.now_ms() + 500, "not due yet: {}", before.next_at - l.now_ms());
+    assert_eq!(l.operate("default", "RF1", EnquireNow, "ann", "customer asks").await.unwrap(), Ok(State::Pending));
+    let after = l.get("default", "RF1").await.unwrap().unwrap();
+    assert!(after.next_at <= l.now_ms(), "due now");
+    assert_eq!(
+        (after.state, &after.respcd, &after.reason, after.fence),
+        (State::Pending, &before.respcd, &before.reason, before.fence)
+    );
+    assert_eq!(after.operator.as_deref(), Some("ann"));
+    assert!(
+        matches!(claim(&l, &after, "w", &p, "t", false).await, Claim::Enquire { .. }),
+        "an enquiry, never a resend"
+    );
+    let audit = l.audit("0", 10).await.unwrap();
+    let mine: Vec<_> =
+        audit.iter().filter(|a| a.action == "enquire").map(|a| (a.out_trade_no.as_str(), a.outcome.as_str())).collect();
+    assert_eq!(mine.len(), 2);
+    assert!(mine[0].1.starts_with("refused") && mine[1] == ("RF1", "ok"), "{mine:?}");
+    // No outcome-stream entry: nothing changed state.
+    assert!(!l.events("0", 100).await.unwrap().iter().any(|e| e.reason.contains("enquire by")));
+}
+
 #[tokio::test]
 async fn a_claim_takes_a_token_only_when_it_hands_out_a_request() {
     let (_r, l) = ledger("claim-rate").await;

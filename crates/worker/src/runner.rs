@@ -86,7 +86,6 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
             shutdown.clone(),
         ))
     });
-    let announcer = tokio::spawn(announce_served(ledger.clone(), &config, shutdown.clone()));
     let clock = tokio::spawn(follow_clock(ledger.clone(), shutdown.clone()));
     let trimmer = tokio::spawn(trim_streams(
         ledger.clone(),
@@ -120,6 +119,19 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
         FetchPolicy { concurrency: config.concurrency, batch: config.fetch_batch, idle_wait: config.idle_wait },
     );
     let in_flight = backend.in_flight();
+    let me = ledger::WorkerInfo {
+        name: worker_id.clone(),
+        host: host_name(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        concurrency: config.concurrency,
+        in_flight: 0,
+        merchants: Vec::new(),
+        shards: processor.shards().to_vec(),
+        started_at: ledger.now_ms(),
+        heartbeat_at: 0,
+        until: 0,
+    };
+    let announcer = tokio::spawn(announce_served(ledger.clone(), &config, me, in_flight.clone(), shutdown.clone()));
     let worker = WorkerBuilder::new(worker_id.as_str())
         .backend(backend)
         .concurrency(config.concurrency)
@@ -150,6 +162,9 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
         let _ = r.await;
     }
     announcer.abort();
+    if let Err(e) = ledger.unregister_worker(&worker_id).await {
+        warn!(error = %e, "could not remove this worker from the live workers (it drops out after its TTL)");
+    }
     clock.abort();
     trimmer.abort();
     if let Some(m) = metrics_server {
@@ -199,11 +214,24 @@ async fn trim_streams(ledger: Ledger, shards: Vec<usize>, retention: std::time::
     }
 }
 
+/// This host's name (for the live-workers view).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Announces the merchants this worker holds credentials for, every heartbeat, so that producers
-/// without credentials can refuse a refund nobody can send (see `ledger::merchants`).
+/// without credentials can refuse a refund nobody can send (see `ledger::merchants`), and
+/// registers the worker itself (`me`, with the refunds in flight now) among the live workers.
 fn announce_served(
     ledger: Ledger,
     config: &WorkerConfig,
+    me: ledger::WorkerInfo,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
     shutdown: Shutdown,
 ) -> impl std::future::Future<Output = ()> + use<> {
     // Only the merchants of the shards this worker fetches from: it serves no other.
@@ -217,10 +245,15 @@ fn announce_served(
     merchants.sort();
     let every = config.heartbeat;
     let ttl = every * 3;
+    let mut me = ledger::WorkerInfo { merchants: merchants.clone(), ..me };
     async move {
         while !shutdown.is_triggered() {
             if let Err(e) = ledger.announce_served(&merchants, ttl).await {
                 warn!(error = %e, "announcing the merchants this worker serves failed");
+            }
+            me.in_flight = in_flight.load(std::sync::atomic::Ordering::SeqCst);
+            if let Err(e) = ledger.register_worker(&me, ttl).await {
+                warn!(error = %e, "registering this worker among the live workers failed");
             }
             shutdown.sleep(every).await;
         }

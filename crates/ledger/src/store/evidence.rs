@@ -1,4 +1,4 @@
-//! The evidence of every request sent for a refund (`<prefix>:e:<id>`, a list of JSON
+//! A refund's history: its timeline, and the evidence of every request sent for it (`<prefix>:e:<id>`, a list of JSON
 //! `qfpay::Evidence`, oldest first): appended by the transition that records the request's
 //! answer, or, when another worker had taken the refund over by then, on its own.
 
@@ -39,6 +39,18 @@ impl Ledger {
         let Some(rec) = self.get(merchant, out_trade_no).await? else { return Ok(Vec::new()) };
         let raw: Vec<String> = self.con.clone().lrange(self.keys_for(merchant).evidence(&rec.id), 0, -1).await?;
         Ok(raw.iter().map(|e| read(e)).collect())
+    }
+
+    /// The timeline of `merchant`'s refund `out_trade_no`: every transition with QFPay's answer,
+    /// oldest first (`None`: no such refund in Redis; an archived one's is in the archive).
+    pub async fn timeline(
+        &self,
+        merchant: &str,
+        out_trade_no: &str,
+    ) -> Result<Option<Vec<crate::refund::timeline::TimelineEntry>>, LedgerError> {
+        let Some(rec) = self.get(merchant, out_trade_no).await? else { return Ok(None) };
+        let raw: Vec<String> = self.con.clone().lrange(self.keys_for(merchant).timeline(&rec.id), 0, -1).await?;
+        Ok(Some(raw.iter().filter_map(|e| crate::refund::timeline::TimelineEntry::parse(e)).collect()))
     }
 
     /// Keeps the evidence of a request whose answer this worker could not record (it was fenced

@@ -66,6 +66,12 @@ impl Keys {
         format!("{}:tombs", self.prefix)
     }
 
+    /// The live workers (a hash under the configured tag itself: worker name → its
+    /// `store::workers::WorkerInfo` as JSON, renewed every heartbeat).
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+
     /// Which worker archives this shard now (a string with a TTL: one archiver per shard).
     pub fn archiver(&self) -> String {
         format!("{}:archiver", self.prefix)
@@ -177,6 +183,7 @@ mod tests {
             k.evidence("RF1"),
             k.tombs(),
             k.archiver(),
+            k.workers(),
         ]);
         for key in all {
             assert!(key.starts_with("qfrefund:{shop1}:"), "{key}");

@@ -40,6 +40,7 @@ pub(crate) mod streams;
 pub(crate) mod transition;
 pub mod trim;
 pub(crate) mod webhooks;
+pub mod workers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

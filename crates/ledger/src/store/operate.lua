@@ -6,6 +6,8 @@
 --            for a refund never sent, and for one that would take the payment past what was paid
 --            (unless forced: a person holding QFPay's proof; audited as forced).
 --   cancel:  queued (never sent) -> cancelled.
+--   enquire: pending -> pending, due now ("enquire now"): only brings its next enquiry forward,
+--            so it is always safe; its lease (a worker enquiring it now) and its last answer stay.
 -- Every action records who and why on the record, in the outcome stream and in the audit stream
 -- (KEYS[15], trimmed only after the archive holds it: see store/trim.rs). A refused action
 -- is audited too.
@@ -31,7 +33,15 @@ end
 if not state then return {'missing'} end
 if why == '' then return refuse('a reason is required') end
 local new
-if action == 'retry' then
+if action == 'enquire' then
+  if state ~= 'pending' then
+    return refuse('only a refund waiting for an enquiry (pending) can be enquired now (it is ' .. state .. ')')
+  end
+  redis.call('HSET', KEYS[1], 'next_at', now, 'operator', who)
+  redis.call('ZADD', KEYS[2], now, otn)
+  audit('ok', state)
+  return {'ok', state}
+elseif action == 'retry' then
   if state ~= 'needs_review' then return refuse('only a refund in needs_review can be retried (it is ' .. state .. ')') end
   if (tonumber(cur[2]) or 0) > 0 then
     -- Sent at least once: it may have taken effect, so it is enquired and never failed unseen.

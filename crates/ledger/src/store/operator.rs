@@ -1,4 +1,4 @@
-//! Operator actions on a refund (retry, resolve, cancel) and the audit trail that records them.
+//! Operator actions on a refund (retry, resolve, cancel, enquire now) and the audit trail that records them.
 
 use std::collections::HashMap;
 
@@ -22,6 +22,9 @@ pub enum Operation {
     ForceResolve(State),
     /// queued → cancelled.
     Cancel,
+    /// pending, due now: its next enquiry brought forward (always safe: nothing is sent but an
+    /// enquiry).
+    EnquireNow,
 }
 
 /// Why an operator action was not carried out (it was audited all the same, when the refund exists).
@@ -108,6 +111,7 @@ impl Ledger {
             Operation::Retry => ("retry", ""),
             Operation::Resolve(s) | Operation::ForceResolve(s) => ("resolve", s.as_str()),
             Operation::Cancel => ("cancel", ""),
+            Operation::EnquireNow => ("enquire", ""),
         };
         let force = matches!(op, Operation::ForceResolve(_));
         let shard = self.shard_of(&rec.merchant);

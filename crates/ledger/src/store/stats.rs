@@ -22,6 +22,8 @@ pub struct Stats {
     pub webhooks_failed: u64,
     /// Webhook deliveries waiting for a retry.
     pub webhooks_retrying: u64,
+    /// Workers whose heartbeat holds now (see `qfrefund workers`).
+    pub live_workers: u64,
 }
 
 impl Stats {
@@ -70,6 +72,11 @@ impl Stats {
             "Webhook deliveries waiting for a retry.",
             vec![(String::new(), self.webhooks_retrying.to_string())],
         );
+        gauge(
+            "qfrefund_workers",
+            "Workers whose heartbeat holds now (see `qfrefund workers`).",
+            vec![(String::new(), self.live_workers.to_string())],
+        );
     }
 }
 
@@ -92,6 +99,7 @@ impl Ledger {
             total.webhooks_failed += s.webhooks_failed;
             total.webhooks_retrying += s.webhooks_retrying;
         }
+        total.live_workers = self.live_workers().await?.len() as u64;
         Ok(total)
     }
 
@@ -141,6 +149,7 @@ impl Ledger {
             paused,
             webhooks_failed,
             webhooks_retrying,
+            live_workers: 0,
         })
     }
 }

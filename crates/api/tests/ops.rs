@@ -1,0 +1,180 @@
+//! The ops API: "enquire now", a refund's timeline and attempts, stats, the audit trail, the live
+//! workers, pausing and resuming a merchant — over real HTTP against a real redis-server, with
+//! the roles enforced on the server.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ledger::{ClaimOptions, NewRefund, Policy, State};
+use reqwest::StatusCode;
+use serde_json::json;
+use testkit::TestRedis;
+
+/// Sends `otn` to QFPay (as a worker would) and records QFPay's "processing" (1143) with the
+/// request's evidence: pending, its enquiry seconds away.
+async fn send_and_pend(l: &ledger::Ledger, otn: &str) {
+    let p = Policy { lease: Duration::from_secs(5), ..Policy::default() };
+    let rec = l.get("default", otn).await.unwrap().unwrap();
+    let (fence, rec) = match l.claim(&(&rec).into(), &ClaimOptions::new("w", &p, "t")).await.unwrap() {
+        ledger::Claim::Submit { fence, record, .. } => (fence, *record),
+        other => panic!("{other:?}"),
+    };
+    let answer = qfpay::RefundResponse { respcd: Some("1143".into()), ..Default::default() };
+    let d = ledger::machine::after_submit(&rec, &ledger::SubmitResult::Answer(answer), &p, l.now_ms(), 0.5);
+    let evidence = qfpay::Evidence {
+        call: "refund".into(),
+        sent_at: l.now_ms(),
+        took_ms: 12,
+        params: [("out_trade_no".to_owned(), otn.to_owned())].into_iter().collect(),
+        sign_sha256: "ab".repeat(32),
+        sign_type: "MD5".into(),
+        http_status: Some(200),
+        body: Some(r#"{"respcd":"1143"}"#.into()),
+        body_truncated: false,
+        error: None,
+        fenced_off: false,
+    };
+    assert!(l.transition(&rec, State::Submitting, fence, &d.with_evidence(&evidence), "op").await.unwrap());
+}
+
+#[tokio::test]
+async fn enquire_now_needs_an_operator_and_a_reason_and_only_brings_the_enquiry_forward() {
+    let redis = TestRedis::start().unwrap();
+    let api = Api::start(&redis.url(), "api-enquire").await;
+    for otn in ["RF-P", "RF-Q"] {
+        let (status, _) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund(otn, 100))).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    send_and_pend(&api.ledger, "RF-P").await;
+    let before = api.ledger.get("default", "RF-P").await.unwrap().unwrap();
+    assert!(before.next_at > api.ledger.now_ms());
+    let why = Some(json!({"reason": "the customer is on the phone"}));
+    let path = "/v1/merchants/default/refunds/RF-P/enquire";
+    assert_eq!(api.send("POST", path, Some(READER), why.clone()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(api.send("POST", path, None, why.clone()).await.0, StatusCode::UNAUTHORIZED);
+    let (status, body) = api.send("POST", path, Some(OPERATOR), Some(json!({}))).await;
+    assert_eq!((status, body["fields"][0]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("reason")));
+    let (status, body) = api.send("POST", path, Some(OPERATOR), why.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["refund"]["state"].as_str(), body["refund"]["operator"].as_str()), (Some("pending"), Some("ann")));
+    assert!(body["refund"]["next_at"].as_i64().unwrap() <= api.ledger.now_ms(), "due now: {body}");
+    // A queued refund has nothing to enquire: refused (409), and audited.
+    let (status, body) = api.send("POST", "/v1/refunds/RF-Q/enquire", Some(OPERATOR), why).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("refused")), "{body}");
+    let (status, body) = api.send("GET", "/v1/audit", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let entries = body["entries"].as_array().unwrap();
+    let seen: Vec<(&str, &str)> =
+        entries.iter().map(|e| (e["out_trade_no"].as_str().unwrap(), e["outcome"].as_str().unwrap())).collect();
+    assert_eq!(seen[0], ("RF-P", "ok"));
+    assert!(seen[1].0 == "RF-Q" && seen[1].1.starts_with("refused"), "{seen:?}");
+    assert_eq!((entries[0]["action"].as_str(), entries[0]["who"].as_str()), (Some("enquire"), Some("ann")));
+}
+
+#[tokio::test]
+async fn a_refunds_timeline_and_attempts_are_served_to_readers() {
+    let redis = TestRedis::start().unwrap();
+    let api = Api::start(&redis.url(), "api-history").await;
+    api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-H", 100))).await;
+    send_and_pend(&api.ledger, "RF-H").await;
+    let (status, body) = api.send("GET", "/v1/merchants/default/refunds/RF-H/events", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let states: Vec<&str> = body["events"].as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["queued", "submitting", "pending"]);
+    assert_eq!((body["archived"].as_bool(), body["events"][2]["respcd"].as_str()), (Some(false), Some("1143")));
+    let (status, body) = api.send("GET", "/v1/merchants/default/refunds/RF-H/attempts", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let a = &body["attempts"][0];
+    assert_eq!(
+        (a["call"].as_str(), a["http_status"].as_u64(), a["body"].as_str()),
+        (Some("refund"), Some(200), Some(r#"{"respcd":"1143"}"#))
+    );
+    assert_eq!(body["attempts"].as_array().unwrap().len(), 1);
+    for path in ["/v1/merchants/default/refunds/NOPE/events", "/v1/merchants/default/refunds/NOPE/attempts"] {
+        let (status, body) = api.send("GET", path, Some(READER), None).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{path}: {body}");
+    }
+    let (status, _) = api.send("GET", "/v1/merchants/bad%20name/refunds/RF-H/events", Some(READER), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        api.send("GET", "/v1/merchants/default/refunds/RF-H/events", None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn stats_workers_and_the_audit_trail_page_by_page() {
+    let redis = TestRedis::start().unwrap();
+    let api = Api::start(&redis.url(), "api-fleet").await;
+    for i in 0..3 {
+        api.ledger.enqueue(NewRefund::new(&format!("9{i}"), &format!("RF-{i}"), 1)).await.unwrap();
+    }
+    let me = ledger::WorkerInfo {
+        name: "qfrefund-1-abcd".into(),
+        host: "pod-7".into(),
+        version: "0.1.0".into(),
+        concurrency: 32,
+        in_flight: 3,
+        merchants: vec!["default".into()],
+        shards: vec![0],
+        started_at: api.ledger.now_ms(),
+        heartbeat_at: 0,
+        until: 0,
+    };
+    api.ledger.register_worker(&me, Duration::from_secs(10)).await.unwrap();
+    let gone = ledger::WorkerInfo { name: "qfrefund-2-dead".into(), ..me.clone() };
+    api.ledger.register_worker(&gone, Duration::from_millis(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let (status, body) = api.send("GET", "/v1/workers", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let workers = body["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "a worker past its heartbeat is not live: {body}");
+    assert_eq!((workers[0]["host"].as_str(), workers[0]["in_flight"].as_u64()), (Some("pod-7"), Some(3)));
+    let (status, body) = api.send("GET", "/v1/stats", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["by_state"]["queued"].as_u64(), body["live_workers"].as_u64()), (Some(3), Some(1)));
+    let metrics = api.http.get(format!("{}/metrics", api.url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("\nqfrefund_workers 1\n"), "{metrics}");
+
+    // Pause and resume, audited; only an operator may.
+    let why = Some(json!({"reason": "rotating its key"}));
+    assert_eq!(
+        api.send("POST", "/v1/merchants/default/pause", Some(READER), why.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, body) = api.send("POST", "/v1/merchants/default/pause", Some(OPERATOR), why.clone()).await;
+    assert_eq!((status, body["changed"].as_bool()), (StatusCode::OK, Some(true)), "{body}");
+    let (_, body) = api.send("POST", "/v1/merchants/default/pause", Some(OPERATOR), why.clone()).await;
+    assert_eq!(body["changed"].as_bool(), Some(false), "already paused");
+    let (_, body) = api.send("GET", "/v1/stats", Some(READER), None).await;
+    assert!(body["paused"]["default"].as_str().unwrap().contains("rotating its key"), "{body}");
+    let (status, body) = api.send("POST", "/v1/merchants/default/resume", Some(OPERATOR), why).await;
+    assert_eq!(
+        (status, body["paused"].as_bool(), body["changed"].as_bool()),
+        (StatusCode::OK, Some(false), Some(true))
+    );
+    let (status, _) =
+        api.send("POST", "/v1/merchants/default/resume", Some(OPERATOR), Some(json!({"reason": ""}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The audit trail, a page at a time.
+    let (status, body) = api.send("GET", "/v1/audit?limit=2", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let first: Vec<String> =
+        body["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(first.len(), 2, "{body}");
+    let next = body["next"].as_str().unwrap().to_owned();
+    let (_, body) = api.send("GET", &format!("/v1/audit?after={next}&limit=2"), Some(READER), None).await;
+    let rest: Vec<&str> = body["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(rest, ["resume"], "pause, pause (no change), resume: {first:?} {rest:?}");
+    assert!(body["next"].is_null());
+    for bad in ["/v1/audit?limit=0", "/v1/audit?limit=1001", "/v1/audit?after=abc", "/v1/audit?after=1-2-3"] {
+        let (status, body) = api.send("GET", bad, Some(READER), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+}
