@@ -15,6 +15,7 @@ mod auth;
 mod error;
 mod fleet;
 mod history;
+mod hooks;
 mod metrics;
 mod notify;
 mod operate;
@@ -149,6 +150,8 @@ fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .routes(routes!(fleet::workers))
         .routes(routes!(fleet::pause))
         .routes(routes!(fleet::resume))
+        .routes(routes!(hooks::failed))
+        .routes(routes!(hooks::redeliver))
         .routes(routes!(notify::notify))
         .routes(routes!(healthz))
         .routes(routes!(readyz))

@@ -315,6 +315,8 @@ async fn the_openapi_document_matches_the_routes_and_the_committed_copy() {
         "/v1/stats",
         "/v1/audit",
         "/v1/workers",
+        "/v1/webhooks/failed",
+        "/v1/webhooks/redeliver",
         "/v1/qfpay/notify",
         "/healthz",
         "/readyz",

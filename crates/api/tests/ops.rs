@@ -178,3 +178,59 @@ async fn stats_workers_and_the_audit_trail_page_by_page() {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
     }
 }
+
+#[tokio::test]
+async fn given_up_webhooks_are_listed_and_redelivered_by_an_operator_with_a_reason() {
+    let redis = TestRedis::start().unwrap();
+    let api = Api::start(&redis.url(), "api-hooks").await;
+    let id = format!("evt_{}", "0123456789abcdef".repeat(2));
+    let attempt = ledger::WebhookAttempt {
+        event_id: &id,
+        out_trade_no: "RF-W",
+        merchant: "default",
+        body: b"{}",
+        attempts: 8,
+        error: "HTTP 502",
+    };
+    api.ledger.give_up_webhook(&attempt).await.unwrap();
+    let (status, body) = api.send("GET", "/v1/webhooks/failed", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let f = &body["failed"][0];
+    assert_eq!(
+        (f["event_id"].as_str(), f["attempts"].as_u64(), f["last_error"].as_str()),
+        (Some(id.as_str()), Some(8), Some("HTTP 502"))
+    );
+    assert_eq!(
+        api.send("GET", "/v1/webhooks/failed?limit=0", Some(READER), None).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    let path = "/v1/webhooks/redeliver";
+    let good = json!({"event_ids": [id], "reason": "receiver fixed"});
+    assert_eq!(api.send("POST", path, Some(READER), Some(good.clone())).await.0, StatusCode::FORBIDDEN);
+    for (bad, field) in [
+        (json!({"reason": "x"}), "event_ids"),
+        (json!({"event_ids": [id], "all": true, "reason": "x"}), "all"),
+        (json!({"event_ids": ["RF-1"], "reason": "x"}), "event_ids"),
+        (json!({"event_ids": [id]}), "reason"),
+        (json!({"event_ids": [id], "reason": "x", "extra": 1}), "body"),
+    ] {
+        let (status, body) = api.send("POST", path, Some(OPERATOR), Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        if field != "body" {
+            assert_eq!(body["fields"][0]["field"].as_str(), Some(field), "{bad}: {body}");
+        }
+    }
+    let (status, body) = api.send("POST", path, Some(OPERATOR), Some(good.clone())).await;
+    assert_eq!((status, body["rescheduled"].as_u64()), (StatusCode::OK, Some(1)), "{body}");
+    let (_, body) = api.send("POST", path, Some(OPERATOR), Some(good)).await;
+    assert_eq!(body["rescheduled"].as_u64(), Some(0), "no longer given up");
+    let (_, body) = api.send("GET", "/v1/webhooks/failed", Some(READER), None).await;
+    assert!(body["failed"].as_array().unwrap().is_empty());
+    let (_, body) = api.send("GET", "/v1/audit", Some(READER), None).await;
+    let e = &body["entries"][0];
+    assert_eq!(
+        (e["action"].as_str(), e["who"].as_str(), e["why"].as_str()),
+        (Some("redeliver"), Some("ann"), Some("receiver fixed"))
+    );
+}

@@ -302,12 +302,22 @@ pub async fn operate(config: Option<&Path>, a: OperatorArgs, op: ledger::Operati
 }
 
 /// Puts given-up webhook deliveries back on the schedule.
-pub async fn redeliver(config: Option<&Path>, ids: Vec<String>, all: bool) -> anyhow::Result<ExitCode> {
+pub async fn redeliver(
+    config: Option<&Path>,
+    ids: Vec<String>,
+    all: bool,
+    reason: &str,
+    by: Option<String>,
+) -> anyhow::Result<ExitCode> {
     if ids.is_empty() && !all {
         anyhow::bail!("name event ids (from `qfrefund list --webhook-failed`) or pass --all");
     }
+    if reason.trim().is_empty() {
+        anyhow::bail!("--reason must say why");
+    }
+    let who = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
     let ledger = open(config).await?;
-    let n = ledger.redeliver_webhooks(&ids).await?;
+    let n = ledger.redeliver_webhooks(&ids, &who, reason.trim()).await?;
     println!("{}", json!({"rescheduled": n}));
     Ok(ExitCode::SUCCESS)
 }

@@ -52,11 +52,16 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Allow retention to remove refunds from a ledger made by an older version, leaving compact
-    /// tombstones: run it once no older qfrefund process reads or writes the ledger (one would
-    /// take an archived refund's request again for a new refund). Ledgers made by this version
-    /// allow it from the start.
-    EnableRetention,
+    /// Allow retention to remove refunds from a ledger made by an older version: run it once no
+    /// qfrefund process from before tombstones writes the ledger (one would take an archived
+    /// refund's request again for a new refund). Ledgers made by this version allow it from the
+    /// start, with compact tombstones.
+    EnableRetention {
+        /// Write compact tombstones from now on (a third of the memory), which only this version
+        /// reads: only once no process of an older version reads or writes the ledger.
+        #[arg(long)]
+        compact: bool,
+    },
     /// Stop submitting a merchant's refunds (enquiries go on).
     /// (Audited with who and why, like every operator action.)
     Pause {
@@ -119,6 +124,12 @@ enum Command {
         /// Every given-up delivery.
         #[arg(long)]
         all: bool,
+        /// Why (kept in the audit trail).
+        #[arg(long, default_value = "redelivered from the command line")]
+        reason: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
     },
     /// After upgrading a ledger from before refunds were merchant-scoped, once no process of that
     /// version runs: from now on each merchant's new refund is its own, even under an
@@ -184,8 +195,8 @@ async fn main() -> ExitCode {
         Command::Stats => ops::stats(config).await,
         Command::Workers => ops::workers(config).await,
         Command::Prune { dry_run } => prune::prune(config, dry_run).await,
-        Command::EnableRetention => prune::enable(config).await,
-        Command::Redeliver { ids, all } => commands::redeliver(config, ids, all).await,
+        Command::EnableRetention { compact } => prune::enable(config, compact).await,
+        Command::Redeliver { ids, all, reason, by } => commands::redeliver(config, ids, all, &reason, by).await,
         Command::ScopeMerchants => commands::scope_merchants(config).await,
         Command::Reconcile(args) => ops::reconcile(config, args).await,
         Command::Ping { http } => ops::ping(config, http.as_deref()).await,

@@ -42,12 +42,13 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn enable(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub async fn enable(config: Option<&Path>, compact: bool) -> anyhow::Result<ExitCode> {
     let ledger = open_producer(config).await?;
-    let before = ledger.enable_retention().await?;
+    let before = ledger.enable_retention(compact).await?;
+    let now = ledger.tombstone_form().await?;
     println!(
         "{}",
-        json!({"retention_enabled": true, "compact_tombstones": true,
+        json!({"retention_enabled": true, "compact_tombstones": now == TombstoneForm::Compact,
                "was_enabled": before != TombstoneForm::Disabled, "was_compact": before == TombstoneForm::Compact})
     );
     Ok(ExitCode::SUCCESS)

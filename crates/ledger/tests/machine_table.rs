@@ -164,6 +164,10 @@ fn not_found_resends_only_after_enough_misses_and_time() {
     let later = NOW + 61_000;
     let d = after_enquiry(&base, &none_found(), &p, later, 0.5);
     assert_eq!((d.state, d.next_at), (State::RetryWait, Some(later)));
+    // An operator's "enquire now" cut a hold short: the resend still waits for it to end.
+    let held = Record { resend_not_before: Some(later + 3_600_000), ..base.clone() };
+    let d = after_enquiry(&held, &none_found(), &p, later, 0.5);
+    assert_eq!((d.state, d.next_at), (State::RetryWait, Some(later + 3_600_000)));
     // Not found after a duplicate code: maybe only lagging, so keep looking; still not found after
     // the grace period, the id belongs to someone else — a person decides.
     let dup = Record { submit_code: Some("1102".into()), ..base.clone() };

@@ -256,7 +256,9 @@ async fn text_tombstones_still_answer_once_the_ledger_writes_compact_ones() {
     set_tombstone_form(&redis, 1).await;
     succeed(&l, paid("RF1", 300)).await;
     retain_all(&l).await;
-    assert_eq!(l.enable_retention().await.unwrap(), TombstoneForm::Text);
+    assert_eq!(l.enable_retention(false).await.unwrap(), TombstoneForm::Text);
+    assert_eq!(l.tombstone_form().await.unwrap(), TombstoneForm::Text, "compact only when asked");
+    assert_eq!(l.enable_retention(true).await.unwrap(), TombstoneForm::Text);
     assert_eq!(l.tombstone_form().await.unwrap(), TombstoneForm::Compact);
     succeed(&l, NewRefund { orig_txamt: Some(50), ..NewRefund::new("456", "RF2", 10) }).await;
     retain_all(&l).await;
@@ -365,7 +367,10 @@ async fn retention_of_an_older_ledger_waits_until_it_is_enabled() {
     let layout = format!("{}:layout", l.shard_keys(0).prefix());
     let _: () = raw.hdel(&layout, ledger::store::retention::TOMBSTONES_FIELD).await.unwrap();
     assert!(!l.retention_enabled().await.unwrap());
-    assert_eq!(l.enable_retention().await.unwrap(), TombstoneForm::Disabled);
+    assert_eq!(l.enable_retention(false).await.unwrap(), TombstoneForm::Disabled);
     assert!(l.retention_enabled().await.unwrap());
-    assert_eq!(l.tombstone_form().await.unwrap(), TombstoneForm::Compact);
+    assert_eq!(l.tombstone_form().await.unwrap(), TombstoneForm::Text, "what the first version with tombstones reads");
+    assert_eq!(l.enable_retention(true).await.unwrap(), TombstoneForm::Text);
+    assert_eq!(l.enable_retention(false).await.unwrap(), TombstoneForm::Compact);
+    assert_eq!(l.tombstone_form().await.unwrap(), TombstoneForm::Compact, "never back from compact");
 }

@@ -404,6 +404,7 @@ async fn enquire_now_brings_a_pending_refunds_enquiry_forward_and_nothing_else()
     assert_eq!(l.operate("default", "RF1", EnquireNow, "ann", "customer asks").await.unwrap(), Ok(State::Pending));
     let after = l.get("default", "RF1").await.unwrap().unwrap();
     assert!(after.next_at <= l.now_ms(), "due now");
+    assert_eq!(after.resend_not_before, Some(before.next_at), "the wait it cut short is kept for a resend");
     assert_eq!(
         (after.state, &after.respcd, &after.reason, after.fence),
         (State::Pending, &before.respcd, &before.reason, before.fence)

@@ -110,8 +110,15 @@ async fn a_failed_delivery_is_retried_given_up_listed_and_redelivered() {
     assert!(l.take_webhook(l.shard_of("shop"), "evt_1", hold).await.unwrap().is_none(), "off the retry schedule");
     assert_eq!(l.stats().await.unwrap().webhooks_failed, 1);
 
-    assert_eq!(l.redeliver_webhooks(&["evt_unknown".into()]).await.unwrap(), 0);
-    assert_eq!(l.redeliver_webhooks(&[]).await.unwrap(), 1);
+    assert_eq!(l.redeliver_webhooks(&["evt_unknown".into()], "ann", "receiver fixed").await.unwrap(), 0);
+    assert_eq!(l.redeliver_webhooks(&[], "ann", "receiver fixed").await.unwrap(), 1);
+    let audit = l.audit("0", 10).await.unwrap();
+    let r: Vec<_> = audit.iter().filter(|a| a.action == "redeliver").collect();
+    assert_eq!(r.len(), 1, "audited where one was moved: {audit:?}");
+    assert_eq!(
+        (r[0].who.as_str(), r[0].why.as_str(), r[0].outcome.as_str()),
+        ("ann", "receiver fixed", "ok: 1 deliveries")
+    );
     assert!(l.failed_webhooks(10).await.unwrap().is_empty());
     assert_eq!(l.due_webhooks(l.shard_of("shop"), 10).await.unwrap(), ["evt_1"]);
     assert_eq!(l.take_webhook(l.shard_of("shop"), "evt_1", hold).await.unwrap().unwrap().attempts, 0, "counted afresh");

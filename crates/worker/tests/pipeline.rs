@@ -602,7 +602,7 @@ async fn a_webhook_that_never_answers_is_given_up_visibly_and_can_be_redelivered
     assert_eq!((failed[0].out_trade_no.as_str(), failed[0].attempts), ("RF-WF", 3));
     assert_eq!(failed[0].last_error, "HTTP 500");
     assert_eq!(got.lock().unwrap().len(), 3, "exactly max_attempts tries");
-    assert_eq!(env.ledger.redeliver_webhooks(&[]).await.unwrap(), 1);
+    assert_eq!(env.ledger.redeliver_webhooks(&[], "ops", "receiver back").await.unwrap(), 1);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while got.lock().unwrap().len() < 4 {
         assert!(std::time::Instant::now() < deadline, "not redelivered");

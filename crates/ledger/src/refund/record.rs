@@ -92,6 +92,11 @@ pub struct Record {
     /// When the step a worker now holds was due (ms; set by each claim): how late it was picked up.
     #[serde(skip)]
     pub due_at: Option<i64>,
+    /// No resend before this (ms): the wait an operator's "enquire now" cut short (a retryable
+    /// code's hold, say), kept so that a "not found" from the earlier enquiry still resends only
+    /// when the wait would have ended.
+    #[serde(skip)]
+    pub resend_not_before: Option<i64>,
     /// Archived and removed from Redis: this is what its tombstone and the request kept (see
     /// `store::retention`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -152,6 +157,7 @@ impl Record {
             payment_check: false,
             operator: None,
             due_at: None,
+            resend_not_before: None,
             archived: false,
         }
     }
@@ -214,6 +220,7 @@ impl Record {
             payment_check: text("payment_check").is_some_and(|v| v == "1"),
             operator: text("operator"),
             due_at: opt_num("due_at")?,
+            resend_not_before: opt_num("resend_not_before")?,
             archived: false,
         })
     }

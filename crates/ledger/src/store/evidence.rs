@@ -64,10 +64,14 @@ impl Ledger {
         static KEEP: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
             redis::Script::new(
                 "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+                 if redis.call('LPOS', KEYS[2], ARGV[2]) then return 1 end
                  redis.call('RPUSH', KEYS[2], ARGV[1])
                  return 1",
             )
         });
+        // Already there as recorded (the transition was applied after all; its answer was lost
+        // and the retry found the refund moved on): not kept twice.
+        let as_recorded = serde_json::to_string(evidence).map_err(|e| LedgerError::Script(e.to_string()))?;
         let e = qfpay::Evidence { fenced_off: true, ..evidence.clone() };
         let json = serde_json::to_string(&e).map_err(|e| LedgerError::Script(e.to_string()))?;
         let keys = self.keys_for(&rec.merchant);
@@ -75,6 +79,7 @@ impl Ledger {
             .key(keys.record(&rec.id))
             .key(keys.evidence(&rec.id))
             .arg(json)
+            .arg(as_recorded)
             .invoke_async(&mut self.con.clone())
             .await?;
         Ok(kept == 1)

@@ -8,6 +8,8 @@
 --   cancel:  queued (never sent) -> cancelled.
 --   enquire: pending -> pending, due now ("enquire now"): only brings its next enquiry forward,
 --            so it is always safe; its lease (a worker enquiring it now) and its last answer stay.
+--            The wait it cuts short is kept as resend_not_before: a "not found" that leads to a
+--            resend still resends only when that wait would have ended (a retryable code's hold).
 -- Every action records who and why on the record, in the outcome stream and in the audit stream
 -- (KEYS[15], trimmed only after the archive holds it: see store/trim.rs). A refused action
 -- is audited too.
@@ -37,6 +39,9 @@ if action == 'enquire' then
   if state ~= 'pending' then
     return refuse('only a refund waiting for an enquiry (pending) can be enquired now (it is ' .. state .. ')')
   end
+  local was = tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0') or 0
+  local held = tonumber(redis.call('HGET', KEYS[1], 'resend_not_before') or '0') or 0
+  if was > now and was > held then redis.call('HSET', KEYS[1], 'resend_not_before', was) end
   redis.call('HSET', KEYS[1], 'next_at', now, 'operator', who)
   redis.call('ZADD', KEYS[2], now, otn)
   audit('ok', state)

@@ -299,12 +299,19 @@ impl Ledger {
         Ok(self.tombstone_form().await? != TombstoneForm::Disabled)
     }
 
-    /// Allows retention to remove refunds from this ledger, writing compact tombstones (run once
-    /// every process writing or reading it is of this version). Returns the form before.
-    pub async fn enable_retention(&self) -> Result<TombstoneForm, LedgerError> {
+    /// Allows retention to remove refunds from this ledger (run once no process from before
+    /// tombstones writes it), with text tombstones, which the first version with tombstones reads
+    /// too; `compact`: with compact tombstones, which only this version reads (run once no process
+    /// of an older version reads or writes the ledger). Never goes back from compact. Returns the
+    /// form before.
+    pub async fn enable_retention(&self, compact: bool) -> Result<TombstoneForm, LedgerError> {
         let before = self.tombstone_form().await?;
         let base = crate::store::keys::Keys::new(&self.config.namespace, &self.config.tag);
-        let _: () = self.con.clone().hset(base.layout(), TOMBSTONES_FIELD, 2).await?;
+        if compact {
+            let _: () = self.con.clone().hset(base.layout(), TOMBSTONES_FIELD, 2).await?;
+        } else {
+            let _: bool = self.con.clone().hset_nx(base.layout(), TOMBSTONES_FIELD, 1).await?;
+        }
         Ok(before)
     }
 

@@ -17,8 +17,8 @@
 -- base * TOMB_GROWTH^level buckets (base 256 where tombstones were compact from the start, else
 -- 1024); when a level holds TOMB_FILL tombstones a bucket on
 -- average, the next one opens (`<prefix>:tombs`: levels, n<level> = how many refunds' a level
--- holds and p<level> how many payments' (where it never held text tombstones; before, n counts
--- both), format 2 when it never held text tombstones, base), so a shard's buckets grow with its tombstones
+-- holds and p<level> how many payments' (split 1; before, n counts both), format 2 when it never
+-- held text tombstones, base), so a shard's buckets grow with its tombstones
 -- without moving any. Lookups try every level, newest first. Works on R (the record key: the
 -- shard's prefix is read from it).
 local TOMB_GROWTH, TOMB_FILL, TOMB_MAX_LEVELS = 8, 96, 7
@@ -30,8 +30,9 @@ local function tomb_meta()
   if not TOMB then
     local prefix = string.match(R, '^(.-})%:r%:')
     local meta = prefix .. ':tombs'
-    local m = redis.call('HMGET', meta, 'levels', 'format', 'base')
-    TOMB = {prefix = prefix, meta = meta, levels = tonumber(m[1]) or 0, text = m[2] ~= '2', base = tonumber(m[3]) or 1024}
+    local m = redis.call('HMGET', meta, 'levels', 'format', 'base', 'split')
+    TOMB = {prefix = prefix, meta = meta, levels = tonumber(m[1]) or 0, text = m[2] ~= '2',
+            base = tonumber(m[3]) or 1024, split = m[4] == '1'}
   end
   return TOMB
 end
@@ -53,7 +54,7 @@ end
 -- refuse the new refund as a conflict (its request's hash differs), never refund twice.
 -- The meta field counting a level's tombstones of a kind.
 local function tomb_counter(kind, level)
-  if kind == 'xp' and not tomb_meta().text then return 'p' .. level end
+  if kind == 'xp' and tomb_meta().split then return 'p' .. level end
   return 'n' .. level
 end
 
@@ -145,8 +146,8 @@ local function tomb_put(kind, name, text)
   if t.levels == 0 then
     t.levels = 1
     if TOMB_COMPACT then
-      t.text, t.base = false, 256
-      redis.call('HSET', t.meta, 'levels', 1, 'format', 2, 'base', 256)
+      t.text, t.base, t.split = false, 256, true
+      redis.call('HSET', t.meta, 'levels', 1, 'format', 2, 'base', 256, 'split', 1)
     else
       redis.call('HSET', t.meta, 'levels', 1)
     end

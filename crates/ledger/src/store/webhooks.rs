@@ -198,33 +198,43 @@ impl Ledger {
     }
 
     /// Puts deliveries given up back on the retry schedule, due now and with their attempts
-    /// counted from zero: those named by `event_ids`, or every one when it is empty. Returns how
-    /// many were in the failed set (every shard's).
-    pub async fn redeliver_webhooks(&self, event_ids: &[String]) -> Result<usize, LedgerError> {
+    /// counted from zero: those named by `event_ids`, or every one when it is empty; audited
+    /// (`redeliver`, with `who` and `why`) in each shard where one was. Returns how many were in
+    /// the failed set (every shard's).
+    pub async fn redeliver_webhooks(&self, event_ids: &[String], who: &str, why: &str) -> Result<usize, LedgerError> {
+        // One script a shard: what it moves and the audit entry that says so, together.
+        static REDELIVER: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "local ids = {}
+                 if ARGV[4] == '1' then ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+                 else for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end end
+                 local n = 0
+                 for _, id in ipairs(ids) do
+                   if redis.call('ZREM', KEYS[1], id) == 1 then
+                     redis.call('HSET', KEYS[4] .. id, 'attempts', 0)
+                     redis.call('ZADD', KEYS[2], ARGV[1], id)
+                     n = n + 1
+                   end
+                 end
+                 if n > 0 then
+                   redis.call('XADD', KEYS[3], '*', 'out_trade_no', '', 'merchant', '', 'action', 'redeliver',
+                     'who', ARGV[2], 'why', ARGV[3], 'from', 'given up', 'to', 'retrying',
+                     'outcome', 'ok: ' .. n .. ' deliveries', 'at', ARGV[1])
+                 end
+                 return n",
+            )
+        });
         let mut n = 0;
         for shard in 0..self.shard_count() {
-            n += self.redeliver_in(shard, event_ids).await?;
-        }
-        Ok(n)
-    }
-
-    async fn redeliver_in(&self, shard: usize, event_ids: &[String]) -> Result<usize, LedgerError> {
-        let keys = self.shard_keys(shard);
-        let mut con = self.con.clone();
-        let ids: Vec<String> =
-            if event_ids.is_empty() { con.zrange(keys.webhook_failed(), 0, -1).await? } else { event_ids.to_vec() };
-        let now = self.now_ms();
-        let mut n = 0;
-        for id in ids {
-            let removed: u64 = con.zrem(keys.webhook_failed(), &id).await?;
-            if removed > 0 {
-                let _: () = redis::pipe()
-                    .hset(keys.webhook(&id), "attempts", 0)
-                    .zadd(keys.webhook_retry(), &id, now)
-                    .query_async(&mut con)
-                    .await?;
-                n += 1;
+            let keys = self.shard_keys(shard);
+            let mut inv = REDELIVER.prepare_invoke();
+            inv.key(keys.webhook_failed()).key(keys.webhook_retry()).key(keys.audit()).key(keys.webhook(""));
+            inv.arg(self.now_ms()).arg(who).arg(why).arg(if event_ids.is_empty() { "1" } else { "0" });
+            for id in event_ids {
+                inv.arg(id);
             }
+            let moved: usize = inv.invoke_async(&mut self.con.clone()).await?;
+            n += moved;
         }
         Ok(n)
     }

@@ -142,5 +142,7 @@ fn not_found(rec: &Record, policy: &Policy, now: i64, unit: f64) -> Decision {
             ),
         );
     }
-    Decision::new(State::RetryWait, Some(now), format!("not found, {over}: resending")).with("not_found", "0")
+    // Not before the wait an operator's "enquire now" cut short would have ended.
+    let at = rec.resend_not_before.map_or(now, |t| t.max(now));
+    Decision::new(State::RetryWait, Some(at), format!("not found, {over}: resending")).with("not_found", "0")
 }
