@@ -215,3 +215,67 @@ async fn workers_archive_into_postgres_and_status_reads_it_back() {
     let shown: serde_json::Value = serde_json::from_str(&qfrefund(&env, &["status", "RF-A7"])).unwrap();
     assert_eq!((shown["archived"].as_bool(), shown["fields"]["txamt"].as_str()), (Some(true), Some("100")), "{shown}");
 }
+
+/// Succeeded refunds past `summary_after` are archived early (a worker killed right after the
+/// archive write, then one left alone): each leaves Redis but for its summary and tombstones,
+/// is archived once, still listed and counted as succeeded, shown by `status` with its whole
+/// history; at the retention its summary goes and the tombstone answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn succeeded_refunds_are_archived_early_and_leave_a_summary() {
+    let scratch = Scratch::new("summary");
+    let redis = RedisServer::start().unwrap();
+    let sim = SimHandle::start_local(SimConfig::demo(N)).await.unwrap();
+    let ns = unique_namespace("summary");
+    let dir = scratch.path("archive");
+    let mut env = env_for(&redis.url(), &ns, &sim.url());
+    env.insert("QFREFUND_ARCHIVE".into(), format!("file://{}", dir.display()));
+    env.insert("QFREFUND_SUMMARY_AFTER_S".into(), "1".into());
+    let l = ledger(&redis.url(), &ns).await;
+    for i in 1..=N {
+        l.enqueue(refund(i)).await.unwrap();
+    }
+    let mut crash = env.clone();
+    crash.insert("QFREFUND_FAILPOINT".into(), "archive-written".into());
+    let mut w = WorkerProcess::spawn(&crash, scratch.path("crash.log"));
+    let status = w.wait_exit(Duration::from_secs(60));
+    assert!(status.is_some_and(|s| !s.success()), "the worker crashed after its first archive write: {}", w.output());
+    let mut w = WorkerProcess::spawn(&env, scratch.path("w.log"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while l.summary_count(l.shard_of("default")).await.unwrap() < N {
+        assert!(Instant::now() < deadline, "not all summarised: {}", w.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(w.terminate());
+    let lines = archived(&dir);
+    assert_eq!(lines.len() as u64, N, "{lines:?}");
+    assert!(lines.values().all(|n| *n == 1), "none archived twice: {lines:?}");
+    assert_eq!(sim.audit()["totals"]["recorded"].as_u64(), Some(N), "QFPay holds one refund each");
+    for i in 1..=N {
+        let otn = format!("RF-A{i}");
+        assert_eq!(l.get("default", &otn).await.unwrap(), None, "{otn}: no whole record left");
+        let s = l.summary("default", &otn).await.unwrap().unwrap();
+        assert_eq!((s.state, s.txamt, s.respcd.as_deref(), s.archived), (State::Succeeded, 100, Some("0000"), true));
+        assert!(s.refund_syssn.is_some(), "{s:?}");
+    }
+    assert_eq!(l.list(State::Succeeded, 0, 100).await.unwrap().len() as u64, N);
+    assert!(l.counts().await.unwrap().contains(&(State::Succeeded, N)));
+    let shown: serde_json::Value = serde_json::from_str(&qfrefund(&env, &["status", "RF-A5"])).unwrap();
+    assert_eq!((shown["archived"].as_bool(), shown["fields"]["txamt"].as_str()), (Some(true), Some("100")), "{shown}");
+    assert_eq!(shown["attempts"][0]["params"]["out_trade_no"], "RF-A5", "the evidence is in the archive: {shown}");
+    match l.enqueue(refund(5)).await.unwrap() {
+        Enqueued::Duplicate(r) => assert_eq!((r.state, r.archived), (State::Succeeded, true)),
+        other => panic!("{other:?}"),
+    }
+
+    // At the retention the summaries go, nothing is archived again; the tombstones answer.
+    env.insert("QFREFUND_RETENTION_S".into(), "1".into());
+    let mut w = WorkerProcess::spawn(&env, scratch.path("expire.log"));
+    while l.summary_count(l.shard_of("default")).await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "summaries kept past the retention: {}", w.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(w.terminate());
+    assert!(archived(&dir).values().all(|n| *n == 1));
+    assert!(matches!(l.enqueue(refund(5)).await.unwrap(), Enqueued::Duplicate(_)));
+    assert!(l.counts().await.unwrap().contains(&(State::Succeeded, 0)));
+}

@@ -1,6 +1,7 @@
 //! Refunds archived and removed from Redis, as `GET …/refunds/{out_trade_no}` answers them: the
-//! record from the archive when this process can read it, else what the tombstone keeps (its
-//! final state and respcd, the request's fields empty); `"archived": true` either way.
+//! summary Redis keeps of a succeeded refund archived early (see `ledger::store::summary`), else
+//! the record from the archive when this process can read it, else what the tombstone keeps
+//! (its final state and respcd, the request's fields empty); `"archived": true` either way.
 
 use std::collections::HashMap;
 
@@ -10,6 +11,9 @@ use crate::Shared;
 use crate::error::ApiError;
 
 pub(crate) async fn record(st: &Shared, merchant: &str, out_trade_no: &str) -> Result<Option<Record>, ApiError> {
+    if let Some(summary) = st.ledger.summary(merchant, out_trade_no).await? {
+        return Ok(Some(summary));
+    }
     let Some(tomb) = st.ledger.tombstone(merchant, out_trade_no).await? else { return Ok(None) };
     let Some(sink) = &st.archive else { return Ok(Some(Record::from_tombstone(&tomb))) };
     let line = sink.find(st.ledger.shard_of(merchant), &tomb.archived_on, merchant, out_trade_no).await;

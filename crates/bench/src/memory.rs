@@ -2,7 +2,9 @@
 //! before and after (one Redis of its own, nothing else in it): queued (record, payment, due,
 //! state and created indexes, its outcome-stream entry and timeline); final with its three
 //! outcome-stream entries; final once the outcome stream is trimmed (what `events_retention`
-//! leaves for the rest of `retention`); and archived (its tombstone and its payment's). Also how
+//! leaves for the rest of `retention`); succeeded and archived early (`summary_after`: its summary,
+//! its summaries-index entry, its tombstone and its payment's, for the rest of `retention`); and
+//! archived (its tombstone and its payment's). Also how
 //! many records left Redis' compact hash encoding (one long text does it). Memory, unlike time,
 //! does not depend on what else runs on the machine: one run is enough.
 
@@ -21,6 +23,8 @@ pub struct Memory {
     pub queued: f64,
     pub final_with_events: f64,
     pub final_retained: f64,
+    /// Succeeded and archived early: what stays of it until the retention.
+    pub summarised: f64,
     pub tombstone: f64,
     /// Refunds archived and removed per second by one worker process's retention, to the file
     /// sink.
@@ -133,16 +137,31 @@ pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) ->
     }
     let final_retained = (used(&l, true).await? - base) / n;
 
-    // Archived and removed as a worker's retention does it (the file sink, one process).
+    // Archived early as a worker's retention does it (the file sink, one process): succeeded
+    // refunds past `summary_after` (here at once) leave a summary and their tombstones.
     let archive = format!("file://{}", dir.join("mem-archive").display());
     let sink = archive::Sink::from_setting(&archive)?;
-    let cfg = worker::retention::Retention { retention: Duration::ZERO, archive: Some(archive), ..Default::default() };
+    let early = worker::retention::Retention {
+        archive: Some(archive.clone()),
+        summary_after: Some(Duration::ZERO),
+        ..Default::default()
+    };
     let shards: Vec<usize> = (0..l.shard_count()).collect();
     let t = Instant::now();
     let (archived, removed) =
-        worker::retention::prune_once(&l, &shards, &sink, &cfg, "bench").await.map_err(anyhow::Error::msg)?;
+        worker::retention::prune_once(&l, &shards, &sink, &early, "bench").await.map_err(anyhow::Error::msg)?;
     let archive_rate = removed as f64 / t.elapsed().as_secs_f64();
     anyhow::ensure!(archived == N as u64 && removed == N as u64, "row 10: archived {archived}, removed {removed}");
+    settle_keyspace(&mut con).await?;
+    let summarised = (used(&l, true).await? - base) / n;
+    // At the retention (here at once) the summaries go; the tombstones stay.
+    let cfg = worker::retention::Retention { retention: Duration::ZERO, archive: Some(archive), ..Default::default() };
+    worker::retention::prune_once(&l, &shards, &sink, &cfg, "bench").await.map_err(anyhow::Error::msg)?;
+    let mut left = 0;
+    for shard in 0..l.shard_count() {
+        left += l.summary_count(shard).await?;
+    }
+    anyhow::ensure!(left == 0, "row 10: {left} summaries left past the retention");
     // What the tombstones hold is what Redis frees when the keyspace goes (nothing else is in
     // this Redis), once its hash table, sized for the refunds just removed, has shrunk: measured
     // so, rather than against the row's start, because a run of 20 000 refunds leaves Redis
@@ -156,12 +175,16 @@ pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) ->
     let _: () = redis::cmd("FLUSHALL").arg("SYNC").query_async(&mut con).await?;
     let tombstone = (held - used(&l, true).await?) / n;
     let each = tombstone * n / (tombstones.max(1) as f64);
-    let m = Memory { queued, final_with_events, final_retained, tombstone, archive_rate, sampled, large };
+    let m = Memory { queued, final_with_events, final_retained, summarised, tombstone, archive_rate, sampled, large };
     log(
         format!(
             "10. Redis bytes per refund ({N} refunds, one payment each): queued / final with its outcome entries / final after events_retention / archived (its tombstone and its payment's)"
         ),
         format!("{:.0} / {:.0} / {:.0} / {:.0}", m.queued, m.final_with_events, m.final_retained, m.tombstone),
+    );
+    log(
+        "10. Redis bytes per succeeded refund archived early (summary_after): its summary and summaries-index entry, its tombstone and its payment's".into(),
+        format!("{:.0}", m.summarised),
     );
     log(
         "10. archiving rate: one worker process's retention to the file sink (refunds/s)".into(),

@@ -1,5 +1,6 @@
 //! A refund archived and removed from Redis, as `status` shows it: the archive's line when the
-//! archive can be read here, else what its tombstone keeps; `"archived": true` either way.
+//! archive can be read here, else its summary (a succeeded refund archived early) or what its
+//! tombstone keeps; `"archived": true` either way.
 
 use std::path::Path;
 
@@ -16,7 +17,10 @@ pub async fn find(
     out_trade_no: &str,
 ) -> anyhow::Result<Option<serde_json::Value>> {
     let Some(tomb) = ledger.tombstone(merchant, out_trade_no).await? else { return Ok(None) };
-    let mut out = serde_json::to_value(&tomb)?;
+    let mut out = match ledger.summary(merchant, out_trade_no).await? {
+        Some(summary) => serde_json::to_value(&summary)?,
+        None => serde_json::to_value(&tomb)?,
+    };
     if let Some(setting) = Config::load(config)?.archive() {
         let sink = archive::Sink::from_setting(&setting)?;
         let shard = ledger.shard_of(merchant);

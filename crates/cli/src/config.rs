@@ -87,6 +87,7 @@ struct WorkerSection {
     retention_s: Option<u64>,
     idempotency_retention_s: Option<u64>,
     audit_retention_s: Option<u64>,
+    summary_after_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,8 +184,13 @@ impl Config {
     /// Retention and the archive, as the workers run them.
     pub fn retention(&self) -> anyhow::Result<worker::retention::Retention> {
         let w = &self.file.worker;
-        let r =
-            retention::retention(w.archive.as_ref(), w.retention_s, w.idempotency_retention_s, w.audit_retention_s)?;
+        let r = retention::retention(
+            w.archive.as_ref(),
+            w.retention_s,
+            w.idempotency_retention_s,
+            w.audit_retention_s,
+            w.summary_after_s,
+        )?;
         r.validate().map_err(anyhow::Error::msg)?;
         Ok(r)
     }

@@ -15,16 +15,27 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
     if dry_run {
         let ledger = open_reader(config).await?;
         let enabled = ledger.retention_enabled().await?;
-        let mut total = 0;
+        let (mut total, mut total_early) = (0, 0);
         for shard in 0..ledger.shard_count() {
             let n = ledger.retention_backlog(shard, r.retention).await?;
+            let early = match r.summary_after.filter(|a| *a < r.retention) {
+                Some(after) => ledger.summary_backlog(shard, after).await?,
+                None => 0,
+            };
             let tombstones = ledger.tombstone_count(shard).await?;
+            let summaries = ledger.summary_count(shard).await?;
             total += n;
-            println!("{}", json!({"shard": shard, "would_archive": n, "tombstones": tombstones}));
+            total_early += early;
+            println!(
+                "{}",
+                json!({"shard": shard, "would_archive": n, "would_archive_early": early, "summaries": summaries,
+                       "tombstones": tombstones})
+            );
         }
         println!(
             "{}",
-            json!({"would_archive": total, "retention_s": r.retention.as_secs(), "archive": r.archive.as_deref().map(|a| archive::Sink::from_setting(a).map(|s| s.describe()).unwrap_or_default()),
+            json!({"would_archive": total, "would_archive_early": total_early, "retention_s": r.retention.as_secs(),
+                   "summary_after_s": r.summary_after.map(|a| a.as_secs()), "archive": r.archive.as_deref().map(|a| archive::Sink::from_setting(a).map(|s| s.describe()).unwrap_or_default()),
                    "removes": r.archive.is_some() && enabled, "retention_enabled": enabled})
         );
         return Ok(ExitCode::SUCCESS);

@@ -198,6 +198,18 @@ impl Metrics {
             "Tombstones past idempotency_retention this worker swept.",
             r.tombstones_swept.load(Ordering::Relaxed),
         );
+        counter(
+            out,
+            "qfrefund_summarised_total",
+            "Succeeded refunds past summary_after this worker archived early, a summary and tombstones left in Redis.",
+            r.summarised.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "qfrefund_summaries_expired_total",
+            "Summaries past the retention this worker removed (their tombstones stay).",
+            r.summaries_expired.load(Ordering::Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP qfrefund_retention_backlog Final refunds past the retention still in Redis (shards this worker serves).\n\

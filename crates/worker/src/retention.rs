@@ -1,7 +1,9 @@
 //! The workers' retention: final refunds older than `retention` are archived into the sink,
 //! then removed from Redis (leaving tombstones, see `ledger::store::retention`), shard by shard,
 //! in bounded batches; tombstones older than `idempotency_retention` are swept. One worker
-//! archives a shard at a time (a lease in the shard); the others skip it.
+//! archives a shard at a time (a lease in the shard); the others skip it. Succeeded refunds go
+//! earlier, after `summary_after`, leaving a summary besides their tombstones (see
+//! `ledger::store::summary`); summaries go at the retention.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +35,9 @@ pub struct Retention {
     pub audit_retention: Duration,
     /// The archive sink's setting (`file:///path`); `None`: nothing is ever removed.
     pub archive: Option<String>,
+    /// Succeeded refunds older than this are archived, then replaced in Redis by a summary and
+    /// their tombstones; `None` (or not under `retention`): they stay whole until `retention`.
+    pub summary_after: Option<Duration>,
 }
 
 impl std::fmt::Debug for Retention {
@@ -42,6 +47,7 @@ impl std::fmt::Debug for Retention {
             .field("retention", &self.retention)
             .field("idempotency_retention", &self.idempotency_retention)
             .field("audit_retention", &self.audit_retention)
+            .field("summary_after", &self.summary_after)
             .field("archive", &self.archive.as_deref().map(archive::postgres::redact))
             .finish()
     }
@@ -54,6 +60,7 @@ impl Default for Retention {
             idempotency_retention: Duration::from_secs(400 * 86_400),
             audit_retention: Duration::from_secs(400 * 86_400),
             archive: None,
+            summary_after: Some(Duration::from_secs(3600)),
         }
     }
 }
@@ -88,6 +95,10 @@ pub struct RetentionCounters {
     /// Final refunds past the retention still in Redis, at the last look (every shard served).
     pub backlog: AtomicU64,
     pub tombstones_swept: AtomicU64,
+    /// Succeeded refunds archived early, their summaries kept.
+    pub summarised: AtomicU64,
+    /// Summaries past the retention removed.
+    pub summaries_expired: AtomicU64,
 }
 
 /// Runs retention for `shards` until shutdown.
@@ -100,8 +111,14 @@ pub async fn run(
     counters: Arc<RetentionCounters>,
     shutdown: Shutdown,
 ) {
-    let every = (cfg.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    info!(archive = %sink.describe(), retention = ?cfg.retention, "archiving final refunds past the retention");
+    let soonest = cfg.summary_after.map_or(cfg.retention, |a| a.min(cfg.retention));
+    let every = (soonest / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    info!(
+        archive = %sink.describe(),
+        retention = ?cfg.retention,
+        summary_after = ?cfg.summary_after,
+        "archiving final refunds past the retention"
+    );
     if cfg.idempotency_retention < Duration::from_secs(366 * 86_400) {
         warn!(
             idempotency_retention = ?cfg.idempotency_retention,
@@ -190,8 +207,10 @@ pub async fn prune_once(
     Ok((counters.archived.load(Ordering::Relaxed), counters.removed.load(Ordering::Relaxed)))
 }
 
-/// Archives and removes `shard`'s final refunds past the retention, a batch at a time, while
-/// this worker holds the shard's archiving.
+/// Archives and removes `shard`'s final refunds past the retention, then archives its
+/// succeeded refunds past `summary_after` and keeps their summaries, then removes the
+/// summaries past the retention, a batch at a time, while this worker holds the shard's
+/// archiving.
 async fn archive_shard(
     ledger: &Ledger,
     shard: usize,
@@ -201,8 +220,40 @@ async fn archive_shard(
     counters: &RetentionCounters,
     shutdown: &Shutdown,
 ) -> Result<(), String> {
+    archive_batches(ledger, shard, sink, cfg.retention, false, owner, counters, shutdown).await?;
+    if let Some(after) = cfg.summary_after.filter(|a| *a < cfg.retention) {
+        archive_batches(ledger, shard, sink, after, true, owner, counters, shutdown).await?;
+    }
+    while !shutdown.is_triggered() {
+        let n = ledger.expire_summaries(shard, cfg.retention, BATCH).await.map_err(|e| e.to_string())?;
+        counters.summaries_expired.fetch_add(n, Ordering::Relaxed);
+        if n < BATCH as u64 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Archives `shard`'s refunds past `age`, a batch at a time, then removes them: final ones
+/// (`summarise` false), or succeeded ones keeping their summaries.
+#[allow(clippy::too_many_arguments)]
+async fn archive_batches(
+    ledger: &Ledger,
+    shard: usize,
+    sink: &Sink,
+    age: Duration,
+    summarise: bool,
+    owner: &str,
+    counters: &RetentionCounters,
+    shutdown: &Shutdown,
+) -> Result<(), String> {
     while !shutdown.is_triggered() && ledger.take_archiver(shard, owner, LEASE).await.map_err(|e| e.to_string())? {
-        let batch = ledger.retained(shard, cfg.retention, BATCH).await.map_err(|e| e.to_string())?;
+        let batch = if summarise {
+            ledger.summarising(shard, age, BATCH).await
+        } else {
+            ledger.retained(shard, age, BATCH).await
+        }
+        .map_err(|e| e.to_string())?;
         if batch.is_empty() {
             return Ok(());
         }
@@ -216,15 +267,24 @@ async fn archive_shard(
         if !ledger.take_archiver(shard, owner, LEASE).await.map_err(|e| e.to_string())? {
             return Ok(());
         }
-        let removed = ledger.remove_archived(owner, &batch).await.map_err(|e| e.to_string())?;
+        let removed = if summarise {
+            ledger.summarise_archived(owner, &batch).await
+        } else {
+            ledger.remove_archived(owner, &batch).await
+        }
+        .map_err(|e| e.to_string())?;
         crate::failpoint("archive-removed");
         counters.removed.fetch_add(removed.removed, Ordering::Relaxed);
+        if summarise {
+            counters.summarised.fetch_add(removed.removed, Ordering::Relaxed);
+        }
         tracing::debug!(
             shard,
             archived = written.lines,
             already = written.already,
             removed = removed.removed,
             changed = removed.changed,
+            summarised = summarise,
             "archived"
         );
         // No progress (every refund changed since it was read, or the lease lost): this round

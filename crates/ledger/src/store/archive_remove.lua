@@ -8,17 +8,26 @@
 -- the over-refund guard still counts the archived refunds when the payment is refunded again.
 -- Only the worker that holds the shard's archiving (KEYS[15], see `take_archiver`) removes: one
 -- whose lease ran out while it wrote (a stall) removes nothing, and another has taken over.
+-- With A.summarise (a succeeded refund past `summary_after`, see summary.rs) a summary of the
+-- record stays besides its tombstone: SUMMARY_FIELDS of the record, a JSON array under
+-- `…}:s:<id>`, its id in the summaries index (KEYS[16]) by when it was created (as the created
+-- index had it: reconciliation finds it by that time).
 -- KEYS: 1..14 as every record script (1 and 4 the first refund's record and payment), 15 the
--- archiver lease, then the record and payment of each further refund: 16, 17 for the second, …
+-- archiver lease, 16 the summaries index, then the record and payment of each further refund:
+-- 17, 18 for the second, …
 -- A: `RemoveArgs` (retention.rs; compact: the layout says tombstones 2); then, from ARGV[A_REST], per refund: id, updated_at, syssn.
 -- Returns one word per refund: 'removed' | 'changed' | 'gone', or {'lost'} (the lease).
 if redis.call('GET', KEYS[15]) ~= A.owner then return {'lost'} end
 TOMB_COMPACT = A.compact
 local CODE = {succeeded = 's', failed = 'f', cancelled = 'c'}
+-- The record fields a summary keeps, in this order (summary.rs reads them by the same list).
+local SUMMARY_FIELDS = {'out_trade_no', 'syssn', 'txamt', 'orig_txamt', 'mchid', 'udid', 'merchant', 'state',
+  'submits', 'enquiries', 'created_at', 'updated_at', 'submitted_at', 'respcd', 'resperr', 'refund_syssn', 'sysdtm',
+  'operator'}
 local out = {}
 local a = A_REST
 for i = 1, A.count do
-  if i > 1 then R, P = KEYS[12 + 2 * i], KEYS[13 + 2 * i] end
+  if i > 1 then R, P = KEYS[13 + 2 * i], KEYS[14 + 2 * i] end
   local id, seen, syssn = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   a = a + 3
   local rec = redis.call('HMGET', R, 'state', 'updated_at', 'payload_hash', 'respcd', 'merchant', 'out_trade_no')
@@ -38,6 +47,13 @@ for i = 1, A.count do
     -- scoped): its tombstone is under its scoped id too, where that merchant's enqueues look first.
     local merchant, otn = rec[5], rec[6]
     if merchant and otn and merchant ~= 'default' and id == otn then tomb_put('x', merchant .. ':' .. otn, tomb) end
+    if A.summarise then
+      local at = redis.call('HGET', R, 'created_at') or rec[2]
+      local summary = redis.call('HMGET', R, unpack(SUMMARY_FIELDS))
+      table.insert(summary, 1, 1)
+      redis.call('SET', (string.gsub(R, '}:r:', '}:s:', 1)), cjson.encode(summary))
+      redis.call('ZADD', KEYS[16], at, id)
+    end
     redis.call('ZREM', STATE_KEY[rec[1]], id)
     redis.call('ZREM', KEYS[14], id)
     redis.call('ZREM', KEYS[2], id)

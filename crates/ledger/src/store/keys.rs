@@ -62,6 +62,16 @@ impl Keys {
 
     /// The tombstones' bookkeeping (hash: levels, per-level counts, the sweep's cursor; see
     /// `store/tomb.lua`, where the buckets `x:<level>:<n>` and `xp:<level>:<n>` are named).
+    /// What stays of a succeeded refund archived early (see `store::summary`).
+    pub fn summary(&self, id: &str) -> String {
+        format!("{}:s:{id}", self.prefix)
+    }
+
+    /// The summaries' ids, by when their refunds entered their state.
+    pub fn summaries(&self) -> String {
+        format!("{}:summaries", self.prefix)
+    }
+
     pub fn tombs(&self) -> String {
         format!("{}:tombs", self.prefix)
     }
@@ -182,6 +192,8 @@ mod tests {
             k.timeline("RF1"),
             k.evidence("RF1"),
             k.tombs(),
+            k.summary("RF1"),
+            k.summaries(),
             k.archiver(),
             k.workers(),
         ]);

@@ -12,6 +12,7 @@
 //! `conn` and `keys`. The ledger lends its connections to no other crate: whatever touches one of
 //! its keys is an operation here.
 
+pub(crate) mod archiver;
 pub(crate) mod args;
 pub mod batch;
 pub(crate) mod claim;
@@ -37,6 +38,7 @@ pub(crate) mod server;
 pub mod shards;
 pub(crate) mod stats;
 pub(crate) mod streams;
+pub mod summary;
 pub(crate) mod transition;
 pub mod trim;
 pub(crate) mod webhooks;

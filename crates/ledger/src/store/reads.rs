@@ -115,12 +115,25 @@ impl Ledger {
         }
         let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut self.con.clone()).await?;
         let mut out = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
         for (id, h) in ids.iter().zip(hashes) {
-            if !h.is_empty() {
+            if h.is_empty() {
+                missing.push(id.clone());
+            } else {
                 out.push(Record::from_hash(&keys.record(id), &h)?);
             }
         }
-        self.with_whole_texts(shard, out).await
+        let mut out = self.with_whole_texts(shard, out).await?;
+        // Succeeded refunds archived early answer with their summaries (see `store::summary`).
+        if !missing.is_empty() {
+            let summaries = self.summaries_of(shard, &missing).await?;
+            if !summaries.is_empty() {
+                out.extend(summaries);
+                let at: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+                out.sort_by_key(|r| at.get(r.id.as_str()).copied().unwrap_or(usize::MAX));
+            }
+        }
+        Ok(out)
     }
 
     /// Up to `limit` refunds in `state`, oldest first (by when they entered it), from `offset`.
@@ -128,9 +141,10 @@ impl Ledger {
         let end = (offset + limit.max(1)) as isize - 1;
         let mut all = Vec::new();
         for shard in 0..self.shard_count() {
-            let ids: Vec<(String, f64)> =
-                self.con.clone().zrange_withscores(self.shard_keys(shard).state(state), 0, end).await?;
-            all.extend(ids.into_iter().map(|(id, score)| (score as i64, id, shard)));
+            for index in Self::state_indexes(self.shard_keys(shard), state) {
+                let ids: Vec<(String, f64)> = self.con.clone().zrange_withscores(index, 0, end).await?;
+                all.extend(ids.into_iter().map(|(id, score)| (score as i64, id, shard)));
+            }
         }
         self.records_of(merge_page(all, offset, limit)).await
     }
@@ -143,9 +157,11 @@ impl Ledger {
             for s in State::ALL {
                 pipe.zcard(self.shard_keys(shard).state(s));
             }
-            let counts: Vec<u64> = pipe.query_async(&mut self.con.clone()).await?;
-            for (t, c) in totals.iter_mut().zip(counts) {
-                *t += c;
+            pipe.zcard(self.shard_keys(shard).summaries());
+            let mut counts: Vec<u64> = pipe.query_async(&mut self.con.clone()).await?;
+            let summarised = counts.pop().unwrap_or(0);
+            for ((t, c), s) in totals.iter_mut().zip(counts).zip(State::ALL) {
+                *t += c + if s == State::Succeeded { summarised } else { 0 };
             }
         }
         Ok(State::ALL.into_iter().zip(totals).collect())
@@ -166,11 +182,15 @@ impl Ledger {
         let (score, member) = cursor.map_or((String::new(), ""), |c| (c.score.to_string(), c.member.as_str()));
         let mut all = Vec::new();
         for shard in 0..self.shard_count() {
-            let mut inv = PAGE.prepare_invoke();
-            inv.key(self.shard_keys(shard).state(state));
-            PageArgs { score: score.clone(), member, limit }.push(&mut inv);
-            let flat: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
-            all.extend(flat.chunks_exact(2).map(|p| (p[1].parse::<f64>().unwrap_or(0.0) as i64, p[0].clone(), shard)));
+            for index in Self::state_indexes(self.shard_keys(shard), state) {
+                let mut inv = PAGE.prepare_invoke();
+                inv.key(index);
+                PageArgs { score: score.clone(), member, limit }.push(&mut inv);
+                let flat: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+                all.extend(
+                    flat.chunks_exact(2).map(|p| (p[1].parse::<f64>().unwrap_or(0.0) as i64, p[0].clone(), shard)),
+                );
+            }
         }
         let page = merge_page(all, 0, limit);
         let next = if page.len() == limit {
@@ -179,6 +199,16 @@ impl Ledger {
             None
         };
         Ok((self.records_of(page).await?, next))
+    }
+
+    /// The indexes of refunds in `state`: succeeded ones archived early have one of their own
+    /// (by when they were created: close to when they succeeded).
+    fn state_indexes(keys: &Keys, state: State) -> Vec<String> {
+        let mut v = vec![keys.state(state)];
+        if state == State::Succeeded {
+            v.push(keys.summaries());
+        }
+        v
     }
 
     /// Refunds created in `[from, to]` (ms), oldest first, at most `limit` after skipping `offset`.
@@ -191,18 +221,16 @@ impl Ledger {
     ) -> Result<Vec<Record>, LedgerError> {
         let mut all = Vec::new();
         for shard in 0..self.shard_count() {
-            let ids: Vec<(String, f64)> = self
-                .con
-                .clone()
-                .zrangebyscore_limit_withscores(
-                    self.shard_keys(shard).created(),
-                    from,
-                    to,
-                    0,
-                    (offset + limit.max(1)) as isize,
-                )
-                .await?;
-            all.extend(ids.into_iter().map(|(id, score)| (score as i64, id, shard)));
+            // Succeeded refunds archived early are indexed by creation among the summaries.
+            let keys = self.shard_keys(shard);
+            for index in [keys.created(), keys.summaries()] {
+                let ids: Vec<(String, f64)> = self
+                    .con
+                    .clone()
+                    .zrangebyscore_limit_withscores(index, from, to, 0, (offset + limit.max(1)) as isize)
+                    .await?;
+                all.extend(ids.into_iter().map(|(id, score)| (score as i64, id, shard)));
+            }
         }
         self.records_of(merge_page(all, offset, limit)).await
     }

@@ -38,7 +38,8 @@ script_args! {
     /// What `archive_remove.lua` takes; then, per refund: id, updated_at as archived, syssn.
     /// `owner`: the worker that must hold the shard's archiving.
     /// `compact`: write tombstones in their compact form (the layout's tombstones is 2).
-    pub struct RemoveArgs<'a> { day: &'a str, count: usize, owner: &'a str, compact: bool }
+    /// `summarise`: keep a summary of each record (see `summary.rs`).
+    pub struct RemoveArgs<'a> { day: &'a str, count: usize, owner: &'a str, compact: bool, summarise: bool }
 }
 
 script_args! {
@@ -117,15 +118,16 @@ pub fn bucket_hash(name: &str) -> u64 {
 impl Ledger {
     /// Up to `limit` ids of final refunds of `shard` that entered their state before `cutoff`
     /// (ms), oldest first, with that time and the state.
-    async fn retention_due(
+    pub(crate) async fn retention_due(
         &self,
         shard: usize,
+        states: &[State],
         cutoff: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String, State)>, LedgerError> {
         let keys = self.shard_keys(shard);
         let mut pipe = redis::pipe();
-        for s in FINAL_STATES {
+        for &s in states {
             pipe.cmd("ZRANGE")
                 .arg(keys.state(s))
                 .arg("-inf")
@@ -139,7 +141,7 @@ impl Ledger {
         let lists: Vec<Vec<(String, f64)>> = pipe.query_async(&mut self.con.clone()).await?;
         let mut all: Vec<(i64, String, State)> = lists
             .into_iter()
-            .zip(FINAL_STATES)
+            .zip(states.iter().copied())
             .flat_map(|(l, s)| l.into_iter().map(move |(id, at)| (at as i64, id, s)))
             .collect();
         all.sort();
@@ -170,7 +172,19 @@ impl Ledger {
         limit: usize,
     ) -> Result<Vec<Retained>, LedgerError> {
         let cutoff = self.now_ms() - retention.as_millis() as i64;
-        let due = self.retention_due(shard, cutoff, limit).await?;
+        self.read_retained(shard, &FINAL_STATES, cutoff, limit).await
+    }
+
+    /// The oldest (up to `limit`) refunds in `states` of `shard` that entered them before
+    /// `cutoff` (ms), read whole; leftover index entries cleared on the way.
+    pub(crate) async fn read_retained(
+        &self,
+        shard: usize,
+        states: &[State],
+        cutoff: i64,
+        limit: usize,
+    ) -> Result<Vec<Retained>, LedgerError> {
+        let due = self.retention_due(shard, states, cutoff, limit).await?;
         if due.is_empty() {
             return Ok(Vec::new());
         }
@@ -217,6 +231,16 @@ impl Ledger {
     /// tombstones: those still final and unchanged since they were read (see `archive_remove.lua`),
     /// and only while `owner` holds their shard's archiving.
     pub async fn remove_archived(&self, owner: &str, archived: &[Retained]) -> Result<Removed, LedgerError> {
+        self.remove_all(owner, archived, false).await
+    }
+
+    /// [`Ledger::remove_archived`], keeping a summary of each when `summarise`.
+    pub(crate) async fn remove_all(
+        &self,
+        owner: &str,
+        archived: &[Retained],
+        summarise: bool,
+    ) -> Result<Removed, LedgerError> {
         let mut total = Removed::default();
         for shard in 0..self.shard_count() {
             let items: Vec<(String, String, String)> = archived
@@ -227,7 +251,7 @@ impl Ledger {
                     (r.id.clone(), f("updated_at"), f("syssn"))
                 })
                 .collect();
-            let r = self.remove_ids(shard, owner, &items).await?;
+            let r = self.remove_ids(shard, owner, &items, summarise).await?;
             total.removed += r.removed;
             total.changed += r.changed;
             total.gone += r.gone;
@@ -242,6 +266,7 @@ impl Ledger {
         shard: usize,
         owner: &str,
         items: &[(String, String, String)],
+        summarise: bool,
     ) -> Result<Removed, LedgerError> {
         let keys = self.shard_keys(shard);
         let day = day36(day_of(self.now_ms()));
@@ -257,12 +282,12 @@ impl Ledger {
                     for k in keys.script_keys(id, syssn) {
                         inv.key(k);
                     }
-                    inv.key(keys.archiver());
+                    inv.key(keys.archiver()).key(keys.summaries());
                 } else {
                     inv.key(keys.record(id)).key(keys.payment(syssn));
                 }
             }
-            RemoveArgs { day: &day, count: part.len(), owner, compact }.push(&mut inv);
+            RemoveArgs { day: &day, count: part.len(), owner, compact, summarise }.push(&mut inv);
             for (id, updated_at, syssn) in part {
                 inv.arg(id).arg(updated_at).arg(syssn);
             }
@@ -369,35 +394,5 @@ impl Ledger {
             .filter_map(|(_, v)| v.parse::<i64>().ok())
             .sum::<i64>()
             .max(0) as u64)
-    }
-
-    /// Takes (or keeps) the archiving of `shard` for `owner` for `ttl`: false while another
-    /// worker holds it. Renew it before each batch.
-    pub async fn take_archiver(&self, shard: usize, owner: &str, ttl: Duration) -> Result<bool, LedgerError> {
-        static TAKE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-            redis::Script::new(
-                "local cur = redis.call('GET', KEYS[1])
-                 if cur and cur ~= ARGV[1] then return 0 end
-                 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-                 return 1",
-            )
-        });
-        let ok: i64 = TAKE
-            .key(self.shard_keys(shard).archiver())
-            .arg(owner)
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut self.con.clone())
-            .await?;
-        Ok(ok == 1)
-    }
-
-    /// Gives the archiving of `shard` up, if `owner` holds it (at shutdown: another worker
-    /// takes over at once).
-    pub async fn release_archiver(&self, shard: usize, owner: &str) -> Result<(), LedgerError> {
-        static GIVE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-            redis::Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1")
-        });
-        let _: i64 = GIVE.key(self.shard_keys(shard).archiver()).arg(owner).invoke_async(&mut self.con.clone()).await?;
-        Ok(())
     }
 }

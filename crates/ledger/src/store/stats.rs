@@ -111,6 +111,7 @@ impl Ledger {
         for s in State::ALL {
             pipe.zcard(keys.state(s));
         }
+        pipe.zcard(keys.summaries());
         for s in State::ALL.into_iter().filter(|s| !s.is_final()) {
             pipe.cmd("ZRANGE").arg(keys.state(s)).arg(0).arg(0).arg("WITHSCORES");
         }
@@ -123,6 +124,12 @@ impl Ledger {
         for s in State::ALL {
             let n: u64 = redis::from_redis_value(take().ok_or_else(|| bad("counts"))?).map_err(|_| bad("counts"))?;
             by_state.push((s, n));
+        }
+        // Succeeded refunds archived early count as succeeded (see `store::summary`).
+        let summarised: u64 =
+            redis::from_redis_value(take().ok_or_else(|| bad("counts"))?).map_err(|_| bad("counts"))?;
+        if let Some((_, n)) = by_state.iter_mut().find(|(s, _)| *s == State::Succeeded) {
+            *n += summarised;
         }
         let mut oldest_open_at: Option<i64> = None;
         for _ in State::ALL.into_iter().filter(|s| !s.is_final()) {

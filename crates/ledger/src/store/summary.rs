@@ -1,0 +1,137 @@
+//! Summaries: a succeeded refund archived early. Once a refund has succeeded nothing more
+//! happens to it, yet a whole record (~30 fields), its timeline and its attempts' evidence cost
+//! ~2 KB of Redis a refund for the whole retention. After `summary_after` (well before the
+//! retention) the workers archive it as retention would, then replace all of it with its
+//! tombstone (`tomb.lua`: duplicates and conflicts are answered, its payment still counts) and a
+//! summary: the fields `status` shows, one JSON array of ~200 bytes under `…}:s:<id>`, indexed
+//! by when it was created in `…}:summaries` (which listings of succeeded refunds and of refunds
+//! created in a window read besides their own indexes). Its timeline and evidence are read from
+//! the archive, and it is no longer listed under its payment (whose refunded total its tombstone
+//! keeps for the over-refund guard). Summaries go at the retention, counted from when their
+//! refunds were created (for a refund, a little earlier than from when it succeeded); failed and
+//! cancelled refunds (which an operator may still retry) stay whole until then.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use crate::error::LedgerError;
+use crate::refund::placement::refund_id;
+use crate::refund::record::Record;
+use crate::refund::state::State;
+use crate::store::Ledger;
+use crate::store::retention::{Removed, Retained};
+
+/// The record fields a summary keeps, in the order `archive_remove.lua` writes them (the same
+/// list is there: a test round-trips every one).
+pub const SUMMARY_FIELDS: [&str; 18] = [
+    "out_trade_no",
+    "syssn",
+    "txamt",
+    "orig_txamt",
+    "mchid",
+    "udid",
+    "merchant",
+    "state",
+    "submits",
+    "enquiries",
+    "created_at",
+    "updated_at",
+    "submitted_at",
+    "respcd",
+    "resperr",
+    "refund_syssn",
+    "sysdtm",
+    "operator",
+];
+
+/// The summary format `archive_remove.lua` writes (the array's first element).
+const SUMMARY_FORMAT: u64 = 1;
+
+/// Reads a summary (`[1, field values in SUMMARY_FIELDS' order, false where absent]`) as a
+/// record: `archived` (its timeline and evidence are in the archive), no request hash.
+pub fn parse_summary(key: &str, raw: &str) -> Option<Record> {
+    let values: Vec<serde_json::Value> = serde_json::from_str(raw).ok()?;
+    if values.first()?.as_u64()? != SUMMARY_FORMAT || values.len() != SUMMARY_FIELDS.len() + 1 {
+        return None;
+    }
+    let mut h: HashMap<String, String> = SUMMARY_FIELDS
+        .iter()
+        .zip(&values[1..])
+        .filter_map(|(f, v)| v.as_str().map(|v| ((*f).to_owned(), v.to_owned())))
+        .collect();
+    h.insert("payload_hash".into(), "-".into());
+    let mut rec = Record::from_hash(&key.replacen("}:s:", "}:r:", 1), &h).ok()?;
+    rec.payload_hash = String::new();
+    rec.archived = true;
+    Some(rec)
+}
+
+impl Ledger {
+    /// Up to `limit` of `shard`'s succeeded refunds older than `after`, read whole for the
+    /// archive (see [`Ledger::retained`]).
+    pub async fn summarising(&self, shard: usize, after: Duration, limit: usize) -> Result<Vec<Retained>, LedgerError> {
+        let cutoff = self.now_ms() - after.as_millis() as i64;
+        self.read_retained(shard, &[State::Succeeded], cutoff, limit).await
+    }
+
+    /// Replaces `archived` (succeeded refunds the archive now holds durably) with their
+    /// tombstones and summaries: those still succeeded and unchanged since they were read, and
+    /// only while `owner` holds their shard's archiving (see `archive_remove.lua`).
+    pub async fn summarise_archived(&self, owner: &str, archived: &[Retained]) -> Result<Removed, LedgerError> {
+        self.remove_all(owner, archived, true).await
+    }
+
+    /// The summary of `merchant`'s refund `out_trade_no`, if it was archived early and its
+    /// summary is still kept.
+    pub async fn summary(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Record>, LedgerError> {
+        let keys = self.keys_for(merchant);
+        let id = refund_id(merchant, out_trade_no);
+        let key = keys.summary(&id);
+        let raw: Option<String> = self.con.clone().get(&key).await?;
+        Ok(raw.and_then(|r| parse_summary(&key, &r)).filter(|r| r.merchant == merchant))
+    }
+
+    /// The summaries of `ids` (of `shard`) that have one, in order.
+    pub(crate) async fn summaries_of(&self, shard: usize, ids: &[String]) -> Result<Vec<Record>, LedgerError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.shard_keys(shard);
+        let names: Vec<String> = ids.iter().map(|id| keys.summary(id)).collect();
+        let raws: Vec<Option<String>> = self.con.clone().mget(&names).await?;
+        Ok(names.iter().zip(raws).filter_map(|(k, r)| r.and_then(|r| parse_summary(k, &r))).collect())
+    }
+
+    /// How many of `shard`'s succeeded refunds are older than `after`: what would be archived
+    /// early now.
+    pub async fn summary_backlog(&self, shard: usize, after: Duration) -> Result<u64, LedgerError> {
+        let cutoff = self.now_ms() - after.as_millis() as i64;
+        Ok(self.con.clone().zcount(self.shard_keys(shard).state(State::Succeeded), "-inf", cutoff).await?)
+    }
+
+    /// How many summaries `shard` keeps.
+    pub async fn summary_count(&self, shard: usize) -> Result<u64, LedgerError> {
+        Ok(self.con.clone().zcard(self.shard_keys(shard).summaries()).await?)
+    }
+
+    /// Removes up to `limit` of `shard`'s summaries of refunds created more than `retention`
+    /// ago (their tombstones stay). Returns how many went.
+    pub async fn expire_summaries(&self, shard: usize, retention: Duration, limit: usize) -> Result<u64, LedgerError> {
+        let cutoff = self.now_ms() - retention.as_millis() as i64;
+        let keys = self.shard_keys(shard);
+        let ids: Vec<String> =
+            self.con.clone().zrangebyscore_limit(keys.summaries(), "-inf", cutoff, 0, limit as isize).await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.del(keys.summary(id)).ignore();
+        }
+        pipe.zrem(keys.summaries(), &ids).ignore();
+        pipe.query_async::<()>(&mut self.con.clone()).await?;
+        Ok(ids.len() as u64)
+    }
+}

@@ -1,0 +1,129 @@
+//! Summaries: a succeeded refund archived early leaves its tombstones and a summary in Redis,
+//! which answers reads and listings for it until the retention; duplicates, conflicts and its
+//! payment's refunded total are answered as for any archived refund.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{answer, claimed, ledger, policy};
+use ledger::machine::after_submit;
+use ledger::{Claim, ClaimOptions, Enqueued, Ledger, LedgerError, NewRefund, State};
+use redis::AsyncCommands;
+use testkit::raw_connection;
+
+fn paid(otn: &str, amt: u64) -> NewRefund {
+    NewRefund { orig_txamt: Some(1000), mchid: Some("M-77".into()), ..NewRefund::new("123", otn, amt) }
+}
+
+/// Enqueues, submits and books `refund` as succeeded (QFPay answering 0000).
+async fn succeed(l: &Ledger, refund: NewRefund) {
+    let otn = refund.out_trade_no.clone();
+    l.enqueue(refund).await.unwrap();
+    let p = policy(5_000);
+    let rec = l.get("default", &otn).await.unwrap().unwrap();
+    let (fence, rec) = claimed(l.claim(&(&rec).into(), &ClaimOptions::new("w", &p, "t")).await.unwrap());
+    let d = after_submit(&rec, &answer("0000"), &p, 0, 0.5);
+    assert!(l.transition(&rec, State::Submitting, fence, &d, "op").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_succeeded_refund_archived_early_is_answered_by_its_summary_then_its_tombstone() {
+    let (redis, l) = ledger("summary").await;
+    let shard = l.shard_of("default");
+    succeed(&l, paid("RF1", 600)).await;
+    l.enqueue(NewRefund::new("456", "RF9", 5)).await.unwrap();
+    let whole = l.get("default", "RF1").await.unwrap().unwrap();
+    assert!(l.summarising(shard, Duration::from_secs(3600), 100).await.unwrap().is_empty(), "not old enough");
+
+    assert_eq!(l.summary_backlog(shard, Duration::ZERO).await.unwrap(), 1);
+    let batch = l.summarising(shard, Duration::ZERO, 100).await.unwrap();
+    assert_eq!(batch.iter().map(|r| r.out_trade_no.as_str()).collect::<Vec<_>>(), ["RF1"], "only succeeded ones");
+    assert_eq!(batch[0].timeline.len(), 3, "read whole for the archive");
+    assert!(l.take_archiver(shard, "test", Duration::from_secs(10)).await.unwrap());
+    assert_eq!(l.summarise_archived("test", &batch).await.unwrap().removed, 1);
+
+    // The record, its timeline, evidence, payment and index entries are gone; a summary stays.
+    let keys = l.shard_keys(shard);
+    let mut raw = raw_connection(&redis.url()).await;
+    for key in [keys.record("RF1"), keys.timeline("RF1"), keys.evidence("RF1"), keys.payment("123")] {
+        assert!(!raw.exists::<_, bool>(&key).await.unwrap(), "{key}");
+    }
+    assert_eq!(raw.zcard::<_, u64>(keys.state(State::Succeeded)).await.unwrap(), 0);
+    assert!(raw.zscore::<_, _, Option<f64>>(keys.created(), "RF1").await.unwrap().is_none());
+    let summary: String = raw.get(keys.summary("RF1")).await.unwrap();
+    assert!(summary.len() < 200, "{} bytes: {summary}", summary.len());
+    assert_eq!(l.get("default", "RF1").await.unwrap(), None, "no live record");
+
+    // Every field a summary keeps reads back as the record had it.
+    let s = l.summary("default", "RF1").await.unwrap().unwrap();
+    assert!(s.archived);
+    let pick = |r: &ledger::Record| {
+        (
+            (r.out_trade_no.clone(), r.syssn.clone(), r.txamt, r.orig_txamt, r.mchid.clone(), r.udid.clone()),
+            (r.merchant.clone(), r.state, r.submits, r.enquiries, r.created_at, r.updated_at, r.submitted_at),
+            (r.respcd.clone(), r.resperr.clone(), r.refund_syssn.clone(), r.sysdtm.clone(), r.operator.clone()),
+        )
+    };
+    assert_eq!(pick(&s), pick(&whole));
+    assert_eq!((s.mchid.as_deref(), s.orig_txamt, s.respcd.as_deref()), (Some("M-77"), Some(1000), Some("0000")));
+    assert_eq!(l.summary("other", "RF1").await.unwrap(), None, "another merchant's refund");
+
+    // Listings and counts still see it as succeeded.
+    let counts = l.counts().await.unwrap();
+    assert!(counts.contains(&(State::Succeeded, 1)), "{counts:?}");
+    let stats = l.stats().await.unwrap();
+    assert!(stats.by_state.contains(&(State::Succeeded, 1)), "{:?}", stats.by_state);
+    let listed = l.list(State::Succeeded, 0, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|r| (r.out_trade_no.as_str(), r.archived)).collect::<Vec<_>>(), [("RF1", true)]);
+    let (page, _) = l.page(State::Succeeded, None, 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    let created = l.created_between(0, i64::MAX, 0, 10).await.unwrap();
+    let created: Vec<(&str, bool)> = created.iter().map(|r| (r.out_trade_no.as_str(), r.archived)).collect();
+    assert_eq!(created, [("RF1", true), ("RF9", false)], "reconciliation still finds it by when it was created");
+
+    // The same request: a duplicate with its outcome; another: a conflict; the payment counts.
+    match l.enqueue(paid("RF1", 600)).await.unwrap() {
+        Enqueued::Duplicate(r) => {
+            assert_eq!((r.state, r.respcd.as_deref(), r.archived), (State::Succeeded, Some("0000"), true))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(l.enqueue(paid("RF1", 700)).await, Err(LedgerError::Conflict { .. })));
+    l.enqueue(paid("RF2", 600)).await.unwrap();
+    let r2 = l.get("default", "RF2").await.unwrap().unwrap();
+    match l.claim(&(&r2).into(), &ClaimOptions::new("w", &policy(5_000), "t")).await.unwrap() {
+        Claim::Failed(why) => assert!(why.contains("600 already refunded"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+
+    // At the retention the summary goes; the tombstone still answers.
+    assert_eq!(l.expire_summaries(shard, Duration::from_secs(3600), 100).await.unwrap(), 0, "not yet");
+    assert_eq!(l.retention_backlog(shard, Duration::ZERO).await.unwrap(), 1, "RF2 (failed), whole");
+    assert_eq!(l.summary_backlog(shard, Duration::ZERO).await.unwrap(), 0, "RF1 is archived already");
+    assert_eq!(l.expire_summaries(shard, Duration::ZERO, 100).await.unwrap(), 1);
+    assert!(!raw.exists::<_, bool>(keys.summary("RF1")).await.unwrap());
+    assert_eq!(l.summary_count(shard).await.unwrap(), 0);
+    assert_eq!(l.summary("default", "RF1").await.unwrap(), None);
+    assert!(matches!(l.enqueue(paid("RF1", 600)).await.unwrap(), Enqueued::Duplicate(_)));
+}
+
+#[tokio::test]
+async fn a_summary_is_not_written_over_a_refund_changed_since_it_was_read() {
+    let (_redis, l) = ledger("summary-changed").await;
+    let shard = l.shard_of("default");
+    succeed(&l, paid("RF1", 600)).await;
+    let mut batch = l.summarising(shard, Duration::ZERO, 100).await.unwrap();
+    batch[0].fields.insert("updated_at".into(), "1".into());
+    assert!(l.take_archiver(shard, "test", Duration::from_secs(10)).await.unwrap());
+    let r = l.summarise_archived("test", &batch).await.unwrap();
+    assert_eq!((r.removed, r.changed), (0, 1));
+    assert!(l.get("default", "RF1").await.unwrap().is_some());
+    assert_eq!(l.summary_count(shard).await.unwrap(), 0);
+    // Another worker's archiving: nothing.
+    let batch = l.summarising(shard, Duration::ZERO, 100).await.unwrap();
+    assert!(l.summarise_archived("intruder", &batch).await.unwrap().lost);
+    assert_eq!(l.summary_count(shard).await.unwrap(), 0);
+}
