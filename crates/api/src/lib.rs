@@ -13,6 +13,7 @@
 mod archived;
 mod auth;
 mod error;
+mod export;
 mod fleet;
 mod history;
 mod hooks;
@@ -21,6 +22,7 @@ mod notify;
 mod operate;
 mod refunds;
 mod scoped;
+mod search;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,7 +134,8 @@ struct ApiDoc;
 /// The routes and the OpenAPI document describing exactly them.
 fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(refunds::create, refunds::list))
+        .routes(routes!(refunds::create, search::list))
+        .routes(routes!(export::csv))
         .routes(routes!(refunds::get_one))
         .routes(routes!(operate::retry))
         .routes(routes!(operate::cancel))

@@ -1,14 +1,15 @@
-//! `/v1/refunds`: enqueue, look up, list (the operator actions are in [`crate::operate`]).
+//! `/v1/refunds`: enqueue, look up (listing and search are in [`crate::search`], the operator
+//! actions in [`crate::operate`]).
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ledger::{Enqueued, NewRefund, PageCursor, Record};
-use serde::{Deserialize, Serialize};
+use ledger::{Enqueued, NewRefund, Record};
+use serde::Serialize;
 use serde_json::{Map, Value};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::Shared;
 use crate::auth::{Caller, Role};
@@ -20,28 +21,6 @@ pub struct RefundBody {
     pub refund: Record,
     /// `GET` this for its current state.
     pub url: String,
-}
-
-/// One page of refunds.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ListBody {
-    pub items: Vec<Record>,
-    /// Pass as `cursor` for the next page; absent on the last one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// Refunds in this state, oldest first (by when they entered it).
-    pub state: Option<String>,
-    /// Every refund of this payment (the original payment's QFPay `syssn`).
-    pub syssn: Option<String>,
-    /// From the previous page's `next_cursor`.
-    pub cursor: Option<String>,
-    /// Page size, 1–1000 (default 100).
-    pub limit: Option<usize>,
 }
 
 /// Where `merchant`'s refund `out_trade_no` is: under `/v1/merchants/{merchant}/refunds/` (the
@@ -240,50 +219,6 @@ pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
         return Err(ApiError::invalid("limit", format!("must be 1–1000, got {limit}")));
     }
     Ok(limit)
-}
-
-/// Refunds in one state (paginated), or every refund of one payment.
-#[utoipa::path(
-    get,
-    path = "/v1/refunds",
-    tag = "refunds",
-    params(ListQuery),
-    security(("bearer" = [])),
-    responses(
-        (status = 200, body = ListBody),
-        (status = 422, description = "Neither state nor syssn, an unknown state, or a bad cursor", body = ErrorBody),
-        (status = 401, body = ErrorBody),
-    )
-)]
-pub async fn list(
-    State(st): State<Shared>,
-    caller: Caller,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<ListBody>, ApiError> {
-    caller.require(Role::Read)?;
-    let limit = page_limit(q.limit)?;
-    match (q.state.as_deref(), q.syssn.as_deref()) {
-        (Some(state), syssn) => {
-            let state: ledger::State =
-                state.parse().map_err(|e: ledger::state::UnknownState| ApiError::invalid("state", e.to_string()))?;
-            let cursor = match q.cursor.as_deref() {
-                Some(c) => Some(
-                    PageCursor::decode(c).ok_or_else(|| ApiError::invalid("cursor", "not a cursor this API gave"))?,
-                ),
-                None => None,
-            };
-            let (mut items, next) = st.ledger.page(state, cursor.as_ref(), limit).await?;
-            if let Some(syssn) = syssn {
-                items.retain(|r| r.syssn == syssn);
-            }
-            Ok(Json(ListBody { items, next_cursor: next.map(|c| c.encode()) }))
-        }
-        (None, Some(syssn)) => {
-            let items = st.ledger.by_payment(syssn).await?;
-            Ok(Json(ListBody { items, next_cursor: None }))
-        }
-        (None, None) => Err(ApiError::invalid("state", "give state (and optionally syssn), or syssn")),
-    }
 }
 
 #[cfg(test)]

@@ -118,8 +118,37 @@ async fn listing_pages_through_a_state_once_and_by_payment() {
     let ids: Vec<&str> =
         body["items"].as_array().unwrap().iter().map(|r| r["out_trade_no"].as_str().unwrap()).collect();
     assert_eq!(ids, ["RF-00", "RF-01", "RF-02"]);
+    // Filters: a payment and an amount, newest first; every refund when none is given.
+    let (_, body) =
+        api.send("GET", "/v1/refunds?state=queued&syssn=1111&order=newest&limit=2", Some(READER), None).await;
+    let ids: Vec<&str> =
+        body["items"].as_array().unwrap().iter().map(|r| r["out_trade_no"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["RF-02", "RF-01"], "{body}");
+    let (_, body) = api.send("GET", "/v1/refunds?merchant=default&min_txamt=2", Some(READER), None).await;
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(0), "{body}");
+    let (status, body) = api.send("GET", "/v1/refunds?limit=1000", Some(READER), None).await;
+    assert_eq!((status, body["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(25)), "{body}");
+    // The same search as CSV: a header, a row a refund.
+    let (status, body) = api.send("GET", "/v1/refunds.csv?syssn=1111&order=newest", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let csv = body.as_str().unwrap();
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(lines[0].starts_with("merchant,out_trade_no,state,syssn,txamt,txamt_formatted"), "{csv}");
+    let row: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!((row[0], row[1], row[2], row[3], row[4], row[5]), ("default", "RF-02", "queued", "1111", "1", "0.01"));
+    assert!(row[10].ends_with('Z') && row[10].contains('T'), "RFC 3339: {}", row[10]);
+    let (status, _) = api.send("GET", "/v1/refunds.csv?order=sideways", Some(READER), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = api.send("GET", "/v1/refunds.csv", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     for bad in [
-        "/v1/refunds",
+        "/v1/refunds?order=sideways",
+        "/v1/refunds?min_txamt=5&max_txamt=4",
+        "/v1/refunds?created_from=10&created_to=9",
+        "/v1/refunds?created_from=-1",
+        "/v1/refunds?respcd=00%2000",
+        "/v1/refunds?merchant=",
         "/v1/refunds?state=lost",
         "/v1/refunds?state=queued&cursor=zz",
         "/v1/refunds?state=queued&limit=0",

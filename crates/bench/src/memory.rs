@@ -153,7 +153,7 @@ pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) ->
     let archive_rate = removed as f64 / t.elapsed().as_secs_f64();
     anyhow::ensure!(archived == N as u64 && removed == N as u64, "row 10: archived {archived}, removed {removed}");
     settle_keyspace(&mut con).await?;
-    let summarised = (used(&l, true).await? - base) / n;
+    let with_summaries = used(&l, true).await?;
     // At the retention (here at once) the summaries go; the tombstones stay.
     let cfg = worker::retention::Retention { retention: Duration::ZERO, archive: Some(archive), ..Default::default() };
     worker::retention::prune_once(&l, &shards, &sink, &cfg, "bench").await.map_err(anyhow::Error::msg)?;
@@ -162,6 +162,10 @@ pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) ->
         left += l.summary_count(shard).await?;
     }
     anyhow::ensure!(left == 0, "row 10: {left} summaries left past the retention");
+    // What the summaries and their index entries hold is what their removal frees (as for the
+    // tombstones below: not against the row's start, which the run itself has grown).
+    settle_keyspace(&mut con).await?;
+    let summaries_held = (with_summaries - used(&l, true).await?) / n;
     // What the tombstones hold is what Redis frees when the keyspace goes (nothing else is in
     // this Redis), once its hash table, sized for the refunds just removed, has shrunk: measured
     // so, rather than against the row's start, because a run of 20 000 refunds leaves Redis
@@ -175,6 +179,7 @@ pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) ->
     let _: () = redis::cmd("FLUSHALL").arg("SYNC").query_async(&mut con).await?;
     let tombstone = (held - used(&l, true).await?) / n;
     let each = tombstone * n / (tombstones.max(1) as f64);
+    let summarised = summaries_held + tombstone;
     let m = Memory { queued, final_with_events, final_retained, summarised, tombstone, archive_rate, sampled, large };
     log(
         format!(

@@ -54,7 +54,7 @@ async fn a_succeeded_refund_archived_early_is_answered_by_its_summary_then_its_t
     assert_eq!(raw.zcard::<_, u64>(keys.state(State::Succeeded)).await.unwrap(), 0);
     assert!(raw.zscore::<_, _, Option<f64>>(keys.created(), "RF1").await.unwrap().is_none());
     let summary: String = raw.get(keys.summary("RF1")).await.unwrap();
-    assert!(summary.len() < 200, "{} bytes: {summary}", summary.len());
+    assert!(summary.len() < 170, "{} bytes: {summary}", summary.len());
     assert_eq!(l.get("default", "RF1").await.unwrap(), None, "no live record");
 
     // Every field a summary keeps reads back as the record had it.

@@ -9,7 +9,7 @@
 -- Only the worker that holds the shard's archiving (KEYS[15], see `take_archiver`) removes: one
 -- whose lease ran out while it wrote (a stall) removes nothing, and another has taken over.
 -- With A.summarise (a succeeded refund past `summary_after`, see summary.rs) a summary of the
--- record stays besides its tombstone: SUMMARY_FIELDS of the record, a JSON array under
+-- record stays besides its tombstone: `summary_of` below, a JSON array under
 -- `…}:s:<id>`, its id in the summaries index (KEYS[16]) by when it was created (as the created
 -- index had it: reconciliation finds it by that time).
 -- KEYS: 1..14 as every record script (1 and 4 the first refund's record and payment), 15 the
@@ -20,10 +20,27 @@
 if redis.call('GET', KEYS[15]) ~= A.owner then return {'lost'} end
 TOMB_COMPACT = A.compact
 local CODE = {succeeded = 's', failed = 'f', cancelled = 'c'}
--- The record fields a summary keeps, in this order (summary.rs reads them by the same list).
-local SUMMARY_FIELDS = {'out_trade_no', 'syssn', 'txamt', 'orig_txamt', 'mchid', 'udid', 'merchant', 'state',
-  'submits', 'enquiries', 'created_at', 'updated_at', 'submitted_at', 'respcd', 'resperr', 'refund_syssn', 'sysdtm',
-  'operator'}
+-- A summary (format 2, read by summary.rs): [2, out_trade_no, syssn, txamt, orig_txamt, mchid,
+-- udid, merchant, submits, enquiries, created_at, updated_at - created_at, submitted_at -
+-- created_at, respcd, resperr, refund_syssn, sysdtm, operator]: amounts as text, counts and
+-- times as numbers (ms), 0 for a text that is absent, -1 for submitted_at absent; out_trade_no
+-- 0 when it is the id, merchant 0 when it is the default one. Its state is succeeded: no other
+-- is summarised.
+local function summary_of(r, id)
+  local f = redis.call('HMGET', r, 'out_trade_no', 'syssn', 'txamt', 'orig_txamt', 'mchid', 'udid', 'merchant',
+    'submits', 'enquiries', 'created_at', 'updated_at', 'submitted_at', 'respcd', 'resperr', 'refund_syssn', 'sysdtm',
+    'operator')
+  local function text(v) if v and v ~= '' then return v end return 0 end
+  local function num(v) return tonumber(v) or 0 end
+  local created = num(f[10])
+  if f[1] == id then f[1] = false end
+  if f[7] == 'default' then f[7] = false end
+  local submitted = -1
+  if f[12] and f[12] ~= '' then submitted = num(f[12]) - created end
+  return cjson.encode({2, text(f[1]), text(f[2]), text(f[3]), text(f[4]), text(f[5]), text(f[6]), text(f[7]),
+    num(f[8]), num(f[9]), created, num(f[11]) - created, submitted, text(f[13]), text(f[14]), text(f[15]),
+    text(f[16]), text(f[17])}), created
+end
 local out = {}
 local a = A_REST
 for i = 1, A.count do
@@ -36,7 +53,7 @@ for i = 1, A.count do
     for _, s in ipairs({'succeeded', 'failed', 'cancelled'}) do redis.call('ZREM', STATE_KEY[s], id) end
     redis.call('ZREM', KEYS[14], id)
     out[i] = 'gone'
-  elseif not FINAL[rec[1]] or rec[2] ~= seen then
+  elseif not FINAL[rec[1]] or rec[2] ~= seen or (A.summarise and rec[1] ~= 'succeeded') then
     out[i] = 'changed'
   else
     -- A missing hash is written '-': no request matches it (a conflict), and the sweep can read the day.
@@ -48,11 +65,9 @@ for i = 1, A.count do
     local merchant, otn = rec[5], rec[6]
     if merchant and otn and merchant ~= 'default' and id == otn then tomb_put('x', merchant .. ':' .. otn, tomb) end
     if A.summarise then
-      local at = redis.call('HGET', R, 'created_at') or rec[2]
-      local summary = redis.call('HMGET', R, unpack(SUMMARY_FIELDS))
-      table.insert(summary, 1, 1)
-      redis.call('SET', (string.gsub(R, '}:r:', '}:s:', 1)), cjson.encode(summary))
-      redis.call('ZADD', KEYS[16], at, id)
+      local summary, created = summary_of(R, id)
+      redis.call('SET', (string.gsub(R, '}:r:', '}:s:', 1)), summary)
+      redis.call('ZADD', KEYS[16], created, id)
     end
     redis.call('ZREM', STATE_KEY[rec[1]], id)
     redis.call('ZREM', KEYS[14], id)

@@ -34,6 +34,7 @@ pub(crate) mod reads;
 pub mod ready;
 pub mod retention;
 pub(crate) mod script;
+pub mod search;
 pub(crate) mod server;
 pub mod shards;
 pub(crate) mod stats;

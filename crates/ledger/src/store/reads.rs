@@ -203,7 +203,7 @@ impl Ledger {
 
     /// The indexes of refunds in `state`: succeeded ones archived early have one of their own
     /// (by when they were created: close to when they succeeded).
-    fn state_indexes(keys: &Keys, state: State) -> Vec<String> {
+    pub(crate) fn state_indexes(keys: &Keys, state: State) -> Vec<String> {
         let mut v = vec![keys.state(state)];
         if state == State::Succeeded {
             v.push(keys.summaries());

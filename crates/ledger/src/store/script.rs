@@ -57,6 +57,9 @@ pub(crate) static EXPEDITE: LazyLock<Script> =
     LazyLock::new(|| record_script(ExpediteArgs::lua_prelude(), &[include_str!("expedite.lua")]));
 pub(crate) static PAGE: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{}\n{}", PageArgs::lua_prelude(), include_str!("page.lua"))));
+pub(crate) static SEARCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!("{}\n{}", crate::store::search::SearchArgs::lua_prelude(), include_str!("search.lua")))
+});
 pub(crate) static RATE_LIMIT: LazyLock<Script> =
     LazyLock::new(|| record_script(RateArgs::lua_prelude(), &[include_str!("rate_limit.lua")]));
 pub(crate) static ARCHIVE_REMOVE: LazyLock<Script> =

@@ -23,45 +23,47 @@ use crate::refund::state::State;
 use crate::store::Ledger;
 use crate::store::retention::{Removed, Retained};
 
-/// The record fields a summary keeps, in the order `archive_remove.lua` writes them (the same
-/// list is there: a test round-trips every one).
-pub const SUMMARY_FIELDS: [&str; 18] = [
-    "out_trade_no",
-    "syssn",
-    "txamt",
-    "orig_txamt",
-    "mchid",
-    "udid",
-    "merchant",
-    "state",
-    "submits",
-    "enquiries",
-    "created_at",
-    "updated_at",
-    "submitted_at",
-    "respcd",
-    "resperr",
-    "refund_syssn",
-    "sysdtm",
-    "operator",
-];
-
 /// The summary format `archive_remove.lua` writes (the array's first element).
-const SUMMARY_FORMAT: u64 = 1;
+const SUMMARY_FORMAT: u64 = 2;
 
-/// Reads a summary (`[1, field values in SUMMARY_FIELDS' order, false where absent]`) as a
-/// record: `archived` (its timeline and evidence are in the archive), no request hash.
+/// Reads a summary (`archive_remove.lua`'s `summary_of`: `[2, out_trade_no, syssn, txamt,
+/// orig_txamt, mchid, udid, merchant, submits, enquiries, created_at, updated_at - created_at,
+/// submitted_at - created_at (-1: none), respcd, resperr, refund_syssn, sysdtm, operator]`, 0
+/// for an absent text, out_trade_no absent when it is the id, merchant when it is the default
+/// one) as a succeeded record: `archived` (its timeline and evidence are in the
+/// archive), no request hash.
 pub fn parse_summary(key: &str, raw: &str) -> Option<Record> {
-    let values: Vec<serde_json::Value> = serde_json::from_str(raw).ok()?;
-    if values.first()?.as_u64()? != SUMMARY_FORMAT || values.len() != SUMMARY_FIELDS.len() + 1 {
+    use serde_json::Value;
+    let v: Vec<Value> = serde_json::from_str(raw).ok()?;
+    if v.len() != 18 || v[0].as_u64()? != SUMMARY_FORMAT {
         return None;
     }
-    let mut h: HashMap<String, String> = SUMMARY_FIELDS
-        .iter()
-        .zip(&values[1..])
-        .filter_map(|(f, v)| v.as_str().map(|v| ((*f).to_owned(), v.to_owned())))
-        .collect();
-    h.insert("payload_hash".into(), "-".into());
+    let text = |i: usize| v[i].as_str().map(str::to_owned);
+    let num = |i: usize| v[i].as_i64();
+    let created = num(10)?;
+    let mut h: HashMap<String, String> = HashMap::new();
+    let mut put = |f: &str, val: Option<String>| {
+        if let Some(val) = val {
+            h.insert(f.to_owned(), val);
+        }
+    };
+    // An out_trade_no left out is the id; a merchant left out the default one.
+    let id = key.split_once("}:s:")?.1;
+    put("out_trade_no", Some(text(1).unwrap_or_else(|| id.to_owned())));
+    for (i, f) in [(2, "syssn"), (3, "txamt"), (4, "orig_txamt"), (5, "mchid"), (6, "udid")] {
+        put(f, text(i));
+    }
+    put("merchant", Some(text(7).unwrap_or_else(|| crate::DEFAULT_MERCHANT.to_owned())));
+    put("submits", num(8).map(|n| n.to_string()));
+    put("enquiries", num(9).map(|n| n.to_string()));
+    put("created_at", Some(created.to_string()));
+    put("updated_at", Some((created + num(11)?).to_string()));
+    put("submitted_at", num(12).filter(|d| *d >= 0).map(|d| (created + d).to_string()));
+    for (i, f) in [(13, "respcd"), (14, "resperr"), (15, "refund_syssn"), (16, "sysdtm"), (17, "operator")] {
+        put(f, text(i));
+    }
+    put("state", Some(State::Succeeded.as_str().to_owned()));
+    put("payload_hash", Some("-".into()));
     let mut rec = Record::from_hash(&key.replacen("}:s:", "}:r:", 1), &h).ok()?;
     rec.payload_hash = String::new();
     rec.archived = true;

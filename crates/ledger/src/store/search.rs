@@ -1,0 +1,206 @@
+//! Searching refunds by what operators ask about: state, merchant, payment, respcd, amount and
+//! time ranges, oldest or newest first, in cursor pages. A search walks one index — the state's
+//! (by when refunds entered it) when a state is given, else the created index (by creation) —
+//! over the shards it concerns (one, for a merchant), merging them in order and filtering the
+//! records on the way. It reads at most [`SCAN_CAP`] index entries per call: a page may come back
+//! short, with a cursor, when few refunds match; the caller asks on from the cursor.
+
+use crate::error::LedgerError;
+use crate::refund::record::Record;
+use crate::refund::state::State;
+use crate::store::Ledger;
+use crate::store::args::script_args;
+use crate::store::reads::PageCursor;
+use crate::store::script::SEARCH;
+
+/// Index entries one search call reads at most.
+pub const SCAN_CAP: usize = 5_000;
+
+/// Index entries read from each index per step.
+const STEP: usize = 200;
+
+/// Scores no refund's time reaches (ms; exact in a double).
+const NO_MIN: i64 = -(1 << 53);
+const NO_MAX: i64 = 1 << 53;
+
+script_args! {
+    /// What `search.lua` takes: the cursor (`score` '' = from the start), the direction, the
+    /// score bounds and the number of entries.
+    pub struct SearchArgs<'a> { score: String, member: &'a str, desc: bool, min: i64, max: i64, limit: usize }
+}
+
+/// What to look for; every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Search {
+    pub state: Option<State>,
+    pub merchant: Option<String>,
+    /// The original payment's QFPay syssn.
+    pub syssn: Option<String>,
+    pub respcd: Option<String>,
+    /// Created within [from, to] (ms, inclusive).
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+    /// Last changed within [from, to] (ms, inclusive).
+    pub updated_from: Option<i64>,
+    pub updated_to: Option<i64>,
+    /// The refund's amount within [min, max] (minor units, inclusive).
+    pub min_txamt: Option<u64>,
+    pub max_txamt: Option<u64>,
+    /// Newest first (by the walked index's time); oldest first otherwise.
+    pub newest_first: bool,
+}
+
+impl Search {
+    /// Whether `r` meets every condition.
+    pub fn matches(&self, r: &Record) -> bool {
+        let within =
+            |v: i64, from: Option<i64>, to: Option<i64>| from.is_none_or(|f| v >= f) && to.is_none_or(|t| v <= t);
+        self.state.is_none_or(|s| r.state == s)
+            && self.merchant.as_deref().is_none_or(|m| r.merchant == m)
+            && self.syssn.as_deref().is_none_or(|s| r.syssn == s)
+            && self.respcd.as_deref().is_none_or(|c| r.respcd.as_deref() == Some(c))
+            && within(r.created_at, self.created_from, self.created_to)
+            && within(r.updated_at, self.updated_from, self.updated_to)
+            && self.min_txamt.is_none_or(|m| r.txamt >= m)
+            && self.max_txamt.is_none_or(|m| r.txamt <= m)
+    }
+}
+
+/// A page of a search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub items: Vec<Record>,
+    /// Where to ask on; `None` once every index entry was looked at.
+    pub next: Option<PageCursor>,
+    /// Index entries looked at.
+    pub scanned: usize,
+}
+
+impl Ledger {
+    /// Up to `limit` (1–1000) refunds meeting `q`, after `cursor` (a previous page's `next`).
+    pub async fn search(&self, q: &Search, cursor: Option<&PageCursor>, limit: usize) -> Result<Found, LedgerError> {
+        let limit = limit.clamp(1, 1_000);
+        if q.state.is_none()
+            && let Some(syssn) = &q.syssn
+        {
+            return self.search_payment(q, syssn, cursor, limit).await;
+        }
+        let shards: Vec<usize> = match &q.merchant {
+            Some(m) => vec![self.shard_of(m)],
+            None => (0..self.shard_count()).collect(),
+        };
+        // The indexes walked, and the score bounds they allow (only the created index is scored
+        // by creation throughout: the summaries' index too).
+        let mut sources: Vec<(usize, String)> = Vec::new();
+        let bounded = q.state.is_none();
+        for &shard in &shards {
+            let keys = self.shard_keys(shard);
+            match q.state {
+                Some(s) => sources.extend(Self::state_indexes(keys, s).into_iter().map(|i| (shard, i))),
+                None => sources.extend([(shard, keys.created()), (shard, keys.summaries())]),
+            }
+        }
+        let (min, max) =
+            if bounded { (q.created_from.unwrap_or(NO_MIN), q.created_to.unwrap_or(NO_MAX)) } else { (NO_MIN, NO_MAX) };
+        let mut at = cursor.cloned();
+        let mut out = Found { items: Vec::new(), next: None, scanned: 0 };
+        loop {
+            let step = STEP.min(SCAN_CAP.saturating_sub(out.scanned)).max(1);
+            let mut entries: Vec<(i64, String, usize)> = Vec::new();
+            // The furthest point every source that may hold more has reached: entries past it
+            // wait for the next step (another source may hold entries before them).
+            let mut boundary: Option<(i64, String)> = None;
+            for (shard, index) in &sources {
+                let mut inv = SEARCH.prepare_invoke();
+                inv.key(index);
+                let (score, member) = at.as_ref().map_or((String::new(), ""), |c| (c.score.to_string(), &c.member));
+                SearchArgs { score, member, desc: q.newest_first, min, max, limit: step }.push(&mut inv);
+                let flat: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+                let got: Vec<(i64, String)> =
+                    flat.chunks_exact(2).map(|p| (p[1].parse::<f64>().unwrap_or(0.0) as i64, p[0].clone())).collect();
+                if got.len() == step
+                    && let Some(last) = got.last()
+                {
+                    let earlier = boundary.as_ref().is_none_or(|b| if q.newest_first { last > b } else { last < b });
+                    if earlier {
+                        boundary = Some(last.clone());
+                    }
+                }
+                entries.extend(got.into_iter().map(|(s, m)| (s, m, *shard)));
+            }
+            entries.sort();
+            if q.newest_first {
+                entries.reverse();
+            }
+            if let Some(b) = &boundary {
+                entries.retain(|(s, m, _)| {
+                    let e = (*s, m.clone());
+                    if q.newest_first { e >= *b } else { e <= *b }
+                });
+            }
+            let records = self.records_in_order(&entries).await?;
+            for ((score, member, _), rec) in entries.iter().zip(records) {
+                out.scanned += 1;
+                at = Some(PageCursor { score: *score, member: member.clone() });
+                if let Some(r) = rec.filter(|r| q.matches(r)) {
+                    out.items.push(r);
+                    if out.items.len() == limit {
+                        out.next = at;
+                        return Ok(out);
+                    }
+                }
+            }
+            match boundary {
+                None => return Ok(out),
+                Some((score, member)) => at = Some(PageCursor { score, member }),
+            }
+            if out.scanned >= SCAN_CAP {
+                out.next = at;
+                return Ok(out);
+            }
+        }
+    }
+
+    /// A search of one payment's refunds (those its payment lists: not those archived), by
+    /// creation.
+    async fn search_payment(
+        &self,
+        q: &Search,
+        syssn: &str,
+        cursor: Option<&PageCursor>,
+        limit: usize,
+    ) -> Result<Found, LedgerError> {
+        let all = self.by_payment(syssn).await?;
+        let scanned = all.len();
+        let key = |r: &Record| (r.created_at, r.id.clone());
+        let mut items: Vec<Record> = all.into_iter().filter(|r| q.matches(r)).collect();
+        items.sort_by_key(key);
+        if q.newest_first {
+            items.reverse();
+        }
+        if let Some(c) = cursor {
+            let c = (c.score, c.member.clone());
+            items.retain(|r| if q.newest_first { key(r) < c } else { key(r) > c });
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next =
+            if more { items.last().map(|r| PageCursor { score: r.created_at, member: r.id.clone() }) } else { None };
+        Ok(Found { items, next, scanned })
+    }
+
+    /// The record (or summary) of each entry, `None` where neither is left.
+    async fn records_in_order(&self, entries: &[(i64, String, usize)]) -> Result<Vec<Option<Record>>, LedgerError> {
+        let mut by_shard: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+        for (_, id, shard) in entries {
+            by_shard.entry(*shard).or_default().push(id.clone());
+        }
+        let mut found: std::collections::HashMap<(usize, String), Record> = Default::default();
+        for (shard, ids) in by_shard {
+            for r in self.get_many(shard, &ids).await? {
+                found.insert((shard, r.id.clone()), r);
+            }
+        }
+        Ok(entries.iter().map(|(_, id, shard)| found.remove(&(*shard, id.clone()))).collect())
+    }
+}
