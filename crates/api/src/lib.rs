@@ -12,6 +12,7 @@
 
 mod archived;
 mod auth;
+mod bulk;
 mod error;
 mod export;
 mod fleet;
@@ -72,6 +73,9 @@ pub struct ApiConfig {
     /// The workers' archive setting (`file:///path`): an archived refund is answered from it
     /// when this process can read it, else from its tombstone.
     pub archive: Option<String>,
+    /// The most (minor units, summed) one operator may retry or cancel in one bulk action;
+    /// `None`: no limit.
+    pub bulk_max_txamt: Option<u64>,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -86,6 +90,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("base_url", &self.base_url)
             .field("merchants", &self.merchants)
             .field("archive", &self.archive.as_deref().map(archive::postgres::redact))
+            .field("bulk_max_txamt", &self.bulk_max_txamt)
             .finish()
     }
 }
@@ -100,6 +105,7 @@ impl Default for ApiConfig {
             base_url: String::new(),
             merchants: Vec::new(),
             archive: None,
+            bulk_max_txamt: Some(1_000_000),
         }
     }
 }
@@ -153,6 +159,7 @@ fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .routes(routes!(fleet::workers))
         .routes(routes!(fleet::pause))
         .routes(routes!(fleet::resume))
+        .routes(routes!(bulk::bulk))
         .routes(routes!(hooks::failed))
         .routes(routes!(hooks::redeliver))
         .routes(routes!(notify::notify))

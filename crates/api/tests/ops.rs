@@ -234,3 +234,79 @@ async fn given_up_webhooks_are_listed_and_redelivered_by_an_operator_with_a_reas
         (Some("redeliver"), Some("ann"), Some("receiver fixed"))
     );
 }
+
+#[tokio::test]
+async fn a_bulk_action_says_first_what_it_would_change_then_acts_on_each_refund_with_its_audit() {
+    let redis = TestRedis::start().unwrap();
+    let api = Api::start(&redis.url(), "api-bulk").await;
+    for (otn, amt) in [("RF-B1", 100), ("RF-B2", 100), ("RF-B3", 200)] {
+        let (status, _) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund(otn, amt))).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    send_and_pend(&api.ledger, "RF-B2").await;
+    let names =
+        json!([{"out_trade_no": "RF-B1"}, {"out_trade_no": "RF-B2"}, {"merchant": "default", "out_trade_no": "RF-B3"}]);
+
+    // A dry run (the default): what would change, nothing touched.
+    let body = json!({"action": "cancel", "reason": "order withdrawn", "refunds": names});
+    let (status, r) = api.send("POST", "/v1/bulk", Some(OPERATOR), Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!((r["dry_run"].as_bool(), r["matched"].as_u64(), r["changed"].as_u64()), (Some(true), Some(3), Some(2)));
+    assert_eq!(r["changed_txamt"], 300, "{r}");
+    assert_eq!(r["items"][1]["refused"], "is pending, not queued", "{r}");
+    assert_eq!(r["items"][0]["to"], "cancelled");
+    assert_eq!(api.ledger.get("default", "RF-B1").await.unwrap().unwrap().state, State::Queued);
+
+    // For real, by a filter: only RF-B3 (200) is queued and at least 150.
+    let body = json!({"action": "cancel", "reason": "order withdrawn", "dry_run": false,
+                      "filter": {"state": "queued", "min_txamt": 150}});
+    let (status, r) = api.send("POST", "/v1/bulk", Some(OPERATOR), Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["matched"].as_u64(), r["changed"].as_u64(), r["items"][0]["to"].as_str()),
+        (Some(1), Some(1), Some("cancelled"))
+    );
+    assert_eq!(api.ledger.get("default", "RF-B3").await.unwrap().unwrap().state, State::Cancelled);
+    assert_eq!(api.ledger.get("default", "RF-B1").await.unwrap().unwrap().state, State::Queued);
+    let (_, audit) = api.send("GET", "/v1/audit", Some(READER), None).await;
+    let last = audit["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["out_trade_no"].as_str(), last["who"].as_str(), last["why"].as_str()),
+        (Some("RF-B3"), Some("ann"), Some("order withdrawn")),
+        "{last}"
+    );
+    // Enquire now, in bulk: the pending one's enquiry brought forward.
+    let body = json!({"action": "enquire", "reason": "customer asks", "dry_run": false, "refunds": [{"out_trade_no": "RF-B2"}]});
+    let (status, r) = api.send("POST", "/v1/bulk", Some(OPERATOR), Some(body)).await;
+    assert_eq!((status, r["changed"].as_u64()), (StatusCode::OK, Some(1)), "{r}");
+
+    // Above the amount one operator may act on alone: refused, nothing changed (a dry run is not).
+    let big = json!({"syssn": "20251125000000000000000009", "out_trade_no": "RF-BIG", "txamt": 2_000_000, "orig_txamt": 5_000_000});
+    let (status, _) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(big)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let body = json!({"action": "cancel", "reason": "x", "dry_run": false, "refunds": [{"out_trade_no": "RF-BIG"}]});
+    let (status, r) = api.send("POST", "/v1/bulk", Some(OPERATOR), Some(body)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{r}");
+    assert!(r["message"].as_str().unwrap().contains("second operator"), "{r}");
+    assert_eq!(api.ledger.get("default", "RF-BIG").await.unwrap().unwrap().state, State::Queued);
+    let body = json!({"action": "cancel", "reason": "x", "refunds": [{"out_trade_no": "RF-BIG"}]});
+    assert_eq!(api.send("POST", "/v1/bulk", Some(OPERATOR), Some(body)).await.0, StatusCode::OK);
+
+    // Refused at the door: a reader; a misspelt or empty filter; both or neither; resolve; no reason.
+    let ok = json!({"action": "cancel", "reason": "x", "filter": {"state": "queued"}});
+    assert_eq!(api.send("POST", "/v1/bulk", Some(READER), Some(ok)).await.0, StatusCode::FORBIDDEN);
+    for bad in [
+        json!({"action": "cancel", "reason": "x", "filter": {"stat": "queued"}}),
+        json!({"action": "cancel", "reason": "x", "filter": {}}),
+        json!({"action": "cancel", "reason": "x", "filter": {"state": "queued"}, "refunds": [{"out_trade_no": "RF-B1"}]}),
+        json!({"action": "cancel", "reason": "x"}),
+        json!({"action": "resolve", "reason": "x", "refunds": [{"out_trade_no": "RF-B1"}]}),
+        json!({"action": "cancel", "reason": " ", "refunds": [{"out_trade_no": "RF-B1"}]}),
+        json!({"action": "cancel", "reason": "x", "refunds": []}),
+        json!({"action": "cancel", "reason": "x", "filter": {"state": "queued", "min_txamt": -1}}),
+    ] {
+        let (status, r) = api.send("POST", "/v1/bulk", Some(OPERATOR), Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {r}");
+    }
+    assert_eq!(api.ledger.get("default", "RF-B1").await.unwrap().unwrap().state, State::Queued);
+}

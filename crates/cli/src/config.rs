@@ -42,6 +42,7 @@ struct ApiSection {
     body_limit_bytes: Option<usize>,
     request_timeout_ms: Option<u64>,
     base_url: Option<String>,
+    bulk_max_txamt: Option<u64>,
     #[serde(default)]
     tokens: Vec<TokenSection>,
 }
@@ -299,6 +300,11 @@ impl Config {
             c.request_timeout = ms(v);
         }
         c.base_url = env("QFREFUND_API_BASE_URL").or_else(|| a.base_url.clone()).unwrap_or_default();
+        if let Some(v) =
+            env_num::<u64>("QFREFUND_API_BULK_MAX_TXAMT", "a whole number of minor units")?.or(a.bulk_max_txamt)
+        {
+            c.bulk_max_txamt = (v > 0).then_some(v);
+        }
         for t in &a.tokens {
             let role = t.role.parse::<api::Role>().map_err(|e| anyhow::anyhow!("api token {}: {e}", t.name))?;
             let secret = env(&t.token_env)

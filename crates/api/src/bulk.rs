@@ -1,0 +1,251 @@
+//! `POST /v1/bulk`: one operator action (retry, cancel, enquire now) on many refunds, named one
+//! by one or by a search's filters, always with a reason. A dry run (the default) says what
+//! would change and what would not, and why, touching nothing; a real run acts on each refund
+//! as the single action does (the same script, the same audit entry with the caller's name).
+//! A run whose refunds add up to more than `bulk_max_txamt` is refused: it needs a second
+//! operator's approval, which this version cannot take yet (enquiring is exempt: nothing is sent
+//! but an enquiry).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use ledger::{Operation, Record};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::Shared;
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, ErrorBody};
+use crate::operate::{parse_json, reason_of};
+use crate::search::ListQuery;
+
+/// Refunds one bulk action takes at most.
+pub const MAX_REFUNDS: usize = 1_000;
+
+/// One refund named by a bulk action.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefundName {
+    /// Its merchant (`default` when not given).
+    pub merchant: Option<String>,
+    pub out_trade_no: String,
+}
+
+/// A bulk action.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BulkBody {
+    /// `retry` (needs_review → looked at again), `cancel` (queued → cancelled) or `enquire`
+    /// (pending: its next enquiry brought forward).
+    pub action: String,
+    /// Why (each refund's audit entry keeps it with the caller's name).
+    pub reason: String,
+    /// Say what would change, touching nothing (the default); `false` to act.
+    #[serde(default = "yes")]
+    pub dry_run: bool,
+    /// The refunds, one by one (at most 1 000) …
+    pub refunds: Option<Vec<RefundName>>,
+    /// … or those a search finds (the filters of `GET /v1/refunds`, at least one, no other key;
+    /// at most 1 000 found).
+    #[schema(value_type = Object)]
+    pub filter: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a bulk action did, or would do, to one refund.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkItem {
+    pub merchant: String,
+    pub out_trade_no: String,
+    pub txamt: u64,
+    /// Its state before.
+    pub from: String,
+    /// Its state after (a dry run: the state the action leads to; `pending` or `queued` for a
+    /// retry, as it was sent or not).
+    pub to: Option<String>,
+    /// Why nothing changed (not in the state the action needs, refused by the ledger, gone).
+    pub refused: Option<String>,
+}
+
+/// The result of a bulk action.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkResult {
+    pub dry_run: bool,
+    pub action: String,
+    /// Refunds named or found.
+    pub matched: usize,
+    /// Those the action changes (or would), and the sum of their amounts (minor units).
+    pub changed: usize,
+    pub changed_txamt: u64,
+    pub items: Vec<BulkItem>,
+}
+
+/// The state an action needs, and the one it leads to (for a retry: as the refund was sent).
+fn rule(op: Operation, r: &Record) -> Result<ledger::State, String> {
+    use ledger::State::*;
+    let (needs, to) = match op {
+        Operation::Retry => (NeedsReview, if r.submitted_at.is_some() || r.submits > 0 { Pending } else { Queued }),
+        Operation::Cancel => (Queued, Cancelled),
+        _ => (Pending, Pending),
+    };
+    if r.state == needs { Ok(to) } else { Err(format!("is {}, not {needs}", r.state)) }
+}
+
+/// One action on many refunds.
+#[utoipa::path(
+    post,
+    path = "/v1/bulk",
+    tag = "operations",
+    request_body = BulkBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What changed (or would): every refund named or found, each with its outcome", body = BulkResult),
+        (status = 403, description = "Not an operator token, or the amounts need a second operator's approval", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+    )
+)]
+pub async fn bulk(State(st): State<Shared>, caller: Caller, body: Bytes) -> Result<Json<BulkResult>, ApiError> {
+    caller.require(Role::Operate)?;
+    let b: BulkBody = parse_json(&body)?;
+    let op = match b.action.as_str() {
+        "retry" => Operation::Retry,
+        "cancel" => Operation::Cancel,
+        "enquire" => Operation::EnquireNow,
+        other => {
+            return Err(ApiError::invalid(
+                "action",
+                format!("retry, cancel or enquire, got {other:?} (resolve goes one refund at a time)"),
+            ));
+        }
+    };
+    let why = reason_of(&b.reason)?;
+    let records = match (&b.refunds, &b.filter) {
+        (Some(names), None) => named(&st, names).await?,
+        (None, Some(f)) => found(&st, f).await?,
+        _ => return Err(ApiError::invalid("refunds", "give either refunds (a list) or filter, not both")),
+    };
+    let mut out = BulkResult {
+        dry_run: b.dry_run,
+        action: b.action.clone(),
+        matched: records.len(),
+        changed: 0,
+        changed_txamt: 0,
+        items: Vec::new(),
+    };
+    let plan: Vec<(Record, Result<ledger::State, String>)> = records
+        .into_iter()
+        .map(|r| {
+            let p = rule(op, &r);
+            (r, p)
+        })
+        .collect();
+    let total: u64 = plan.iter().filter(|(_, p)| p.is_ok()).map(|(r, _)| r.txamt).sum();
+    if !b.dry_run
+        && !matches!(op, Operation::EnquireNow)
+        && let Some(max) = st.config.bulk_max_txamt
+        && total > max
+    {
+        return Err(ApiError::Forbidden(format!(
+            "these refunds add up to {total} (minor units), above the {max} one operator may act on at once: \
+             that needs a second operator's approval, which this version cannot take yet — act on fewer"
+        )));
+    }
+    for (r, planned) in plan {
+        let mut item = BulkItem {
+            merchant: r.merchant.clone(),
+            out_trade_no: r.out_trade_no.clone(),
+            txamt: r.txamt,
+            from: r.state.to_string(),
+            to: None,
+            refused: None,
+        };
+        match planned {
+            Err(why_not) => item.refused = Some(why_not),
+            Ok(to) if b.dry_run => item.to = Some(to.to_string()),
+            Ok(_) => match st
+                .ledger
+                .operate(&r.merchant, &r.out_trade_no, op, &caller.name, &why)
+                .await
+                .map_err(ApiError::from_write)?
+            {
+                Ok(state) => item.to = Some(state.to_string()),
+                Err(refusal) => item.refused = Some(refusal.to_string()),
+            },
+        }
+        if item.to.is_some() {
+            out.changed += 1;
+            out.changed_txamt += r.txamt;
+        }
+        out.items.push(item);
+    }
+    if !b.dry_run {
+        tracing::info!(caller = %caller.name, action = %b.action, changed = out.changed, "bulk operator action");
+    }
+    Ok(Json(out))
+}
+
+/// The records of refunds named one by one; one not found is an item refused.
+async fn named(st: &Shared, names: &[RefundName]) -> Result<Vec<Record>, ApiError> {
+    if names.is_empty() || names.len() > MAX_REFUNDS {
+        return Err(ApiError::invalid("refunds", format!("1–{MAX_REFUNDS} refunds, got {}", names.len())));
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        let merchant = n.merchant.as_deref().unwrap_or(ledger::DEFAULT_MERCHANT);
+        qfpay::request::validate_id("merchant", merchant, 64).map_err(|e| ApiError::invalid("merchant", e.rule))?;
+        qfpay::request::validate_id("out_trade_no", &n.out_trade_no, 64)
+            .map_err(|e| ApiError::invalid("out_trade_no", e.rule))?;
+        match st.ledger.get(merchant, &n.out_trade_no).await? {
+            Some(r) => out.push(r),
+            None => {
+                return Err(ApiError::NotFound(format!(
+                    "no refund {:?} of merchant {merchant:?} in Redis (archived or never enqueued)",
+                    n.out_trade_no
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The filters a bulk action may name (a misspelt one must not widen the search).
+const FILTERS: [&str; 10] = [
+    "state",
+    "merchant",
+    "syssn",
+    "respcd",
+    "created_from",
+    "created_to",
+    "updated_from",
+    "updated_to",
+    "min_txamt",
+    "max_txamt",
+];
+
+/// The records a search finds (at most [`MAX_REFUNDS`]).
+async fn found(st: &Shared, f: &serde_json::Map<String, serde_json::Value>) -> Result<Vec<Record>, ApiError> {
+    if let Some(k) = f.keys().find(|k| !FILTERS.contains(&k.as_str())) {
+        return Err(ApiError::invalid("filter", format!("unknown filter {k:?}: one of {}", FILTERS.join(", "))));
+    }
+    if f.is_empty() {
+        return Err(ApiError::invalid("filter", "name at least one filter"));
+    }
+    let f: ListQuery = serde_json::from_value(serde_json::Value::Object(f.clone()))
+        .map_err(|e| ApiError::invalid("filter", e.to_string()))?;
+    let q = f.search()?;
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = st.ledger.search(&q, cursor.as_ref(), MAX_REFUNDS).await?;
+        out.extend(page.items);
+        if out.len() > MAX_REFUNDS {
+            return Err(ApiError::invalid("filter", format!("finds more than {MAX_REFUNDS} refunds: narrow it")));
+        }
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
