@@ -2,13 +2,13 @@
 //! by one or by a search's filters, always with a reason. A dry run (the default) says what
 //! would change and what would not, and why, touching nothing; a real run acts on each refund
 //! as the single action does (the same script, the same audit entry with the caller's name).
-//! A run whose refunds add up to more than `bulk_max_txamt` is refused: it needs a second
-//! operator's approval, which this version cannot take yet (enquiring is exempt: nothing is sent
-//! but an enquiry).
+//! A run whose refunds add up to more than `bulk_max_txamt` becomes a request a second operator
+//! approves (see `approvals`; enquiring is exempt: nothing is sent but an enquiry).
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use ledger::{Operation, Record};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -101,12 +101,13 @@ fn rule(op: Operation, r: &Record) -> Result<ledger::State, String> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "What changed (or would): every refund named or found, each with its outcome", body = BulkResult),
-        (status = 403, description = "Not an operator token, or the amounts need a second operator's approval", body = ErrorBody),
+        (status = 202, description = "Retries or cancellations above the amount one operator may move: waiting for a second operator's approval", body = crate::approvals::ApprovalBody),
+        (status = 403, description = "Not an operator token (or, four-eyes off, above the amount one operator may move)", body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 401, body = ErrorBody),
     )
 )]
-pub async fn bulk(State(st): State<Shared>, caller: Caller, body: Bytes) -> Result<Json<BulkResult>, ApiError> {
+pub async fn bulk(State(st): State<Shared>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
     caller.require(Role::Operate)?;
     let b: BulkBody = parse_json(&body)?;
     let op = match b.action.as_str() {
@@ -147,10 +148,22 @@ pub async fn bulk(State(st): State<Shared>, caller: Caller, body: Bytes) -> Resu
         && let Some(max) = st.config.bulk_max_txamt
         && total > max
     {
-        return Err(ApiError::Forbidden(format!(
-            "these refunds add up to {total} (minor units), above the {max} one operator may act on at once: \
-             that needs a second operator's approval, which this version cannot take yet — act on fewer"
-        )));
+        if !st.config.four_eyes {
+            return Err(ApiError::Forbidden(format!(
+                "these refunds add up to {total} (minor units), above the {max} one operator may act on at once: act on fewer"
+            )));
+        }
+        // A second operator approves exactly these refunds (those the action applies to now).
+        let refunds: Vec<crate::approvals::Target> = plan
+            .iter()
+            .filter(|(_, p)| p.is_ok())
+            .map(|(r, _)| crate::approvals::Target {
+                merchant: r.merchant.clone(),
+                out_trade_no: r.out_trade_no.clone(),
+            })
+            .collect();
+        let request = serde_json::json!({"action": b.action, "refunds": refunds});
+        return crate::approvals::ask(&st, &caller, "bulk", request, total, &why).await;
     }
     for (r, planned) in plan {
         let mut item = BulkItem {
@@ -183,7 +196,7 @@ pub async fn bulk(State(st): State<Shared>, caller: Caller, body: Bytes) -> Resu
     if !b.dry_run {
         tracing::info!(caller = %caller.name, action = %b.action, changed = out.changed, "bulk operator action");
     }
-    Ok(Json(out))
+    Ok(Json(out).into_response())
 }
 
 /// The records of refunds named one by one; one not found is an item refused.

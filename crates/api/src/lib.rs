@@ -10,6 +10,7 @@
 //! - Bodies are limited in size, requests in time; the OpenAPI document is generated from the
 //!   handlers themselves (utoipa), so it cannot drift from the routes.
 
+mod approvals;
 mod archived;
 mod auth;
 mod bulk;
@@ -76,6 +77,9 @@ pub struct ApiConfig {
     /// The most (minor units, summed) one operator may retry or cancel in one bulk action;
     /// `None`: no limit.
     pub bulk_max_txamt: Option<u64>,
+    /// Resolving a refund as succeeded, and a bulk action above `bulk_max_txamt`, need a second
+    /// operator's approval (see `approvals`).
+    pub four_eyes: bool,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -91,6 +95,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("merchants", &self.merchants)
             .field("archive", &self.archive.as_deref().map(archive::postgres::redact))
             .field("bulk_max_txamt", &self.bulk_max_txamt)
+            .field("four_eyes", &self.four_eyes)
             .finish()
     }
 }
@@ -106,6 +111,7 @@ impl Default for ApiConfig {
             merchants: Vec::new(),
             archive: None,
             bulk_max_txamt: Some(1_000_000),
+            four_eyes: true,
         }
     }
 }
@@ -160,6 +166,9 @@ fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .routes(routes!(fleet::pause))
         .routes(routes!(fleet::resume))
         .routes(routes!(bulk::bulk))
+        .routes(routes!(approvals::list))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::reject))
         .routes(routes!(hooks::failed))
         .routes(routes!(hooks::redeliver))
         .routes(routes!(notify::notify))

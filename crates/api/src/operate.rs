@@ -171,6 +171,7 @@ pub async fn cancel(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Resolved", body = RefundBody),
+        (status = 202, description = "A success: waiting for a second operator's approval", body = crate::approvals::ApprovalBody),
         (status = 409, description = "Refused: the refund is not in needs_review, was never sent (for a success), or a success would exceed the paid amount without `force`", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -181,8 +182,8 @@ pub async fn resolve(
     caller: Caller,
     Path(otn): Path<String>,
     body: Bytes,
-) -> Result<Json<RefundBody>, ApiError> {
-    act(&st, &caller, ledger::DEFAULT_MERCHANT, &otn, Action::Resolve, &body).await
+) -> Result<axum::response::Response, ApiError> {
+    crate::approvals::resolve(&st, &caller, ledger::DEFAULT_MERCHANT, &otn, &body).await
 }
 
 /// Enquire a refund waiting for an enquiry (`pending`) now rather than at its next due time:

@@ -94,6 +94,7 @@ pub async fn cancel(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Resolved", body = RefundBody),
+        (status = 202, description = "A success: waiting for a second operator's approval", body = crate::approvals::ApprovalBody),
         (status = 409, description = "Refused (see `POST /v1/refunds/{out_trade_no}/resolve`)", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -104,8 +105,8 @@ pub async fn resolve(
     caller: Caller,
     Path((merchant, otn)): Path<(String, String)>,
     body: Bytes,
-) -> Result<Json<RefundBody>, ApiError> {
-    act(&st, &caller, &merchant, &otn, Action::Resolve, &body).await
+) -> Result<axum::response::Response, ApiError> {
+    crate::approvals::resolve(&st, &caller, &merchant, &otn, &body).await
 }
 
 /// `POST /v1/refunds/{out_trade_no}/enquire`, for `merchant`'s refund.

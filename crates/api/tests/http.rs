@@ -230,6 +230,7 @@ async fn resolve_with_force_accepts_a_success_past_the_paid_amount_and_audits_it
     for otn in ["RF-F1", "RF-F2", "RF-F3"] {
         api.ledger.enqueue(NewRefund::new("PAY-F", otn, 600)).await.unwrap();
     }
+    api.ledger.enqueue(NewRefund::new("PAY-G", "RF-F4", 600)).await.unwrap();
     put_in(&api.ledger, "RF-F1", State::Succeeded, None).await;
     put_in(&api.ledger, "RF-F2", State::NeedsReview, None).await;
     let rec = api.ledger.get("default", "RF-F2").await.unwrap().unwrap();
@@ -241,17 +242,70 @@ async fn resolve_with_force_accepts_a_success_past_the_paid_amount_and_audits_it
         }
         (format!("/v1/refunds/{otn}/resolve"), body)
     };
+    // A success needs a second operator (four-eyes): asked by ann, approved by bob, carried out
+    // then; past the paid amount the ledger refuses it unless forced.
+    let ask = |otn: &str, force: Option<bool>| {
+        let (path, body) = resolve(otn, force);
+        let api = &api;
+        async move {
+            let (status, answer) = api.send("POST", &path, Some(OPERATOR), Some(body)).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+            assert_eq!(answer["approval"]["status"], "pending", "{answer}");
+            answer["approval"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let approve = |id: String, token: &'static str| {
+        let api = &api;
+        async move {
+            api.send(
+                "POST",
+                &format!("/v1/approvals/{id}/approve"),
+                Some(token),
+                Some(json!({"reason": "seen the ticket"})),
+            )
+            .await
+        }
+    };
     for force in [None, Some(false)] {
-        let (path, body) = resolve("RF-F2", force);
-        let (status, answer) = api.send("POST", &path, Some(OPERATOR), Some(body)).await;
-        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-        assert!(answer.to_string().contains("1200 of 1000"), "{answer}");
+        let id = ask("RF-F2", force).await;
+        let (status, answer) = approve(id.clone(), OPERATOR).await;
+        assert_eq!(status, StatusCode::CONFLICT, "not by its requester: {answer}");
+        let (status, answer) = approve(id.clone(), OPERATOR2).await;
+        assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("done")), "{answer}");
+        assert!(answer["result"].to_string().contains("1200 of 1000"), "{answer}");
+        let (status, _) = approve(id, OPERATOR2).await;
+        assert_eq!(status, StatusCode::CONFLICT, "once");
     }
-    let (path, body) = resolve("RF-F2", Some(true));
-    let (status, answer) = api.send("POST", &path, Some(OPERATOR), Some(body)).await;
-    assert_eq!((status, answer["refund"]["state"].clone()), (StatusCode::OK, json!("succeeded")), "{answer}");
+    assert_eq!(api.ledger.get("default", "RF-F2").await.unwrap().unwrap().state, State::NeedsReview);
+    let id = ask("RF-F2", Some(true)).await;
+    let (status, answer) = approve(id, OPERATOR2).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["result"]["items"][0]["outcome"]["to"], "succeeded", "{answer}");
+    assert_eq!(api.ledger.get("default", "RF-F2").await.unwrap().unwrap().state, State::Succeeded);
+    // A rejected request does nothing; the list shows every request.
+    put_in(&api.ledger, "RF-F4", State::NeedsReview, None).await;
+    let id = ask("RF-F4", None).await;
+    let path = format!("/v1/approvals/{id}/reject");
+    let (status, answer) = api.send("POST", &path, Some(OPERATOR2), Some(json!({"reason": "no proof"}))).await;
+    assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("rejected")), "{answer}");
+    assert_eq!(approve(id, OPERATOR2).await.0, StatusCode::CONFLICT);
+    assert_eq!(api.ledger.get("default", "RF-F4").await.unwrap().unwrap().state, State::NeedsReview);
+    let (_, list) = api.send("GET", "/v1/approvals", Some(READER), None).await;
+    assert_eq!(list["approvals"].as_array().map(Vec::len), Some(4), "{list}");
+    assert_eq!(
+        api.send("POST", "/v1/approvals/A1/approve", Some(READER), Some(json!({"reason": "x"}))).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        api.send("POST", "/v1/approvals/A99/approve", Some(OPERATOR2), Some(json!({"reason": "x"}))).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.send("POST", "/v1/approvals/zz/approve", Some(OPERATOR2), Some(json!({"reason": "x"}))).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
 
-    // Never sent (reviewed from queued): refused even when forced.
+    // Never sent (reviewed from queued): refused at the door, forced or not.
     let rec = api.ledger.get("default", "RF-F3").await.unwrap().unwrap();
     api.ledger.defer(&rec, 0, "waited too long", Duration::ZERO).await.unwrap();
     let (path, body) = resolve("RF-F3", Some(true));
@@ -261,7 +315,10 @@ async fn resolve_with_force_accepts_a_success_past_the_paid_amount_and_audits_it
 
     let audit = api.ledger.audit("0", 100).await.unwrap();
     let forced: Vec<_> = audit.iter().filter(|a| a.action == "resolve --force").collect();
-    assert!(forced.iter().any(|a| a.out_trade_no == "RF-F2" && a.who == "ann" && a.outcome == "ok"), "{audit:?}");
+    assert!(
+        forced.iter().any(|a| a.out_trade_no == "RF-F2" && a.who == "bob (approving ann)" && a.outcome == "ok"),
+        "both names in the audit: {audit:?}"
+    );
 }
 
 #[tokio::test]

@@ -284,13 +284,28 @@ async fn a_bulk_action_says_first_what_it_would_change_then_acts_on_each_refund_
     let big = json!({"syssn": "20251125000000000000000009", "out_trade_no": "RF-BIG", "txamt": 2_000_000, "orig_txamt": 5_000_000});
     let (status, _) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(big)).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let body = json!({"action": "cancel", "reason": "x", "dry_run": false, "refunds": [{"out_trade_no": "RF-BIG"}]});
-    let (status, r) = api.send("POST", "/v1/bulk", Some(OPERATOR), Some(body)).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{r}");
-    assert!(r["message"].as_str().unwrap().contains("second operator"), "{r}");
-    assert_eq!(api.ledger.get("default", "RF-BIG").await.unwrap().unwrap().state, State::Queued);
     let body = json!({"action": "cancel", "reason": "x", "refunds": [{"out_trade_no": "RF-BIG"}]});
-    assert_eq!(api.send("POST", "/v1/bulk", Some(OPERATOR), Some(body)).await.0, StatusCode::OK);
+    assert_eq!(api.send("POST", "/v1/bulk", Some(OPERATOR), Some(body)).await.0, StatusCode::OK, "a dry run is not");
+    let body = json!({"action": "cancel", "reason": "duplicate order", "dry_run": false, "refunds": [{"out_trade_no": "RF-BIG"}]});
+    let (status, r) = api.send("POST", "/v1/bulk", Some(OPERATOR), Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{r}");
+    assert!(r["message"].as_str().unwrap().contains("second operator"), "{r}");
+    assert_eq!((r["approval"]["kind"].as_str(), r["approval"]["txamt"].as_u64()), (Some("bulk"), Some(2_000_000)));
+    assert_eq!(api.ledger.get("default", "RF-BIG").await.unwrap().unwrap().state, State::Queued, "not yet");
+    let approve = format!("/v1/approvals/{}/approve", r["approval"]["id"].as_str().unwrap());
+    let yes = json!({"reason": "checked with the merchant"});
+    assert_eq!(
+        api.send("POST", &approve, Some(OPERATOR), Some(yes.clone())).await.0,
+        StatusCode::CONFLICT,
+        "not alone"
+    );
+    let (status, done) = api.send("POST", &approve, Some(OPERATOR2), Some(yes)).await;
+    assert_eq!((status, done["status"].as_str()), (StatusCode::OK, Some("done")), "{done}");
+    assert_eq!(api.ledger.get("default", "RF-BIG").await.unwrap().unwrap().state, State::Cancelled);
+    let audit = api.ledger.audit("0", 100).await.unwrap();
+    let last = audit.last().unwrap();
+    assert_eq!((last.out_trade_no.as_str(), last.who.as_str()), ("RF-BIG", "bob (approving ann)"), "{audit:?}");
+    assert!(last.why.contains("duplicate order") && last.why.contains("checked with the merchant"), "{last:?}");
 
     // Refused at the door: a reader; a misspelt or empty filter; both or neither; resolve; no reason.
     let ok = json!({"action": "cancel", "reason": "x", "filter": {"state": "queued"}});

@@ -43,6 +43,7 @@ struct ApiSection {
     request_timeout_ms: Option<u64>,
     base_url: Option<String>,
     bulk_max_txamt: Option<u64>,
+    four_eyes: Option<bool>,
     #[serde(default)]
     tokens: Vec<TokenSection>,
 }
@@ -300,6 +301,15 @@ impl Config {
             c.request_timeout = ms(v);
         }
         c.base_url = env("QFREFUND_API_BASE_URL").or_else(|| a.base_url.clone()).unwrap_or_default();
+        if let Some(v) = env("QFREFUND_API_FOUR_EYES") {
+            c.four_eyes = match v.as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                other => bail!("QFREFUND_API_FOUR_EYES: on or off, got {other:?}"),
+            };
+        } else if let Some(v) = a.four_eyes {
+            c.four_eyes = v;
+        }
         if let Some(v) =
             env_num::<u64>("QFREFUND_API_BULK_MAX_TXAMT", "a whole number of minor units")?.or(a.bulk_max_txamt)
         {

@@ -12,6 +12,8 @@ use testkit::unique_namespace;
 pub const PRODUCER: &str = "producer-token-0123456789";
 pub const READER: &str = "reader-token-0123456789";
 pub const OPERATOR: &str = "operator-token-0123456789";
+/// A second operator (four-eyes).
+pub const OPERATOR2: &str = "operator-two-token-0123456789";
 pub const NOTIFY_KEY: &str = "NOTIFY0KEY0FOR0TESTS0000000000000";
 
 pub struct Api {
@@ -44,6 +46,7 @@ impl Api {
                 ApiToken::new("shop", Role::Produce, PRODUCER).unwrap(),
                 ApiToken::new("dashboard", Role::Read, READER).unwrap(),
                 ApiToken::new("ann", Role::Operate, OPERATOR).unwrap(),
+                ApiToken::new("bob", Role::Operate, OPERATOR2).unwrap(),
             ],
             notify_keys: vec![NotifyKey {
                 merchant: "default".into(),

@@ -12,6 +12,7 @@
 //! `conn` and `keys`. The ledger lends its connections to no other crate: whatever touches one of
 //! its keys is an operation here.
 
+pub mod approvals;
 pub(crate) mod archiver;
 pub(crate) mod args;
 pub mod batch;
