@@ -270,6 +270,7 @@ async fn succeeded_refunds_are_archived_early_and_leave_a_summary() {
     // At the retention the summaries go, nothing is archived again; the tombstones answer.
     env.insert("QFREFUND_RETENTION_S".into(), "1".into());
     let mut w = WorkerProcess::spawn(&env, scratch.path("expire.log"));
+    let deadline = Instant::now() + Duration::from_secs(60);
     while l.summary_count(l.shard_of("default")).await.unwrap() > 0 {
         assert!(Instant::now() < deadline, "summaries kept past the retention: {}", w.output());
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -78,13 +78,22 @@ pub fn row(r: &Record) -> String {
 )]
 pub async fn csv(State(st): State<Shared>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
     caller.require(Role::Read)?;
-    let search = q.search()?;
+    let out = csv_of(&st, &q.search()?).await?;
+    let mut resp = out.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"refunds.csv\""));
+    Ok(resp)
+}
+
+/// Every refund `search` finds, as CSV (a header, then a row each; at most [`MAX_ROWS`]).
+pub(crate) async fn csv_of(st: &Shared, search: &ledger::store::search::Search) -> Result<String, ApiError> {
     let mut out = String::from(CSV_HEADER);
     out.push_str("\r\n");
     let mut cursor: Option<PageCursor> = None;
     let mut rows = 0;
     loop {
-        let page = st.ledger.search(&search, cursor.as_ref(), 1_000).await?;
+        let page = st.ledger.search(search, cursor.as_ref(), 1_000).await?;
         rows += page.items.len();
         if rows > MAX_ROWS {
             return Err(ApiError::invalid("filters", format!("more than {MAX_ROWS} refunds found: narrow the search")));
@@ -95,14 +104,9 @@ pub async fn csv(State(st): State<Shared>, caller: Caller, Query(q): Query<ListQ
         }
         match page.next {
             Some(c) => cursor = Some(c),
-            None => break,
+            None => return Ok(out),
         }
     }
-    let mut resp = out.into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"refunds.csv\""));
-    Ok(resp)
 }
 
 #[cfg(test)]

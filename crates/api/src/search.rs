@@ -21,6 +21,18 @@ pub struct ListBody {
     /// `limit` refunds and still have one: a search looks at a bounded number of refunds per call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+    /// With `syssn`: what the payment was paid (when known) and has had refunded, archived refunds
+    /// included (a payment lists only its refunds kept whole in Redis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentTotals>,
+}
+
+/// A payment's totals (minor units).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentTotals {
+    pub syssn: String,
+    pub paid: Option<u64>,
+    pub refunded: u64,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -154,5 +166,13 @@ pub async fn list(
         None => None,
     };
     let found = st.ledger.search(&search, cursor.as_ref(), limit).await?;
-    Ok(Json(ListBody { items: found.items, next_cursor: found.next.map(|c| c.encode()) }))
+    let payment = match &search.syssn {
+        Some(syssn) => st.ledger.payment_totals(syssn).await?.map(|(paid, refunded)| PaymentTotals {
+            syssn: syssn.clone(),
+            paid,
+            refunded,
+        }),
+        None => None,
+    };
+    Ok(Json(ListBody { items: found.items, next_cursor: found.next.map(|c| c.encode()), payment }))
 }

@@ -126,6 +126,14 @@ async fn a_refund_archived_early_is_answered_from_its_summary_and_listed() {
     let (status, body) = bare.send("GET", "/v1/refunds?state=succeeded", Some(READER), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["items"][0]["out_trade_no"], "RF-1", "{body}");
+    // Its payment no longer lists it, but says what was refunded (archived refunds included).
+    let (status, body) = bare.send("GET", "/v1/refunds?syssn=20251125000000000000000001", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["payment"]["refunded"].as_u64(), body["payment"]["paid"].as_u64()),
+        (Some(500), Some(10_000)),
+        "{body}"
+    );
     // Its history is in the archive.
     let (status, body) = api.send("GET", "/v1/merchants/default/refunds/RF-1/events", Some(READER), None).await;
     assert_eq!((status, body["archived"].as_bool()), (StatusCode::OK, Some(true)), "{body}");
@@ -135,6 +143,7 @@ async fn a_refund_archived_early_is_answered_from_its_summary_and_listed() {
     // The same request: the refund as it ended; another: a conflict.
     let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-1", 500))).await;
     assert_eq!((status, body["refund"]["state"].as_str()), (StatusCode::OK, Some("succeeded")), "{body}");
+    assert_eq!(body["refund"]["refund_syssn"], "R9", "the duplicate answers with its summary: {body}");
     let (status, _) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-1", 700))).await;
     assert_eq!(status, StatusCode::CONFLICT);
     let _ = std::fs::remove_dir_all(&dir);

@@ -227,7 +227,13 @@ fn append<L: Line>(
         _ => m.last_batch.clone(),
     };
     let already: HashSet<&str> = last.iter().map(String::as_str).collect();
-    let fresh: Vec<&L> = batch.iter().filter(|r| !already.contains(r.version_key().as_str())).collect();
+    let fresh: Vec<&L> = batch
+        .iter()
+        .filter(|r| {
+            !already.contains(r.version_key().as_str())
+                && !r.legacy_version_key().is_some_and(|k| already.contains(k.as_str()))
+        })
+        .collect();
     let written = Written { lines: fresh.len() as u64, already: (batch.len() - fresh.len()) as u64 };
     let path = dir.join(&m.file);
     let corrupt = |problem: String| ArchiveError::Corrupt { path: path.display().to_string(), problem };

@@ -67,8 +67,14 @@ impl ArchivedRefund {
     }
 
     /// What identifies this version of it: a refund retried after it was archived, and final
-    /// again, is archived again.
+    /// again, is archived again; so is one whose evidence grew meanwhile (a request fenced off
+    /// while it waited keeps its evidence without changing the record).
     pub fn version_key(&self) -> String {
+        format!("{}\t{}", self.legacy_version_key(), self.attempts.len())
+    }
+
+    /// The version key as the archive's manifests held it before evidence counted.
+    pub fn legacy_version_key(&self) -> String {
         format!("{}\t{}", self.key(), self.fields.get("updated_at").map(String::as_str).unwrap_or(""))
     }
 }
@@ -76,11 +82,18 @@ impl ArchivedRefund {
 /// A line of an archive file: what tells two versions of it apart (so a re-run writes none twice).
 pub trait Line: Serialize + Send + Sync {
     fn version_key(&self) -> String;
+    /// The key an earlier version wrote for the same line, if it differs.
+    fn legacy_version_key(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Line for ArchivedRefund {
     fn version_key(&self) -> String {
         ArchivedRefund::version_key(self)
+    }
+    fn legacy_version_key(&self) -> Option<String> {
+        Some(ArchivedRefund::legacy_version_key(self))
     }
 }
 

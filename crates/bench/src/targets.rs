@@ -150,7 +150,7 @@ impl Targets {
                 m.summarised <= 500.0,
                 "a succeeded refund past summary_after (an hour) is archived and replaced by a summary (the fields \
                  `status` shows, one JSON value), its summaries-index entry and its tombstones; a failed or \
-                 cancelled one, which an operator may still retry, keeps its whole record (~30 fields), its \
+                 cancelled one (few) keeps its whole record (~30 fields), its \
                  timeline, its attempts' evidence and its payment, state and created entries until the retention",
             );
             row(

@@ -76,7 +76,9 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
                         // Already in the ledger (a re-run after "outcome unknown"): its record
                         // answers, whoever serves the merchant now.
                         let n = r.clone().normalised();
-                        if ledger.get(n.merchant(), &n.out_trade_no).await?.is_some() {
+                        if ledger.get(n.merchant(), &n.out_trade_no).await?.is_some()
+                            || ledger.summary(n.merchant(), &n.out_trade_no).await?.is_some()
+                        {
                             batch.push((line, r));
                             continue;
                         }
@@ -223,7 +225,12 @@ async fn write_report(
     loop {
         let mut still = Vec::new();
         for (merchant, otn) in &pending {
-            if let Some(r) = ledger.get(merchant, otn).await? {
+            // (A succeeded refund archived early reads as its summary.)
+            let found = match ledger.get(merchant, otn).await? {
+                Some(r) => Some(r),
+                None => ledger.summary(merchant, otn).await?,
+            };
+            if let Some(r) = found {
                 if !settled(&r) {
                     still.push((merchant.clone(), otn.clone()));
                 }

@@ -61,6 +61,10 @@ enum Command {
         /// reads: only once no process of an older version reads or writes the ledger.
         #[arg(long)]
         compact: bool,
+        /// Archive succeeded refunds early, keeping summaries (see `QFREFUND_SUMMARY_AFTER_S`),
+        /// which only this version reads: only once every process reading the ledger runs it.
+        #[arg(long)]
+        summaries: bool,
     },
     /// Stop submitting a merchant's refunds (enquiries go on).
     /// (Audited with who and why, like every operator action.)
@@ -195,7 +199,7 @@ async fn main() -> ExitCode {
         Command::Stats => ops::stats(config).await,
         Command::Workers => ops::workers(config).await,
         Command::Prune { dry_run } => prune::prune(config, dry_run).await,
-        Command::EnableRetention { compact } => prune::enable(config, compact).await,
+        Command::EnableRetention { compact, summaries } => prune::enable(config, compact, summaries).await,
         Command::Redeliver { ids, all, reason, by } => commands::redeliver(config, ids, all, &reason, by).await,
         Command::ScopeMerchants => commands::scope_merchants(config).await,
         Command::Reconcile(args) => ops::reconcile(config, args).await,

@@ -19,8 +19,10 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
         for shard in 0..ledger.shard_count() {
             let n = ledger.retention_backlog(shard, r.retention).await?;
             let early = match r.summary_after.filter(|a| *a < r.retention) {
-                Some(after) => ledger.summary_backlog(shard, after).await?,
-                None => 0,
+                Some(after) if ledger.summaries_enabled().await? => {
+                    ledger.summary_backlog(shard, after, r.retention).await?
+                }
+                _ => 0,
             };
             let tombstones = ledger.tombstone_count(shard).await?;
             let summaries = ledger.summary_count(shard).await?;
@@ -53,14 +55,17 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn enable(config: Option<&Path>, compact: bool) -> anyhow::Result<ExitCode> {
+pub async fn enable(config: Option<&Path>, compact: bool, summaries: bool) -> anyhow::Result<ExitCode> {
     let ledger = open_producer(config).await?;
     let before = ledger.enable_retention(compact).await?;
     let now = ledger.tombstone_form().await?;
+    let had_summaries = if summaries { ledger.enable_summaries().await? } else { ledger.summaries_enabled().await? };
+    let summaries_now = ledger.summaries_enabled().await?;
     println!(
         "{}",
         json!({"retention_enabled": true, "compact_tombstones": now == TombstoneForm::Compact,
-               "was_enabled": before != TombstoneForm::Disabled, "was_compact": before == TombstoneForm::Compact})
+               "was_enabled": before != TombstoneForm::Disabled, "was_compact": before == TombstoneForm::Compact,
+               "summaries": summaries_now, "had_summaries": had_summaries})
     );
     Ok(ExitCode::SUCCESS)
 }

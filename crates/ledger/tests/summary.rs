@@ -8,14 +8,30 @@ mod common;
 
 use std::time::Duration;
 
-use common::{answer, claimed, ledger, policy};
+use common::{claimed, ledger, policy};
 use ledger::machine::after_submit;
 use ledger::{Claim, ClaimOptions, Enqueued, Ledger, LedgerError, NewRefund, State};
 use redis::AsyncCommands;
 use testkit::raw_connection;
 
 fn paid(otn: &str, amt: u64) -> NewRefund {
-    NewRefund { orig_txamt: Some(1000), mchid: Some("M-77".into()), ..NewRefund::new("123", otn, amt) }
+    NewRefund {
+        orig_txamt: Some(1000),
+        mchid: Some("M-77".into()),
+        udid: Some("U-9".into()),
+        ..NewRefund::new("123", otn, amt)
+    }
+}
+
+/// QFPay's success, every field it may carry filled in.
+fn success() -> ledger::SubmitResult {
+    ledger::SubmitResult::Answer(qfpay::RefundResponse {
+        respcd: Some("0000".into()),
+        resperr: Some("交易成功 / ok".into()),
+        syssn: Some("R-20261202-1".into()),
+        sysdtm: Some("2026-12-02 10:11:12".into()),
+        ..Default::default()
+    })
 }
 
 /// Enqueues, submits and books `refund` as succeeded (QFPay answering 0000).
@@ -25,7 +41,7 @@ async fn succeed(l: &Ledger, refund: NewRefund) {
     let p = policy(5_000);
     let rec = l.get("default", &otn).await.unwrap().unwrap();
     let (fence, rec) = claimed(l.claim(&(&rec).into(), &ClaimOptions::new("w", &p, "t")).await.unwrap());
-    let d = after_submit(&rec, &answer("0000"), &p, 0, 0.5);
+    let d = after_submit(&rec, &success(), &p, 0, 0.5);
     assert!(l.transition(&rec, State::Submitting, fence, &d, "op").await.unwrap());
 }
 
@@ -38,7 +54,8 @@ async fn a_succeeded_refund_archived_early_is_answered_by_its_summary_then_its_t
     let whole = l.get("default", "RF1").await.unwrap().unwrap();
     assert!(l.summarising(shard, Duration::from_secs(3600), 100).await.unwrap().is_empty(), "not old enough");
 
-    assert_eq!(l.summary_backlog(shard, Duration::ZERO).await.unwrap(), 1);
+    let month = Duration::from_secs(30 * 86_400);
+    assert_eq!(l.summary_backlog(shard, Duration::ZERO, month).await.unwrap(), 1);
     let batch = l.summarising(shard, Duration::ZERO, 100).await.unwrap();
     assert_eq!(batch.iter().map(|r| r.out_trade_no.as_str()).collect::<Vec<_>>(), ["RF1"], "only succeeded ones");
     assert_eq!(batch[0].timeline.len(), 3, "read whole for the archive");
@@ -65,10 +82,14 @@ async fn a_succeeded_refund_archived_early_is_answered_by_its_summary_then_its_t
             (r.out_trade_no.clone(), r.syssn.clone(), r.txamt, r.orig_txamt, r.mchid.clone(), r.udid.clone()),
             (r.merchant.clone(), r.state, r.submits, r.enquiries, r.created_at, r.updated_at, r.submitted_at),
             (r.respcd.clone(), r.resperr.clone(), r.refund_syssn.clone(), r.sysdtm.clone(), r.operator.clone()),
+            r.reason.clone(),
         )
     };
     assert_eq!(pick(&s), pick(&whole));
-    assert_eq!((s.mchid.as_deref(), s.orig_txamt, s.respcd.as_deref()), (Some("M-77"), Some(1000), Some("0000")));
+    assert_eq!((s.mchid.as_deref(), s.udid.as_deref(), s.orig_txamt), (Some("M-77"), Some("U-9"), Some(1000)));
+    assert_eq!((s.respcd.as_deref(), s.refund_syssn.as_deref()), (Some("0000"), Some("R-20261202-1")));
+    assert_eq!((s.resperr.as_deref(), s.sysdtm.as_deref()), (Some("交易成功 / ok"), Some("2026-12-02 10:11:12")));
+    assert!(s.submitted_at.is_some() && s.submits == 1 && s.created_at > 0 && s.updated_at >= s.created_at);
     assert_eq!(l.summary("other", "RF1").await.unwrap(), None, "another merchant's refund");
 
     // Listings and counts still see it as succeeded.
@@ -102,7 +123,7 @@ async fn a_succeeded_refund_archived_early_is_answered_by_its_summary_then_its_t
     // At the retention the summary goes; the tombstone still answers.
     assert_eq!(l.expire_summaries(shard, Duration::from_secs(3600), 100).await.unwrap(), 0, "not yet");
     assert_eq!(l.retention_backlog(shard, Duration::ZERO).await.unwrap(), 1, "RF2 (failed), whole");
-    assert_eq!(l.summary_backlog(shard, Duration::ZERO).await.unwrap(), 0, "RF1 is archived already");
+    assert_eq!(l.summary_backlog(shard, Duration::ZERO, month).await.unwrap(), 0, "RF1 is archived already");
     assert_eq!(l.expire_summaries(shard, Duration::ZERO, 100).await.unwrap(), 1);
     assert!(!raw.exists::<_, bool>(keys.summary("RF1")).await.unwrap());
     assert_eq!(l.summary_count(shard).await.unwrap(), 0);
@@ -122,8 +143,42 @@ async fn a_summary_is_not_written_over_a_refund_changed_since_it_was_read() {
     assert_eq!((r.removed, r.changed), (0, 1));
     assert!(l.get("default", "RF1").await.unwrap().is_some());
     assert_eq!(l.summary_count(shard).await.unwrap(), 0);
+    // Evidence kept since it was read (a request fenced off meanwhile) is not in the archive yet:
+    // kept too.
+    let batch = l.summarising(shard, Duration::ZERO, 100).await.unwrap();
+    let rec = l.get("default", "RF1").await.unwrap().unwrap();
+    let late = qfpay::Evidence {
+        call: "query".into(),
+        sent_at: 1,
+        took_ms: 1,
+        params: Default::default(),
+        sign_sha256: "ab".repeat(32),
+        sign_type: "MD5".into(),
+        http_status: Some(200),
+        body: Some("{}".into()),
+        body_truncated: false,
+        error: None,
+        fenced_off: false,
+    };
+    assert!(l.keep_fenced_off_evidence(&rec, &late).await.unwrap());
+    let r = l.summarise_archived("test", &batch).await.unwrap();
+    assert_eq!((r.removed, r.changed), (0, 1));
+    let again = l.summarising(shard, Duration::ZERO, 100).await.unwrap();
+    assert_eq!(again[0].attempts.len(), batch[0].attempts.len() + 1, "read again, with it");
     // Another worker's archiving: nothing.
     let batch = l.summarising(shard, Duration::ZERO, 100).await.unwrap();
     assert!(l.summarise_archived("intruder", &batch).await.unwrap().lost);
     assert_eq!(l.summary_count(shard).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_ledger_made_by_an_older_version_archives_early_only_once_told() {
+    let (redis, l) = ledger("summary-gate").await;
+    assert!(l.summaries_enabled().await.unwrap(), "a new ledger does from the start");
+    let mut raw = raw_connection(&redis.url()).await;
+    let layouts: Vec<String> = raw.keys("*:layout").await.unwrap();
+    let _: () = raw.hdel(&layouts[0], ledger::store::summary::SUMMARIES_FIELD).await.unwrap();
+    assert!(!l.summaries_enabled().await.unwrap());
+    assert!(!l.enable_summaries().await.unwrap(), "it was not before");
+    assert!(l.summaries_enabled().await.unwrap());
 }

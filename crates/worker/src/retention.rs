@@ -221,10 +221,15 @@ async fn archive_shard(
     shutdown: &Shutdown,
 ) -> Result<(), String> {
     archive_batches(ledger, shard, sink, cfg.retention, false, owner, counters, shutdown).await?;
-    if let Some(after) = cfg.summary_after.filter(|a| *a < cfg.retention) {
+    let early = cfg.summary_after.filter(|a| *a < cfg.retention);
+    if let Some(after) = early
+        && ledger.summaries_enabled().await.map_err(|e| e.to_string())?
+    {
         archive_batches(ledger, shard, sink, after, true, owner, counters, shutdown).await?;
     }
-    while !shutdown.is_triggered() {
+    // Summaries go only while this worker holds the shard's archiving (the retention it has is
+    // the one the archiver of the shard applies).
+    while !shutdown.is_triggered() && ledger.take_archiver(shard, owner, LEASE).await.map_err(|e| e.to_string())? {
         let n = ledger.expire_summaries(shard, cfg.retention, BATCH).await.map_err(|e| e.to_string())?;
         counters.summaries_expired.fetch_add(n, Ordering::Relaxed);
         if n < BATCH as u64 {

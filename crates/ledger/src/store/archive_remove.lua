@@ -15,21 +15,21 @@
 -- KEYS: 1..14 as every record script (1 and 4 the first refund's record and payment), 15 the
 -- archiver lease, 16 the summaries index, then the record and payment of each further refund:
 -- 17, 18 for the second, …
--- A: `RemoveArgs` (retention.rs; compact: the layout says tombstones 2); then, from ARGV[A_REST], per refund: id, updated_at, syssn.
+-- A: `RemoveArgs` (retention.rs; compact: the layout says tombstones 2); then, from ARGV[A_REST], per refund: id, updated_at, syssn, the number of evidence entries archived.
 -- Returns one word per refund: 'removed' | 'changed' | 'gone', or {'lost'} (the lease).
 if redis.call('GET', KEYS[15]) ~= A.owner then return {'lost'} end
 TOMB_COMPACT = A.compact
 local CODE = {succeeded = 's', failed = 'f', cancelled = 'c'}
 -- A summary (format 2, read by summary.rs): [2, out_trade_no, syssn, txamt, orig_txamt, mchid,
 -- udid, merchant, submits, enquiries, created_at, updated_at - created_at, submitted_at -
--- created_at, respcd, resperr, refund_syssn, sysdtm, operator]: amounts as text, counts and
+-- created_at, respcd, resperr, refund_syssn, sysdtm, operator, reason]: amounts as text, counts and
 -- times as numbers (ms), 0 for a text that is absent, -1 for submitted_at absent; out_trade_no
 -- 0 when it is the id, merchant 0 when it is the default one. Its state is succeeded: no other
 -- is summarised.
 local function summary_of(r, id)
   local f = redis.call('HMGET', r, 'out_trade_no', 'syssn', 'txamt', 'orig_txamt', 'mchid', 'udid', 'merchant',
     'submits', 'enquiries', 'created_at', 'updated_at', 'submitted_at', 'respcd', 'resperr', 'refund_syssn', 'sysdtm',
-    'operator')
+    'operator', 'reason')
   local function text(v) if v and v ~= '' then return v end return 0 end
   local function num(v) return tonumber(v) or 0 end
   local created = num(f[10])
@@ -39,21 +39,24 @@ local function summary_of(r, id)
   if f[12] and f[12] ~= '' then submitted = num(f[12]) - created end
   return cjson.encode({2, text(f[1]), text(f[2]), text(f[3]), text(f[4]), text(f[5]), text(f[6]), text(f[7]),
     num(f[8]), num(f[9]), created, num(f[11]) - created, submitted, text(f[13]), text(f[14]), text(f[15]),
-    text(f[16]), text(f[17])}), created
+    text(f[16]), text(f[17]), text(f[18])}), created
 end
 local out = {}
 local a = A_REST
 for i = 1, A.count do
   if i > 1 then R, P = KEYS[13 + 2 * i], KEYS[14 + 2 * i] end
-  local id, seen, syssn = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  a = a + 3
+  local id, seen, syssn, evidence = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  a = a + 4
   local rec = redis.call('HMGET', R, 'state', 'updated_at', 'payload_hash', 'respcd', 'merchant', 'out_trade_no')
+  local ekey = string.gsub(R, '}:r:', '}:e:', 1)
   if not rec[1] then
     -- Nothing to remove, but an index entry may be left over: clear it.
     for _, s in ipairs({'succeeded', 'failed', 'cancelled'}) do redis.call('ZREM', STATE_KEY[s], id) end
     redis.call('ZREM', KEYS[14], id)
     out[i] = 'gone'
-  elseif not FINAL[rec[1]] or rec[2] ~= seen or (A.summarise and rec[1] ~= 'succeeded') then
+  elseif not FINAL[rec[1]] or rec[2] ~= seen or (A.summarise and rec[1] ~= 'succeeded')
+      or redis.call('LLEN', ekey) ~= evidence then
+    -- (Evidence kept since it was read, of a request fenced off, would not be in the archive.)
     out[i] = 'changed'
   else
     -- A missing hash is written '-': no request matches it (a conflict), and the sweep can read the day.
@@ -87,7 +90,7 @@ for i = 1, A.count do
       end
       redis.call('DEL', P)
     end
-    redis.call('DEL', R, timeline_key(), (string.gsub(R, '}:r:', '}:e:', 1)))
+    redis.call('DEL', R, timeline_key(), ekey)
     out[i] = 'removed'
   end
 end

@@ -243,11 +243,18 @@ impl Ledger {
         };
         match reply.first().map(String::as_str) {
             Some("created") => Ok(Enqueued::Created(load().await?)),
-            Some("archived_duplicate") => Ok(Enqueued::Duplicate(Record::archived(r, &tomb()?))),
+            // A succeeded refund archived early answers with its summary while it lasts.
+            Some("archived_duplicate") => match self.summary(r.merchant(), &r.out_trade_no).await? {
+                Some(summary) => Ok(Enqueued::Duplicate(summary)),
+                None => Ok(Enqueued::Duplicate(Record::archived(r, &tomb()?))),
+            },
             Some("archived_conflict") => {
                 let t = tomb()?;
-                // Only its outcome is known here; the request it was is in the archive.
-                let existing = Record::from_tombstone(&t);
+                // Only its outcome is known here (or its summary); the request it was is in the archive.
+                let existing = match self.summary(r.merchant(), &r.out_trade_no).await? {
+                    Some(summary) => summary,
+                    None => Record::from_tombstone(&t),
+                };
                 Err(LedgerError::Conflict {
                     out_trade_no: r.out_trade_no.clone(),
                     differences: vec![format!(

@@ -37,6 +37,7 @@ pub mod retention;
 pub(crate) mod script;
 pub mod search;
 pub(crate) mod server;
+pub mod sessions;
 pub mod shards;
 pub(crate) mod stats;
 pub(crate) mod streams;

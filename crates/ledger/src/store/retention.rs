@@ -243,12 +243,12 @@ impl Ledger {
     ) -> Result<Removed, LedgerError> {
         let mut total = Removed::default();
         for shard in 0..self.shard_count() {
-            let items: Vec<(String, String, String)> = archived
+            let items: Vec<(String, String, String, usize)> = archived
                 .iter()
                 .filter(|r| r.shard == shard)
                 .map(|r| {
                     let f = |k: &str| r.fields.get(k).cloned().unwrap_or_default();
-                    (r.id.clone(), f("updated_at"), f("syssn"))
+                    (r.id.clone(), f("updated_at"), f("syssn"), r.attempts.len())
                 })
                 .collect();
             let r = self.remove_ids(shard, owner, &items, summarise).await?;
@@ -260,12 +260,12 @@ impl Ledger {
         Ok(total)
     }
 
-    /// `items`: (id, updated_at as archived, syssn).
+    /// `items`: (id, updated_at as archived, syssn, evidence entries archived).
     async fn remove_ids(
         &self,
         shard: usize,
         owner: &str,
-        items: &[(String, String, String)],
+        items: &[(String, String, String, usize)],
         summarise: bool,
     ) -> Result<Removed, LedgerError> {
         let keys = self.shard_keys(shard);
@@ -277,7 +277,7 @@ impl Ledger {
         let compact = self.tombstone_form().await? == TombstoneForm::Compact;
         for part in items.chunks(REMOVE_PER_CALL) {
             let mut inv = ARCHIVE_REMOVE.prepare_invoke();
-            for (i, (id, _, syssn)) in part.iter().enumerate() {
+            for (i, (id, _, syssn, _)) in part.iter().enumerate() {
                 if i == 0 {
                     for k in keys.script_keys(id, syssn) {
                         inv.key(k);
@@ -288,8 +288,8 @@ impl Ledger {
                 }
             }
             RemoveArgs { day: &day, count: part.len(), owner, compact, summarise }.push(&mut inv);
-            for (id, updated_at, syssn) in part {
-                inv.arg(id).arg(updated_at).arg(syssn);
+            for (id, updated_at, syssn, evidence) in part {
+                inv.arg(id).arg(updated_at).arg(syssn).arg(evidence);
             }
             let words: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
             if words.first().map(String::as_str) == Some("lost") {

@@ -189,6 +189,38 @@ impl Ledger {
         Ok(Found { items, next, scanned })
     }
 
+    /// What payment `syssn` is known to have been paid (if known) and to have had refunded
+    /// (every refund of it that succeeded or may have, archived ones included): from its hash
+    /// while any refund of it is in Redis, else from its tombstone. `None`: never refunded here.
+    pub async fn payment_totals(&self, syssn: &str) -> Result<Option<(Option<u64>, u64)>, LedgerError> {
+        for shard in 0..self.shard_count() {
+            let (paid, committed): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
+                .arg(self.shard_keys(shard).payment(syssn))
+                .arg("paid")
+                .arg("committed")
+                .query_async(&mut self.con.clone())
+                .await?;
+            if paid.is_some() || committed.is_some() {
+                return Ok(Some((paid, committed.unwrap_or(0))));
+            }
+        }
+        for shard in 0..self.shard_count() {
+            let mut inv = crate::store::script::TOMB_GET.prepare_invoke();
+            inv.key(self.shard_keys(shard).record(""));
+            crate::store::retention::TombArgs { kind: "xp", name: syssn }.push(&mut inv);
+            let raw: Option<String> = inv.invoke_async(&mut self.con.clone()).await?;
+            let parsed = raw.and_then(|r| {
+                let mut w = r.split(' ');
+                let paid = w.next()?.parse().ok();
+                Some((paid, w.next()?.parse().ok()?))
+            });
+            if parsed.is_some() {
+                return Ok(parsed);
+            }
+        }
+        Ok(None)
+    }
+
     /// The record (or summary) of each entry, `None` where neither is left.
     async fn records_in_order(&self, entries: &[(i64, String, usize)]) -> Result<Vec<Option<Record>>, LedgerError> {
         let mut by_shard: std::collections::BTreeMap<usize, Vec<String>> = Default::default();

@@ -53,6 +53,7 @@ impl Ledger {
                 } else {
                     // A new ledger: every process that will ever write it reads compact tombstones.
                     pipe.hset_nx(base.layout(), crate::store::retention::TOMBSTONES_FIELD, 2).ignore();
+                    pipe.hset_nx(base.layout(), crate::store::summary::SUMMARIES_FIELD, 1).ignore();
                 }
                 pipe.query_async::<()>(&mut con).await?;
                 con.hget::<_, _, Option<usize>>(base.layout(), "shards").await?.unwrap_or(n)

@@ -9,7 +9,9 @@
 //! the archive, and it is no longer listed under its payment (whose refunded total its tombstone
 //! keeps for the over-refund guard). Summaries go at the retention, counted from when their
 //! refunds were created (for a refund, a little earlier than from when it succeeded); failed and
-//! cancelled refunds (which an operator may still retry) stay whole until then.
+//! cancelled refunds (few, and the ones people read the whole story of) stay whole until then.
+//! Archiving early moves a refund from one index to another: a listing paged meanwhile may miss
+//! it, as it may miss any refund that changes state while it pages.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,21 +23,28 @@ use crate::refund::placement::refund_id;
 use crate::refund::record::Record;
 use crate::refund::state::State;
 use crate::store::Ledger;
+use crate::store::keys::Keys;
 use crate::store::retention::{Removed, Retained};
+
+/// The layout field that allows succeeded refunds to be archived early: set for a ledger made by
+/// this version, and by `qfrefund enable-retention --summaries` for an older one once every
+/// process that reads it is of this version (an older one would not see them: its listings,
+/// counts and reconciliations would leave them out, and its answers would come from tombstones).
+pub const SUMMARIES_FIELD: &str = "summaries";
 
 /// The summary format `archive_remove.lua` writes (the array's first element).
 const SUMMARY_FORMAT: u64 = 2;
 
 /// Reads a summary (`archive_remove.lua`'s `summary_of`: `[2, out_trade_no, syssn, txamt,
 /// orig_txamt, mchid, udid, merchant, submits, enquiries, created_at, updated_at - created_at,
-/// submitted_at - created_at (-1: none), respcd, resperr, refund_syssn, sysdtm, operator]`, 0
+/// submitted_at - created_at (-1: none), respcd, resperr, refund_syssn, sysdtm, operator, reason]`, 0
 /// for an absent text, out_trade_no absent when it is the id, merchant when it is the default
 /// one) as a succeeded record: `archived` (its timeline and evidence are in the
 /// archive), no request hash.
 pub fn parse_summary(key: &str, raw: &str) -> Option<Record> {
     use serde_json::Value;
     let v: Vec<Value> = serde_json::from_str(raw).ok()?;
-    if v.len() != 18 || v[0].as_u64()? != SUMMARY_FORMAT {
+    if v.len() != 19 || v[0].as_u64()? != SUMMARY_FORMAT {
         return None;
     }
     let text = |i: usize| v[i].as_str().map(str::to_owned);
@@ -59,7 +68,9 @@ pub fn parse_summary(key: &str, raw: &str) -> Option<Record> {
     put("created_at", Some(created.to_string()));
     put("updated_at", Some((created + num(11)?).to_string()));
     put("submitted_at", num(12).filter(|d| *d >= 0).map(|d| (created + d).to_string()));
-    for (i, f) in [(13, "respcd"), (14, "resperr"), (15, "refund_syssn"), (16, "sysdtm"), (17, "operator")] {
+    for (i, f) in
+        [(13, "respcd"), (14, "resperr"), (15, "refund_syssn"), (16, "sysdtm"), (17, "operator"), (18, "reason")]
+    {
         put(f, text(i));
     }
     put("state", Some(State::Succeeded.as_str().to_owned()));
@@ -71,6 +82,22 @@ pub fn parse_summary(key: &str, raw: &str) -> Option<Record> {
 }
 
 impl Ledger {
+    /// Whether succeeded refunds may be archived early (see [`SUMMARIES_FIELD`]).
+    pub async fn summaries_enabled(&self) -> Result<bool, LedgerError> {
+        let base = Keys::new(&self.config.namespace, &self.config.tag);
+        let v: Option<String> = self.con.clone().hget(base.layout(), SUMMARIES_FIELD).await?;
+        Ok(v.as_deref() == Some("1"))
+    }
+
+    /// Allows succeeded refunds to be archived early (see [`SUMMARIES_FIELD`]); returns whether
+    /// they were before.
+    pub async fn enable_summaries(&self) -> Result<bool, LedgerError> {
+        let before = self.summaries_enabled().await?;
+        let base = Keys::new(&self.config.namespace, &self.config.tag);
+        let _: () = self.con.clone().hset(base.layout(), SUMMARIES_FIELD, 1).await?;
+        Ok(before)
+    }
+
     /// Up to `limit` of `shard`'s succeeded refunds older than `after`, read whole for the
     /// archive (see [`Ledger::retained`]).
     pub async fn summarising(&self, shard: usize, after: Duration, limit: usize) -> Result<Vec<Retained>, LedgerError> {
@@ -90,9 +117,18 @@ impl Ledger {
     pub async fn summary(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Record>, LedgerError> {
         let keys = self.keys_for(merchant);
         let id = refund_id(merchant, out_trade_no);
-        let key = keys.summary(&id);
-        let raw: Option<String> = self.con.clone().get(&key).await?;
-        Ok(raw.and_then(|r| parse_summary(&key, &r)).filter(|r| r.merchant == merchant))
+        // As `get`: a refund kept under the bare out_trade_no (a ledger from before refunds were
+        // merchant-scoped) is this merchant's when it says so.
+        let mut names = vec![keys.summary(&id)];
+        if id != out_trade_no {
+            names.push(keys.summary(out_trade_no));
+        }
+        let raws: Vec<Option<String>> = self.con.clone().mget(&names).await?;
+        Ok(names
+            .iter()
+            .zip(raws)
+            .filter_map(|(k, r)| parse_summary(k, &r?))
+            .find(|r| r.merchant == merchant && r.out_trade_no == out_trade_no))
     }
 
     /// The summaries of `ids` (of `shard`) that have one, in order.
@@ -103,14 +139,35 @@ impl Ledger {
         let keys = self.shard_keys(shard);
         let names: Vec<String> = ids.iter().map(|id| keys.summary(id)).collect();
         let raws: Vec<Option<String>> = self.con.clone().mget(&names).await?;
-        Ok(names.iter().zip(raws).filter_map(|(k, r)| r.and_then(|r| parse_summary(k, &r))).collect())
+        Ok(names
+            .iter()
+            .zip(raws)
+            .filter_map(|(k, r)| {
+                let raw = r?;
+                let parsed = parse_summary(k, &raw);
+                if parsed.is_none() {
+                    tracing::warn!(key = %k, "a summary that does not read (another version's?): left out");
+                }
+                parsed
+            })
+            .collect())
     }
 
-    /// How many of `shard`'s succeeded refunds are older than `after`: what would be archived
-    /// early now.
-    pub async fn summary_backlog(&self, shard: usize, after: Duration) -> Result<u64, LedgerError> {
-        let cutoff = self.now_ms() - after.as_millis() as i64;
-        Ok(self.con.clone().zcount(self.shard_keys(shard).state(State::Succeeded), "-inf", cutoff).await?)
+    /// How many of `shard`'s succeeded refunds are older than `after` but not than `retention`:
+    /// what would be archived early now (those past the retention go whole).
+    pub async fn summary_backlog(
+        &self,
+        shard: usize,
+        after: Duration,
+        retention: Duration,
+    ) -> Result<u64, LedgerError> {
+        let now = self.now_ms();
+        let (cutoff, oldest) = (now - after.as_millis() as i64, now - retention.as_millis() as i64);
+        Ok(self
+            .con
+            .clone()
+            .zcount(self.shard_keys(shard).state(State::Succeeded), format!("({oldest}"), cutoff)
+            .await?)
     }
 
     /// How many summaries `shard` keeps.
