@@ -81,7 +81,8 @@ bins:
 	$(CARGO) build -p qfrefund
 
 ## deps: make sure redis-server (with redis-cli), openssl (TLS tests), zstd (reading the archive), postgresql
-## (the archive's database tests: initdb + pg_ctl, started by the harness) and the Rust tools exist
+## (the archive's database tests: initdb + pg_ctl, started by the harness), chromium and chromium-driver
+## (the console's browser tests, headless) and the Rust tools exist
 deps: check-tools
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
@@ -91,6 +92,8 @@ deps: check-tools
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v python3 >/dev/null 2>&1 || missing="$$missing python3"; \
 	python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

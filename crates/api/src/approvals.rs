@@ -125,11 +125,25 @@ pub async fn approve(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Approval>, ApiError> {
-    let a = decide(&st, &caller, &id, &body, true).await?;
+    Ok(Json(decide_request(&st, &caller, &id, &body, true).await?))
+}
+
+/// `caller` approves (and so carries out) or rejects request `id`; `body` holds the reason.
+pub(crate) async fn decide_request(
+    st: &Shared,
+    caller: &Caller,
+    id: &str,
+    body: &[u8],
+    approve: bool,
+) -> Result<Approval, ApiError> {
+    let a = decide(st, caller, id, body, approve).await?;
+    if !approve {
+        return Ok(a);
+    }
     let who = format!("{} (approving {})", caller.name, a.requested_by);
     let why = format!("{} / approved: {}", a.reason, a.decision_reason.clone().unwrap_or_default());
-    let result = carry_out(&st, &a, &who, &why).await?;
-    Ok(Json(st.ledger.finish_approval(&a, result).await.map_err(ApiError::from_write)?))
+    let result = carry_out(st, &a, &who, &why).await?;
+    st.ledger.finish_approval(&a, result).await.map_err(ApiError::from_write)
 }
 
 /// Reject a request: nothing is done.
@@ -153,7 +167,7 @@ pub async fn reject(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Approval>, ApiError> {
-    Ok(Json(decide(&st, &caller, &id, &body, false).await?))
+    Ok(Json(decide_request(&st, &caller, &id, &body, false).await?))
 }
 
 async fn decide(st: &Shared, caller: &Caller, id: &str, body: &[u8], approve: bool) -> Result<Approval, ApiError> {

@@ -58,6 +58,16 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// What went wrong, for a person (a field's problem named with its field).
+    pub fn to_string_for_people(&self) -> String {
+        match self {
+            ApiError::Invalid(problems) => {
+                problems.iter().map(|p| format!("{}: {}", p.field, p.problem)).collect::<Vec<_>>().join("; ")
+            }
+            other => other.to_string(),
+        }
+    }
+
     pub fn invalid(field: &str, problem: impl Into<String>) -> Self {
         ApiError::Invalid(vec![FieldProblem { field: field.into(), problem: problem.into() }])
     }

@@ -14,6 +14,7 @@ mod approvals;
 mod archived;
 mod auth;
 mod bulk;
+pub mod console;
 mod error;
 mod export;
 mod fleet;
@@ -80,6 +81,18 @@ pub struct ApiConfig {
     /// Resolving a refund as succeeded, and a bulk action above `bulk_max_txamt`, need a second
     /// operator's approval (see `approvals`).
     pub four_eyes: bool,
+    /// Who the console believes when a trusted authenticating proxy names the person.
+    pub console_proxy: ConsoleProxy,
+}
+
+/// A trusted authenticating proxy in front of the console.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleProxy {
+    /// The proxy's addresses: `X-Forwarded-User` / `X-Forwarded-Email` from any other address
+    /// are ignored. Empty: no proxy sign-in.
+    pub from: Vec<std::net::IpAddr>,
+    /// The people (as the proxy names them) who may act; everyone else it names reads only.
+    pub operators: Vec<String>,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -96,6 +109,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("archive", &self.archive.as_deref().map(archive::postgres::redact))
             .field("bulk_max_txamt", &self.bulk_max_txamt)
             .field("four_eyes", &self.four_eyes)
+            .field("console_proxy", &self.console_proxy)
             .finish()
     }
 }
@@ -112,6 +126,7 @@ impl Default for ApiConfig {
             archive: None,
             bulk_max_txamt: Some(1_000_000),
             four_eyes: true,
+            console_proxy: ConsoleProxy::default(),
         }
     }
 }
@@ -199,6 +214,7 @@ pub fn app(ledger: Ledger, config: ApiConfig) -> Router {
     });
     let state = Arc::new(AppState { ledger, config, archive, metrics: Metrics::default() });
     router
+        .merge(console::router())
         .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(limit))
@@ -228,7 +244,10 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    // The peer's address is the console's to check a trusted proxy by.
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// The process is up (no dependency checked: for liveness probes).

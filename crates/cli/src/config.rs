@@ -44,6 +44,8 @@ struct ApiSection {
     base_url: Option<String>,
     bulk_max_txamt: Option<u64>,
     four_eyes: Option<bool>,
+    console_proxy_from: Option<String>,
+    console_operators: Option<String>,
     #[serde(default)]
     tokens: Vec<TokenSection>,
 }
@@ -301,6 +303,18 @@ impl Config {
             c.request_timeout = ms(v);
         }
         c.base_url = env("QFREFUND_API_BASE_URL").or_else(|| a.base_url.clone()).unwrap_or_default();
+        if let Some(list) = env("QFREFUND_CONSOLE_PROXY_FROM").or_else(|| a.console_proxy_from.clone()) {
+            for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let ip = item
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| anyhow::anyhow!("QFREFUND_CONSOLE_PROXY_FROM: {item:?} is not an IP address"))?;
+                c.console_proxy.from.push(ip);
+            }
+        }
+        if let Some(list) = env("QFREFUND_CONSOLE_OPERATORS").or_else(|| a.console_operators.clone()) {
+            c.console_proxy.operators =
+                list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        }
         if let Some(v) = env("QFREFUND_API_FOUR_EYES") {
             c.four_eyes = match v.as_str() {
                 "on" | "true" | "1" => true,

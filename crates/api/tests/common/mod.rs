@@ -38,8 +38,24 @@ impl Api {
         Self::start_archived(redis_url, config, None).await
     }
 
+    /// An API behind a trusted authenticating proxy (the console's proxy sign-in).
+    #[allow(dead_code)]
+    pub async fn start_proxied(redis_url: &str, name: &str, proxy: api::ConsoleProxy) -> Self {
+        let config = LedgerConfig { namespace: testkit::unique_namespace(name), ..LedgerConfig::default() };
+        Self::start_full(redis_url, config, None, proxy).await
+    }
+
     /// An API that reads archived refunds from `archive` (the workers' archive setting).
     pub async fn start_archived(redis_url: &str, config: LedgerConfig, archive: Option<String>) -> Self {
+        Self::start_full(redis_url, config, archive, api::ConsoleProxy::default()).await
+    }
+
+    async fn start_full(
+        redis_url: &str,
+        config: LedgerConfig,
+        archive: Option<String>,
+        console_proxy: api::ConsoleProxy,
+    ) -> Self {
         let ledger = Ledger::connect(redis_url, config).await.unwrap();
         let api_config = ApiConfig {
             tokens: vec![
@@ -56,6 +72,7 @@ impl Api {
             body_limit: 8 * 1024,
             merchants: vec!["default".into()],
             archive,
+            console_proxy,
             ..ApiConfig::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -153,4 +153,29 @@ impl Ledger {
         let entries = self.merged_after(Keys::audit, after, count).await?;
         Ok(entries.into_iter().map(|(id, f)| AuditEntry::from_fields(id, f)).collect())
     }
+
+    /// The newest `count` entries of the audit trail (every shard), newest first.
+    pub async fn recent_audit(&self, count: usize) -> Result<Vec<AuditEntry>, LedgerError> {
+        use redis::AsyncCommands;
+        let mut all = Vec::new();
+        for shard in 0..self.shard_count() {
+            let reply: redis::streams::StreamRangeReply =
+                self.con.clone().xrevrange_count(self.shard_keys(shard).audit(), "+", "-", count).await?;
+            for e in reply.ids {
+                let fields: std::collections::HashMap<String, String> = e
+                    .map
+                    .iter()
+                    .filter_map(|(k, v)| redis::from_redis_value_ref::<String>(v).ok().map(|v| (k.clone(), v)))
+                    .collect();
+                all.push(AuditEntry::from_fields(e.id, fields));
+            }
+        }
+        let key = |id: &str| {
+            let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+            (ms.parse::<u64>().unwrap_or(0), seq.parse::<u64>().unwrap_or(0))
+        };
+        all.sort_by_key(|e| std::cmp::Reverse(key(&e.id)));
+        all.truncate(count);
+        Ok(all)
+    }
 }

@@ -160,3 +160,18 @@ impl Ledger {
         })
     }
 }
+
+impl Ledger {
+    /// How many refunds entered `state` within [from, to] (ms) and are still in Redis (every
+    /// shard; succeeded ones archived early are counted by when they were created).
+    pub async fn entered_between(&self, state: State, from: i64, to: i64) -> Result<u64, LedgerError> {
+        let mut pipe = redis::pipe();
+        for shard in 0..self.shard_count() {
+            for index in Self::state_indexes(self.shard_keys(shard), state) {
+                pipe.zcount(index, from, to);
+            }
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut self.con.clone()).await?;
+        Ok(counts.into_iter().sum())
+    }
+}
