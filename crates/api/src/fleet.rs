@@ -141,7 +141,7 @@ pub struct PauseBody {
     pub changed: bool,
 }
 
-async fn pause_or_resume(
+pub(crate) async fn pause_or_resume(
     st: &Shared,
     caller: &Caller,
     merchant: &str,

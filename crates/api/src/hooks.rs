@@ -118,8 +118,13 @@ pub async fn redeliver(
     caller: Caller,
     body: Bytes,
 ) -> Result<Json<RedeliverAnswer>, ApiError> {
+    Ok(Json(redeliver_as(&st, &caller, &body).await?))
+}
+
+/// What `POST /v1/webhooks/redeliver` does, for `caller`, the body already read.
+pub(crate) async fn redeliver_as(st: &Shared, caller: &Caller, body: &[u8]) -> Result<RedeliverAnswer, ApiError> {
     caller.require(Role::Operate)?;
-    let b: RedeliverBody = parse_json(&body)?;
+    let b: RedeliverBody = parse_json(body)?;
     let why = reason_of(&b.reason)?;
     match (b.event_ids.is_empty(), b.all) {
         (true, false) => return Err(ApiError::invalid("event_ids", "name the deliveries, or set all")),
@@ -135,5 +140,5 @@ pub async fn redeliver(
     let rescheduled =
         st.ledger.redeliver_webhooks(&b.event_ids, &caller.name, &why).await.map_err(ApiError::from_write)?;
     tracing::info!(caller = %caller.name, rescheduled, "webhooks redelivered");
-    Ok(Json(RedeliverAnswer { rescheduled }))
+    Ok(RedeliverAnswer { rescheduled })
 }

@@ -98,13 +98,38 @@ async fn the_console_signs_in_checks_every_form_and_enforces_roles() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(api.ledger.get("default", "RF-C1").await.unwrap().unwrap().state, ledger::State::Queued);
 
+    // Pausing and resuming a merchant, and the webhooks page; neither for the read-only one.
+    let (_, overview) = get(&api, &viewer, "/console").await;
+    assert!(!overview.contains(r#"id="do-pause""#));
+    assert_eq!(get(&api, &viewer, "/console/webhooks").await.0, StatusCode::OK);
+    let (_, overview) = get(&api, &ann, "/console").await;
+    assert!(overview.contains(r#"id="do-pause""#), "{overview}");
+    let merchant_form = |verb: &str, cookie: &str| {
+        client()
+            .post(format!("{}/console/merchants/{verb}", api.url))
+            .header(COOKIE, cookie.to_owned())
+            .form(&[("csrf", csrf.as_str()), ("merchant", "default"), ("reason", "credentials rotated")])
+    };
+    let r = merchant_form("pause", &ann).send().await.unwrap();
+    assert!(r.headers()[LOCATION].to_str().unwrap().contains("paused"), "{:?}", r.headers());
+    let (_, overview) = get(&api, &ann, "/console").await;
+    assert!(overview.contains(r#"id="resume-default""#) && overview.contains("credentials rotated"), "{overview}");
+    assert_eq!(merchant_form("resume", &viewer).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    let r = merchant_form("resume", &ann).send().await.unwrap();
+    assert!(r.headers()[LOCATION].to_str().unwrap().contains("resumed"), "{:?}", r.headers());
+    let (status, hooks) = get(&api, &ann, "/console/webhooks").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(hooks.contains("failed-webhooks"), "{hooks}");
+
     // The operator's cancel, audited with their name; signing out ends the session.
     let r = post(&ann, vec![("csrf", csrf.clone()), ("reason", "customer kept it".into())]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(r.headers()[LOCATION].to_str().unwrap().contains("notice=done"), "{:?}", r.headers());
     assert_eq!(api.ledger.get("default", "RF-C1").await.unwrap().unwrap().state, ledger::State::Cancelled);
     let audit = api.ledger.audit("0", 10).await.unwrap();
-    assert_eq!((audit[0].who.as_str(), audit[0].why.as_str()), ("ann", "customer kept it"));
+    let cancel = audit.iter().find(|a| a.action == "cancel").unwrap();
+    assert_eq!((cancel.who.as_str(), cancel.why.as_str(), cancel.outcome.as_str()), ("ann", "customer kept it", "ok"));
+    assert!(audit.iter().any(|a| a.action == "pause" && a.who == "ann"), "{audit:?}");
     let r = client()
         .post(format!("{}/console/logout", api.url))
         .header(COOKIE, ann.clone())

@@ -113,7 +113,7 @@ pub async fn logout(State(st): State<Shared>, s: Session, headers: HeaderMap, Fo
 
 /// Checks a posted form: from this origin, with the session's CSRF token, by an operator; the
 /// refusal to answer with otherwise.
-fn refused(s: &Session, headers: &HeaderMap, csrf: &str) -> Option<Response> {
+pub(super) fn refused(s: &Session, headers: &HeaderMap, csrf: &str) -> Option<Response> {
     if !same_origin(headers) || !csrf_ok(s, csrf) {
         return Some(error(
             StatusCode::FORBIDDEN,

@@ -9,6 +9,7 @@
 
 mod actions;
 mod find;
+mod fleet;
 mod pages;
 mod views;
 
@@ -44,6 +45,9 @@ pub(crate) fn router() -> Router<Shared> {
         .route("/console/approvals", get(pages::approvals))
         .route("/console/approvals/{id}/{verdict}", post(actions::decide))
         .route("/console/audit", get(pages::audit))
+        .route("/console/merchants/{verb}", post(fleet::pause_or_resume))
+        .route("/console/webhooks", get(fleet::webhooks))
+        .route("/console/webhooks/redeliver", post(fleet::redeliver))
         .route("/console/app.css", get(stylesheet))
 }
 

@@ -26,7 +26,7 @@ pub(super) fn unavailable(s: &Session, e: impl std::fmt::Display) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, Some(s), &format!("the ledger could not be read: {e}"))
 }
 
-pub async fn overview(State(st): State<Shared>, s: Session) -> Response {
+pub async fn overview(State(st): State<Shared>, s: Session, Query(n): Query<Notice>) -> Response {
     let stats = match st.ledger.stats().await {
         Ok(v) => v,
         Err(e) => return unavailable(&s, e),
@@ -66,8 +66,18 @@ pub async fn overview(State(st): State<Shared>, s: Session) -> Response {
     body.push_str("<h2>Outcomes, last 12 hours</h2>");
     body.push_str(&chart(&st).await.unwrap_or_else(|e| format!("<p>{}</p>", h(&e.to_string()))));
     body.push_str("<h2>Paused merchants</h2>");
-    let paused: Vec<Vec<String>> = stats.paused.iter().map(|(m, why)| vec![h(m), h(why)]).collect();
-    body.push_str(&table("paused", &["merchant", "why"], &paused));
+    let paused: Vec<Vec<String>> = stats
+        .paused
+        .iter()
+        .map(|(m, why)| {
+            let resume = if s.operates() { super::fleet::resume_form(&s, m) } else { String::new() };
+            vec![h(m), h(why), resume]
+        })
+        .collect();
+    body.push_str(&table("paused", &["merchant", "why", ""], &paused));
+    if s.operates() {
+        body.push_str(&super::fleet::pause_form(&s));
+    }
     body.push_str("<h2>Live workers</h2>");
     let rows: Vec<Vec<String>> = workers
         .iter()
@@ -83,7 +93,7 @@ pub async fn overview(State(st): State<Shared>, s: Session) -> Response {
         })
         .collect();
     body.push_str(&table("workers", &["name", "host", "version", "in flight", "merchants", "heartbeat"], &rows));
-    page("Overview", Some(&s), None, &body)
+    page("Overview", Some(&s), n.notice.as_deref(), &body)
 }
 
 /// Succeeded and failed refunds per hour over the last hours, as an inline SVG bar chart.
@@ -223,6 +233,8 @@ pub async fn refund(
         })
         .collect();
     body.push_str(&table("attempts", &["sent", "call", "HTTP", "took", "answer"], &rows));
+    body.push_str("<h2>Webhook deliveries given up</h2>");
+    body.push_str(&super::fleet::failed_of(&st, &merchant, &otn).await);
     body.push_str("<h2>Audit</h2>");
     let audit = super::actions::audit_of(&st, &otn).await;
     let rows: Vec<Vec<String>> =

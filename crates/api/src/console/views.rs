@@ -31,7 +31,7 @@ pub fn u(s: &str) -> String {
 pub fn page(title: &str, session: Option<&Session>, notice: Option<&str>, body: &str) -> Response {
     let nav = match session {
         Some(s) => format!(
-            r#"<nav><a href="/console">Overview</a><a href="/console/review">Needs review</a><a href="/console/refunds">Search</a><a href="/console/approvals">Approvals</a><a href="/console/audit">Audit</a><span class="who" id="who">{} ({})</span><form method="post" action="/console/logout" class="inline">{}<button>Sign out</button></form></nav>"#,
+            r#"<nav><a href="/console">Overview</a><a href="/console/review">Needs review</a><a href="/console/refunds">Search</a><a href="/console/approvals">Approvals</a><a href="/console/webhooks">Webhooks</a><a href="/console/audit">Audit</a><span class="who" id="who">{} ({})</span><form method="post" action="/console/logout" class="inline">{}<button>Sign out</button></form></nav>"#,
             h(&s.name),
             if s.operates() { "operator" } else { "read-only" },
             csrf_field(s)
