@@ -104,11 +104,13 @@ async fn the_console_signs_in_checks_every_form_and_enforces_roles() {
     assert_eq!(get(&api, &viewer, "/console/webhooks").await.0, StatusCode::OK);
     let (_, overview) = get(&api, &ann, "/console").await;
     assert!(overview.contains(r#"id="do-pause""#), "{overview}");
+    assert!(overview.contains(r#"id="by-merchant""#) && overview.contains("merchant=default"), "{overview}");
     let merchant_form = |verb: &str, cookie: &str| {
-        client()
-            .post(format!("{}/console/merchants/{verb}", api.url))
-            .header(COOKIE, cookie.to_owned())
-            .form(&[("csrf", csrf.as_str()), ("merchant", "default"), ("reason", "credentials rotated")])
+        client().post(format!("{}/console/merchants/{verb}", api.url)).header(COOKIE, cookie.to_owned()).form(&[
+            ("csrf", csrf.as_str()),
+            ("merchant", "default"),
+            ("reason", "credentials rotated"),
+        ])
     };
     let r = merchant_form("pause", &ann).send().await.unwrap();
     assert!(r.headers()[LOCATION].to_str().unwrap().contains("paused"), "{:?}", r.headers());

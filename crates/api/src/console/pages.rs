@@ -63,6 +63,8 @@ pub async fn overview(State(st): State<Shared>, s: Session, Query(n): Query<Noti
             pending_approvals.map(|n| n.to_string()).unwrap_or_else(|_| "?".into()),
         ]],
     ));
+    body.push_str("<h2>Open refunds by merchant</h2>");
+    body.push_str(&by_merchant(&st).await);
     body.push_str("<h2>Outcomes, last 12 hours</h2>");
     body.push_str(&chart(&st).await.unwrap_or_else(|e| format!("<p>{}</p>", h(&e.to_string()))));
     body.push_str("<h2>Paused merchants</h2>");
@@ -94,6 +96,38 @@ pub async fn overview(State(st): State<Shared>, s: Session, Query(n): Query<Noti
         .collect();
     body.push_str(&table("workers", &["name", "host", "version", "in flight", "merchants", "heartbeat"], &rows));
     page("Overview", Some(&s), n.notice.as_deref(), &body)
+}
+
+/// Open refunds per merchant and state, among the oldest 1 000 of each open state (one page of
+/// each: the overview stays cheap however large the ledger).
+async fn by_merchant(st: &Shared) -> String {
+    use std::collections::BTreeMap;
+    let open: Vec<RefundState> = RefundState::ALL.into_iter().filter(|s| !s.is_final()).collect();
+    let mut counts: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut capped = false;
+    for (i, state) in open.iter().enumerate() {
+        let q = Search { state: Some(*state), ..Search::default() };
+        let Ok(found) = st.ledger.search(&q, None, 1_000).await else { continue };
+        capped |= found.next.is_some();
+        for r in found.items {
+            counts.entry(r.merchant.clone()).or_insert_with(|| vec![0; open.len()])[i] += 1;
+        }
+    }
+    let mut head = vec!["merchant"];
+    head.extend(open.iter().map(|s| s.as_str()));
+    let rows: Vec<Vec<String>> = counts
+        .iter()
+        .map(|(m, c)| {
+            let mut row = vec![format!(r#"<a href="/console/refunds?merchant={}">{}</a>"#, u(m), h(m))];
+            row.extend(c.iter().map(u64::to_string));
+            row
+        })
+        .collect();
+    let mut out = table("by-merchant", &head, &rows);
+    if capped {
+        out.push_str("<p>Counted among the oldest 1 000 refunds of each state.</p>");
+    }
+    out
 }
 
 /// Succeeded and failed refunds per hour over the last hours, as an inline SVG bar chart.
@@ -155,11 +189,24 @@ pub async fn review(State(st): State<Shared>, s: Session, Query(n): Query<Notice
                 h(&format!("{} {}", r.respcd.as_deref().unwrap_or(""), r.resperr.as_deref().unwrap_or(""))),
                 format!("{} sent, {} enquiries", r.submits, r.enquiries),
                 format!("{:.0} min", (now - r.updated_at).max(0) as f64 / 60_000.0),
+                if s.operates() {
+                    format!(
+                        r#"<form method="post" action="/console/refund/{}/{}/retry" class="inline">{}<input name="reason" required maxlength="500" placeholder="why"><button>Retry</button></form>"#,
+                        u(&r.merchant),
+                        u(&r.out_trade_no),
+                        csrf_field(&s)
+                    )
+                } else {
+                    String::new()
+                },
             ]
         })
         .collect();
-    let body =
-        table("review", &["out_trade_no", "merchant", "amount", "reason", "last answer", "attempts", "waiting"], &rows);
+    let body = table(
+        "review",
+        &["out_trade_no", "merchant", "amount", "reason", "last answer", "attempts", "waiting", ""],
+        &rows,
+    );
     page("Needs review", Some(&s), n.notice.as_deref(), &body)
 }
 
