@@ -174,10 +174,10 @@ async fn operators_resolve_refunds_in_the_console_in_a_real_browser() {
     b.goto(&format!("{url}/console/refunds?state=succeeded")).await;
     assert!(b.text("#results").await.contains("RF-UI2"));
     b.screenshot(&dir.join("search.png")).await;
-    let cookie = b.cookie("qfrefund_session").await;
+    let cookie = b.cookie("__Host-qfrefund_session").await;
     let csv = reqwest::Client::new()
         .get(format!("{url}/console/export.csv?state=succeeded"))
-        .header("cookie", format!("qfrefund_session={cookie}"))
+        .header("cookie", format!("__Host-qfrefund_session={cookie}"))
         .send()
         .await
         .unwrap()
@@ -197,8 +197,8 @@ async fn operators_resolve_refunds_in_the_console_in_a_real_browser() {
     assert_eq!(b.text("#count-succeeded b").await, "2");
     b.screenshot(&dir.join("overview.png")).await;
     b.quit().await;
-    // Kept for the README when asked (`QFREFUND_DOCS_SCREENSHOTS=1`).
-    if std::env::var("QFREFUND_DOCS_SCREENSHOTS").is_ok() {
+    // Kept for the README when asked (`UPDATE_SCREENSHOTS=1`).
+    if std::env::var("UPDATE_SCREENSHOTS").is_ok() {
         let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("docs/console");
         std::fs::create_dir_all(&docs).unwrap();
         for f in ["overview.png", "refund.png", "approvals.png"] {

@@ -33,11 +33,14 @@ pub struct ApprovalsBody {
     pub approvals: Vec<Approval>,
 }
 
-/// What one refund of a bulk request names.
+/// What one refund of a request names: the refund, and the version of it that was asked about
+/// (`updated_at`): a refund that changed since is not acted on.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Target {
     pub merchant: String,
     pub out_trade_no: String,
+    #[serde(default)]
+    pub updated_at: Option<i64>,
 }
 
 /// Asks for a second operator's approval of `request`; the `202` answer.
@@ -87,7 +90,8 @@ pub(crate) async fn resolve(
             "refund {otn:?} was never sent to QFPay: it cannot have succeeded (retry it, or resolve it as failed)"
         )));
     }
-    let request = json!({"merchant": merchant, "out_trade_no": otn, "state": "succeeded", "force": b.force});
+    let request = json!({"merchant": merchant, "out_trade_no": otn, "state": "succeeded", "force": b.force,
+                         "updated_at": rec.updated_at});
     ask(st, caller, "resolve", request, rec.txamt, &why).await
 }
 
@@ -199,6 +203,7 @@ async fn carry_out(st: &Shared, a: &Approval, who: &str, why: &str) -> Result<se
             let t = Target {
                 merchant: field("merchant").unwrap_or_default(),
                 out_trade_no: field("out_trade_no").unwrap_or_default(),
+                updated_at: r["updated_at"].as_i64(),
             };
             (op, vec![t])
         }
@@ -217,6 +222,17 @@ async fn carry_out(st: &Shared, a: &Approval, who: &str, why: &str) -> Result<se
     };
     let mut items = Vec::with_capacity(targets.len());
     for t in targets {
+        // Not a refund that moved on since it was asked about (the facts may have changed).
+        if let Some(seen) = t.updated_at {
+            let now = st.ledger.get(&t.merchant, &t.out_trade_no).await?.map(|r| r.updated_at);
+            if now != Some(seen) {
+                let why_not = format!("changed since it was asked for (updated {now:?}, asked about {seen})");
+                items.push(
+                    json!({"merchant": t.merchant, "out_trade_no": t.out_trade_no, "outcome": {"refused": why_not}}),
+                );
+                continue;
+            }
+        }
         let outcome =
             match st.ledger.operate(&t.merchant, &t.out_trade_no, op, who, why).await.map_err(ApiError::from_write)? {
                 Ok(state) => json!({"to": state.to_string()}),

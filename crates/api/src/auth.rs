@@ -52,6 +52,13 @@ impl ApiToken {
     }
 }
 
+impl ApiToken {
+    /// Whether two tokens have the same secret (so that one would pass for the other).
+    pub fn same_secret(&self, other: &ApiToken) -> bool {
+        ct_eq(self.secret.as_bytes(), other.secret.as_bytes())
+    }
+}
+
 impl std::fmt::Debug for ApiToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiToken").field("name", &self.name).field("role", &self.role).finish_non_exhaustive()

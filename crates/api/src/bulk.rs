@@ -47,6 +47,9 @@ pub struct BulkBody {
     /// at most 1 000 found).
     #[schema(value_type = Object)]
     pub filter: Option<serde_json::Map<String, serde_json::Value>>,
+    /// With `filter` and `"dry_run": false`: the `matched` of the dry run; the run is refused
+    /// when the filter finds another number now.
+    pub expected: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -124,7 +127,29 @@ pub async fn bulk(State(st): State<Shared>, caller: Caller, body: Bytes) -> Resu
     let why = reason_of(&b.reason)?;
     let records = match (&b.refunds, &b.filter) {
         (Some(names), None) => named(&st, names).await?,
-        (None, Some(f)) => found(&st, f).await?,
+        (None, Some(f)) => {
+            let found = found(&st, f).await?;
+            // A real run by a filter acts on what its dry run showed, or not at all: refunds that
+            // came in since would be acted on unseen.
+            if !b.dry_run {
+                match b.expected {
+                    None => {
+                        return Err(ApiError::invalid(
+                            "expected",
+                            "a real run by a filter needs `expected`: the `matched` of its dry run",
+                        ));
+                    }
+                    Some(n) if n != found.len() => {
+                        return Err(ApiError::Refused(format!(
+                            "the filter finds {} refunds now, not the {n} of the dry run: look again",
+                            found.len()
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+            found
+        }
         _ => return Err(ApiError::invalid("refunds", "give either refunds (a list) or filter, not both")),
     };
     let mut out = BulkResult {
@@ -160,6 +185,7 @@ pub async fn bulk(State(st): State<Shared>, caller: Caller, body: Bytes) -> Resu
             .map(|(r, _)| crate::approvals::Target {
                 merchant: r.merchant.clone(),
                 out_trade_no: r.out_trade_no.clone(),
+                updated_at: Some(r.updated_at),
             })
             .collect();
         let request = serde_json::json!({"action": b.action, "refunds": refunds});
@@ -245,14 +271,23 @@ async fn found(st: &Shared, f: &serde_json::Map<String, serde_json::Value>) -> R
     if f.is_empty() {
         return Err(ApiError::invalid("filter", "name at least one filter"));
     }
+    // A null or empty value would drop its condition: a wider search than asked for.
+    if let Some((k, _)) = f.iter().find(|(_, v)| v.is_null() || v.as_str() == Some("")) {
+        return Err(ApiError::invalid("filter", format!("{k} has no value: give one, or leave {k} out")));
+    }
     let f: ListQuery = serde_json::from_value(serde_json::Value::Object(f.clone()))
         .map_err(|e| ApiError::invalid("filter", e.to_string()))?;
     let q = f.search()?;
     let mut out = Vec::new();
     let mut cursor = None;
+    let mut scanned = 0;
     loop {
         let page = st.ledger.search(&q, cursor.as_ref(), MAX_REFUNDS).await?;
         out.extend(page.items);
+        scanned += page.scanned;
+        if scanned > crate::export::MAX_SCANNED && page.next.is_some() {
+            return Err(ApiError::invalid("filter", "the search looked at too many refunds: narrow it"));
+        }
         if out.len() > MAX_REFUNDS {
             return Err(ApiError::invalid("filter", format!("finds more than {MAX_REFUNDS} refunds: narrow it")));
         }

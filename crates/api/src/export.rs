@@ -13,6 +13,9 @@ use crate::search::ListQuery;
 
 /// Rows one export holds at most: a larger result is refused (narrow the filters).
 pub const MAX_ROWS: usize = 100_000;
+/// Index entries one export (or bulk action) may look at: a sparse filter over a large ledger is
+/// refused rather than scanning it all in one request.
+pub const MAX_SCANNED: usize = 200_000;
 
 /// The header row.
 pub const CSV_HEADER: &str = "merchant,out_trade_no,state,syssn,txamt,txamt_formatted,orig_txamt,respcd,resperr,\
@@ -32,9 +35,14 @@ pub fn formatted(minor: u64) -> String {
 }
 
 /// One CSV field: quoted when it holds a comma, quote or line break; a text a spreadsheet would
-/// take for a formula (`=`, `+`, `-`, `@`, tab, CR first) is prefixed with `'`.
+/// take for a formula (`=`, `+`, `-`, `@`, `|`, their full-width forms, tab, CR first) is
+/// prefixed with `'`.
 pub fn field(v: &str) -> String {
-    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{v}") } else { v.to_owned() };
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r', '|', '＝', '＋', '－', '＠']) {
+        format!("'{v}")
+    } else {
+        v.to_owned()
+    };
     if v.contains([',', '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v }
 }
 
@@ -91,10 +99,19 @@ pub(crate) async fn csv_of(st: &Shared, search: &ledger::store::search::Search) 
     let mut out = String::from(CSV_HEADER);
     out.push_str("\r\n");
     let mut cursor: Option<PageCursor> = None;
-    let mut rows = 0;
+    let (mut rows, mut scanned) = (0, 0);
     loop {
         let page = st.ledger.search(search, cursor.as_ref(), 1_000).await?;
         rows += page.items.len();
+        scanned += page.scanned;
+        if scanned > MAX_SCANNED && page.next.is_some() {
+            return Err(ApiError::invalid(
+                "filters",
+                format!(
+                    "the search looked at {scanned} refunds and is not done: narrow it (a state, a merchant, a time range)"
+                ),
+            ));
+        }
         if rows > MAX_ROWS {
             return Err(ApiError::invalid("filters", format!("more than {MAX_ROWS} refunds found: narrow the search")));
         }

@@ -47,7 +47,7 @@ pub struct ListQuery {
     pub merchant: Option<String>,
     /// Refunds of this payment (the original payment's QFPay `syssn`); without `state`, those
     /// its payment lists (not those archived).
-    #[param(pattern = r"^[A-Za-z0-9]{1,64}$")]
+    #[param(pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
     pub syssn: Option<String>,
     /// Refunds whose last QFPay answer had this `respcd`.
     #[param(pattern = r"^[A-Za-z0-9]{1,8}$")]
@@ -109,7 +109,7 @@ impl ListQuery {
         let q = Search {
             state,
             merchant: text("merchant", &self.merchant, 64, name_char)?,
-            syssn: text("syssn", &self.syssn, 64, alnum)?,
+            syssn: text("syssn", &self.syssn, 64, name_char)?,
             respcd: text("respcd", &self.respcd, 8, alnum)?,
             created_from: ms("created_from", self.created_from)?,
             created_to: ms("created_to", self.created_to)?,

@@ -20,7 +20,8 @@ async fn sign_in(api: &Api, token: &str) -> String {
     let resp = client().post(format!("{}/console/login", api.url)).form(&[("token", token)]).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_owned();
-    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/console"] {
+    assert!(set.starts_with("__Host-qfrefund_session="), "{set}");
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/;"] {
         assert!(set.contains(attr), "{set}");
     }
     set.split(';').next().unwrap().to_owned()
@@ -55,8 +56,9 @@ async fn the_console_signs_in_checks_every_form_and_enforces_roles() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let resp = client().post(format!("{}/console/login", api.url)).form(&[("token", PRODUCER)]).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let forged =
-        client().get(format!("{}/console", api.url)).header(COOKIE, format!("qfrefund_session={}", "ab".repeat(32)));
+    let forged = client()
+        .get(format!("{}/console", api.url))
+        .header(COOKIE, format!("__Host-qfrefund_session={}", "ab".repeat(32)));
     assert_eq!(forged.send().await.unwrap().status(), StatusCode::SEE_OTHER);
 
     // An operator: every page, with the actions a queued refund allows.

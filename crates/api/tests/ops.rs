@@ -258,8 +258,16 @@ async fn a_bulk_action_says_first_what_it_would_change_then_acts_on_each_refund_
     assert_eq!(api.ledger.get("default", "RF-B1").await.unwrap().unwrap().state, State::Queued);
 
     // For real, by a filter: only RF-B3 (200) is queued and at least 150.
-    let body = json!({"action": "cancel", "reason": "order withdrawn", "dry_run": false,
-                      "filter": {"state": "queued", "min_txamt": 150}});
+    let filter = json!({"state": "queued", "min_txamt": 150});
+    let body = json!({"action": "cancel", "reason": "order withdrawn", "dry_run": false, "filter": filter});
+    let (status, _) = api.send("POST", "/v1/bulk", Some(OPERATOR), Some(body)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a real run by a filter names what its dry run matched");
+    let body =
+        json!({"action": "cancel", "reason": "order withdrawn", "dry_run": false, "filter": filter, "expected": 2});
+    let (status, _) = api.send("POST", "/v1/bulk", Some(OPERATOR), Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "the filter finds 1 now, not 2");
+    let body =
+        json!({"action": "cancel", "reason": "order withdrawn", "dry_run": false, "filter": filter, "expected": 1});
     let (status, r) = api.send("POST", "/v1/bulk", Some(OPERATOR), Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(
@@ -319,6 +327,8 @@ async fn a_bulk_action_says_first_what_it_would_change_then_acts_on_each_refund_
         json!({"action": "cancel", "reason": " ", "refunds": [{"out_trade_no": "RF-B1"}]}),
         json!({"action": "cancel", "reason": "x", "refunds": []}),
         json!({"action": "cancel", "reason": "x", "filter": {"state": "queued", "min_txamt": -1}}),
+        json!({"action": "cancel", "reason": "x", "filter": {"state": "queued", "merchant": null}}),
+        json!({"action": "cancel", "reason": "x", "filter": {"state": "queued", "merchant": ""}}),
     ] {
         let (status, r) = api.send("POST", "/v1/bulk", Some(OPERATOR), Some(bad.clone())).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {r}");

@@ -348,6 +348,22 @@ impl Config {
                 c.tokens.push(api::ApiToken::new(name, role, secret).map_err(anyhow::Error::msg)?);
             }
         }
+        // A name is who acts in the audit trail and who may approve another's request: two tokens
+        // under one name (in any case), or one secret under two names, would blur that.
+        for (i, t) in c.tokens.iter().enumerate() {
+            for u in &c.tokens[i + 1..] {
+                if t.name.eq_ignore_ascii_case(&u.name) {
+                    bail!(
+                        "API tokens {:?} and {:?}: two tokens under one name (give each person their own)",
+                        t.name,
+                        u.name
+                    );
+                }
+                if t.same_secret(u) {
+                    bail!("API tokens {:?} and {:?} have the same secret", t.name, u.name);
+                }
+            }
+        }
         if c.tokens.is_empty() {
             bail!(
                 "the API needs at least one token: set QFREFUND_API_TOKENS=name:role:token or [[api.tokens]] in the config file"

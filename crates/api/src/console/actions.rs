@@ -87,8 +87,7 @@ pub async fn login(State(st): State<Shared>, headers: HeaderMap, Form(f): Form<L
         return error(StatusCode::SERVICE_UNAVAILABLE, None, &format!("the ledger is unavailable: {e}"));
     }
     tracing::info!(who = %caller.name, role, "console sign-in");
-    let cookie =
-        format!("{COOKIE}={id}; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age={}", SESSION_TTL.as_secs());
+    let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}", SESSION_TTL.as_secs());
     let mut resp = Redirect::to("/console").into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -104,7 +103,7 @@ pub async fn logout(State(st): State<Shared>, s: Session, headers: HeaderMap, Fo
         let _ = st.ledger.drop_session(&s.id).await;
     }
     let mut resp = Redirect::to("/console/login").into_response();
-    let gone = format!("{COOKIE}=; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
+    let gone = format!("{COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
     if let Ok(v) = HeaderValue::from_str(&gone) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -195,17 +194,34 @@ pub(crate) async fn proxy_session(parts: &mut Parts, st: &Shared) -> Option<Sess
     if proxy.from.is_empty() {
         return None;
     }
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip().to_canonical();
     if !proxy.from.contains(&peer) {
         return None;
     }
-    let user = ["x-forwarded-user", "x-forwarded-email"]
-        .iter()
-        .find_map(|h| parts.headers.get(*h).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()))?;
+    // Each header at most once, and where both are given they must name the same person: a
+    // proxy that only sets (or appends to) one of them cannot be fooled by a client's own.
+    let mut named = Vec::new();
+    for header in ["x-forwarded-user", "x-forwarded-email"] {
+        let values: Vec<&str> = parts.headers.get_all(header).iter().filter_map(|v| v.to_str().ok()).collect();
+        match values.as_slice() {
+            [] => {}
+            [one] if !one.trim().is_empty() => named.push(one.trim().to_owned()),
+            _ => {
+                tracing::warn!(header, "a proxied request named its person more than once: not signed in");
+                return None;
+            }
+        }
+    }
+    if named.windows(2).any(|w| !w[0].eq_ignore_ascii_case(&w[1])) {
+        tracing::warn!("a proxied request named two people: not signed in");
+        return None;
+    }
+    let user = named.first()?.to_ascii_lowercase();
+    let user = user.as_str();
     if user.len() > 128 || !user.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@+".contains(c)) {
         return None;
     }
-    let role = if proxy.operators.iter().any(|o| o == user) { "operate" } else { "read" };
+    let role = if proxy.operators.iter().any(|o| o.eq_ignore_ascii_case(user)) { "operate" } else { "read" };
     let key = format!("proxy:{user}");
     let stored = st.ledger.session(&key).await.ok().flatten().and_then(|r| serde_json::from_str::<Session>(&r).ok());
     let session = match stored {
@@ -220,9 +236,14 @@ pub(crate) async fn proxy_session(parts: &mut Parts, st: &Shared) -> Option<Sess
     Some(Session { id: String::new(), ..session })
 }
 
-/// The audit entries of refund `otn` among the newest 2 000.
-pub(crate) async fn audit_of(st: &Shared, otn: &str) -> Vec<ledger::AuditEntry> {
-    recent_audit(st, 2_000).await.into_iter().filter(|a| a.out_trade_no == otn).collect()
+/// The audit entries of `merchant`'s refund `otn` among the newest 2 000 (entries from before
+/// refunds were merchant-scoped name no merchant: kept).
+pub(crate) async fn audit_of(st: &Shared, merchant: &str, otn: &str) -> Vec<ledger::AuditEntry> {
+    recent_audit(st, 2_000)
+        .await
+        .into_iter()
+        .filter(|a| a.out_trade_no == otn && (a.merchant == merchant || a.merchant.is_empty()))
+        .collect()
 }
 
 /// The newest `n` audit entries (none when the ledger cannot be read: the page says so).

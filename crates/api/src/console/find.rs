@@ -17,7 +17,13 @@ pub async fn search(State(st): State<Shared>, s: Session, Query(q): Query<ListQu
         Ok(v) => v,
         Err(e) => return page("Search", Some(&s), Some(&e.to_string_for_people()), &form),
     };
-    let cursor = q.cursor.as_deref().and_then(ledger::PageCursor::decode);
+    let cursor = match q.cursor.as_deref() {
+        Some(c) => match ledger::PageCursor::decode(c) {
+            Some(c) => Some(c),
+            None => return page("Search", Some(&s), Some("cursor: not one this console gave"), &form),
+        },
+        None => None,
+    };
     let found = match st.ledger.search(&search, cursor.as_ref(), q.limit.unwrap_or(100).clamp(1, 1000)).await {
         Ok(f) => f,
         Err(e) => return unavailable(&s, e),
@@ -71,6 +77,8 @@ fn query_string(q: &ListQuery) -> String {
     add("max_txamt", q.max_txamt.map(|v| v.to_string()));
     add("created_from", q.created_from.map(|v| v.to_string()));
     add("created_to", q.created_to.map(|v| v.to_string()));
+    add("updated_from", q.updated_from.map(|v| v.to_string()));
+    add("updated_to", q.updated_to.map(|v| v.to_string()));
     add("order", q.order.clone());
     h(&parts.join("&"))
 }

@@ -27,7 +27,9 @@ use crate::Shared;
 use crate::auth::{Caller, Role};
 
 /// The session cookie's name.
-pub const COOKIE: &str = "qfrefund_session";
+/// (`__Host-`: a browser takes it only from this host, over HTTPS or on localhost, for `/`, so no
+/// sibling subdomain can plant one.)
+pub const COOKIE: &str = "__Host-qfrefund_session";
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 
@@ -49,6 +51,8 @@ pub(crate) fn router() -> Router<Shared> {
         .route("/console/webhooks", get(fleet::webhooks))
         .route("/console/webhooks/redeliver", post(fleet::redeliver))
         .route("/console/app.css", get(stylesheet))
+        // Every answer under /console carries the security headers, redirects and refusals too.
+        .layer(axum::middleware::map_response(|resp: Response| async move { secure(resp) }))
 }
 
 /// A signed-in operator.
@@ -111,7 +115,13 @@ impl FromRequestParts<Shared> for Session {
         };
         match st.ledger.session(id).await {
             Ok(Some(raw)) => match serde_json::from_str::<Session>(&raw) {
-                Ok(s) => Ok(Session { id: id.to_owned(), ..s }),
+                // The token it was signed in with still there, with the role it had (or less):
+                // a token removed or demoted ends or narrows its sessions at once.
+                Ok(s) => match st.config.tokens.iter().find(|t| t.name == s.name).map(|t| t.role) {
+                    Some(Role::Operate) => Ok(Session { id: id.to_owned(), ..s }),
+                    Some(Role::Read) => Ok(Session { id: id.to_owned(), role: "read".into(), ..s }),
+                    _ => Err(to_login()),
+                },
                 Err(_) => Err(to_login()),
             },
             Ok(None) => Err(to_login()),

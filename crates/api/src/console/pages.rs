@@ -163,7 +163,7 @@ async fn chart(st: &Shared) -> Result<String, ledger::LedgerError> {
             w - 8.0,
             x,
             hgt + 14.0,
-            &time(*from)[11..13]
+            time(*from).get(11..13).unwrap_or("")
         ));
     }
     svg.push_str("</svg>");
@@ -207,6 +207,10 @@ pub async fn review(State(st): State<Shared>, s: Session, Query(n): Query<Notice
         &["out_trade_no", "merchant", "amount", "reason", "last answer", "attempts", "waiting", ""],
         &rows,
     );
+    let mut body = body;
+    if found.next.is_some() {
+        body.push_str(r#"<p id="more">More refunds wait than this page shows: <a href="/console/refunds?state=needs_review">search them</a>.</p>"#);
+    }
     page("Needs review", Some(&s), n.notice.as_deref(), &body)
 }
 
@@ -283,7 +287,7 @@ pub async fn refund(
     body.push_str("<h2>Webhook deliveries given up</h2>");
     body.push_str(&super::fleet::failed_of(&st, &merchant, &otn).await);
     body.push_str("<h2>Audit</h2>");
-    let audit = super::actions::audit_of(&st, &otn).await;
+    let audit = super::actions::audit_of(&st, &merchant, &otn).await;
     let rows: Vec<Vec<String>> =
         audit.iter().map(|a| vec![time(a.at), h(&a.action), h(&a.who), h(&a.why), h(&a.outcome)]).collect();
     body.push_str(&table("refund-audit", &["at", "action", "who", "why", "outcome"], &rows));
@@ -327,14 +331,29 @@ pub async fn approvals(State(st): State<Shared>, s: Session, Query(n): Query<Not
         .map(|a| {
             let what = match a.kind.as_str() {
                 "resolve" => format!(
-                    "resolve {} as succeeded",
-                    refund_link(a.request["merchant"].as_str().unwrap_or(""), a.request["out_trade_no"].as_str().unwrap_or(""))
+                    "resolve {} as succeeded{}",
+                    refund_link(a.request["merchant"].as_str().unwrap_or(""), a.request["out_trade_no"].as_str().unwrap_or("")),
+                    if a.request["force"].as_bool() == Some(true) {
+                        r#" <strong class="force">past the paid amount (forced)</strong>"#
+                    } else {
+                        ""
+                    }
                 ),
-                _ => h(&format!(
-                    "{} {} refunds",
-                    a.request["action"].as_str().unwrap_or("?"),
-                    a.request["refunds"].as_array().map_or(0, Vec::len)
-                )),
+                _ => {
+                    let list = a.request["refunds"].as_array().cloned().unwrap_or_default();
+                    let named: Vec<String> = list
+                        .iter()
+                        .take(50)
+                        .map(|t| refund_link(t["merchant"].as_str().unwrap_or(""), t["out_trade_no"].as_str().unwrap_or("")))
+                        .collect();
+                    format!(
+                        "{} {} refunds: {}{}",
+                        h(a.request["action"].as_str().unwrap_or("?")),
+                        list.len(),
+                        named.join(", "),
+                        if list.len() > 50 { " …" } else { "" }
+                    )
+                }
             };
             let decide = if s.operates() && a.status == "pending" && a.requested_by != s.name {
                 let f = |verdict: &str, label: &str| {

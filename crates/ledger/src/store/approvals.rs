@@ -51,10 +51,15 @@ pub enum ApprovalRefusal {
     Refused(String),
 }
 
+/// How long after approving it its approver may carry out a request again whose carrying out
+/// was cut short (a timeout, Redis away): every action it carries refuses what was already done.
+pub const RESUME_MS: i64 = 600_000;
+
 /// Decides a request atomically: KEYS[1] the approvals hash; ARGV: id, who, why, now, verdict
-/// (`approve` | `reject`). A request may be approved by anyone but its requester, while pending
-/// (or again while `approving`: carrying it out was cut short, and every action it carries
-/// refuses what was already done); it is expired past its time.
+/// (`approve` | `reject`), the request's time to live, RESUME_MS. A request may be approved by
+/// anyone but its requester (names compared without case), once, while pending; only its
+/// approver may carry it out again, for RESUME_MS, while it is `approving`; it is expired past
+/// its time.
 const DECIDE: &str = r#"
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return {'missing'} end
@@ -64,10 +69,17 @@ if a.status == 'pending' and now > a.requested_at + tonumber(ARGV[6]) then
   a.status = 'expired'
   redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(a))
 end
-if a.status ~= 'pending' and not (a.status == 'approving' and ARGV[5] == 'approve') then
+local resuming = a.status == 'approving' and ARGV[5] == 'approve'
+if resuming then
+  if string.lower(a.decided_by or '') ~= string.lower(ARGV[2]) or now > (tonumber(a.decided_at) or 0) + tonumber(ARGV[7]) then
+    return {'refused', 'request ' .. ARGV[1] .. ' is being carried out by ' .. tostring(a.decided_by)}
+  end
+  return {'ok', raw}
+end
+if a.status ~= 'pending' then
   return {'refused', 'request ' .. ARGV[1] .. ' is ' .. a.status}
 end
-if a.requested_by == ARGV[2] then
+if string.lower(a.requested_by) == string.lower(ARGV[2]) then
   return {'refused', 'a request needs a second operator: ' .. ARGV[2] .. ' asked for it'}
 end
 a.status = (ARGV[5] == 'approve') and 'approving' or 'rejected'
@@ -162,6 +174,7 @@ impl Ledger {
             .arg(self.now_ms())
             .arg(if approve { "approve" } else { "reject" })
             .arg(APPROVAL_TTL_MS)
+            .arg(RESUME_MS)
             .invoke_async(&mut self.con.clone())
             .await?;
         match reply.first().map(String::as_str) {
@@ -175,10 +188,31 @@ impl Ledger {
     }
 
     /// Records what carrying out approved request `a` did: it is `done`.
+    /// Only while it is still `approving` by the same approver (a compare-and-set: a second
+    /// run's result never hides the first's).
     pub async fn finish_approval(&self, a: &Approval, result: serde_json::Value) -> Result<Approval, LedgerError> {
+        static FINISH: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "local raw = redis.call('HGET', KEYS[1], ARGV[1])
+                 if not raw then return 0 end
+                 local a = cjson.decode(raw)
+                 if a.status ~= 'approving' or a.decided_by ~= ARGV[2] then return 0 end
+                 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+                 return 1",
+            )
+        });
         let done = Approval { status: "done".into(), result: Some(result), ..a.clone() };
         let json = serde_json::to_string(&done).map_err(|e| LedgerError::Script(e.to_string()))?;
-        let _: () = self.con.clone().hset(self.approvals_key(), &done.id, json).await?;
+        let set: i64 = FINISH
+            .key(self.approvals_key())
+            .arg(&done.id)
+            .arg(done.decided_by.as_deref().unwrap_or(""))
+            .arg(json)
+            .invoke_async(&mut self.con.clone())
+            .await?;
+        if set == 0 {
+            tracing::warn!(id = %done.id, "an approval request was finished by another run meanwhile: its result kept");
+        }
         Ok(done)
     }
 }
