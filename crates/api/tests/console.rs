@@ -158,6 +158,13 @@ async fn a_trusted_proxy_signs_people_in_only_from_its_address() {
     let page = as_user("dave@example.com").send().await.unwrap().text().await.unwrap();
     assert!(page.contains("dave@example.com (read-only)"), "{page}");
     assert_eq!(as_user("bad user<script>").send().await.unwrap().status(), StatusCode::SEE_OTHER);
+    // A client's own header beside the proxy's, or one given twice: nobody is signed in.
+    let spoofed = as_user("dave@example.com").header("x-forwarded-user", "carol@example.com");
+    assert_eq!(spoofed.send().await.unwrap().status(), StatusCode::SEE_OTHER);
+    let twice = as_user("dave@example.com").header("x-forwarded-email", "carol@example.com");
+    assert_eq!(twice.send().await.unwrap().status(), StatusCode::SEE_OTHER);
+    let page = as_user("Carol@Example.com").send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("carol@example.com (operator)"), "names compared without case: {page}");
 
     // From an address not configured, the header means nothing.
     let other = api::ConsoleProxy { from: vec!["10.9.9.9".parse().unwrap()], operators: vec![] };

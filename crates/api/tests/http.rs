@@ -290,8 +290,17 @@ async fn resolve_with_force_accepts_a_success_past_the_paid_amount_and_audits_it
     assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("rejected")), "{answer}");
     assert_eq!(approve(id, OPERATOR2).await.0, StatusCode::CONFLICT);
     assert_eq!(api.ledger.get("default", "RF-F4").await.unwrap().unwrap().state, State::NeedsReview);
+    // A refund that changed after the request was made is not acted on.
+    let id = ask("RF-F4", None).await;
+    let (status, _) =
+        api.send("POST", "/v1/refunds/RF-F4/retry", Some(OPERATOR), Some(json!({"reason": "look again"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = approve(id, OPERATOR2).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer["result"].to_string().contains("changed since it was asked for"), "{answer}");
+    assert_ne!(api.ledger.get("default", "RF-F4").await.unwrap().unwrap().state, State::Succeeded);
     let (_, list) = api.send("GET", "/v1/approvals", Some(READER), None).await;
-    assert_eq!(list["approvals"].as_array().map(Vec::len), Some(4), "{list}");
+    assert_eq!(list["approvals"].as_array().map(Vec::len), Some(5), "{list}");
     assert_eq!(
         api.send("POST", "/v1/approvals/A1/approve", Some(READER), Some(json!({"reason": "x"}))).await.0,
         StatusCode::FORBIDDEN
