@@ -82,10 +82,10 @@ async fn a_succeeded_refund_archived_early_is_answered_by_its_summary_then_its_t
             (r.out_trade_no.clone(), r.syssn.clone(), r.txamt, r.orig_txamt, r.mchid.clone(), r.udid.clone()),
             (r.merchant.clone(), r.state, r.submits, r.enquiries, r.created_at, r.updated_at, r.submitted_at),
             (r.respcd.clone(), r.resperr.clone(), r.refund_syssn.clone(), r.sysdtm.clone(), r.operator.clone()),
-            r.reason.clone(),
         )
     };
     assert_eq!(pick(&s), pick(&whole));
+    assert_eq!(s.reason, None, "a worker's reason is in the archived timeline; an operator's stays");
     assert_eq!((s.mchid.as_deref(), s.udid.as_deref(), s.orig_txamt), (Some("M-77"), Some("U-9"), Some(1000)));
     assert_eq!((s.respcd.as_deref(), s.refund_syssn.as_deref()), (Some("0000"), Some("R-20261202-1")));
     assert_eq!((s.resperr.as_deref(), s.sysdtm.as_deref()), (Some("交易成功 / ok"), Some("2026-12-02 10:11:12")));

@@ -24,8 +24,8 @@ local CODE = {succeeded = 's', failed = 'f', cancelled = 'c'}
 -- udid, merchant, submits, enquiries, created_at, updated_at - created_at, submitted_at -
 -- created_at, respcd, resperr, refund_syssn, sysdtm, operator, reason]: amounts as text, counts and
 -- times as numbers (ms), 0 for a text that is absent, -1 for submitted_at absent; out_trade_no
--- 0 when it is the id, merchant 0 when it is the default one. Its state is succeeded: no other
--- is summarised.
+-- 0 when it is the id, merchant 0 when it is the default one, reason 0 unless an operator
+-- settled it. Its state is succeeded: no other is summarised.
 local function summary_of(r, id)
   local f = redis.call('HMGET', r, 'out_trade_no', 'syssn', 'txamt', 'orig_txamt', 'mchid', 'udid', 'merchant',
     'submits', 'enquiries', 'created_at', 'updated_at', 'submitted_at', 'respcd', 'resperr', 'refund_syssn', 'sysdtm',
@@ -34,6 +34,9 @@ local function summary_of(r, id)
   local function num(v) return tonumber(v) or 0 end
   local created = num(f[10])
   if f[1] == id then f[1] = false end
+  -- The reason matters where a person settled it (a forced resolve says so there); a worker's
+  -- ('enquiry: refund succeeded') is in the archived timeline.
+  if not f[17] or f[17] == '' then f[18] = false end
   if f[7] == 'default' then f[7] = false end
   local submitted = -1
   if f[12] and f[12] ~= '' then submitted = num(f[12]) - created end
