@@ -87,11 +87,16 @@ pub fn row(r: &Record) -> String {
 pub async fn csv(State(st): State<Shared>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
     caller.require(Role::Read)?;
     let out = csv_of(&st, &q.search()?).await?;
-    let mut resp = out.into_response();
+    Ok(download(out))
+}
+
+/// A CSV body as a download (`refunds.csv`).
+pub(crate) fn download(body: String) -> Response {
+    let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
     h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"refunds.csv\""));
-    Ok(resp)
+    resp
 }
 
 /// Every refund `search` finds, as CSV (a header, then a row each; at most [`MAX_ROWS`]).

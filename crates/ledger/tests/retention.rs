@@ -18,13 +18,7 @@ use testkit::raw_connection;
 
 /// Enqueues, submits and books `otn` as succeeded (QFPay answering 0000).
 async fn succeed(l: &Ledger, refund: NewRefund) {
-    let otn = refund.out_trade_no.clone();
-    l.enqueue(refund).await.unwrap();
-    let p = policy(5_000);
-    let rec = l.get("default", &otn).await.unwrap().unwrap();
-    let (fence, rec) = claimed(l.claim(&(&rec).into(), &ClaimOptions::new("w", &p, "t")).await.unwrap());
-    let d = after_submit(&rec, &answer("0000"), &p, 0, 0.5);
-    assert!(l.transition(&rec, State::Submitting, fence, &d, "op").await.unwrap());
+    common::submit_and_book(l, refund, &answer("0000")).await
 }
 
 fn paid(otn: &str, amt: u64) -> NewRefund {

@@ -8,8 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{claimed, ledger, policy};
-use ledger::machine::after_submit;
+use common::{ledger, policy};
 use ledger::{Claim, ClaimOptions, Enqueued, Ledger, LedgerError, NewRefund, State};
 use redis::AsyncCommands;
 use testkit::raw_connection;
@@ -36,13 +35,7 @@ fn success() -> ledger::SubmitResult {
 
 /// Enqueues, submits and books `refund` as succeeded (QFPay answering 0000).
 async fn succeed(l: &Ledger, refund: NewRefund) {
-    let otn = refund.out_trade_no.clone();
-    l.enqueue(refund).await.unwrap();
-    let p = policy(5_000);
-    let rec = l.get("default", &otn).await.unwrap().unwrap();
-    let (fence, rec) = claimed(l.claim(&(&rec).into(), &ClaimOptions::new("w", &p, "t")).await.unwrap());
-    let d = after_submit(&rec, &success(), &p, 0, 0.5);
-    assert!(l.transition(&rec, State::Submitting, fence, &d, "op").await.unwrap());
+    common::submit_and_book(l, refund, &success()).await
 }
 
 #[tokio::test]

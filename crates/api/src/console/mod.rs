@@ -136,7 +136,8 @@ impl FromRequestParts<Shared> for Session {
 /// The headers every console answer carries: nothing but this origin's own stylesheet, forms
 /// and images; never framed, never cached, no referrer sent elsewhere (a `no-referrer` policy
 /// would make browsers send `Origin: null`, which the forms refuse).
-pub(crate) fn secure(mut resp: Response) -> Response {
+/// (Applied to the whole console router, redirects and refusals included.)
+fn secure(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -154,5 +155,5 @@ pub(crate) fn secure(mut resp: Response) -> Response {
 async fn stylesheet() -> Response {
     let mut resp = include_str!("app.css").into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
-    secure(resp)
+    resp
 }

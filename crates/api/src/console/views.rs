@@ -1,10 +1,8 @@
 //! The console's HTML: escaping, the page around every view, and the pieces views share.
 
-use axum::http::HeaderValue;
-use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::{Session, secure};
+use super::Session;
 
 /// `s` escaped for HTML text and attribute values.
 pub fn h(s: &str) -> String {
@@ -44,7 +42,7 @@ pub fn page(title: &str, session: Option<&Session>, notice: Option<&str>, body: 
         h(title),
         h(title)
     );
-    secure(Html(html).into_response())
+    Html(html).into_response()
 }
 
 /// The hidden CSRF field every form of a signed-in operator carries.
@@ -97,9 +95,5 @@ pub fn error(status: axum::http::StatusCode, session: Option<&Session>, message:
 
 /// A CSV download.
 pub fn csv(body: String) -> Response {
-    let mut resp = body.into_response();
-    let hd = resp.headers_mut();
-    hd.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    hd.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"refunds.csv\""));
-    secure(resp)
+    crate::export::download(body)
 }

@@ -42,6 +42,7 @@ pub mod shards;
 pub(crate) mod stats;
 pub(crate) mod streams;
 pub mod summary;
+pub(crate) mod tombstones;
 pub(crate) mod transition;
 pub mod trim;
 pub(crate) mod webhooks;

@@ -243,17 +243,26 @@ impl Ledger {
 
     /// The records of a merged page, in its order.
     async fn records_of(&self, page: Vec<(i64, String, usize)>) -> Result<Vec<Record>, LedgerError> {
+        Ok(self.records_in_order(&page).await?.into_iter().flatten().collect())
+    }
+
+    /// The record (or summary) of each (score, id, shard) entry, in order, `None` where neither
+    /// is left (one pipelined round trip a shard).
+    pub(crate) async fn records_in_order(
+        &self,
+        entries: &[(i64, String, usize)],
+    ) -> Result<Vec<Option<Record>>, LedgerError> {
         let mut by_shard: Vec<Vec<String>> = vec![Vec::new(); self.shard_count()];
-        for (_, id, shard) in &page {
+        for (_, id, shard) in entries {
             by_shard[*shard].push(id.clone());
         }
         let mut found: HashMap<(usize, String), Record> = HashMap::new();
-        for (shard, ids) in by_shard.iter().enumerate() {
+        for (shard, ids) in by_shard.iter().enumerate().filter(|(_, ids)| !ids.is_empty()) {
             for r in self.get_many(shard, ids).await? {
                 found.insert((shard, r.id.clone()), r);
             }
         }
-        Ok(page.into_iter().filter_map(|(_, id, shard)| found.remove(&(shard, id))).collect())
+        Ok(entries.iter().map(|(_, id, shard)| found.remove(&(*shard, id.clone()))).collect())
     }
 
     /// Every refund of payment `syssn`, oldest first (a payment is one merchant's, but the

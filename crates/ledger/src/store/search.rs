@@ -193,46 +193,20 @@ impl Ledger {
     /// (every refund of it that succeeded or may have, archived ones included): from its hash
     /// while any refund of it is in Redis, else from its tombstone. `None`: never refunded here.
     pub async fn payment_totals(&self, syssn: &str) -> Result<Option<(Option<u64>, u64)>, LedgerError> {
+        // Every shard's payment hash in one round trip (the caller may not know the merchant).
+        let mut pipe = redis::pipe();
         for shard in 0..self.shard_count() {
-            let (paid, committed): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
-                .arg(self.shard_keys(shard).payment(syssn))
-                .arg("paid")
-                .arg("committed")
-                .query_async(&mut self.con.clone())
-                .await?;
-            if paid.is_some() || committed.is_some() {
-                return Ok(Some((paid, committed.unwrap_or(0))));
-            }
+            pipe.cmd("HMGET").arg(self.shard_keys(shard).payment(syssn)).arg("paid").arg("committed");
+        }
+        let live: Vec<(Option<u64>, Option<u64>)> = pipe.query_async(&mut self.con.clone()).await?;
+        if let Some((paid, committed)) = live.into_iter().find(|(p, c)| p.is_some() || c.is_some()) {
+            return Ok(Some((paid, committed.unwrap_or(0))));
         }
         for shard in 0..self.shard_count() {
-            let mut inv = crate::store::script::TOMB_GET.prepare_invoke();
-            inv.key(self.shard_keys(shard).record(""));
-            crate::store::retention::TombArgs { kind: "xp", name: syssn }.push(&mut inv);
-            let raw: Option<String> = inv.invoke_async(&mut self.con.clone()).await?;
-            let parsed = raw.and_then(|r| {
-                let mut w = r.split(' ');
-                let paid = w.next()?.parse().ok();
-                Some((paid, w.next()?.parse().ok()?))
-            });
-            if parsed.is_some() {
-                return Ok(parsed);
+            if let Some(t) = self.payment_tombstone_in(shard, syssn).await? {
+                return Ok(Some(t));
             }
         }
         Ok(None)
-    }
-
-    /// The record (or summary) of each entry, `None` where neither is left.
-    async fn records_in_order(&self, entries: &[(i64, String, usize)]) -> Result<Vec<Option<Record>>, LedgerError> {
-        let mut by_shard: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
-        for (_, id, shard) in entries {
-            by_shard.entry(*shard).or_default().push(id.clone());
-        }
-        let mut found: std::collections::HashMap<(usize, String), Record> = Default::default();
-        for (shard, ids) in by_shard {
-            for r in self.get_many(shard, &ids).await? {
-                found.insert((shard, r.id.clone()), r);
-            }
-        }
-        Ok(entries.iter().map(|(_, id, shard)| found.remove(&(*shard, id.clone()))).collect())
     }
 }

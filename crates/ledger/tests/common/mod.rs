@@ -58,3 +58,14 @@ pub async fn move_to_bare_id(redis_url: &str, l: &Ledger, merchant: &str, syssn:
         .await
         .unwrap();
 }
+
+/// Enqueues `refund` (of the default merchant), submits it and books QFPay's `answer` for it.
+pub async fn submit_and_book(l: &Ledger, refund: ledger::NewRefund, answer: &SubmitResult) {
+    let otn = refund.out_trade_no.clone();
+    l.enqueue(refund).await.unwrap();
+    let p = policy(5_000);
+    let rec = l.get("default", &otn).await.unwrap().unwrap();
+    let (fence, rec) = claimed(l.claim(&(&rec).into(), &ledger::ClaimOptions::new("w", &p, "t")).await.unwrap());
+    let d = ledger::machine::after_submit(&rec, answer, &p, 0, 0.5);
+    assert!(l.transition(&rec, ledger::State::Submitting, fence, &d, "op").await.unwrap());
+}
