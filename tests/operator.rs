@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use ledger::{ClaimOptions, Decision, Ledger, LedgerConfig, NewRefund, Policy, State};
+use qfpay_sim::args::generated_syssn;
 use qfrefund_e2e::{env_for, qfrefund_bin};
 use testkit::{RedisServer, unique_namespace};
 
@@ -122,4 +123,30 @@ fn pause_refuses_a_merchant_name_no_refund_could_carry_and_pause_and_resume_are_
         [("pause", "default", "ann", "QFPay maintenance"), ("resume", "default", "bob", "maintenance over")],
         "{trail:?}"
     );
+}
+
+fn json_of(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+#[test]
+fn fresh_enqueues_switch_off_before_a_rollback_and_on_again() {
+    let redis = RedisServer::start().unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("cli-fresh"), "http://127.0.0.1:1");
+    let s = generated_syssn(1);
+    assert!(run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", "RF-F1", "--amount", "100"]).status.success());
+    // A new ledger enqueues fresh; switched off, what is still fresh waits to be taken.
+    let off = json_of(&run(&env, &["enable-retention", "--no-compact-queue"]));
+    assert_eq!((&off["had_compact_queue"], &off["compact_queue"]), (&true.into(), &false.into()), "{off}");
+    assert_eq!((&off["fresh_waiting"], &off["hashes_restored"]), (&1.into(), &1.into()), "{off}");
+    // The same request again is a duplicate (exit 0): the record has its whole hash back.
+    assert!(run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", "RF-F1", "--amount", "100"]).status.success());
+    // (This process enqueues the old way at once: it read the layout as it started.)
+    assert!(run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", "RF-F2", "--amount", "100"]).status.success());
+    let still = json_of(&run(&env, &["enable-retention"]));
+    assert_eq!((&still["compact_queue"], &still["fresh_waiting"]), (&false.into(), &1.into()), "{still}");
+    let on = json_of(&run(&env, &["enable-retention", "--compact-queue"]));
+    assert_eq!((&on["had_compact_queue"], &on["compact_queue"]), (&false.into(), &true.into()), "{on}");
+    let both = run(&env, &["enable-retention", "--compact-queue", "--no-compact-queue"]);
+    assert_eq!(both.status.code(), Some(2), "refused: they contradict each other");
 }

@@ -46,7 +46,8 @@ pub struct ListQuery {
     #[param(pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
     pub merchant: Option<String>,
     /// Refunds of this payment (the original payment's QFPay `syssn`); without `state`, those
-    /// its payment lists (not those archived).
+    /// its payment lists (not those archived), or while refunds wait fresh in a backlog, those a
+    /// search finds (a page may be short: ask on).
     #[param(pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
     pub syssn: Option<String>,
     /// Refunds whose last QFPay answer had this `respcd`.

@@ -94,6 +94,9 @@ async fn tokens_roles_probes_and_limits() {
 async fn listing_pages_through_a_state_once_and_by_payment() {
     let redis = TestRedis::start().unwrap();
     let api = Api::start(&redis.url(), "api-list").await;
+    // Enqueued the old way: a fresh refund is listed under its payment from its first claim (see
+    // the ledger's tests/fresh.rs), and no worker runs here.
+    api.ledger.set_compact_queue(false).await.unwrap();
     for i in 0..25 {
         let syssn = if i < 3 { "1111" } else { "2222" };
         api.ledger.enqueue(NewRefund::new(syssn, &format!("RF-{i:02}"), 1)).await.unwrap();

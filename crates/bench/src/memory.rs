@@ -1,6 +1,7 @@
 //! Row 10: what a refund costs in Redis memory at each stage of its life, from `used_memory`
-//! before and after (one Redis of its own, nothing else in it): queued (record, payment, due,
-//! state and created indexes, its outcome-stream entry and timeline); final with its three
+//! before and after (one Redis of its own, nothing else in it): queued (a fresh refund, see
+//! `store::fresh`: its record, queued-index entry, outcome-stream entry and id on the ready list;
+//! its payment, created-index entry and timeline come with its claim); final with its three
 //! outcome-stream entries; final once the outcome stream is trimmed (what `events_retention`
 //! leaves for the rest of `retention`); succeeded and archived early (`summary_after`: its summary,
 //! its summaries-index entry, its tombstone and its payment's, for the rest of `retention`); and

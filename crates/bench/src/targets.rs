@@ -69,9 +69,10 @@ impl Targets {
             self.commands,
             f(self.commands, 1),
             self.commands.is_some_and(|v| v <= 25.0),
-            "enqueue 8 (record, payment, due/state/created indexes, event), claim ~9 (record read, payment \
-             read and lock, lease write, read-back, due index, state index ×2, event), transition 10 \
-             (read, write, due index, payment ×3, state index ×2, event); every one carries a promise",
+            "enqueue 6 (record, payment read, queued index, ready list, event), claim ~15 (record read; \
+             settling a fresh refund: created index, timeline, payment read and write, its flag; payment \
+             read and lock, lease write, read-back, due index, state index ×2, event), transition 10 (read, \
+             write, due index, payment ×3, state index ×2, event); every one carries a promise",
         );
         row(
             "end to end, 1 worker, 5k backlog ≥ 1.0× bare default apalis (row 2)",
@@ -108,8 +109,9 @@ impl Targets {
             self.import,
             format!("{} rows/s ; {}×", f(self.import, 0), f(self.import_ratio, 2)),
             self.import.is_some_and(|v| v >= 60_000.0) && self.import_ratio.is_some_and(|v| v >= 1.0),
-            "Redis: enqueue_many costs ~8 commands per refund (the record, its payment, three indexes and an \
-             outcome-stream entry, against one list push for a bare job); the importer itself is mostly idle",
+            "Redis: enqueue_many costs ~6 commands per refund (the record, a read of its payment, the queued \
+             index, the ready list and an outcome-stream entry, against one list push for a bare job); the \
+             importer itself is mostly idle",
         );
         row(
             "worker RSS at concurrency 256 ≤ 32 MiB (row 8)",
@@ -135,10 +137,10 @@ impl Targets {
                 Some(m.queued),
                 format!("{:.0} B", m.queued),
                 m.queued <= 600.0,
-                "the record is a hash of ~15 fields at enqueue (Redis keeps each key's own overhead, ~70 B, \
-                 beside its listpack), the payment a hash of its own, three sorted-set entries (due, state, \
-                 created: ~50 B each with their skiplist nodes), the outcome-stream entry and the timeline, a \
-                 list of its own",
+                "a fresh refund (store::fresh) is its record (~325 B: a key of its own, ~90 B, beside a \
+                 listpack of 10 fields), its queued-index entry (~120 B: a skiplist node and a dict entry), its \
+                 outcome-stream entry (~110 B) and its id on the ready list (~10 B); its payment, created-index \
+                 entry and timeline wait for its first claim",
             );
             row(
                 "Redis bytes per final refund still retained ≤ 500 (row 10, after events_retention)",

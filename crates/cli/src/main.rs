@@ -65,6 +65,15 @@ enum Command {
         /// which only this version reads: only once every process reading the ledger runs it.
         #[arg(long)]
         summaries: bool,
+        /// Enqueue refunds fresh (under half the memory while they wait), which only this version
+        /// claims: only once no process of an older version works the ledger. Processes already
+        /// running switch when they restart.
+        #[arg(long)]
+        compact_queue: bool,
+        /// Enqueue the old way again, before going back to an older version: it may work the
+        /// ledger once `fresh_waiting` (in this command's answer) reads 0.
+        #[arg(long, conflicts_with = "compact_queue")]
+        no_compact_queue: bool,
     },
     /// Stop submitting a merchant's refunds (enquiries go on).
     /// (Audited with who and why, like every operator action.)
@@ -199,7 +208,16 @@ async fn main() -> ExitCode {
         Command::Stats => ops::stats(config).await,
         Command::Workers => ops::workers(config).await,
         Command::Prune { dry_run } => prune::prune(config, dry_run).await,
-        Command::EnableRetention { compact, summaries } => prune::enable(config, compact, summaries).await,
+        Command::EnableRetention { compact, summaries, compact_queue, no_compact_queue } => {
+            let queue = if compact_queue {
+                Some(true)
+            } else if no_compact_queue {
+                Some(false)
+            } else {
+                None
+            };
+            prune::enable(config, compact, summaries, queue).await
+        }
         Command::Redeliver { ids, all, reason, by } => commands::redeliver(config, ids, all, &reason, by).await,
         Command::ScopeMerchants => commands::scope_merchants(config).await,
         Command::Reconcile(args) => ops::reconcile(config, args).await,

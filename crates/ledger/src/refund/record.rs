@@ -101,6 +101,10 @@ pub struct Record {
     /// `store::retention`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub archived: bool,
+    /// Enqueued fresh and not yet settled (see `store::fresh`): not in the created index, its
+    /// timeline not begun, perhaps not under its payment yet.
+    #[serde(skip)]
+    pub fresh: bool,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -159,7 +163,28 @@ impl Record {
             due_at: None,
             resend_not_before: None,
             archived: false,
+            fresh: false,
         }
+    }
+
+    /// The request this record was made from (what its hash identifies).
+    pub fn request(&self) -> crate::NewRefund {
+        crate::NewRefund {
+            syssn: self.syssn.clone(),
+            out_trade_no: self.out_trade_no.clone(),
+            txamt: self.txamt,
+            orig_txamt: self.orig_txamt,
+            mchid: self.mchid.clone(),
+            udid: self.udid.clone(),
+            merchant: Some(self.merchant.clone()),
+        }
+    }
+
+    /// Whether `payload_hash` (a request's full hash, see `NewRefund::payload_hash`) is the
+    /// request this record was made from: a fresh record (see `store::fresh`) keeps the hash's
+    /// first 32 hex digits.
+    pub fn same_payload(&self, payload_hash: &str) -> bool {
+        self.payload_hash.len() >= 32 && payload_hash.starts_with(self.payload_hash.as_str())
     }
 
     /// Reads a record from its hash fields.
@@ -180,6 +205,8 @@ impl Record {
         // The key ends in `:r:<id>`; a hash read from anywhere else is named by its fields.
         let id = key.split_once("}:r:").map(|(_, id)| id.to_owned());
         let merchant = req("merchant")?;
+        let created_at = num("created_at")?;
+        let fresh = text("fresh").is_some();
         Ok(Self {
             id: id.unwrap_or_else(|| crate::refund::placement::refund_id(&merchant, &out_trade_no)),
             out_trade_no,
@@ -200,10 +227,11 @@ impl Record {
             enquiries: count("enquiries")?,
             retries: count("retries")?,
             not_found: count("not_found")?,
-            created_at: num("created_at")?,
+            created_at,
             retried_at: opt_num("retried_at")?,
-            updated_at: num("updated_at")?,
-            next_at: num("next_at")?,
+            // A fresh record has neither: it was due, and last changed, when it was created.
+            updated_at: if h.contains_key("updated_at") { num("updated_at")? } else { created_at },
+            next_at: if fresh && !h.contains_key("next_at") { created_at } else { num("next_at")? },
             submitted_at: opt_num("submitted_at")?,
             last_submit_at: opt_num("last_submit_at")?,
             txdtm: text("txdtm"),
@@ -222,6 +250,7 @@ impl Record {
             due_at: opt_num("due_at")?,
             resend_not_before: opt_num("resend_not_before")?,
             archived: false,
+            fresh,
         })
     }
 

@@ -6,18 +6,18 @@
 -- its final outcome, or as a conflict. Its payment loses it; a payment with no refund left and
 -- none in flight is removed too, leaving a tombstone of what was paid and already refunded, so
 -- the over-refund guard still counts the archived refunds when the payment is refunded again.
--- Only the worker that holds the shard's archiving (KEYS[15], see `take_archiver`) removes: one
+-- Only the worker that holds the shard's archiving (KEYS[16], see `take_archiver`) removes: one
 -- whose lease ran out while it wrote (a stall) removes nothing, and another has taken over.
 -- With A.summarise (a succeeded refund past `summary_after`, see summary.rs) a summary of the
 -- record stays besides its tombstone: `summary_of` below, a JSON array under
--- `…}:s:<id>`, its id in the summaries index (KEYS[16]) by when it was created (as the created
+-- `…}:s:<id>`, its id in the summaries index (KEYS[17]) by when it was created (as the created
 -- index had it: reconciliation finds it by that time).
--- KEYS: 1..14 as every record script (1 and 4 the first refund's record and payment), 15 the
--- archiver lease, 16 the summaries index, then the record and payment of each further refund:
--- 17, 18 for the second, …
+-- KEYS: 1..15 as every record script (1 and 4 the first refund's record and payment), 16 the
+-- archiver lease, 17 the summaries index, then the record and payment of each further refund:
+-- 18, 19 for the second, …
 -- A: `RemoveArgs` (retention.rs; compact: the layout says tombstones 2); then, from ARGV[A_REST], per refund: id, updated_at, syssn, the number of evidence entries archived.
 -- Returns one word per refund: 'removed' | 'changed' | 'gone', or {'lost'} (the lease).
-if redis.call('GET', KEYS[15]) ~= A.owner then return {'lost'} end
+if redis.call('GET', KEYS[16]) ~= A.owner then return {'lost'} end
 TOMB_COMPACT = A.compact
 local CODE = {succeeded = 's', failed = 'f', cancelled = 'c'}
 -- A summary (format 2, read by summary.rs): [2, out_trade_no, syssn, txamt, orig_txamt, mchid,
@@ -47,7 +47,7 @@ end
 local out = {}
 local a = A_REST
 for i = 1, A.count do
-  if i > 1 then R, P = KEYS[13 + 2 * i], KEYS[14 + 2 * i] end
+  if i > 1 then R, P = KEYS[14 + 2 * i], KEYS[15 + 2 * i] end
   local id, seen, syssn, evidence = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   a = a + 4
   local rec = redis.call('HMGET', R, 'state', 'updated_at', 'payload_hash', 'respcd', 'merchant', 'out_trade_no')
@@ -73,7 +73,7 @@ for i = 1, A.count do
     if A.summarise then
       local summary, created = summary_of(R, id)
       redis.call('SET', (string.gsub(R, '}:r:', '}:s:', 1)), summary)
-      redis.call('ZADD', KEYS[16], created, id)
+      redis.call('ZADD', KEYS[17], created, id)
     end
     redis.call('ZREM', STATE_KEY[rec[1]], id)
     redis.call('ZREM', KEYS[14], id)

@@ -96,7 +96,7 @@ fn settle(q: &NewRefund, e: redis::RedisError, found: Option<&HashMap<(String, S
         return LineFate::Unknown(format!("{RERUN_ADVICE} (redis: {e}; reading it back failed too)"));
     };
     match found.get(&(q.merchant().to_owned(), q.out_trade_no.clone())) {
-        Some(r) if r.payload_hash == q.payload_hash() => LineFate::InLedger,
+        Some(r) if r.same_payload(&q.payload_hash()) => LineFate::InLedger,
         Some(r) => LineFate::Refused(LedgerError::Conflict {
             out_trade_no: q.out_trade_no.clone(),
             differences: q.differences(r),

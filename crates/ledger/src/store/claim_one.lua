@@ -9,6 +9,8 @@
 -- credentials for defer it; a refund deferred past its maximum age goes to needs_review. It takes
 -- the merchant's rate-limit token only when a request will be sent.
 --
+-- A fresh refund (fresh.lua) is settled first: one whose paid amount disagrees with the one
+-- recorded for its payment fails here, never sent.
 -- Works on R (the record) and P (its payment), which the caller points at the refund; KEYS[2] is
 -- the due-index, KEYS[5] the paused merchants; `rate_key` the merchant's token bucket. With
 -- `derive` ({payment = prefix, rate = prefix}), P and the bucket are derived from the record's own
@@ -27,6 +29,21 @@ local function decide_claim(otn, A, rate_key, served, rec)
   local now, state = A.now, rec[1]
   if FINAL[state] then return {'final', state} end
   if state == 'needs_review' then return {'review'} end
+  -- Never sent, it fails here (a refund it would take past what was paid, one whose paid amount
+  -- disagrees with its payment's).
+  local function fail(why)
+    redis.call('HSET', R, 'reason', capped('reason', why), 'updated_at', now, 'next_at', 0)
+    redis.call('ZREM', KEYS[2], otn)
+    set_state(otn, state, 'failed', now)
+    emit(state, now, A.maxlen)
+    return {'failed', why}
+  end
+  -- A fresh refund (fresh.lua) is settled by the first claim that looks at it, whatever that
+  -- claim then does: a fresh refund is only ever on the ready list.
+  if rec[14] and rec[14] ~= '' then
+    local recorded = settle_fresh(otn, {fresh = rec[14], created_at = rec[9], syssn = rec[5], orig = rec[15]})
+    if recorded then return fail(paid_disagrees(rec[15], recorded, rec[5])) end
+  end
   -- Not ours yet: put the refund back in the due-index at its real time, so an early or
   -- duplicate claim never delays it.
   local lease_until = tonumber(rec[2]) or 0
@@ -128,13 +145,8 @@ local function decide_claim(otn, A, rate_key, served, rec)
   if paid and not inflight then
     local committed = tonumber(pay[3]) or 0
     if committed + txamt > tonumber(paid) then
-      local why = 'would refund ' .. (committed + txamt) .. ' of a payment of ' .. paid .. ' (' .. committed ..
-        ' already refunded): never sent'
-      redis.call('HSET', R, 'reason', capped('reason', why), 'updated_at', now, 'next_at', 0)
-      redis.call('ZREM', KEYS[2], otn)
-      set_state(otn, state, 'failed', now)
-      emit(state, now, A.maxlen)
-      return {'failed', why}
+      return fail('would refund ' .. (committed + txamt) .. ' of a payment of ' .. paid .. ' (' .. committed ..
+        ' already refunded): never sent')
     end
   end
   local wait = token_wait()
@@ -150,7 +162,7 @@ end
 
 local function claim_one(otn, A, rate_key, served, derive)
   local rec = redis.call('HMGET', R, 'state', 'lease_until', 'next_at', 'merchant', 'syssn', 'txamt', 'fence',
-    'txdtm', 'created_at', 'retried_at', 'enquiries', 'submits', 'out_trade_no')
+    'txdtm', 'created_at', 'retried_at', 'enquiries', 'submits', 'out_trade_no', 'fresh', 'orig_txamt')
   if not rec[1] then return {'missing'} end
   -- A record this claim cannot read safely goes to a person, visibly, instead of failing the
   -- whole batch (and every later fetch) at the head of the due-index.

@@ -6,6 +6,7 @@
 --   KEYS[3] the outcome stream             KEYS[4] the payment (hash: paid, committed, inflight)
 --   KEYS[5] paused merchants (hash)        KEYS[6..13] one zset per state, in State::ALL order
 --   KEYS[14] every refund by creation time (zset), for reports over a time window
+--   KEYS[15] the ready list: refunds enqueued fresh (see fresh.lua), due at once, in order
 local STATES = {'queued', 'submitting', 'pending', 'retry_wait', 'succeeded', 'failed', 'needs_review', 'cancelled'}
 local STATE_KEY = {}
 for i, s in ipairs(STATES) do STATE_KEY[s] = KEYS[5 + i] end
@@ -13,6 +14,10 @@ local FINAL = {succeeded = true, failed = true, cancelled = true}
 -- The record and payment the helpers below work on: KEYS[1] and KEYS[4], except in scripts that
 -- handle several refunds in one call (enqueue_many), which point them at each refund in turn.
 local R, P = KEYS[1], KEYS[4]
+local READY = KEYS[15]
+-- What a refund leaving 'queued' for the first time still owes its indexes (fresh.lua sets it,
+-- in the scripts that can move a refund out of 'queued').
+local SETTLE = nil
 
 -- Long texts stay out of the record: one hash field over 64 bytes (Redis' hash-max-listpack-value)
 -- turns the whole record into Redis' large hash encoding for good, at over twice the memory. The
@@ -50,6 +55,7 @@ end
 -- Moves the record from one state's index to another's; the caller writes 'state' itself, in the
 -- HSET it makes anyway (each redis.call costs).
 local function move_index(otn, old, new, now)
+  if old == 'queued' and new ~= 'queued' and SETTLE then SETTLE(otn) end
   if old and STATE_KEY[old] then redis.call('ZREM', STATE_KEY[old], otn) end
   redis.call('ZADD', STATE_KEY[new], now, otn)
 end

@@ -29,11 +29,13 @@ impl Ledger {
         Ok(done)
     }
 
-    /// Number of refunds waiting in the due-index (due now or later), every shard.
+    /// Number of refunds waiting in the due-index (due now or later) or on the ready list, every
+    /// shard.
     pub async fn due_len(&self) -> Result<u64, LedgerError> {
         let mut total = 0;
         for shard in 0..self.shard_count() {
             total += self.con.clone().zcard::<_, u64>(self.shard_keys(shard).due()).await?;
+            total += self.ready_len(shard).await?;
         }
         Ok(total)
     }

@@ -42,13 +42,13 @@ impl Enqueued {
 
 script_args! {
     /// What `enqueue.lua` takes; the record's field/value pairs follow. `orig_txamt`: '' = unknown.
-    pub struct EnqueueArgs<'a> { id: &'a str, payload_hash: String, now: i64, maxlen: u64, orig_txamt: String }
+    pub struct EnqueueArgs<'a> { id: &'a str, payload_hash: String, now: i64, maxlen: u64, orig_txamt: String, compact: bool }
 }
 
 script_args! {
     /// What `enqueue_many.lua` takes; then, per refund: its id, payload_hash, orig_txamt
     /// ('' = unknown), the number of fields and the field/value pairs.
-    pub struct EnqueueManyArgs { now: i64, maxlen: u64, count: usize }
+    pub struct EnqueueManyArgs { now: i64, maxlen: u64, count: usize, compact: bool }
 }
 
 impl Ledger {
@@ -58,6 +58,7 @@ impl Ledger {
         let refund = refund.normalised();
         refund.validate()?;
         let shard = self.shard_of(refund.merchant());
+        self.reread_compact_queue().await;
         let inv = self.enqueue_invocation(&refund, self.now_ms());
         let mut con = self.con.clone();
         let (reply, durable): (Vec<String>, bool) =
@@ -133,6 +134,7 @@ impl Ledger {
         shard: usize,
         chunk: &[(usize, NewRefund)],
     ) -> Result<(Vec<Vec<String>>, bool), redis::RedisError> {
+        self.reread_compact_queue().await;
         let now = self.now_ms();
         let wait = self.durability(self.fsyncs_on_demand());
         // Pipelines do not load scripts by themselves: load once, retry once after a NOSCRIPT
@@ -181,7 +183,8 @@ impl Ledger {
                 inv.key(keys.record(&id)).key(keys.payment(&r.syssn));
             }
         }
-        EnqueueManyArgs { now, maxlen: self.config.events_maxlen, count: part.len() }.push(&mut inv);
+        EnqueueManyArgs { now, maxlen: self.config.events_maxlen, count: part.len(), compact: self.compact_queue() }
+            .push(&mut inv);
         for (_, r) in part {
             let fields = r.fields();
             inv.arg(refund_id(r.merchant(), &r.out_trade_no))
@@ -215,6 +218,7 @@ impl Ledger {
             now,
             maxlen: self.config.events_maxlen,
             orig_txamt: r.orig_txamt.map(|v| v.to_string()).unwrap_or_default(),
+            compact: self.compact_queue(),
         }
         .push(&mut inv);
         for (k, v) in r.fields() {

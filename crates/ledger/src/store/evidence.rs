@@ -50,6 +50,18 @@ impl Ledger {
     ) -> Result<Option<Vec<crate::refund::timeline::TimelineEntry>>, LedgerError> {
         let Some(rec) = self.get(merchant, out_trade_no).await? else { return Ok(None) };
         let raw: Vec<String> = self.con.clone().lrange(self.keys_for(merchant).timeline(&rec.id), 0, -1).await?;
+        if raw.is_empty() && rec.fresh {
+            // Its timeline begins when it is settled (see `store::fresh`): until then, its enqueue.
+            return Ok(Some(vec![crate::refund::timeline::TimelineEntry {
+                at: rec.created_at,
+                state: "queued".into(),
+                respcd: None,
+                resperr: None,
+                refund_syssn: None,
+                reason: None,
+                last_error: None,
+            }]));
+        }
         Ok(Some(raw.iter().filter_map(|e| crate::refund::timeline::TimelineEntry::parse(e)).collect()))
     }
 

@@ -160,11 +160,18 @@ impl Keys {
         format!("{}:created", self.prefix)
     }
 
-    /// The KEYS every record script takes, in `lua/common.lua`'s order.
+    /// Fresh refunds' ids, in the order they were enqueued (a list: see `store::fresh`), until a
+    /// claim takes them.
+    pub fn ready(&self) -> String {
+        format!("{}:ready", self.prefix)
+    }
+
+    /// The KEYS every record script takes, in `common.lua`'s order.
     pub fn script_keys(&self, id: &str, syssn: &str) -> Vec<String> {
         let mut keys = vec![self.record(id), self.due(), self.events(), self.payment(syssn), self.paused()];
         keys.extend(State::ALL.into_iter().map(|s| self.state(s)));
         keys.push(self.created());
+        keys.push(self.ready());
         keys
     }
 }
@@ -194,6 +201,7 @@ mod tests {
             k.tombs(),
             k.summary("RF1"),
             k.summaries(),
+            k.ready(),
             k.archiver(),
             k.workers(),
         ]);

@@ -149,31 +149,33 @@ impl Ledger {
         out: &mut Unserved,
     ) -> Result<(), LedgerError> {
         let keys = self.shard_keys(shard);
-        let mut start = 0isize;
-        while (start as usize) < limit {
-            let ids: Vec<String> = redis::cmd("ZRANGE")
-                .arg(keys.due())
-                .arg(start)
-                .arg(start + 999)
-                .query_async(&mut self.connection())
-                .await?;
-            if ids.is_empty() {
-                break;
+        // The due-index, then the ready list (fresh refunds no claim has looked at yet).
+        let mut left = limit;
+        for (read, key) in [("ZRANGE", keys.due()), ("LRANGE", keys.ready())] {
+            let mut start = 0isize;
+            loop {
+                if left == 0 {
+                    out.truncated = true;
+                    return Ok(());
+                }
+                let ids: Vec<String> =
+                    redis::cmd(read).arg(&key).arg(start).arg(start + 999).query_async(&mut self.connection()).await?;
+                let mut pipe = redis::pipe();
+                for id in &ids {
+                    pipe.cmd("HGET").arg(keys.record(id)).arg("merchant");
+                }
+                let merchants: Vec<Option<String>> =
+                    if ids.is_empty() { Vec::new() } else { pipe.query_async(&mut self.connection()).await? };
+                for m in merchants.into_iter().flatten().filter(|m| !served.contains(m)) {
+                    *out.refunds.entry(m).or_default() += 1;
+                }
+                left = left.saturating_sub(ids.len());
+                if ids.len() < 1000 {
+                    break;
+                }
+                start += 1000;
             }
-            let mut pipe = redis::pipe();
-            for id in &ids {
-                pipe.cmd("HGET").arg(keys.record(id)).arg("merchant");
-            }
-            let merchants: Vec<Option<String>> = pipe.query_async(&mut self.connection()).await?;
-            for m in merchants.into_iter().flatten().filter(|m| !served.contains(m)) {
-                *out.refunds.entry(m).or_default() += 1;
-            }
-            if ids.len() < 1000 {
-                return Ok(());
-            }
-            start += 1000;
         }
-        out.truncated = true;
         Ok(())
     }
 }

@@ -24,6 +24,7 @@ pub mod durable;
 pub(crate) mod enqueue;
 pub mod evidence;
 pub(crate) mod fetch;
+pub mod fresh;
 pub mod gauges;
 pub mod keys;
 pub mod memory;
@@ -138,6 +139,9 @@ pub struct Ledger {
     clock_offset: Arc<AtomicI64>,
     /// See [`Ledger::fsyncs_on_demand`].
     local_aof: Arc<AtomicBool>,
+    /// See [`Ledger::compact_queue`], and when it was last read (ms).
+    compact_queue: Arc<AtomicBool>,
+    compact_read_at: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -157,9 +161,19 @@ impl Ledger {
         let con = RedisConn::connect(endpoint, Self::connection_config(&config), config.response_timeout).await?;
         let n = config.placement.shards();
         let shards: Arc<[Keys]> = (0..n).map(|i| Keys::for_shard(&config.namespace, &config.tag, i, n)).collect();
-        let ledger = Self { con, shards, config, clock_offset: Arc::default(), local_aof: Arc::default() };
+        let ledger = Self {
+            con,
+            shards,
+            config,
+            clock_offset: Arc::default(),
+            local_aof: Arc::default(),
+            compact_queue: Arc::default(),
+            compact_read_at: Arc::default(),
+        };
         ledger.sync_clock().await?;
         ledger.check_layout().await?;
+        ledger.compact_queue_enabled().await?;
+        ledger.compact_read_at.store(ledger.now_ms(), Ordering::Relaxed);
         match ledger.server_info().await {
             Ok(info) => ledger.local_aof.store(info.waitaof && info.aof_enabled, Ordering::Relaxed),
             // INFO refused (a locked-down managed Redis): no WAITAOF, as on Redis < 7.2.

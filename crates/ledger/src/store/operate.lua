@@ -11,21 +11,21 @@
 --            The wait it cuts short is kept as resend_not_before: a "not found" that leads to a
 --            resend still resends only when that wait would have ended (a retryable code's hold).
 -- Every action records who and why on the record, in the outcome stream and in the audit stream
--- (KEYS[15], trimmed only after the archive holds it: see store/trim.rs). A refused action
+-- (KEYS[16], trimmed only after the archive holds it: see store/trim.rs). A refused action
 -- is audited too.
 -- A: `OperateArgs` (operator.rs): id, out_trade_no, merchant, action, target state (resolve), who, why, now,
 --    maxlen, force (a resolve past the paid amount).
 -- Returns: {'ok', new_state} | {'refused', why}
 -- (`otn` is the refund's id in the shard, see refund::placement.)
 local otn, action, target, who, why, now = A.id, A.action, A.target, A.who, A.why, A.now
-local cur = redis.call('HMGET', KEYS[1], 'state', 'submits', 'txamt')
+local cur = redis.call('HMGET', KEYS[1], 'state', 'submits', 'txamt', 'fresh')
 local state = cur[1]
 local forced = A.force
 local shown = action
 if forced then shown = action .. ' --force' end
 local note = shown .. ' by ' .. who .. ': ' .. why
 local function audit(outcome, new_state)
-  redis.call('XADD', KEYS[15], '*', 'out_trade_no', A.out_trade_no, 'merchant', A.merchant, 'action', shown, 'who', who, 'why', why,
+  redis.call('XADD', KEYS[16], '*', 'out_trade_no', A.out_trade_no, 'merchant', A.merchant, 'action', shown, 'who', who, 'why', why,
     'from', state or '', 'to', new_state or '', 'outcome', outcome, 'at', tostring(now))
 end
 local function refuse(msg)
@@ -81,6 +81,7 @@ elseif action == 'cancel' then
   new = 'cancelled'
   redis.call('HSET', KEYS[1], 'next_at', 0)
   redis.call('ZREM', KEYS[2], otn)
+  if cur[4] and cur[4] ~= '' then leave_ready(otn) end
   if redis.call('HGET', KEYS[4], 'inflight') == otn then redis.call('HDEL', KEYS[4], 'inflight') end
 else
   return refuse('unknown action ' .. action)

@@ -17,6 +17,9 @@ use crate::store::transition::{DeferArgs, RateArgs, SetPaidArgs, TransitionArgs}
 const COMMON: &str = include_str!("common.lua");
 /// Tombstones (see `retention.rs`), for the scripts that write or read them.
 const TOMB: &str = include_str!("tomb.lua");
+/// Fresh refunds (see `fresh.rs`), for the scripts that enqueue them or move them out of `queued`;
+/// it needs `TOMB` before it.
+const FRESH: &str = include_str!("fresh.lua");
 
 /// `common.lua`, the arguments' names, then each part.
 fn record_script(args: String, parts: &[&str]) -> Script {
@@ -29,30 +32,39 @@ fn record_script(args: String, parts: &[&str]) -> Script {
 }
 
 pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
-    record_script(EnqueueArgs::lua_prelude(), &[TOMB, include_str!("enqueue_one.lua"), include_str!("enqueue.lua")])
+    record_script(
+        EnqueueArgs::lua_prelude(),
+        &[TOMB, FRESH, include_str!("enqueue_one.lua"), include_str!("enqueue.lua")],
+    )
 });
 pub(crate) static ENQUEUE_MANY: LazyLock<Script> = LazyLock::new(|| {
     record_script(
         EnqueueManyArgs::lua_prelude(),
-        &[TOMB, include_str!("enqueue_one.lua"), include_str!("enqueue_many.lua")],
+        &[TOMB, FRESH, include_str!("enqueue_one.lua"), include_str!("enqueue_many.lua")],
     )
 });
 pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    record_script(ClaimArgs::lua_prelude(), &[include_str!("claim_one.lua"), include_str!("claim.lua")])
+    record_script(ClaimArgs::lua_prelude(), &[TOMB, FRESH, include_str!("claim_one.lua"), include_str!("claim.lua")])
 });
 pub(crate) static CLAIM_DUE: LazyLock<Script> = LazyLock::new(|| {
-    record_script(ClaimArgs::lua_prelude(), &[include_str!("claim_one.lua"), include_str!("claim_due.lua")])
+    record_script(
+        ClaimArgs::lua_prelude(),
+        &[TOMB, FRESH, include_str!("claim_one.lua"), include_str!("claim_due.lua")],
+    )
 });
 /// Built with [`crate::State::edges_lua`]: it refuses a move the state machine does not allow.
 pub(crate) static TRANSITION: LazyLock<Script> = LazyLock::new(|| {
-    record_script(TransitionArgs::lua_prelude(), &[&crate::State::edges_lua(), include_str!("transition.lua")])
+    record_script(
+        TransitionArgs::lua_prelude(),
+        &[&crate::State::edges_lua(), TOMB, FRESH, include_str!("transition.lua")],
+    )
 });
 pub(crate) static DEFER: LazyLock<Script> =
-    LazyLock::new(|| record_script(DeferArgs::lua_prelude(), &[include_str!("defer.lua")]));
+    LazyLock::new(|| record_script(DeferArgs::lua_prelude(), &[TOMB, FRESH, include_str!("defer.lua")]));
 pub(crate) static SET_PAID: LazyLock<Script> =
     LazyLock::new(|| record_script(SetPaidArgs::lua_prelude(), &[include_str!("set_paid.lua")]));
 pub(crate) static OPERATE: LazyLock<Script> =
-    LazyLock::new(|| record_script(OperateArgs::lua_prelude(), &[include_str!("operate.lua")]));
+    LazyLock::new(|| record_script(OperateArgs::lua_prelude(), &[TOMB, FRESH, include_str!("operate.lua")]));
 pub(crate) static EXPEDITE: LazyLock<Script> =
     LazyLock::new(|| record_script(ExpediteArgs::lua_prelude(), &[include_str!("expedite.lua")]));
 pub(crate) static PAGE: LazyLock<Script> =

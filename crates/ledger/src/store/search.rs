@@ -1,8 +1,8 @@
 //! Searching refunds by what operators ask about: state, merchant, payment, respcd, amount and
 //! time ranges, oldest or newest first, in cursor pages. A search walks one index — the state's
-//! (by when refunds entered it) when a state is given, else the created index (by creation) —
-//! over the shards it concerns (one, for a merchant), merging them in order and filtering the
-//! records on the way. It reads at most [`SCAN_CAP`] index entries per call: a page may come back
+//! (by when refunds entered it) when a state is given, else the created index (by creation; fresh
+//! refunds, see `store::fresh`, by the queued index) — over the shards it concerns (one, for a
+//! merchant), merging them in order and filtering the records on the way. It reads at most [`SCAN_CAP`] index entries per call: a page may come back
 //! short, with a cursor, when few refunds match; the caller asks on from the cursor.
 
 use crate::error::LedgerError;
@@ -80,8 +80,11 @@ impl Ledger {
     /// Up to `limit` (1–1000) refunds meeting `q`, after `cursor` (a previous page's `next`).
     pub async fn search(&self, q: &Search, cursor: Option<&PageCursor>, limit: usize) -> Result<Found, LedgerError> {
         let limit = limit.clamp(1, 1_000);
+        // A payment lists its refunds, but not the fresh ones yet (see `store::fresh`): while any
+        // waits, the payment's refunds are searched for like any others.
         if q.state.is_none()
             && let Some(syssn) = &q.syssn
+            && self.ready_total().await? == 0
         {
             return self.search_payment(q, syssn, cursor, limit).await;
         }
@@ -97,7 +100,13 @@ impl Ledger {
             let keys = self.shard_keys(shard);
             match q.state {
                 Some(s) => sources.extend(Self::state_indexes(keys, s).into_iter().map(|i| (shard, i))),
-                None => sources.extend([(shard, keys.created()), (shard, keys.summaries())]),
+                // Fresh refunds (see `store::fresh`) are in the queued index by creation, until
+                // they are settled into the created index.
+                None => sources.extend([
+                    (shard, keys.state(State::Queued)),
+                    (shard, keys.created()),
+                    (shard, keys.summaries()),
+                ]),
             }
         }
         let (min, max) =
@@ -110,6 +119,12 @@ impl Ledger {
             // The furthest point every source that may hold more has reached: entries past it
             // wait for the next step (another source may hold entries before them).
             let mut boundary: Option<(i64, String)> = None;
+            // Entries of the queued index, and of the others: one of the queued index alone
+            // counts only at its refund's creation time (a fresh refund's, or one settled as this
+            // step read); one queued again by an operator is there by when it was, and in the
+            // created index by its creation.
+            let mut queued_hits: std::collections::HashSet<(i64, String, usize)> = Default::default();
+            let mut other_hits: std::collections::HashSet<(i64, String, usize)> = Default::default();
             for (shard, index) in &sources {
                 let mut inv = SEARCH.prepare_invoke();
                 inv.key(index);
@@ -126,9 +141,27 @@ impl Ledger {
                         boundary = Some(last.clone());
                     }
                 }
+                if bounded {
+                    let hits = if *index == self.shard_keys(*shard).state(State::Queued) {
+                        &mut queued_hits
+                    } else {
+                        &mut other_hits
+                    };
+                    hits.extend(got.iter().map(|(s, m)| (*s, m.clone(), *shard)));
+                }
                 entries.extend(got.into_iter().map(|(s, m)| (s, m, *shard)));
             }
             entries.sort();
+            entries.dedup();
+            // A refund queued again is in this step by its creation too: its queued entry goes.
+            let elsewhere: std::collections::HashSet<(&String, usize)> =
+                other_hits.iter().map(|(_, m, shard)| (m, *shard)).collect();
+            let again: std::collections::HashSet<(i64, String, usize)> = queued_hits
+                .iter()
+                .filter(|e| !other_hits.contains(*e) && elsewhere.contains(&(&e.1, e.2)))
+                .cloned()
+                .collect();
+            entries.retain(|e| !again.contains(e));
             if q.newest_first {
                 entries.reverse();
             }
@@ -139,10 +172,13 @@ impl Ledger {
                 });
             }
             let records = self.records_in_order(&entries).await?;
-            for ((score, member, _), rec) in entries.iter().zip(records) {
+            for ((score, member, shard), rec) in entries.iter().zip(records) {
                 out.scanned += 1;
                 at = Some(PageCursor { score: *score, member: member.clone() });
-                if let Some(r) = rec.filter(|r| q.matches(r)) {
+                let entry = (*score, member.clone(), *shard);
+                let queued_only = queued_hits.contains(&entry) && !other_hits.contains(&entry);
+                let listed = |r: &Record| !queued_only || r.fresh || r.created_at == *score;
+                if let Some(r) = rec.filter(|r| q.matches(r) && listed(r)) {
                     out.items.push(r);
                     if out.items.len() == limit {
                         out.next = at;

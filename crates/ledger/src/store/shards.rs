@@ -54,6 +54,7 @@ impl Ledger {
                     // A new ledger: every process that will ever write it reads compact tombstones.
                     pipe.hset_nx(base.layout(), crate::store::retention::TOMBSTONES_FIELD, 2).ignore();
                     pipe.hset_nx(base.layout(), crate::store::summary::SUMMARIES_FIELD, 1).ignore();
+                    pipe.hset_nx(base.layout(), crate::store::fresh::COMPACT_QUEUE_FIELD, 1).ignore();
                 }
                 pipe.query_async::<()>(&mut con).await?;
                 con.hget::<_, _, Option<usize>>(base.layout(), "shards").await?.unwrap_or(n)
@@ -111,7 +112,7 @@ impl Ledger {
     /// Whether the ledger under `base` holds refunds (any index of a ledger of one shard).
     async fn held_before(&self, base: &Keys) -> Result<bool, LedgerError> {
         let mut pipe = redis::pipe();
-        pipe.exists(base.due()).exists(base.created());
+        pipe.exists(base.due()).exists(base.created()).exists(base.ready());
         for s in State::ALL {
             pipe.exists(base.state(s));
         }

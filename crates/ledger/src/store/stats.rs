@@ -115,7 +115,7 @@ impl Ledger {
         for s in State::ALL.into_iter().filter(|s| !s.is_final()) {
             pipe.cmd("ZRANGE").arg(keys.state(s)).arg(0).arg(0).arg("WITHSCORES");
         }
-        pipe.zcard(keys.due()).zcount(keys.due(), "-inf", now).hgetall(keys.paused());
+        pipe.zcard(keys.due()).zcount(keys.due(), "-inf", now).llen(keys.ready()).hgetall(keys.paused());
         pipe.zcard(keys.webhook_failed()).zcard(keys.webhook_retry());
         let mut values: Vec<redis::Value> = pipe.query_async(&mut self.con.clone()).await?;
         let bad = |what: &str| LedgerError::Script(format!("stats: unexpected reply for {what}"));
@@ -142,6 +142,9 @@ impl Ledger {
         }
         let due_total: u64 = redis::from_redis_value(take().ok_or_else(|| bad("due"))?).map_err(|_| bad("due"))?;
         let due_now: u64 = redis::from_redis_value(take().ok_or_else(|| bad("due"))?).map_err(|_| bad("due"))?;
+        // Fresh refunds on the ready list are due now (see `store::fresh`).
+        let ready: u64 = redis::from_redis_value(take().ok_or_else(|| bad("ready"))?).map_err(|_| bad("ready"))?;
+        let (due_total, due_now) = (due_total + ready, due_now + ready);
         let paused: HashMap<String, String> =
             redis::from_redis_value(take().ok_or_else(|| bad("paused"))?).map_err(|_| bad("paused"))?;
         let webhooks_failed: u64 =

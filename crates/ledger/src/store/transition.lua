@@ -7,7 +7,7 @@
 -- failover to a node whose clock is behind, a rolled-back record could hand an equal fence to a
 -- second worker; the owner tells the two apart.
 -- A: `TransitionArgs` (transition.rs); the decision's field/value pairs follow, from ARGV[A_REST].
--- KEYS[15]: the audit stream (a merchant this pauses is audited).
+-- KEYS[16]: the audit stream (a merchant this pauses is audited).
 -- Returns: {'ok'} | {'stale', state, fence} | {'illegal', from, to} (a move State::EDGES forbids)
 local otn, expected, fence, new = A.id, A.expected, A.fence, A.new_state
 local next_at, now = A.next_at, A.now
@@ -30,8 +30,8 @@ else
   redis.call('ZREM', KEYS[2], otn)
 end
 if A.pause ~= '' and redis.call('HSET', KEYS[5], A.pause, A.reason) == 1 then
-  -- A newly paused merchant is in the audit trail (KEYS[15]) like an operator's pause.
-  redis.call('XADD', KEYS[15], '*', 'out_trade_no', cur[6], 'merchant', A.pause, 'action', 'pause',
+  -- A newly paused merchant is in the audit trail (KEYS[16]) like an operator's pause.
+  redis.call('XADD', KEYS[16], '*', 'out_trade_no', cur[6], 'merchant', A.pause, 'action', 'pause',
     'who', 'worker ' .. A.lease_owner, 'why', A.reason, 'from', 'running', 'to', 'paused', 'outcome', 'ok', 'at', now)
 end
 settle_payment(otn, new, tonumber(cur[3]) or 0)

@@ -46,10 +46,17 @@ pub async fn move_to_bare_id(redis_url: &str, l: &Ledger, merchant: &str, syssn:
     let scoped = ledger::refund::placement::refund_id(merchant, otn);
     let mut raw = testkit::raw_connection(redis_url).await;
     let _: () = raw.rename(k.record(&scoped), k.record(otn)).await.unwrap();
-    let _: () = raw.rename(k.timeline(&scoped), k.timeline(otn)).await.unwrap();
+    // (A fresh refund, see `store::fresh`, has no timeline yet, and is on the ready list instead
+    // of the due and created indexes.)
+    if raw.exists::<_, bool>(k.timeline(&scoped)).await.unwrap() {
+        let _: () = raw.rename(k.timeline(&scoped), k.timeline(otn)).await.unwrap();
+    }
     for index in [k.due(), k.state(ledger::State::Queued), k.created()] {
-        let score: f64 = raw.zscore(&index, &scoped).await.unwrap();
+        let Some(score) = raw.zscore::<_, _, Option<f64>>(&index, &scoped).await.unwrap() else { continue };
         let _: () = redis::pipe().zrem(&index, &scoped).zadd(&index, otn, score).query_async(&mut raw).await.unwrap();
+    }
+    if raw.lrem::<_, _, u64>(k.ready(), 0, &scoped).await.unwrap() > 0 {
+        let _: () = raw.rpush(k.ready(), otn).await.unwrap();
     }
     let _: () = redis::pipe()
         .hdel(k.payment(syssn), format!("r:{scoped}"))

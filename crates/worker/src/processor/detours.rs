@@ -28,7 +28,7 @@ impl Processor {
         let next = self.ledger.now_ms() + ms(self.policy.paused_wait);
         let deferred = self.ledger.defer(&rec, next, &why, self.policy.max_age).await?;
         if !deferred {
-            warn!(reason = %why, "needs review: it waited past its maximum age");
+            warn!(reason = %why, "not deferred: it waited past its maximum age (needs review), or it moved on");
         }
         Ok(if deferred { Step::Deferred(why) } else { Step::Review(why) })
     }
