@@ -1,5 +1,5 @@
 //! Refunds archived and removed from Redis, as `GET …/refunds/{out_trade_no}` answers them: the
-//! summary Redis keeps of a succeeded refund archived early (see `ledger::store::summary`), else
+//! summary Redis keeps of a final refund archived early (see `ledger::store::summary`), else
 //! the record from the archive when this process can read it, else what the tombstone keeps
 //! (its final state and respcd, the request's fields empty); `"archived": true` either way.
 

@@ -26,6 +26,10 @@ pub struct Memory {
     pub final_retained: f64,
     /// Succeeded and archived early: what stays of it until the retention.
     pub summarised: f64,
+    /// The same for a cancelled refund (an operator's reason of some 40 bytes kept), and for a
+    /// failed one (QFPay's refusal and its wording kept).
+    pub summarised_cancelled: f64,
+    pub summarised_failed: f64,
     pub tombstone: f64,
     /// Refunds archived and removed per second by one worker process's retention, to the file
     /// sink.
@@ -181,7 +185,20 @@ pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) ->
     let tombstone = (held - used(&l, true).await?) / n;
     let each = tombstone * n / (tombstones.max(1) as f64);
     let summarised = summaries_held + tombstone;
-    let m = Memory { queued, final_with_events, final_retained, summarised, tombstone, archive_rate, sampled, large };
+    let summarised_cancelled = final_summarised(&bed.redis_url, dir, &mut con, ledger::State::Cancelled).await?;
+    let summarised_failed = final_summarised(&bed.redis_url, dir, &mut con, ledger::State::Failed).await?;
+    let m = Memory {
+        queued,
+        final_with_events,
+        final_retained,
+        summarised,
+        summarised_cancelled,
+        summarised_failed,
+        tombstone,
+        archive_rate,
+        sampled,
+        large,
+    };
     log(
         format!(
             "10. Redis bytes per refund ({N} refunds, one payment each): queued / final with its outcome entries / final after events_retention / archived (its tombstone and its payment's)"
@@ -193,6 +210,14 @@ pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) ->
         format!("{:.0}", m.summarised),
     );
     log(
+        "10. Redis bytes per cancelled refund archived early (an operator's reason of 40 bytes): its summary and summaries-index entry, its tombstone and its payment's".into(),
+        format!("{:.0}", m.summarised_cancelled),
+    );
+    log(
+        "10. Redis bytes per failed refund archived early (QFPay's refusal, 1126, worded in 50 bytes): its summary and summaries-index entry, its tombstone and its payment's".into(),
+        format!("{:.0}", m.summarised_failed),
+    );
+    log(
         "10. archiving rate: one worker process's retention to the file sink (refunds/s)".into(),
         format!("{archive_rate:.0}"),
     );
@@ -202,4 +227,68 @@ pub async fn row(dir: &std::path::Path, log: &mut impl FnMut(String, String)) ->
     );
     log("10. records out of Redis' compact hash encoding, of those sampled".into(), format!("{large} of {sampled}"));
     Ok(m)
+}
+
+/// What a refund archived early in final state `state` (cancelled by an operator with a reason,
+/// or failed on QFPay's refusal) holds — its summary, its summaries-index entry, its tombstone
+/// and its payment's — measured as for succeeded ones, on a ledger of its own in the same
+/// (emptied) Redis.
+async fn final_summarised(
+    url: &str,
+    dir: &std::path::Path,
+    con: &mut redis::aio::MultiplexedConnection,
+    state: ledger::State,
+) -> anyhow::Result<f64> {
+    const M: usize = 2_000;
+    let l = qfrefund_e2e::ledger(url, &format!("bench-mem-{state}")).await;
+    for chunk in e2e::refunds("FIN", M).chunks(1_000) {
+        for r in l.enqueue_batch(chunk.to_vec()).await {
+            r?;
+        }
+    }
+    let p = ledger::Policy::default();
+    // QFPay's refusal, as it words one (a risk limit).
+    let refused = ledger::SubmitResult::Answer(qfpay::RefundResponse {
+        respcd: Some("1126".into()),
+        resperr: Some("交易受限，请联系客服 / transaction limited".into()),
+        ..Default::default()
+    });
+    for i in 1..=M {
+        let otn = format!("FIN-{i}");
+        if state == ledger::State::Cancelled {
+            let done = l.operate("default", &otn, ledger::Operation::Cancel, "ops", "customer kept the goods").await?;
+            anyhow::ensure!(done == Ok(state), "row 10: cancelling {otn}: {done:?}");
+            continue;
+        }
+        let rec = l.get("default", &otn).await?.ok_or_else(|| anyhow::anyhow!("row 10: {otn} missing"))?;
+        let ledger::Claim::Submit { fence, record, .. } =
+            l.claim(&(&rec).into(), &ledger::ClaimOptions::new("bench", &p, "2026-12-02 10:00:00")).await?
+        else {
+            anyhow::bail!("row 10: {otn} not claimed");
+        };
+        let d = ledger::machine::after_submit(&record, &refused, &p, l.now_ms(), 0.5);
+        anyhow::ensure!(l.transition(&record, ledger::State::Submitting, fence, &d, &otn).await?, "row 10: {otn}");
+    }
+    let archive = format!("file://{}", dir.join(format!("mem-archive-{state}")).display());
+    let sink = archive::Sink::from_setting(&archive)?;
+    let shards: Vec<usize> = (0..l.shard_count()).collect();
+    let early = worker::retention::Retention {
+        archive: Some(archive.clone()),
+        summary_after: Some(Duration::ZERO),
+        ..Default::default()
+    };
+    let (archived, _) =
+        worker::retention::prune_once(&l, &shards, &sink, &early, "bench").await.map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(archived == M as u64, "row 10: archived {archived} {state} refunds of {M}");
+    // Their outcome-stream entries go with events_retention, the cancels' audit entries are the
+    // operators' (as for succeeded refunds above, neither is counted).
+    for shard in 0..l.shard_count() {
+        let keys = l.shard_keys(shard);
+        let _: () = redis::pipe().del(keys.events()).del(keys.audit()).query_async(con).await?;
+    }
+    settle_keyspace(con).await?;
+    let with = used(&l, true).await?;
+    let _: () = redis::cmd("FLUSHALL").arg("SYNC").query_async(con).await?;
+    let empty = used(&l, true).await?;
+    Ok((with - empty) / M as f64)
 }

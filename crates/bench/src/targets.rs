@@ -146,14 +146,14 @@ impl Targets {
                 "Redis bytes per final refund still retained ≤ 500 (row 10, after events_retention)",
                 Some(m.summarised),
                 format!(
-                    "{:.0} B succeeded (archived early) ; {:.0} B failed or cancelled (kept whole)",
-                    m.summarised, m.final_retained
+                    "{:.0} B succeeded, {:.0} B cancelled, {:.0} B failed (archived early; until then {:.0} B)",
+                    m.summarised, m.summarised_cancelled, m.summarised_failed, m.final_retained
                 ),
-                m.summarised <= 500.0,
-                "a succeeded refund past summary_after (an hour) is archived and replaced by a summary (the fields \
-                 `status` shows, one JSON value), its summaries-index entry and its tombstones; a failed or \
-                 cancelled one (few) keeps its whole record (~30 fields), its \
-                 timeline, its attempts' evidence and its payment, state and created entries until the retention",
+                [m.summarised, m.summarised_cancelled, m.summarised_failed].iter().all(|b| *b <= 500.0),
+                "a final refund past summary_after (an hour) is archived and replaced by a summary (the fields \
+                 `status` shows, one JSON value; the reason where an operator settled it or QFPay gave no answer), its \
+                 summaries-index entry and its tombstones; until then it keeps its whole record (~30 fields), \
+                 its timeline, its attempts' evidence and its payment, state and created entries",
             );
             row(
                 "Redis bytes per tombstone ≤ 64 (row 10: the refund's and its payment's)",

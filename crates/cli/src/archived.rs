@@ -1,5 +1,5 @@
 //! A refund archived and removed from Redis, as `status` shows it: the archive's line when the
-//! archive can be read here, else its summary (a succeeded refund archived early) or what its
+//! archive can be read here, else its summary (a final refund archived early) or what its
 //! tombstone keeps; `"archived": true` either way.
 
 use std::path::Path;

@@ -225,7 +225,7 @@ async fn write_report(
     loop {
         let mut still = Vec::new();
         for (merchant, otn) in &pending {
-            // (A succeeded refund archived early reads as its summary.)
+            // (A final refund archived early reads as its summary.)
             let found = match ledger.get(merchant, otn).await? {
                 Some(r) => Some(r),
                 None => ledger.summary(merchant, otn).await?,

@@ -61,8 +61,8 @@ enum Command {
         /// reads: only once no process of an older version reads or writes the ledger.
         #[arg(long)]
         compact: bool,
-        /// Archive succeeded refunds early, keeping summaries (see `QFREFUND_SUMMARY_AFTER_S`),
-        /// which only this version reads: only once every process reading the ledger runs it.
+        /// Archive final refunds early, keeping summaries (see `QFREFUND_SUMMARY_AFTER_S`), which
+        /// only this version reads: only once every process reading the ledger runs it.
         #[arg(long)]
         summaries: bool,
         /// Enqueue refunds fresh (under half the memory while they wait), which only this version

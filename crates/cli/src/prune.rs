@@ -64,8 +64,9 @@ pub async fn enable(
     let ledger = open_producer(config).await?;
     let before = ledger.enable_retention(compact).await?;
     let now = ledger.tombstone_form().await?;
-    let had_summaries = if summaries { ledger.enable_summaries().await? } else { ledger.summaries_enabled().await? };
-    let summaries_now = ledger.summaries_enabled().await?;
+    let had_summaries = if summaries { ledger.enable_summaries().await? } else { ledger.summarised_states().await? };
+    let summaries_now = ledger.summarised_states().await?;
+    let names = |states: &[ledger::State]| states.iter().map(|s| s.as_str()).collect::<Vec<_>>();
     let had_compact_queue = match compact_queue {
         Some(on) => ledger.set_compact_queue(on).await?,
         None => ledger.compact_queue_enabled().await?,
@@ -79,7 +80,8 @@ pub async fn enable(
         "{}",
         json!({"retention_enabled": true, "compact_tombstones": now == TombstoneForm::Compact,
                "was_enabled": before != TombstoneForm::Disabled, "was_compact": before == TombstoneForm::Compact,
-               "summaries": summaries_now, "had_summaries": had_summaries,
+               "summaries": !summaries_now.is_empty(), "had_summaries": !had_summaries.is_empty(),
+               "archived_early": names(summaries_now), "had_archived_early": names(had_summaries),
                "compact_queue": compact_queue_now, "had_compact_queue": had_compact_queue,
                "fresh_waiting": fresh_waiting, "hashes_restored": hashes_restored})
     );

@@ -116,7 +116,7 @@ async fn a_succeeded_refund_archived_early_is_answered_by_its_summary_then_its_t
     // At the retention the summary goes; the tombstone still answers.
     assert_eq!(l.expire_summaries(shard, Duration::from_secs(3600), 100).await.unwrap(), 0, "not yet");
     assert_eq!(l.retention_backlog(shard, Duration::ZERO).await.unwrap(), 1, "RF2 (failed), whole");
-    assert_eq!(l.summary_backlog(shard, Duration::ZERO, month).await.unwrap(), 0, "RF1 is archived already");
+    assert_eq!(l.summary_backlog(shard, Duration::ZERO, month).await.unwrap(), 1, "RF1 is archived; RF2 waits");
     assert_eq!(l.expire_summaries(shard, Duration::ZERO, 100).await.unwrap(), 1);
     assert!(!raw.exists::<_, bool>(keys.summary("RF1")).await.unwrap());
     assert_eq!(l.summary_count(shard).await.unwrap(), 0);
@@ -172,6 +172,94 @@ async fn a_ledger_made_by_an_older_version_archives_early_only_once_told() {
     let layouts: Vec<String> = raw.keys("*:layout").await.unwrap();
     let _: () = raw.hdel(&layouts[0], ledger::store::summary::SUMMARIES_FIELD).await.unwrap();
     assert!(!l.summaries_enabled().await.unwrap());
-    assert!(!l.enable_summaries().await.unwrap(), "it was not before");
+    assert!(l.enable_summaries().await.unwrap().is_empty(), "it was not before");
     assert!(l.summaries_enabled().await.unwrap());
+    assert_eq!(l.summarised_states().await.unwrap(), [State::Succeeded, State::Failed, State::Cancelled]);
+}
+
+#[tokio::test]
+async fn failed_and_cancelled_refunds_are_archived_early_too_keeping_their_reasons() {
+    let (redis, l) = ledger("summary-final").await;
+    let shard = l.shard_of("default");
+    // RF1 succeeds (600 of 1 000); RF2 (600 more) fails at its claim, never sent; RF3 is cancelled.
+    succeed(&l, paid("RF1", 600)).await;
+    l.enqueue(paid("RF2", 600)).await.unwrap();
+    let r2 = l.get("default", "RF2").await.unwrap().unwrap();
+    assert!(matches!(
+        l.claim(&(&r2).into(), &ClaimOptions::new("w", &policy(5_000), "t")).await.unwrap(),
+        Claim::Failed(_)
+    ));
+    l.enqueue(NewRefund::new("456", "RF3", 5)).await.unwrap();
+    let cancelled = l.operate("default", "RF3", ledger::Operation::Cancel, "ann", "kept the goods").await.unwrap();
+    assert_eq!(cancelled, Ok(State::Cancelled));
+    let before = [l.get("default", "RF2").await.unwrap().unwrap(), l.get("default", "RF3").await.unwrap().unwrap()];
+
+    // A ledger without `final_summaries` (made by the version before it) leaves the other two
+    // whole, and its script refuses them even when asked.
+    let mut raw = raw_connection(&redis.url()).await;
+    let layouts: Vec<String> = raw.keys("*:layout").await.unwrap();
+    let _: () = raw.hdel(&layouts[0], ledger::store::summary::FINAL_SUMMARIES_FIELD).await.unwrap();
+    assert_eq!(l.summarised_states().await.unwrap(), [State::Succeeded]);
+    let only = l.summarising(shard, Duration::ZERO, 100).await.unwrap();
+    assert_eq!(only.iter().map(|r| r.out_trade_no.as_str()).collect::<Vec<_>>(), ["RF1"]);
+    let all = l.retained(shard, Duration::ZERO, 100).await.unwrap();
+    let failed: Vec<_> = all.into_iter().filter(|r| r.out_trade_no != "RF1").collect();
+    assert_eq!(failed.len(), 2);
+    assert!(l.take_archiver(shard, "test", Duration::from_secs(10)).await.unwrap());
+    let refused = l.summarise_archived("test", &failed).await.unwrap();
+    assert_eq!((refused.removed, refused.changed), (0, 2), "{refused:?}");
+    assert_eq!(l.enable_summaries().await.unwrap(), [State::Succeeded]);
+
+    let batch = l.summarising(shard, Duration::ZERO, 100).await.unwrap();
+    assert_eq!(batch.len(), 3);
+    assert_eq!(l.summarise_archived("test", &batch).await.unwrap().removed, 3);
+    let keys = l.shard_keys(shard).clone();
+    // A succeeded refund's summary keeps the form the version before reads.
+    let raw_summary: String = raw.get(keys.summary("RF1")).await.unwrap();
+    assert!(raw_summary.starts_with("[2,"), "{raw_summary}");
+    let raw_summary: String = raw.get(keys.summary("RF2")).await.unwrap();
+    assert!(raw_summary.starts_with("[3,") && raw_summary.ends_with(",\"f\"]"), "{raw_summary}");
+    for (otn, state) in [("RF2", State::Failed), ("RF3", State::Cancelled)] {
+        assert!(!raw.exists::<_, bool>(keys.record(otn)).await.unwrap(), "{otn}");
+        let at: Option<f64> = raw.zscore(keys.summaries_in(state), otn).await.unwrap();
+        assert!(at.is_some(), "{otn} in its state's summaries index");
+    }
+    // Read back as they were: state, reason, answer; listed and counted in their states.
+    for was in &before {
+        assert!(l.get("default", &was.out_trade_no).await.unwrap().is_none(), "no record left");
+        let now = l.summary("default", &was.out_trade_no).await.unwrap().unwrap();
+        assert!(now.archived);
+        assert_eq!(
+            (now.state, &now.operator, &now.respcd, now.txamt, now.created_at),
+            (was.state, &was.operator, &was.respcd, was.txamt, was.created_at),
+            "{}",
+            was.out_trade_no
+        );
+        // The reason as the record kept it (its first 64 bytes; the archive has the whole text).
+        let kept = now.reason.as_deref().unwrap().trim_end_matches('…');
+        assert!(!kept.is_empty() && was.reason.as_deref().unwrap().starts_with(kept), "{now:?}");
+    }
+    let counts = l.counts().await.unwrap();
+    for state in [State::Succeeded, State::Failed, State::Cancelled] {
+        assert_eq!(counts.iter().find(|(s, _)| *s == state).unwrap().1, 1, "{state}");
+        let (page, _) = l.page(state, None, 10).await.unwrap();
+        assert_eq!(page.len(), 1, "{state}");
+    }
+    assert_eq!(l.stats().await.unwrap().by_state.iter().find(|(s, _)| *s == State::Failed).unwrap().1, 1);
+    assert_eq!(l.created_between(0, i64::MAX, 0, 10).await.unwrap().len(), 3);
+    let found = l.search(&ledger::store::search::Search::default(), None, 10).await.unwrap();
+    assert_eq!(found.items.len(), 3);
+    // The same request again is a duplicate with its outcome; at the retention the summaries go.
+    match l.enqueue(NewRefund::new("456", "RF3", 5)).await.unwrap() {
+        Enqueued::Duplicate(r) => {
+            assert_eq!((r.state, r.archived), (State::Cancelled, true))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(l.summary_count(shard).await.unwrap(), 3);
+    // A batch's limit counts across the three indexes.
+    assert_eq!(l.expire_summaries(shard, Duration::ZERO, 2).await.unwrap(), 2);
+    assert_eq!(l.summary_count(shard).await.unwrap(), 1);
+    assert_eq!(l.expire_summaries(shard, Duration::ZERO, 100).await.unwrap(), 1);
+    assert_eq!(l.summary_count(shard).await.unwrap(), 0);
 }

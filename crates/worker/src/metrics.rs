@@ -201,7 +201,7 @@ impl Metrics {
         counter(
             out,
             "qfrefund_summarised_total",
-            "Succeeded refunds past summary_after this worker archived early, a summary and tombstones left in Redis.",
+            "Final refunds past summary_after this worker archived early, a summary and tombstones left in Redis.",
             r.summarised.load(Ordering::Relaxed),
         );
         counter(

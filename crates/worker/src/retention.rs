@@ -35,8 +35,9 @@ pub struct Retention {
     pub audit_retention: Duration,
     /// The archive sink's setting (`file:///path`); `None`: nothing is ever removed.
     pub archive: Option<String>,
-    /// Succeeded refunds older than this are archived, then replaced in Redis by a summary and
-    /// their tombstones; `None` (or not under `retention`): they stay whole until `retention`.
+    /// Final refunds older than this are archived, then replaced in Redis by a summary and their
+    /// tombstones (as the ledger's layout allows: see `ledger::store::summary`); `None` (or not
+    /// under `retention`): they stay whole until `retention`.
     pub summary_after: Option<Duration>,
 }
 
@@ -95,7 +96,7 @@ pub struct RetentionCounters {
     /// Final refunds past the retention still in Redis, at the last look (every shard served).
     pub backlog: AtomicU64,
     pub tombstones_swept: AtomicU64,
-    /// Succeeded refunds archived early, their summaries kept.
+    /// Final refunds archived early, their summaries kept.
     pub summarised: AtomicU64,
     /// Summaries past the retention removed.
     pub summaries_expired: AtomicU64,
@@ -208,7 +209,7 @@ pub async fn prune_once(
 }
 
 /// Archives and removes `shard`'s final refunds past the retention, then archives its
-/// succeeded refunds past `summary_after` and keeps their summaries, then removes the
+/// final refunds past `summary_after` and keeps their summaries, then removes the
 /// summaries past the retention, a batch at a time, while this worker holds the shard's
 /// archiving.
 async fn archive_shard(
@@ -240,7 +241,7 @@ async fn archive_shard(
 }
 
 /// Archives `shard`'s refunds past `age`, a batch at a time, then removes them: final ones
-/// (`summarise` false), or succeeded ones keeping their summaries.
+/// (`summarise` false), or ones past `summary_after` keeping their summaries.
 #[allow(clippy::too_many_arguments)]
 async fn archive_batches(
     ledger: &Ledger,

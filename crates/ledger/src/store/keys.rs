@@ -5,6 +5,9 @@
 
 use crate::refund::state::State;
 
+/// The final states whose refunds may be archived early, in `archive_remove.lua`'s KEYS order.
+pub const SUMMARISED: [State; 3] = [State::Succeeded, State::Failed, State::Cancelled];
+
 /// Names the keys of one ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -60,18 +63,33 @@ impl Keys {
         format!("{}:e:{id}", self.prefix)
     }
 
-    /// The tombstones' bookkeeping (hash: levels, per-level counts, the sweep's cursor; see
-    /// `store/tomb.lua`, where the buckets `x:<level>:<n>` and `xp:<level>:<n>` are named).
-    /// What stays of a succeeded refund archived early (see `store::summary`).
+    /// What stays of a final refund archived early (see `store::summary`).
     pub fn summary(&self, id: &str) -> String {
         format!("{}:s:{id}", self.prefix)
     }
 
-    /// The summaries' ids, by when their refunds entered their state.
+    /// The ids of succeeded refunds archived early (see `store::summary`), by when they were
+    /// created.
     pub fn summaries(&self) -> String {
         format!("{}:summaries", self.prefix)
     }
 
+    /// The same for the refunds archived early in final state `state` (succeeded:
+    /// [`Keys::summaries`]).
+    pub fn summaries_in(&self, state: State) -> String {
+        match state {
+            State::Succeeded => self.summaries(),
+            other => format!("{}:summaries:{other}", self.prefix),
+        }
+    }
+
+    /// Every summaries index: succeeded, failed, cancelled (as `archive_remove.lua` takes them).
+    pub fn every_summaries(&self) -> [String; 3] {
+        SUMMARISED.map(|s| self.summaries_in(s))
+    }
+
+    /// The tombstones' bookkeeping (hash: levels, per-level counts, the sweep's cursor; see
+    /// `store/tomb.lua`, where the buckets `x:<level>:<n>` and `xp:<level>:<n>` are named).
     pub fn tombs(&self) -> String {
         format!("{}:tombs", self.prefix)
     }
@@ -201,6 +219,7 @@ mod tests {
             k.tombs(),
             k.summary("RF1"),
             k.summaries(),
+            k.summaries_in(State::Failed),
             k.ready(),
             k.archiver(),
             k.workers(),

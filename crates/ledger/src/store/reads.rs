@@ -124,7 +124,7 @@ impl Ledger {
             }
         }
         let mut out = self.with_whole_texts(shard, out).await?;
-        // Succeeded refunds archived early answer with their summaries (see `store::summary`).
+        // Final refunds archived early answer with their summaries (see `store::summary`).
         if !missing.is_empty() {
             let summaries = self.summaries_of(shard, &missing).await?;
             if !summaries.is_empty() {
@@ -156,14 +156,16 @@ impl Ledger {
         let mut totals = vec![0u64; State::ALL.len()];
         for shard in 0..self.shard_count() {
             let mut pipe = redis::pipe();
+            // Each state's index, with its summaries index for a final state (see `store::summary`).
             for s in State::ALL {
-                pipe.zcard(self.shard_keys(shard).state(s));
+                for index in Self::state_indexes(self.shard_keys(shard), s) {
+                    pipe.zcard(index);
+                }
             }
-            pipe.zcard(self.shard_keys(shard).summaries());
-            let mut counts: Vec<u64> = pipe.query_async(&mut self.con.clone()).await?;
-            let summarised = counts.pop().unwrap_or(0);
-            for ((t, c), s) in totals.iter_mut().zip(counts).zip(State::ALL) {
-                *t += c + if s == State::Succeeded { summarised } else { 0 };
+            let counts: Vec<u64> = pipe.query_async(&mut self.con.clone()).await?;
+            let mut counts = counts.into_iter();
+            for (t, s) in totals.iter_mut().zip(State::ALL) {
+                *t += counts.by_ref().take(Self::state_indexes(self.shard_keys(shard), s).len()).sum::<u64>();
             }
         }
         Ok(State::ALL.into_iter().zip(totals).collect())
@@ -207,12 +209,12 @@ impl Ledger {
         Ok((recs, next))
     }
 
-    /// The indexes of refunds in `state`: succeeded ones archived early have one of their own
-    /// (by when they were created: close to when they succeeded).
+    /// The indexes of refunds in `state`: final ones archived early have one of their own per
+    /// state (by when they were created: close to when they became final).
     pub(crate) fn state_indexes(keys: &Keys, state: State) -> Vec<String> {
         let mut v = vec![keys.state(state)];
-        if state == State::Succeeded {
-            v.push(keys.summaries());
+        if crate::store::keys::SUMMARISED.contains(&state) {
+            v.push(keys.summaries_in(state));
         }
         v
     }
@@ -231,9 +233,9 @@ impl Ledger {
             // is in the created index by then).
             let n = offset + limit.max(1);
             all.extend(self.fresh_created_between(shard, from, to, n).await?.into_iter().map(|(t, id)| (t, id, shard)));
-            // Succeeded refunds archived early are indexed by creation among the summaries.
+            // Final refunds archived early are indexed by creation in their summaries indexes.
             let keys = self.shard_keys(shard);
-            for index in [keys.created(), keys.summaries()] {
+            for index in std::iter::once(keys.created()).chain(keys.every_summaries()) {
                 let ids: Vec<(String, f64)> = self
                     .con
                     .clone()

@@ -38,7 +38,7 @@ script_args! {
     /// `owner`: the worker that must hold the shard's archiving.
     /// `compact`: write tombstones in their compact form (the layout's tombstones is 2).
     /// `summarise`: keep a summary of each record (see `summary.rs`).
-    pub struct RemoveArgs<'a> { day: &'a str, count: usize, owner: &'a str, compact: bool, summarise: bool }
+    pub struct RemoveArgs<'a> { day: &'a str, count: usize, owner: &'a str, compact: bool, summarise: bool, states: &'a str }
 }
 
 script_args! {
@@ -274,6 +274,13 @@ impl Ledger {
             return Ok(out);
         }
         let compact = self.tombstone_form().await? == TombstoneForm::Compact;
+        // The states the layout lets be archived early, as their tombstone letters (the script
+        // refuses any other: see `archive_remove.lua`).
+        let states: String = if summarise {
+            self.summarised_states().await?.iter().map(|s| &s.as_str()[..1]).collect()
+        } else {
+            String::new()
+        };
         for part in items.chunks(REMOVE_PER_CALL) {
             let mut inv = ARCHIVE_REMOVE.prepare_invoke();
             for (i, (id, _, syssn, _)) in part.iter().enumerate() {
@@ -281,12 +288,15 @@ impl Ledger {
                     for k in keys.script_keys(id, syssn) {
                         inv.key(k);
                     }
-                    inv.key(keys.archiver()).key(keys.summaries());
+                    inv.key(keys.archiver());
+                    for k in keys.every_summaries() {
+                        inv.key(k);
+                    }
                 } else {
                     inv.key(keys.record(id)).key(keys.payment(syssn));
                 }
             }
-            RemoveArgs { day: &day, count: part.len(), owner, compact, summarise }.push(&mut inv);
+            RemoveArgs { day: &day, count: part.len(), owner, compact, summarise, states: &states }.push(&mut inv);
             for (id, updated_at, syssn, evidence) in part {
                 inv.arg(id).arg(updated_at).arg(syssn).arg(evidence);
             }

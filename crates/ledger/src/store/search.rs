@@ -102,11 +102,12 @@ impl Ledger {
                 Some(s) => sources.extend(Self::state_indexes(keys, s).into_iter().map(|i| (shard, i))),
                 // Fresh refunds (see `store::fresh`) are in the queued index by creation, until
                 // they are settled into the created index.
-                None => sources.extend([
-                    (shard, keys.state(State::Queued)),
-                    (shard, keys.created()),
-                    (shard, keys.summaries()),
-                ]),
+                None => sources.extend(
+                    [keys.state(State::Queued), keys.created()]
+                        .into_iter()
+                        .chain(keys.every_summaries())
+                        .map(|i| (shard, i)),
+                ),
             }
         }
         let (min, max) =

@@ -54,6 +54,7 @@ impl Ledger {
                     // A new ledger: every process that will ever write it reads compact tombstones.
                     pipe.hset_nx(base.layout(), crate::store::retention::TOMBSTONES_FIELD, 2).ignore();
                     pipe.hset_nx(base.layout(), crate::store::summary::SUMMARIES_FIELD, 1).ignore();
+                    pipe.hset_nx(base.layout(), crate::store::summary::FINAL_SUMMARIES_FIELD, 1).ignore();
                     pipe.hset_nx(base.layout(), crate::store::fresh::COMPACT_QUEUE_FIELD, 1).ignore();
                 }
                 pipe.query_async::<()>(&mut con).await?;

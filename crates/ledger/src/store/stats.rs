@@ -111,7 +111,9 @@ impl Ledger {
         for s in State::ALL {
             pipe.zcard(keys.state(s));
         }
-        pipe.zcard(keys.summaries());
+        for index in keys.every_summaries() {
+            pipe.zcard(index);
+        }
         for s in State::ALL.into_iter().filter(|s| !s.is_final()) {
             pipe.cmd("ZRANGE").arg(keys.state(s)).arg(0).arg(0).arg("WITHSCORES");
         }
@@ -125,11 +127,13 @@ impl Ledger {
             let n: u64 = redis::from_redis_value(take().ok_or_else(|| bad("counts"))?).map_err(|_| bad("counts"))?;
             by_state.push((s, n));
         }
-        // Succeeded refunds archived early count as succeeded (see `store::summary`).
-        let summarised: u64 =
-            redis::from_redis_value(take().ok_or_else(|| bad("counts"))?).map_err(|_| bad("counts"))?;
-        if let Some((_, n)) = by_state.iter_mut().find(|(s, _)| *s == State::Succeeded) {
-            *n += summarised;
+        // Refunds archived early count in their state (see `store::summary`).
+        for state in crate::store::keys::SUMMARISED {
+            let summarised: u64 =
+                redis::from_redis_value(take().ok_or_else(|| bad("counts"))?).map_err(|_| bad("counts"))?;
+            if let Some((_, n)) = by_state.iter_mut().find(|(s, _)| *s == state) {
+                *n += summarised;
+            }
         }
         let mut oldest_open_at: Option<i64> = None;
         for _ in State::ALL.into_iter().filter(|s| !s.is_final()) {
@@ -166,7 +170,7 @@ impl Ledger {
 
 impl Ledger {
     /// How many refunds entered `state` within [from, to] (ms) and are still in Redis (every
-    /// shard; succeeded ones archived early are counted by when they were created).
+    /// shard; final ones archived early are counted by when they were created).
     pub async fn entered_between(&self, state: State, from: i64, to: i64) -> Result<u64, LedgerError> {
         let mut pipe = redis::pipe();
         for shard in 0..self.shard_count() {
