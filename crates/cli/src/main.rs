@@ -4,6 +4,7 @@
 mod archived;
 mod commands;
 mod config;
+mod docs_cmd;
 mod import_cmd;
 mod ops;
 mod prune;
@@ -159,6 +160,19 @@ enum Command {
         #[arg(long)]
         http: Option<String>,
     },
+    /// Print a shell completion script to stdout (e.g. `qfrefund completions bash >
+    /// /etc/bash_completion.d/qfrefund`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout (`qfrefund man | man -l -`), or write every
+    /// command's page into a directory.
+    Man {
+        /// Write `qfrefund.1`, `qfrefund-worker.1`, … here instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Run the QFPay simulator (same as `qfpay-sim`).
     Sim(qfpay_sim::args::SimArgs),
     /// Talk to QFPay directly, bypassing the ledger: for checking credentials and connectivity
@@ -222,6 +236,8 @@ async fn main() -> ExitCode {
         Command::ScopeMerchants => commands::scope_merchants(config).await,
         Command::Reconcile(args) => ops::reconcile(config, args).await,
         Command::Ping { http } => ops::ping(config, http.as_deref()).await,
+        Command::Completions { shell } => docs_cmd::completions(shell),
+        Command::Man { dir } => docs_cmd::man(dir.as_deref()),
         Command::Sim(args) => qfpay_sim::args::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Qfpay(cmd) => qfpay_cmd::run(cmd, config).await.map(|()| ExitCode::SUCCESS),
     };
