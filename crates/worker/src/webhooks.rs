@@ -15,8 +15,12 @@
 //! The contract (README "Webhooks"): `POST` with `Content-Type: application/json`, the body is
 //! the outcome event as JSON; `X-Qfrefund-Event-Id` (and the body's `id`) is stable across
 //! redeliveries and across a replay of the same outcome after a Redis rollback ([`event_id`]:
-//! de-duplicate on it); `X-Qfrefund-Signature: sha256=<hex HMAC-SHA256 of the raw body with the merchant's
-//! webhook secret>`. Any 2xx is success.
+//! de-duplicate on it). Signed as Standard Webhooks specifies (`webhook-id` — the event id —,
+//! `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>`), so a
+//! receiver verifies it with that project's libraries in any language and refuses replays by the
+//! timestamp; and, for one more version, as before: `X-Qfrefund-Signature: sha256=<hex
+//! HMAC-SHA256 of the raw body with the merchant's webhook secret>`. `User-Agent:
+//! qfrefund/<version>`. Any 2xx is success.
 
 mod dispatch;
 mod retry;
@@ -33,6 +37,9 @@ pub use dispatch::{group_of, run};
 pub struct Webhook {
     pub url: String,
     secret: Vec<u8>,
+    /// The Standard Webhooks key: the bytes after `whsec_` of a secret written so (base64, as
+    /// that project's libraries take it), else the secret's own bytes.
+    standard_key: Vec<u8>,
 }
 
 impl Webhook {
@@ -43,12 +50,27 @@ impl Webhook {
         if secret.len() < 16 {
             return Err("the webhook secret must be at least 16 characters".into());
         }
-        Ok(Self { url: url.to_owned(), secret: secret.as_bytes().to_vec() })
+        use base64::Engine;
+        let standard_key = secret
+            .strip_prefix("whsec_")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .unwrap_or_else(|| secret.as_bytes().to_vec());
+        Ok(Self { url: url.to_owned(), secret: secret.as_bytes().to_vec(), standard_key })
     }
 
-    /// The value of `X-Qfrefund-Signature` for `body`.
+    /// The value of `X-Qfrefund-Signature` for `body` (the form before Standard Webhooks, kept
+    /// for one version).
     pub fn signature(&self, body: &[u8]) -> String {
         format!("sha256={}", hex(&hmac_sha256(&self.secret, body)))
+    }
+
+    /// The value of `webhook-signature` for delivery `id` sent at `timestamp` (seconds since
+    /// the epoch): `v1,` and the base64 HMAC-SHA256 of `<id>.<timestamp>.<body>`.
+    pub fn standard_signature(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        use base64::Engine;
+        let mut signed = format!("{id}.{timestamp}.").into_bytes();
+        signed.extend_from_slice(body);
+        format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(hmac_sha256(&self.standard_key, &signed)))
     }
 }
 
@@ -144,6 +166,18 @@ pub struct WebhookCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Standard Webhooks specification's own test vector: what its libraries accept.
+    #[test]
+    fn standard_signatures_match_the_published_test_vector() {
+        let hook = Webhook::new("https://example.test/hook", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let sig = hook.standard_signature("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, br#"{"test": 2432232314}"#);
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        // A secret not written as `whsec_<base64>` is the key itself.
+        let plain = Webhook::new("https://example.test/hook", "a-secret-of-24-characters").unwrap();
+        assert_ne!(plain.standard_signature("msg_1", 1, b"{}"), hook.standard_signature("msg_1", 1, b"{}"));
+        assert!(plain.standard_signature("msg_1", 1, b"{}").starts_with("v1,"));
+    }
 
     /// RFC 4231 test cases 1 and 6 (a key longer than the block).
     #[test]

@@ -547,7 +547,7 @@ async fn final_outcomes_reach_the_webhook_signed_and_retried_until_accepted() {
     loop {
         let accepted: std::collections::HashSet<String> = {
             let g = got.lock().unwrap();
-            g.iter().skip(3).map(|(id, _, _)| id.clone()).collect()
+            g.iter().skip(3).map(|(id, _, _, _)| id.clone()).collect()
         };
         if accepted.len() == 3 {
             break;
@@ -557,8 +557,15 @@ async fn final_outcomes_reach_the_webhook_signed_and_retried_until_accepted() {
     }
     let g = got.lock().unwrap().clone();
     let mut per_refund = std::collections::HashMap::new();
-    for (id, sig, body) in &g {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    for (id, sig, body, standard) in &g {
         assert_eq!(sig, &hook.signature(body), "every delivery is signed over its raw body");
+        // Standard Webhooks: the event id, a fresh timestamp, the signature of id.timestamp.body.
+        let at: i64 = standard.timestamp.parse().unwrap();
+        assert!((now - at).abs() < 300, "webhook-timestamp is the attempt's: {standard:?}");
+        assert_eq!(&standard.id, id);
+        assert_eq!(standard.signature, hook.standard_signature(id, at, body));
+        assert!(standard.user_agent.starts_with("qfrefund/"), "{standard:?}");
         let v: serde_json::Value = serde_json::from_slice(body).unwrap();
         assert_eq!(v["type"], "refund.succeeded");
         assert_eq!(&v["id"], id, "the event id header matches the body");

@@ -40,9 +40,9 @@ async fn a_replayed_outcome_is_announced_under_the_same_event_id() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let g = got.lock().unwrap().clone();
-    let ids: Vec<&String> = g.iter().map(|(id, _, _)| id).collect();
+    let ids: Vec<&String> = g.iter().map(|(id, _, _, _)| id).collect();
     let mut stream_ids = std::collections::BTreeSet::new();
-    for (id, _, body) in &g {
+    for (id, _, body, _) in &g {
         let v: serde_json::Value = serde_json::from_slice(body).unwrap();
         assert_eq!(id, &g[0].0, "one event id for one outcome: {ids:?}");
         assert_eq!(&v["id"], id, "the body names the same id as the header");

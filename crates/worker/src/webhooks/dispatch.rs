@@ -234,10 +234,17 @@ impl Dispatcher {
     }
 
     pub(super) async fn deliver(&self, hook: &Webhook, id: &str, body: &[u8]) -> Result<(), String> {
+        // Each attempt is signed afresh (a receiver refuses an old timestamp: a replay).
+        let timestamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let sent = self
             .http
             .post(&hook.url)
             .header("Content-Type", "application/json")
+            .header("User-Agent", concat!("qfrefund/", env!("CARGO_PKG_VERSION")))
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", hook.standard_signature(id, timestamp, body))
             .header("X-Qfrefund-Event-Id", id)
             .header("X-Qfrefund-Signature", hook.signature(body))
             .body(body.to_vec())

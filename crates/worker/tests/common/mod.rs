@@ -195,8 +195,18 @@ pub fn otns(prefix: &str, n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("{prefix}{i}")).collect()
 }
 
-/// What a webhook receiver got: (event id header, signature header, raw body), in arrival order.
-pub type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>;
+/// What a webhook receiver got: (event id header, signature header, raw body, the Standard
+/// Webhooks headers), in arrival order.
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>, Standard)>>>;
+
+/// The Standard Webhooks headers of a delivery, and its `User-Agent`.
+#[derive(Debug, Clone, Default)]
+pub struct Standard {
+    pub id: String,
+    pub timestamp: String,
+    pub signature: String,
+    pub user_agent: String,
+}
 
 /// A webhook receiver on loopback that accepts every request (200) and keeps it.
 pub async fn hook_receiver() -> (String, Received) {
@@ -216,7 +226,13 @@ pub async fn hook_receiver_failing(fail_first: usize) -> (String, Received) {
             async move {
                 let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
                 let mut g = seen.lock().unwrap();
-                g.push((h("x-qfrefund-event-id"), h("x-qfrefund-signature"), body.to_vec()));
+                let standard = Standard {
+                    id: h("webhook-id"),
+                    timestamp: h("webhook-timestamp"),
+                    signature: h("webhook-signature"),
+                    user_agent: h("user-agent"),
+                };
+                g.push((h("x-qfrefund-event-id"), h("x-qfrefund-signature"), body.to_vec(), standard));
                 if g.len() <= fail_first { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
             }
         }),
@@ -232,7 +248,7 @@ pub fn delivered_otns(got: &Received) -> std::collections::BTreeSet<String> {
     got.lock()
         .unwrap()
         .iter()
-        .filter_map(|(_, _, body)| serde_json::from_slice::<serde_json::Value>(body).ok())
+        .filter_map(|(_, _, body, _)| serde_json::from_slice::<serde_json::Value>(body).ok())
         .filter_map(|v| v["out_trade_no"].as_str().map(str::to_owned))
         .collect()
 }
