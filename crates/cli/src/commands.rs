@@ -89,10 +89,10 @@ pub struct EnqueueArgs {
     #[arg(long)]
     out_trade_no: String,
     /// Refund amount in minor units (100 = 1.00).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     amount: String,
     /// What the payment was for, in minor units (otherwise learned by enquiry).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     orig_amount: Option<String>,
     #[arg(long)]
     mchid: Option<String>,

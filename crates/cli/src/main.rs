@@ -181,21 +181,28 @@ enum Command {
     Qfpay(qfpay_cmd::QfpayCommand),
 }
 
-fn init_logging(default: &str) {
+/// Logs to stderr: `QFREFUND_LOG_FORMAT` `pretty` (the default; coloured only on a terminal) or
+/// `json`; any other value is refused rather than quietly ignored.
+fn init_logging(default: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if std::env::var("QFREFUND_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
+    match std::env::var("QFREFUND_LOG_FORMAT").ok().as_deref() {
+        Some("json") => builder.json().init(),
+        None | Some("") | Some("pretty") => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        Some(other) => anyhow::bail!("QFREFUND_LOG_FORMAT: unknown format {other:?}: pretty (the default) or json"),
     }
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let long_running = matches!(cli.command, Command::Worker | Command::Sim(_) | Command::Serve);
-    init_logging(if long_running { "info" } else { "warn" });
+    if let Err(e) = init_logging(if long_running { "info" } else { "warn" }) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     let config = cli.config.as_deref();
     let result = match cli.command {
         Command::Worker => commands::worker(config).await,
@@ -244,8 +251,37 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
+            if let Some(hint) = hint(&e) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, each said once: a cause whose words its wrapper already carries,
+/// or that repeats the one before, is left out.
+fn report(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        for part in cause.to_string().split(": ") {
+            if !parts.iter().any(|p| p == part) {
+                parts.push(part.to_owned());
+            }
+        }
+    }
+    parts.join(": ")
+}
+
+/// What to try, for the errors a first run meets most.
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    let text = report(e);
+    if !text.contains("connecting to Redis") {
+        None
+    } else if text.contains("Parse error") || text.contains("Incompatible type") {
+        Some("that server does not speak Redis' protocol (RESP): check the host and port in QFREFUND_REDIS_URL")
+    } else {
+        Some("is redis-server running there? Point QFREFUND_REDIS_URL at it (redis://host:6379)")
     }
 }

@@ -1,0 +1,72 @@
+//! How the `qfrefund` binary behaves at the shell: bad values reach the validator and are named,
+//! an unknown log format is refused, a closed pipe ends output quietly, no colour codes where no
+//! terminal reads them.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+
+use qfpay_sim::args::generated_syssn;
+use qfrefund_e2e::{env_for, qfrefund_bin};
+use testkit::{RedisServer, unique_namespace};
+
+fn run(env: &HashMap<String, String>, args: &[&str]) -> Output {
+    Command::new(qfrefund_bin()).args(args).env_clear().envs(env).output().unwrap()
+}
+
+#[test]
+fn a_negative_amount_reaches_the_validator_which_names_the_field() {
+    let redis = RedisServer::start().unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("manners"), "http://127.0.0.1:1");
+    let s = generated_syssn(1);
+    for (flag, field) in [("--amount", "amount"), ("--orig-amount", "orig_amount")] {
+        let mut args = vec!["enqueue", "--syssn", &s, "--out-trade-no", "RF-N1", "--amount", "100"];
+        if flag == "--amount" {
+            args[6] = "-5";
+        } else {
+            args.extend([flag, "-5"]);
+        }
+        let out = run(&env, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("{field}: must be positive")), "{err}");
+    }
+}
+
+#[test]
+fn an_unknown_log_format_is_refused_and_logs_carry_no_colour_off_a_terminal() {
+    let mut env = HashMap::new();
+    env.insert("QFREFUND_LOG_FORMAT".to_owned(), "xml".to_owned());
+    let out = run(&env, &["stats"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("QFREFUND_LOG_FORMAT: unknown format \"xml\""));
+    // A Redis that is not there: the error (and any log line) is plain text in a pipe.
+    let env = env_for("redis://127.0.0.1:1", &unique_namespace("manners"), "http://127.0.0.1:1");
+    let out = run(&env, &["stats"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.stderr.contains(&0x1b), "no ANSI escape in {err:?}");
+    // The error once, each cause once, and what to try.
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+    assert!(err.contains("hint: is redis-server running there? Point QFREFUND_REDIS_URL"), "{err}");
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `qfrefund man | true`: the reader is gone before the first write (the child takes
+    // milliseconds to start; the pipe is closed at once).
+    for args in [&["man"][..], &["completions", "bash"]] {
+        let mut child =
+            Command::new(qfrefund_bin()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take());
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{args:?}: {status:?} {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+    let bash = run(&HashMap::new(), &["completions", "bash"]);
+    assert!(bash.status.success() && String::from_utf8_lossy(&bash.stdout).contains("qfrefund"));
+}
