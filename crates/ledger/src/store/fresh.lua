@@ -3,13 +3,14 @@
 -- Enqueued fresh, a refund is its record (no updated_at, no next_at: both read as its creation
 -- time), its entry in the queued index, its outcome-stream entry and its id on the ready list
 -- (KEYS[15]; claim_due takes it from there). What every other refund is given at its enqueue, a
--- fresh one is given by the first claim that looks at it, whatever that claim does with it (or
--- when it first leaves 'queued' some other way: settle_fresh), so that a fresh refund is only ever
--- on the ready list, where processes from before fresh refunds never look: its entry in the created index (at its creation time), the first entry of its
--- timeline and, when its payment was unknown to the ledger at its enqueue (record field `fresh`
--- 2; 1: it was put under its payment then), its place under its payment (join_payment), restored
--- from the payment's tombstone if every earlier refund of it was archived meanwhile. Until then
--- it is found by creation time through the queued index (store::reads), not under its payment.
+-- fresh one is given by the first claim that looks at it, whatever that claim does with it, or
+-- when it first leaves 'queued' some other way (settle_fresh): its entry in the created index (at
+-- its creation time), the first entry of its timeline and, when its payment was unknown to the
+-- ledger at its enqueue (record field `fresh` 2; 1: it was put under its payment then), its
+-- place under its payment (join_payment), restored from the payment's tombstone if every earlier
+-- refund of it was archived meanwhile. So a fresh refund is only ever on the ready list, where
+-- processes from before fresh refunds never look. Until it is settled it is found by creation
+-- time through the queued index (store::reads), not under its payment.
 -- Works on R and P (common.lua); needs tomb.lua before it.
 
 -- Puts refund `id` under its payment P (joined at `now`) and records what was paid (`orig`, ''

@@ -2,8 +2,9 @@
 //! time ranges, oldest or newest first, in cursor pages. A search walks one index — the state's
 //! (by when refunds entered it) when a state is given, else the created index (by creation; fresh
 //! refunds, see `store::fresh`, by the queued index) — over the shards it concerns (one, for a
-//! merchant), merging them in order and filtering the records on the way. It reads at most [`SCAN_CAP`] index entries per call: a page may come back
-//! short, with a cursor, when few refunds match; the caller asks on from the cursor.
+//! merchant), merging them in order and filtering the records on the way. It reads at most
+//! [`SCAN_CAP`] index entries per call: a page may come back short, with a cursor, when few
+//! refunds match; the caller asks on from the cursor.
 
 use crate::error::LedgerError;
 use crate::refund::record::Record;
