@@ -1,8 +1,8 @@
 //! Fresh refunds: a queued refund kept as small as Redis allows. `fresh.lua` says what a fresh
 //! refund holds (its record, its entry in the queued index, its outcome-stream entry, its id on
 //! the ready list) and when it is given the rest (its created-index entry, its timeline, its place
-//! under its payment): when it first leaves `queued`, or when its claim first looks at its
-//! payment.
+//! under its payment): when the first claim looks at it, or when it first leaves `queued` some
+//! other way.
 //!
 //! Gated by the layout field [`COMPACT_QUEUE_FIELD`]: a process from before fresh refunds claims
 //! from the due-index only and never settles one (it would leave a fresh refund unclaimed, or
