@@ -32,10 +32,7 @@ local function decide_claim(otn, A, rate_key, served, rec)
   -- Never sent, it fails here (a refund it would take past what was paid, one whose paid amount
   -- disagrees with its payment's).
   local function fail(why)
-    redis.call('HSET', R, 'reason', capped('reason', why), 'updated_at', now, 'next_at', 0)
-    redis.call('ZREM', KEYS[2], otn)
-    set_state(otn, state, 'failed', now)
-    emit(state, now, A.maxlen)
+    fail_unsent(otn, state, why, now, A.maxlen)
     return {'failed', why}
   end
   -- A fresh refund (fresh.lua) is settled by the first claim that looks at it, whatever that

@@ -155,6 +155,15 @@ local function review(otn, state, why, now, maxlen)
   emit(state, now, maxlen)
 end
 
+-- Fails a refund that was never sent (one that would take its payment past what was paid, or
+-- whose paid amount disagrees with its payment's), saying why.
+local function fail_unsent(otn, state, why, now, maxlen)
+  redis.call('HSET', R, 'reason', capped('reason', why), 'updated_at', now, 'next_at', 0)
+  redis.call('ZREM', KEYS[2], otn)
+  set_state(otn, state, 'failed', now)
+  emit(state, now, maxlen)
+end
+
 -- Writes field/value pairs from ARGV[first..] and the pairs in `extra` in one HSET: each
 -- redis.call costs, and scripts are most of the Redis time a refund takes. An empty value clears a
 -- field (it is stored empty, which every reader takes as absent), so no HDEL is needed.

@@ -13,11 +13,7 @@ if cur[5] and cur[5] ~= '' then
   local f = redis.call('HMGET', KEYS[1], 'syssn', 'orig_txamt')
   local recorded = settle_fresh(A.id, {fresh = cur[5], created_at = cur[3], syssn = f[1], orig = f[2]})
   if recorded then
-    local why = paid_disagrees(f[2], recorded, f[1])
-    redis.call('HSET', KEYS[1], 'reason', capped('reason', why), 'updated_at', now, 'next_at', 0)
-    redis.call('ZREM', KEYS[2], A.id)
-    set_state(A.id, cur[1], 'failed', now)
-    emit(cur[1], now, A.maxlen)
+    fail_unsent(A.id, cur[1], paid_disagrees(f[2], recorded, f[1]), now, A.maxlen)
     return {'failed'}
   end
 end

@@ -65,15 +65,15 @@ local function enqueue_one(id, hash, now, maxlen, orig, fields)
   end
   -- The payment: refused at the door if it disagrees with what is recorded for it (in its hash, or
   -- in its tombstone once every earlier refund of it was archived: see join_payment).
-  local fresh = nil
+  local fresh, cur = nil, nil
   if A.compact then
     -- Fresh (fresh.lua): a payment the ledger knows nothing of is joined at the first claim.
-    local cur = redis.call('HMGET', P, 'paid', 'committed')
+    cur = redis.call('HMGET', P, 'paid', 'committed')
     fresh = (cur[1] or cur[2]) and '1' or '2'
     if fresh == '2' and tomb_meta().levels > 0 and tomb_find('xp', fields[4]) then fresh = '1' end
   end
   if fresh ~= '2' then
-    local mismatch = join_payment(id, fields[4], orig, now, true)
+    local mismatch = join_payment(id, fields[4], orig, now, true, cur)
     if mismatch then return {'paid_mismatch', mismatch} end
   end
   -- Counters (fence, submits, enquiries, retries, not_found) start absent, which reads as 0.

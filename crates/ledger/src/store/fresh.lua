@@ -18,9 +18,9 @@
 -- so the over-refund guard counts them. Returns nil, or the amount recorded for the payment
 -- when `orig` disagrees with it: `strict`, nothing is written then (the enqueue refuses the
 -- refund); else the refund is put under its payment all the same, without `orig`.
-local function join_payment(id, syssn, orig, now, strict)
+local function join_payment(id, syssn, orig, now, strict, cur)
   local pay = {'r:' .. id, now}
-  local cur = redis.call('HMGET', P, 'paid', 'committed')
+  cur = cur or redis.call('HMGET', P, 'paid', 'committed')
   local paid = cur[1] or nil
   local restore, restore_level, restore_field = nil, nil, nil
   if not cur[1] and not cur[2] and tomb_meta().levels > 0 then
