@@ -144,7 +144,7 @@ fn the_example_config_file_loads() {
     std::fs::write(&path, "[worker]\nconcurency = 3\n").unwrap();
     let out = run(&env, &["--config", path.to_str().unwrap(), "worker"]);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("unknown field `concurency`"),
+        String::from_utf8_lossy(&out.stderr).contains("unknown field: found `concurency`"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -1,5 +1,6 @@
-//! The README's configuration reference and the code agree: every `QFREFUND_*` variable the code
-//! reads is documented, and every one the README names is read somewhere. Also: every command
+//! The documentation and the code agree: every `QFREFUND_*` variable the code reads is documented
+//! (in the README or `docs/`, whose reference is generated from the settings tree), and every one
+//! they name is read somewhere. Also: every command
 //! that calls QFPay defaults to the same HTTP timeouts, the ones the README states.
 
 #![allow(clippy::unwrap_used)]
@@ -17,6 +18,23 @@ const README_ONLY: &[&str] = &[];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The README and every page under `docs/`.
+fn documentation() -> String {
+    let mut text = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for entry in std::fs::read_dir(root().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            text.push_str(&std::fs::read_to_string(path).unwrap());
+        }
+    }
+    text
+}
+
+/// The reference of every setting, generated from the settings tree.
+fn reference() -> String {
+    std::fs::read_to_string(root().join("docs/configuration.md")).unwrap()
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -62,21 +80,21 @@ fn every_qfrefund_variable_the_code_reads_is_documented_and_every_documented_one
         read.extend(names(&std::fs::read_to_string(f).unwrap(), true));
     }
     assert!(read.contains("QFREFUND_REDIS_URL") && read.len() > 20, "the scan finds the code's variables: {read:?}");
-    let readme = names(&std::fs::read_to_string(root().join("README.md")).unwrap(), false);
-    let undocumented: Vec<&String> = read.difference(&readme).collect();
-    assert!(undocumented.is_empty(), "read by the code but not in README.md: {undocumented:?}");
-    let unread: Vec<&String> = readme.difference(&read).filter(|n| !README_ONLY.contains(&n.as_str())).collect();
-    assert!(unread.is_empty(), "named in README.md but read by no code under crates/: {unread:?}");
+    let documented = names(&documentation(), false);
+    let undocumented: Vec<&String> = read.difference(&documented).collect();
+    assert!(undocumented.is_empty(), "read by the code but not documented: {undocumented:?}");
+    let unread: Vec<&String> = documented.difference(&read).filter(|n| !README_ONLY.contains(&n.as_str())).collect();
+    assert!(unread.is_empty(), "documented but read by no code under crates/: {unread:?}");
 }
 
 /// `qfrefund qfpay` used its own connect timeout (3 s, the library's) and workers another (2 s);
 /// the library's whole-exchange default was 15 s against the workers' 6 s. One constant now.
 #[test]
-fn every_command_that_calls_qfpay_defaults_to_the_http_timeouts_the_readme_states() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+fn every_command_that_calls_qfpay_defaults_to_the_http_timeouts_the_reference_states() {
+    let reference = reference();
     let documented = |var: &str| -> u64 {
-        let row = readme.lines().find(|l| l.starts_with(&format!("| `{var}` |"))).unwrap();
-        row.split('|').nth(2).unwrap().trim().parse().unwrap()
+        let row = reference.lines().find(|l| l.starts_with(&format!("| `{var}` |"))).unwrap();
+        row.split('|').nth(3).unwrap().trim().parse().unwrap()
     };
     let (timeout, connect) = (documented("QFREFUND_HTTP_TIMEOUT_MS"), documented("QFREFUND_HTTP_CONNECT_TIMEOUT_MS"));
     let lib = qfpay::ClientConfig::default();
@@ -98,11 +116,12 @@ fn every_command_that_calls_qfpay_defaults_to_the_http_timeouts_the_readme_state
 /// meaning now: QFPay refuses 23:30–00:30 UTC+8; workers submit nothing 23:25–00:35 (the margin).
 #[test]
 fn the_quiet_window_is_written_one_way_and_matches_the_code() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    for line in readme.lines().filter(|l| l.contains("23:30–00:30")) {
+    let docs = std::fs::read_to_string(root().join("README.md")).unwrap() + &reference();
+    for line in docs.lines().filter(|l| l.contains("23:30–00:30")) {
         assert!(line.contains("QFPay"), "23:30–00:30 is QFPay's own window, said so: {line}");
     }
-    let env_row = readme.lines().find(|l| l.starts_with("| `QFREFUND_QUIET_WINDOW` |")).unwrap();
+    let reference = reference();
+    let env_row = reference.lines().find(|l| l.starts_with("| `QFREFUND_QUIET_WINDOW` |")).unwrap();
     assert!(env_row.contains("23:25–00:35"), "{env_row}");
     let at = |t: &str| qfpay::time::near_refund_blackout(t.parse::<qfpay::Txdtm>().unwrap());
     assert!(!at("2025-11-25 23:24:59") && at("2025-11-25 23:25:00"), "workers stop at 23:25");

@@ -2,6 +2,7 @@
 //! library crates (`ledger`, `worker`, `qfpay`, `qfpay_sim`).
 
 mod archived;
+mod cmd;
 mod commands;
 mod config;
 mod docs_cmd;
@@ -9,11 +10,12 @@ mod import_cmd;
 mod ops;
 mod prune;
 mod qfpay_cmd;
+mod settings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "qfrefund", version, about = "Durable QFPay refunds: at most one refund per (merchant, out_trade_no)")]
@@ -173,12 +175,20 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Print the effective configuration (`show`) or check it without starting anything (`check`).
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
     /// Run the QFPay simulator (same as `qfpay-sim`).
     Sim(qfpay_sim::args::SimArgs),
     /// Talk to QFPay directly, bypassing the ledger: for checking credentials and connectivity
     /// against a sandbox or the simulator. Production refunds go through `enqueue`.
     #[command(subcommand)]
     Qfpay(qfpay_cmd::QfpayCommand),
+}
+
+/// The command line as parsed and documented: each command's help ends with the variables it reads.
+fn command() -> clap::Command {
+    settings::help::with_environment(Cli::command())
 }
 
 /// Logs to stderr: `QFREFUND_LOG_FORMAT` `pretty` (the default; coloured only on a terminal) or
@@ -197,7 +207,10 @@ fn init_logging(default: &str) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let long_running = matches!(cli.command, Command::Worker | Command::Sim(_) | Command::Serve);
     if let Err(e) = init_logging(if long_running { "info" } else { "warn" }) {
         eprintln!("error: {e:#}");
@@ -245,6 +258,7 @@ async fn main() -> ExitCode {
         Command::Ping { http } => ops::ping(config, http.as_deref()).await,
         Command::Completions { shell } => docs_cmd::completions(shell),
         Command::Man { dir } => docs_cmd::man(dir.as_deref()),
+        Command::Config(cmd) => cmd::config::run(config, cmd),
         Command::Sim(args) => qfpay_sim::args::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Qfpay(cmd) => qfpay_cmd::run(cmd, config).await.map(|()| ExitCode::SUCCESS),
     };

@@ -1,0 +1,119 @@
+//! `qfrefund config show` and `qfrefund config check`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::settings::render;
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration: every setting's value (secrets redacted) and where it
+    /// came from (default, the file, or which environment variable).
+    Show {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Print an example configuration file: every setting at its default, with its meaning and
+    /// its environment variable (`qfrefund config example > qfrefund.toml`).
+    Example,
+    /// Print the reference of every setting as a Markdown table (as in docs/configuration.md).
+    Reference,
+    /// Check the configuration without starting anything: the ledger's settings, every merchant
+    /// (credentials included), the workers' and the API's settings. Exit 0 when valid, else 1
+    /// with what is wrong.
+    Check {
+        /// Also require that this part can start (a worker needs a merchant, the API a token).
+        #[arg(long = "for", value_enum)]
+        role: Option<Role>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    Worker,
+    Api,
+    Producer,
+}
+
+pub fn run(config: Option<&Path>, cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ConfigCommand::Show { output } => show(config, output),
+        ConfigCommand::Check { role } => check(config, role),
+        ConfigCommand::Example => crate::docs_cmd::print(render::example_toml().as_bytes()),
+        ConfigCommand::Reference => crate::docs_cmd::print(render::reference_table().as_bytes()),
+    }
+}
+
+fn show(config: Option<&Path>, output: Format) -> anyhow::Result<ExitCode> {
+    let loaded = crate::settings::load(config)?;
+    let rows = render::effective(&loaded);
+    let mut text = String::new();
+    match output {
+        Format::Json => {
+            for row in &rows {
+                text.push_str(&serde_json::to_string(row)?);
+                text.push('\n');
+            }
+        }
+        Format::Table => {
+            let key_width = rows.iter().map(|r| r.key.len()).max().unwrap_or(0);
+            let value_width = rows.iter().map(|r| r.value.as_deref().map_or(1, str::len)).max().unwrap_or(0).min(48);
+            for r in &rows {
+                let value = r.value.as_deref().unwrap_or("—");
+                text.push_str(&format!("{:key_width$}  {value:value_width$}  {}\n", r.key, r.source));
+            }
+        }
+    }
+    crate::docs_cmd::print(text.as_bytes())
+}
+
+fn check(config: Option<&Path>, role: Option<Role>) -> anyhow::Result<ExitCode> {
+    let c = Config::load(config)?;
+    let s = &c.loaded.settings;
+    let mut said = vec![format!(
+        "ledger: namespace {:?}, {} shard(s), Redis {}",
+        s.namespace,
+        s.shards,
+        archive::postgres::redact(&c.redis_url)
+    )];
+    let merchants = c.merchants()?;
+    let mut names: Vec<&String> = merchants.keys().collect();
+    names.sort();
+    if merchants.is_empty() {
+        anyhow::ensure!(
+            role != Some(Role::Worker),
+            "a worker needs a merchant: set QFPAY_APP_CODE, QFPAY_CLIENT_KEY and QFPAY_BASE_URL, or [merchants.NAME] in the config file"
+        );
+        said.push("worker: no merchant configured (a worker would refuse to start)".into());
+    } else {
+        let w = c.worker()?;
+        let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+        said.push(format!("worker: valid, concurrency {}, merchants {}", w.concurrency, names.join(", ")));
+    }
+    let r = c.retention()?;
+    said.push(match &r.archive {
+        Some(a) => format!("retention: archive {}", archive::postgres::redact(a)),
+        None => "retention: no archive (nothing is ever removed from Redis)".into(),
+    });
+    if s.api.tokens.any() {
+        let (listen, a) = c.api()?;
+        said.push(format!("api: valid, listening on {listen}, {} token(s)", a.tokens.len()));
+    } else {
+        anyhow::ensure!(
+            role != Some(Role::Api),
+            "the API needs at least one token: set QFREFUND_API_TOKENS=name:role:token or [[api.tokens]] in the config file"
+        );
+        said.push("api: no token configured (`serve` would refuse to start)".into());
+    }
+    said.push("configuration is valid".into());
+    crate::docs_cmd::print((said.join("\n") + "\n").as_bytes())
+}

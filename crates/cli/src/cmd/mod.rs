@@ -1,0 +1,3 @@
+//! One file per command (commands not yet moved here live beside `main.rs`).
+
+pub mod config;
