@@ -34,11 +34,11 @@ fn enqueue_status_list_and_their_exit_codes() {
     assert_eq!(json(&again)["created_at"], rec["created_at"]);
     // Another amount under the same id: a conflict naming the field, exit 1.
     let conflict = run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", "RF-C1", "--amount", "1600"]);
-    assert_eq!(conflict.status.code(), Some(1));
+    assert_eq!(conflict.status.code(), Some(4), "a conflict");
     assert!(String::from_utf8_lossy(&conflict.stderr).contains("txamt"));
     // Invalid input names the field.
     let bad = run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", "RF C2", "--amount", "5"]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2), "invalid input");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("out_trade_no"), "{}", String::from_utf8_lossy(&bad.stderr));
     let bad = run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", "RF-C2", "--amount", "-5"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("amount"));
@@ -115,7 +115,7 @@ fn the_worker_refuses_to_start_with_a_clear_error_when_misconfigured() {
     let mut env = env_for(&redis.url(), &unique_namespace("cli-cfg"), "http://127.0.0.1:1");
     env.remove("QFPAY_CLIENT_KEY");
     let out = run(&env, &["worker"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a configuration error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("QFPAY_CLIENT_KEY"));
     let mut env = env_for(&redis.url(), &unique_namespace("cli-cfg"), "http://127.0.0.1:1");
     env.insert("QFREFUND_LEASE_MS".into(), "abc".into());
@@ -164,9 +164,9 @@ fn operators_retry_resolve_and_cancel_with_a_reason() {
     assert_eq!((rec["state"].as_str(), rec["operator"].as_str()), (Some("cancelled"), Some("ann")));
     assert!(rec["reason"].as_str().unwrap().contains("customer kept the goods"));
     let again = run(&env, &["resolve", "RF-O1", "--state", "succeeded", "--reason", "x"]);
-    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(again.status.code(), Some(4), "refused by the refund's state");
     assert!(String::from_utf8_lossy(&again.stderr).contains("needs_review"));
-    assert_eq!(run(&env, &["retry", "RF-NOPE", "--reason", "x"]).status.code(), Some(1));
+    assert_eq!(run(&env, &["retry", "RF-NOPE", "--reason", "x"]).status.code(), Some(3), "not found");
 }
 
 #[test]
@@ -279,7 +279,7 @@ fn serve_answers_over_http_with_tokens_from_the_environment() {
     let mut env = env_for(&redis.url(), &unique_namespace("cli-serve"), "http://127.0.0.1:1");
     env.insert("QFREFUND_API_LISTEN".into(), "127.0.0.1:0".into());
     let missing = run(&env, &["serve"]);
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("QFREFUND_API_TOKENS"), "no tokens: a clear error");
     env.insert("QFREFUND_API_TOKENS".into(), "shop:produce:cli-token-0123456789".into());
     let mut child = Command::new(qfrefund_bin())
@@ -402,7 +402,7 @@ fn ping_follow_and_the_webhook_commands() {
     let failed = run(&env, &["list", "--webhook-failed"]);
     assert!(failed.status.success() && failed.stdout.is_empty());
     assert_eq!(json(&run(&env, &["redeliver", "--all"]))["rescheduled"], 0);
-    assert_eq!(run(&env, &["redeliver"]).status.code(), Some(1), "names ids or --all");
+    assert_eq!(run(&env, &["redeliver"]).status.code(), Some(2), "names ids or --all");
     // Redis gone: ping says so, with exit 1.
     redis.kill();
     let down = run(&env, &["ping"]);

@@ -30,7 +30,7 @@ fn a_negative_amount_reaches_the_validator_which_names_the_field() {
         }
         let out = run(&env, &args);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(out.status.code(), Some(2), "invalid input: {err}");
         assert!(err.contains(&format!("{field}: must be positive")), "{err}");
     }
 }
@@ -45,7 +45,7 @@ fn an_unknown_log_format_is_refused_and_logs_carry_no_colour_off_a_terminal() {
     // A Redis that is not there: the error (and any log line) is plain text in a pipe.
     let env = env_for("redis://127.0.0.1:1", &unique_namespace("manners"), "http://127.0.0.1:1");
     let out = run(&env, &["stats"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(75), "unavailable: retry");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.stderr.contains(&0x1b), "no ANSI escape in {err:?}");
     // The error once, each cause once, and what to try.
@@ -69,4 +69,28 @@ fn output_into_a_closed_pipe_ends_quietly() {
     }
     let bash = run(&HashMap::new(), &["completions", "bash"]);
     assert!(bash.status.success() && String::from_utf8_lossy(&bash.stdout).contains("qfrefund"));
+    // The same for a command that reads the ledger and prints a line per refund.
+    let redis = RedisServer::start().unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("manners-pipe"), "http://127.0.0.1:1");
+    let s = generated_syssn(2);
+    for i in 0..3 {
+        let otn = format!("RF-P{i}");
+        assert!(run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", &otn, "--amount", "1"]).status.success());
+    }
+    for args in [&["list"][..], &["events"], &["config", "show"], &["config", "example"]] {
+        let mut child = Command::new(qfrefund_bin())
+            .args(args)
+            .env_clear()
+            .envs(&env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{args:?}: {status:?} {err}");
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+    }
 }

@@ -79,12 +79,12 @@ fn check_validates_without_starting_and_names_what_is_wrong() {
     assert!(said.contains("worker: valid") && said.contains("configuration is valid"), "{said}");
     // The API needs a token.
     let out = run(&env, &["config", "check", "--for", "api"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("QFREFUND_API_TOKENS"));
     let mut bad = env.clone();
     bad.insert("QFREFUND_LEASE_MS".into(), "1000".into());
     let out = run(&bad, &["config", "check"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("lease"), "{}", String::from_utf8_lossy(&out.stderr));
     let mut bad = env.clone();
     bad.insert("QFREFUND_QUIET_WINDOW".into(), "sometimes".into());
@@ -96,7 +96,7 @@ fn check_validates_without_starting_and_names_what_is_wrong() {
         none.remove(k);
     }
     let out = run(&none, &["config", "check", "--for", "worker"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("a worker needs a merchant"));
     // Half a default merchant names the missing variable.
     let mut half = env;

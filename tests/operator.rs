@@ -63,7 +63,7 @@ async fn resolve_force_accepts_a_success_past_the_paid_amount_and_audits_it_as_f
         run(&env, &args)
     };
     let refused = resolve("RF-F2", false);
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(refused.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("1200 of 1000"));
     let forced = resolve("RF-F2", true);
     assert!(forced.status.success(), "{}", String::from_utf8_lossy(&forced.stderr));
@@ -74,7 +74,7 @@ async fn resolve_force_accepts_a_success_past_the_paid_amount_and_audits_it_as_f
     let rec = l.get("default", "RF-F3").await.unwrap().unwrap();
     l.defer(&rec, 0, "waited too long", Duration::ZERO).await.unwrap();
     let never = resolve("RF-F3", true);
-    assert_eq!(never.status.code(), Some(1));
+    assert_eq!(never.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&never.stderr).contains("never sent"));
 
     let trail = audit(&env);
@@ -95,10 +95,10 @@ fn pause_refuses_a_merchant_name_no_refund_could_carry_and_pause_and_resume_are_
     let env = env_for(&redis.url(), &unique_namespace("cli-pause"), "http://127.0.0.1:1");
     for bad in ["", "two words", "a:b"] {
         let out = run(&env, &["pause", bad, "--reason", "x"]);
-        assert_eq!(out.status.code(), Some(1), "pause {bad:?} is refused");
+        assert_eq!(out.status.code(), Some(2), "pause {bad:?} is refused");
         assert!(String::from_utf8_lossy(&out.stderr).contains("merchant"), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    assert_eq!(run(&env, &["resume", ""]).status.code(), Some(1));
+    assert_eq!(run(&env, &["resume", ""]).status.code(), Some(2));
     let stats = run(&env, &["stats"]);
     assert!(!String::from_utf8_lossy(&stats.stdout).contains("\"\":"), "nothing was paused");
 

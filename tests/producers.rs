@@ -193,7 +193,7 @@ async fn enqueue_and_import_refuse_a_merchant_no_configuration_or_live_worker_kn
     };
     let out = enqueue("RF-U1", "nobody");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("unknown merchant \"nobody\"") && stderr.contains("known merchants: default"), "{stderr}");
     assert!(enqueue("RF-U2", "default").status.success());
 
@@ -245,7 +245,7 @@ fn qfpay_refund_outside_the_ledger_needs_the_flag_unless_it_is_the_simulator() {
         ["qfpay", "refund", "--syssn", "20251125000000000000000001", "--out-trade-no", "RF-B1", "--amount", "1"];
     let out = run(&env, &refund);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--i-understand-this-bypasses-the-ledger"), "{stderr}");
     // The simulator (loopback) needs no flag: this one fails to connect, not on the flag.
     env.insert("QFPAY_BASE_URL".into(), "http://127.0.0.1:1".into());

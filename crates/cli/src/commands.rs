@@ -10,6 +10,7 @@ use ledger::{Enqueued, Ledger, LedgerError, NewRefund, State};
 use serde_json::json;
 
 use crate::config::Config;
+use crate::exit::out;
 
 pub(crate) async fn open(config: Option<&Path>) -> anyhow::Result<Ledger> {
     let c = Config::load(config)?;
@@ -119,11 +120,11 @@ pub async fn enqueue(config: Option<&Path>, a: EnqueueArgs) -> anyhow::Result<Ex
     let ledger = open_producer(config).await?;
     let known = Config::load(config)?.merchant_names();
     if let Err(unknown) = ledger.check_refund_merchant(&refund, &known).await? {
-        anyhow::bail!("{unknown}");
+        return Err(crate::exit::invalid(anyhow::anyhow!("{unknown}")));
     }
     match ledger.enqueue(refund).await {
         Ok(e) => {
-            println!("{}", serde_json::to_string(e.record())?);
+            out!("{}", serde_json::to_string(e.record())?);
             if matches!(e, Enqueued::Duplicate(_)) {
                 eprintln!(
                     "note: {} was enqueued before with the same request; this is that record",
@@ -139,7 +140,7 @@ pub async fn enqueue(config: Option<&Path>, a: EnqueueArgs) -> anyhow::Result<Ex
 /// Exit status of a producer or operator command whose write may or may not have been applied
 /// (Redis timed out or dropped the connection after the request was sent): run the same command
 /// again — it is idempotent. 75 is EX_TEMPFAIL.
-pub(crate) const EXIT_OUTCOME_UNKNOWN: u8 = 75;
+pub(crate) const EXIT_OUTCOME_UNKNOWN: u8 = crate::exit::UNAVAILABLE;
 
 /// Reports a failed write: exit 75 when its outcome is unknown, else the error (exit 1).
 pub(crate) fn write_failed(e: LedgerError) -> anyhow::Result<ExitCode> {
@@ -177,17 +178,17 @@ pub async fn status(
             if attempts {
                 shown["attempts"] = serde_json::to_value(ledger.attempts(merchant, out_trade_no).await?)?;
             }
-            println!("{shown}");
+            out!("{shown}");
             Ok(ExitCode::SUCCESS)
         }
         None => match crate::archived::find(config, &ledger, merchant, out_trade_no).await? {
             Some(archived) => {
-                println!("{archived}");
+                out!("{archived}");
                 Ok(ExitCode::SUCCESS)
             }
             None => {
                 eprintln!("no refund with out_trade_no {out_trade_no:?} for merchant {merchant:?}");
-                Ok(ExitCode::from(3))
+                Ok(ExitCode::from(crate::exit::NOT_FOUND))
             }
         },
     }
@@ -246,20 +247,22 @@ pub async fn pause(
     by: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     if why.trim().is_empty() {
-        anyhow::bail!("--reason must say why");
+        return Err(crate::exit::invalid(anyhow::anyhow!("--reason must say why")));
     }
     let who = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
     let ledger = open(config).await?;
     let done = if pause { ledger.pause(merchant, &who, why).await } else { ledger.resume(merchant, &who, why).await };
     let changed = match done {
         Ok(changed) => changed,
-        Err(LedgerError::Invalid(e)) => anyhow::bail!("no such merchant name {merchant:?}: {e}"),
+        Err(LedgerError::Invalid(e)) => {
+            return Err(crate::exit::invalid(anyhow::anyhow!("no such merchant name {merchant:?}: {e}")));
+        }
         Err(e) => return Err(e.into()),
     };
     if pause {
-        println!("{}", json!({"merchant": merchant, "paused": true, "reason": why}));
+        out!("{}", json!({"merchant": merchant, "paused": true, "reason": why}));
     } else {
-        println!("{}", json!({"merchant": merchant, "paused": false, "was_paused": changed}));
+        out!("{}", json!({"merchant": merchant, "paused": false, "was_paused": changed}));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -280,7 +283,7 @@ pub struct OperatorArgs {
 
 pub async fn operate(config: Option<&Path>, a: OperatorArgs, op: ledger::Operation) -> anyhow::Result<ExitCode> {
     if a.reason.trim().is_empty() {
-        anyhow::bail!("--reason must say why");
+        return Err(crate::exit::invalid(anyhow::anyhow!("--reason must say why")));
     }
     let who = a.by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
     let ledger = open_producer(config).await?;
@@ -291,12 +294,15 @@ pub async fn operate(config: Option<&Path>, a: OperatorArgs, op: ledger::Operati
     match done {
         Ok(_) => {
             let rec = ledger.get(&a.merchant, &a.out_trade_no).await?.context("record vanished")?;
-            println!("{}", serde_json::to_string(&rec)?);
+            out!("{}", serde_json::to_string(&rec)?);
             Ok(ExitCode::SUCCESS)
         }
         Err(why) => {
             eprintln!("refused: {why}");
-            Ok(ExitCode::from(1))
+            Ok(ExitCode::from(match why {
+                ledger::Refusal::NoSuchRefund(_) => crate::exit::NOT_FOUND,
+                ledger::Refusal::Refused(_) => crate::exit::CONFLICT,
+            }))
         }
     }
 }
@@ -310,15 +316,17 @@ pub async fn redeliver(
     by: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     if ids.is_empty() && !all {
-        anyhow::bail!("name event ids (from `qfrefund list --webhook-failed`) or pass --all");
+        return Err(crate::exit::invalid(anyhow::anyhow!(
+            "name event ids (from `qfrefund list --webhook-failed`) or pass --all"
+        )));
     }
     if reason.trim().is_empty() {
-        anyhow::bail!("--reason must say why");
+        return Err(crate::exit::invalid(anyhow::anyhow!("--reason must say why")));
     }
     let who = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
     let ledger = open(config).await?;
     let n = ledger.redeliver_webhooks(&ids, &who, reason.trim()).await?;
-    println!("{}", json!({"rescheduled": n}));
+    out!("{}", json!({"rescheduled": n}));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -326,7 +334,7 @@ pub async fn redeliver(
 pub async fn scope_merchants(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let ledger = open_producer(config).await?;
     let was = ledger.scope_merchants().await?;
-    println!("{}", json!({"merchant_scoped": true, "was_shared": was}));
+    out!("{}", json!({"merchant_scoped": true, "was_shared": was}));
     Ok(ExitCode::SUCCESS)
 }
 

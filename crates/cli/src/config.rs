@@ -10,6 +10,7 @@ use ledger::LedgerConfig;
 use qfpay::{ClientKey, SignAlg};
 use worker::{Merchant, WorkerConfig};
 
+use crate::exit::invalid;
 use crate::settings::{self, Loaded, MerchantSettings, Settings, values::Tokens};
 
 mod tokens;
@@ -32,8 +33,12 @@ fn secs(v: u64) -> Duration {
 }
 
 impl Config {
-    /// Loads the file (if any) and the environment.
+    /// Loads the file (if any) and the environment; an error is a configuration error (exit 2).
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        Self::read(path).map_err(invalid)
+    }
+
+    fn read(path: Option<&Path>) -> anyhow::Result<Self> {
         let loaded = settings::load(path)?;
         let s = &loaded.settings;
         let mut ledger = LedgerConfig {
@@ -74,6 +79,10 @@ impl Config {
 
     /// Retention and the archive, as the workers run them.
     pub fn retention(&self) -> anyhow::Result<worker::retention::Retention> {
+        self.retention_settings().map_err(invalid)
+    }
+
+    fn retention_settings(&self) -> anyhow::Result<worker::retention::Retention> {
         let w = &self.settings().worker;
         let r = worker::retention::Retention {
             archive: w.archive.clone(),
@@ -88,6 +97,10 @@ impl Config {
 
     /// The worker's configuration.
     pub fn worker(&self) -> anyhow::Result<WorkerConfig> {
+        self.worker_settings().map_err(invalid)
+    }
+
+    fn worker_settings(&self) -> anyhow::Result<WorkerConfig> {
         let w = &self.settings().worker;
         let mut c =
             WorkerConfig { redis_url: self.redis_url.clone(), ledger: self.ledger.clone(), ..WorkerConfig::default() };
@@ -134,6 +147,10 @@ impl Config {
 
     /// The HTTP API's configuration and the address to listen on.
     pub fn api(&self) -> anyhow::Result<(String, api::ApiConfig)> {
+        self.api_settings().map_err(invalid)
+    }
+
+    fn api_settings(&self) -> anyhow::Result<(String, api::ApiConfig)> {
         let a = &self.settings().api;
         let mut c = api::ApiConfig {
             body_limit: a.body_limit_bytes,
@@ -176,10 +193,15 @@ impl Config {
         known.sort();
         all.remove(name)
             .with_context(|| format!("no merchant {name:?} in the configuration (known: {})", known.join(", ")))
+            .map_err(invalid)
     }
 
     /// Every merchant, with its credentials.
     pub fn merchants(&self) -> anyhow::Result<HashMap<String, Merchant>> {
+        self.merchant_settings().map_err(invalid)
+    }
+
+    fn merchant_settings(&self) -> anyhow::Result<HashMap<String, Merchant>> {
         let mut out = HashMap::new();
         for (name, m) in merchants_defined(self.settings()) {
             out.insert(name.clone(), self.merchant_from(name, m)?);

@@ -13,6 +13,7 @@ use ledger::{Ledger, LedgerError, LineFate, NewRefund, State};
 use serde_json::json;
 
 use crate::commands::{EXIT_OUTCOME_UNKNOWN, open_producer};
+use crate::exit::out;
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
@@ -173,12 +174,14 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
         summary["advice"] = json!(ledger::RERUN_ADVICE);
         eprintln!("{unknown_n} line(s) of unknown outcome and {not_written_n} not written: {}", ledger::RERUN_ADVICE);
     }
-    println!("{summary}");
+    out!("{summary}");
     if let Some(path) = &a.report {
         let complete = write_report(&ledger, &lines_seen, path, Duration::from_secs(a.report_timeout)).await?;
         if !complete {
-            eprintln!("report written with refunds still in flight: --report-timeout ran out");
-            return Ok(ExitCode::from(2));
+            eprintln!(
+                "report written with refunds still in flight: --report-timeout ran out (run the same import again to wait longer)"
+            );
+            return Ok(ExitCode::from(crate::exit::UNAVAILABLE));
         }
     }
     Ok(if rerun {
@@ -309,7 +312,7 @@ fn dry_run<R: std::io::BufRead>(lines: &mut Lines<R>) -> anyhow::Result<ExitCode
         }
     }
     let ok = conflicts == 0 && invalid.is_empty();
-    println!(
+    out!(
         "{}",
         json!({"dry_run": true, "valid": valid, "duplicates_in_file": duplicates, "conflicts_in_file": conflicts,
                "invalid": invalid, "conflicting": conflicting,

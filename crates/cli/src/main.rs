@@ -6,6 +6,7 @@ mod cmd;
 mod commands;
 mod config;
 mod docs_cmd;
+mod exit;
 mod import_cmd;
 mod ops;
 mod prune;
@@ -264,12 +265,14 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // A reader that went away (`qfrefund list | head`) had what it wanted.
+        Err(e) if exit::broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", report(&e));
             if let Some(hint) = hint(&e) {
                 eprintln!("hint: {hint}");
             }
-            ExitCode::FAILURE
+            ExitCode::from(exit::code(&e))
         }
     }
 }
@@ -280,7 +283,7 @@ fn report(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         for part in cause.to_string().split(": ") {
-            if !parts.iter().any(|p| p == part) {
+            if !part.is_empty() && !parts.iter().any(|p| p == part) {
                 parts.push(part.to_owned());
             }
         }

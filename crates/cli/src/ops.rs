@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::commands::{open_reader, wait_for_signal};
 use crate::config::Config;
+use crate::exit::out;
 
 pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let c = Config::load(config)?;
@@ -26,7 +27,7 @@ pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, tokens = api_config.tokens.len(), "qfrefund API listening");
     // Scripts and tests read the address from here (the port may have been 0).
-    println!("listening on http://{addr}");
+    out!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
     // A WARN every minute while a Redis primary is above 80% of its maxmemory.
     let watched = ledger.clone();
@@ -116,7 +117,7 @@ pub async fn audit(config: Option<&Path>, from: Option<String>) -> anyhow::Resul
 pub async fn workers(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let ledger = open_reader(config).await?;
     for w in ledger.live_workers().await? {
-        println!("{}", serde_json::to_string(&w)?);
+        out!("{}", serde_json::to_string(&w)?);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -129,7 +130,7 @@ pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let memory = ledger.memory().await?;
     let by_state: serde_json::Map<String, serde_json::Value> =
         s.by_state.iter().map(|(st, n)| (st.to_string(), json!(n))).collect();
-    println!(
+    out!(
         "{}",
         json!({
             "by_state": by_state,
@@ -213,9 +214,11 @@ pub fn parse_bound(s: &str, end_of_day: bool) -> anyhow::Result<i64> {
 /// Compares every refund created in the window with QFPay's enquiry; exit 1 when any disagrees
 /// or could not be checked.
 pub async fn reconcile(config: Option<&Path>, a: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    let from = parse_bound(&a.from, false).context("--from")?;
-    let to = parse_bound(&a.to, true).context("--to")?;
-    anyhow::ensure!(from <= to, "--from is after --to");
+    let from = parse_bound(&a.from, false).context("--from").map_err(crate::exit::invalid)?;
+    let to = parse_bound(&a.to, true).context("--to").map_err(crate::exit::invalid)?;
+    if from > to {
+        return Err(crate::exit::invalid(anyhow::anyhow!("--from is after --to")));
+    }
     let c = Config::load(config)?;
     let wc = c.worker()?;
     let ledger = open_reader(config).await?;
@@ -226,7 +229,7 @@ pub async fn reconcile(config: Option<&Path>, a: ReconcileArgs) -> anyhow::Resul
             );
             let s = worker::reconcile::run(&ledger, &wc, from, to, &mut f).await?;
             f.flush()?;
-            println!("{}", serde_json::to_string(&s)?);
+            out!("{}", serde_json::to_string(&s)?);
             s
         }
         None => {

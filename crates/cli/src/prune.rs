@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::commands::{open_producer, open_reader};
 use crate::config::Config;
 use ledger::store::retention::TombstoneForm;
+use crate::exit::out;
 
 pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitCode> {
     let c = Config::load(config)?;
@@ -28,13 +29,13 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
             let summaries = ledger.summary_count(shard).await?;
             total += n;
             total_early += early;
-            println!(
+            out!(
                 "{}",
                 json!({"shard": shard, "would_archive": n, "would_archive_early": early, "summaries": summaries,
                        "tombstones": tombstones})
             );
         }
-        println!(
+        out!(
             "{}",
             json!({"would_archive": total, "would_archive_early": total_early, "retention_s": r.retention.as_secs(),
                    "summary_after_s": r.summary_after.map(|a| a.as_secs()), "archive": r.archive.as_deref().map(|a| archive::Sink::from_setting(a).map(|s| s.describe()).unwrap_or_default()),
@@ -43,7 +44,9 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
         return Ok(ExitCode::SUCCESS);
     }
     let Some(setting) = r.archive.clone() else {
-        anyhow::bail!("no archive configured (QFREFUND_ARCHIVE): nothing is removed from Redis without one");
+        return Err(crate::exit::invalid(anyhow::anyhow!(
+            "no archive configured (QFREFUND_ARCHIVE): nothing is removed from Redis without one"
+        )));
     };
     let sink = archive::Sink::from_setting(&setting)?;
     let ledger = open_producer(config).await?;
@@ -51,7 +54,7 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
     let owner = format!("qfrefund-prune-{}", std::process::id());
     let (archived, removed) =
         worker::retention::prune_once(&ledger, &shards, &sink, &r, &owner).await.map_err(anyhow::Error::msg)?;
-    println!("{}", json!({"archived": archived, "removed": removed, "archive": sink.describe()}));
+    out!("{}", json!({"archived": archived, "removed": removed, "archive": sink.describe()}));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -76,7 +79,7 @@ pub async fn enable(
     // Going back: the requests enqueued fresh get their whole hashes back (see
     // `Ledger::restore_whole_hashes`), so an older version answers them again as duplicates.
     let hashes_restored = if compact_queue == Some(false) { Some(ledger.restore_whole_hashes().await?) } else { None };
-    println!(
+    out!(
         "{}",
         json!({"retention_enabled": true, "compact_tombstones": now == TombstoneForm::Compact,
                "was_enabled": before != TombstoneForm::Disabled, "was_compact": before == TombstoneForm::Compact,

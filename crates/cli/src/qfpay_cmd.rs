@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use qfpay::time::DEFAULT_OFFSET_SECS;
 use qfpay::{Client, ClientConfig, ClientKey, Credentials, EnquiryRequest, RefundRequest, SignAlg, Txdtm};
+use crate::exit::out;
 
 /// Where and who: the same environment variables the worker reads. The client key is read from
 /// `QFPAY_CLIENT_KEY` only, never from a flag, so it does not show in `ps` or shell history.
@@ -115,12 +116,12 @@ pub async fn run(cmd: QfpayCommand, config: Option<&Path>) -> anyhow::Result<()>
         QfpayCommand::Refund { endpoint, bypass_ledger, syssn, out_trade_no, amount, mchid, udid } => {
             let t = target(&endpoint, config)?;
             if !bypass_ledger && !is_loopback(&t.base_url) {
-                anyhow::bail!(
+                return Err(crate::exit::invalid(anyhow::anyhow!(
                     "refusing to refund through {} outside the ledger: nothing would record it, and a later enqueue of \
                      the same refund would not know it was sent. Use `qfrefund enqueue` for real refunds, or pass \
                      --i-understand-this-bypasses-the-ledger",
                     t.base_url
-                );
+                )));
             }
             let mchid = mchid.or_else(|| t.mchid.clone());
             let txamt = qfpay::request::parse_txamt("amount", &amount)?;
@@ -140,6 +141,6 @@ pub async fn run(cmd: QfpayCommand, config: Option<&Path>) -> anyhow::Result<()>
             serde_json::to_value(client(&endpoint, t)?.enquire(&req).await?)?
         }
     };
-    println!("{answer}");
+    out!("{answer}");
     Ok(())
 }

@@ -22,7 +22,7 @@ pub enum ConfigCommand {
     /// Print the reference of every setting as a Markdown table (as in docs/configuration.md).
     Reference,
     /// Check the configuration without starting anything: the ledger's settings, every merchant
-    /// (credentials included), the workers' and the API's settings. Exit 0 when valid, else 1
+    /// (credentials included), the workers' and the API's settings. Exit 0 when valid, else 2
     /// with what is wrong.
     Check {
         /// Also require that this part can start (a worker needs a merchant, the API a token).
@@ -89,10 +89,11 @@ fn check(config: Option<&Path>, role: Option<Role>) -> anyhow::Result<ExitCode> 
     let mut names: Vec<&String> = merchants.keys().collect();
     names.sort();
     if merchants.is_empty() {
-        anyhow::ensure!(
-            role != Some(Role::Worker),
-            "a worker needs a merchant: set QFPAY_APP_CODE, QFPAY_CLIENT_KEY and QFPAY_BASE_URL, or [merchants.NAME] in the config file"
-        );
+        if role == Some(Role::Worker) {
+            return Err(crate::exit::invalid(anyhow::anyhow!(
+                "a worker needs a merchant: set QFPAY_APP_CODE, QFPAY_CLIENT_KEY and QFPAY_BASE_URL, or [merchants.NAME] in the config file"
+            )));
+        }
         said.push("worker: no merchant configured (a worker would refuse to start)".into());
     } else {
         let w = c.worker()?;
@@ -108,10 +109,11 @@ fn check(config: Option<&Path>, role: Option<Role>) -> anyhow::Result<ExitCode> 
         let (listen, a) = c.api()?;
         said.push(format!("api: valid, listening on {listen}, {} token(s)", a.tokens.len()));
     } else {
-        anyhow::ensure!(
-            role != Some(Role::Api),
-            "the API needs at least one token: set QFREFUND_API_TOKENS=name:role:token or [[api.tokens]] in the config file"
-        );
+        if role == Some(Role::Api) {
+            return Err(crate::exit::invalid(anyhow::anyhow!(
+                "the API needs at least one token: set QFREFUND_API_TOKENS=name:role:token or [[api.tokens]] in the config file"
+            )));
+        }
         said.push("api: no token configured (`serve` would refuse to start)".into());
     }
     said.push("configuration is valid".into());
