@@ -36,7 +36,7 @@ CRD_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PodMonitor"),
 }
-# The worker's default (README "Configuration", crates/worker/src/config.rs).
+# The worker's default (docs/configuration.md, crates/worker/src/config.rs).
 DEFAULT_DRAIN_GRACE_MS = 20000
 # Seconds a pod must have left after the drain grace and the preStop sleep (final writes, exit).
 GRACE_MARGIN_S = 5

@@ -1,4 +1,4 @@
-//! Proof under fire (the README's four promises while things break), with real processes:
+//! Proof under fire (the four promises of docs/guarantees.md while things break), with real processes:
 //! K `qfrefund worker` processes, a redis-server with AOF everysec, and the QFPay simulator with
 //! every fault on. Refunds arrive through the CLI import and the Rust producer — duplicates,
 //! conflicts, over-refunds, unknown payments, several refunds per payment — while workers are

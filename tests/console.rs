@@ -197,7 +197,7 @@ async fn operators_resolve_refunds_in_the_console_in_a_real_browser() {
     assert_eq!(b.text("#count-succeeded b").await, "2");
     b.screenshot(&dir.join("overview.png")).await;
     b.quit().await;
-    // Kept for the README when asked (`UPDATE_SCREENSHOTS=1`).
+    // Kept for docs/console.md when asked (`UPDATE_SCREENSHOTS=1`).
     if std::env::var("UPDATE_SCREENSHOTS").is_ok() {
         let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("docs/console");
         std::fs::create_dir_all(&docs).unwrap();

@@ -181,7 +181,7 @@ async fn a_sentinel_failover_mid_run_loses_and_doubles_nothing() {
 /// 1, 2 and 4 worker processes on one Redis: refunds/s for each, and QFPay's audit after each run
 /// shows no refund doubled. The figure of merit is the rate per worker relative to one worker:
 /// on one machine the workers share the cores with Redis and the simulator, so it falls; across
-/// machines it is what sizing needs (see README "Deploying").
+/// machines it is what sizing needs (see docs/deploying.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_two_and_four_workers_share_the_work_without_doubling_anything() {
     let scratch = Scratch::new("scale");

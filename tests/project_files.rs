@@ -45,3 +45,36 @@ fn the_readme_points_at_every_project_file_and_each_says_what_it_must() {
     let contributing = read("CONTRIBUTING.md");
     assert!(contributing.contains("make test"), "CONTRIBUTING.md names the test command");
 }
+
+/// The README stays a front page (what it is, the two commands, a quick start, merchants, a
+/// production checklist, links), and every link in it and in `docs/` leads somewhere.
+#[test]
+fn the_readme_is_short_and_every_relative_link_resolves() {
+    let readme = read("README.md");
+    assert!(readme.lines().count() <= 200, "README.md has {} lines: move detail into docs/", readme.lines().count());
+    for part in ["make run", "make test", "## Quick start", "## Configure your merchants", "## Production checklist"] {
+        assert!(readme.contains(part), "the README has {part:?}");
+    }
+    let mut pages = vec![root().join("README.md")];
+    for entry in std::fs::read_dir(root().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(path);
+        }
+    }
+    let mut checked = 0;
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let dir = page.parent().unwrap();
+        for (i, _) in text.match_indices("](") {
+            let target: String = text[i + 2..].chars().take_while(|c| *c != ')' && !c.is_whitespace()).collect();
+            let file = target.split('#').next().unwrap_or_default();
+            if file.is_empty() || target.starts_with("http") || target.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            assert!(dir.join(file).exists(), "{}: the link ({target}) leads nowhere", page.display());
+        }
+    }
+    assert!(checked > 15, "links were found: {checked}");
+}

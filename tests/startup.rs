@@ -1,6 +1,6 @@
 //! What every entry point (worker, `serve`, the CLI producers) checks about Redis before it starts:
 //! a set-up that could never confirm a write is refused; one whose durability is weaker than the
-//! README promises is named in a WARN.
+//! documentation promises is named in a WARN.
 
 #![allow(clippy::unwrap_used)]
 

@@ -35,7 +35,7 @@ async fn a_refund_for_a_merchant_nobody_knows_is_refused_and_one_nobody_serves_i
     let (_, metrics) = api.send("GET", "/metrics", None, None).await;
     let metrics = metrics.as_str().unwrap();
     assert!(metrics.contains("qfrefund_unserved_refunds{merchant=\"ghost\"} 1"), "{metrics}");
-    assert!(metrics.contains("qfrefund_webhooks_failed 0"), "the gauge the README lists: {metrics}");
+    assert!(metrics.contains("qfrefund_webhooks_failed 0"), "the gauge docs/metrics.md lists: {metrics}");
     assert!(
         metrics.contains("qfrefund_unserved_refunds{merchant=\"default\"} 0")
             || !metrics.contains("merchant=\"nobody\""),

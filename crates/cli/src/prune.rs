@@ -7,8 +7,8 @@ use serde_json::json;
 
 use crate::commands::{open_producer, open_reader};
 use crate::config::Config;
-use ledger::store::retention::TombstoneForm;
 use crate::exit::out;
+use ledger::store::retention::TombstoneForm;
 
 pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitCode> {
     let c = Config::load(config)?;

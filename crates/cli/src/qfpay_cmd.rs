@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::exit::out;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use qfpay::time::DEFAULT_OFFSET_SECS;
 use qfpay::{Client, ClientConfig, ClientKey, Credentials, EnquiryRequest, RefundRequest, SignAlg, Txdtm};
-use crate::exit::out;
 
 /// Where and who: the same environment variables the worker reads. The client key is read from
 /// `QFPAY_CLIENT_KEY` only, never from a flag, so it does not show in `ps` or shell history.

@@ -12,7 +12,7 @@
 //! This module speaks no Redis: reading the stream through consumer groups
 //! ([`ledger::StreamReader`]) and keeping the schedules are ledger operations.
 //!
-//! The contract (README "Webhooks"): `POST` with `Content-Type: application/json`, the body is
+//! The contract (docs/outcomes.md, "Webhooks"): `POST` with `Content-Type: application/json`, the body is
 //! the outcome event as JSON; `X-Qfrefund-Event-Id` (and the body's `id`) is stable across
 //! redeliveries and across a replay of the same outcome after a Redis rollback ([`event_id`]:
 //! de-duplicate on it). Signed as Standard Webhooks specifies (`webhook-id` — the event id —,

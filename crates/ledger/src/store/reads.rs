@@ -335,7 +335,7 @@ impl Ledger {
     /// after that id misses none). Stream ids are the writing server's clock: a reader that
     /// follows the merged stream live may miss an entry a shard on a server whose clock lags
     /// writes later with an older id; consumers that must see every entry read each shard's
-    /// stream with a consumer group (the per-shard names are in the README).
+    /// stream with a consumer group (the per-shard names are in docs/outcomes.md).
     pub(crate) async fn merged_after(
         &self,
         key: fn(&Keys) -> String,

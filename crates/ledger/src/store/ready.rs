@@ -9,7 +9,7 @@
 //! [`Ledger::check_server`] is what every entry point (worker, `serve`, the CLI producers, the
 //! library's [`Ledger::connect_producer`]) runs at start-up: it refuses a set-up that would lose
 //! refunds or could never make a write durable, and warns about one whose durability is weaker
-//! than the README promises.
+//! than docs/guarantees.md promises.
 
 use crate::store::conn::Endpoint;
 use crate::store::{Ledger, LedgerError};
