@@ -82,7 +82,8 @@ bins:
 
 ## deps: make sure redis-server (with redis-cli), openssl (TLS tests), zstd (reading the archive), postgresql
 ## (the archive's database tests: initdb + pg_ctl, started by the harness), chromium and chromium-driver
-## (the console's browser tests, headless) and the Rust tools exist
+## (the console's browser tests, headless), promtool (package prometheus: the alerts' and the
+## dashboard's checks) and the Rust tools exist
 deps: check-tools
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
@@ -94,6 +95,7 @@ deps: check-tools
 	python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

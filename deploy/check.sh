@@ -2,7 +2,8 @@
 # Validates everything under deploy/ without Docker, a cluster or the network (after the first
 # install): yamllint on every YAML file, strict Kubernetes schema validation of the manifests, the
 # CRD objects' required fields, cross-checks between manifests, compose.yaml and the Dockerfile
-# (deploy/check_manifests.py), and hadolint on the Dockerfile.
+# (deploy/check_manifests.py), hadolint on the Dockerfile, and promtool on the alerts and the
+# Grafana dashboard (deploy/check_monitoring.py).
 #
 # The tools are pinned in deploy/requirements-check.txt and installed from PyPI into a virtualenv
 # under ${CARGO_TARGET_DIR:-target}/deploy-venv, which later runs reuse (reinstalled when the
@@ -64,4 +65,9 @@ if ! summary="$("$BIN/python" deploy/check_manifests.py --k8s "$K8S_VERSIONS")";
 	die "the manifest checks above failed (deploy/check_manifests.py)"
 fi
 
-echo "deploy check: OK — yamllint ${#yamls[@]} files, hadolint deploy/Dockerfile, $summary ($((SECONDS - start)) s)"
+# --- Alerts and the dashboard (promtool) ---------------------------------------------------------
+if ! monitoring="$("$BIN/python" deploy/check_monitoring.py)"; then
+	die "the monitoring checks above failed (deploy/check_monitoring.py)"
+fi
+
+echo "deploy check: OK — yamllint ${#yamls[@]} files, hadolint deploy/Dockerfile, $summary, $monitoring ($((SECONDS - start)) s)"

@@ -35,6 +35,7 @@ CRD_KINDS = {
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 # The worker's default (docs/configuration.md, crates/worker/src/config.rs).
 DEFAULT_DRAIN_GRACE_MS = 20000
@@ -194,6 +195,15 @@ def check_crd(o: Obj, deployments: dict, services: dict, scrape_jobs: set) -> No
                 names = [p.get("name") for p in (s.doc["spec"].get("ports") or [])]
                 check(port in names, o.where, f"endpoints[{i}].port {port!r} is not a port of {s.where} ({names})")
             check(str(ep.get("path", "/metrics")).startswith("/"), o.where, f"endpoints[{i}].path must start with /")
+    elif o.kind == "PrometheusRule":
+        # The expressions and the alerts' behaviour: deploy/check_monitoring.py (promtool).
+        groups = spec.get("groups")
+        if check(isinstance(groups, list) and bool(groups), o.where, "spec.groups is empty"):
+            for g in groups:
+                check(bool(g.get("name")) and bool(g.get("rules")), o.where, f"group {g.get('name')!r} needs a name and rules")
+                for r in g.get("rules") or []:
+                    check(bool(r.get("expr")) and bool(r.get("alert") or r.get("record")), o.where,
+                          f"rule {r.get('alert') or r.get('record')!r} needs an expr and an alert or record name")
     elif o.kind == "PodMonitor":
         sel = check_selector(o.where + " spec.selector", spec.get("selector"))
         matched = [dep for dep in deployments.values() if sel and selects(sel, pod_labels(dep))]
