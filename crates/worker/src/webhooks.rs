@@ -13,7 +13,7 @@
 //! ([`ledger::StreamReader`]) and keeping the schedules are ledger operations.
 //!
 //! The contract (docs/outcomes.md, "Webhooks"): `POST` with `Content-Type: application/json`, the body is
-//! the outcome event as JSON; `X-Qfrefund-Event-Id` (and the body's `id`) is stable across
+//! the outcome event as JSON (final outcomes, and a refund entering `needs_review`: [`announced`]); `X-Qfrefund-Event-Id` (and the body's `id`) is stable across
 //! redeliveries and across a replay of the same outcome after a Redis rollback ([`event_id`]:
 //! de-duplicate on it). Signed as Standard Webhooks specifies (`webhook-id` — the event id —,
 //! `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>`), so a
@@ -143,6 +143,25 @@ pub fn event_id(merchant: &str, out_trade_no: &str, state: &str) -> String {
     format!("evt_{}", hex(&digest[..16]))
 }
 
+/// Whether an outcome-stream entry is announced: a final outcome (`refund.succeeded`,
+/// `refund.failed`, `refund.cancelled`), or a refund entering `needs_review`
+/// (`refund.needs_review`: a person must look at it).
+pub fn announced(e: &Event) -> bool {
+    e.is_final() || e.state == ledger::State::NeedsReview.as_str()
+}
+
+/// The id of an announcement ([`event_id`]). A refund may enter `needs_review` more than once
+/// (an operator retries it, it comes back): each stay is its own announcement, told apart by the
+/// fence of the claim that moved it there (every way into `needs_review` is a claim's, and a
+/// refund leaves it only by an operator's action and a new claim).
+pub fn delivery_id(e: &Event) -> String {
+    if e.state == ledger::State::NeedsReview.as_str() {
+        event_id(&e.merchant, &e.out_trade_no, &format!("needs_review\0{}", e.fence))
+    } else {
+        event_id(&e.merchant, &e.out_trade_no, &e.state)
+    }
+}
+
 /// The JSON body of a webhook: the outcome event (its `id` the stable [`event_id`]), with its
 /// type, the stream entry it came from (`stream_id`) and the transition's `fence`.
 pub fn body_of(e: &Event, stream_id: &str, fence: &str) -> Vec<u8> {
@@ -202,6 +221,21 @@ mod tests {
         }
         // No field boundary can be shifted into another outcome's id.
         assert_ne!(event_id("a", "bc", "succeeded"), event_id("ab", "c", "succeeded"));
+    }
+
+    #[test]
+    fn each_stay_in_needs_review_is_its_own_announcement() {
+        let at = |state: &str, fence: &str| {
+            let fields = [("merchant", "shop"), ("out_trade_no", "RF-1"), ("state", state), ("fence", fence)];
+            Event::from_stream("1-0".into(), fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        };
+        assert!(announced(&at("needs_review", "7")) && announced(&at("failed", "7")));
+        assert!(!announced(&at("pending", "7")) && !announced(&at("queued", "0")));
+        assert_eq!(delivery_id(&at("needs_review", "7")), delivery_id(&at("needs_review", "7")));
+        assert_ne!(delivery_id(&at("needs_review", "7")), delivery_id(&at("needs_review", "9")));
+        // A final outcome's id does not depend on the fence (a replay may settle it under another).
+        assert_eq!(delivery_id(&at("succeeded", "7")), delivery_id(&at("succeeded", "9")));
+        assert_eq!(delivery_id(&at("succeeded", "7")), event_id("shop", "RF-1", "succeeded"));
     }
 
     #[test]

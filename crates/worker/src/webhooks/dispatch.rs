@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use ledger::{Event, Ledger, LedgerError, StreamReader, WebhookAttempt};
 use tracing::{debug, info, warn};
 
-use super::{Webhook, WebhookCounters, WebhookPolicy, body_of, event_id};
+use super::{Webhook, WebhookCounters, WebhookPolicy, announced, body_of, delivery_id};
 use crate::shutdown::Shutdown;
 
 /// The group qfrefund used before there was one per merchant.
@@ -201,7 +201,7 @@ impl Dispatcher {
     }
 
     /// Each entry comes with its stream id as its `id`; what is delivered carries the outcome's
-    /// stable [`event_id`] instead, and the stream id as `stream_id`.
+    /// stable [`delivery_id`] instead, and the stream id as `stream_id`.
     async fn deliver_entries(
         &self,
         merchant: &str,
@@ -209,9 +209,9 @@ impl Dispatcher {
         handled: &mut Vec<String>,
     ) -> Result<(), LedgerError> {
         for mut event in entries {
-            let id = event_id(&event.merchant, &event.out_trade_no, &event.state);
+            let id = delivery_id(&event);
             let stream_id = std::mem::replace(&mut event.id, id);
-            if event.is_final()
+            if announced(&event)
                 && event.merchant == merchant
                 && let Some(hook) = self.hooks.get(merchant)
             {
