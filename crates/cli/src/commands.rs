@@ -1,12 +1,11 @@
 //! The producer and operator commands.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use ledger::{Enqueued, Ledger, LedgerError, NewRefund, State};
+use ledger::{Enqueued, Ledger, LedgerError, NewRefund};
 use serde_json::json;
 
 use crate::config::Config;
@@ -192,50 +191,6 @@ pub async fn status(
             }
         },
     }
-}
-
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// Only this state (queued, submitting, pending, retry_wait, succeeded, failed, needs_review, cancelled).
-    #[arg(long)]
-    state: Option<State>,
-    /// At most this many records.
-    #[arg(long, default_value_t = 1_000)]
-    limit: usize,
-    /// List webhook deliveries that were given up instead (event id, out_trade_no, attempts,
-    /// last error); `qfrefund redeliver` puts them back on the schedule.
-    #[arg(long, conflicts_with = "state")]
-    webhook_failed: bool,
-}
-
-pub async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode> {
-    let ledger = open_reader(config).await?;
-    if a.webhook_failed {
-        let mut out = std::io::stdout().lock();
-        for f in ledger.failed_webhooks(a.limit).await? {
-            writeln!(out, "{}", serde_json::to_string(&f)?)?;
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let states: Vec<State> = a.state.map_or_else(|| State::ALL.to_vec(), |s| vec![s]);
-    let mut out = std::io::stdout().lock();
-    let mut left = a.limit;
-    for state in states {
-        let mut offset = 0;
-        while left > 0 {
-            let page = left.min(500);
-            let records = ledger.list(state, offset, page).await?;
-            for r in &records {
-                writeln!(out, "{}", serde_json::to_string(r)?)?;
-                left -= 1;
-            }
-            if records.len() < page {
-                break;
-            }
-            offset += page;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Pauses (`pause`) or resumes a merchant, audited with who and why.

@@ -49,7 +49,7 @@ enum Command {
         attempts: bool,
     },
     /// Print refunds as JSON lines, oldest first.
-    List(commands::ListArgs),
+    List(cmd::list::ListArgs),
     /// Archive the final refunds past the retention now, then remove them from Redis (what the
     /// workers do in the background); `--dry-run` only says, per shard, what that would archive.
     Prune {
@@ -121,7 +121,7 @@ enum Command {
     /// /healthz, /readyz, /metrics, /openapi.json) on QFREFUND_API_LISTEN (default 127.0.0.1:8080).
     Serve,
     /// Print the outcome stream (one entry per transition) as JSON lines; `id` resumes (--from).
-    Events(ops::EventsArgs),
+    Events(cmd::events::EventsArgs),
     /// Print the audit trail of operator actions (who, why, what) as JSON lines.
     Audit {
         /// Start after this entry id.
@@ -225,7 +225,7 @@ async fn main() -> ExitCode {
         Command::Status { out_trade_no, merchant, attempts } => {
             commands::status(config, &merchant, &out_trade_no, attempts).await
         }
-        Command::List(args) => commands::list(config, args).await,
+        Command::List(args) => cmd::list::list(config, args).await,
         Command::Pause { merchant, reason, by } => commands::pause(config, &merchant, true, &reason, by).await,
         Command::Resume { merchant, reason, by } => commands::pause(config, &merchant, false, &reason, by).await,
         Command::Retry(op) => commands::operate(config, op, ledger::Operation::Retry).await,
@@ -238,7 +238,7 @@ async fn main() -> ExitCode {
         Command::Cancel(op) => commands::operate(config, op, ledger::Operation::Cancel).await,
         Command::Enquire(op) => commands::operate(config, op, ledger::Operation::EnquireNow).await,
         Command::Serve => ops::serve(config).await,
-        Command::Events(args) => ops::events(config, args).await,
+        Command::Events(args) => cmd::events::events(config, args).await,
         Command::Audit { from } => ops::audit(config, from).await,
         Command::Stats => ops::stats(config).await,
         Command::Workers => ops::workers(config).await,

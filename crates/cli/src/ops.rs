@@ -43,57 +43,6 @@ pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Args, Debug)]
-pub struct EventsArgs {
-    /// Start after this stream id (`0`: from the beginning; default: from the beginning, or with
-    /// --follow from now).
-    #[arg(long)]
-    from: Option<String>,
-    /// Keep printing new events as they come (until interrupted).
-    #[arg(long)]
-    follow: bool,
-    /// Only final outcomes (succeeded, failed, cancelled).
-    #[arg(long)]
-    final_only: bool,
-    /// Stop after this many events (without --follow: default all there are).
-    #[arg(long)]
-    limit: Option<usize>,
-}
-
-/// Prints the outcome stream as JSON lines; each line's `id` is where to resume (`--from`).
-pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<ExitCode> {
-    let ledger = open_reader(config).await?;
-    let mut after = match (&a.from, a.follow) {
-        (Some(id), _) => id.clone(),
-        (None, false) => "0".into(),
-        // Following from now: the newest id, so only what happens from here on is printed.
-        (None, true) => ledger.last_event_id().await?.unwrap_or_else(|| "0".into()),
-    };
-    let mut printed = 0usize;
-    let mut out = std::io::stdout().lock();
-    loop {
-        let batch = ledger.events(&after, 500).await?;
-        for e in &batch {
-            after.clone_from(&e.id);
-            if a.final_only && !e.is_final() {
-                continue;
-            }
-            writeln!(out, "{}", serde_json::to_string(e)?)?;
-            printed += 1;
-            if a.limit.is_some_and(|l| printed >= l) {
-                return Ok(ExitCode::SUCCESS);
-            }
-        }
-        out.flush()?;
-        if batch.len() < 500 {
-            if !a.follow {
-                return Ok(ExitCode::SUCCESS);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
 /// Prints the audit trail of operator actions as JSON lines.
 pub async fn audit(config: Option<&Path>, from: Option<String>) -> anyhow::Result<ExitCode> {
     let ledger = open_reader(config).await?;

@@ -1,0 +1,76 @@
+//! `qfrefund list` and `qfrefund events` never cut a listing short without saying so: pages with
+//! cursors, `--all`, filters, and one refund's events.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+
+use qfpay_sim::args::generated_syssn;
+use qfrefund_e2e::{env_for, qfrefund_bin};
+use testkit::{RedisServer, unique_namespace};
+
+fn run(env: &HashMap<String, String>, args: &[&str]) -> Output {
+    Command::new(qfrefund_bin()).args(args).env_clear().envs(env).output().unwrap()
+}
+
+fn otns(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["out_trade_no"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn list_pages_with_cursors_filters_and_all_and_events_follow_one_refund() {
+    let redis = RedisServer::start().unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("list"), "http://127.0.0.1:1");
+    let (a, b) = (generated_syssn(1), generated_syssn(2));
+    for i in 0..7 {
+        let syssn = if i < 5 { &a } else { &b };
+        let otn = format!("RF-L{i}");
+        let out = run(&env, &["enqueue", "--syssn", syssn, "--out-trade-no", &otn, "--amount", "10"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // A page, and the cursor to go on from on stderr.
+    let first = run(&env, &["list", "--limit", "3"]);
+    assert!(first.status.success());
+    assert_eq!(otns(&first).len(), 3);
+    let note = String::from_utf8_lossy(&first.stderr).to_string();
+    let cursor = note.split("--cursor ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let rest = run(&env, &["list", "--limit", "10", "--cursor", &cursor]);
+    let mut seen = otns(&first);
+    seen.extend(otns(&rest));
+    assert!(rest.stderr.is_empty(), "the last page says nothing more: {}", String::from_utf8_lossy(&rest.stderr));
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 7, "every refund once across the pages: {seen:?}");
+    // --all, oldest first by default; --newest-first reverses it.
+    let all = otns(&run(&env, &["list", "--all"]));
+    assert_eq!(all.len(), 7);
+    let mut newest = otns(&run(&env, &["list", "--all", "--newest-first"]));
+    newest.reverse();
+    assert_eq!(all, newest);
+    // Filters.
+    let of_b = otns(&run(&env, &["list", "--syssn", &b]));
+    assert_eq!(of_b, ["RF-L5", "RF-L6"]);
+    assert_eq!(otns(&run(&env, &["list", "--state", "queued", "--merchant", "default"])).len(), 7);
+    assert!(otns(&run(&env, &["list", "--state", "succeeded"])).is_empty());
+    assert!(otns(&run(&env, &["list", "--created-from", "2099-01-01"])).is_empty());
+    assert_eq!(otns(&run(&env, &["list", "--created-to", "2099-01-01"])).len(), 7);
+    // Refused at the door, naming what is wrong.
+    let bad = run(&env, &["list", "--cursor", "nonsense"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--cursor"));
+    let bad = run(&env, &["list", "--created-from", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--created-from"));
+    assert_eq!(run(&env, &["list", "--limit", "0"]).status.code(), Some(2));
+    assert_eq!(run(&env, &["list", "--limit", "1001"]).status.code(), Some(2));
+    // One refund's events.
+    let events = run(&env, &["events", "--out-trade-no", "RF-L3"]);
+    assert_eq!(otns(&events), ["RF-L3"]);
+    assert!(otns(&run(&env, &["events", "--out-trade-no", "RF-L3", "--merchant", "other"])).is_empty());
+    assert_eq!(otns(&run(&env, &["events"])).len(), 7);
+}
