@@ -74,3 +74,30 @@ fn list_pages_with_cursors_filters_and_all_and_events_follow_one_refund() {
     assert!(otns(&run(&env, &["events", "--out-trade-no", "RF-L3", "--merchant", "other"])).is_empty());
     assert_eq!(otns(&run(&env, &["events"])).len(), 7);
 }
+
+#[test]
+fn output_is_json_lines_by_default_off_a_terminal_or_a_table_or_csv_when_asked() {
+    let redis = RedisServer::start().unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("formats"), "http://127.0.0.1:1");
+    let s = generated_syssn(3);
+    let out = run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", "RF-F,1", "--amount", "10"]);
+    assert_eq!(out.status.code(), Some(2), "a comma is no out_trade_no");
+    assert!(run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", "RF-F1", "--amount", "10"]).status.success());
+    let json: serde_json::Value = serde_json::from_slice(&run(&env, &["status", "RF-F1"]).stdout).unwrap();
+    let ms = json["created_at"].as_i64().unwrap();
+    let rfc = json["created_at_rfc3339"].as_str().unwrap();
+    assert!(rfc.ends_with('Z') && rfc.len() == 24, "{rfc}");
+    assert_eq!(&rfc[20..23], format!("{:03}", ms % 1000), "the same instant: {rfc} {ms}");
+    // Events: numbers are numbers.
+    let event: serde_json::Value = serde_json::from_slice(&run(&env, &["events"]).stdout).unwrap();
+    assert_eq!((event["txamt"].as_u64(), event["submits"].as_u64()), (Some(10), Some(0)), "{event}");
+    let csv = String::from_utf8(run(&env, &["list", "--output", "csv"]).stdout).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("merchant,out_trade_no,state,txamt,respcd,created_at,updated_at,reason"));
+    assert_eq!(lines.next().unwrap(), format!("default,RF-F1,queued,10,,{rfc},{rfc},"));
+    let table = String::from_utf8(run(&env, &["list", "--output", "table"]).stdout).unwrap();
+    assert!(table.starts_with("MERCHANT") && table.contains("RF-F1") && table.contains(rfc), "{table}");
+    let one = String::from_utf8(run(&env, &["status", "RF-F1", "--output", "table"]).stdout).unwrap();
+    assert!(one.lines().any(|l| l.starts_with("state") && l.ends_with("queued")), "{one}");
+    assert_eq!(run(&env, &["list", "--output", "yaml"]).status.code(), Some(2));
+}

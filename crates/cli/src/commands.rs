@@ -9,7 +9,6 @@ use ledger::{Enqueued, Ledger, LedgerError, NewRefund};
 use serde_json::json;
 
 use crate::config::Config;
-use crate::exit::out;
 
 pub(crate) async fn open(config: Option<&Path>) -> anyhow::Result<Ledger> {
     let c = Config::load(config)?;
@@ -123,7 +122,7 @@ pub async fn enqueue(config: Option<&Path>, a: EnqueueArgs) -> anyhow::Result<Ex
     }
     match ledger.enqueue(refund).await {
         Ok(e) => {
-            out!("{}", serde_json::to_string(e.record())?);
+            crate::output::one(e.record())?;
             if matches!(e, Enqueued::Duplicate(_)) {
                 eprintln!(
                     "note: {} was enqueued before with the same request; this is that record",
@@ -177,12 +176,12 @@ pub async fn status(
             if attempts {
                 shown["attempts"] = serde_json::to_value(ledger.attempts(merchant, out_trade_no).await?)?;
             }
-            out!("{shown}");
+            crate::output::one(&shown)?;
             Ok(ExitCode::SUCCESS)
         }
         None => match crate::archived::find(config, &ledger, merchant, out_trade_no).await? {
             Some(archived) => {
-                out!("{archived}");
+                crate::output::one(&archived)?;
                 Ok(ExitCode::SUCCESS)
             }
             None => {
@@ -215,9 +214,9 @@ pub async fn pause(
         Err(e) => return Err(e.into()),
     };
     if pause {
-        out!("{}", json!({"merchant": merchant, "paused": true, "reason": why}));
+        crate::output::one(&json!({"merchant": merchant, "paused": true, "reason": why}))?;
     } else {
-        out!("{}", json!({"merchant": merchant, "paused": false, "was_paused": changed}));
+        crate::output::one(&json!({"merchant": merchant, "paused": false, "was_paused": changed}))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -249,7 +248,7 @@ pub async fn operate(config: Option<&Path>, a: OperatorArgs, op: ledger::Operati
     match done {
         Ok(_) => {
             let rec = ledger.get(&a.merchant, &a.out_trade_no).await?.context("record vanished")?;
-            out!("{}", serde_json::to_string(&rec)?);
+            crate::output::one(&rec)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(why) => {
@@ -281,7 +280,7 @@ pub async fn redeliver(
     let who = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
     let ledger = open(config).await?;
     let n = ledger.redeliver_webhooks(&ids, &who, reason.trim()).await?;
-    out!("{}", json!({"rescheduled": n}));
+    crate::output::one(&json!({"rescheduled": n}))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -289,7 +288,7 @@ pub async fn redeliver(
 pub async fn scope_merchants(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let ledger = open_producer(config).await?;
     let was = ledger.scope_merchants().await?;
-    out!("{}", json!({"merchant_scoped": true, "was_shared": was}));
+    crate::output::one(&json!({"merchant_scoped": true, "was_shared": was}))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -174,7 +174,7 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
         summary["advice"] = json!(ledger::RERUN_ADVICE);
         eprintln!("{unknown_n} line(s) of unknown outcome and {not_written_n} not written: {}", ledger::RERUN_ADVICE);
     }
-    out!("{summary}");
+    crate::output::one(&summary)?;
     if let Some(path) = &a.report {
         let complete = write_report(&ledger, &lines_seen, path, Duration::from_secs(a.report_timeout)).await?;
         if !complete {

@@ -9,6 +9,7 @@ mod docs_cmd;
 mod exit;
 mod import_cmd;
 mod ops;
+mod output;
 mod prune;
 mod qfpay_cmd;
 mod settings;
@@ -24,6 +25,10 @@ struct Cli {
     /// TOML configuration file (also QFREFUND_CONFIG); the environment overrides it.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// How to print what commands find: json (one object per line; the default when standard
+    /// output is not a terminal), table (the default on a terminal) or csv.
+    #[arg(long, global = true, value_enum)]
+    output: Option<output::Format>,
     #[command(subcommand)]
     command: Command,
 }
@@ -217,6 +222,7 @@ async fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }
+    output::set(cli.output);
     let config = cli.config.as_deref();
     let result = match cli.command {
         Command::Worker => commands::worker(config).await,

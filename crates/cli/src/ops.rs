@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::commands::{open_reader, wait_for_signal};
 use crate::config::Config;
 use crate::exit::out;
+use crate::output::Rows;
 
 pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let c = Config::load(config)?;
@@ -47,12 +48,23 @@ pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
 pub async fn audit(config: Option<&Path>, from: Option<String>) -> anyhow::Result<ExitCode> {
     let ledger = open_reader(config).await?;
     let mut after = from.unwrap_or_else(|| "0".into());
-    let mut out = std::io::stdout().lock();
+    let mut rows = Rows::new(&[
+        ("id", 16),
+        ("at", 24),
+        ("who", 12),
+        ("action", 10),
+        ("merchant", 12),
+        ("out_trade_no", 24),
+        ("from", 12),
+        ("to", 12),
+        ("outcome", 10),
+        ("why", 0),
+    ]);
     loop {
         let batch = ledger.audit(&after, 500).await?;
         for e in &batch {
             after.clone_from(&e.id);
-            writeln!(out, "{}", serde_json::to_string(e)?)?;
+            rows.print(e)?;
         }
         if batch.len() < 500 {
             return Ok(ExitCode::SUCCESS);
@@ -65,8 +77,17 @@ pub async fn audit(config: Option<&Path>, from: Option<String>) -> anyhow::Resul
 /// `qfrefund workers`: one JSON line per live worker.
 pub async fn workers(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let ledger = open_reader(config).await?;
+    let mut rows = Rows::new(&[
+        ("name", 16),
+        ("host", 16),
+        ("version", 8),
+        ("concurrency", 11),
+        ("in_flight", 9),
+        ("started_at", 24),
+        ("heartbeat_at", 24),
+    ]);
     for w in ledger.live_workers().await? {
-        out!("{}", serde_json::to_string(&w)?);
+        rows.print(&w)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -79,9 +100,7 @@ pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let memory = ledger.memory().await?;
     let by_state: serde_json::Map<String, serde_json::Value> =
         s.by_state.iter().map(|(st, n)| (st.to_string(), json!(n))).collect();
-    out!(
-        "{}",
-        json!({
+    crate::output::one(&json!({
             "by_state": by_state,
             "oldest_open_age_s": s.oldest_open_age_ms.map(|ms| ms as f64 / 1000.0),
             "due_now": s.due_now,
@@ -94,8 +113,7 @@ pub async fn stats(config: Option<&Path>) -> anyhow::Result<ExitCode> {
             "unserved_refunds": unserved.refunds,
             "unserved_truncated": unserved.truncated,
             "memory": memory,
-        })
-    );
+    }))?;
     Ok(ExitCode::SUCCESS)
 }
 

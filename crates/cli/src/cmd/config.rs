@@ -6,16 +6,14 @@ use std::process::ExitCode;
 use clap::{Subcommand, ValueEnum};
 
 use crate::config::Config;
+use crate::output::Rows;
 use crate::settings::render;
 
 #[derive(Subcommand)]
 pub enum ConfigCommand {
     /// Print the effective configuration: every setting's value (secrets redacted) and where it
     /// came from (default, the file, or which environment variable).
-    Show {
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        output: Format,
-    },
+    Show,
     /// Print an example configuration file: every setting at its default, with its meaning and
     /// its environment variable (`qfrefund config example > qfrefund.toml`).
     Example,
@@ -31,12 +29,6 @@ pub enum ConfigCommand {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
     Worker,
@@ -46,34 +38,20 @@ pub enum Role {
 
 pub fn run(config: Option<&Path>, cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ConfigCommand::Show { output } => show(config, output),
+        ConfigCommand::Show => show(config),
         ConfigCommand::Check { role } => check(config, role),
         ConfigCommand::Example => crate::docs_cmd::print(render::example_toml().as_bytes()),
         ConfigCommand::Reference => crate::docs_cmd::print(render::reference_table().as_bytes()),
     }
 }
 
-fn show(config: Option<&Path>, output: Format) -> anyhow::Result<ExitCode> {
+fn show(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let loaded = crate::settings::load(config)?;
-    let rows = render::effective(&loaded);
-    let mut text = String::new();
-    match output {
-        Format::Json => {
-            for row in &rows {
-                text.push_str(&serde_json::to_string(row)?);
-                text.push('\n');
-            }
-        }
-        Format::Table => {
-            let key_width = rows.iter().map(|r| r.key.len()).max().unwrap_or(0);
-            let value_width = rows.iter().map(|r| r.value.as_deref().map_or(1, str::len)).max().unwrap_or(0).min(48);
-            for r in &rows {
-                let value = r.value.as_deref().unwrap_or("—");
-                text.push_str(&format!("{:key_width$}  {value:value_width$}  {}\n", r.key, r.source));
-            }
-        }
+    let mut rows = Rows::new(&[("key", 36), ("value", 28), ("source", 0)]);
+    for row in render::effective(&loaded) {
+        rows.print(&row)?;
     }
-    crate::docs_cmd::print(text.as_bytes())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(config: Option<&Path>, role: Option<Role>) -> anyhow::Result<ExitCode> {

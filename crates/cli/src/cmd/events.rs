@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::commands::open_reader;
-use crate::exit::out;
+use crate::output::Rows;
 
 #[derive(Args, Debug)]
 pub struct EventsArgs {
@@ -43,6 +43,17 @@ pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<Exit
     };
     // A refund named without a merchant is the default merchant's.
     let merchant = a.merchant.clone().or_else(|| a.out_trade_no.as_ref().map(|_| ledger::DEFAULT_MERCHANT.to_owned()));
+    let mut rows = Rows::new(&[
+        ("id", 16),
+        ("merchant", 12),
+        ("out_trade_no", 24),
+        ("prev_state", 12),
+        ("state", 12),
+        ("txamt", 10),
+        ("respcd", 6),
+        ("at", 24),
+        ("reason", 0),
+    ]);
     let mut printed = 0usize;
     loop {
         let batch = ledger.events(&after, 500).await?;
@@ -54,7 +65,7 @@ pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<Exit
             if !wanted {
                 continue;
             }
-            out!("{}", serde_json::to_string(e)?);
+            rows.print(e)?;
             printed += 1;
             if a.limit.is_some_and(|l| printed >= l) {
                 return Ok(ExitCode::SUCCESS);

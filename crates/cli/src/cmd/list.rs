@@ -9,7 +9,20 @@ use ledger::store::search::Search;
 use ledger::{PageCursor, State};
 
 use crate::commands::open_reader;
-use crate::exit::{invalid, out};
+use crate::exit::invalid;
+use crate::output::Rows;
+
+/// What a table or CSV shows of each refund (JSON shows every field).
+pub const COLUMNS: &[(&str, usize)] = &[
+    ("merchant", 12),
+    ("out_trade_no", 24),
+    ("state", 12),
+    ("txamt", 10),
+    ("respcd", 6),
+    ("created_at", 24),
+    ("updated_at", 24),
+    ("reason", 0),
+];
 use crate::ops::parse_bound;
 
 #[derive(Args, Debug)]
@@ -84,18 +97,21 @@ pub async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode
     let ledger = open_reader(config).await?;
     let limit = usize::try_from(a.limit).unwrap_or(1_000);
     if a.webhook_failed {
+        let mut failed =
+            Rows::new(&[("event_id", 40), ("merchant", 12), ("out_trade_no", 24), ("attempts", 8), ("error", 0)]);
         for f in ledger.failed_webhooks(limit).await? {
-            out!("{}", serde_json::to_string(&f)?);
+            failed.print(&f)?;
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let mut rows = Rows::new(COLUMNS);
     let mut printed = 0usize;
     loop {
         // A search page may come back short with a cursor (it reads a bounded number of index
         // entries per call): ask on until the page is full or nothing is left.
         let found = ledger.search(&search, cursor.as_ref(), if a.all { 1_000 } else { limit - printed }).await?;
         for r in &found.items {
-            out!("{}", serde_json::to_string(r)?);
+            rows.print(r)?;
         }
         printed += found.items.len();
         cursor = found.next;
