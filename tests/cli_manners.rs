@@ -94,3 +94,19 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn an_import_report_says_when_no_worker_is_alive_and_a_timeout_means_run_it_again() {
+    let redis = RedisServer::start().unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("manners-report"), "http://127.0.0.1:1");
+    let dir = qfrefund_e2e::Scratch::new("manners-report");
+    let csv = dir.path("r.csv");
+    std::fs::write(&csv, format!("syssn,out_trade_no,txamt\n{},RF-R1,5\n", generated_syssn(4))).unwrap();
+    let report = dir.path("r.report.csv");
+    let args = ["import", csv.to_str().unwrap(), "--report", report.to_str().unwrap(), "--report-timeout", "1"];
+    let out = run(&env, &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "not final in time: run it again: {err}");
+    assert!(err.contains("no worker is alive"), "{err}");
+    assert!(std::fs::read_to_string(&report).unwrap().contains("RF-R1,accepted,queued"));
+}

@@ -25,23 +25,26 @@ pub struct ImportArgs {
     #[arg(long, conflicts_with = "report")]
     dry_run: bool,
     /// After enqueueing, wait until every accepted line's refund is final (or needs review) and
-    /// write one CSV row per line with its outcome here.
+    /// write one CSV row per line with its outcome here; on a terminal it shows "N final / M,
+    /// oldest open Ns", and it warns when no worker is alive.
     #[arg(long)]
     report: Option<PathBuf>,
     /// Longest wait for --report, in seconds; the report is written with the states reached
-    /// (exit 2) when it runs out.
+    /// (exit 75: run the same import again to wait on) when it runs out.
     #[arg(long, default_value_t = 3_600)]
     report_timeout: u64,
 }
 
 pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<ExitCode> {
     let file = std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = progress_bar(size, !a.dry_run);
     let format = match a.format.as_deref() {
         Some("csv") => Some(Format::Csv),
         Some("jsonl") => Some(Format::Jsonl),
         _ => None,
     };
-    let mut lines = Lines::new(BufReader::with_capacity(1 << 20, file), format);
+    let mut lines = Lines::new(BufReader::with_capacity(1 << 20, bar.wrap_read(file)), format);
     if a.dry_run {
         return dry_run(&mut lines);
     }
@@ -55,7 +58,7 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
     let (mut unknown, mut not_written) = (Vec::new(), Vec::new());
     let mut invalid = Vec::new();
     let mut conflicting = Vec::new();
-    let progress = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
     // For --report: (line, out_trade_no, what the import did, error).
     // (line, (merchant, out_trade_no), what became of it, the error)
     let mut lines_seen: Vec<(usize, RefundKey, &'static str, String)> = Vec::new();
@@ -148,20 +151,16 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
                 }
             }
         }
-        if progress {
-            eprint!(
-                "\r{} accepted, {duplicates} duplicates, {conflicts} conflicts, {} invalid",
-                accepted,
-                invalid.len()
-            );
-            let _ = std::io::stderr().flush();
-        }
+        let rows = accepted + duplicates + conflicts + invalid.len() as u64 + unknown_n + not_written_n;
+        let per_s = rows as f64 / started.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!(
+            "{rows} rows ({per_s:.0}/s): {accepted} accepted, {duplicates} duplicates, {conflicts} conflicts, {} invalid",
+            invalid.len()
+        ));
     }
+    bar.finish_and_clear();
     invalid.sort_by_key(|v| v["line"].as_u64());
     lines_seen.sort_by_key(|l| l.0);
-    if progress {
-        eprintln!();
-    }
     let ok = conflicts == 0 && invalid.is_empty();
     let rerun = unknown_n + not_written_n > 0;
     let mut summary = json!({"accepted": accepted, "duplicates": duplicates, "conflicts": conflicts, "invalid": invalid,
@@ -191,6 +190,20 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A progress bar on stderr when it is a terminal (the file's bytes read, rows per second in the
+/// message, the time left), else nothing.
+fn progress_bar(bytes: u64, shown: bool) -> indicatif::ProgressBar {
+    if !shown || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(bytes);
+    let style = indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg} (ETA {eta})")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
 }
 
 /// Waits until every refund the import accepted (or found) is final or needs a person, then writes
@@ -225,6 +238,7 @@ async fn write_report(
     let mut records: HashMap<RefundKey, ledger::Record> = HashMap::new();
     let mut pending: Vec<RefundKey> = wanted.clone();
     let progress = std::io::stderr().is_terminal();
+    let mut warned = false;
     loop {
         let mut still = Vec::new();
         for (merchant, otn) in &pending {
@@ -241,8 +255,17 @@ async fn write_report(
             }
         }
         pending = still;
+        let now = ledger.now_ms();
+        let oldest = pending.iter().filter_map(|k| records.get(k)).map(|r| r.created_at).min();
+        let open_for = oldest.map_or(String::new(), |t| format!(", oldest open {}s", (now - t).max(0) / 1000));
+        let line = format!("{} final / {}{open_for}", wanted.len() - pending.len(), wanted.len());
         if progress {
-            eprint!("\rwaiting for {} refunds to be final ", pending.len());
+            eprint!("\r{line}   ");
+            let _ = std::io::stderr().flush();
+        }
+        if !pending.is_empty() && !warned && ledger.live_workers().await?.is_empty() {
+            eprintln!("\nwarning: no worker is alive: these refunds wait until one starts (`qfrefund worker`)");
+            warned = true;
         }
         if pending.is_empty() || std::time::Instant::now() >= deadline {
             break;
