@@ -30,7 +30,7 @@ mod search;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+pub use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use ledger::Ledger;
@@ -83,6 +83,8 @@ pub struct ApiConfig {
     pub four_eyes: bool,
     /// Who the console believes when a trusted authenticating proxy names the person.
     pub console_proxy: ConsoleProxy,
+    /// `/metrics` is served on a listener of its own (see [`apps`]): the API's port answers 404.
+    pub metrics_elsewhere: bool,
 }
 
 /// A trusted authenticating proxy in front of the console.
@@ -127,6 +129,7 @@ impl Default for ApiConfig {
             bulk_max_txamt: Some(1_000_000),
             four_eyes: true,
             console_proxy: ConsoleProxy::default(),
+            metrics_elsewhere: false,
         }
     }
 }
@@ -200,6 +203,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole application: routes, auth, limits, timeouts.
 pub fn app(ledger: Ledger, config: ApiConfig) -> Router {
+    apps(ledger, config).0
+}
+
+/// The application and, for a metrics listener of its own, a router of `/metrics` alone that
+/// counts the same traffic (set `ApiConfig::metrics_elsewhere` to take `/metrics` off the first).
+pub fn apps(ledger: Ledger, config: ApiConfig) -> (Router, Router) {
     let (router, doc) = routes();
     let doc = Arc::new(doc);
     let timeout = config.request_timeout;
@@ -213,13 +222,20 @@ pub fn app(ledger: Ledger, config: ApiConfig) -> Router {
         }
     });
     let state = Arc::new(AppState { ledger, config, archive, metrics: Metrics::default() });
-    router
+    let metrics_only = Router::new()
+        .route(
+            "/metrics",
+            get(|axum::extract::State(st): axum::extract::State<Shared>| async move { metrics::serve(&st).await }),
+        )
+        .with_state(state.clone());
+    let main = router
         .merge(console::router())
         .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(move |req, next| time_limit(timeout, req, next)))
-        .with_state(state)
+        .with_state(state);
+    (main, metrics_only)
 }
 
 /// Answers a request that ran out of time: `408` for a read; for a write, which may have been

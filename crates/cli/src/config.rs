@@ -158,6 +158,7 @@ impl Config {
             base_url: a.base_url.clone().unwrap_or_default(),
             bulk_max_txamt: (a.bulk_max_txamt > 0).then_some(a.bulk_max_txamt),
             four_eyes: a.four_eyes.0,
+            metrics_elsewhere: a.metrics_listen.is_some(),
             ..api::ApiConfig::default()
         };
         for item in list(a.console_proxy_from.as_deref()) {

@@ -15,6 +15,13 @@ use crate::config::Config;
 use crate::exit::out;
 use crate::output::Rows;
 
+/// Serves the API's metrics listener until the process ends.
+async fn axum_serve(listener: tokio::net::TcpListener, app: api::Router) {
+    if let Err(e) = api::serve(listener, app, std::future::pending()).await {
+        tracing::warn!(error = %e, "metrics listener stopped");
+    }
+}
+
 pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let c = Config::load(config)?;
     let (listen, api_config) = c.api()?;
@@ -38,7 +45,21 @@ pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
         }
     });
-    api::serve(listener, api::app(ledger, api_config), async { wait_for_signal().await }).await?;
+    let metrics_listen = c.loaded.settings.api.metrics_listen.clone();
+    let (app, metrics_app) = api::apps(ledger, api_config);
+    let metrics_server = match metrics_listen {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(&at).await.with_context(|| format!("listening on {at} (metrics)"))?;
+            out!("metrics on http://{}/metrics", l.local_addr()?);
+            let _ = std::io::stdout().flush();
+            Some(tokio::spawn(async move { axum_serve(l, metrics_app).await }))
+        }
+        None => None,
+    };
+    api::serve(listener, app, async { wait_for_signal().await }).await?;
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     watch.abort();
     tracing::info!("API stopped");
     Ok(ExitCode::SUCCESS)

@@ -34,7 +34,7 @@ pub use refund::machine::claim as claim_rules;
 pub use refund::machine::payment_check;
 pub use refund::ownership;
 pub use refund::{event as events, import, machine, record, request as producer, schedule, state};
-pub use store::{batch, durable, gauges, keys, merchants, outcome, pause, ready};
+pub use store::{batch, durable, keys, merchants, outcome, pause, ready};
 
 pub use batch::{LineFate, RERUN_ADVICE};
 pub use events::Event;

@@ -267,32 +267,18 @@ async fn serve_metrics(
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: Shutdown,
 ) {
-    use axum::http::{StatusCode, header};
+    use axum::http::header;
     use axum::response::IntoResponse;
     let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" })).route(
         "/metrics",
         axum::routing::get(move || {
             let (ledger, metrics) = (ledger.clone(), metrics.clone());
             async move {
-                let mut out = String::new();
-                metrics.render(&mut out);
-                let stats = match ledger.stats().await {
-                    Ok(s) => s,
-                    Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")).into_response(),
-                };
-                stats.to_prometheus(&mut out);
-                if let Ok(m) = ledger.memory().await {
-                    m.to_prometheus(&mut out);
-                }
-                let merchants = match (
-                    ledger.served_merchants().await,
-                    ledger.unserved_refunds(ledger::merchants::METRICS_SCAN).await,
-                ) {
-                    (Ok(served), Ok(unserved)) => Some((served, unserved)),
-                    _ => None,
-                };
-                ledger::gauges::render_extra(merchants.as_ref().map(|(s, u)| (s.as_slice(), u)), &mut out);
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+                // While Redis is down the process's own series are still served, with
+                // qfrefund_ledger_up 0 in place of the ledger's gauges.
+                let view = qfrefund_telemetry::LedgerView::read(&ledger).await;
+                ([(header::CONTENT_TYPE, qfrefund_telemetry::CONTENT_TYPE)], metrics.render(view.as_ref()))
+                    .into_response()
             }
         }),
     );

@@ -18,6 +18,9 @@ async fn every_metric_the_readme_lists_is_exported_by_a_worker() {
     let mut config = env.config.clone();
     config.metrics_listen = Some(format!("127.0.0.1:{port}"));
     let w = Worker::start(config);
+    // One refund through, so that the series labelled by what happened have a value.
+    env.enqueue(1, "RF-MR1", 100).await;
+    env.wait_for(&["RF-MR1".into()], &[ledger::State::Succeeded], Duration::from_secs(20)).await;
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md")).unwrap();
     let section = readme.as_str();
     let listed: std::collections::BTreeSet<&str> = section
@@ -40,5 +43,9 @@ async fn every_metric_the_readme_lists_is_exported_by_a_worker() {
     assert!(missing.is_empty(), "listed in docs/metrics.md, not exported: {missing:?}");
     assert!(text.contains("\nqfrefund_webhooks_failed 0\n"), "{text}");
     assert!(text.contains("\nqfrefund_webhooks_retrying 0\n"), "{text}");
+    assert!(text.contains("\nqfrefund_ledger_up 1\n"), "{text}");
+    assert!(text.contains("qfrefund_qfpay_answers_total{call=\"refund\",class=\"success\"} 1"), "{text}");
+    assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    assert!(text.contains("qfrefund_build_info{"), "{text}");
     w.stop().await;
 }

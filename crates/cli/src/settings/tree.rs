@@ -129,6 +129,8 @@ section! {
     ApiSettings at "api" {
         /// The API's address.
         listen: String = "127.0.0.1:8080".into() => "QFREFUND_API_LISTEN", Text;
+        /// Serve `/metrics` on this address instead of the API's own (e.g. `0.0.0.0:9465`): the API's port then answers 404 there.
+        metrics_listen: Option<String> = None => "QFREFUND_API_METRICS_LISTEN", Text;
         /// The largest request body accepted.
         body_limit_bytes: usize = api().body_limit => "QFREFUND_API_BODY_LIMIT_BYTES" | "QFREFUND_API_BODY_LIMIT", Whole;
         /// The longest a request may take before it is answered `408`.

@@ -3,8 +3,6 @@
 //! Redis refuses every write — refunds stop — long before anything is lost: the point is to see
 //! it coming (a WARN above [`WARN_AT`] of `maxmemory`, gauges on `/metrics`, `qfrefund stats`).
 
-use std::fmt::Write as _;
-
 use serde::Serialize;
 
 use crate::error::LedgerError;
@@ -53,32 +51,6 @@ impl MemoryReport {
             })
             .collect()
     }
-
-    /// The gauges in Prometheus' text format.
-    pub fn to_prometheus(&self, out: &mut String) {
-        let _ = writeln!(out, "# HELP qfrefund_redis_used_memory_bytes Redis used_memory, per primary.");
-        let _ = writeln!(out, "# TYPE qfrefund_redis_used_memory_bytes gauge");
-        for p in &self.primaries {
-            let _ = writeln!(out, "qfrefund_redis_used_memory_bytes{{primary=\"{}\"}} {}", p.primary, p.used_memory);
-        }
-        let _ = writeln!(out, "# HELP qfrefund_redis_maxmemory_bytes Redis maxmemory, per primary (0: no limit).");
-        let _ = writeln!(out, "# TYPE qfrefund_redis_maxmemory_bytes gauge");
-        for p in &self.primaries {
-            let _ = writeln!(out, "qfrefund_redis_maxmemory_bytes{{primary=\"{}\"}} {}", p.primary, p.maxmemory);
-        }
-        let _ = writeln!(
-            out,
-            "# HELP qfrefund_redis_bytes_per_refund Redis used_memory (every primary) per refund record held.\n\
-             # TYPE qfrefund_redis_bytes_per_refund gauge\nqfrefund_redis_bytes_per_refund {:.1}",
-            self.bytes_per_refund.unwrap_or(0.0)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP qfrefund_tombstones Tombstones of archived refunds and payments.\n\
-             # TYPE qfrefund_tombstones gauge\nqfrefund_tombstones {}",
-            self.tombstones
-        );
-    }
 }
 
 impl Ledger {
@@ -126,8 +98,5 @@ mod tests {
         let w = r(vec![p(81, 100)]).warnings();
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("81%") && w[0].contains("h:1"), "{}", w[0]);
-        let mut out = String::new();
-        r(vec![p(81, 100)]).to_prometheus(&mut out);
-        assert!(out.contains("qfrefund_redis_used_memory_bytes{primary=\"h:1\"} 81"), "{out}");
     }
 }

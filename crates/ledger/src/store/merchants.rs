@@ -39,25 +39,7 @@ pub struct Unserved {
     pub truncated: bool,
 }
 
-impl Unserved {
-    /// As Prometheus gauges (one line per merchant; merchant names are validated ids).
-    pub fn to_prometheus(&self, served: &[String], out: &mut String) {
-        use std::fmt::Write as _;
-        let _ = writeln!(
-            out,
-            "# HELP qfrefund_unserved_refunds Refunds waiting for a merchant no live worker holds credentials for (on /metrics counted among the earliest-due 5000; qfrefund stats counts all).\n# TYPE qfrefund_unserved_refunds gauge"
-        );
-        let _ = writeln!(out, "qfrefund_unserved_refunds {}", self.refunds.values().sum::<u64>());
-        for (m, n) in &self.refunds {
-            let _ = writeln!(out, "qfrefund_unserved_refunds{{merchant=\"{m}\"}} {n}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP qfrefund_served_merchants Merchants live workers hold credentials for.\n# TYPE qfrefund_served_merchants gauge\nqfrefund_served_merchants {}",
-            served.len()
-        );
-    }
-}
+impl Unserved {}
 
 impl Ledger {
     /// A worker's heartbeat: it serves `merchants` for the next `ttl` (each announced in its

@@ -25,7 +25,6 @@ pub(crate) mod enqueue;
 pub mod evidence;
 pub(crate) mod fetch;
 pub mod fresh;
-pub mod gauges;
 pub mod keys;
 pub mod memory;
 pub mod merchants;

@@ -26,59 +26,7 @@ pub struct Stats {
     pub live_workers: u64,
 }
 
-impl Stats {
-    /// The ledger's gauges in Prometheus' text format: every process that serves metrics (API,
-    /// workers) renders the same values, read from Redis at scrape time.
-    pub fn to_prometheus(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let mut gauge = |name: &str, help: &str, lines: Vec<(String, String)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for (labels, v) in lines {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
-        };
-        gauge(
-            "qfrefund_refunds",
-            "Refunds in each state (final states count every refund ever settled).",
-            self.by_state.iter().map(|(s, n)| (format!("{{state=\"{s}\"}}"), n.to_string())).collect(),
-        );
-        gauge(
-            "qfrefund_due_backlog",
-            "Refunds due now that no worker has picked up yet.",
-            vec![(String::new(), self.due_now.to_string())],
-        );
-        gauge(
-            "qfrefund_scheduled",
-            "Refunds waiting in the due-index (now or later).",
-            vec![(String::new(), self.due_total.to_string())],
-        );
-        gauge(
-            "qfrefund_oldest_open_seconds",
-            "How long the oldest non-final refund has been in its current state.",
-            vec![(String::new(), format!("{:.3}", self.oldest_open_age_ms.unwrap_or(0) as f64 / 1000.0))],
-        );
-        gauge(
-            "qfrefund_paused_merchants",
-            "Merchants whose submits are paused.",
-            vec![(String::new(), self.paused.len().to_string())],
-        );
-        gauge(
-            "qfrefund_webhooks_failed",
-            "Webhook deliveries given up (see `qfrefund webhooks`).",
-            vec![(String::new(), self.webhooks_failed.to_string())],
-        );
-        gauge(
-            "qfrefund_webhooks_retrying",
-            "Webhook deliveries waiting for a retry.",
-            vec![(String::new(), self.webhooks_retrying.to_string())],
-        );
-        gauge(
-            "qfrefund_workers",
-            "Workers whose heartbeat holds now (see `qfrefund workers`).",
-            vec![(String::new(), self.live_workers.to_string())],
-        );
-    }
-}
+impl Stats {}
 
 impl Ledger {
     /// What an operator (or a metrics scrape) wants to know at a glance: every shard, summed.

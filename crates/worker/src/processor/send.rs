@@ -67,9 +67,9 @@ impl Processor {
                     let mut e = client.evidence("refund", &req.params());
                     let answer =
                         guard::within_lease(deadline, client.refund_evidenced(&req, Some(within), &mut e)).await;
-                    self.metrics.submitted(sent.elapsed());
+                    let took = sent.elapsed();
                     evidence = Some(cut_off(e, &answer, sent));
-                    match answer {
+                    let result = match answer {
                         Guarded::Done(answer) => SubmitResult::from(answer),
                         Guarded::NotStarted => {
                             SubmitResult::NotSent("the lease ran out before the request was sent".into())
@@ -77,7 +77,9 @@ impl Processor {
                         Guarded::Expired => {
                             SubmitResult::Unknown("the lease ran out while the request was in flight".into())
                         }
-                    }
+                    };
+                    self.metrics.submitted(took, &result);
+                    result
                 }
             },
         };
@@ -116,15 +118,17 @@ impl Processor {
                 let sent = Instant::now();
                 let mut e = client.evidence("query", &req.params());
                 let answer = guard::within_lease(deadline, client.enquire_evidenced(&req, Some(within), &mut e)).await;
-                self.metrics.enquired(sent.elapsed());
+                let took = sent.elapsed();
                 evidence = Some(cut_off(e, &answer, sent));
-                match answer {
+                let result = match answer {
                     Guarded::Done(Ok(answer)) => EnquiryResult::Answer(answer),
                     Guarded::Done(Err(e)) => EnquiryResult::Failed(e),
                     Guarded::NotStarted | Guarded::Expired => {
                         EnquiryResult::Failed(ClientError::NotSent { reason: "the lease ran out".into() })
                     }
-                }
+                };
+                self.metrics.enquired(took, &result);
+                result
             }
             (Err(e), _) => EnquiryResult::Failed(ClientError::Config(e)),
         };
