@@ -232,10 +232,36 @@ pub fn apps(ledger: Ledger, config: ApiConfig) -> (Router, Router) {
         .merge(console::router())
         .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn(trace_request))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(move |req, next| time_limit(timeout, req, next)))
         .with_state(state);
     (main, metrics_only)
+}
+
+/// The trace context a refund created by this request is stored with: this request's span when
+/// traces are exported, else the caller's `traceparent` as it came.
+#[derive(Clone, Debug, Default)]
+pub struct TraceParent(pub Option<String>);
+
+/// Each request in a span of its own, joined to the caller's trace (a W3C `traceparent` header),
+/// whose trace id its log lines carry.
+async fn trace_request(mut req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument;
+    let incoming = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| ledger::producer::valid_traceparent(v))
+        .map(str::to_owned);
+    let span =
+        tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), trace_id = tracing::field::Empty);
+    if let Some(id) = incoming.as_deref().and_then(|tp| qfrefund_telemetry::traces::join_trace(&span, tp)) {
+        span.record("trace_id", tracing::field::display(&id));
+    }
+    let stored = qfrefund_telemetry::traces::traceparent(&span).or(incoming);
+    req.extensions_mut().insert(TraceParent(stored));
+    next.run(req).instrument(span).await
 }
 
 /// Answers a request that ran out of time: `408` for a read; for a write, which may have been

@@ -112,6 +112,7 @@ fn parse_new_refund(body: &[u8]) -> Result<NewRefund, ApiError> {
         mchid,
         udid,
         merchant,
+        traceparent: None,
     }
     .normalised();
     // The rules, for the fields that were there and well-typed (a missing one is reported once).
@@ -140,6 +141,7 @@ fn parse_new_refund(body: &[u8]) -> Result<NewRefund, ApiError> {
     path = "/v1/refunds",
     tag = "refunds",
     request_body(content = NewRefund, description = "Amounts in minor units; `syssn` as a string"),
+    params(("traceparent" = Option<String>, Header, description = "The caller's W3C trace context: kept with the refund, so that the workers' spans for it join the caller's trace (a malformed value is ignored)")),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Accepted: a new refund, queued", body = RefundBody,
@@ -153,9 +155,16 @@ fn parse_new_refund(body: &[u8]) -> Result<NewRefund, ApiError> {
         (status = 504, description = "Outcome unknown: the refund may have been created. Retry with the same out_trade_no (idempotent), never under a new one", body = ErrorBody),
     )
 )]
-pub async fn create(State(st): State<Shared>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create(
+    State(st): State<Shared>,
+    caller: Caller,
+    trace: Option<axum::Extension<crate::TraceParent>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     caller.require(Role::Produce)?;
-    let refund = parse_new_refund(&body)?;
+    let mut refund = parse_new_refund(&body)?;
+    // The workers' spans for this refund join the caller's trace (or this request's).
+    refund.traceparent = trace.and_then(|axum::Extension(t)| t.0);
     if let Err(unknown) = st.ledger.check_refund_merchant(&refund, &st.config.merchants).await? {
         return Err(ApiError::invalid("merchant", unknown.to_string()));
     }

@@ -113,6 +113,9 @@ pub async fn enqueue(config: Option<&Path>, a: EnqueueArgs) -> anyhow::Result<Ex
         mchid: a.mchid,
         udid: a.udid,
         merchant: a.merchant,
+        // A trace this command runs in (`TRACEPARENT`, as tools that start one set it): the
+        // workers' spans for the refund join it.
+        traceparent: std::env::var("TRACEPARENT").ok().filter(|t| ledger::producer::valid_traceparent(t)),
     };
     refund.clone().normalised().validate()?;
     let ledger = open_producer(config).await?;

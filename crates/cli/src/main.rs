@@ -198,17 +198,18 @@ fn command() -> clap::Command {
 }
 
 /// Logs to stderr: `QFREFUND_LOG_FORMAT` `pretty` (the default; coloured only on a terminal) or
-/// `json`; any other value is refused rather than quietly ignored.
-fn init_logging(default: &str) -> anyhow::Result<()> {
+/// `json`; any other value is refused rather than quietly ignored. Traces over OTLP when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see `qfrefund_telemetry::traces`).
+fn init_logging(component: &str, default: &str) -> anyhow::Result<qfrefund_telemetry::traces::Guard> {
+    use qfrefund_telemetry::traces::LogFormat;
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match std::env::var("QFREFUND_LOG_FORMAT").ok().as_deref() {
-        Some("json") => builder.json().init(),
-        None | Some("") | Some("pretty") => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    let format = match std::env::var("QFREFUND_LOG_FORMAT").ok().as_deref() {
+        Some("json") => LogFormat::Json,
+        None | Some("") | Some("pretty") => LogFormat::Pretty,
         Some(other) => anyhow::bail!("QFREFUND_LOG_FORMAT: unknown format {other:?}: pretty (the default) or json"),
-    }
-    Ok(())
+    };
+    qfrefund_telemetry::traces::init(component, default, format, std::io::stderr().is_terminal())
+        .map_err(anyhow::Error::msg)
 }
 
 #[tokio::main]
@@ -218,10 +219,19 @@ async fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let long_running = matches!(cli.command, Command::Worker | Command::Sim(_) | Command::Serve);
-    if let Err(e) = init_logging(if long_running { "info" } else { "warn" }) {
-        eprintln!("error: {e:#}");
-        return ExitCode::from(2);
-    }
+    let component = match cli.command {
+        Command::Worker => "worker",
+        Command::Serve => "api",
+        Command::Sim(_) => "sim",
+        _ => "cli",
+    };
+    let _traces = match init_logging(component, if long_running { "info" } else { "warn" }) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     output::set(cli.output);
     let config = cli.config.as_deref();
     let result = match cli.command {

@@ -8,6 +8,8 @@
 //! worker and an API, count apart. Label values are bounded: route templates, never ids;
 //! [`method_label`] for HTTP methods.
 
+pub mod traces;
+
 use std::collections::BTreeMap;
 
 use ledger::store::memory::MemoryReport;

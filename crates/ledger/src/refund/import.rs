@@ -96,6 +96,7 @@ impl Header {
             mchid: get(4).map(str::to_owned),
             udid: get(5).map(str::to_owned),
             merchant: get(6).map(str::to_owned),
+            traceparent: None,
         })
     }
 }
@@ -136,6 +137,7 @@ pub fn json_record(line: &str) -> Result<NewRefund, String> {
         mchid: j.mchid,
         udid: j.udid,
         merchant: j.merchant,
+        traceparent: None,
     })
 }
 

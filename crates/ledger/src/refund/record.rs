@@ -25,6 +25,9 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub udid: Option<String>,
     pub merchant: String,
+    /// The producer's W3C trace context, when it gave one (see `NewRefund::traceparent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// Hash of the request: a second enqueue with other fields is a conflict, not a new refund.
     #[serde(skip)]
     pub payload_hash: String,
@@ -132,6 +135,7 @@ impl Record {
             mchid: refund.mchid.clone(),
             udid: refund.udid.clone(),
             merchant: refund.merchant().to_owned(),
+            traceparent: refund.traceparent.clone().filter(|v| crate::refund::request::valid_traceparent(v)),
             payload_hash: refund.payload_hash(),
             state: State::Queued,
             fence: 0,
@@ -177,6 +181,7 @@ impl Record {
             mchid: self.mchid.clone(),
             udid: self.udid.clone(),
             merchant: Some(self.merchant.clone()),
+            traceparent: self.traceparent.clone(),
         }
     }
 
@@ -218,6 +223,7 @@ impl Record {
             mchid: text("mchid"),
             udid: text("udid"),
             merchant,
+            traceparent: text("traceparent"),
             payload_hash: req("payload_hash")?,
             state: req("state")?.parse().map_err(|_| bad("state", "unknown state"))?,
             fence: num("fence")?.max(0) as u64,

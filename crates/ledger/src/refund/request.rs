@@ -31,6 +31,11 @@ pub struct NewRefund {
     /// Which configured merchant's credentials to use (default: `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merchant: Option<String>,
+    /// The producer's W3C trace context (`traceparent`), kept with the refund so that the
+    /// workers' spans for it join the producer's trace. Not part of the request: the same
+    /// request under another trace is a duplicate, and keeps the first one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl NewRefund {
@@ -43,6 +48,7 @@ impl NewRefund {
             orig_txamt: None,
             mchid: None,
             udid: None,
+            traceparent: None,
             merchant: None,
         }
     }
@@ -126,7 +132,8 @@ impl NewRefund {
         out
     }
 
-    /// The record fields it is stored as.
+    /// The record fields it is stored as (a malformed `traceparent` is left out: it is no part of
+    /// the request, and a trace is not worth refusing a refund for).
     pub(crate) fn fields(&self) -> Vec<(&'static str, String)> {
         let mut f = vec![
             ("out_trade_no", self.out_trade_no.clone()),
@@ -142,6 +149,9 @@ impl NewRefund {
         }
         if let Some(v) = &self.udid {
             f.push(("udid", v.clone()));
+        }
+        if let Some(v) = self.traceparent.as_ref().filter(|v| valid_traceparent(v)) {
+            f.push(("traceparent", v.clone()));
         }
         f
     }
@@ -165,9 +175,43 @@ impl NewRefund {
     }
 }
 
+/// Whether `v` is a W3C `traceparent` (version 00): `00-<32 hex>-<16 hex>-<2 hex>`, neither id
+/// all zeros.
+pub fn valid_traceparent(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && nonzero(parts[1])
+        && hex(parts[2], 16)
+        && nonzero(parts[2])
+        && hex(parts[3], 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_w3c_traceparent_is_kept() {
+        assert!(valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            assert!(!valid_traceparent(bad), "{bad}");
+        }
+        let mut r = NewRefund::new("1", "RF-1", 5);
+        r.traceparent = Some("nonsense".into());
+        assert!(!r.fields().iter().any(|(k, _)| *k == "traceparent"));
+        assert_eq!(r.payload_hash(), NewRefund::new("1", "RF-1", 5).payload_hash(), "not part of the request");
+    }
 
     #[test]
     fn invalid_requests_name_their_field() {

@@ -258,14 +258,16 @@ impl Processor {
             }
             claim = match claim {
                 Claim::Submit { fence, record, durable } => {
-                    return self.submit(client, mchid.as_deref(), *record, fence, durable).await;
+                    let span = attempt_span(&record, "submit", fence);
+                    return self.submit(client, mchid.as_deref(), *record, fence, durable).instrument(span).await;
                 }
                 Claim::Enquire { fence, record, recovered, .. } => {
                     if recovered {
                         info!("found in submitting after its holder's lease expired: enquiring, never resending");
                         self.metrics.orphan_recovered();
                     }
-                    return self.enquire(client, mchid.as_deref(), *record, fence).await;
+                    let span = attempt_span(&record, "enquire", fence);
+                    return self.enquire(client, mchid.as_deref(), *record, fence).instrument(span).await;
                 }
                 Claim::NeedPaid => {
                     if let Err(why) = self.learn_paid(client, mchid.as_deref(), &target).await? {
@@ -349,4 +351,20 @@ impl Processor {
 
 pub(crate) fn ms(d: Duration) -> i64 {
     d.as_millis() as i64
+}
+
+/// The span of one attempt on a refund (a submit or an enquiry, and the transition after it):
+/// in the producer's trace when the refund came with one (its `traceparent`), so that the
+/// claim, the QFPay call and the transition join it and the log lines carry its trace id.
+fn attempt_span(record: &Record, kind: &'static str, fence: u64) -> tracing::Span {
+    let span = info_span!("attempt", kind, fence, trace_id = tracing::field::Empty);
+    // Joined before it is first entered: a span's parent is fixed once it has begun.
+    if let Some(trace_id) =
+        record.traceparent.as_deref().and_then(|tp| qfrefund_telemetry::traces::join_trace(&span, tp))
+    {
+        span.record("trace_id", tracing::field::display(&trace_id));
+    }
+    // What the fetch claimed for this worker, as a step of the attempt.
+    span.in_scope(|| drop(info_span!("claim", kind, fence).entered()));
+    span
 }

@@ -7,7 +7,7 @@ use ledger::machine::{EnquiryResult, SubmitResult, after_enquiry, after_submit};
 use ledger::payment_check::after_payment_check;
 use ledger::{Decision, LedgerError, Record, State};
 use qfpay::{Client, ClientError};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use super::{LEASE_MARGIN, Processor, Step, ms};
 use crate::guard::{self, Guarded};
@@ -65,8 +65,9 @@ impl Processor {
                 Some(within) => {
                     let sent = Instant::now();
                     let mut e = client.evidence("refund", &req.params());
-                    let answer =
-                        guard::within_lease(deadline, client.refund_evidenced(&req, Some(within), &mut e)).await;
+                    let call = client.refund_evidenced(&req, Some(within), &mut e);
+                    let call = call.instrument(info_span!("qfpay.refund", submit = rec.submits + 1));
+                    let answer = guard::within_lease(deadline, call).await;
                     let took = sent.elapsed();
                     evidence = Some(cut_off(e, &answer, sent));
                     let result = match answer {
@@ -117,7 +118,9 @@ impl Processor {
             (Ok(req), Some(within)) => {
                 let sent = Instant::now();
                 let mut e = client.evidence("query", &req.params());
-                let answer = guard::within_lease(deadline, client.enquire_evidenced(&req, Some(within), &mut e)).await;
+                let call = client.enquire_evidenced(&req, Some(within), &mut e);
+                let call = call.instrument(info_span!("qfpay.query", payment_check = rec.payment_check));
+                let answer = guard::within_lease(deadline, call).await;
                 let took = sent.elapsed();
                 evidence = Some(cut_off(e, &answer, sent));
                 let result = match answer {
@@ -165,6 +168,7 @@ impl Processor {
     /// Writes the decision. A Redis hiccup here is retried for a while: the answer we hold is worth
     /// keeping (the same operation id makes a retry land once). If Redis stays away, the lease
     /// expires and another worker enquires — QFPay's records, not our memory, settle it.
+    #[tracing::instrument(name = "transition", skip_all, fields(from = %expected, to = %d.state, fence = fence))]
     pub(super) async fn apply(
         &self,
         rec: &Record,
