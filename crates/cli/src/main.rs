@@ -3,15 +3,10 @@
 
 mod archived;
 mod cmd;
-mod commands;
 mod config;
-mod docs_cmd;
+mod connect;
 mod exit;
-mod import_cmd;
-mod ops;
 mod output;
-mod prune;
-mod qfpay_cmd;
 mod settings;
 
 use std::path::PathBuf;
@@ -38,10 +33,10 @@ enum Command {
     /// Process refunds until SIGTERM/SIGINT; run as many side by side as you like.
     Worker,
     /// Enqueue one refund; prints its record as JSON.
-    Enqueue(commands::EnqueueArgs),
+    Enqueue(cmd::enqueue::EnqueueArgs),
     /// Enqueue every refund of a CSV (header syssn,out_trade_no,txamt[,orig_txamt,mchid,udid,merchant])
     /// or JSON Lines file; prints a JSON summary. Exit 0 when every line was accepted or a duplicate.
-    Import(import_cmd::ImportArgs),
+    Import(cmd::import::ImportArgs),
     /// Print one refund's record as JSON (exit 3 if unknown); an archived refund from the archive.
     Status {
         out_trade_no: String,
@@ -104,11 +99,11 @@ enum Command {
         by: Option<String>,
     },
     /// Look at a refund in needs_review again: enquire first if it was ever sent, else submit.
-    Retry(commands::OperatorArgs),
+    Retry(cmd::operate::OperatorArgs),
     /// Settle a refund in needs_review as succeeded or failed, as established with QFPay.
     Resolve {
         #[command(flatten)]
-        op: commands::OperatorArgs,
+        op: cmd::operate::OperatorArgs,
         #[arg(long, value_parser = ["succeeded", "failed"])]
         state: String,
         /// Accept a success that takes the payment past what its records say was paid, on QFPay's
@@ -118,10 +113,10 @@ enum Command {
         force: bool,
     },
     /// Withdraw a refund that was never sent (queued).
-    Cancel(commands::OperatorArgs),
+    Cancel(cmd::operate::OperatorArgs),
     /// Enquire a refund waiting for an enquiry (pending) now rather than at its next due time:
     /// always safe, nothing but an enquiry is sent. Audited.
-    Enquire(commands::OperatorArgs),
+    Enquire(cmd::operate::OperatorArgs),
     /// Serve the HTTP API (POST/GET /v1/refunds, operator actions, QFPay notifications,
     /// /healthz, /readyz, /metrics, /openapi.json) on QFREFUND_API_LISTEN (default 127.0.0.1:8080).
     Serve,
@@ -159,7 +154,7 @@ enum Command {
     ScopeMerchants,
     /// Compare every refund created in a time window with QFPay's enquiry and write a CSV report
     /// (agree / disagree / open / unknown per refund); exit 1 if any disagrees or could not be checked.
-    Reconcile(ops::ReconcileArgs),
+    Reconcile(cmd::reconcile::ReconcileArgs),
     /// Health check for containers: exit 0 if a refund can be written now — Redis answers, takes
     /// writes (not at maxmemory, not read-only) and is set up not to lose refunds (or, with --http,
     /// if the URL answers 2xx), else 1 with the reason on stderr.
@@ -189,7 +184,7 @@ enum Command {
     /// Talk to QFPay directly, bypassing the ledger: for checking credentials and connectivity
     /// against a sandbox or the simulator. Production refunds go through `enqueue`.
     #[command(subcommand)]
-    Qfpay(qfpay_cmd::QfpayCommand),
+    Qfpay(cmd::qfpay::QfpayCommand),
 }
 
 /// The command line as parsed and documented: each command's help ends with the variables it reads.
@@ -235,30 +230,30 @@ async fn main() -> ExitCode {
     output::set(cli.output);
     let config = cli.config.as_deref();
     let result = match cli.command {
-        Command::Worker => commands::worker(config).await,
-        Command::Enqueue(args) => commands::enqueue(config, args).await,
-        Command::Import(args) => import_cmd::import(config, args).await,
+        Command::Worker => cmd::worker::worker(config).await,
+        Command::Enqueue(args) => cmd::enqueue::enqueue(config, args).await,
+        Command::Import(args) => cmd::import::import(config, args).await,
         Command::Status { out_trade_no, merchant, attempts } => {
-            commands::status(config, &merchant, &out_trade_no, attempts).await
+            cmd::status::status(config, &merchant, &out_trade_no, attempts).await
         }
         Command::List(args) => cmd::list::list(config, args).await,
-        Command::Pause { merchant, reason, by } => commands::pause(config, &merchant, true, &reason, by).await,
-        Command::Resume { merchant, reason, by } => commands::pause(config, &merchant, false, &reason, by).await,
-        Command::Retry(op) => commands::operate(config, op, ledger::Operation::Retry).await,
+        Command::Pause { merchant, reason, by } => cmd::pause::pause(config, &merchant, true, &reason, by).await,
+        Command::Resume { merchant, reason, by } => cmd::pause::pause(config, &merchant, false, &reason, by).await,
+        Command::Retry(op) => cmd::operate::operate(config, op, ledger::Operation::Retry).await,
         Command::Resolve { op, state, force } => {
             let target = if state == "succeeded" { ledger::State::Succeeded } else { ledger::State::Failed };
             let op_kind =
                 if force { ledger::Operation::ForceResolve(target) } else { ledger::Operation::Resolve(target) };
-            commands::operate(config, op, op_kind).await
+            cmd::operate::operate(config, op, op_kind).await
         }
-        Command::Cancel(op) => commands::operate(config, op, ledger::Operation::Cancel).await,
-        Command::Enquire(op) => commands::operate(config, op, ledger::Operation::EnquireNow).await,
-        Command::Serve => ops::serve(config).await,
+        Command::Cancel(op) => cmd::operate::operate(config, op, ledger::Operation::Cancel).await,
+        Command::Enquire(op) => cmd::operate::operate(config, op, ledger::Operation::EnquireNow).await,
+        Command::Serve => cmd::serve::serve(config).await,
         Command::Events(args) => cmd::events::events(config, args).await,
-        Command::Audit { from } => ops::audit(config, from).await,
-        Command::Stats => ops::stats(config).await,
-        Command::Workers => ops::workers(config).await,
-        Command::Prune { dry_run } => prune::prune(config, dry_run).await,
+        Command::Audit { from } => cmd::audit::audit(config, from).await,
+        Command::Stats => cmd::stats::stats(config).await,
+        Command::Workers => cmd::workers::workers(config).await,
+        Command::Prune { dry_run } => cmd::prune::prune(config, dry_run).await,
         Command::EnableRetention { compact, summaries, compact_queue, no_compact_queue } => {
             let queue = if compact_queue {
                 Some(true)
@@ -267,17 +262,17 @@ async fn main() -> ExitCode {
             } else {
                 None
             };
-            prune::enable(config, compact, summaries, queue).await
+            cmd::enable_retention::enable(config, compact, summaries, queue).await
         }
-        Command::Redeliver { ids, all, reason, by } => commands::redeliver(config, ids, all, &reason, by).await,
-        Command::ScopeMerchants => commands::scope_merchants(config).await,
-        Command::Reconcile(args) => ops::reconcile(config, args).await,
-        Command::Ping { http } => ops::ping(config, http.as_deref()).await,
-        Command::Completions { shell } => docs_cmd::completions(shell),
-        Command::Man { dir } => docs_cmd::man(dir.as_deref()),
+        Command::Redeliver { ids, all, reason, by } => cmd::redeliver::redeliver(config, ids, all, &reason, by).await,
+        Command::ScopeMerchants => cmd::scope_merchants::scope_merchants(config).await,
+        Command::Reconcile(args) => cmd::reconcile::reconcile(config, args).await,
+        Command::Ping { http } => cmd::ping::ping(config, http.as_deref()).await,
+        Command::Completions { shell } => cmd::docs::completions(shell),
+        Command::Man { dir } => cmd::docs::man(dir.as_deref()),
         Command::Config(cmd) => cmd::config::run(config, cmd),
         Command::Sim(args) => qfpay_sim::args::run(args).await.map(|()| ExitCode::SUCCESS),
-        Command::Qfpay(cmd) => qfpay_cmd::run(cmd, config).await.map(|()| ExitCode::SUCCESS),
+        Command::Qfpay(cmd) => cmd::qfpay::run(cmd, config).await.map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -40,8 +40,8 @@ pub fn run(config: Option<&Path>, cmd: ConfigCommand) -> anyhow::Result<ExitCode
     match cmd {
         ConfigCommand::Show => show(config),
         ConfigCommand::Check { role } => check(config, role),
-        ConfigCommand::Example => crate::docs_cmd::print(render::example_toml().as_bytes()),
-        ConfigCommand::Reference => crate::docs_cmd::print(render::reference_table().as_bytes()),
+        ConfigCommand::Example => crate::cmd::docs::print(render::example_toml().as_bytes()),
+        ConfigCommand::Reference => crate::cmd::docs::print(render::reference_table().as_bytes()),
     }
 }
 
@@ -95,5 +95,5 @@ fn check(config: Option<&Path>, role: Option<Role>) -> anyhow::Result<ExitCode> 
         said.push("api: no token configured (`serve` would refuse to start)".into());
     }
     said.push("configuration is valid".into());
-    crate::docs_cmd::print((said.join("\n") + "\n").as_bytes())
+    crate::cmd::docs::print((said.join("\n") + "\n").as_bytes())
 }

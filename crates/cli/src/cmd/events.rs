@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::commands::open_reader;
+use crate::connect::open_reader;
 use crate::output::Rows;
 
 #[derive(Args, Debug)]

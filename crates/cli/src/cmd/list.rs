@@ -8,7 +8,7 @@ use clap::Args;
 use ledger::store::search::Search;
 use ledger::{PageCursor, State};
 
-use crate::commands::open_reader;
+use crate::connect::open_reader;
 use crate::exit::invalid;
 use crate::output::Rows;
 
@@ -23,7 +23,7 @@ pub const COLUMNS: &[(&str, usize)] = &[
     ("updated_at", 24),
     ("reason", 0),
 ];
-use crate::ops::parse_bound;
+use crate::cmd::reconcile::parse_bound;
 
 #[derive(Args, Debug)]
 pub struct ListArgs {

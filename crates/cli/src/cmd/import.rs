@@ -12,7 +12,7 @@ use ledger::import::{Format, Lines};
 use ledger::{Ledger, LedgerError, LineFate, NewRefund, State};
 use serde_json::json;
 
-use crate::commands::{EXIT_OUTCOME_UNKNOWN, open_producer};
+use crate::connect::{EXIT_OUTCOME_UNKNOWN, open_producer};
 use crate::exit::out;
 
 #[derive(Args, Debug)]
