@@ -112,3 +112,25 @@ fn the_example_file_is_what_config_example_prints() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/qfrefund.example.toml")).unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), file);
 }
+
+#[test]
+fn api_tokens_from_the_file_name_the_variable_that_holds_each() {
+    let dir = Scratch::new("cfg-tokens");
+    let file = dir.path("t.toml");
+    std::fs::write(&file, "[[api.tokens]]\nname = \"shop\"\nrole = \"produce\"\ntoken_env = \"SHOP_TOKEN\"\n").unwrap();
+    let mut env = env_for("redis://127.0.0.1:1", "cfg", "http://127.0.0.1:1");
+    let args = ["--config", file.to_str().unwrap(), "config", "check", "--for", "api"];
+    let out = run(&env, &args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SHOP_TOKEN is not set"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.insert("SHOP_TOKEN".into(), "shop-token-0123456789abcdef".into());
+    let out = run(&env, &args);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 token(s)"), "{}", String::from_utf8_lossy(&out.stderr));
+    // The environment's list replaces the file's.
+    env.insert("QFREFUND_API_TOKENS".into(), "a:read:token-a-0123456789abcd,b:operate:token-b-0123456789abcd".into());
+    assert!(String::from_utf8_lossy(&run(&env, &args).stdout).contains("2 token(s)"));
+}

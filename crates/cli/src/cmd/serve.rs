@@ -8,7 +8,6 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::connect::wait_for_signal;
-use crate::exit::out;
 
 /// Serves the API's metrics listener until the process ends.
 async fn axum_serve(listener: tokio::net::TcpListener, app: api::Router) {
@@ -30,7 +29,8 @@ pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, tokens = api_config.tokens.len(), "qfrefund API listening");
     // Scripts and tests read the address from here (the port may have been 0).
-    out!("listening on http://{addr}");
+    // (Not through `out!`: a server whose standard output is closed keeps serving.)
+    let _ = writeln!(std::io::stdout(), "listening on http://{addr}");
     let _ = std::io::stdout().flush();
     // A WARN every minute while a Redis primary is above 80% of its maxmemory.
     let watched = ledger.clone();
@@ -45,7 +45,7 @@ pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let metrics_server = match metrics_listen {
         Some(at) => {
             let l = tokio::net::TcpListener::bind(&at).await.with_context(|| format!("listening on {at} (metrics)"))?;
-            out!("metrics on http://{}/metrics", l.local_addr()?);
+            let _ = writeln!(std::io::stdout(), "metrics on http://{}/metrics", l.local_addr()?);
             let _ = std::io::stdout().flush();
             Some(tokio::spawn(async move { axum_serve(l, metrics_app).await }))
         }
