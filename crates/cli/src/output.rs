@@ -72,7 +72,8 @@ fn cell(v: &Value, key: &str) -> String {
     }
 }
 
-fn csv_field(text: &str) -> String {
+/// A CSV field, quoted only when it must be (RFC 4180).
+pub fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
 }
 

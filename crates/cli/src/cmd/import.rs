@@ -277,9 +277,6 @@ async fn write_report(
     }
     let mut f =
         std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
-    let field = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
-    };
     writeln!(f, "line,out_trade_no,import,state,respcd,resperr,refund_syssn,txamt,reason,import_error,merchant")?;
     for (line, key, what, err) in lines {
         let r = records.get(key);
@@ -296,7 +293,7 @@ async fn write_report(
             err.clone(),
             key.0.clone(),
         ];
-        writeln!(f, "{}", cols.iter().map(|c| field(c)).collect::<Vec<_>>().join(","))?;
+        writeln!(f, "{}", cols.iter().map(|c| crate::output::csv_field(c)).collect::<Vec<_>>().join(","))?;
     }
     f.flush()?;
     Ok(pending.is_empty())

@@ -1,17 +1,26 @@
 //! The settings as people read them: the reference table (`docs/configuration.md`), the example
 //! file (`deploy/qfrefund.example.toml`), and the effective values with where each came from.
 
+use std::sync::OnceLock;
+
 use figment::value::Value;
 
 use super::{Declared, Kind, Loaded, Settings, declared};
 
+/// The default at `path` (`worker.lease_ms`), from the defaults serialised once per process
+/// (every command's help shows them).
+fn default_at(path: &str) -> serde_json::Value {
+    static DEFAULTS: OnceLock<serde_json::Value> = OnceLock::new();
+    let mut at = DEFAULTS.get_or_init(|| serde_json::to_value(Settings::default()).unwrap_or_default());
+    for key in path.split('.') {
+        at = at.get(key).unwrap_or(&serde_json::Value::Null);
+    }
+    at.clone()
+}
+
 /// A setting's default, as the reference shows it ("—": unset).
 pub fn default_text(path: &str, kind: Kind) -> String {
-    let mut at = serde_json::to_value(Settings::default()).unwrap_or_default();
-    for key in path.split('.') {
-        at = at.get(key).cloned().unwrap_or_default();
-    }
-    match at {
+    match default_at(path) {
         serde_json::Value::Null => "—".into(),
         serde_json::Value::Bool(b) if kind == Kind::Switch => (if b { "on" } else { "off" }).into(),
         serde_json::Value::String(s) => format!("`{s}`"),
@@ -59,11 +68,7 @@ pub fn example_toml() -> String {
 }
 
 fn toml_default(path: &str, kind: Kind) -> String {
-    let mut at = serde_json::to_value(Settings::default()).unwrap_or_default();
-    for key in path.split('.') {
-        at = at.get(key).cloned().unwrap_or_default();
-    }
-    match (at, kind) {
+    match (default_at(path), kind) {
         _ if path == "api.tokens" => r#"[{ name = "shop", role = "produce", token_env = "SHOP_API_TOKEN" }]"#.into(),
         (serde_json::Value::Null, Kind::WholeList) => "[0, 1]".into(),
         (serde_json::Value::Null, Kind::Whole) => "0".into(),

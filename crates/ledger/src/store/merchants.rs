@@ -39,8 +39,6 @@ pub struct Unserved {
     pub truncated: bool,
 }
 
-impl Unserved {}
-
 impl Ledger {
     /// A worker's heartbeat: it serves `merchants` for the next `ttl` (each announced in its
     /// merchant's shard; one pipeline per shard).
