@@ -93,7 +93,7 @@ async fn a_wait_after_a_reconnect_never_vouches_for_a_claim_it_did_not_see() {
         ..LedgerConfig::default().with_shards(testkit::test_shards())
     };
     let l = Ledger::connect(&primary.url(), config).await.unwrap();
-    let n = 40;
+    let n = 30;
     for i in 0..n {
         l.enqueue(NewRefund::new(&format!("P{i}"), &format!("RF{i}"), 1)).await.unwrap();
     }
@@ -126,17 +126,28 @@ async fn a_wait_after_a_reconnect_never_vouches_for_a_claim_it_did_not_see() {
     let (mut answered, mut errors) = (0, 0);
     for i in 0..n {
         let otn = format!("RF{i}");
-        let Ok(Some(rec)) = l.get("default", &otn).await else {
-            errors += 1;
-            continue;
-        };
-        match l.claim(&(&rec).into(), &o).await {
-            Ok(Claim::Submit { durable, .. } | Claim::Enquire { durable, .. }) => {
-                answered += 1;
-                assert!(!durable, "{otn}: a claim no replica holds was vouched for");
+        // A kill may land on any attempt: try again, as a worker would, so that some claims get
+        // through however the kills and a slow machine line up. Each answer is checked.
+        for attempt in 0..8u64 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(3 * attempt)).await;
             }
-            Ok(_) => answered += 1,
-            Err(_) => errors += 1,
+            let Ok(Some(rec)) = l.get("default", &otn).await else {
+                errors += 1;
+                continue;
+            };
+            match l.claim(&(&rec).into(), &o).await {
+                Ok(Claim::Submit { durable, .. } | Claim::Enquire { durable, .. }) => {
+                    answered += 1;
+                    assert!(!durable, "{otn}: a claim no replica holds was vouched for");
+                    break;
+                }
+                Ok(_) => {
+                    answered += 1;
+                    break;
+                }
+                Err(_) => errors += 1,
+            }
         }
         // An enqueue no replica holds is never accepted either (A.4): it answers "outcome unknown".
         match l.enqueue(NewRefund::new("PX", &format!("NEW{i}"), 1)).await {
@@ -146,6 +157,7 @@ async fn a_wait_after_a_reconnect_never_vouches_for_a_claim_it_did_not_see() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     killer.await.unwrap();
+    eprintln!("{answered} claims answered, {errors} errors");
     assert!(answered > 0, "no claim got through the killings ({errors} errors): the test proved nothing");
     replica.pause(false).unwrap();
 }
