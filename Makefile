@@ -6,19 +6,24 @@ CARGO ?= cargo
 # Share one target dir between every target (and with CI); builds are the slow part here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: run test deps check-tools fmt lint deny audit unit bins chaos fuzz bench deploy-check cluster
+.PHONY: run test deps check-tools fmt lint deny audit unit bins chaos fuzz bench deploy-check api-contract cluster
 
 ## run: build, start the QFPay simulator (and Redis when needed), push refunds through, show the outcome
 run: deps
 	@bash deploy/run-local.sh
 
 ## test: formatting, clippy with warnings as errors, and every test against real redis-server processes
-test: deps fmt lint deny deploy-check unit
+test: deps fmt lint deny deploy-check unit api-contract
 
 ## deploy-check: validate deploy/ (Dockerfile, compose, Kubernetes manifests) offline after the
 ## first install of the pinned tools from PyPI (see deploy/check.sh)
 deploy-check:
 	@bash deploy/check.sh
+
+## api-contract: Schemathesis against a running `qfrefund serve`, once per token role, every check
+## on (see deploy/check_api.sh; the tools come from the same pinned venv as deploy-check)
+api-contract: bins
+	@bash deploy/check_api.sh
 
 fmt:
 	$(CARGO) fmt --all -- --check

@@ -20,31 +20,11 @@ die() {
 	exit 1
 }
 
-TARGET="${CARGO_TARGET_DIR:-target}"
-VENV="$TARGET/deploy-venv"
-REQS=deploy/requirements-check.txt
-STAMP="$VENV/.requirements.sha256"
-PY="${PYTHON:-python3}"
 K8S_VERSIONS="${QFREFUND_K8S_VERSIONS:-1.30,1.37}"
 
 # --- tools ---------------------------------------------------------------------------------------
-want="$(sha256sum "$REQS" | cut -d' ' -f1)"
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
-	command -v "$PY" >/dev/null 2>&1 || die "python3 not found (install python3 and python3-venv)"
-	echo "deploy check: installing the pinned tools ($REQS) into $VENV"
-	rm -rf "$VENV"
-	mkdir -p "$TARGET"
-	"$PY" -m venv "$VENV" >/dev/null 2>&1 ||
-		die "cannot create a virtualenv with $PY (on Debian: apt-get install python3-venv)"
-	if ! log="$("$VENV/bin/python" -m pip install --disable-pip-version-check --no-input --quiet \
-		--timeout 30 --retries 2 --require-virtualenv -r "$REQS" 2>&1)"; then
-		echo "$log" | tail -n 15 >&2
-		rm -rf "$VENV"
-		die "could not install the deploy check tools from PyPI (pip output above); this check needs PyPI once, then runs offline"
-	fi
-	echo "$want" >"$STAMP"
-fi
-BIN="$VENV/bin"
+. deploy/venv.sh
+BIN="$(deploy_venv "deploy check")"
 
 # --- YAML style ----------------------------------------------------------------------------------
 mapfile -t yamls < <(find deploy -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)

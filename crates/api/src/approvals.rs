@@ -4,7 +4,6 @@
 //! then, both names in each refund's audit entry) or rejects. `GET /v1/approvals` lists them.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -99,6 +98,7 @@ pub(crate) async fn resolve(
 #[utoipa::path(
     get,
     path = "/v1/approvals",
+    operation_id = "list_approvals",
     tag = "operations",
     security(("bearer" = [])),
     responses((status = 200, body = ApprovalsBody), (status = 401, body = ErrorBody))
@@ -127,7 +127,7 @@ pub async fn approve(
     State(st): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<Json<Approval>, ApiError> {
     Ok(Json(decide_request(&st, &caller, &id, &body, true).await?))
 }
@@ -169,7 +169,7 @@ pub async fn reject(
     State(st): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<Json<Approval>, ApiError> {
     Ok(Json(decide_request(&st, &caller, &id, &body, false).await?))
 }

@@ -6,7 +6,6 @@
 //! approves (see `approvals`; enquiring is exempt: nothing is sent but an enquiry).
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use ledger::{Operation, Record};
@@ -24,6 +23,7 @@ pub const MAX_REFUNDS: usize = 1_000;
 
 /// One refund named by a bulk action.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RefundName {
     /// Its merchant (`default` when not given).
     pub merchant: Option<String>,
@@ -32,6 +32,7 @@ pub struct RefundName {
 
 /// A bulk action.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BulkBody {
     /// `retry` (needs_review → looked at again), `cancel` (queued → cancelled) or `enquire`
     /// (pending: its next enquiry brought forward).
@@ -110,7 +111,11 @@ fn rule(op: Operation, r: &Record) -> Result<ledger::State, String> {
         (status = 401, body = ErrorBody),
     )
 )]
-pub async fn bulk(State(st): State<Shared>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+pub async fn bulk(
+    State(st): State<Shared>,
+    caller: Caller,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
+) -> Result<Response, ApiError> {
     caller.require(Role::Operate)?;
     let b: BulkBody = parse_json(&body)?;
     let op = match b.action.as_str() {

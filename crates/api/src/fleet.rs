@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -62,7 +61,7 @@ pub async fn stats(State(st): State<Shared>, caller: Caller) -> Result<Json<Stat
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Entries after this id (a previous page's `next`; `0`, the default: from the beginning).
-    #[param(pattern = r"^[0-9]{1,20}(-[0-9]{1,20})?$")]
+    #[param(pattern = r"^[0-9]{1,19}(-[0-9]{1,19})?$")]
     pub after: Option<String>,
     /// Page size, 1–1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -99,8 +98,9 @@ pub async fn audit(
     let after = q.after.unwrap_or_else(|| "0".into());
     let well_formed = {
         let mut parts = after.splitn(2, '-');
+        // 19 digits: every such number fits the u64 of a Redis stream id.
         let digits = |p: Option<&str>| {
-            p.is_some_and(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()))
+            p.is_some_and(|p| !p.is_empty() && p.len() <= 19 && p.bytes().all(|b| b.is_ascii_digit()))
         };
         digits(parts.next()) && parts.next().is_none_or(|p| digits(Some(p)))
     };
@@ -179,7 +179,7 @@ pub async fn pause(
     State(st): State<Shared>,
     caller: Caller,
     Path(merchant): Path<String>,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<Json<PauseBody>, ApiError> {
     pause_or_resume(&st, &caller, &merchant, true, &body).await
 }
@@ -201,7 +201,7 @@ pub async fn resume(
     State(st): State<Shared>,
     caller: Caller,
     Path(merchant): Path<String>,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<Json<PauseBody>, ApiError> {
     pause_or_resume(&st, &caller, &merchant, false, &body).await
 }

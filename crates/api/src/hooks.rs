@@ -2,7 +2,6 @@
 //! and `POST /v1/webhooks/redeliver` (audited with the caller's token name and reason).
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -116,7 +115,7 @@ fn valid_event_id(id: &str) -> bool {
 pub async fn redeliver(
     State(st): State<Shared>,
     caller: Caller,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<Json<RedeliverAnswer>, ApiError> {
     Ok(Json(redeliver_as(&st, &caller, &body).await?))
 }

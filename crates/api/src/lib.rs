@@ -15,6 +15,7 @@ mod archived;
 mod auth;
 mod bulk;
 pub mod console;
+mod contract;
 mod error;
 mod export;
 mod fleet;
@@ -26,6 +27,7 @@ mod operate;
 mod refunds;
 mod scoped;
 mod search;
+mod strict;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,8 +164,8 @@ pub(crate) type Shared = Arc<AppState>;
 struct ApiDoc;
 
 /// The routes and the OpenAPI document describing exactly them.
-fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+fn routes() -> (Router<Shared>, serde_json::Value) {
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(refunds::create, search::list))
         .routes(routes!(export::csv))
         .routes(routes!(refunds::get_one))
@@ -193,11 +195,12 @@ fn routes() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics::metrics))
-        .split_for_parts()
+        .split_for_parts();
+    (router, contract::apply(doc))
 }
 
 /// The OpenAPI 3 document of this API (what `GET /openapi.json` serves).
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> serde_json::Value {
     routes().1
 }
 
@@ -235,6 +238,7 @@ pub fn apps(ledger: Ledger, config: ApiConfig) -> (Router, Router) {
         .layer(axum::middleware::from_fn(trace_request))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(move |req, next| time_limit(timeout, req, next)))
+        .layer(axum::middleware::from_fn(strict::contract))
         .with_state(state);
     (main, metrics_only)
 }
@@ -306,15 +310,15 @@ async fn healthz() -> &'static str {
     tag = "health",
     responses(
         (status = 200, description = "Redis takes writes: refunds can be enqueued now", body = String),
-        (status = 503, description = "Redis does not answer or refuses writes (e.g. OOM at maxmemory)", body = String),
+        (status = 503, description = "Redis does not answer or refuses writes (e.g. OOM at maxmemory)", body = error::ErrorBody),
     )
 )]
-async fn readyz(axum::extract::State(st): axum::extract::State<Shared>) -> (axum::http::StatusCode, String) {
+async fn readyz(axum::extract::State(st): axum::extract::State<Shared>) -> Result<&'static str, ApiError> {
     match st.ledger.writable().await {
-        Ok(()) => (axum::http::StatusCode::OK, "ready".into()),
+        Ok(()) => Ok("ready"),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: Redis does not take writes");
-            (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("not ready: Redis does not take writes: {e}"))
+            Err(ApiError::Unavailable(format!("not ready: Redis does not take writes: {e}")))
         }
     }
 }

@@ -3,7 +3,6 @@
 //! resolve, enquire now), each audited with the caller's token name and reason.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use ledger::Operation;
 use serde::Deserialize;
@@ -25,6 +24,7 @@ pub(crate) enum Action {
 
 /// What an operator says when acting on a refund.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ActionBody {
     /// Why (kept in the audit trail with the caller's token name).
     pub reason: String,
@@ -32,6 +32,7 @@ pub struct ActionBody {
 
 /// Settling a refund in `needs_review`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ResolveBody {
     /// `succeeded` or `failed`: what was established with QFPay.
     pub state: String,
@@ -48,14 +49,17 @@ pub(crate) fn reason_of(reason: &str) -> Result<String, ApiError> {
     if r.is_empty() {
         return Err(ApiError::invalid("reason", "required: say why (it goes into the audit trail)"));
     }
-    if r.len() > 500 || r.chars().any(char::is_control) {
+    if reason.chars().count() > 500 || r.chars().any(char::is_control) {
         return Err(ApiError::invalid("reason", "at most 500 characters, no control characters"));
     }
     Ok(r.to_owned())
 }
 
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+    let value = crate::strict::json(body).map_err(|e| {
+        ApiError::Invalid(vec![FieldProblem { field: "body".into(), problem: format!("not JSON: {e}") }])
+    })?;
+    serde_json::from_value(value).map_err(|e| {
         let msg = e.to_string();
         // serde names the field in its message ("missing field `reason`"): report it as such.
         let field = msg.split('`').nth(1).filter(|_| msg.contains("field")).unwrap_or("body").to_owned();
@@ -132,7 +136,7 @@ pub async fn retry(
     State(st): State<Shared>,
     caller: Caller,
     Path(otn): Path<String>,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<Json<RefundBody>, ApiError> {
     act(&st, &caller, ledger::DEFAULT_MERCHANT, &otn, Action::Retry, &body).await
 }
@@ -156,7 +160,7 @@ pub async fn cancel(
     State(st): State<Shared>,
     caller: Caller,
     Path(otn): Path<String>,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<Json<RefundBody>, ApiError> {
     act(&st, &caller, ledger::DEFAULT_MERCHANT, &otn, Action::Cancel, &body).await
 }
@@ -181,7 +185,7 @@ pub async fn resolve(
     State(st): State<Shared>,
     caller: Caller,
     Path(otn): Path<String>,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<axum::response::Response, ApiError> {
     crate::approvals::resolve(&st, &caller, ledger::DEFAULT_MERCHANT, &otn, &body).await
 }
@@ -206,7 +210,7 @@ pub async fn enquire(
     State(st): State<Shared>,
     caller: Caller,
     Path(otn): Path<String>,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<Json<RefundBody>, ApiError> {
     act(&st, &caller, ledger::DEFAULT_MERCHANT, &otn, Action::Enquire, &body).await
 }

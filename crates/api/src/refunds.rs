@@ -2,7 +2,6 @@
 //! actions in [`crate::operate`]).
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -47,7 +46,7 @@ fn percent_encode(s: &str) -> String {
 /// Reads the JSON body into a [`NewRefund`], naming every field in error (types, unknown fields,
 /// then the rules each value must meet).
 fn parse_new_refund(body: &[u8]) -> Result<NewRefund, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::invalid("body", format!("not JSON: {e}")))?;
+    let value = crate::strict::json(body).map_err(|e| ApiError::invalid("body", format!("not JSON: {e}")))?;
     let Value::Object(map) = value else {
         return Err(ApiError::invalid("body", "expected a JSON object"));
     };
@@ -85,13 +84,11 @@ fn parse_new_refund(body: &[u8]) -> Result<NewRefund, ApiError> {
                     None
                 }
             },
-            Some(Value::String(s)) => match s.parse::<u64>() {
-                Ok(v) => Some(v),
-                Err(_) => {
-                    problem(k, format!("must be a whole number of minor units, got {s:?}"));
-                    None
-                }
-            },
+            // Money is a JSON integer: a string (`"100"`, `"1.00"`) is refused, never guessed at.
+            Some(Value::String(s)) => {
+                problem(k, format!("must be a JSON integer of minor units, not a string ({s:?})"));
+                None
+            }
             Some(other) => {
                 problem(k, format!("must be a number of minor units, got {other}"));
                 None
@@ -159,7 +156,7 @@ pub async fn create(
     State(st): State<Shared>,
     caller: Caller,
     trace: Option<axum::Extension<crate::TraceParent>>,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Produce)?;
     let mut refund = parse_new_refund(&body)?;
@@ -252,10 +249,18 @@ mod tests {
     }
 
     #[test]
-    fn a_good_body_parses_amounts_given_as_strings_too() {
-        let r = parse_new_refund(br#"{"syssn":"20231234567890","out_trade_no":"RF-1","txamt":"150","orig_txamt":300}"#)
+    fn amounts_are_json_integers_never_strings() {
+        let r = parse_new_refund(br#"{"syssn":"20231234567890","out_trade_no":"RF-1","txamt":150,"orig_txamt":300}"#)
             .unwrap();
         assert_eq!((r.txamt, r.orig_txamt), (150, Some(300)));
+        let e = fields(parse_new_refund(br#"{"syssn":"2023","out_trade_no":"RF-1","txamt":"150","orig_txamt":1.5}"#));
+        assert_eq!(e, ["txamt", "orig_txamt"]);
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_not_the_last_one_taken() {
+        let e = parse_new_refund(br#"{"syssn":"2023","out_trade_no":"RF-1","txamt":1,"txamt":100000}"#).unwrap_err();
+        assert!(e.to_string_for_people().contains("given twice"), "{e:?}");
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! name the default merchant's refunds.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 
 use crate::Shared;
@@ -55,7 +54,7 @@ pub async fn retry(
     State(st): State<Shared>,
     caller: Caller,
     Path((merchant, otn)): Path<(String, String)>,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<Json<RefundBody>, ApiError> {
     act(&st, &caller, &merchant, &otn, Action::Retry, &body).await
 }
@@ -79,7 +78,7 @@ pub async fn cancel(
     State(st): State<Shared>,
     caller: Caller,
     Path((merchant, otn)): Path<(String, String)>,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<Json<RefundBody>, ApiError> {
     act(&st, &caller, &merchant, &otn, Action::Cancel, &body).await
 }
@@ -104,7 +103,7 @@ pub async fn resolve(
     State(st): State<Shared>,
     caller: Caller,
     Path((merchant, otn)): Path<(String, String)>,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<axum::response::Response, ApiError> {
     crate::approvals::resolve(&st, &caller, &merchant, &otn, &body).await
 }
@@ -128,7 +127,7 @@ pub async fn enquire(
     State(st): State<Shared>,
     caller: Caller,
     Path((merchant, otn)): Path<(String, String)>,
-    body: Bytes,
+    crate::strict::JsonBytes(body): crate::strict::JsonBytes,
 ) -> Result<Json<RefundBody>, ApiError> {
     act(&st, &caller, &merchant, &otn, Action::Enquire, &body).await
 }

@@ -160,7 +160,8 @@ pub async fn list(
     caller.require(Role::Read)?;
     let limit = page_limit(q.limit)?;
     let search = q.search()?;
-    let cursor = match q.cursor.as_deref() {
+    // An empty cursor is the first page, as no cursor is.
+    let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         Some(c) => {
             Some(PageCursor::decode(c).ok_or_else(|| ApiError::invalid("cursor", "not a cursor this API gave"))?)
         }

@@ -72,7 +72,8 @@ async fn readyz_is_not_ready_when_redis_answers_but_refuses_writes_at_maxmemory(
     assert!(full, "Redis reached maxmemory");
     let (status, body) = api.send("GET", "/readyz", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "PING answers, but no refund can be written: {body}");
-    assert!(body.as_str().unwrap().contains("OOM"), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("OOM"), "{body}");
+    assert_eq!(body["error"], "unavailable", "{body}");
     let (status, body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-OOM", 1))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "refused before it ran: nothing written: {body}");
     assert!(body["message"].as_str().unwrap().contains("nothing was written"), "{body}");

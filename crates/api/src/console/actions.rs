@@ -140,7 +140,11 @@ pub async fn act(
     let back = |notice: &str| {
         Redirect::to(&format!("/console/refund/{}/{}?notice={}", u(&merchant), u(&otn), u(notice))).into_response()
     };
-    let body = json!({"reason": f.reason, "state": f.state, "force": f.force.as_deref() == Some("true")});
+    // Each action's body holds its own fields (the API refuses others).
+    let body = match action.as_str() {
+        "resolve" => json!({"reason": f.reason, "state": f.state, "force": f.force.as_deref() == Some("true")}),
+        _ => json!({"reason": f.reason}),
+    };
     let body = body.to_string().into_bytes();
     let action = match action.as_str() {
         "retry" => Action::Retry,
