@@ -6,14 +6,14 @@ CARGO ?= cargo
 # Share one target dir between every target (and with CI); builds are the slow part here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: run test deps check-tools fmt lint deny audit unit bins chaos fuzz bench deploy-check api-contract cluster
+.PHONY: run test deps check-tools fmt lint deny audit unit bins chaos fuzz bench deploy-check api-contract producer cluster
 
 ## run: build, start the QFPay simulator (and Redis when needed), push refunds through, show the outcome
 run: deps
 	@bash deploy/run-local.sh
 
 ## test: formatting, clippy with warnings as errors, and every test against real redis-server processes
-test: deps fmt lint deny deploy-check unit api-contract
+test: deps fmt lint deny deploy-check unit api-contract producer
 
 ## deploy-check: validate deploy/ (Dockerfile, compose, Kubernetes manifests) offline after the
 ## first install of the pinned tools from PyPI (see deploy/check.sh)
@@ -24,6 +24,16 @@ deploy-check:
 ## on (see deploy/check_api.sh; the tools come from the same pinned venv as deploy-check)
 api-contract: bins
 	@bash deploy/check_api.sh
+
+## producer: the producer library's doctests, and proof that it compiles no HTTP client or TLS
+## stack unless asked (`tls` feature)
+producer:
+	$(CARGO) build -q -p qfrefund-producer
+	$(CARGO) build -q -p qfrefund-producer --features tls
+	$(CARGO) test -q -p qfrefund-producer --doc
+	@if $(CARGO) tree -p qfrefund-producer -e normal --prefix none | grep -E '^(reqwest|hyper|rustls|tokio-rustls) '; then \
+		echo "qfrefund-producer pulls in the crates above: it must not (see crates/producer/Cargo.toml)" >&2; exit 1; \
+	else echo "qfrefund-producer: no HTTP client, no TLS stack"; fi
 
 fmt:
 	$(CARGO) fmt --all -- --check

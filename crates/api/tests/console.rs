@@ -148,8 +148,10 @@ async fn the_console_signs_in_checks_every_form_and_enforces_roles() {
 #[tokio::test]
 async fn a_trusted_proxy_signs_people_in_only_from_its_address() {
     let redis = TestRedis::start().unwrap();
-    let proxy =
-        api::ConsoleProxy { from: vec!["127.0.0.1".parse().unwrap()], operators: vec!["carol@example.com".into()] };
+    let proxy = qfrefund_api::ConsoleProxy {
+        from: vec!["127.0.0.1".parse().unwrap()],
+        operators: vec!["carol@example.com".into()],
+    };
     let api = Api::start_proxied(&redis.url(), "console-proxy", proxy).await;
     let as_user =
         |user: &str| client().get(format!("{}/console", api.url)).header("x-forwarded-email", user.to_owned());
@@ -167,7 +169,7 @@ async fn a_trusted_proxy_signs_people_in_only_from_its_address() {
     assert!(page.contains("carol@example.com (operator)"), "names compared without case: {page}");
 
     // From an address not configured, the header means nothing.
-    let other = api::ConsoleProxy { from: vec!["10.9.9.9".parse().unwrap()], operators: vec![] };
+    let other = qfrefund_api::ConsoleProxy { from: vec!["10.9.9.9".parse().unwrap()], operators: vec![] };
     let api = Api::start_proxied(&redis.url(), "console-proxy-2", other).await;
     let r = client().get(format!("{}/console", api.url)).header("x-forwarded-user", "carol").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);

@@ -133,7 +133,7 @@ async fn unavailable_says_when_to_come_back() {
 /// `Retry-After` on 503, the rules of ids and amounts.
 #[test]
 fn the_document_is_as_strict_as_the_server() {
-    let doc = api::openapi();
+    let doc = qfrefund_api::openapi();
     let create = &doc["paths"]["/v1/refunds"]["post"];
     assert_eq!(create["responses"]["202"]["links"]["GetRefund"]["operationId"], "merchant_get_one");
     for code in ["408", "413", "415", "422", "503"] {

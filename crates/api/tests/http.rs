@@ -384,7 +384,7 @@ async fn the_openapi_document_matches_the_routes_and_the_committed_copy() {
     let api = Api::start(&redis.url(), "api-openapi").await;
     let (status, served) = api.send("GET", "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
-    let generated = serde_json::to_value(api::openapi()).unwrap();
+    let generated = serde_json::to_value(qfrefund_api::openapi()).unwrap();
     assert_eq!(served, generated);
     let committed_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
     let pretty = serde_json::to_string_pretty(&generated).unwrap() + "\n";

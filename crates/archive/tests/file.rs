@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use archive::{ArchivedRefund, Sink, Written};
 use ledger::State;
+use qfrefund_archive::{ArchivedRefund, Sink, Written};
 
 fn refund(otn: &str, updated_at: i64) -> ArchivedRefund {
     let fields: BTreeMap<String, String> = [("out_trade_no", otn), ("txamt", "100"), ("merchant", "shop")]
@@ -16,7 +16,7 @@ fn refund(otn: &str, updated_at: i64) -> ArchivedRefund {
         .chain([("updated_at".to_owned(), updated_at.to_string())])
         .collect();
     ArchivedRefund {
-        v: archive::FORMAT,
+        v: qfrefund_archive::FORMAT,
         shard: 0,
         merchant: "shop".into(),
         out_trade_no: otn.into(),
@@ -29,9 +29,9 @@ fn refund(otn: &str, updated_at: i64) -> ArchivedRefund {
     }
 }
 
-fn sink(dir: &std::path::Path) -> (Sink, archive::file::FileSink) {
+fn sink(dir: &std::path::Path) -> (Sink, qfrefund_archive::file::FileSink) {
     let s = Sink::from_setting(&format!("file://{}", dir.display())).unwrap();
-    (s, archive::file::FileSink::new(dir.to_owned()))
+    (s, qfrefund_archive::file::FileSink::new(dir.to_owned()))
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
@@ -60,7 +60,7 @@ async fn lines_round_trip_and_the_manifest_verifies() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[10] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
-    assert!(matches!(f.verify(), Err(archive::ArchiveError::Corrupt { .. })));
+    assert!(matches!(f.verify(), Err(qfrefund_archive::ArchiveError::Corrupt { .. })));
 }
 
 #[tokio::test]
@@ -124,6 +124,6 @@ async fn two_writers_of_one_shard_never_corrupt_it() {
             acked += r.unwrap().lines;
         }
     }
-    let lines: u64 = archive::file::FileSink::new(dir).verify().unwrap().iter().map(|v| v.lines).sum();
+    let lines: u64 = qfrefund_archive::file::FileSink::new(dir).verify().unwrap().iter().map(|v| v.lines).sum();
     assert_eq!((lines, acked), (2_000, 2_000));
 }

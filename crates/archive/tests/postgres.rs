@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use archive::{ArchivedRefund, Sink, Written};
 use ledger::State;
 use ledger::refund::timeline::TimelineEntry;
+use qfrefund_archive::{ArchivedRefund, Sink, Written};
 use testkit::PostgresServer;
 
 fn full(otn: &str, archived_at: i64) -> ArchivedRefund {
@@ -55,7 +55,7 @@ fn full(otn: &str, archived_at: i64) -> ArchivedRefund {
         last_error: (state == "pending").then(|| "connection reset".into()),
     };
     ArchivedRefund {
-        v: archive::FORMAT,
+        v: qfrefund_archive::FORMAT,
         shard: 3,
         merchant: "shop-a".into(),
         out_trade_no: otn.into(),
@@ -156,8 +156,8 @@ fn a_database_url_is_checked_at_once_and_its_password_never_shown() {
 async fn the_audit_trail_a_reused_out_trade_no_and_a_nul_byte_are_archived() {
     let pg = PostgresServer::start().unwrap();
     let sink = Sink::from_setting(&pg.url()).unwrap();
-    let audit = |id: &str| archive::AuditLine {
-        v: archive::FORMAT,
+    let audit = |id: &str| qfrefund_archive::AuditLine {
+        v: qfrefund_archive::FORMAT,
         shard: 0,
         id: id.into(),
         fields: [("action", "pause"), ("who", "ann"), ("why", "x\0y"), ("at", "1796186922189"), ("merchant", "m")]

@@ -1,4 +1,4 @@
-//! The claim's decisions: the pure specification (`ledger::claim_rules::decide`), table-tested,
+//! The claim's decisions: the pure specification (`qfrefund_ledger::claim_rules::decide`), table-tested,
 //! and the script that implements it (`claim_one.lua`), run against a real redis-server over every
 //! combination of what a claim looks at and compared with the specification.
 
@@ -8,8 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use ledger::claim_rules::{ClaimRule, ClaimView, PaymentLock, Untouched, decide};
-use ledger::{Claim, ClaimOptions, Deferral, NewRefund, RefundRef, Skipped, State};
+use qfrefund_ledger::claim_rules::{ClaimRule, ClaimView, PaymentLock, Untouched, decide};
+use qfrefund_ledger::{Claim, ClaimOptions, Deferral, NewRefund, RefundRef, Skipped, State};
 
 /// A queued refund of 100 that nothing holds back.
 fn clear() -> ClaimView {
@@ -107,7 +107,7 @@ async fn the_claim_script_implements_the_rules_for_every_combination() {
     let (r, l) = common::ledger("claim-rules").await;
     let mut raw = testkit::raw_connection(&r.url()).await;
     let max_age = Duration::from_secs(3_600);
-    let policy = ledger::Policy { max_age, ..common::policy(60_000) };
+    let policy = qfrefund_ledger::Policy { max_age, ..common::policy(60_000) };
     let states =
         [State::Queued, State::RetryWait, State::Submitting, State::Pending, State::NeedsReview, State::Succeeded];
     let locks = [PaymentLock::Free, PaymentLock::Ours, PaymentLock::Other];
@@ -146,7 +146,7 @@ async fn the_claim_script_implements_the_rules_for_every_combination() {
         let now = l.now_ms();
         let mut pipe = redis::pipe();
         let k = l.keys_for(&merchant);
-        let id = ledger::refund::placement::refund_id(&merchant, &otn);
+        let id = qfrefund_ledger::refund::placement::refund_id(&merchant, &otn);
         pipe.hset_multiple(
             k.record(&id),
             &[

@@ -11,9 +11,9 @@ mod common;
 use std::time::Duration;
 
 use common::{answer, claimed, ledger, policy};
-use ledger::machine::after_submit;
-use ledger::store::search::Search;
-use ledger::{Claim, ClaimOptions, Ledger, NewRefund, Operation, Policy, State};
+use qfrefund_ledger::machine::after_submit;
+use qfrefund_ledger::store::search::Search;
+use qfrefund_ledger::{Claim, ClaimOptions, Ledger, NewRefund, Operation, Policy, State};
 use redis::AsyncCommands;
 use testkit::raw_connection;
 
@@ -65,7 +65,7 @@ async fn a_fresh_refund_holds_only_its_record_queued_entry_event_and_ready_id() 
     assert_eq!(l.due_len().await.unwrap(), 1);
     assert_eq!(l.stats().await.unwrap().due_now, 1);
     // The same request again is a duplicate, another a conflict (the record keeps half the hash).
-    assert!(matches!(l.enqueue(req.clone()).await.unwrap(), ledger::Enqueued::Duplicate(_)));
+    assert!(matches!(l.enqueue(req.clone()).await.unwrap(), qfrefund_ledger::Enqueued::Duplicate(_)));
     assert!(l.enqueue(NewRefund { txamt: 200, ..req.clone() }).await.is_err());
     let created = l.created_between(0, i64::MAX, 0, 10).await.unwrap();
     assert_eq!(created.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["RF1"], "found by creation");
@@ -116,7 +116,7 @@ async fn a_paid_amount_that_disagrees_is_refused_at_the_door_or_at_the_claim_nev
     assert_eq!(l.by_payment("123").await.unwrap().len(), 2, "both listed under their payment");
     // Once the payment is known, at the door, and nothing is written.
     let late = NewRefund { orig_txamt: Some(999), ..NewRefund::new("123", "RF3", 1) };
-    assert!(matches!(l.enqueue(late).await, Err(ledger::LedgerError::PaidMismatch { .. })));
+    assert!(matches!(l.enqueue(late).await, Err(qfrefund_ledger::LedgerError::PaidMismatch { .. })));
     assert!(l.get("default", "RF3").await.unwrap().is_none());
 }
 
@@ -191,7 +191,7 @@ async fn a_ledger_without_the_layout_field_enqueues_the_old_way() {
     let mut raw = raw_connection(&redis.url()).await;
     let layouts: Vec<String> = raw.keys("*:layout").await.unwrap();
     for layout in &layouts {
-        let _: () = raw.hdel(layout, ledger::store::fresh::COMPACT_QUEUE_FIELD).await.unwrap();
+        let _: () = raw.hdel(layout, qfrefund_ledger::store::fresh::COMPACT_QUEUE_FIELD).await.unwrap();
     }
     assert!(!l.compact_queue_enabled().await.unwrap() && !l.compact_queue());
     l.enqueue(paid("RF1", 100)).await.unwrap();

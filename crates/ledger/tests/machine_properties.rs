@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use ledger::machine::{Action, EnquiryResult, SubmitResult, action_for, after_enquiry, after_submit};
-use ledger::{Decision, Policy, Record, State};
 use proptest::prelude::*;
 use qfpay::{ClientError, EnquiryResponse, RefundResponse};
+use qfrefund_ledger::machine::{Action, EnquiryResult, SubmitResult, action_for, after_enquiry, after_submit};
+use qfrefund_ledger::{Decision, Policy, Record, State};
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -47,7 +47,7 @@ fn event() -> impl Strategy<Value = Event> {
 fn record() -> Record {
     Record {
         txdtm: Some("2026-01-01 12:00:00".into()),
-        ..Record::queued(&ledger::NewRefund::new("123", "RF1", 100), T0)
+        ..Record::queued(&qfrefund_ledger::NewRefund::new("123", "RF1", 100), T0)
     }
 }
 

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use ledger::machine::{Action, EnquiryResult, SubmitResult, action_for, after_enquiry, after_submit};
-use ledger::{Policy, Record, State};
 use qfpay::{ClientError, EnquiryResponse, RefundResponse};
+use qfrefund_ledger::machine::{Action, EnquiryResult, SubmitResult, action_for, after_enquiry, after_submit};
+use qfrefund_ledger::{Policy, Record, State};
 
 const NOW: i64 = 1_800_000_000_000;
 
@@ -20,7 +20,7 @@ fn rec() -> Record {
         submitted_at: Some(NOW - 500),
         last_submit_at: Some(NOW - 500),
         txdtm: Some("2026-01-01 12:00:00".into()),
-        ..Record::queued(&ledger::NewRefund::new("123", "RF1", 100), NOW - 1_000)
+        ..Record::queued(&qfrefund_ledger::NewRefund::new("123", "RF1", 100), NOW - 1_000)
     }
 }
 

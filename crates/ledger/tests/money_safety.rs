@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{answer, claimed, ledger, policy};
-use ledger::machine::after_submit;
-use ledger::{Claim, ClaimOptions, Ledger, LedgerConfig, NewRefund, Operation, Policy, Record, State};
+use qfrefund_ledger::machine::after_submit;
+use qfrefund_ledger::{Claim, ClaimOptions, Ledger, LedgerConfig, NewRefund, Operation, Policy, Record, State};
 use redis::AsyncCommands;
 use testkit::{RedisServer, unique_namespace};
 
@@ -59,17 +59,17 @@ async fn a_duplicate_enqueue_is_accepted_only_once_a_replica_holds_the_record() 
     let first = Ledger::connect(&primary.url(), config.clone()).await.unwrap();
     replica.pause(true).unwrap();
     let err = first.enqueue(NewRefund::new("P1", "RF1", 1)).await.unwrap_err();
-    assert!(matches!(err, ledger::LedgerError::NotReplicated(1)), "{err}");
+    assert!(matches!(err, qfrefund_ledger::LedgerError::NotReplicated(1)), "{err}");
     // The producer retries from a fresh process: the record is there, the replica still frozen.
     let retry = Ledger::connect(&primary.url(), config).await.unwrap();
     let err = retry.enqueue(NewRefund::new("P1", "RF1", 1)).await.unwrap_err();
-    assert!(matches!(err, ledger::LedgerError::NotReplicated(1)), "a duplicate was vouched for: {err}");
+    assert!(matches!(err, qfrefund_ledger::LedgerError::NotReplicated(1)), "a duplicate was vouched for: {err}");
     replica.pause(false).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match retry.enqueue(NewRefund::new("P1", "RF1", 1)).await {
             Ok(e) => {
-                assert!(matches!(e, ledger::Enqueued::Duplicate(_)), "{e:?}");
+                assert!(matches!(e, qfrefund_ledger::Enqueued::Duplicate(_)), "{e:?}");
                 break;
             }
             Err(e) => assert!(Instant::now() < deadline, "never replicated: {e}"),
@@ -152,7 +152,9 @@ async fn a_wait_after_a_reconnect_never_vouches_for_a_claim_it_did_not_see() {
         // An enqueue no replica holds is never accepted either (A.4): it answers "outcome unknown".
         match l.enqueue(NewRefund::new("PX", &format!("NEW{i}"), 1)).await {
             Ok(e) => panic!("an enqueue no replica holds was accepted: {e:?}"),
-            Err(e) => assert!(e.to_string().contains("retry") || matches!(e, ledger::LedgerError::Redis(_)), "{e}"),
+            Err(e) => {
+                assert!(e.to_string().contains("retry") || matches!(e, qfrefund_ledger::LedgerError::Redis(_)), "{e}")
+            }
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -178,7 +180,10 @@ async fn a_submitting_refund_that_is_deferred_or_reviewed_stays_uncertain() {
     let empty = ClaimOptions { rate: Some((0.001, 1)), ..options(&p, "w2") };
     l.take_token("default", 0.001, 1).await.unwrap();
     // The claim says why in a type, never in words a caller would have to match.
-    assert!(matches!(claim_as(&l, "RF1", &empty).await, Claim::Deferred { cause: ledger::Deferral::RateLimit, .. }));
+    assert!(matches!(
+        claim_as(&l, "RF1", &empty).await,
+        Claim::Deferred { cause: qfrefund_ledger::Deferral::RateLimit, .. }
+    ));
     assert!(l.get("default", "RF1").await.unwrap().unwrap().uncertain, "deferred from submitting: may have been sent");
     // RF3: an orphan found by a claim is named as one; its next enquiry is an ordinary one.
     let long = policy(5_000);
@@ -285,7 +290,7 @@ async fn the_store_refuses_a_move_the_state_machine_does_not_allow() {
     let p = policy(5_000);
     l.enqueue(NewRefund::new("P1", "RF1", 1)).await.unwrap();
     let (fence, rec) = claimed(claim_as(&l, "RF1", &options(&p, "w")).await);
-    let back = ledger::Decision {
+    let back = qfrefund_ledger::Decision {
         state: State::Queued,
         next_at: Some(0),
         reason: "as if never sent".into(),

@@ -9,10 +9,10 @@ mod common;
 use std::time::Duration;
 
 use common::{answer, claimed, ledger, ledger_with, policy};
-use ledger::machine::after_submit;
-use ledger::refund::tombstone::{day_of, day36};
-use ledger::store::retention::{TombstoneForm, bucket_hash, tomb_field};
-use ledger::{Claim, ClaimOptions, Enqueued, Ledger, LedgerError, NewRefund, State};
+use qfrefund_ledger::machine::after_submit;
+use qfrefund_ledger::refund::tombstone::{day_of, day36};
+use qfrefund_ledger::store::retention::{TombstoneForm, bucket_hash, tomb_field};
+use qfrefund_ledger::{Claim, ClaimOptions, Enqueued, Ledger, LedgerError, NewRefund, State};
 use redis::AsyncCommands;
 use testkit::raw_connection;
 
@@ -26,7 +26,7 @@ fn paid(otn: &str, amt: u64) -> NewRefund {
 }
 
 /// Archives (here: only reads) and removes every final refund, as a worker's round would.
-async fn retain_all(l: &Ledger) -> Vec<ledger::store::retention::Retained> {
+async fn retain_all(l: &Ledger) -> Vec<qfrefund_ledger::store::retention::Retained> {
     let mut all = Vec::new();
     for shard in 0..l.shard_count() {
         let batch = l.retained(shard, Duration::ZERO, 100).await.unwrap();
@@ -48,7 +48,7 @@ async fn layout_key(raw: &mut redis::aio::MultiplexedConnection) -> String {
 /// The bucket (at level 0) of a tombstone of `name` (kind `x` a refund, `xp` a payment).
 async fn bucket(
     raw: &mut redis::aio::MultiplexedConnection,
-    keys: &ledger::store::keys::Keys,
+    keys: &qfrefund_ledger::store::keys::Keys,
     kind: &str,
     name: &str,
 ) -> String {
@@ -60,7 +60,7 @@ async fn bucket(
 async fn set_tombstone_form(redis: &testkit::TestRedis, form: u8) {
     let mut raw = raw_connection(&redis.url()).await;
     let layout = layout_key(&mut raw).await;
-    let _: () = raw.hset(layout, ledger::store::retention::TOMBSTONES_FIELD, form).await.unwrap();
+    let _: () = raw.hset(layout, qfrefund_ledger::store::retention::TOMBSTONES_FIELD, form).await.unwrap();
 }
 
 #[tokio::test]
@@ -137,7 +137,7 @@ async fn removed_refund_answered_by_its_tombstone(form: TombstoneForm) {
     assert!(matches!(l.enqueue(paid("RF1", 700)).await, Err(LedgerError::Conflict { .. })));
     assert_eq!(l.get("default", "RF1").await.unwrap(), None, "neither wrote a record");
     let batch = l.enqueue_batch(vec![paid("RF1", 600), paid("RF1", 5)]).await;
-    assert!(matches!(batch[0], Ok(ledger::Accepted::Duplicate)), "{batch:?}");
+    assert!(matches!(batch[0], Ok(qfrefund_ledger::Accepted::Duplicate)), "{batch:?}");
     assert!(matches!(batch[1], Err(LedgerError::Conflict { .. })), "{batch:?}");
 
     // The payment's archived 600 still counts: 600 more would refund 1 200 of 1 000.
@@ -224,7 +224,7 @@ async fn tombstones_past_their_retention_are_swept(form: TombstoneForm) {
             let _: () = raw.hset(b, tomb_field(name), redated(&v, old)).await.unwrap();
         }
         let back = l.tombstone("default", "RF1").await.unwrap().unwrap();
-        assert_eq!(back.archived_on, ledger::refund::tombstone::date_of_day(old), "the day reads back");
+        assert_eq!(back.archived_on, qfrefund_ledger::refund::tombstone::date_of_day(old), "the day reads back");
     }
     let keep = Duration::from_secs(400 * 86_400);
     let mut removed = 0;
@@ -359,7 +359,7 @@ async fn retention_of_an_older_ledger_waits_until_it_is_enabled() {
     assert!(l.retention_enabled().await.unwrap(), "a new ledger allows it");
     let mut raw = raw_connection(&redis.url()).await;
     let layout = format!("{}:layout", l.shard_keys(0).prefix());
-    let _: () = raw.hdel(&layout, ledger::store::retention::TOMBSTONES_FIELD).await.unwrap();
+    let _: () = raw.hdel(&layout, qfrefund_ledger::store::retention::TOMBSTONES_FIELD).await.unwrap();
     assert!(!l.retention_enabled().await.unwrap());
     assert_eq!(l.enable_retention(false).await.unwrap(), TombstoneForm::Disabled);
     assert!(l.retention_enabled().await.unwrap());

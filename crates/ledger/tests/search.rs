@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{answer, claimed, ledger_with, policy};
-use ledger::machine::after_submit;
-use ledger::store::search::Search;
-use ledger::{ClaimOptions, Ledger, NewRefund, PageCursor, State};
+use qfrefund_ledger::machine::after_submit;
+use qfrefund_ledger::store::search::Search;
+use qfrefund_ledger::{ClaimOptions, Ledger, NewRefund, PageCursor, State};
 
 fn refund(merchant: &str, i: u64) -> NewRefund {
     NewRefund {
@@ -119,7 +119,7 @@ async fn a_search_over_many_refunds_merges_the_shards_in_order_and_stops_at_its_
     let q = Search { min_txamt: Some(100 + 5_999), ..Search::default() };
     let first = l.search(&q, None, 10).await.unwrap();
     assert!(first.items.is_empty() && first.next.is_some(), "{:?}", (first.items.len(), first.scanned));
-    assert!(first.scanned >= ledger::store::search::SCAN_CAP);
+    assert!(first.scanned >= qfrefund_ledger::store::search::SCAN_CAP);
     let second = l.search(&q, first.next.as_ref(), 10).await.unwrap();
     assert_eq!(second.items.iter().map(|r| r.out_trade_no.as_str()).collect::<Vec<_>>(), ["RF5999"]);
     assert_eq!(second.next, None);

@@ -9,8 +9,8 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 
-use ledger::refund::placement::Placement;
-use ledger::{Claim, ClaimOptions, Enqueued, Ledger, LedgerConfig, LedgerError, NewRefund, Operation, State};
+use qfrefund_ledger::refund::placement::Placement;
+use qfrefund_ledger::{Claim, ClaimOptions, Enqueued, Ledger, LedgerConfig, LedgerError, NewRefund, Operation, State};
 use redis::AsyncCommands;
 use testkit::{TestRedis, raw_connection, unique_namespace};
 
@@ -69,7 +69,7 @@ async fn a_ledger_from_before_merchant_scoping_reads_on() {
     let fetched = l.claim_due(0, 10, &o).await.unwrap();
     assert_eq!(fetched.claims.len(), 1);
     let (fence, rec) = claimed(fetched.claims.into_iter().next().unwrap().claim);
-    let d = ledger::machine::after_submit(&rec, &answer("0000"), &p, l.now_ms(), 0.5);
+    let d = qfrefund_ledger::machine::after_submit(&rec, &answer("0000"), &p, l.now_ms(), 0.5);
     assert!(l.transition(&rec, State::Submitting, fence, &d, "op-1").await.unwrap());
     assert_eq!(l.get("shop2", "RF9").await.unwrap().unwrap().state, State::Succeeded);
     let committed: u64 = raw.hget(k.payment("300"), "committed").await.unwrap();

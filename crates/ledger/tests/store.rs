@@ -7,13 +7,20 @@ mod common;
 use std::time::Duration;
 
 use common::{answer, claimed, ledger, policy};
-use ledger::machine::after_submit;
-use ledger::{
+use qfrefund_ledger::machine::after_submit;
+use qfrefund_ledger::{
     Accepted, Claim, ClaimOptions, Enqueued, Ledger, LedgerConfig, LedgerError, NewRefund, Policy, Skipped, State,
 };
 
 /// A claim as a worker makes it: no nightly window, the paid amount not asked for.
-async fn claim(l: &Ledger, rec: &ledger::Record, worker: &str, p: &Policy, txdtm: &str, want_paid: bool) -> Claim {
+async fn claim(
+    l: &Ledger,
+    rec: &qfrefund_ledger::Record,
+    worker: &str,
+    p: &Policy,
+    txdtm: &str,
+    want_paid: bool,
+) -> Claim {
     let o = ClaimOptions { want_paid, ..ClaimOptions::new(worker, p, txdtm) };
     l.claim(&rec.into(), &o).await.unwrap()
 }
@@ -69,7 +76,10 @@ async fn claim_persists_submitting_before_any_send_and_fences_stale_writers() {
     assert!(fence > 1_700_000_000_000, "fences grow with Redis' clock (ms), so a rolled-back record never reuses one");
     assert_eq!(stored.txdtm.as_deref(), Some("2026-01-02 03:04:05"));
     // While the lease lives nobody else gets it.
-    assert!(matches!(claim(&l, &stored, "w2", &p, "x", false).await, Claim::Skip(ledger::Skipped::Leased { .. })));
+    assert!(matches!(
+        claim(&l, &stored, "w2", &p, "x", false).await,
+        Claim::Skip(qfrefund_ledger::Skipped::Leased { .. })
+    ));
     // The holder stalls past its lease; another worker finds `submitting`: it enquires, never resends.
     tokio::time::sleep(Duration::from_millis(250)).await;
     let second = claim(&l, &stored, "w2", &p, "x", false).await;
@@ -227,7 +237,7 @@ async fn a_corrupt_record_at_the_head_of_the_index_goes_to_review_and_blocks_not
     let o = options("w1", &p);
     let got = l.claim_due(l.shard_of("default"), 10, &o).await.unwrap();
     assert!(
-        matches!(&got.claims[0].claim, Claim::Skip(ledger::Skipped::Broken(why)) if why.contains("merchant")),
+        matches!(&got.claims[0].claim, Claim::Skip(qfrefund_ledger::Skipped::Broken(why)) if why.contains("merchant")),
         "{got:?}"
     );
     assert!(got.claims[1..].iter().all(|c| matches!(c.claim, Claim::Submit { .. })), "{got:?}");
@@ -252,7 +262,7 @@ async fn a_fetch_defers_refunds_of_merchants_it_cannot_serve() {
     assert_eq!(got.claims.len(), 2);
     // Both due in the same millisecond or not: find each by its merchant, not its place.
     let of = |m: &str| &got.claims.iter().find(|c| c.target.merchant == m).unwrap().claim;
-    assert!(matches!(of("other"), Claim::Deferred { cause: ledger::Deferral::NoCredentials, .. }), "{got:?}");
+    assert!(matches!(of("other"), Claim::Deferred { cause: qfrefund_ledger::Deferral::NoCredentials, .. }), "{got:?}");
     assert!(matches!(of("default"), Claim::Submit { .. }), "{got:?}");
     let rec = l.get("other", "RF1").await.unwrap().unwrap();
     assert_eq!(rec.state, State::Queued);
@@ -331,7 +341,7 @@ async fn waiting_past_max_age_leads_to_needs_review() {
 /// payment), cancel (never-sent only); anything else is refused with the reason.
 #[tokio::test]
 async fn operator_actions_are_guarded_and_audited() {
-    use ledger::Operation::{Cancel, Resolve, Retry};
+    use qfrefund_ledger::Operation::{Cancel, Resolve, Retry};
     let (_r, l) = ledger("operate").await;
     let p = policy(5_000);
     let r = NewRefund { orig_txamt: Some(1_000), ..NewRefund::new("1", "RF1", 600) };
@@ -357,7 +367,7 @@ async fn operator_actions_are_guarded_and_audited() {
     assert!(matches!(claim(&l, &r1, "w", &p, "t", false).await, Claim::Enquire { .. }));
     // Back to needs_review by hand, then resolved as succeeded: it counts against the payment.
     let r1 = l.get("default", "RF1").await.unwrap().unwrap();
-    let review = ledger::Decision {
+    let review = qfrefund_ledger::Decision {
         state: State::NeedsReview,
         next_at: None,
         reason: "test".into(),
@@ -383,7 +393,7 @@ async fn operator_actions_are_guarded_and_audited() {
 /// and lease stay; audited; anything else refused with the reason (and audited too).
 #[tokio::test]
 async fn enquire_now_brings_a_pending_refunds_enquiry_forward_and_nothing_else() {
-    use ledger::Operation::EnquireNow;
+    use qfrefund_ledger::Operation::EnquireNow;
     let (_r, l) = ledger("enquire-now").await;
     let p = policy(5_000);
     l.enqueue(NewRefund::new("1", "RF1", 600)).await.unwrap();
@@ -453,10 +463,10 @@ async fn a_claim_naming_another_payment_or_merchant_writes_nothing() {
     l.enqueue(NewRefund::new("1", "RF1", 1)).await.unwrap();
     let r = l.get("default", "RF1").await.unwrap().unwrap();
     let o = ClaimOptions::new("w", &p, "t");
-    let mut wrong = ledger::RefundRef::from(&r);
+    let mut wrong = qfrefund_ledger::RefundRef::from(&r);
     wrong.syssn = "2".into();
     assert_eq!(l.claim(&wrong, &o).await.unwrap(), Claim::Mismatch);
-    let mut wrong = ledger::RefundRef::from(&r);
+    let mut wrong = qfrefund_ledger::RefundRef::from(&r);
     wrong.merchant = "other".into();
     // Another merchant's shard may be another one: there the refund is not found at all.
     let expected =

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{ledger, policy};
-use ledger::{Claim, ClaimOptions, Enqueued, Ledger, LedgerError, NewRefund, State};
+use qfrefund_ledger::{Claim, ClaimOptions, Enqueued, Ledger, LedgerError, NewRefund, State};
 use redis::AsyncCommands;
 use testkit::raw_connection;
 
@@ -23,8 +23,8 @@ fn paid(otn: &str, amt: u64) -> NewRefund {
 }
 
 /// QFPay's success, every field it may carry filled in.
-fn success() -> ledger::SubmitResult {
-    ledger::SubmitResult::Answer(qfpay::RefundResponse {
+fn success() -> qfrefund_ledger::SubmitResult {
+    qfrefund_ledger::SubmitResult::Answer(qfpay::RefundResponse {
         respcd: Some("0000".into()),
         resperr: Some("交易成功 / ok".into()),
         syssn: Some("R-20261202-1".into()),
@@ -70,7 +70,7 @@ async fn a_succeeded_refund_archived_early_is_answered_by_its_summary_then_its_t
     // Every field a summary keeps reads back as the record had it.
     let s = l.summary("default", "RF1").await.unwrap().unwrap();
     assert!(s.archived);
-    let pick = |r: &ledger::Record| {
+    let pick = |r: &qfrefund_ledger::Record| {
         (
             (r.out_trade_no.clone(), r.syssn.clone(), r.txamt, r.orig_txamt, r.mchid.clone(), r.udid.clone()),
             (r.merchant.clone(), r.state, r.submits, r.enquiries, r.created_at, r.updated_at, r.submitted_at),
@@ -170,7 +170,7 @@ async fn a_ledger_made_by_an_older_version_archives_early_only_once_told() {
     assert!(l.summaries_enabled().await.unwrap(), "a new ledger does from the start");
     let mut raw = raw_connection(&redis.url()).await;
     let layouts: Vec<String> = raw.keys("*:layout").await.unwrap();
-    let _: () = raw.hdel(&layouts[0], ledger::store::summary::SUMMARIES_FIELD).await.unwrap();
+    let _: () = raw.hdel(&layouts[0], qfrefund_ledger::store::summary::SUMMARIES_FIELD).await.unwrap();
     assert!(!l.summaries_enabled().await.unwrap());
     assert!(l.enable_summaries().await.unwrap().is_empty(), "it was not before");
     assert!(l.summaries_enabled().await.unwrap());
@@ -190,7 +190,8 @@ async fn failed_and_cancelled_refunds_are_archived_early_too_keeping_their_reaso
         Claim::Failed(_)
     ));
     l.enqueue(NewRefund::new("456", "RF3", 5)).await.unwrap();
-    let cancelled = l.operate("default", "RF3", ledger::Operation::Cancel, "ann", "kept the goods").await.unwrap();
+    let cancelled =
+        l.operate("default", "RF3", qfrefund_ledger::Operation::Cancel, "ann", "kept the goods").await.unwrap();
     assert_eq!(cancelled, Ok(State::Cancelled));
     let before = [l.get("default", "RF2").await.unwrap().unwrap(), l.get("default", "RF3").await.unwrap().unwrap()];
 
@@ -198,7 +199,7 @@ async fn failed_and_cancelled_refunds_are_archived_early_too_keeping_their_reaso
     // whole, and its script refuses them even when asked.
     let mut raw = raw_connection(&redis.url()).await;
     let layouts: Vec<String> = raw.keys("*:layout").await.unwrap();
-    let _: () = raw.hdel(&layouts[0], ledger::store::summary::FINAL_SUMMARIES_FIELD).await.unwrap();
+    let _: () = raw.hdel(&layouts[0], qfrefund_ledger::store::summary::FINAL_SUMMARIES_FIELD).await.unwrap();
     assert_eq!(l.summarised_states().await.unwrap(), [State::Succeeded]);
     let only = l.summarising(shard, Duration::ZERO, 100).await.unwrap();
     assert_eq!(only.iter().map(|r| r.out_trade_no.as_str()).collect::<Vec<_>>(), ["RF1"]);
@@ -247,7 +248,7 @@ async fn failed_and_cancelled_refunds_are_archived_early_too_keeping_their_reaso
     }
     assert_eq!(l.stats().await.unwrap().by_state.iter().find(|(s, _)| *s == State::Failed).unwrap().1, 1);
     assert_eq!(l.created_between(0, i64::MAX, 0, 10).await.unwrap().len(), 3);
-    let found = l.search(&ledger::store::search::Search::default(), None, 10).await.unwrap();
+    let found = l.search(&qfrefund_ledger::store::search::Search::default(), None, 10).await.unwrap();
     assert_eq!(found.items.len(), 3);
     // The same request again is a duplicate with its outcome; at the retention the summaries go.
     match l.enqueue(NewRefund::new("456", "RF3", 5)).await.unwrap() {

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use ledger::NewRefund;
+use qfrefund_ledger::NewRefund;
 use redis::AsyncCommands;
 use testkit::raw_connection;
 
@@ -17,7 +17,9 @@ const OLD: [&str; 5] = ["1000-1", "1000-2", "1000-3", "1000-4", "1000-5"];
 
 /// A ledger whose stream holds five entries from 1970 and one from now; stream nodes of one entry,
 /// so the approximate trim is exact.
-async fn staged(name: &str) -> (testkit::TestRedis, ledger::Ledger, redis::aio::MultiplexedConnection, String) {
+async fn staged(
+    name: &str,
+) -> (testkit::TestRedis, qfrefund_ledger::Ledger, redis::aio::MultiplexedConnection, String) {
     let (redis, l) = ledger_with(name, 1).await;
     let mut raw = raw_connection(&redis.url()).await;
     let _: () =

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::ledger;
-use ledger::{LedgerError, NewRefund, WebhookAttempt};
+use qfrefund_ledger::{LedgerError, NewRefund, WebhookAttempt};
 
 /// A group is created once and found where it stands; a reader is handed each entry once, takes
 /// over what a vanished consumer left unacknowledged, and is told in a type when its group is gone.

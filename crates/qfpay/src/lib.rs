@@ -17,6 +17,8 @@
 //! Section numbers (API §N) refer to `docs/qfpay-api.md` (QFPay's refund and enquiry API as
 //! this crate reads it).
 
+pub mod call;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod evidence;
 pub mod params;
@@ -27,7 +29,9 @@ pub mod secret;
 pub mod sign;
 pub mod time;
 
-pub use client::{Client, ClientConfig, ClientError, Credentials};
+pub use call::ClientError;
+#[cfg(feature = "client")]
+pub use client::{Client, ClientConfig, Credentials};
 pub use evidence::Evidence;
 pub use params::Params;
 pub use request::{EnquiryRequest, FieldError, RefundRequest};

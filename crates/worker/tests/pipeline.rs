@@ -399,7 +399,7 @@ async fn each_refund_is_signed_with_its_merchants_credentials() {
     sim.payments.push(PaymentSeed { app_code: Some("SHOP2".into()), ..qfpay_sim::args::generated_payment(2, 5_000) });
     let env = Env::start_with("merchants", sim, false).await;
     let mut cfg = env.config.clone();
-    let shop2 = worker::Merchant {
+    let shop2 = qfrefund_worker::Merchant {
         name: "shop2".into(),
         app_code: "SHOP2".into(),
         key: qfpay::ClientKey::new("KEY-OF-SHOP2"),
@@ -523,7 +523,7 @@ async fn the_worker_serves_its_metrics_and_the_ledgers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn final_outcomes_reach_the_webhook_signed_and_retried_until_accepted() {
-    use worker::webhooks::{Webhook, WebhookPolicy};
+    use qfrefund_worker::webhooks::{Webhook, WebhookPolicy};
     let env = Env::start("webhooks", 5, Faults::default()).await;
     let (url, got) = common::hook_receiver_failing(3).await;
     let hook = Webhook::new(&url, "whsec-test-0123456789").unwrap();
@@ -582,7 +582,7 @@ async fn final_outcomes_reach_the_webhook_signed_and_retried_until_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_that_never_answers_is_given_up_visibly_and_can_be_redelivered() {
-    use worker::webhooks::{Webhook, WebhookPolicy};
+    use qfrefund_worker::webhooks::{Webhook, WebhookPolicy};
     let env = Env::start("webhooks-fail", 2, Faults::default()).await;
     let (url, got) = common::hook_receiver_failing(usize::MAX).await;
     let mut config = env.config.clone();
@@ -623,9 +623,9 @@ async fn the_worker_refuses_a_redis_that_may_evict_refunds() {
     let redis = testkit::RedisServer::builder().arg("--maxmemory-policy").arg("allkeys-lru").start().unwrap();
     let mut config = common::fast_config(&redis.url(), "http://127.0.0.1:1", "evict");
     config.require_aof = false;
-    let (_trigger, shutdown) = worker::Shutdown::new();
-    match worker::run(config, shutdown).await {
-        Err(worker::runner::RunError::Config(why)) => assert!(why.contains("noeviction"), "{why}"),
+    let (_trigger, shutdown) = qfrefund_worker::Shutdown::new();
+    match qfrefund_worker::run(config, shutdown).await {
+        Err(qfrefund_worker::runner::RunError::Config(why)) => assert!(why.contains("noeviction"), "{why}"),
         other => panic!("{other:?}"),
     }
 }

@@ -7,8 +7,8 @@
 mod common;
 
 use ledger::{Ledger, NewRefund};
+use qfrefund_worker::processor::Processor;
 use testkit::{RedisServer, unique_namespace};
-use worker::processor::Processor;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_shard_never_starves_another_and_serve_shards_narrows_the_fetch() {

@@ -132,7 +132,7 @@ async fn outcomes_a_dead_reader_held_are_taken_over_and_delivered() {
     tokio::time::sleep(Duration::from_millis(500)).await; // creates the merchant's group
     first.stop().await;
     let ids = settle_without_hooks(&env, "RF-ORPHAN", 3).await;
-    assert!(read_and_die(&env, &worker::webhooks::group_of("default"), "dead").await >= 3);
+    assert!(read_and_die(&env, &qfrefund_worker::webhooks::group_of("default"), "dead").await >= 3);
     let w = Worker::start(hooked);
     wait_delivered(&got, &ids, Duration::from_secs(20)).await;
     w.stop().await;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::{Env, Worker};
 use ledger::State;
+use qfrefund_worker::webhooks::{Webhook, delivery_id};
 use testkit::Faults;
-use worker::webhooks::{Webhook, delivery_id};
 
 /// The bodies received so far whose type is `refund.needs_review`, with their event ids.
 fn reviews(got: &common::Received) -> Vec<(String, serde_json::Value)> {

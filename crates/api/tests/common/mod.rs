@@ -2,9 +2,9 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
-use api::{ApiConfig, ApiToken, NotifyKey, Role};
 use ledger::{Ledger, LedgerConfig};
 use qfpay::{ClientKey, SignAlg};
+use qfrefund_api::{ApiConfig, ApiToken, NotifyKey, Role};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::unique_namespace;
@@ -40,21 +40,21 @@ impl Api {
 
     /// An API behind a trusted authenticating proxy (the console's proxy sign-in).
     #[allow(dead_code)]
-    pub async fn start_proxied(redis_url: &str, name: &str, proxy: api::ConsoleProxy) -> Self {
+    pub async fn start_proxied(redis_url: &str, name: &str, proxy: qfrefund_api::ConsoleProxy) -> Self {
         let config = LedgerConfig { namespace: testkit::unique_namespace(name), ..LedgerConfig::default() };
         Self::start_full(redis_url, config, None, proxy).await
     }
 
     /// An API that reads archived refunds from `archive` (the workers' archive setting).
     pub async fn start_archived(redis_url: &str, config: LedgerConfig, archive: Option<String>) -> Self {
-        Self::start_full(redis_url, config, archive, api::ConsoleProxy::default()).await
+        Self::start_full(redis_url, config, archive, qfrefund_api::ConsoleProxy::default()).await
     }
 
     async fn start_full(
         redis_url: &str,
         config: LedgerConfig,
         archive: Option<String>,
-        console_proxy: api::ConsoleProxy,
+        console_proxy: qfrefund_api::ConsoleProxy,
     ) -> Self {
         let ledger = Ledger::connect(redis_url, config).await.unwrap();
         let api_config = ApiConfig {
@@ -77,8 +77,8 @@ impl Api {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = api::app(ledger.clone(), api_config);
-        tokio::spawn(api::serve(listener, app, std::future::pending()));
+        let app = qfrefund_api::app(ledger.clone(), api_config);
+        tokio::spawn(qfrefund_api::serve(listener, app, std::future::pending()));
         Self { url, ledger, http: reqwest::Client::new() }
     }
 

@@ -83,10 +83,7 @@ impl ClusterSpec {
     pub fn node_client(&self, host: &str, port: u16) -> Result<redis::Client, redis::RedisError> {
         let info = self.info(host, port)?;
         match (&self.tls_ca, self.tls) {
-            (Some(pem), true) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
-            ),
+            (Some(pem), true) => crate::store::conn::with_ca(info, pem),
             _ => redis::Client::open(info),
         }
     }
@@ -94,13 +91,19 @@ impl ClusterSpec {
     /// The cluster client (it learns the slots from the seeds when it connects).
     pub fn client(&self, response_timeout: Duration) -> Result<ClusterClient, redis::RedisError> {
         let seeds = self.nodes.iter().map(|(h, p)| self.info(h, *p)).collect::<Result<Vec<_>, _>>()?;
-        let mut b = ClusterClientBuilder::new(seeds)
+        let b = ClusterClientBuilder::new(seeds)
             .connection_timeout(Duration::from_secs(3))
             .response_timeout(response_timeout)
             .retries(8)
             .max_retry_wait(1_000);
-        if let (Some(pem), true) = (&self.tls_ca, self.tls) {
-            b = b.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) });
+        #[cfg(feature = "tls")]
+        let b = match (&self.tls_ca, self.tls) {
+            (Some(pem), true) => b.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) }),
+            _ => b,
+        };
+        #[cfg(not(feature = "tls"))]
+        if self.tls_ca.is_some() && self.tls {
+            return Err(crate::store::conn::no_tls());
         }
         b.build()
     }

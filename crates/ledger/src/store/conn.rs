@@ -145,10 +145,7 @@ impl SentinelSpec {
         }
         let info = redis::IntoConnectionInfo::into_connection_info(addr)?.set_redis_settings(redis_info);
         match (&self.tls_ca, self.tls) {
-            (Some(pem), true) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
-            ),
+            (Some(pem), true) => with_ca(info, pem),
             _ => redis::Client::open(info),
         }
     }
@@ -213,9 +210,7 @@ impl Endpoint {
         }
         let client = match ca {
             None => redis::Client::open(url)?,
-            Some(pem) => {
-                redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(pem) })?
-            }
+            Some(pem) => with_ca(url, &pem)?,
         };
         Ok(Endpoint::Direct(Box::new(client)))
     }
@@ -364,6 +359,28 @@ impl ConnectionLike for RedisConn {
     fn get_db(&self) -> i64 {
         self.manager().get_db()
     }
+}
+
+/// A client that trusts the CA in `pem` (TLS needs the `tls` feature: without it, this says so).
+pub(crate) fn with_ca(info: impl redis::IntoConnectionInfo, pem: &[u8]) -> Result<redis::Client, redis::RedisError> {
+    #[cfg(feature = "tls")]
+    {
+        redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) })
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = (info, pem);
+        Err(no_tls())
+    }
+}
+
+/// The error of a TLS setting in a build without TLS.
+#[cfg(not(feature = "tls"))]
+pub(crate) fn no_tls() -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::InvalidClientConfig,
+        "TLS to Redis (rediss://, a CA file) needs the `tls` feature of qfrefund-ledger (qfrefund-producer: `tls`)",
+    ))
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use ledger::machine::SubmitResult;
-use ledger::{Claim, Ledger, LedgerConfig, Policy, Record};
 use qfpay::RefundResponse;
+use qfrefund_ledger::machine::SubmitResult;
+use qfrefund_ledger::{Claim, Ledger, LedgerConfig, Policy, Record};
 use testkit::{TestRedis, unique_namespace};
 
 /// A ledger of as many shards as the run asks for (`testkit::test_shards`).
@@ -43,7 +43,7 @@ pub fn answer(code: &str) -> SubmitResult {
 pub async fn move_to_bare_id(redis_url: &str, l: &Ledger, merchant: &str, syssn: &str, otn: &str) {
     use redis::AsyncCommands;
     let k = l.keys_for(merchant).clone();
-    let scoped = ledger::refund::placement::refund_id(merchant, otn);
+    let scoped = qfrefund_ledger::refund::placement::refund_id(merchant, otn);
     let mut raw = testkit::raw_connection(redis_url).await;
     let _: () = raw.rename(k.record(&scoped), k.record(otn)).await.unwrap();
     // (A fresh refund, see `store::fresh`, has no timeline yet, and is on the ready list instead
@@ -51,7 +51,7 @@ pub async fn move_to_bare_id(redis_url: &str, l: &Ledger, merchant: &str, syssn:
     if raw.exists::<_, bool>(k.timeline(&scoped)).await.unwrap() {
         let _: () = raw.rename(k.timeline(&scoped), k.timeline(otn)).await.unwrap();
     }
-    for index in [k.due(), k.state(ledger::State::Queued), k.created()] {
+    for index in [k.due(), k.state(qfrefund_ledger::State::Queued), k.created()] {
         let Some(score) = raw.zscore::<_, _, Option<f64>>(&index, &scoped).await.unwrap() else { continue };
         let _: () = redis::pipe().zrem(&index, &scoped).zadd(&index, otn, score).query_async(&mut raw).await.unwrap();
     }
@@ -67,12 +67,13 @@ pub async fn move_to_bare_id(redis_url: &str, l: &Ledger, merchant: &str, syssn:
 }
 
 /// Enqueues `refund` (of the default merchant), submits it and books QFPay's `answer` for it.
-pub async fn submit_and_book(l: &Ledger, refund: ledger::NewRefund, answer: &SubmitResult) {
+pub async fn submit_and_book(l: &Ledger, refund: qfrefund_ledger::NewRefund, answer: &SubmitResult) {
     let otn = refund.out_trade_no.clone();
     l.enqueue(refund).await.unwrap();
     let p = policy(5_000);
     let rec = l.get("default", &otn).await.unwrap().unwrap();
-    let (fence, rec) = claimed(l.claim(&(&rec).into(), &ledger::ClaimOptions::new("w", &p, "t")).await.unwrap());
-    let d = ledger::machine::after_submit(&rec, answer, &p, 0, 0.5);
-    assert!(l.transition(&rec, ledger::State::Submitting, fence, &d, "op").await.unwrap());
+    let (fence, rec) =
+        claimed(l.claim(&(&rec).into(), &qfrefund_ledger::ClaimOptions::new("w", &p, "t")).await.unwrap());
+    let d = qfrefund_ledger::machine::after_submit(&rec, answer, &p, 0, 0.5);
+    assert!(l.transition(&rec, qfrefund_ledger::State::Submitting, fence, &d, "op").await.unwrap());
 }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use ledger::{Ledger, LedgerConfig, NewRefund, Record, State};
 use qfpay_sim::args::{DEMO_APP_CODE, DEMO_CLIENT_KEY, generated_syssn};
+use qfrefund_worker::ShutdownTrigger;
+use qfrefund_worker::{Merchant, Shutdown, WorkerConfig};
 use testkit::{Faults, RedisServer, SimConfig, SimHandle, unique_namespace};
-use worker::ShutdownTrigger;
-use worker::{Merchant, Shutdown, WorkerConfig};
 
 pub struct Env {
     pub redis: RedisServer,
@@ -180,7 +180,7 @@ pub struct Worker {
 impl Worker {
     pub fn start(config: WorkerConfig) -> Self {
         let (trigger, shutdown) = Shutdown::new();
-        let task = tokio::spawn(async move { worker::run(config, shutdown).await.unwrap() });
+        let task = tokio::spawn(async move { qfrefund_worker::run(config, shutdown).await.unwrap() });
         Self { trigger, task }
     }
 
@@ -269,7 +269,7 @@ pub async fn wait_delivered(got: &Received, otns: &[String], timeout: Duration) 
 /// `config` with the default merchant's webhook pointing at `url` and fast retries.
 pub fn with_hook(mut config: WorkerConfig, url: &str, name: &str) -> WorkerConfig {
     if let Some(m) = config.merchants.get_mut("default") {
-        m.webhook = Some(worker::webhooks::Webhook::new(url, "whsec-test-0123456789").unwrap());
+        m.webhook = Some(qfrefund_worker::webhooks::Webhook::new(url, "whsec-test-0123456789").unwrap());
     }
     config.webhooks.retry_base = Duration::from_millis(100);
     config.webhooks.retry_cap = Duration::from_millis(400);
@@ -283,7 +283,7 @@ pub fn with_other_hook(mut config: WorkerConfig, url: &str, name: &str) -> Worke
     let mut other = config.merchants["default"].clone();
     other.name = "other".into();
     other.app_code = "OTHERAPP".into();
-    other.webhook = Some(worker::webhooks::Webhook::new(url, "whsec-other-0123456789").unwrap());
+    other.webhook = Some(qfrefund_worker::webhooks::Webhook::new(url, "whsec-other-0123456789").unwrap());
     config.merchants.insert("other".into(), other);
     if let Some(m) = config.merchants.get_mut("default") {
         m.webhook = None;
