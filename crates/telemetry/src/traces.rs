@@ -39,6 +39,15 @@ fn set(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
 }
 
+/// Set once a layer exporting spans is installed (see [`active`]).
+static ACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process exports spans (by [`init`] from the environment, or a [`layer`]): work
+/// done only to place a span in its trace is skipped otherwise.
+pub fn active() -> bool {
+    ACTIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Whether traces are exported (an OTLP endpoint is configured).
 pub fn exporting() -> bool {
     set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -74,6 +83,7 @@ pub fn init(component: &str, filter: &str, format: LogFormat, ansi: bool) -> Res
     tracing_subscriber::registry().with(filter).with(fmt).with(otel).init();
     if let Some(p) = &provider {
         opentelemetry::global::set_tracer_provider(p.clone());
+        ACTIVE.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     Ok(Guard(provider))
 }
@@ -103,6 +113,7 @@ pub fn layer<S>(provider: &SdkTracerProvider) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    ACTIVE.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing_opentelemetry::layer().with_tracer(provider.tracer("qfrefund"))
 }
 

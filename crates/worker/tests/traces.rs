@@ -1,6 +1,7 @@
 //! A refund enqueued with its producer's W3C trace context: the worker's spans for it (the attempt
-//! and, in it, the claim, the QFPay call, the transition) join the producer's trace, under the
-//! producer's span, and the worker's log lines for it carry the trace id. Exported to the SDK's in-memory exporter.
+//! and, in it, the claim, the QFPay call, the transition; the webhook delivery of its outcome)
+//! join the producer's trace, under the producer's span, and the worker's log lines for it carry
+//! the trace id. Exported to the SDK's in-memory exporter.
 
 #![allow(clippy::unwrap_used)]
 
@@ -61,8 +62,14 @@ async fn a_refunds_worker_spans_join_the_producers_trace_and_its_logs_carry_the_
 
     let stored = env.ledger.get("default", "RF-TR1").await.unwrap().unwrap().traceparent;
     assert_eq!(stored.as_deref(), Some(format!("00-{TRACE}-{PRODUCER_SPAN}-01").as_str()), "kept with the refund");
-    let w = Worker::start(env.config.clone());
+    let (url, got) = common::hook_receiver().await;
+    let w = Worker::start(common::with_hook(env.config.clone(), &url, "traces"));
     env.wait_for(&["RF-TR1".into(), "RF-TR2".into()], &[State::Succeeded], Duration::from_secs(20)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while got.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "both outcomes delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     w.stop().await;
     provider.force_flush().unwrap();
 
@@ -78,6 +85,9 @@ async fn a_refunds_worker_spans_join_the_producers_trace_and_its_logs_carry_the_
     for child in ["claim", "qfpay.refund", "transition"] {
         assert_eq!(named(child).parent_span_id, attempt.span_context.span_id(), "{child} is a step of the attempt");
     }
+    // Its outcome's delivery is in the trace too, under the producer's span.
+    let hook = named("webhook");
+    assert_eq!(hook.parent_span_id.to_string(), PRODUCER_SPAN, "the webhook delivery joins the producer's trace");
     // The other refund, with no trace of its own, is in another trace.
     assert_eq!(ours.iter().filter(|s| s.name == "attempt").count(), 1);
     assert!(spans.iter().filter(|s| s.name == "attempt").count() >= 2);

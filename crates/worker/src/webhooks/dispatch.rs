@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ledger::{Event, Ledger, LedgerError, StreamReader, WebhookAttempt};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::{Webhook, WebhookCounters, WebhookPolicy, announced, body_of, delivery_id};
 use crate::shutdown::Shutdown;
@@ -216,7 +216,8 @@ impl Dispatcher {
                 && let Some(hook) = self.hooks.get(merchant)
             {
                 let body = body_of(&event, &stream_id, &event.fence);
-                if let Err(why) = self.deliver(hook, &event.id, &body).await {
+                let span = self.delivery_span(&event.id, merchant, &event.out_trade_no, 1).await;
+                if let Err(why) = self.deliver(hook, &event.id, &body).instrument(span).await {
                     let attempt = WebhookAttempt {
                         event_id: &event.id,
                         out_trade_no: &event.out_trade_no,
@@ -231,6 +232,27 @@ impl Dispatcher {
             handled.push(stream_id);
         }
         Ok(())
+    }
+
+    /// The span of one delivery of `event_id`: in the trace of the producer of the refund when it
+    /// came with one (one read of its record, and only while spans are exported: the outcome
+    /// stream does not carry the trace).
+    pub(super) async fn delivery_span(
+        &self,
+        event_id: &str,
+        merchant: &str,
+        out_trade_no: &str,
+        attempt: u32,
+    ) -> tracing::Span {
+        let span = tracing::info_span!("webhook", event_id, out_trade_no, attempt, trace_id = tracing::field::Empty);
+        if qfrefund_telemetry::traces::active()
+            && let Ok(Some(rec)) = self.ledger.get(merchant, out_trade_no).await
+            && let Some(id) =
+                rec.traceparent.as_deref().and_then(|tp| qfrefund_telemetry::traces::join_trace(&span, tp))
+        {
+            span.record("trace_id", tracing::field::display(&id));
+        }
+        span
     }
 
     pub(super) async fn deliver(&self, hook: &Webhook, id: &str, body: &[u8]) -> Result<(), String> {

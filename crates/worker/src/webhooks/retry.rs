@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use ledger::{LedgerError, WebhookAttempt};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::dispatch::Dispatcher;
 
@@ -66,7 +66,8 @@ impl Dispatcher {
                 self.ledger.postpone_webhook(shard, &id, now + LEAVE_FOR_OTHERS_MS).await?;
                 continue;
             };
-            match self.deliver(hook, &id, &d.body).await {
+            let span = self.delivery_span(&id, &d.merchant, &d.out_trade_no, d.attempts + 1).await;
+            match self.deliver(hook, &id, &d.body).instrument(span).await {
                 Ok(()) => {
                     self.ledger.webhook_delivered(shard, &id).await?;
                     info!(event = %id, attempts = d.attempts + 1, "webhook delivered after retrying");
