@@ -51,11 +51,13 @@ QFREFUND_REDIS_URL="redis://127.0.0.1:$redis_port" \
 	QFPAY_APP_CODE=CHECKAPPCODE QFPAY_CLIENT_KEY=check-client-key-0123456789 QFPAY_BASE_URL=http://127.0.0.1:9 \
 	"$QF" serve >"$work/serve.log" 2>&1 &
 pids+=($!)
+# (Python from the venv, not curl: a fresh machine may have no curl.)
+ready() { "$BIN/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1; }
 for _ in $(seq 100); do
-	curl -fsS "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 && break
+	ready && break
 	sleep 0.1
 done
-curl -fsS "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 || {
+ready || {
 	tail -n 20 "$work/serve.log" >&2
 	die "qfrefund serve did not become ready"
 }
