@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Validates everything under deploy/ without Docker, a cluster or the network (after the first
-# install): yamllint on every YAML file, strict Kubernetes schema validation of the manifests, the
-# CRD objects' required fields, cross-checks between manifests, compose.yaml and the Dockerfile
-# (deploy/check_manifests.py), hadolint on the Dockerfile, and promtool on the alerts and the
-# Grafana dashboard (deploy/check_monitoring.py).
+# install): yamllint on every YAML file, hadolint on the Dockerfile, strict schema validation of
+# the manifests (kubernetes-validate; the CRDs', the Kustomization's and compose.yaml's published
+# schemas in deploy/schemas: deploy/check_schemas.py), checkov's security policy
+# (deploy/.checkov.yaml), the project's own rules (deploy/check_manifests.py), and promtool on the
+# alerts and the Grafana dashboard (deploy/check_monitoring.py).
 #
-# The tools are pinned in deploy/requirements-check.txt and installed from PyPI into a virtualenv
-# under ${CARGO_TARGET_DIR:-target}/deploy-venv, which later runs reuse (reinstalled when the
-# requirements file changes). Exit 0 with one summary line, or 1 with every problem found.
+# The tools are pinned in deploy/requirements-check.txt and deploy/requirements-checkov.txt and
+# installed from PyPI into virtualenvs under ${CARGO_TARGET_DIR:-target}, which later runs reuse
+# (reinstalled when a requirements file changes). Exit 0 with one summary line, or 1 with every
+# problem found.
 #
 # Environment: QFREFUND_K8S_VERSIONS (default "1.30,1.37": the oldest supported Kubernetes, which
 # the preStop sleep action needs, and the newest kubernetes-validate bundles).
@@ -25,6 +27,7 @@ K8S_VERSIONS="${QFREFUND_K8S_VERSIONS:-1.30,1.37}"
 # --- tools ---------------------------------------------------------------------------------------
 . deploy/venv.sh
 BIN="$(deploy_venv "deploy check")"
+CHECKOV="$(deploy_venv "deploy check" deploy/requirements-checkov.txt deploy-venv-checkov)/checkov"
 
 # --- YAML style ----------------------------------------------------------------------------------
 mapfile -t yamls < <(find deploy -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
@@ -40,9 +43,21 @@ if ! out="$("$BIN/hadolint" --config deploy/.hadolint.yaml deploy/Dockerfile 2>&
 	die "hadolint found problems in deploy/Dockerfile (settings: deploy/.hadolint.yaml)"
 fi
 
-# --- Kubernetes schemas, CRDs, cross-checks, compose ---------------------------------------------
-if ! summary="$("$BIN/python" deploy/check_manifests.py --k8s "$K8S_VERSIONS")"; then
-	die "the manifest checks above failed (deploy/check_manifests.py)"
+# --- Schemas: Kubernetes (strict), the CRDs, the Kustomization, compose ---------------------------
+if ! schemas="$("$BIN/python" deploy/check_schemas.py --k8s "$K8S_VERSIONS")"; then
+	die "the schema checks above failed (deploy/check_schemas.py)"
+fi
+
+# --- Security policy: checkov on the manifests and the Dockerfile -------------------------------
+if ! out="$("$CHECKOV" --config-file deploy/.checkov.yaml 2>&1)"; then
+	echo "$out" >&2
+	die "checkov found problems (settings and the checks skipped on purpose: deploy/.checkov.yaml)"
+fi
+policy="checkov $(grep -o 'Passed checks: [0-9]*' <<<"$out" | awk '{n += $3} END {print n}') checks passed"
+
+# --- The project's own rules ----------------------------------------------------------------------
+if ! rules="$("$BIN/python" deploy/check_manifests.py)"; then
+	die "the project rules above failed (deploy/check_manifests.py)"
 fi
 
 # --- Alerts and the dashboard (promtool) ---------------------------------------------------------
@@ -50,4 +65,4 @@ if ! monitoring="$("$BIN/python" deploy/check_monitoring.py)"; then
 	die "the monitoring checks above failed (deploy/check_monitoring.py)"
 fi
 
-echo "deploy check: OK — yamllint ${#yamls[@]} files, hadolint deploy/Dockerfile, $summary, $monitoring ($((SECONDS - start)) s)"
+echo "deploy check: OK — yamllint ${#yamls[@]} files, hadolint deploy/Dockerfile, $schemas, $policy, $rules, $monitoring ($((SECONDS - start)) s)"

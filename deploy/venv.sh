@@ -1,13 +1,15 @@
-# Sourced by deploy/check.sh and deploy/check_api.sh: the pinned Python tools of
-# deploy/requirements-check.txt, installed from PyPI into ${CARGO_TARGET_DIR:-target}/deploy-venv
-# once and reused (reinstalled when the requirements file changes).
+# Sourced by deploy/check.sh and deploy/check_api.sh: pinned Python tools, installed from PyPI into
+# a virtualenv under ${CARGO_TARGET_DIR:-target} once and reused (reinstalled when the requirements
+# file changes).
 #
-# deploy_venv WHO: prints the venv's bin directory; WHO names the caller in messages (stderr).
+# deploy_venv WHO [REQUIREMENTS [NAME]]: prints the venv's bin directory; WHO names the caller in
+# messages (stderr). Defaults: deploy/requirements-check.txt into deploy-venv. checkov pins older
+# versions of shared dependencies, so it gets a venv of its own (deploy/requirements-checkov.txt).
 deploy_venv() {
 	local who="$1"
+	local reqs="${2:-deploy/requirements-check.txt}"
 	local target="${CARGO_TARGET_DIR:-target}"
-	local venv="$target/deploy-venv"
-	local reqs=deploy/requirements-check.txt
+	local venv="$target/${3:-deploy-venv}"
 	local stamp="$venv/.requirements.sha256"
 	local py="${PYTHON:-python3}"
 	local want log
