@@ -209,7 +209,16 @@ fn operation(path: &str, method: &str, op: &mut Value) {
         add("415", "The body is not `application/json`");
         add("422", "Invalid: each field in error is named");
     }
-    add("408", "The request ran out of time (`api.request_timeout_ms`): nothing was changed, try again");
+    if method == "get" || method == "head" {
+        add("408", "The request ran out of time (`api.request_timeout_ms`): nothing was changed, try again");
+    } else {
+        // A write that runs out of time may have been applied while it waited.
+        add(
+            "504",
+            "The request ran out of time (`api.request_timeout_ms`) and may have been applied: outcome unknown, \
+             retry the same request (idempotent)",
+        );
+    }
     if path != "/healthz" && path != "/openapi.json" {
         add("503", "Redis does not answer or refuses: nothing was written, retry after `Retry-After` seconds");
     }

@@ -136,9 +136,15 @@ fn the_document_is_as_strict_as_the_server() {
     let doc = qfrefund_api::openapi();
     let create = &doc["paths"]["/v1/refunds"]["post"];
     assert_eq!(create["responses"]["202"]["links"]["GetRefund"]["operationId"], "merchant_get_one");
-    for code in ["408", "413", "415", "422", "503"] {
+    for code in ["413", "415", "422", "503", "504"] {
         assert!(create["responses"].get(code).is_some(), "POST /v1/refunds documents {code}");
     }
+    // A write that runs out of time may have been applied: 504 (outcome unknown), never a 408
+    // that a client could read as "nothing was changed".
+    assert!(create["responses"].get("408").is_none());
+    assert!(create["responses"]["504"]["headers"].get("Retry-After").is_some());
+    let get = &doc["paths"]["/v1/merchants/{merchant}/refunds/{out_trade_no}"]["get"];
+    assert!(get["responses"].get("408").is_some());
     assert!(create["responses"]["503"]["headers"].get("Retry-After").is_some());
     let new = &doc["components"]["schemas"]["NewRefund"];
     assert_eq!(new["additionalProperties"], false);

@@ -6,11 +6,17 @@ use std::time::Duration;
 
 use crate::Error;
 
+mod env;
+
 /// Where the ledger is and how it is laid out. Build one with [`ProducerConfig::builder`], or
 /// read the workers' settings with [`ProducerConfig::from_env`]. Every value must match the
 /// workers' (`namespace`, `queue_tag`, `shards`, `merchant_shards`): a producer laid out
-/// otherwise is refused at connect, never left writing where no worker looks.
-#[derive(Clone, Debug, PartialEq)]
+/// otherwise is refused at connect, never left writing where no worker looks — a ledger no
+/// worker has laid out yet (a namespace or tag of no fleet) is refused too, unless
+/// [`ProducerConfigBuilder::create_ledger`] says this producer may be the first.
+///
+/// Its `Debug` hides the Redis URL's password.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ProducerConfig {
     /// `redis://`, `rediss://`, `redis+sentinel://…` or `redis+cluster://…` (as the workers'
@@ -32,6 +38,50 @@ pub struct ProducerConfig {
     pub redis_ca_file: Option<PathBuf>,
     /// A Redis command that takes longer fails (with "outcome unknown" for a write).
     pub response_timeout: Duration,
+    /// Merchants the workers hold credentials for (the file's `[merchants.NAME]` sections;
+    /// `QFPAY_APP_CODE` in the environment names `default`). A refund for another merchant is
+    /// accepted only while a live worker announces it: nothing would ever send it.
+    pub merchants: Vec<String>,
+    /// Lay out a ledger no worker has laid out yet (off: refused at connect).
+    pub create_ledger: bool,
+}
+
+impl std::fmt::Debug for ProducerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerConfig")
+            .field("redis_url", &redact(&self.redis_url))
+            .field("namespace", &self.namespace)
+            .field("queue_tag", &self.queue_tag)
+            .field("shards", &self.shards)
+            .field("merchant_shards", &self.merchant_shards)
+            .field("require_aof", &self.require_aof)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("redis_ca_file", &self.redis_ca_file)
+            .field("response_timeout", &self.response_timeout)
+            .field("merchants", &self.merchants)
+            .field("create_ledger", &self.create_ledger)
+            .finish()
+    }
+}
+
+/// `url` without what could be a secret: the user-info of every host (`:password@`) and the
+/// query (`?sentinel_password=…`).
+fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split_once('?').map_or(rest, |(before, _)| before);
+    let hosts: Vec<String> = rest
+        .split(',')
+        .map(|h| match h.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => h.to_owned(),
+        })
+        .collect();
+    let query = if url.contains('?') { "?***" } else { "" };
+    if scheme.is_empty() {
+        format!("{}{query}", hosts.join(","))
+    } else {
+        format!("{scheme}://{}{query}", hosts.join(","))
+    }
 }
 
 impl Default for ProducerConfig {
@@ -47,13 +97,22 @@ impl Default for ProducerConfig {
             wait_replicas: l.wait_replicas,
             redis_ca_file: None,
             response_timeout: l.response_timeout,
+            merchants: Vec::new(),
+            create_ledger: false,
         }
     }
 }
 
-/// Builds a [`ProducerConfig`], starting from the defaults the workers have.
-#[derive(Clone, Debug, Default)]
+/// Builds a [`ProducerConfig`], starting from the defaults the workers have. Its `Debug` hides
+/// the Redis URL's password.
+#[derive(Clone, Default)]
 pub struct ProducerConfigBuilder(ProducerConfig);
+
+impl std::fmt::Debug for ProducerConfigBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ProducerConfigBuilder").field(&self.0).finish()
+    }
+}
 
 impl ProducerConfigBuilder {
     /// The ledger's Redis.
@@ -101,13 +160,25 @@ impl ProducerConfigBuilder {
         self.0.response_timeout = timeout;
         self
     }
+    /// A merchant the workers hold credentials for (see [`ProducerConfig::merchants`]).
+    pub fn merchant(mut self, name: impl Into<String>) -> Self {
+        self.0.merchants.push(name.into());
+        self
+    }
+    /// Whether this producer may lay out a ledger no worker has laid out yet (its shard count
+    /// and pins become the ledger's for good). Off by default: a namespace or tag no fleet uses
+    /// is refused at connect rather than filled with refunds nobody sends.
+    pub fn create_ledger(mut self, create: bool) -> Self {
+        self.0.create_ledger = create;
+        self
+    }
     /// The configuration, every value checked.
     pub fn build(self) -> Result<ProducerConfig, Error> {
         self.0.checked()
     }
 }
 
-fn bad(setting: &str, problem: impl Into<String>) -> Error {
+pub(crate) fn bad(setting: &str, problem: impl Into<String>) -> Error {
     Error::Config { setting: setting.into(), problem: problem.into() }
 }
 
@@ -119,78 +190,13 @@ impl ProducerConfig {
 
     /// The workers' settings: the file `QFREFUND_CONFIG` names, if any (its top-level keys
     /// `redis_url`, `redis_ca_file`, `namespace`, `queue_tag`, `shards`, `[merchant_shards]`,
-    /// `require_aof`, `redis_wait_replicas`), then the environment over it (`QFREFUND_REDIS_URL`,
-    /// `QFREFUND_REDIS_CA_FILE`, `QFREFUND_NAMESPACE`, `QFREFUND_QUEUE_TAG`, `QFREFUND_SHARDS`,
-    /// `QFREFUND_MERCHANT_SHARDS`, `QFREFUND_REQUIRE_AOF`, `QFREFUND_REDIS_WAIT_REPLICAS`).
+    /// `require_aof`, `redis_wait_replicas`, and the names of its `[merchants.NAME]` sections),
+    /// then the environment over it (`QFREFUND_REDIS_URL`, `QFREFUND_REDIS_CA_FILE`,
+    /// `QFREFUND_NAMESPACE`, `QFREFUND_QUEUE_TAG`, `QFREFUND_SHARDS`, `QFREFUND_MERCHANT_SHARDS`
+    /// merged over the file's pins, `QFREFUND_REQUIRE_AOF`, `QFREFUND_REDIS_WAIT_REPLICAS`;
+    /// `QFPAY_APP_CODE` makes `default` a known merchant).
     pub fn from_env() -> Result<Self, Error> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let mut c = ProducerConfig::default();
-        if let Some(path) = env("QFREFUND_CONFIG").filter(|p| !p.trim().is_empty()) {
-            let text = std::fs::read_to_string(&path).map_err(|e| bad("QFREFUND_CONFIG", format!("{path}: {e}")))?;
-            c.apply_file(&text).map_err(|e| match e {
-                Error::Config { setting, problem } => bad(&setting, format!("{problem} (in {path})")),
-                other => other,
-            })?;
-        }
-        let text = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        if let Some(v) = text("QFREFUND_REDIS_URL") {
-            c.redis_url = v;
-        }
-        if let Some(v) = text("QFREFUND_REDIS_CA_FILE") {
-            c.redis_ca_file = Some(v.into());
-        }
-        if let Some(v) = text("QFREFUND_NAMESPACE") {
-            c.namespace = v;
-        }
-        if let Some(v) = text("QFREFUND_QUEUE_TAG") {
-            c.queue_tag = v;
-        }
-        if let Some(v) = text("QFREFUND_SHARDS") {
-            c.shards = number("QFREFUND_SHARDS", &v)?;
-        }
-        if let Some(v) = text("QFREFUND_MERCHANT_SHARDS") {
-            c.merchant_shards = pins(&v)?;
-        }
-        if let Some(v) = text("QFREFUND_REQUIRE_AOF") {
-            c.require_aof = switch("QFREFUND_REQUIRE_AOF", &v)?;
-        }
-        if let Some(v) = text("QFREFUND_REDIS_WAIT_REPLICAS") {
-            c.wait_replicas = number("QFREFUND_REDIS_WAIT_REPLICAS", &v)?;
-        }
-        c.checked()
-    }
-
-    fn apply_file(&mut self, text: &str) -> Result<(), Error> {
-        #[derive(serde::Deserialize)]
-        struct File {
-            redis_url: Option<String>,
-            redis_ca_file: Option<PathBuf>,
-            namespace: Option<String>,
-            queue_tag: Option<String>,
-            shards: Option<usize>,
-            merchant_shards: Option<BTreeMap<String, usize>>,
-            require_aof: Option<toml::Value>,
-            redis_wait_replicas: Option<usize>,
-        }
-        // Other sections and keys are the workers' and the API's.
-        let f: File = toml::from_str(text).map_err(|e| bad("QFREFUND_CONFIG", e.message().to_owned()))?;
-        self.redis_url = f.redis_url.unwrap_or(std::mem::take(&mut self.redis_url));
-        self.redis_ca_file = f.redis_ca_file.or(self.redis_ca_file.take());
-        self.namespace = f.namespace.unwrap_or(std::mem::take(&mut self.namespace));
-        self.queue_tag = f.queue_tag.unwrap_or(std::mem::take(&mut self.queue_tag));
-        self.shards = f.shards.unwrap_or(self.shards);
-        self.merchant_shards = f.merchant_shards.unwrap_or(std::mem::take(&mut self.merchant_shards));
-        self.wait_replicas = f.redis_wait_replicas.unwrap_or(self.wait_replicas);
-        match f.require_aof {
-            None => {}
-            Some(toml::Value::Boolean(b)) => self.require_aof = b,
-            Some(toml::Value::String(s)) => self.require_aof = switch("require_aof", &s)?,
-            Some(other) => return Err(bad("require_aof", format!("on or off, got {other:?}"))),
-        }
-        Ok(())
+        env::from_lookup(|k| std::env::var(k).ok())
     }
 
     fn checked(self) -> Result<Self, Error> {
@@ -209,12 +215,18 @@ impl ProducerConfig {
                 format!("must be non-empty, without braces or spaces (got {:?})", self.queue_tag),
             ));
         }
+        for m in self.merchant_shards.keys().chain(&self.merchants) {
+            qfpay::request::validate_id("merchant", m, 64)
+                .map_err(|e| bad("merchant_shards / merchants", format!("merchant {m:?}: {}", e.rule)))?;
+        }
         ledger::refund::placement::Placement::new(self.shards, self.merchant_shards.clone())
             .map_err(|e| bad("shards / merchant_shards", e))?;
         Ok(self)
     }
 
-    /// The ledger's URL, configuration and whether AOF is required.
+    /// The ledger's URL, configuration and whether AOF is required. The layout is recorded only
+    /// by a producer allowed to create the ledger: any other checks the recorded one and never
+    /// adds to it (a pin only this producer has would move a merchant away from the workers).
     pub(crate) fn into_parts(self) -> Result<(String, ledger::LedgerConfig, bool), Error> {
         let placement = ledger::refund::placement::Placement::new(self.shards, self.merchant_shards)
             .map_err(|e| bad("shards / merchant_shards", e))?;
@@ -225,82 +237,38 @@ impl ProducerConfig {
             response_timeout: self.response_timeout,
             tls_ca_file: self.redis_ca_file,
             wait_replicas: self.wait_replicas,
+            record_layout: self.create_ledger,
             ..ledger::LedgerConfig::default()
         };
         Ok((self.redis_url, config, self.require_aof))
     }
 }
 
-fn number(setting: &str, v: &str) -> Result<usize, Error> {
-    v.parse().map_err(|_| bad(setting, format!("must be a whole number, got {v:?}")))
-}
-
-fn switch(setting: &str, v: &str) -> Result<bool, Error> {
-    match v.to_ascii_lowercase().as_str() {
-        "on" | "true" | "1" | "yes" => Ok(true),
-        "off" | "false" | "0" | "no" => Ok(false),
-        _ => Err(bad(setting, format!("on or off, got {v:?}"))),
-    }
-}
-
-/// `name=shard,…`
-fn pins(v: &str) -> Result<BTreeMap<String, usize>, Error> {
-    const S: &str = "QFREFUND_MERCHANT_SHARDS";
-    let mut out = BTreeMap::new();
-    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, shard) = part.split_once('=').ok_or_else(|| bad(S, format!("expected name=shard, got {part:?}")))?;
-        out.insert(name.trim().to_owned(), number(S, shard.trim())?);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn with(vars: &[(&str, &str)]) -> Result<ProducerConfig, Error> {
-        let vars: BTreeMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        ProducerConfig::from_lookup(|k| vars.get(k).cloned())
+    #[test]
+    fn debug_hides_the_redis_password() {
+        for url in [
+            "redis://:s3cret@10.0.0.1:6379",
+            "rediss://user:s3cret@redis.example:6380/0",
+            "redis+sentinel://:s3cret@s1:26379,:s3cret@s2:26379/mymaster?sentinel_password=s3cret",
+        ] {
+            let c = ProducerConfig::builder().redis_url(url).build().unwrap();
+            let shown = format!("{c:?} {:?}", ProducerConfig::builder().redis_url(url));
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("***@"), "{shown}");
+        }
+        let plain = ProducerConfig::builder().redis_url("redis://10.0.0.1:6379").build().unwrap();
+        assert!(format!("{plain:?}").contains("redis://10.0.0.1:6379"));
     }
 
     #[test]
-    fn the_environment_names_are_the_workers() {
-        let c = with(&[
-            ("QFREFUND_REDIS_URL", "redis://10.0.0.1:6380"),
-            ("QFREFUND_NAMESPACE", "shop"),
-            ("QFREFUND_SHARDS", "4"),
-            ("QFREFUND_MERCHANT_SHARDS", "big=0, small=3"),
-            ("QFREFUND_REQUIRE_AOF", "off"),
-            ("QFREFUND_REDIS_WAIT_REPLICAS", "1"),
-        ])
-        .unwrap();
-        assert_eq!((c.redis_url.as_str(), c.namespace.as_str(), c.shards), ("redis://10.0.0.1:6380", "shop", 4));
-        assert_eq!(c.merchant_shards.get("small"), Some(&3));
-        assert!(!c.require_aof);
-        assert_eq!(c.wait_replicas, 1);
-        assert_eq!(with(&[]).unwrap(), ProducerConfig::default());
-    }
-
-    #[test]
-    fn a_bad_setting_is_named() {
-        let e = with(&[("QFREFUND_SHARDS", "four")]).unwrap_err().to_string();
-        assert!(e.contains("QFREFUND_SHARDS") && e.contains("four"), "{e}");
-        let e = with(&[("QFREFUND_SHARDS", "2"), ("QFREFUND_MERCHANT_SHARDS", "big=5")]).unwrap_err().to_string();
+    fn a_merchant_name_no_request_could_carry_is_refused() {
+        let e = ProducerConfig::builder().merchant("bad name!").build().unwrap_err().to_string();
+        assert!(e.contains("bad name!"), "{e}");
+        let e = ProducerConfig::builder().shards(2).merchant_shard("a b", 1).build().unwrap_err().to_string();
         assert!(e.contains("merchant_shards"), "{e}");
-        let e = with(&[("QFREFUND_REQUIRE_AOF", "maybe")]).unwrap_err().to_string();
-        assert!(e.contains("QFREFUND_REQUIRE_AOF"), "{e}");
-    }
-
-    #[test]
-    fn the_file_is_read_and_the_environment_wins() {
-        let dir = std::env::temp_dir().join(format!("qfrefund-producer-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("qfrefund.toml");
-        std::fs::write(&file, "namespace = \"filed\"\nshards = 2\nrequire_aof = \"off\"\n[worker]\nconcurrency = 8\n")
-            .unwrap();
-        let path = file.to_string_lossy().into_owned();
-        let c = with(&[("QFREFUND_CONFIG", &path), ("QFREFUND_SHARDS", "3")]).unwrap();
-        assert_eq!((c.namespace.as_str(), c.shards, c.require_aof), ("filed", 3, false));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -60,6 +60,21 @@ impl Error {
     }
 }
 
+impl Error {
+    /// An error while connecting: nothing was being written, so none is "outcome unknown".
+    pub(crate) fn from_setup(e: ledger::LedgerError) -> Self {
+        match Error::from(e) {
+            Error::OutcomeUnknown(why) => Error::Unavailable(why),
+            other => other,
+        }
+    }
+
+    /// An error of a read (`get`, `events`, a merchant check): nothing was written.
+    pub(crate) fn from_read(e: ledger::LedgerError) -> Self {
+        Self::from_setup(e)
+    }
+}
+
 impl From<ledger::LedgerError> for Error {
     fn from(e: ledger::LedgerError) -> Self {
         use ledger::LedgerError as L;
@@ -73,6 +88,7 @@ impl From<ledger::LedgerError> for Error {
             e @ (L::Layout(_) | L::TlsCa { .. } | L::Corrupt(_)) => Error::Ledger(e.to_string()),
             e if e.outcome_unknown() => Error::OutcomeUnknown(e.to_string()),
             e if e.is_retryable() => Error::Unavailable(e.to_string()),
+            // Credentials or rights Redis refuses (NOAUTH, WRONGPASS, NOPERM): no retry mends them.
             e => Error::Ledger(e.to_string()),
         }
     }

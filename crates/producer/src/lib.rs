@@ -53,6 +53,7 @@ use ledger::Ledger;
 #[derive(Clone, Debug)]
 pub struct Producer {
     ledger: Ledger,
+    merchants: Vec<String>,
 }
 
 impl Producer {
@@ -63,39 +64,146 @@ impl Producer {
     }
 
     /// Connects with `config`, refusing a Redis that could lose refunds (an evicting
-    /// `maxmemory-policy`; no append-only file unless `require_aof` is off) and a ledger laid out
-    /// otherwise than `config` says (shards, merchant placement).
+    /// `maxmemory-policy`; no append-only file unless `require_aof` is off), a ledger laid out
+    /// otherwise than `config` says (shards, merchant placement), and a ledger no worker has laid
+    /// out (a namespace or tag of no fleet) unless `config` may create it.
     pub async fn connect(config: ProducerConfig) -> Result<Self, Error> {
+        let (create, pins, merchants) =
+            (config.create_ledger, config.merchant_shards.clone(), config.merchants.clone());
+        let (namespace, tag) = (config.namespace.clone(), config.queue_tag.clone());
         let (url, ledger_config, require_aof) = config.into_parts()?;
         let ledger = Ledger::connect_producer(&url, ledger_config, require_aof).await.map_err(|e| match e {
-            ledger::NotUsable::Ledger(e) => Error::from(e),
+            ledger::NotUsable::Ledger(e) => Error::from_setup(e),
             // A Redis set up to lose refunds stays so until someone changes it.
             ledger::NotUsable::Refused(why) => Error::Ledger(format!("this Redis would lose refunds: {why}")),
         })?;
-        Ok(Self { ledger })
+        let (shards, recorded) = ledger.recorded_layout().await.map_err(Error::from_setup)?;
+        if shards.is_none() && !create {
+            return Err(Error::Config {
+                setting: "namespace / queue_tag (QFREFUND_NAMESPACE, QFREFUND_QUEUE_TAG)".into(),
+                problem: format!(
+                    "no ledger {namespace}:{{{tag}}} on this Redis: no worker has run with these settings, so nothing \
+                     would send these refunds; use the workers' namespace and queue_tag (their QFREFUND_CONFIG), or \
+                     start a worker first (ProducerConfigBuilder::create_ledger lets a producer lay out a new ledger)"
+                ),
+            });
+        }
+        if let Some((m, s)) = pins.iter().find(|(m, s)| !create && recorded.get(*m) != Some(s)) {
+            return Err(Error::Config {
+                setting: "merchant_shards (QFREFUND_MERCHANT_SHARDS)".into(),
+                problem: format!(
+                    "this producer pins merchant {m:?} to shard {s}, the ledger does not (its pins: {recorded:?}): \
+                     pins are the workers' to set; use theirs"
+                ),
+            });
+        }
+        Ok(Self { ledger, merchants })
     }
 
     /// Enqueues one refund: [`Enqueued::Created`] when new, [`Enqueued::Duplicate`] when the same
-    /// request was made before (the refund as it is now).
+    /// request was made before (the refund as it is now). A merchant neither the configuration
+    /// ([`ProducerConfig::merchants`]) nor a live worker knows is refused ([`Error::Invalid`]);
+    /// while no worker is live and the configuration names none, that cannot be told
+    /// ([`Error::Unavailable`]: retry).
     pub async fn enqueue(&self, refund: NewRefund) -> Result<Enqueued, Error> {
+        refund.clone().normalised().validate().map_err(ledger::LedgerError::Invalid)?;
+        self.known_merchant(&refund).await?;
         Ok(self.ledger.enqueue(refund).await?)
     }
 
     /// Enqueues many refunds in few round trips; one result each, in order. Each is independent:
-    /// a refused one does not stop the others.
+    /// a refused one does not stop the others. When Redis fails part way through, every line is
+    /// read back: one found with its very request is accepted, one Redis answered for and did not
+    /// write is [`Error::Unavailable`], and any other is [`Error::OutcomeUnknown`] — never "not
+    /// written" for a line that may have been.
     pub async fn enqueue_batch(&self, refunds: Vec<NewRefund>) -> Vec<Result<Accepted, Error>> {
-        self.ledger.enqueue_batch(refunds).await.into_iter().map(|r| r.map_err(Error::from)).collect()
+        let mut checked: Vec<Option<Error>> = Vec::with_capacity(refunds.len());
+        let mut served = std::collections::HashSet::new();
+        for r in &refunds {
+            let q = r.clone().normalised();
+            // An invalid line is the ledger's to refuse (it names the field); a merchant is
+            // checked once, and a refund of an unknown one on its own (one already in the ledger
+            // is never refused for its merchant).
+            if q.validate().is_err() || served.contains(q.merchant()) {
+                checked.push(None);
+                continue;
+            }
+            match self.ledger.check_merchant(q.merchant(), &self.merchants).await {
+                Ok(Ok(())) => {
+                    served.insert(q.merchant().to_owned());
+                    checked.push(None);
+                }
+                _ => checked.push(self.known_merchant(r).await.err()),
+            }
+        }
+        let to_send: Vec<NewRefund> =
+            refunds.iter().zip(&checked).filter(|(_, e)| e.is_none()).map(|(r, _)| r.clone()).collect();
+        let mut sent = self.ledger.enqueue_batch_reported(to_send).await.into_iter();
+        checked
+            .into_iter()
+            .map(|refused| match refused {
+                Some(e) => Err(e),
+                None => match sent.next() {
+                    Some(ledger::LineFate::Created) => Ok(Accepted::Created),
+                    Some(ledger::LineFate::Duplicate | ledger::LineFate::InLedger) => Ok(Accepted::Duplicate),
+                    Some(ledger::LineFate::Refused(e)) => Err(Error::from(e)),
+                    Some(ledger::LineFate::Unknown(why)) => Err(Error::OutcomeUnknown(unknown_reason(&why))),
+                    None => Err(Error::OutcomeUnknown("the ledger returned fewer results than refunds".into())),
+                },
+            })
+            .collect()
     }
 
     /// `merchant`'s refund `out_trade_no` as it is now (`None`: no such refund in Redis; a refund
     /// archived after its retention is in the archive).
     pub async fn get(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Record>, Error> {
-        Ok(self.ledger.get(merchant, out_trade_no).await?)
+        self.ledger.get(merchant, out_trade_no).await.map_err(Error::from_read)
     }
 
     /// Up to `count` outcomes from the outcome stream, after the entry id `after` (`"0"`: from the
-    /// oldest kept). Each [`Event`] carries its `id`: pass the last one to read on.
+    /// oldest kept; otherwise an [`Event`]'s `id`, `<ms>-<n>`). Each [`Event`] carries its `id`:
+    /// pass the last one to read on.
     pub async fn events(&self, after: &str, count: usize) -> Result<Vec<Event>, Error> {
-        Ok(self.ledger.events(after, count).await?)
+        if !stream_id(after) {
+            return Err(Error::Invalid {
+                field: "after".into(),
+                problem: format!("an event id (`<ms>-<n>`) or 0, got {after:?}"),
+            });
+        }
+        self.ledger.events(after, count).await.map_err(Error::from_read)
     }
+
+    /// Refuses a refund whose merchant nothing would ever sign for (see [`Producer::enqueue`]).
+    async fn known_merchant(&self, refund: &NewRefund) -> Result<(), Error> {
+        match self.ledger.check_refund_merchant(refund, &self.merchants).await.map_err(Error::from_read)? {
+            Ok(()) => Ok(()),
+            // Nothing is configured and no worker is live (all restarting?): nothing to tell by.
+            Err(unknown) if unknown.known.is_empty() => Err(Error::Unavailable(format!(
+                "merchant {:?} cannot be checked: no live worker announces any merchant and the configuration \
+                 names none",
+                unknown.merchant
+            ))),
+            Err(unknown) => Err(Error::Invalid { field: "merchant".into(), problem: unknown.to_string() }),
+        }
+    }
+}
+
+/// `0`, `<ms>` or `<ms>-<n>` (decimal, each within u64).
+fn stream_id(id: &str) -> bool {
+    let mut parts = id.splitn(2, '-');
+    let number = |p: Option<&str>| {
+        p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u64>().is_ok())
+    };
+    let first = parts.next();
+    match parts.next() {
+        None => number(first),
+        second => number(first) && number(second),
+    }
+}
+
+/// The ledger's "unknown" line text, without its advice to re-run an import.
+fn unknown_reason(why: &str) -> String {
+    let why = why.strip_prefix(ledger::RERUN_ADVICE).unwrap_or(why).trim();
+    let why = why.strip_prefix('(').and_then(|w| w.strip_suffix(')')).unwrap_or(why);
+    if why.is_empty() { "the batch failed part way".to_owned() } else { why.to_owned() }
 }

@@ -1,5 +1,7 @@
 //! The producer facade against a real redis-server: idempotent enqueue, a conflict refused and
-//! not retryable, a batch, a lookup, the outcome stream, and a layout mismatch refused at connect.
+//! not retryable, a batch, a lookup, the outcome stream, a layout mismatch refused at connect.
+//! The refusals that keep refunds from waiting where nothing sends them (a ledger no worker laid
+//! out, a pin of the producer's own, an unknown merchant) are in `refusals.rs`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,6 +15,9 @@ fn config(url: &str, namespace: &str) -> ProducerConfig {
         .namespace(namespace)
         .shards(test_shards())
         .require_aof(false)
+        // A fleet's first process lays the ledger out; here the producer is the first.
+        .create_ledger(true)
+        .merchant("default")
         .build()
         .unwrap()
 }

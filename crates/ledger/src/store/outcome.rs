@@ -36,6 +36,9 @@ const REFUSED_BEFORE_RUNNING: [&str; 12] = [
     "CLUSTERDOWN",
 ];
 
+/// Codes of a Redis that refuses this client's credentials or rights: no retry mends them.
+const CREDENTIALS_REFUSED: [&str; 3] = ["NOAUTH", "WRONGPASS", "NOPERM"];
+
 /// Whether a Redis error proves the command was never applied.
 pub fn redis_not_applied(e: &redis::RedisError) -> bool {
     if e.is_connection_refusal() {
@@ -77,20 +80,24 @@ impl LedgerError {
     /// Retrying the same request (same `out_trade_no`, same fields) may succeed: Redis was
     /// unavailable, slow, refusing writes for now, or the write was not confirmed. Not retryable:
     /// the request itself is wrong (invalid, a conflict, a paid-amount mismatch) or the setup is
-    /// (TLS, authentication, a corrupt record).
+    /// (TLS, authentication or ACL rights, a layout this configuration disagrees with, a corrupt
+    /// record).
     pub fn is_retryable(&self) -> bool {
         match self {
             LedgerError::Invalid(_)
             | LedgerError::Conflict { .. }
             | LedgerError::PaidMismatch { .. }
             | LedgerError::TlsCa { .. }
+            | LedgerError::Layout(_)
             | LedgerError::Corrupt(_) => false,
-            LedgerError::Redis(e) => !matches!(
-                e.kind(),
-                redis::ErrorKind::AuthenticationFailed
-                    | redis::ErrorKind::InvalidClientConfig
-                    | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
-            ),
+            LedgerError::Redis(e) => {
+                !matches!(
+                    e.kind(),
+                    redis::ErrorKind::AuthenticationFailed
+                        | redis::ErrorKind::InvalidClientConfig
+                        | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
+                ) && !e.code().is_some_and(|c| CREDENTIALS_REFUSED.contains(&c))
+            }
             _ => true,
         }
     }

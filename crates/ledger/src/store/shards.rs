@@ -13,6 +13,8 @@
 //! that the shard holds none of its refunds — and the enqueue script refuses an excluded merchant.
 //! So one merchant's refunds can never be written to two shards.
 
+use std::collections::{BTreeMap, HashMap};
+
 use redis::AsyncCommands;
 
 use crate::error::LedgerError;
@@ -64,7 +66,7 @@ impl Ledger {
         if stored != want {
             return Err(shard_count(&self.config, stored, want));
         }
-        let layout: std::collections::HashMap<String, String> = con.hgetall(base.layout()).await?;
+        let layout: HashMap<String, String> = con.hgetall(base.layout()).await?;
         for (m, s) in layout.iter().filter_map(|(k, v)| Some((k.strip_prefix("pin:")?, v.parse::<usize>().ok()?))) {
             if self.shard_of(m) != s {
                 return Err(misplaced(m, s, self.shard_of(m)));
@@ -119,6 +121,20 @@ impl Ledger {
         }
         let found: Vec<bool> = pipe.query_async(&mut self.con.clone()).await?;
         Ok(found.into_iter().any(|f| f))
+    }
+
+    /// The layout recorded for this ledger: its shard count (`None`: no process that records
+    /// layouts — a worker, the API, the CLI — has connected to it yet) and its pinned merchants.
+    /// A producer that does not record layouts reads it to refuse writing where no worker looks.
+    pub async fn recorded_layout(&self) -> Result<(Option<usize>, BTreeMap<String, usize>), LedgerError> {
+        let base = Keys::new(&self.config.namespace, &self.config.tag);
+        let layout: HashMap<String, String> = self.con.clone().hgetall(base.layout()).await?;
+        let shards = layout.get("shards").and_then(|v| v.parse().ok());
+        let pins = layout
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("pin:")?.to_owned(), v.parse::<usize>().ok()?)))
+            .collect();
+        Ok((shards, pins))
     }
 
     /// Ends the compatibility with processes from before refunds were merchant-scoped: from now

@@ -22,15 +22,16 @@
 //! Each group reader is a [`ledger::StreamReader`], which blocks on a connection of its own, so
 //! the blocking read never holds up the ledger's shared one.
 
+use super::{Webhook, WebhookCounters, WebhookPolicy, announced, body_of, delivery_id};
+use crate::shutdown::Shutdown;
+use ledger::{Event, Ledger, LedgerError, StreamReader, WebhookAttempt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use ledger::{Event, Ledger, LedgerError, StreamReader, WebhookAttempt};
 use tracing::{Instrument, debug, info, warn};
 
-use super::{Webhook, WebhookCounters, WebhookPolicy, announced, body_of, delivery_id};
-use crate::shutdown::Shutdown;
+/// How long a delivery waits for its refund's record to find the trace to join.
+const TRACE_LOOKUP: Duration = Duration::from_millis(200);
 
 /// The group qfrefund used before there was one per merchant.
 const LEGACY_GROUP: &str = "webhooks";
@@ -236,7 +237,8 @@ impl Dispatcher {
 
     /// The span of one delivery of `event_id`: in the trace of the producer of the refund when it
     /// came with one (one read of its record, and only while spans are exported: the outcome
-    /// stream does not carry the trace).
+    /// stream does not carry the trace). The read is bounded by [`TRACE_LOOKUP`]: a slow Redis
+    /// costs the span its parent, never the delivery its lease.
     pub(super) async fn delivery_span(
         &self,
         event_id: &str,
@@ -246,7 +248,7 @@ impl Dispatcher {
     ) -> tracing::Span {
         let span = tracing::info_span!("webhook", event_id, out_trade_no, attempt, trace_id = tracing::field::Empty);
         if qfrefund_telemetry::traces::active()
-            && let Ok(Some(rec)) = self.ledger.get(merchant, out_trade_no).await
+            && let Ok(Ok(Some(rec))) = tokio::time::timeout(TRACE_LOOKUP, self.ledger.get(merchant, out_trade_no)).await
             && let Some(id) =
                 rec.traceparent.as_deref().and_then(|tp| qfrefund_telemetry::traces::join_trace(&span, tp))
         {
