@@ -107,6 +107,12 @@ def kubernetes(uid: int | None) -> None:
             env.update({e.get("name", ""): e.get("value", e) for e in c.get("env") or []})
             for k in env:
                 known(w, k)
+            for v in ps.get("volumes") or []:  # Secrets come as files (QFREFUND_SECRETS_DIR)
+                sources = g(v, "projected", "sources", default=[])
+                for ref in [g(v, "secret", "secretName")] + [g(x, "secret", "name") for x in sources]:
+                    need(ref is None or ref in secrets, w, f"volume {v.get('name')} mounts {ref!r}, no Secret here")
+            mounts = {m.get("mountPath") for m in c.get("volumeMounts") or []}
+            need(env.get("QFREFUND_SECRETS_DIR", "/") in mounts | {"/"}, w, "QFREFUND_SECRETS_DIR is no volume's mountPath")
             ports[n] = {x for p in c.get("ports") or [] for x in (p.get("name"), p.get("containerPort"))}
             sleep = int(g(c, "lifecycle", "preStop", "sleep", "seconds", default=0))
             need(sleep > 0, w, "no preStop sleep: endpoints are not removed before SIGTERM")

@@ -134,3 +134,51 @@ fn api_tokens_from_the_file_name_the_variable_that_holds_each() {
     env.insert("QFREFUND_API_TOKENS".into(), "a:read:token-a-0123456789abcd,b:operate:token-b-0123456789abcd".into());
     assert!(String::from_utf8_lossy(&run(&env, &args).stdout).contains("2 token(s)"));
 }
+
+#[test]
+fn secrets_come_from_a_mounted_directory_as_well_as_the_environment() {
+    // A Kubernetes Secret mounted as a volume: one file per key, the keys named like variables.
+    let dir = Scratch::new("cfg-secrets-dir");
+    let secrets = dir.path("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("QFREFUND_REDIS_URL"), "redis://:dir-redis-pass@127.0.0.1:1\n").unwrap();
+    std::fs::write(secrets.join("QFPAY_CLIENT_KEY"), format!("{DEMO_CLIENT_KEY}\n")).unwrap();
+    std::fs::write(secrets.join("SHOP_B_KEY"), "shop-b-key-from-a-file\n").unwrap();
+    let file = dir.path("q.toml");
+    std::fs::write(
+        &file,
+        "[merchants.shop-b]\napp_code = \"B1\"\nclient_key_env = \"SHOP_B_KEY\"\nbase_url = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let mut env = env_for("redis://127.0.0.1:1", "cfg", "http://127.0.0.1:1");
+    env.remove("QFREFUND_REDIS_URL");
+    env.remove("QFPAY_CLIENT_KEY");
+    env.insert("QFREFUND_SECRETS_DIR".into(), secrets.to_string_lossy().into_owned());
+    let f = file.to_str().unwrap();
+    let out = run(&env, &["--config", f, "config", "show", "--output", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let all = String::from_utf8_lossy(&out.stdout).to_string();
+    for secret in ["dir-redis-pass", DEMO_CLIENT_KEY, "shop-b-key-from-a-file"] {
+        assert!(!all.contains(secret), "{secret} shown:\n{all}");
+    }
+    let r = rows(&out);
+    assert!(row(&r, "redis_url")["value"].as_str().unwrap().ends_with("127.0.0.1:1"), "{r:?}");
+    assert_eq!(row(&r, "redis_url")["source"], "environment (QFREFUND_REDIS_URL in QFREFUND_SECRETS_DIR)");
+    assert_eq!(row(&r, "merchants.default.client_key")["value"], "<redacted>");
+    // Both merchants' keys are found: the default's file, and the one client_key_env names.
+    let out = run(&env, &["--config", f, "config", "check", "--for", "worker"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The environment wins over the directory.
+    env.insert("QFREFUND_REDIS_URL".into(), "redis://127.0.0.1:2".into());
+    let r = rows(&run(&env, &["--config", f, "config", "show", "--output", "json"]));
+    assert_eq!(row(&r, "redis_url")["value"], "redis://127.0.0.1:2");
+    // A directory that is not one is refused, naming it.
+    env.insert("QFREFUND_SECRETS_DIR".into(), dir.path("missing").to_string_lossy().into_owned());
+    let out = run(&env, &["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("QFREFUND_SECRETS_DIR"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -224,10 +224,12 @@ impl Config {
         let key = match (&m.client_key, &m.client_key_env) {
             (Some(k), None) => ClientKey::new(k.expose().to_owned()),
             (Some(k), Some(_)) if from_env("client_key") => ClientKey::new(k.expose().to_owned()),
-            (None, Some(var)) => ClientKey::new(
-                settings::env(var)
-                    .with_context(|| format!("merchant {name}: environment variable {var} is not set"))?,
-            ),
+            (None, Some(var)) => ClientKey::new(settings::variable(var)?.with_context(|| {
+                format!(
+                    "merchant {name}: environment variable {var} is not set (nor a file {var} in {})",
+                    settings::SECRETS_DIR
+                )
+            })?),
             (None, None) => bail!("merchant {name}: no client key: set {}", field("client_key", "QFPAY_CLIENT_KEY")),
             (Some(_), Some(_)) => bail!("merchant {name}: give exactly one of client_key and client_key_env"),
         };
@@ -238,10 +240,12 @@ impl Config {
         let secret = match (&m.webhook_secret, &m.webhook_secret_env) {
             (Some(s), None) => Some(s.expose().to_owned()),
             (Some(s), Some(_)) if from_env("webhook_secret") => Some(s.expose().to_owned()),
-            (None, Some(var)) => Some(
-                settings::env(var)
-                    .with_context(|| format!("merchant {name}: environment variable {var} is not set"))?,
-            ),
+            (None, Some(var)) => Some(settings::variable(var)?.with_context(|| {
+                format!(
+                    "merchant {name}: environment variable {var} is not set (nor a file {var} in {})",
+                    settings::SECRETS_DIR
+                )
+            })?),
             (None, None) => None,
             (Some(_), Some(_)) => bail!("merchant {name}: give exactly one of webhook_secret and webhook_secret_env"),
         };

@@ -194,9 +194,11 @@ impl ProducerConfig {
     /// then the environment over it (`QFREFUND_REDIS_URL`, `QFREFUND_REDIS_CA_FILE`,
     /// `QFREFUND_NAMESPACE`, `QFREFUND_QUEUE_TAG`, `QFREFUND_SHARDS`, `QFREFUND_MERCHANT_SHARDS`
     /// merged over the file's pins, `QFREFUND_REQUIRE_AOF`, `QFREFUND_REDIS_WAIT_REPLICAS`;
-    /// `QFPAY_APP_CODE` makes `default` a known merchant).
+    /// `QFPAY_APP_CODE` makes `default` a known merchant). A variable not in the environment is
+    /// read from the file of its name in the directory `QFREFUND_SECRETS_DIR` names, if any (a
+    /// Kubernetes Secret mounted as a volume), as the workers read it.
     pub fn from_env() -> Result<Self, Error> {
-        env::from_lookup(|k| std::env::var(k).ok())
+        env::from_process()
     }
 
     fn checked(self) -> Result<Self, Error> {

@@ -88,7 +88,7 @@ fn target(e: &Endpoint, config: Option<&Path>) -> anyhow::Result<Target> {
             mchid: m.mchid,
         });
     }
-    let key = std::env::var("QFPAY_CLIENT_KEY").context("QFPAY_CLIENT_KEY is not set")?;
+    let key = crate::settings::variable("QFPAY_CLIENT_KEY")?.context("QFPAY_CLIENT_KEY is not set")?;
     let base_url = e.base_url.clone().context("--base-url (or QFPAY_BASE_URL, or --merchant) is required")?;
     let app_code = e.app_code.clone().context("--app-code (or QFPAY_APP_CODE, or --merchant) is required")?;
     Ok(Target { base_url, creds: Credentials { app_code, key: ClientKey::new(key), alg: e.sign_alg }, mchid: None })

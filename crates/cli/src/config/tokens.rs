@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 
-use crate::settings::{env, values::Tokens};
+use crate::settings::{SECRETS_DIR, values::Tokens, variable};
 
 pub(super) fn tokens(setting: &Tokens) -> anyhow::Result<Vec<api::ApiToken>> {
     let mut out = Vec::new();
@@ -12,8 +12,11 @@ pub(super) fn tokens(setting: &Tokens) -> anyhow::Result<Vec<api::ApiToken>> {
         Tokens::Listed(list) => {
             for t in list {
                 let role = t.role.parse::<api::Role>().map_err(|e| anyhow::anyhow!("api token {}: {e}", t.name))?;
-                let secret = env(&t.token_env).with_context(|| {
-                    format!("api token {}: environment variable {} is not set", t.name, t.token_env)
+                let secret = variable(&t.token_env)?.with_context(|| {
+                    format!(
+                        "api token {}: environment variable {} is not set (nor a file {} in {SECRETS_DIR})",
+                        t.name, t.token_env, t.token_env
+                    )
                 })?;
                 out.push(api::ApiToken::new(&t.name, role, &secret).map_err(anyhow::Error::msg)?);
             }

@@ -51,7 +51,7 @@ fn environment(command: &str) -> Option<String> {
         return None;
     }
     Some(format!(
-        "Environment (over the config file; every setting: `qfrefund config reference`):\n  {:<36} the file's key\n{}\n  QFREFUND_CONFIG, QFREFUND_LOG_FORMAT, RUST_LOG",
+        "Environment (over the config file; every setting: `qfrefund config reference`):\n  {:<36} the file's key\n{}\n  QFREFUND_CONFIG, QFREFUND_SECRETS_DIR, QFREFUND_LOG_FORMAT, RUST_LOG",
         "variable",
         rows.join("\n")
     ))

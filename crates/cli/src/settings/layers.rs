@@ -18,6 +18,39 @@ pub fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
+/// Names the directory of files read as variables (see [`variable`]).
+pub const SECRETS_DIR: &str = "QFREFUND_SECRETS_DIR";
+
+/// The variable `name`: from the environment, or else from the file `name` in the directory
+/// `QFREFUND_SECRETS_DIR` names (a Kubernetes Secret mounted as a volume: one file per key), so
+/// secrets need not be environment variables. A missing file is an unset variable; a directory
+/// that is not one, or a file that cannot be read, is an error naming the path (never the text).
+pub fn variable(name: &str) -> anyhow::Result<Option<String>> {
+    if let Some(v) = env(name) {
+        return Ok(Some(v));
+    }
+    let Some(dir) = env(SECRETS_DIR) else { return Ok(None) };
+    let dir = Path::new(&dir);
+    if !dir.is_dir() {
+        anyhow::bail!("{SECRETS_DIR}: {} is not a directory", dir.display());
+    }
+    // A variable's name is a file name here, never a path.
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Ok(None);
+    }
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text.trim().to_owned()).filter(|v| !v.is_empty())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("{name}: reading {} ({SECRETS_DIR}): {e}", path.display())),
+    }
+}
+
+/// Whether `name` is read from the secrets directory (it is not in the environment).
+pub fn from_secrets_dir(name: &str) -> bool {
+    env(name).is_none() && matches!(variable(name), Ok(Some(_)))
+}
+
 /// The TOML file, parsed once.
 pub struct FileLayer {
     path: PathBuf,
@@ -63,8 +96,14 @@ impl EnvLayer {
     pub fn read() -> anyhow::Result<Self> {
         let mut dict = Dict::new();
         for Declared { path, field } in declared() {
-            let names = std::iter::once(field.env).chain(field.aliases.iter().copied()).filter(|n| !n.is_empty());
-            let Some((name, raw)) = names.into_iter().find_map(|n| env(n).map(|v| (n, v))) else { continue };
+            let mut found = None;
+            for n in std::iter::once(field.env).chain(field.aliases.iter().copied()).filter(|n| !n.is_empty()) {
+                if let Some(v) = variable(n)? {
+                    found = Some((n, v));
+                    break;
+                }
+            }
+            let Some((name, raw)) = found else { continue };
             if name != field.env {
                 tracing::warn!("{name} is deprecated: set {} instead", field.env);
             }
@@ -79,7 +118,11 @@ impl Provider for EnvLayer {
     fn metadata(&self) -> Metadata {
         Metadata::named(ENV).interpolater(|_, keys| {
             let path = keys.join(".");
-            declared().into_iter().find(|d| d.path == path).map_or(path, |d| d.field.env.to_owned())
+            match declared().into_iter().find(|d| d.path == path) {
+                Some(d) if from_secrets_dir(d.field.env) => format!("{} in {SECRETS_DIR}", d.field.env),
+                Some(d) => d.field.env.to_owned(),
+                None => path,
+            }
         })
     }
 

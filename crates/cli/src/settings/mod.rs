@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::Serialized;
 
-pub use layers::{ENV, FILE, env};
+pub use layers::{ENV, FILE, SECRETS_DIR, env, variable};
 pub use tree::{ApiSettings, MerchantSettings, Settings, WorkerSettings};
 
 /// How a setting's text (in the environment) is read, and how it is shown.

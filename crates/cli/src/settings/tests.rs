@@ -106,7 +106,7 @@ fn every_variable_the_deployment_files_name_is_read() {
     for entry in std::fs::read_dir(root().join("deploy/k8s")).unwrap() {
         files.push(entry.unwrap().path());
     }
-    let read_first = ["QFREFUND_CONFIG", "QFREFUND_LOG_FORMAT", "QFREFUND_MERCHANT"];
+    let read_first = ["QFREFUND_CONFIG", "QFREFUND_SECRETS_DIR", "QFREFUND_LOG_FORMAT", "QFREFUND_MERCHANT"];
     // Read by docker compose itself (`${QFREFUND_IMAGE:-…}`), not by qfrefund.
     let compose_own = ["QFREFUND_IMAGE", "QFREFUND_DEMO_TOKEN"];
     let mut seen = 0;

@@ -6,6 +6,42 @@ use std::path::PathBuf;
 use super::{ProducerConfig, bad};
 use crate::Error;
 
+/// The process's environment, and the directory `QFREFUND_SECRETS_DIR` names (a mounted
+/// Kubernetes Secret: one file per variable, read when the variable itself is not set), as the
+/// workers read them.
+pub(super) fn from_process() -> Result<ProducerConfig, Error> {
+    with_secrets_dir(|k| std::env::var(k).ok())
+}
+
+/// [`from_lookup`] over `env`, and the files of the directory `env` names as `QFREFUND_SECRETS_DIR`.
+fn with_secrets_dir(env: impl Fn(&str) -> Option<String>) -> Result<ProducerConfig, Error> {
+    const DIR: &str = "QFREFUND_SECRETS_DIR";
+    let nonblank = |v: String| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+    let dir = env(DIR).and_then(nonblank).map(PathBuf::from);
+    if let Some(d) = dir.as_ref().filter(|d| !d.is_dir()) {
+        return Err(bad(DIR, format!("{} is not a directory", d.display())));
+    }
+    let failed = std::cell::RefCell::new(None);
+    let config = from_lookup(|k| {
+        if let Some(v) = env(k).and_then(nonblank) {
+            return Some(v);
+        }
+        let path = dir.as_ref()?.join(k);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => nonblank(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                failed.borrow_mut().get_or_insert_with(|| bad(k, format!("reading {} ({DIR}): {e}", path.display())));
+                None
+            }
+        }
+    });
+    match failed.into_inner() {
+        Some(e) => Err(e),
+        None => config,
+    }
+}
+
 pub(super) fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<ProducerConfig, Error> {
     let mut c = ProducerConfig::default();
     if let Some(path) = env("QFREFUND_CONFIG").filter(|p| !p.trim().is_empty()) {
@@ -135,6 +171,32 @@ mod tests {
         assert!(!c.require_aof);
         assert_eq!(c.wait_replicas, 1);
         assert_eq!(with(&[]).unwrap(), ProducerConfig::default());
+    }
+
+    #[test]
+    fn a_variable_not_in_the_environment_is_read_from_the_secrets_directory() {
+        let dir = std::env::temp_dir().join(format!("qfrefund-producer-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("QFREFUND_REDIS_URL"), "redis://:from-file@10.0.0.9:6379\n").unwrap();
+        std::fs::write(dir.join("QFPAY_APP_CODE"), "APP\n").unwrap();
+        let d = dir.to_string_lossy().into_owned();
+        let vars = |extra: &[(&str, &str)]| {
+            let mut m: BTreeMap<String, String> = BTreeMap::from([("QFREFUND_SECRETS_DIR".to_owned(), d.clone())]);
+            m.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            m
+        };
+        let m = vars(&[]);
+        let c = with_secrets_dir(|k| m.get(k).cloned()).unwrap();
+        assert_eq!(c.redis_url, "redis://:from-file@10.0.0.9:6379");
+        assert_eq!(c.merchants, vec!["default".to_owned()]);
+        // The environment wins over the directory.
+        let m = vars(&[("QFREFUND_REDIS_URL", "redis://10.0.0.1:6379")]);
+        assert_eq!(with_secrets_dir(|k| m.get(k).cloned()).unwrap().redis_url, "redis://10.0.0.1:6379");
+        // A directory that is not one is refused, naming the variable.
+        let m = BTreeMap::from([("QFREFUND_SECRETS_DIR".to_owned(), format!("{d}/missing"))]);
+        let e = with_secrets_dir(|k| m.get(k).cloned()).unwrap_err().to_string();
+        assert!(e.contains("QFREFUND_SECRETS_DIR"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
