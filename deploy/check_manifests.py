@@ -60,8 +60,9 @@ def dockerfile_uid() -> int | None:
         text = f.read()
     for target in ("/usr/local/cargo/registry", "/src/target"):
         need(f"--mount=type=cache,target={target}" in text, "deploy/Dockerfile", f"no cache mount for {target}")
-    users = re.findall(r"^USER (\d+)", text, re.M)
-    ok = need(users and users[-1] != "0", "deploy/Dockerfile", "the last USER is no numeric non-root UID")
+    users = [u.split(":")[0] for u in re.findall(r"^USER\s+(\S+)", text, re.M)]
+    ok = need(users and users[-1].isdigit() and users[-1] != "0", "deploy/Dockerfile",
+              "the last USER is no numeric non-root UID")
     return int(users[-1]) if ok else None
 
 
@@ -92,6 +93,7 @@ def kubernetes(uid: int | None) -> None:
     deps = {g(d, "metadata", "name"): (d, w) for d, w in of("Deployment")}
     pods = {n: g(d, "spec", "template", "metadata", "labels", default={}) for n, (d, _) in deps.items()}
     ports: dict[str, set] = {}
+    mounted: set[str] = set()
     for n, (d, w) in deps.items():
         ps = g(d, "spec", "template", "spec", default={})
         if uid is not None:
@@ -105,22 +107,26 @@ def kubernetes(uid: int | None) -> None:
                 need(ref in cms or ref in secrets, w, f"envFrom names {ref!r}, defined nowhere in deploy/k8s")
                 env.update(cms.get(ref, {}))
             env.update({e.get("name", ""): e.get("value", e) for e in c.get("env") or []})
+            lit = lambda k, default="": str(env[k]) if isinstance(env.get(k), (str, int)) else default  # noqa: E731
             for k in env:
                 known(w, k)
             for v in ps.get("volumes") or []:  # Secrets come as files (QFREFUND_SECRETS_DIR)
                 sources = g(v, "projected", "sources", default=[])
                 for ref in [g(v, "secret", "secretName")] + [g(x, "secret", "name") for x in sources]:
                     need(ref is None or ref in secrets, w, f"volume {v.get('name')} mounts {ref!r}, no Secret here")
+                    mounted.add(ref)
             mounts = {m.get("mountPath") for m in c.get("volumeMounts") or []}
-            need(env.get("QFREFUND_SECRETS_DIR", "/") in mounts | {"/"}, w, "QFREFUND_SECRETS_DIR is no volume's mountPath")
+            need(lit("QFREFUND_SECRETS_DIR", "/") in mounts | {"/"}, w, "QFREFUND_SECRETS_DIR is no volume's mountPath")
             ports[n] = {x for p in c.get("ports") or [] for x in (p.get("name"), p.get("containerPort"))}
             sleep = int(g(c, "lifecycle", "preStop", "sleep", "seconds", default=0))
             need(sleep > 0, w, "no preStop sleep: endpoints are not removed before SIGTERM")
             role = (c.get("args") or [""])[0]
-            listen = str(env.get({"worker": "QFREFUND_METRICS_LISTEN", "serve": "QFREFUND_API_LISTEN"}.get(role), ""))
+            listen = lit({"worker": "QFREFUND_METRICS_LISTEN", "serve": "QFREFUND_API_LISTEN"}.get(role, "-"))
             m = re.fullmatch(r"(?:0\.0\.0\.0|\[::\]):(\d+)", listen)
-            need(m and int(m.group(1)) in ports[n], w, f"{role!r} must listen on 0.0.0.0:<containerPort>, not {listen!r}")
-            drain = int(env.get("QFREFUND_DRAIN_GRACE_MS", DEFAULT_DRAIN_GRACE_MS)) / 1000 if role == "worker" else 0
+            need(m and int(m.group(1)) in ports[n], w, f"{role!r} must listen on 0.0.0.0:<port>, not {listen!r}")
+            grace_ms = lit("QFREFUND_DRAIN_GRACE_MS", str(DEFAULT_DRAIN_GRACE_MS))
+            need(grace_ms.isdigit(), w, "QFREFUND_DRAIN_GRACE_MS must be a literal number of ms here")
+            drain = int(grace_ms) / 1000 if role == "worker" and grace_ms.isdigit() else 0
             tgps = ps.get("terminationGracePeriodSeconds", 30)
             need(tgps >= drain + sleep + MARGIN_S, w,
                  f"terminationGracePeriodSeconds {tgps} < drain {drain:g} + preStop {sleep} + {MARGIN_S} s margin")
@@ -128,6 +134,8 @@ def kubernetes(uid: int | None) -> None:
                 need(g(env.get("QFREFUND_WORKER_NAME"), "valueFrom", "fieldRef", "fieldPath") == "metadata.name", w,
                      "QFREFUND_WORKER_NAME must come from the pod name (fieldRef metadata.name)")
 
+    for name in secrets:
+        need(name in mounted, "secret.example.yaml", f"Secret {name} is mounted by no Deployment")
     svcs = {g(d, "metadata", "name"): d for d, _ in of("Service")}
     for kind, key in (("PodDisruptionBudget", "selector"), ("NetworkPolicy", "podSelector")):
         for n in deps:
@@ -144,9 +152,14 @@ def kubernetes(uid: int | None) -> None:
         need(g(d, "spec", "scaleTargetRef", "name") in deps, w, "scaleTargetRef is no Deployment here")
         need(d["spec"].get("minReplicaCount", 0) >= 1, w, "minReplicaCount < 1: refunds due later are no backlog")
         for t in d["spec"].get("triggers") or []:
-            q = str(g(t, "metadata", "query", default=""))
-            need("qfrefund_due_backlog" in q and "sum(" not in q.replace(" ", ""), w,
+            md = g(t, "metadata", default={})
+            q = str(md.get("query", ""))
+            maxed = re.search(r"\bmax\s*(\(|by\b|without\b)", q) and not re.search(r"\b(sum|avg)\b", q)
+            need("qfrefund_due_backlog" in q and maxed, w,
                  "the query must read max(qfrefund_due_backlog): every worker reports the whole backlog")
+            need(str(md.get("serverAddress", "")).startswith(("http://", "https://")), w, "serverAddress: no URL")
+            need(re.fullmatch(r"\d+(\.\d+)?", str(md.get("threshold", ""))) and float(md["threshold"]) > 0, w,
+                 "threshold must be a positive number (a string, as KEDA reads it)")
             for job in re.findall(r'job\s*=\s*"([^"]+)"', q):
                 need(job in scraped, w, f"job={job!r} names no scraped Service")
 
@@ -156,18 +169,26 @@ def compose() -> None:
     c, w = docs(os.path.join(DEPLOY, "compose.yaml"))[0], "deploy/compose.yaml"
     sub = lambda v: re.sub(r"\$\{\w+(?::?-([^}]*))?\}", lambda m: m.group(1) or "", str(v))  # noqa: E731
     services = c.get("services") or {}
-    redis = [" ".join(map(sub, s.get("command") or [])) for s in services.values() if "redis:" in str(s.get("image"))]
+    def cmd(s: dict) -> list:
+        return s["command"].split() if isinstance(s.get("command"), str) else list(s.get("command") or [])
+
+    redis = [" ".join(map(sub, cmd(s))) for s in services.values() if "redis:" in str(s.get("image"))]
     if not need(len(redis) == 1, w, "expected one Redis service"):
         return
-    for flag in ("--appendonly yes", "--appendfsync (everysec|always)", "--maxmemory-policy noeviction", r"--requirepass \S"):
+    flags = ("--appendonly yes", "--appendfsync (everysec|always)", "--maxmemory-policy noeviction",
+             r"--requirepass \S")
+    for flag in flags:
         need(re.search(flag, redis[0]), w, f"Redis runs without {flag}")
     password, workers = (re.findall(r"--requirepass (\S+)", redis[0]) or [None])[0], []
     for name, s in services.items():
-        e = {k: sub(v) for k, v in (s.get("environment") or {}).items()}
+        raw = s.get("environment") or {}
+        if isinstance(raw, list):  # the KEY=VALUE form
+            raw = dict((str(x).split("=", 1) + [""])[:2] for x in raw)
+        e = {k: sub(v) for k, v in raw.items()}
         for k in e:
             known(f"{w} {name}", k)
         need(f":{password}@" in e.get("QFREFUND_REDIS_URL", f":{password}@"), f"{w} {name}", "not Redis' password")
-        if (s.get("command") or [""])[0] == "worker":
+        if (cmd(s) or [""])[0] == "worker":
             workers.append(e.get("QFREFUND_WORKER_NAME"))
             grace = re.fullmatch(r"(\d+)s", str(s.get("stop_grace_period", "10s")))
             drain = int(e.get("QFREFUND_DRAIN_GRACE_MS") or DEFAULT_DRAIN_GRACE_MS) / 1000

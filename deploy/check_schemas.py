@@ -54,6 +54,9 @@ def main() -> int:
         with open(path, encoding="utf-8") as f:
             docs = [d for d in yaml.safe_load_all(f) if d is not None]
         for d in docs:
+            if not isinstance(d, dict) or not d.get("apiVersion") or not d.get("kind"):
+                errors.append(f"deploy/k8s/{os.path.basename(path)}: a document without apiVersion and kind")
+                continue
             where = f"deploy/k8s/{os.path.basename(path)} {d.get('kind')}/{(d.get('metadata') or {}).get('name')}"
             key = (d.get("apiVersion"), d.get("kind"))
             if key in validators:

@@ -52,6 +52,9 @@ pub fn code(e: &anyhow::Error) -> u8 {
         Some(LedgerError::Layout(_) | LedgerError::TlsCa { .. }) => INVALID,
         Some(LedgerError::Conflict { .. }) => CONFLICT,
         Some(l) if l.outcome_unknown() || l.is_retryable() => UNAVAILABLE,
+        // Credentials or rights Redis refuses (NOAUTH, WRONGPASS, NOPERM, a failed AUTH):
+        // configuration, which fails again unchanged.
+        Some(LedgerError::Redis(_)) => INVALID,
         _ => FAILED,
     }
 }

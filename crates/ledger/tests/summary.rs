@@ -264,3 +264,22 @@ async fn failed_and_cancelled_refunds_are_archived_early_too_keeping_their_reaso
     assert_eq!(l.expire_summaries(shard, Duration::ZERO, 100).await.unwrap(), 1);
     assert_eq!(l.summary_count(shard).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_retry_of_a_summarised_refund_is_never_refused_for_its_merchant() {
+    // A producer retrying a refund settled long ago, for a merchant no configuration or live
+    // worker names any more, must get the refund back (the enqueue script answers it), not a 422.
+    let (_redis, l) = ledger("summary-merchant").await;
+    let shard = l.shard_of("default");
+    succeed(&l, paid("RF1", 600)).await;
+    let batch = l.summarising(shard, Duration::ZERO, 100).await.unwrap();
+    assert!(l.take_archiver(shard, "test", Duration::from_secs(10)).await.unwrap());
+    assert_eq!(l.summarise_archived("test", &batch).await.unwrap().removed, 1);
+    assert_eq!(l.get("default", "RF1").await.unwrap(), None, "no live record");
+
+    let configured: Vec<String> = vec!["another".into()];
+    assert!(l.check_merchant("default", &configured).await.unwrap().is_err(), "default is unknown here");
+    assert_eq!(l.check_refund_merchant(&paid("RF1", 600), &configured).await.unwrap(), Ok(()));
+    // A new refund of that merchant is still refused.
+    assert!(l.check_refund_merchant(&paid("RF2", 100), &configured).await.unwrap().is_err());
+}

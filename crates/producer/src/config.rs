@@ -64,24 +64,22 @@ impl std::fmt::Debug for ProducerConfig {
     }
 }
 
-/// `url` without what could be a secret: the user-info of every host (`:password@`) and the
-/// query (`?sentinel_password=…`).
+/// `url` without what could be a secret: everything before the last `@` (the credentials; a
+/// password may hold `,` or `@`) and the query (`?sentinel_password=…`). When a `?` comes before
+/// that `@` (a password with `?`, or a query with `@`), only the scheme is shown.
 fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = rest.split_once('?').map_or(rest, |(before, _)| before);
-    let hosts: Vec<String> = rest
-        .split(',')
-        .map(|h| match h.rsplit_once('@') {
-            Some((_, host)) => format!("***@{host}"),
-            None => h.to_owned(),
-        })
-        .collect();
-    let query = if url.contains('?') { "?***" } else { "" };
-    if scheme.is_empty() {
-        format!("{}{query}", hosts.join(","))
-    } else {
-        format!("{scheme}://{}{query}", hosts.join(","))
+    let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
+    let scheme = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
+    let at = rest.rfind('@');
+    let question = rest.find('?');
+    if let (Some(at), Some(q)) = (at, question)
+        && q < at
+    {
+        return format!("{scheme}***");
     }
+    let hosts = at.map_or(rest, |at| &rest[at + 1..]);
+    let (hosts, query) = hosts.split_once('?').map_or((hosts, ""), |(h, _)| (h, "?***"));
+    format!("{scheme}{}{hosts}{query}", if at.is_some() { "***@" } else { "" })
 }
 
 impl Default for ProducerConfig {
@@ -226,9 +224,8 @@ impl ProducerConfig {
         Ok(self)
     }
 
-    /// The ledger's URL, configuration and whether AOF is required. The layout is recorded only
-    /// by a producer allowed to create the ledger: any other checks the recorded one and never
-    /// adds to it (a pin only this producer has would move a merchant away from the workers).
+    /// The ledger's URL, configuration (which never records a layout: see [`crate::Producer::connect`])
+    /// and whether AOF is required.
     pub(crate) fn into_parts(self) -> Result<(String, ledger::LedgerConfig, bool), Error> {
         let placement = ledger::refund::placement::Placement::new(self.shards, self.merchant_shards)
             .map_err(|e| bad("shards / merchant_shards", e))?;
@@ -239,7 +236,7 @@ impl ProducerConfig {
             response_timeout: self.response_timeout,
             tls_ca_file: self.redis_ca_file,
             wait_replicas: self.wait_replicas,
-            record_layout: self.create_ledger,
+            record_layout: false,
             ..ledger::LedgerConfig::default()
         };
         Ok((self.redis_url, config, self.require_aof))
@@ -255,12 +252,17 @@ mod tests {
         for url in [
             "redis://:s3cret@10.0.0.1:6379",
             "rediss://user:s3cret@redis.example:6380/0",
-            "redis+sentinel://:s3cret@s1:26379,:s3cret@s2:26379/mymaster?sentinel_password=s3cret",
+            "redis+sentinel://:s3cret@s1:26379,s2:26379/mymaster?sentinel_password=s3cret",
+            "redis://:s3,cret@h:6379",
+            "redis://:s3?cret@h:6379",
+            "redis://:s3@cret@h:6379",
+            "redis://:s3%40cret@h:6379",
+            "redis+sentinel://s1:26379/mymaster?sentinel_password=s3@cret",
         ] {
             let c = ProducerConfig::builder().redis_url(url).build().unwrap();
             let shown = format!("{c:?} {:?}", ProducerConfig::builder().redis_url(url));
-            assert!(!shown.contains("s3cret"), "{shown}");
-            assert!(shown.contains("***@"), "{shown}");
+            assert!(!shown.contains("s3") && !shown.contains("cret"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
         }
         let plain = ProducerConfig::builder().redis_url("redis://10.0.0.1:6379").build().unwrap();
         assert!(format!("{plain:?}").contains("redis://10.0.0.1:6379"));

@@ -72,30 +72,45 @@ impl Producer {
             (config.create_ledger, config.merchant_shards.clone(), config.merchants.clone());
         let (namespace, tag) = (config.namespace.clone(), config.queue_tag.clone());
         let (url, ledger_config, require_aof) = config.into_parts()?;
-        let ledger = Ledger::connect_producer(&url, ledger_config, require_aof).await.map_err(|e| match e {
-            ledger::NotUsable::Ledger(e) => Error::from_setup(e),
-            // A Redis set up to lose refunds stays so until someone changes it.
-            ledger::NotUsable::Refused(why) => Error::Ledger(format!("this Redis would lose refunds: {why}")),
-        })?;
+        let connect = |record_layout: bool| {
+            let config = ledger::LedgerConfig { record_layout, ..ledger_config.clone() };
+            let url = url.clone();
+            async move {
+                Ledger::connect_producer(&url, config, require_aof).await.map_err(|e| match e {
+                    ledger::NotUsable::Ledger(e) => Error::from_setup(e),
+                    // A Redis set up to lose refunds stays so until someone changes it.
+                    ledger::NotUsable::Refused(why) => Error::Ledger(format!("this Redis would lose refunds: {why}")),
+                })
+            }
+        };
+        // Connect without recording anything: a producer's pins must never become the fleet's.
+        let mut ledger = connect(false).await?;
         let (shards, recorded) = ledger.recorded_layout().await.map_err(Error::from_setup)?;
-        if shards.is_none() && !create {
-            return Err(Error::Config {
-                setting: "namespace / queue_tag (QFREFUND_NAMESPACE, QFREFUND_QUEUE_TAG)".into(),
-                problem: format!(
-                    "no ledger {namespace}:{{{tag}}} on this Redis: no worker has run with these settings, so nothing \
-                     would send these refunds; use the workers' namespace and queue_tag (their QFREFUND_CONFIG), or \
-                     start a worker first (ProducerConfigBuilder::create_ledger lets a producer lay out a new ledger)"
-                ),
-            });
-        }
-        if let Some((m, s)) = pins.iter().find(|(m, s)| !create && recorded.get(*m) != Some(s)) {
-            return Err(Error::Config {
-                setting: "merchant_shards (QFREFUND_MERCHANT_SHARDS)".into(),
-                problem: format!(
-                    "this producer pins merchant {m:?} to shard {s}, the ledger does not (its pins: {recorded:?}): \
-                     pins are the workers' to set; use theirs"
-                ),
-            });
+        match shards {
+            // A new ledger, and this producer may be its first process: lay it out.
+            None if create => ledger = connect(true).await?,
+            None => {
+                return Err(Error::Config {
+                    setting: "namespace / queue_tag (QFREFUND_NAMESPACE, QFREFUND_QUEUE_TAG)".into(),
+                    problem: format!(
+                        "no ledger {namespace}:{{{tag}}} on this Redis: no worker has run with these settings, so \
+                         nothing would send these refunds; use the workers' namespace and queue_tag (their \
+                         QFREFUND_CONFIG), or start a worker first (ProducerConfigBuilder::create_ledger lets a \
+                         producer lay out a new ledger)"
+                    ),
+                });
+            }
+            Some(_) => {
+                if let Some((m, s)) = pins.iter().find(|(m, s)| recorded.get(*m) != Some(s)) {
+                    return Err(Error::Config {
+                        setting: "merchant_shards (QFREFUND_MERCHANT_SHARDS)".into(),
+                        problem: format!(
+                            "this producer pins merchant {m:?} to shard {s}, the ledger does not (its pins: \
+                             {recorded:?}): pins are the workers' to set; use theirs"
+                        ),
+                    });
+                }
+            }
         }
         Ok(Self { ledger, merchants })
     }
@@ -113,9 +128,10 @@ impl Producer {
 
     /// Enqueues many refunds in few round trips; one result each, in order. Each is independent:
     /// a refused one does not stop the others. When Redis fails part way through, every line is
-    /// read back: one found with its very request is accepted, one Redis answered for and did not
-    /// write is [`Error::Unavailable`], and any other is [`Error::OutcomeUnknown`] — never "not
-    /// written" for a line that may have been.
+    /// read back: one found with its very request is accepted (as [`Accepted::Duplicate`]: it may
+    /// have been written by this very call), one Redis answered for and did not write is
+    /// [`Error::Unavailable`], and any other is [`Error::OutcomeUnknown`] — never "not written"
+    /// for a line that may have been.
     pub async fn enqueue_batch(&self, refunds: Vec<NewRefund>) -> Vec<Result<Accepted, Error>> {
         let mut checked: Vec<Option<Error>> = Vec::with_capacity(refunds.len());
         let mut served = std::collections::HashSet::new();
@@ -161,9 +177,10 @@ impl Producer {
     }
 
     /// Up to `count` outcomes from the outcome stream, after the entry id `after` (`"0"`: from the
-    /// oldest kept; otherwise an [`Event`]'s `id`, `<ms>-<n>`). Each [`Event`] carries its `id`:
+    /// oldest kept, as is `""`; otherwise an [`Event`]'s `id`, `<ms>-<n>`). Each [`Event`] carries its `id`:
     /// pass the last one to read on.
     pub async fn events(&self, after: &str, count: usize) -> Result<Vec<Event>, Error> {
+        let after = if after.is_empty() { "0" } else { after };
         if !stream_id(after) {
             return Err(Error::Invalid {
                 field: "after".into(),

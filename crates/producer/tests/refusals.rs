@@ -45,23 +45,27 @@ async fn a_pin_only_the_producer_has_is_refused_and_never_recorded() {
     let ns = unique_namespace("producer-pin");
     let config = ledger::LedgerConfig { namespace: ns.clone(), ..ledger::LedgerConfig::default().with_shards(2) };
     ledger::Ledger::connect(&redis.url(), config).await.unwrap();
-    let c = ProducerConfig::builder()
-        .redis_url(redis.url())
-        .namespace(&ns)
-        .shards(2)
-        .merchant_shard("big", 1)
-        .require_aof(false)
-        .build()
-        .unwrap();
-    let e = Producer::connect(c).await.unwrap_err();
-    assert!(matches!(e, Error::Config { .. }) && e.to_string().contains("\"big\""), "{e}");
-    let pin: Option<String> = redis::cmd("HGET")
-        .arg(format!("{ns}:{{qfrefund}}:layout"))
-        .arg("pin:big")
-        .query_async(&mut raw_connection(&redis.url()).await)
-        .await
-        .unwrap();
-    assert_eq!(pin, None, "a refused producer wrote the fleet's layout");
+    // Allowed to create a ledger or not: this one exists, so its layout is the fleet's.
+    for create in [false, true] {
+        let c = ProducerConfig::builder()
+            .redis_url(redis.url())
+            .namespace(&ns)
+            .shards(2)
+            .merchant_shard("big", 1)
+            .require_aof(false)
+            .create_ledger(create)
+            .build()
+            .unwrap();
+        let e = Producer::connect(c).await.unwrap_err();
+        assert!(matches!(e, Error::Config { .. }) && e.to_string().contains("\"big\""), "{e}");
+        let pin: Option<String> = redis::cmd("HGET")
+            .arg(format!("{ns}:{{qfrefund}}:layout"))
+            .arg("pin:big")
+            .query_async(&mut raw_connection(&redis.url()).await)
+            .await
+            .unwrap();
+        assert_eq!(pin, None, "a refused producer (create_ledger {create}) wrote the fleet's layout");
+    }
 }
 
 #[tokio::test]

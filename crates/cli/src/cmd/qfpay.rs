@@ -9,8 +9,9 @@ use clap::{Args, Subcommand};
 use qfpay::time::DEFAULT_OFFSET_SECS;
 use qfpay::{Client, ClientConfig, ClientKey, Credentials, EnquiryRequest, RefundRequest, SignAlg, Txdtm};
 
-/// Where and who: the same environment variables the worker reads. The client key is read from
-/// `QFPAY_CLIENT_KEY` only, never from a flag, so it does not show in `ps` or shell history.
+/// Where and who: the same environment variables the worker reads (and, as the worker does, the
+/// files of `QFREFUND_SECRETS_DIR`). The client key is read from `QFPAY_CLIENT_KEY` only, never
+/// from a flag, so it does not show in `ps` or shell history.
 #[derive(Args, Debug)]
 pub struct Endpoint {
     /// QFPay base URL, e.g. https://test-openapi-hk.qfapi.com or the simulator's address.
@@ -89,8 +90,17 @@ fn target(e: &Endpoint, config: Option<&Path>) -> anyhow::Result<Target> {
         });
     }
     let key = crate::settings::variable("QFPAY_CLIENT_KEY")?.context("QFPAY_CLIENT_KEY is not set")?;
-    let base_url = e.base_url.clone().context("--base-url (or QFPAY_BASE_URL, or --merchant) is required")?;
-    let app_code = e.app_code.clone().context("--app-code (or QFPAY_APP_CODE, or --merchant) is required")?;
+    // Flags and the environment first (clap), then the secrets directory, as the worker reads them.
+    let or_dir = |given: &Option<String>, var: &str| -> anyhow::Result<Option<String>> {
+        Ok(match given {
+            Some(v) => Some(v.clone()),
+            None => crate::settings::variable(var)?,
+        })
+    };
+    let base_url =
+        or_dir(&e.base_url, "QFPAY_BASE_URL")?.context("--base-url (or QFPAY_BASE_URL, or --merchant) is required")?;
+    let app_code =
+        or_dir(&e.app_code, "QFPAY_APP_CODE")?.context("--app-code (or QFPAY_APP_CODE, or --merchant) is required")?;
     Ok(Target { base_url, creds: Credentials { app_code, key: ClientKey::new(key), alg: e.sign_alg }, mchid: None })
 }
 

@@ -96,12 +96,15 @@ impl EnvLayer {
     pub fn read() -> anyhow::Result<Self> {
         let mut dict = Dict::new();
         for Declared { path, field } in declared() {
-            let mut found = None;
-            for n in std::iter::once(field.env).chain(field.aliases.iter().copied()).filter(|n| !n.is_empty()) {
-                if let Some(v) = variable(n)? {
-                    found = Some((n, v));
+            let names: Vec<&str> =
+                std::iter::once(field.env).chain(field.aliases.iter().copied()).filter(|n| !n.is_empty()).collect();
+            // The environment (the name, then its old aliases) before the secrets directory.
+            let mut found = names.iter().find_map(|n| env(n).map(|v| (*n, v)));
+            for n in &names {
+                if found.is_some() {
                     break;
                 }
+                found = variable(n)?.map(|v| (*n, v));
             }
             let Some((name, raw)) = found else { continue };
             if name != field.env {

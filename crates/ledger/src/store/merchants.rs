@@ -94,7 +94,8 @@ impl Ledger {
     }
 
     /// [`Ledger::check_merchant`] for a refund about to be enqueued: a refund already in the
-    /// ledger under this `(merchant, out_trade_no)` is never refused for its merchant (a producer retrying
+    /// ledger under this `(merchant, out_trade_no)` — a record, a summary or a tombstone — is
+    /// never refused for its merchant (a producer retrying
     /// after "outcome unknown" must get its record back, or the conflict, not a 422 while no
     /// worker happens to be live).
     pub async fn check_refund_merchant(
@@ -105,9 +106,18 @@ impl Ledger {
         let refund = refund.clone().normalised();
         match self.check_merchant(refund.merchant(), configured).await? {
             Ok(()) => Ok(Ok(())),
-            Err(_) if self.get(refund.merchant(), &refund.out_trade_no).await?.is_some() => Ok(Ok(())),
+            Err(_) if self.holds(refund.merchant(), &refund.out_trade_no).await? => Ok(Ok(())),
             Err(unknown) => Ok(Err(unknown)),
         }
+    }
+
+    /// Whether the ledger knows `merchant`'s refund `out_trade_no` in any form: its record, its
+    /// summary (a final refund compacted), or its tombstone (archived and removed). A retry of
+    /// any of them must reach the enqueue script, which answers it as the refund it was.
+    async fn holds(&self, merchant: &str, out_trade_no: &str) -> Result<bool, LedgerError> {
+        Ok(self.get(merchant, out_trade_no).await?.is_some()
+            || self.summary(merchant, out_trade_no).await?.is_some()
+            || self.tombstone(merchant, out_trade_no).await?.is_some())
     }
 
     /// Counts the refunds in the due-index (at most `limit` of them per shard) whose merchant no

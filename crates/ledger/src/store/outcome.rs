@@ -64,7 +64,9 @@ impl LedgerError {
             LedgerError::Invalid(_)
             | LedgerError::Conflict { .. }
             | LedgerError::PaidMismatch { .. }
-            | LedgerError::TlsCa { .. } => WriteFate::NotWritten,
+            | LedgerError::TlsCa { .. }
+            // Refused by the layout check before any script ran.
+            | LedgerError::Layout(_) => WriteFate::NotWritten,
             LedgerError::Redis(e) if redis_not_applied(e) => WriteFate::NotWritten,
             // A timeout or lost connection after sending; written but not confirmed by replicas;
             // an unexpected script answer or unreadable record after the script ran.
@@ -122,5 +124,7 @@ mod tests {
         assert!(LedgerError::NotReplicated(1).outcome_unknown());
         let invalid = LedgerError::Invalid(qfpay::FieldError::new("txamt", "bad"));
         assert!(!invalid.outcome_unknown() && !invalid.is_retryable());
+        let layout = LedgerError::Layout("misplaced".into());
+        assert!(!layout.outcome_unknown() && !layout.is_retryable());
     }
 }

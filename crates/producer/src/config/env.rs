@@ -71,7 +71,9 @@ pub(super) fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Produc
         // Merged over the file's pins, as the workers merge them.
         c.merchant_shards.extend(pins(&v)?);
     }
-    if text("QFPAY_APP_CODE").is_some() && !c.merchants.iter().any(|m| m == ledger::DEFAULT_MERCHANT) {
+    // The default merchant is one as the workers count it: any of these set defines it.
+    let default_in_env = ["QFPAY_APP_CODE", "QFPAY_CLIENT_KEY", "QFPAY_BASE_URL"].iter().any(|k| text(k).is_some());
+    if default_in_env && !c.merchants.iter().any(|m| m == ledger::DEFAULT_MERCHANT) {
         c.merchants.push(ledger::DEFAULT_MERCHANT.to_owned());
     }
     if let Some(v) = text("QFREFUND_REQUIRE_AOF") {
@@ -105,10 +107,11 @@ fn apply_file(c: &mut ProducerConfig, text: &str) -> Result<(), Error> {
     c.shards = f.shards.unwrap_or(c.shards);
     c.merchant_shards = f.merchant_shards.unwrap_or(std::mem::take(&mut c.merchant_shards));
     c.wait_replicas = f.redis_wait_replicas.unwrap_or(c.wait_replicas);
-    // A merchant section the workers take credentials from; an empty `[merchants.default]` is
-    // the example file's placeholder, not a merchant.
+    // A merchant section the workers take credentials from; `[merchants.default]` defines the
+    // default merchant only with one of these (the workers' rule: `sign_alg` alone is none).
+    const DEFINES: [&str; 4] = ["app_code", "client_key", "client_key_env", "base_url"];
     for (name, fields) in f.merchants.unwrap_or_default() {
-        if name != ledger::DEFAULT_MERCHANT || !fields.is_empty() {
+        if name != ledger::DEFAULT_MERCHANT || DEFINES.iter().any(|k| fields.contains_key(*k)) {
             c.merchants.push(name);
         }
     }
@@ -219,7 +222,7 @@ mod tests {
         std::fs::write(
             &file,
             "namespace = \"filed\"\nshards = 4\nrequire_aof = \"off\"\n[merchant_shards]\nbig = 0\n\
-             [worker]\nconcurrency = 8\n[merchants.default]\n[merchants.shop-b]\napp_code = \"X\"\n",
+             [worker]\nconcurrency = 8\n[merchants.default]\nsign_alg = \"SHA256\"\n[merchants.shop-b]\napp_code = \"X\"\n",
         )
         .unwrap();
         let path = file.to_string_lossy().into_owned();
@@ -228,7 +231,7 @@ mod tests {
         assert_eq!((c.namespace.as_str(), c.shards, c.require_aof), ("filed", 3, false));
         // The environment's pins are merged over the file's, as the workers merge them.
         assert_eq!(c.merchant_shards, BTreeMap::from([("big".to_owned(), 0), ("small".to_owned(), 2)]));
-        // An empty [merchants.default] is no merchant; QFPAY_APP_CODE makes it one.
+        // A [merchants.default] with only sign_alg is no merchant; QFPAY_APP_CODE makes it one.
         assert_eq!(c.merchants, vec!["shop-b".to_owned()]);
         let c = with(&[("QFREFUND_CONFIG", &path), ("QFPAY_APP_CODE", "A")]).unwrap();
         assert_eq!(c.merchants, vec!["shop-b".to_owned(), "default".to_owned()]);
