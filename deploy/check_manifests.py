@@ -164,14 +164,17 @@ def kubernetes(uid: int | None) -> None:
                 need(job in scraped, w, f"job={job!r} names no scraped Service")
 
 
+def cmd(service: dict) -> list:
+    """A compose service's command, given as a list or as one string."""
+    c = service.get("command")
+    return c.split() if isinstance(c, str) else list(c or [])
+
+
 def compose() -> None:
     """Compose's ${VAR:-default} read with an empty environment, as `docker compose up` on a new machine."""
     c, w = docs(os.path.join(DEPLOY, "compose.yaml"))[0], "deploy/compose.yaml"
     sub = lambda v: re.sub(r"\$\{\w+(?::?-([^}]*))?\}", lambda m: m.group(1) or "", str(v))  # noqa: E731
     services = c.get("services") or {}
-    def cmd(s: dict) -> list:
-        return s["command"].split() if isinstance(s.get("command"), str) else list(s.get("command") or [])
-
     redis = [" ".join(map(sub, cmd(s))) for s in services.values() if "redis:" in str(s.get("image"))]
     if not need(len(redis) == 1, w, "expected one Redis service"):
         return
