@@ -10,6 +10,15 @@ fn base(url: &str, namespace: &str) -> qfrefund_producer::ProducerConfigBuilder 
     ProducerConfig::builder().redis_url(url).namespace(namespace).shards(test_shards()).require_aof(false)
 }
 
+/// The ledger's layout hash (namespace `ns`, the default tag).
+fn layout_key(ns: &str) -> String {
+    format!("{ns}:{{default}}:layout")
+}
+
+async fn layout_field(url: &str, ns: &str, field: &str) -> Option<String> {
+    redis::cmd("HGET").arg(layout_key(ns)).arg(field).query_async(&mut raw_connection(url).await).await.unwrap()
+}
+
 /// A ledger laid out as a worker of the fleet would (shards recorded at its first connect).
 async fn lay_out(url: &str, namespace: &str) {
     let config = ledger::LedgerConfig {
@@ -27,15 +36,10 @@ async fn a_ledger_no_worker_laid_out_is_refused_unless_the_producer_may_create_i
     assert!(matches!(e, Error::Config { .. }) && !e.is_retryable(), "{e}");
     assert!(e.to_string().contains(&ns) && e.to_string().contains("no worker"), "{e}");
     // Nothing was laid out by the refused producer: a worker of another layout could still start.
-    let layout: Option<String> = redis::cmd("HGET")
-        .arg(format!("{ns}:{{qfrefund}}:layout"))
-        .arg("shards")
-        .query_async(&mut raw_connection(&redis.url()).await)
-        .await
-        .unwrap();
-    assert_eq!(layout, None);
-    // Once a worker has laid it out, the same producer connects.
+    assert_eq!(layout_field(&redis.url(), &ns, "shards").await, None);
+    // Once a worker has laid it out (the key read above is the one it writes), the producer connects.
     lay_out(&redis.url(), &ns).await;
+    assert_eq!(layout_field(&redis.url(), &ns, "shards").await, Some(test_shards().to_string()));
     Producer::connect(base(&redis.url(), &ns).build().unwrap()).await.unwrap();
 }
 
@@ -58,14 +62,11 @@ async fn a_pin_only_the_producer_has_is_refused_and_never_recorded() {
             .unwrap();
         let e = Producer::connect(c).await.unwrap_err();
         assert!(matches!(e, Error::Config { .. }) && e.to_string().contains("\"big\""), "{e}");
-        let pin: Option<String> = redis::cmd("HGET")
-            .arg(format!("{ns}:{{qfrefund}}:layout"))
-            .arg("pin:big")
-            .query_async(&mut raw_connection(&redis.url()).await)
-            .await
-            .unwrap();
+        let pin = layout_field(&redis.url(), &ns, "pin:big").await;
         assert_eq!(pin, None, "a refused producer (create_ledger {create}) wrote the fleet's layout");
     }
+    // The key read is the fleet's layout: it holds the shard count the first process wrote.
+    assert_eq!(layout_field(&redis.url(), &ns, "shards").await, Some("2".to_owned()));
 }
 
 #[tokio::test]
