@@ -271,3 +271,20 @@ fn qfpay_refund_outside_the_ledger_needs_the_flag_unless_it_is_the_simulator() {
     let stderr = String::from_utf8_lossy(&run(&env, &args2).stderr).into_owned();
     assert!(stderr.contains("no merchant \"nobody\"") && stderr.contains("shop2"), "{stderr}");
 }
+
+/// `enqueue` and `import` into a ledger no worker has used say so: with another namespace or tag
+/// than the workers', nothing would ever send those refunds.
+#[test]
+fn the_first_enqueue_into_a_ledger_no_worker_used_warns() {
+    let redis = RedisServer::start().unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("first-enqueue"), "http://127.0.0.1:1");
+    let s = generated_syssn(1);
+    let first = run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", "RF-W1", "--amount", "5"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let said = String::from_utf8_lossy(&first.stderr);
+    assert!(said.contains("no worker has used the ledger") && said.contains("QFREFUND_NAMESPACE"), "{said}");
+    // The ledger is laid out now: the next enqueue says nothing of it.
+    let second = run(&env, &["enqueue", "--syssn", &s, "--out-trade-no", "RF-W2", "--amount", "5"]);
+    assert!(second.status.success());
+    assert!(!String::from_utf8_lossy(&second.stderr).contains("no worker has used"));
+}

@@ -32,11 +32,33 @@ pub(crate) async fn open_reader(config: Option<&Path>) -> anyhow::Result<Ledger>
 /// `maxmemory-policy` always, no AOF unless `QFREFUND_REQUIRE_AOF=off`.
 pub(crate) async fn open_producer(config: Option<&Path>) -> anyhow::Result<Ledger> {
     let c = Config::load(config)?;
-    match Ledger::connect_producer(&c.redis_url, c.ledger.clone(), c.require_aof).await {
+    connect_producer(&c, c.ledger.clone()).await
+}
+
+async fn connect_producer(c: &Config, ledger: ledger::LedgerConfig) -> anyhow::Result<Ledger> {
+    match Ledger::connect_producer(&c.redis_url, ledger, c.require_aof).await {
         Ok(l) => Ok(l),
         Err(ledger::NotUsable::Refused(why)) => anyhow::bail!("refusing this Redis: {why}"),
         Err(e) => Err(anyhow::Error::new(e).context(format!("connecting to Redis at {}", redact_url(&c.redis_url)))),
     }
+}
+
+/// [`open_producer`] for `enqueue` and `import`, which say so when they are the first process to
+/// use this ledger: if the workers run with another namespace or tag, nothing would ever send what
+/// is enqueued here.
+pub(crate) async fn open_enqueuer(config: Option<&Path>) -> anyhow::Result<Ledger> {
+    let c = Config::load(config)?;
+    let probe = connect_producer(&c, ledger::LedgerConfig { record_layout: false, ..c.ledger.clone() }).await?;
+    if probe.recorded_layout().await?.0.is_some() {
+        return Ok(probe);
+    }
+    tracing::warn!(
+        "no worker has used the ledger {}:{{{}}} on this Redis yet: these refunds wait until a worker with the same \
+         namespace and queue_tag (QFREFUND_NAMESPACE, QFREFUND_QUEUE_TAG) starts",
+        c.ledger.namespace,
+        c.ledger.tag
+    );
+    connect_producer(&c, c.ledger.clone()).await
 }
 
 /// A Redis URL without its password, for messages.

@@ -7,7 +7,7 @@ use clap::Args;
 use ledger::{Enqueued, NewRefund};
 
 use crate::config::Config;
-use crate::connect::{open_producer, write_failed};
+use crate::connect::{open_enqueuer, write_failed};
 
 #[derive(Args, Debug)]
 pub struct EnqueueArgs {
@@ -48,7 +48,7 @@ pub async fn enqueue(config: Option<&Path>, a: EnqueueArgs) -> anyhow::Result<Ex
         traceparent: std::env::var("TRACEPARENT").ok().filter(|t| ledger::producer::valid_traceparent(t)),
     };
     refund.clone().normalised().validate()?;
-    let ledger = open_producer(config).await?;
+    let ledger = open_enqueuer(config).await?;
     let known = Config::load(config)?.merchant_names();
     if let Err(unknown) = ledger.check_refund_merchant(&refund, &known).await? {
         return Err(crate::exit::invalid(anyhow::anyhow!("{unknown}")));

@@ -12,7 +12,7 @@ use ledger::import::{Format, Lines};
 use ledger::{Ledger, LedgerError, LineFate, NewRefund, State};
 use serde_json::json;
 
-use crate::connect::{EXIT_OUTCOME_UNKNOWN, open_producer};
+use crate::connect::{EXIT_OUTCOME_UNKNOWN, open_enqueuer};
 use crate::exit::out;
 
 #[derive(Args, Debug)]
@@ -48,7 +48,7 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
     if a.dry_run {
         return dry_run(&mut lines);
     }
-    let ledger = open_producer(config).await?;
+    let ledger = open_enqueuer(config).await?;
     // Merchants a refund may name: this configuration's, and those live workers serve now.
     let configured = crate::config::Config::load(config)?.merchant_names();
     let served = ledger.served_merchants().await?;
