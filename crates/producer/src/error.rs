@@ -61,17 +61,13 @@ impl Error {
 }
 
 impl Error {
-    /// An error while connecting: nothing was being written, so none is "outcome unknown".
-    pub(crate) fn from_setup(e: ledger::LedgerError) -> Self {
+    /// An error of a call that writes no refund (connecting, `get`, `events`, a merchant check):
+    /// nothing was written, so none is "outcome unknown".
+    pub(crate) fn not_a_write(e: ledger::LedgerError) -> Self {
         match Error::from(e) {
             Error::OutcomeUnknown(why) => Error::Unavailable(why),
             other => other,
         }
-    }
-
-    /// An error of a read (`get`, `events`, a merchant check): nothing was written.
-    pub(crate) fn from_read(e: ledger::LedgerError) -> Self {
-        Self::from_setup(e)
     }
 }
 

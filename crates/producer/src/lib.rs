@@ -77,7 +77,7 @@ impl Producer {
             let url = url.clone();
             async move {
                 Ledger::connect_producer(&url, config, require_aof).await.map_err(|e| match e {
-                    ledger::NotUsable::Ledger(e) => Error::from_setup(e),
+                    ledger::NotUsable::Ledger(e) => Error::not_a_write(e),
                     // A Redis set up to lose refunds stays so until someone changes it.
                     ledger::NotUsable::Refused(why) => Error::Ledger(format!("this Redis would lose refunds: {why}")),
                 })
@@ -85,7 +85,7 @@ impl Producer {
         };
         // Connect without recording anything: a producer's pins must never become the fleet's.
         let mut ledger = connect(false).await?;
-        let (shards, recorded) = ledger.recorded_layout().await.map_err(Error::from_setup)?;
+        let (shards, recorded) = ledger.recorded_layout().await.map_err(Error::not_a_write)?;
         match shards {
             // A new ledger, and this producer may be its first process: lay it out.
             None if create => ledger = connect(true).await?,
@@ -134,23 +134,30 @@ impl Producer {
     /// for a line that may have been.
     pub async fn enqueue_batch(&self, refunds: Vec<NewRefund>) -> Vec<Result<Accepted, Error>> {
         let mut checked: Vec<Option<Error>> = Vec::with_capacity(refunds.len());
-        let mut served = std::collections::HashSet::new();
+        // The configured merchants, and (read once, when a line names another) those live
+        // workers announce.
+        let mut known: std::collections::HashSet<String> = self.merchants.iter().cloned().collect();
+        let mut announced_read = false;
         for r in &refunds {
             let q = r.clone().normalised();
-            // An invalid line is the ledger's to refuse (it names the field); a merchant is
-            // checked once, and a refund of an unknown one on its own (one already in the ledger
-            // is never refused for its merchant).
-            if q.validate().is_err() || served.contains(q.merchant()) {
+            // An invalid line is the ledger's to refuse (it names the field).
+            if q.validate().is_err() || known.contains(q.merchant()) {
                 checked.push(None);
                 continue;
             }
-            match self.ledger.check_merchant(q.merchant(), &self.merchants).await {
-                Ok(Ok(())) => {
-                    served.insert(q.merchant().to_owned());
-                    checked.push(None);
+            if !announced_read {
+                announced_read = true;
+                if let Ok(served) = self.ledger.served_merchants().await {
+                    known.extend(served);
                 }
-                _ => checked.push(self.known_merchant(r).await.err()),
+                if known.contains(q.merchant()) {
+                    checked.push(None);
+                    continue;
+                }
             }
+            // A refund of a merchant nothing knows, on its own: one already in the ledger is
+            // never refused for its merchant, and a failed read is said as it is.
+            checked.push(self.known_merchant(r).await.err());
         }
         let to_send: Vec<NewRefund> =
             refunds.iter().zip(&checked).filter(|(_, e)| e.is_none()).map(|(r, _)| r.clone()).collect();
@@ -173,7 +180,7 @@ impl Producer {
     /// `merchant`'s refund `out_trade_no` as it is now (`None`: no such refund in Redis; a refund
     /// archived after its retention is in the archive).
     pub async fn get(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Record>, Error> {
-        self.ledger.get(merchant, out_trade_no).await.map_err(Error::from_read)
+        self.ledger.get(merchant, out_trade_no).await.map_err(Error::not_a_write)
     }
 
     /// Up to `count` outcomes from the outcome stream, after the entry id `after` (`"0"`: from the
@@ -187,12 +194,12 @@ impl Producer {
                 problem: format!("an event id (`<ms>-<n>`) or 0, got {after:?}"),
             });
         }
-        self.ledger.events(after, count).await.map_err(Error::from_read)
+        self.ledger.events(after, count).await.map_err(Error::not_a_write)
     }
 
     /// Refuses a refund whose merchant nothing would ever sign for (see [`Producer::enqueue`]).
     async fn known_merchant(&self, refund: &NewRefund) -> Result<(), Error> {
-        match self.ledger.check_refund_merchant(refund, &self.merchants).await.map_err(Error::from_read)? {
+        match self.ledger.check_refund_merchant(refund, &self.merchants).await.map_err(Error::not_a_write)? {
             Ok(()) => Ok(()),
             // Nothing is configured and no worker is live (all restarting?): nothing to tell by.
             Err(unknown) if unknown.known.is_empty() => Err(Error::Unavailable(format!(

@@ -100,11 +100,13 @@ impl EnvLayer {
                 std::iter::once(field.env).chain(field.aliases.iter().copied()).filter(|n| !n.is_empty()).collect();
             // The environment (the name, then its old aliases) before the secrets directory.
             let mut found = names.iter().find_map(|n| env(n).map(|v| (*n, v)));
-            for n in &names {
-                if found.is_some() {
-                    break;
+            if found.is_none() {
+                for n in &names {
+                    if let Some(v) = variable(n)? {
+                        found = Some((*n, v));
+                        break;
+                    }
                 }
-                found = variable(n)?.map(|v| (*n, v));
             }
             let Some((name, raw)) = found else { continue };
             if name != field.env {

@@ -66,10 +66,9 @@ impl Ledger {
         if stored != want {
             return Err(shard_count(&self.config, stored, want));
         }
-        let layout: HashMap<String, String> = con.hgetall(base.layout()).await?;
-        for (m, s) in layout.iter().filter_map(|(k, v)| Some((k.strip_prefix("pin:")?, v.parse::<usize>().ok()?))) {
-            if self.shard_of(m) != s {
-                return Err(misplaced(m, s, self.shard_of(m)));
+        for (m, s) in self.recorded_layout().await?.1 {
+            if self.shard_of(&m) != s {
+                return Err(misplaced(&m, s, self.shard_of(&m)));
             }
         }
         for shard in 0..want {

@@ -22,13 +22,15 @@
 //! Each group reader is a [`ledger::StreamReader`], which blocks on a connection of its own, so
 //! the blocking read never holds up the ledger's shared one.
 
-use super::{Webhook, WebhookCounters, WebhookPolicy, announced, body_of, delivery_id};
-use crate::shutdown::Shutdown;
-use ledger::{Event, Ledger, LedgerError, StreamReader, WebhookAttempt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use ledger::{Event, Ledger, LedgerError, StreamReader, WebhookAttempt};
 use tracing::{Instrument, debug, info, warn};
+
+use super::{Webhook, WebhookCounters, WebhookPolicy, announced, body_of, delivery_id};
+use crate::shutdown::Shutdown;
 
 /// How long a delivery waits for its refund's record to find the trace to join.
 const TRACE_LOOKUP: Duration = Duration::from_millis(200);
