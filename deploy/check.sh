@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Validates everything under deploy/ without Docker, a cluster or the network (after the first
-# install): yamllint on every YAML file, hadolint on the Dockerfile, strict schema validation of
-# the manifests (kubernetes-validate; the CRDs', the Kustomization's and compose.yaml's published
-# schemas in deploy/schemas: deploy/check_schemas.py), checkov's security policy
-# (deploy/.checkov.yaml), the project's own rules (deploy/check_manifests.py), and promtool on the
-# alerts and the Grafana dashboard (deploy/check_monitoring.py).
+# install): yamllint on every YAML file, ruff on deploy/*.py, hadolint on the Dockerfile, strict
+# schema validation of the manifests (kubernetes-validate; the CRDs', the Kustomization's and
+# compose.yaml's published schemas in deploy/schemas: deploy/check_schemas.py), checkov's security
+# policy (deploy/.checkov.yaml), the project's own rules (deploy/check_manifests.py, and
+# deploy/check_rules_fail.py showing each can fail), and promtool on the alerts and the Grafana
+# dashboard (deploy/check_monitoring.py).
 #
 # The tools are pinned in deploy/requirements-check.txt and deploy/requirements-checkov.txt and
 # installed from PyPI into virtualenvs under ${CARGO_TARGET_DIR:-target}, which later runs reuse
@@ -37,6 +38,13 @@ if ! out="$("$BIN/yamllint" --strict --format parsable -c deploy/.yamllint.yaml 
 	die "yamllint found problems (rules: deploy/.yamllint.yaml)"
 fi
 
+# --- Python (deploy/*.py) ------------------------------------------------------------------------
+if ! out="$("$BIN/ruff" check --quiet --config deploy/ruff.toml deploy/*.py 2>&1 &&
+	"$BIN/ruff" format --check --quiet --config deploy/ruff.toml deploy/*.py 2>&1)"; then
+	echo "$out" >&2
+	die "ruff found problems in deploy/*.py (fix: ruff format --config deploy/ruff.toml deploy/*.py)"
+fi
+
 # --- Dockerfile ----------------------------------------------------------------------------------
 if ! out="$("$BIN/hadolint" --config deploy/.hadolint.yaml deploy/Dockerfile 2>&1)"; then
 	echo "$out" >&2
@@ -59,10 +67,13 @@ policy="checkov $(grep -o 'Passed checks: [0-9]*' <<<"$out" | awk '{n += $3} END
 if ! rules="$("$BIN/python" deploy/check_manifests.py)"; then
 	die "the project rules above failed (deploy/check_manifests.py)"
 fi
+if ! caught="$("$BIN/python" deploy/check_rules_fail.py)"; then
+	die "a project rule did not refuse what it guards (deploy/check_rules_fail.py)"
+fi
 
 # --- Alerts and the dashboard (promtool) ---------------------------------------------------------
 if ! monitoring="$("$BIN/python" deploy/check_monitoring.py)"; then
 	die "the monitoring checks above failed (deploy/check_monitoring.py)"
 fi
 
-echo "deploy check: OK — yamllint ${#yamls[@]} files, hadolint deploy/Dockerfile, $schemas, $policy, $rules, $monitoring ($((SECONDS - start)) s)"
+echo "deploy check: OK — yamllint ${#yamls[@]} files, ruff deploy/*.py, hadolint deploy/Dockerfile, $schemas, $policy, $rules ($caught), $monitoring ($((SECONDS - start)) s)"

@@ -103,8 +103,10 @@ def main() -> int:
         for e in errors:
             print(f"  - {e}", file=sys.stderr)
         return 1
-    print(f"monitoring: {len(alerts)} alerts (each fired by a promtool test), "
-          f"{len(dash['panels'])} dashboard panels, {len(recording)} queries, {len(used)} metrics checked")
+    print(
+        f"monitoring: {len(alerts)} alerts (each fired by a promtool test), "
+        f"{len(dash['panels'])} dashboard panels, {len(recording)} queries, {len(used)} metrics checked"
+    )
     return 0
 
 

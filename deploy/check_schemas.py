@@ -81,8 +81,10 @@ def main() -> int:
         for e in errors:
             print(f"  - {e}", file=sys.stderr)
         return 1
-    print(f"schemas: {core} objects valid (strict, Kubernetes {', '.join(versions)}), "
-          f"{crd} CRD/Kustomization objects and compose.yaml valid (published schemas)")
+    print(
+        f"schemas: {core} objects valid (strict, Kubernetes {', '.join(versions)}), "
+        f"{crd} CRD/Kustomization objects and compose.yaml valid (published schemas)"
+    )
     return 0
 
 
