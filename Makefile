@@ -1,15 +1,15 @@
 # qfrefund — the two commands of the README are `make run` and `make test`.
-# Every target installs what it needs (redis-server from Debian's packages) instead of failing obscurely.
+# Every target installs the Debian packages it needs instead of failing obscurely.
 
 SHELL := /bin/bash
 CARGO ?= cargo
 # Share one target dir between every target (and with CI); builds are the slow part here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: run test deps check-tools fmt lint deny audit unit bins chaos fuzz bench deploy-check api-contract producer cluster
+.PHONY: run run-deps test deps check-tools fmt lint deny audit unit bins chaos fuzz bench deploy-check api-contract producer cluster
 
 ## run: build, start the QFPay simulator (and Redis when needed), push refunds through, show the outcome
-run: deps
+run: run-deps
 	@bash deploy/run-local.sh
 
 ## test: formatting, clippy with warnings as errors, and every test against real redis-server processes
@@ -58,8 +58,8 @@ unit: bins
 		$(CARGO) nextest run --workspace --no-fail-fast && \
 		QFREFUND_SHARDS=4 $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
-		$(CARGO) test --workspace --no-fail-fast -j2 && \
-		QFREFUND_SHARDS=4 $(CARGO) test --workspace --no-fail-fast -j2; \
+		$(CARGO) test --workspace --no-fail-fast && \
+		QFREFUND_SHARDS=4 $(CARGO) test --workspace --no-fail-fast; \
 	fi
 
 ## cluster: the Redis Cluster suite alone (3 primaries with AOF, 8 shards, kill -9, slot migration)
@@ -78,7 +78,7 @@ chaos: deps
 		QFREFUND_CHAOS_K=$${QFREFUND_CHAOS_K:-4} $(CARGO) test --release -p qfrefund-e2e --test chaos -- --nocapture
 
 ## fuzz: a short run (FUZZ_SECONDS each, default 30) of every fuzz target in tests/fuzz
-# cargo-fuzz wants nightly flags; RUSTC_BOOTSTRAP lets this machine's stable toolchain accept them.
+# cargo-fuzz wants nightly flags; RUSTC_BOOTSTRAP lets a stable toolchain accept them.
 # No sanitizer: the code under test forbids unsafe. A crash leaves its input in
 # tests/fuzz/artifacts/<target>/ — add it as a regression test beside the code it broke.
 FUZZ_SECONDS ?= 30
@@ -95,23 +95,9 @@ fuzz:
 bins:
 	$(CARGO) build -p qfrefund
 
-## deps: make sure redis-server (with redis-cli), openssl (TLS tests), zstd (reading the archive), postgresql
-## (the archive's database tests: initdb + pg_ctl, started by the harness), chromium and chromium-driver
-## (the console's browser tests, headless), promtool (package prometheus: the alerts' and the
-## dashboard's checks) and the Rust tools exist
-deps: check-tools
-	@missing=""; \
-	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
-	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
-	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
-	command -v zstd >/dev/null 2>&1 || missing="$$missing zstd"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	command -v python3 >/dev/null 2>&1 || missing="$$missing python3"; \
-	python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
-	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
-	if [ -n "$$missing" ]; then \
+# Installs the Debian packages named in $$missing (as root, or through sudo), or says what to
+# install by hand; used by run-deps and deps below.
+INSTALL_MISSING = if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
@@ -120,12 +106,41 @@ deps: check-tools
 			sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 			sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "error: install$$missing (Redis 7 with redis-cli, and openssl), or set QFREFUND_REDIS_SERVER" >&2; \
+			echo "error: cannot install without root or sudo: install the Debian packages$$missing" >&2; \
+			echo "       (or point QFREFUND_REDIS_SERVER at a redis-server, QFREFUND_PG_BIN at PostgreSQL's bin directory)" >&2; \
 			exit 1; \
 		fi; \
 	fi
+# A redis-server is needed unless QFREFUND_REDIS_SERVER names one.
+NEED_REDIS = { [ -n "$${QFREFUND_REDIS_SERVER:-}" ] || command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; }
+
+## run-deps: what `make run` needs: a redis-server (unless QFREFUND_REDIS_URL names a running Redis)
+run-deps: check-tools
+	@missing=""; \
+	[ -n "$${QFREFUND_REDIS_URL:-}" ] || $(NEED_REDIS); \
+	$(INSTALL_MISSING)
+
+## deps: what `make test` needs: redis-server and redis-cli (the Cluster suite), openssl (TLS tests),
+## zstd (reading the archive), postgresql (the archive's database tests: initdb + pg_ctl, started by
+## the harness), python3 with venv (the pinned deploy and API-contract tools), chromium and
+## chromium-driver (the console's browser tests, headless), promtool (package prometheus: the
+## alerts' and the dashboard's checks), and the Rust tools
+deps: check-tools
+	@missing=""; \
+	$(NEED_REDIS); \
+	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v zstd >/dev/null 2>&1 || missing="$$missing zstd"; \
+	[ -x "$${QFREFUND_PG_BIN:-/nonexistent}/initdb" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v python3 >/dev/null 2>&1 || missing="$$missing python3"; \
+	python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	$(INSTALL_MISSING)
 	@# Debian starts a system Redis on install where systemd runs; the project never relies on it.
-	@redis-server --version | head -n1
+	@"$${QFREFUND_REDIS_SERVER:-redis-server}" --version | head -n1
 
 check-tools:
 	@command -v $(CARGO) >/dev/null 2>&1 || { echo "error: cargo not found: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }

@@ -21,12 +21,12 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 if [ -z "${QFREFUND_REDIS_URL:-}" ]; then
 	PORT="$(free_port)"
-	redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec \
+	"${QFREFUND_REDIS_SERVER:-redis-server}" --port "$PORT" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
 		--dir "$WORK" --daemonize no --logfile "$WORK/redis.log" &
 	PIDS+=($!)
 	export QFREFUND_REDIS_URL="redis://127.0.0.1:$PORT"
 	for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
-	echo "== Redis: started a private redis-server (AOF everysec) at $QFREFUND_REDIS_URL"
+	echo "== Redis: started a private redis-server (AOF, fsync always) at $QFREFUND_REDIS_URL"
 else
 	echo "== Redis: using $QFREFUND_REDIS_URL"
 fi

@@ -42,7 +42,7 @@ impl Targets {
         let redis_bound = "Redis' one core: the Redis CPU per refund sets the ceiling (row 6), which two workers \
             reach (row 2); the per-script rows show where its time goes (the claim's record write and \
             read-back, three outcome-stream entries, the state and due indexes). One worker also shares \
-            the 2 cores with Redis and the simulator";
+            the machine's cores with Redis and the simulator";
         let mut row = |name: &str, value: Option<f64>, shown: String, met: bool, bound: &str| {
             if value.is_some() {
                 let _ = writeln!(
@@ -94,7 +94,7 @@ impl Targets {
             format!("{} ms", f(self.pickup_p99_ms, 1)),
             self.pickup_p99_ms.is_some_and(|v| v <= 10.0),
             "no fixed wait is left on the path (the enqueue, its published wake-up, one claim_due: the median \
-             in row 4); the tail is the 2 cores shared by Redis, the simulator, the worker and this bench, \
+             in row 4); the tail is the machine's cores, shared by Redis, the simulator, the worker and this bench, \
              which polls the record every 0.5 ms to see the pickup",
         );
         row(

@@ -32,12 +32,12 @@ struct Cli {
 enum Command {
     /// Process refunds until SIGTERM/SIGINT; run as many side by side as you like.
     Worker,
-    /// Enqueue one refund; prints its record as JSON.
+    /// Enqueue one refund; prints its record (a table on a terminal, else JSON; see --output).
     Enqueue(cmd::enqueue::EnqueueArgs),
     /// Enqueue every refund of a CSV (header syssn,out_trade_no,txamt[,orig_txamt,mchid,udid,merchant])
     /// or JSON Lines file; prints a JSON summary. Exit 0 when every line was accepted or a duplicate.
     Import(cmd::import::ImportArgs),
-    /// Print one refund's record as JSON (exit 3 if unknown); an archived refund from the archive.
+    /// Print one refund's record (exit 3 if unknown); an archived refund from the archive.
     Status {
         out_trade_no: String,
         /// The refund's merchant (out_trade_no is unique per merchant).

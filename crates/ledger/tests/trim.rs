@@ -70,3 +70,12 @@ async fn a_group_keeps_what_it_has_not_finished() {
     let _: () = raw.xgroup_create(&key, "h", "0").await.unwrap();
     assert_eq!(l.trim_events(0, Duration::from_secs(0)).await.unwrap(), 0, "h has read nothing");
 }
+
+#[tokio::test]
+async fn a_ledger_without_an_outcome_stream_yet_has_nothing_to_trim() {
+    let (redis, l) = ledger_with("trim_no_stream", 1).await;
+    let mut raw = raw_connection(&redis.url()).await;
+    let key = l.shard_keys(0).events();
+    assert!(!raw.exists::<_, bool>(&key).await.unwrap(), "no stream yet");
+    assert_eq!(l.trim_events(0, Duration::from_secs(3600)).await.unwrap(), 0, "no stream, no error");
+}

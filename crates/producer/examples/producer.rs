@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! QFREFUND_REDIS_URL=redis://127.0.0.1:6379 cargo run -p qfrefund-producer --example producer -- \
-//!     20251125000100020000000001 RF-1001 1500
+//!     10000000000000000000000003 RF-1003 1500
 //! ```
 
 use std::time::Duration;

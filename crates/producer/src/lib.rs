@@ -12,8 +12,8 @@
 //! # async fn run() -> Result<(), qfrefund_producer::Error> {
 //! // QFREFUND_REDIS_URL, QFREFUND_NAMESPACE, QFREFUND_SHARDS, … as the workers read them.
 //! let producer = Producer::from_env().await?;
-//! let mut refund = NewRefund::new("20251125000100020000000001", "RF-1001", 1500);
-//! refund.orig_txamt = Some(5000);
+//! let mut refund = NewRefund::new("10000000000000000000000003", "RF-1003", 1500);
+//! refund.orig_txamt = Some(10000);
 //! match producer.enqueue(refund).await {
 //!     Ok(Enqueued::Created(r)) => println!("queued {}", r.out_trade_no),
 //!     Ok(Enqueued::Duplicate(r)) => println!("already known: {}", r.state),

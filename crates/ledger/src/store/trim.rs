@@ -35,9 +35,10 @@ impl Ledger {
         let mut keep_from = (age, 0u64);
         let groups: StreamInfoGroupsReply = match con.xinfo_groups(&key).await {
             Ok(g) => g,
-            // No stream yet: nothing to trim.
-            Err(e) if e.code() == Some("ERR") && !con.exists::<_, bool>(&key).await? => return Ok(0),
-            Err(e) => return Err(e.into()),
+            // No stream yet ("ERR no such key"): nothing to trim. One created between the two
+            // commands (the first enqueue of a new ledger) is read again.
+            Err(_) if !con.exists::<_, bool>(&key).await? => return Ok(0),
+            Err(_) => con.xinfo_groups(&key).await?,
         };
         for g in groups.groups {
             // Entries after the last one handed to the group are not read yet; of those read, the
