@@ -46,8 +46,12 @@ impl Config {
             tag: s.queue_tag.clone(),
             wait_replicas: s.redis_wait_replicas,
             tls_ca_file: s.redis_ca_file.clone(),
+            wait_timeout: ms(s.redis_wait_timeout_ms),
+            response_timeout: ms(s.redis_response_timeout_ms),
+            events_maxlen: s.events_maxlen,
             ..LedgerConfig::default()
         };
+        ledger.validate().map_err(anyhow::Error::msg)?;
         for m in s.merchant_shards.keys() {
             qfpay::request::validate_id("merchant", m, 64)
                 .map_err(|e| anyhow::anyhow!("merchant_shards: merchant {m:?}: {}", e.rule))?;
@@ -107,6 +111,14 @@ impl Config {
         c.concurrency = w.concurrency;
         c.http.timeout = ms(w.http_timeout_ms);
         c.http.connect_timeout = ms(w.http_connect_timeout_ms);
+        c.http.pool_max_idle_per_host = w.http_pool_max_idle;
+        c.webhooks = worker::webhooks::WebhookPolicy {
+            timeout: ms(w.webhook_timeout_ms),
+            retry_base: ms(w.webhook_retry_base_ms),
+            retry_cap: ms(w.webhook_retry_cap_ms),
+            max_attempts: w.webhook_max_attempts,
+            claim_idle: ms(w.webhook_claim_idle_ms),
+        };
         let p = &mut c.policy;
         p.enquiry_first = ms(w.enquiry_first_ms);
         p.enquiry_base = ms(w.backoff_base_ms);
@@ -116,6 +128,9 @@ impl Config {
         p.resubmit_budget = w.resubmit_budget;
         p.code_delay_cap = w.code_delay_cap_ms.map(ms);
         p.not_found_grace = ms(w.not_found_grace_ms);
+        p.not_found_min = w.not_found_min;
+        p.syssn_busy_wait = ms(w.syssn_busy_wait_ms);
+        p.paused_wait = ms(w.paused_wait_ms);
         p.max_age = secs(w.max_age_s);
         p.lease = ms(w.lease_ms);
         c.quiet_window = w.quiet_window.0;

@@ -48,6 +48,9 @@ pub use record::Record;
 pub use schedule::Policy;
 pub use state::State;
 pub use store::due::Waiter;
+
+/// The Redis every process uses when none is configured (`QFREFUND_REDIS_URL`).
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub use store::fetch::{Claimed, Fetched};
 pub use store::operator::AuditEntry;
 pub use store::workers::WorkerInfo;

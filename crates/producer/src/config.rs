@@ -36,8 +36,13 @@ pub struct ProducerConfig {
     pub wait_replicas: usize,
     /// PEM file of the CA of the Redis server's certificate (`QFREFUND_REDIS_CA_FILE`).
     pub redis_ca_file: Option<PathBuf>,
-    /// A Redis command that takes longer fails (with "outcome unknown" for a write).
+    /// A Redis command that takes longer fails (with "outcome unknown" for a write)
+    /// (`QFREFUND_REDIS_RESPONSE_TIMEOUT_MS`).
     pub response_timeout: Duration,
+    /// How long `wait_replicas` may take to confirm an enqueue (`QFREFUND_REDIS_WAIT_TIMEOUT_MS`).
+    pub wait_timeout: Duration,
+    /// The outcome stream's approximate cap (`QFREFUND_EVENTS_MAXLEN`), as the workers set it.
+    pub events_maxlen: u64,
     /// Merchants the workers hold credentials for (the file's `[merchants.NAME]` sections;
     /// `QFPAY_APP_CODE` in the environment names `default`). A refund for another merchant is
     /// accepted only while a live worker announces it: nothing would ever send it.
@@ -58,6 +63,8 @@ impl std::fmt::Debug for ProducerConfig {
             .field("wait_replicas", &self.wait_replicas)
             .field("redis_ca_file", &self.redis_ca_file)
             .field("response_timeout", &self.response_timeout)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("events_maxlen", &self.events_maxlen)
             .field("merchants", &self.merchants)
             .field("create_ledger", &self.create_ledger)
             .finish()
@@ -86,7 +93,7 @@ impl Default for ProducerConfig {
     fn default() -> Self {
         let l = ledger::LedgerConfig::default();
         Self {
-            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_url: ledger::DEFAULT_REDIS_URL.into(),
             namespace: l.namespace,
             queue_tag: l.tag,
             shards: 1,
@@ -95,6 +102,8 @@ impl Default for ProducerConfig {
             wait_replicas: l.wait_replicas,
             redis_ca_file: None,
             response_timeout: l.response_timeout,
+            wait_timeout: l.wait_timeout,
+            events_maxlen: l.events_maxlen,
             merchants: Vec::new(),
             create_ledger: false,
         }
@@ -158,6 +167,16 @@ impl ProducerConfigBuilder {
         self.0.response_timeout = timeout;
         self
     }
+    /// How long `wait_replicas` may take to confirm an enqueue.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.0.wait_timeout = timeout;
+        self
+    }
+    /// The outcome stream's approximate cap (the workers' `events_maxlen`).
+    pub fn events_maxlen(mut self, entries: u64) -> Self {
+        self.0.events_maxlen = entries;
+        self
+    }
     /// A merchant the workers hold credentials for (see [`ProducerConfig::merchants`]).
     pub fn merchant(mut self, name: impl Into<String>) -> Self {
         self.0.merchants.push(name.into());
@@ -188,32 +207,33 @@ impl ProducerConfig {
 
     /// The workers' settings: the file `QFREFUND_CONFIG` names, if any (its top-level keys
     /// `redis_url`, `redis_ca_file`, `namespace`, `queue_tag`, `shards`, `[merchant_shards]`,
-    /// `require_aof`, `redis_wait_replicas`, and the names of its `[merchants.NAME]` sections),
-    /// then the environment over it (`QFREFUND_REDIS_URL`, `QFREFUND_REDIS_CA_FILE`,
-    /// `QFREFUND_NAMESPACE`, `QFREFUND_QUEUE_TAG`, `QFREFUND_SHARDS`, `QFREFUND_MERCHANT_SHARDS`
-    /// merged over the file's pins, `QFREFUND_REQUIRE_AOF`, `QFREFUND_REDIS_WAIT_REPLICAS`;
-    /// `QFPAY_APP_CODE` makes `default` a known merchant). A variable not in the environment is
-    /// read from the file of its name in the directory `QFREFUND_SECRETS_DIR` names, if any (a
-    /// Kubernetes Secret mounted as a volume), as the workers read it.
+    /// `require_aof`, `redis_wait_replicas`, `redis_wait_timeout_ms`, `redis_response_timeout_ms`,
+    /// `events_maxlen`, and the names of its `[merchants.NAME]` sections), then the environment
+    /// over it (the same names, upper-cased, with `QFREFUND_` before them;
+    /// `QFREFUND_MERCHANT_SHARDS` is merged over the file's pins, and `QFPAY_APP_CODE` makes
+    /// `default` a known merchant). A variable not in the environment is read from the file of
+    /// its name in the directory `QFREFUND_SECRETS_DIR` names, if any (a Kubernetes Secret
+    /// mounted as a volume), as the workers read it.
     pub fn from_env() -> Result<Self, Error> {
         env::from_process()
+    }
+
+    /// As [`ProducerConfig::from_env`], with the variables from `lookup` instead of the process's
+    /// environment (a configuration service, or a test).
+    ///
+    /// ```
+    /// use qfrefund_producer::ProducerConfig;
+    ///
+    /// let c = ProducerConfig::from_lookup(|k| (k == "QFREFUND_SHARDS").then(|| "4".to_owned())).unwrap();
+    /// assert_eq!(c.shards, 4);
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        env::with_secrets_dir(lookup)
     }
 
     fn checked(self) -> Result<Self, Error> {
         if self.redis_url.trim().is_empty() {
             return Err(bad("redis_url", "is empty"));
-        }
-        if self.namespace.is_empty() || self.namespace.contains(['{', '}', ' ']) {
-            return Err(bad(
-                "namespace",
-                format!("must be non-empty, without braces or spaces (got {:?})", self.namespace),
-            ));
-        }
-        if self.queue_tag.is_empty() || self.queue_tag.contains(['{', '}', ' ']) {
-            return Err(bad(
-                "queue_tag",
-                format!("must be non-empty, without braces or spaces (got {:?})", self.queue_tag),
-            ));
         }
         for m in self.merchant_shards.keys().chain(&self.merchants) {
             qfpay::request::validate_id("merchant", m, 64)
@@ -221,6 +241,8 @@ impl ProducerConfig {
         }
         ledger::refund::placement::Placement::new(self.shards, self.merchant_shards.clone())
             .map_err(|e| bad("shards / merchant_shards", e))?;
+        let (_, ledger, _) = self.clone().into_parts()?;
+        ledger.validate().map_err(|e| bad(e.split_once(' ').map_or("ledger", |(setting, _)| setting), e.clone()))?;
         Ok(self)
     }
 
@@ -234,10 +256,12 @@ impl ProducerConfig {
             tag: self.queue_tag,
             placement,
             response_timeout: self.response_timeout,
+            wait_timeout: self.wait_timeout,
+            events_maxlen: self.events_maxlen,
             tls_ca_file: self.redis_ca_file,
             wait_replicas: self.wait_replicas,
             record_layout: false,
-            ..ledger::LedgerConfig::default()
+            // No `..Default::default()`: a new ledger setting must be decided here too.
         };
         Ok((self.redis_url, config, self.require_aof))
     }

@@ -123,7 +123,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_url: ledger::DEFAULT_REDIS_URL.into(),
             ledger: LedgerConfig::default(),
             policy: Policy::default(),
             merchants: HashMap::new(),
@@ -192,6 +192,11 @@ impl WorkerConfig {
         if self.concurrency == 0 {
             return Err("concurrency must be at least 1".into());
         }
+        if self.policy.not_found_min == 0 {
+            return Err("not_found_min must be at least 1: a resend needs QFPay to have said \"not found\"".into());
+        }
+        self.webhooks.validate()?;
+        self.ledger.validate()?;
         if self.fetch_batch == 0 || self.fetch_batch > 500 {
             return Err(format!(
                 "fetch_batch must be 1..=500 (got {}): one fetch is one script call",

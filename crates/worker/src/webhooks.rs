@@ -104,17 +104,37 @@ impl Default for WebhookPolicy {
     }
 }
 
-/// HMAC-SHA256 (RFC 2104) over SHA-256 from the `sha2` crate already used for payload hashes.
-pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
+impl WebhookPolicy {
+    /// Refuses a policy that could never deliver, or would hand a live delivery to a second worker.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.timeout.is_zero() || self.retry_base.is_zero() || self.max_attempts == 0 {
+            return Err("webhook_timeout_ms, webhook_retry_base_ms and webhook_max_attempts must be more than 0".into());
+        }
+        if self.retry_cap < self.retry_base {
+            return Err(format!(
+                "webhook_retry_cap_ms ({}) must be at least webhook_retry_base_ms ({})",
+                self.retry_cap.as_millis(),
+                self.retry_base.as_millis()
+            ));
+        }
+        if self.claim_idle <= self.timeout {
+            return Err(format!(
+                "webhook_claim_idle_ms ({}) must exceed webhook_timeout_ms ({}): a delivery still in flight would be taken over and sent twice",
+                self.claim_idle.as_millis(),
+                self.timeout.as_millis()
+            ));
+        }
+        Ok(())
     }
-    let pad = |b: u8| k.map(|x| x ^ b);
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(msg).finalize();
-    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
+}
+
+/// HMAC-SHA256 (RFC 2104), by the `hmac` crate.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    // Any key length is valid for HMAC (longer keys are hashed first), so this cannot fail.
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(key) else { unreachable!("HMAC takes keys of any length") };
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
 }
 
 fn hex(b: &[u8]) -> String {
@@ -163,13 +183,13 @@ pub fn delivery_id(e: &Event) -> String {
 }
 
 /// The JSON body of a webhook: the outcome event (its `id` the stable [`event_id`]), with its
-/// type, the stream entry it came from (`stream_id`) and the transition's `fence`.
-pub fn body_of(e: &Event, stream_id: &str, fence: &str) -> Vec<u8> {
+/// type and the stream entry it came from (`stream_id`); numbers (`txamt`, `fence`, `at`, …) are
+/// JSON integers, as [`Event`] serialises them.
+pub fn body_of(e: &Event, stream_id: &str) -> Vec<u8> {
     let mut v = serde_json::to_value(e).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.insert("type".into(), serde_json::Value::String(format!("refund.{}", e.state)));
         o.insert("stream_id".into(), serde_json::Value::String(stream_id.to_owned()));
-        o.insert("fence".into(), serde_json::Value::String(fence.to_owned()));
     }
     serde_json::to_vec(&v).unwrap_or_default()
 }
@@ -185,6 +205,17 @@ pub struct WebhookCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_that_would_send_a_delivery_twice_or_never_is_refused() {
+        assert_eq!(WebhookPolicy::default().validate(), Ok(()));
+        let taken_over = WebhookPolicy { claim_idle: Duration::from_secs(5), ..WebhookPolicy::default() };
+        assert!(taken_over.validate().unwrap_err().contains("webhook_claim_idle_ms"));
+        let never = WebhookPolicy { max_attempts: 0, ..WebhookPolicy::default() };
+        assert!(never.validate().unwrap_err().contains("webhook_max_attempts"));
+        let backwards = WebhookPolicy { retry_cap: Duration::from_secs(1), ..WebhookPolicy::default() };
+        assert!(backwards.validate().unwrap_err().contains("webhook_retry_cap_ms"));
+    }
 
     /// The Standard Webhooks specification's own test vector: what its libraries accept.
     #[test]

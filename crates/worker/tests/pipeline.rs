@@ -569,6 +569,9 @@ async fn final_outcomes_reach_the_webhook_signed_and_retried_until_accepted() {
         let v: serde_json::Value = serde_json::from_slice(body).unwrap();
         assert_eq!(v["type"], "refund.succeeded");
         assert_eq!(&v["id"], id, "the event id header matches the body");
+        for number in ["txamt", "submits", "enquiries", "fence", "at"] {
+            assert!(v[number].is_u64(), "{number} is a JSON integer in the body: {v}");
+        }
         per_refund.entry(v["out_trade_no"].as_str().unwrap().to_owned()).or_insert_with(Vec::new).push(id.clone());
     }
     assert_eq!(per_refund.len(), 3);

@@ -128,6 +128,7 @@ async fn outcomes_a_dead_reader_held_are_taken_over_and_delivered() {
     let (url, got) = hook_receiver().await;
     let mut hooked = with_hook(env.config.clone(), &url, "with-hook");
     hooked.webhooks.claim_idle = Duration::from_millis(300);
+    hooked.webhooks.timeout = Duration::from_millis(250);
     let first = Worker::start(hooked.clone());
     tokio::time::sleep(Duration::from_millis(500)).await; // creates the merchant's group
     first.stop().await;

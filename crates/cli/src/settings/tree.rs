@@ -32,7 +32,7 @@ section! {
     /// The top of the file: the ledger and its Redis.
     Settings at "" {
         /// The ledger's Redis: `redis://`, `rediss://` (TLS), `redis+sentinel://[:pw@]h1:26379,h2:26379/service[/db]` (follows the primary), or a Redis Cluster, `redis+cluster://[:pw@]h1:p1,h2:p2,…` (`rediss+cluster://` for TLS; follows `MOVED`/`ASK`).
-        redis_url: String = "redis://127.0.0.1:6379".into() => "QFREFUND_REDIS_URL", Url;
+        redis_url: String = ledger::DEFAULT_REDIS_URL.into() => "QFREFUND_REDIS_URL", Url;
         /// PEM file of the CA that signed the Redis server's certificate (`rediss://` with a private CA).
         redis_ca_file: Option<PathBuf> = ledger().tls_ca_file => "QFREFUND_REDIS_CA_FILE", Text;
         /// Key prefix: `<namespace>:{<tag>}:` with one shard, `<namespace>:{<tag>-<i>}:` for shard `i` of several.
@@ -47,6 +47,12 @@ section! {
         require_aof: OnOff = OnOff(worker().require_aof) => "QFREFUND_REQUIRE_AOF", Switch;
         /// Replicas that must hold an enqueue (else "not replicated, retry") and a claim before its refund is sent; 1 with Sentinel and two replicas. Above the replicas connected to the primary: refused at start-up; 0 with a `redis+sentinel://` URL: a WARN.
         redis_wait_replicas: usize = ledger().wait_replicas => "QFREFUND_REDIS_WAIT_REPLICAS", Whole;
+        /// How long `redis_wait_replicas` (and an AOF fsync) may take to confirm a write; past it an enqueue answers "not replicated, retry" and a claim is not sent (its lease runs out and it is tried again).
+        redis_wait_timeout_ms: u64 = ms(ledger().wait_timeout) => "QFREFUND_REDIS_WAIT_TIMEOUT_MS", Whole;
+        /// A Redis command not answered in this long fails and its connection is re-established; a write's outcome is then unknown (read back, or retried idempotently).
+        redis_response_timeout_ms: u64 = ms(ledger().response_timeout) => "QFREFUND_REDIS_RESPONSE_TIMEOUT_MS", Whole;
+        /// The outcome stream's approximate cap, in entries (at least 10000): past it the oldest entries go whether or not a webhook delivered them; `events_retention_s` trims by age first.
+        events_maxlen: u64 = ledger().events_maxlen => "QFREFUND_EVENTS_MAXLEN", Whole;
     }
     nested {
         /// The workers (`[worker]`).
@@ -81,8 +87,14 @@ section! {
         resubmit_budget: u32 = worker().policy.resubmit_budget => "QFREFUND_RESUBMIT_BUDGET", Whole;
         /// Caps a code's own advised wait (`1269`: 6 h, `1124`: a day): for staging and tests.
         code_delay_cap_ms: Option<u64> = worker().policy.code_delay_cap.map(ms) => "QFREFUND_CODE_DELAY_CAP_MS", Whole;
-        /// "Not found" three times over at least this long before a resend (at least the lease).
+        /// "Not found" `not_found_min` times over at least this long before a resend (at least the lease).
         not_found_grace_ms: u64 = ms(worker().policy.not_found_grace) => "QFREFUND_NOT_FOUND_GRACE_MS", Whole;
+        /// Enquiries answering "not found" before a resend (at least 1; QFPay's records can lag).
+        not_found_min: u32 = worker().policy.not_found_min => "QFREFUND_NOT_FOUND_MIN", Whole;
+        /// A refund whose payment has another refund in flight waits this long before it is looked at again.
+        syssn_busy_wait_ms: u64 = ms(worker().policy.syssn_busy_wait) => "QFREFUND_SYSSN_BUSY_WAIT_MS", Whole;
+        /// A paused merchant's refund waits this long before it is looked at again.
+        paused_wait_ms: u64 = ms(worker().policy.paused_wait) => "QFREFUND_PAUSED_WAIT_MS", Whole;
         /// A refund not final this long after it was created goes to `needs_review`.
         max_age_s: u64 = worker().policy.max_age.as_secs() => "QFREFUND_MAX_AGE_S", Whole;
         /// A claim's lease; must exceed the HTTP timeout by 500 ms.
@@ -109,6 +121,18 @@ section! {
         metrics_listen: Option<String> = worker().metrics_listen => "QFREFUND_METRICS_LISTEN", Text;
         /// Only these shards, `0,2,…` (unset: every shard).
         serve_shards: Option<Vec<usize>> = worker().serve_shards => "QFREFUND_SERVE_SHARDS", WholeList;
+        /// Idle QFPay connections kept per host, for reuse.
+        http_pool_max_idle: usize = worker().http.pool_max_idle_per_host => "QFREFUND_HTTP_POOL_MAX_IDLE", Whole;
+        /// One webhook delivery attempt; past it the attempt failed and is retried.
+        webhook_timeout_ms: u64 = ms(worker().webhooks.timeout) => "QFREFUND_WEBHOOK_TIMEOUT_MS", Whole;
+        /// Webhook retries: base·2^k, capped.
+        webhook_retry_base_ms: u64 = ms(worker().webhooks.retry_base) => "QFREFUND_WEBHOOK_RETRY_BASE_MS", Whole;
+        /// The cap of the webhook retry backoff.
+        webhook_retry_cap_ms: u64 = ms(worker().webhooks.retry_cap) => "QFREFUND_WEBHOOK_RETRY_CAP_MS", Whole;
+        /// Attempts before a delivery is given up (visible in `stats` and `list --webhook-failed`; `redeliver` puts it back).
+        webhook_max_attempts: u32 = worker().webhooks.max_attempts => "QFREFUND_WEBHOOK_MAX_ATTEMPTS", Whole;
+        /// A delivery taken by a worker that then vanished is taken over after this long (more than `webhook_timeout_ms`).
+        webhook_claim_idle_ms: u64 = ms(worker().webhooks.claim_idle) => "QFREFUND_WEBHOOK_CLAIM_IDLE_MS", Whole;
         /// Outcome-stream entries older than this are trimmed, never one a consumer group has not read and acknowledged.
         events_retention_s: u64 = worker().events_retention.as_secs() => "QFREFUND_EVENTS_RETENTION_S", Whole;
         /// Where final refunds are archived before they leave Redis: `file:///path` (daily zstd JSON Lines files per shard, with manifests) or `postgres://user:password@host:port/db` (tables `refunds`, `refund_events`, `refund_audit`); `status` and the API read archived refunds back from it. Unset: nothing is ever removed (a WARN at start), and Redis fills up.

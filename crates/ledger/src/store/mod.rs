@@ -98,6 +98,40 @@ pub struct LedgerConfig {
     pub record_layout: bool,
 }
 
+impl LedgerConfig {
+    /// The smallest `events_maxlen`: the cap drops entries whether or not a webhook delivered them.
+    pub const MIN_EVENTS_MAXLEN: u64 = 10_000;
+
+    /// Refuses what would fail later and obscurely: `WAIT` with a timeout of 0 blocks for ever, a
+    /// response timeout of 0 fails every command, a tiny stream cap drops outcomes unannounced.
+    pub fn validate(&self) -> Result<(), String> {
+        // A brace would move the hash tag (Redis Cluster hashes the first `{…}`), a space makes
+        // keys no shell or tool quotes the same way twice.
+        for (setting, value) in [("namespace", &self.namespace), ("queue_tag", &self.tag)] {
+            if value.is_empty() || value.contains(['{', '}']) || value.chars().any(char::is_whitespace) {
+                return Err(format!("{setting} must be non-empty, without braces or spaces (got {value:?})"));
+            }
+        }
+        if self.wait_timeout.is_zero() {
+            return Err("redis_wait_timeout_ms must be more than 0 (Redis' WAIT with 0 waits for ever)".into());
+        }
+        if self.response_timeout < Duration::from_millis(100) {
+            return Err(format!(
+                "redis_response_timeout_ms must be at least 100 (got {}): every command would time out",
+                self.response_timeout.as_millis()
+            ));
+        }
+        if self.events_maxlen < Self::MIN_EVENTS_MAXLEN {
+            return Err(format!(
+                "events_maxlen must be at least {} (got {}): entries past it are dropped whether or not their webhook was delivered",
+                Self::MIN_EVENTS_MAXLEN,
+                self.events_maxlen
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for LedgerConfig {
     fn default() -> Self {
         Self {

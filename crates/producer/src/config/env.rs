@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::{ProducerConfig, bad};
 use crate::Error;
@@ -14,7 +15,7 @@ pub(super) fn from_process() -> Result<ProducerConfig, Error> {
 }
 
 /// [`from_lookup`] over `env`, and the files of the directory `env` names as `QFREFUND_SECRETS_DIR`.
-fn with_secrets_dir(env: impl Fn(&str) -> Option<String>) -> Result<ProducerConfig, Error> {
+pub(super) fn with_secrets_dir(env: impl Fn(&str) -> Option<String>) -> Result<ProducerConfig, Error> {
     const DIR: &str = "QFREFUND_SECRETS_DIR";
     let nonblank = |v: String| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
     let dir = env(DIR).and_then(nonblank).map(PathBuf::from);
@@ -82,6 +83,15 @@ pub(super) fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Produc
     if let Some(v) = text("QFREFUND_REDIS_WAIT_REPLICAS") {
         c.wait_replicas = number("QFREFUND_REDIS_WAIT_REPLICAS", &v)?;
     }
+    if let Some(v) = text("QFREFUND_REDIS_WAIT_TIMEOUT_MS") {
+        c.wait_timeout = Duration::from_millis(number("QFREFUND_REDIS_WAIT_TIMEOUT_MS", &v)?);
+    }
+    if let Some(v) = text("QFREFUND_REDIS_RESPONSE_TIMEOUT_MS") {
+        c.response_timeout = Duration::from_millis(number("QFREFUND_REDIS_RESPONSE_TIMEOUT_MS", &v)?);
+    }
+    if let Some(v) = text("QFREFUND_EVENTS_MAXLEN") {
+        c.events_maxlen = number("QFREFUND_EVENTS_MAXLEN", &v)?;
+    }
     c.checked()
 }
 
@@ -96,6 +106,9 @@ fn apply_file(c: &mut ProducerConfig, text: &str) -> Result<(), Error> {
         merchant_shards: Option<BTreeMap<String, usize>>,
         require_aof: Option<toml::Value>,
         redis_wait_replicas: Option<usize>,
+        redis_wait_timeout_ms: Option<u64>,
+        redis_response_timeout_ms: Option<u64>,
+        events_maxlen: Option<u64>,
         merchants: Option<BTreeMap<String, BTreeMap<String, toml::Value>>>,
     }
     // Other sections and keys are the workers' and the API's.
@@ -107,6 +120,9 @@ fn apply_file(c: &mut ProducerConfig, text: &str) -> Result<(), Error> {
     c.shards = f.shards.unwrap_or(c.shards);
     c.merchant_shards = f.merchant_shards.unwrap_or(std::mem::take(&mut c.merchant_shards));
     c.wait_replicas = f.redis_wait_replicas.unwrap_or(c.wait_replicas);
+    c.wait_timeout = f.redis_wait_timeout_ms.map_or(c.wait_timeout, Duration::from_millis);
+    c.response_timeout = f.redis_response_timeout_ms.map_or(c.response_timeout, Duration::from_millis);
+    c.events_maxlen = f.events_maxlen.unwrap_or(c.events_maxlen);
     // A merchant section the workers take credentials from; `[merchants.default]` defines the
     // default merchant only with one of these (the workers' rule: `sign_alg` alone is none).
     const DEFINES: [&str; 4] = ["app_code", "client_key", "client_key_env", "base_url"];
@@ -124,7 +140,7 @@ fn apply_file(c: &mut ProducerConfig, text: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn number(setting: &str, v: &str) -> Result<usize, Error> {
+fn number<N: std::str::FromStr>(setting: &str, v: &str) -> Result<N, Error> {
     v.parse().map_err(|_| bad(setting, format!("must be a whole number, got {v:?}")))
 }
 

@@ -218,7 +218,7 @@ impl Dispatcher {
                 && event.merchant == merchant
                 && let Some(hook) = self.hooks.get(merchant)
             {
-                let body = body_of(&event, &stream_id, &event.fence);
+                let body = body_of(&event, &stream_id);
                 let span = self.delivery_span(&event.id, merchant, &event.out_trade_no, 1).await;
                 if let Err(why) = self.deliver(hook, &event.id, &body).instrument(span).await {
                     let attempt = WebhookAttempt {
