@@ -31,9 +31,10 @@ producer:
 	$(CARGO) build -q -p qfrefund-producer
 	$(CARGO) build -q -p qfrefund-producer --features tls
 	$(CARGO) test -q -p qfrefund-producer --doc
-	@if $(CARGO) tree -p qfrefund-producer -e normal --prefix none | grep -E '^(reqwest|hyper|rustls|tokio-rustls) '; then \
+	@tree="$$($(CARGO) tree -p qfrefund-producer -e normal --prefix none)" && [ -n "$$tree" ] || { echo "cargo tree failed" >&2; exit 1; }; \
+	if grep -E '^(reqwest|hyper|rustls|tokio-rustls) ' <<<"$$tree"; then \
 		echo "qfrefund-producer pulls in the crates above: it must not (see crates/producer/Cargo.toml)" >&2; exit 1; \
-	else echo "qfrefund-producer: no HTTP client, no TLS stack"; fi
+	else echo "qfrefund-producer: no HTTP client, no TLS stack ($$(sort -u <<<"$$tree" | wc -l) crates)"; fi
 
 fmt:
 	$(CARGO) fmt --all -- --check

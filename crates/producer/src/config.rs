@@ -200,7 +200,17 @@ pub(crate) fn bad(setting: &str, problem: impl Into<String>) -> Error {
 }
 
 impl ProducerConfig {
-    /// A builder starting from the defaults.
+    /// A builder starting from the defaults; `build` checks every value.
+    ///
+    /// ```
+    /// use qfrefund_producer::ProducerConfig;
+    ///
+    /// let config = ProducerConfig::builder().namespace("shop").shards(4).merchant_shard("big", 3).build().unwrap();
+    /// assert_eq!((config.namespace.as_str(), config.shards), ("shop", 4));
+    /// // A merchant pinned past the last shard is refused, naming the settings.
+    /// let e = ProducerConfig::builder().shards(2).merchant_shard("big", 3).build().unwrap_err();
+    /// assert!(e.to_string().contains("merchant_shards"), "{e}");
+    /// ```
     pub fn builder() -> ProducerConfigBuilder {
         ProducerConfigBuilder::default()
     }

@@ -50,6 +50,16 @@ pub enum Error {
 impl Error {
     /// True when the same request, retried later with the same `out_trade_no`, may succeed (and
     /// can never create a second refund).
+    ///
+    /// ```
+    /// use qfrefund_producer::Error;
+    ///
+    /// assert!(Error::OutcomeUnknown("timed out".into()).is_retryable());
+    /// assert!(Error::Unavailable("connection refused".into()).is_retryable());
+    /// let invalid = Error::Invalid { field: "txamt".into(), problem: "must be positive".into() };
+    /// assert!(!invalid.is_retryable());
+    /// assert_eq!(invalid.to_string(), "invalid refund: txamt: must be positive");
+    /// ```
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Unavailable(_) | Error::OutcomeUnknown(_))
     }

@@ -67,6 +67,20 @@ impl Producer {
     /// `maxmemory-policy`; no append-only file unless `require_aof` is off), a ledger laid out
     /// otherwise than `config` says (shards, merchant placement), and a ledger no worker has laid
     /// out (a namespace or tag of no fleet) unless `config` may create it.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), qfrefund_producer::Error> {
+    /// use qfrefund_producer::{Producer, ProducerConfig};
+    ///
+    /// let config = ProducerConfig::builder()
+    ///     .redis_url("redis://10.0.0.5:6379")
+    ///     .namespace("shop")
+    ///     .shards(4)
+    ///     .merchant("default")
+    ///     .build()?;
+    /// let producer = Producer::connect(config).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(config: ProducerConfig) -> Result<Self, Error> {
         let (create, pins, merchants) =
             (config.create_ledger, config.merchant_shards.clone(), config.merchants.clone());
@@ -120,6 +134,22 @@ impl Producer {
     /// ([`ProducerConfig::merchants`]) nor a live worker knows is refused ([`Error::Invalid`]);
     /// while no worker is live and the configuration names none, that cannot be told
     /// ([`Error::Unavailable`]: retry).
+    ///
+    /// ```no_run
+    /// # async fn run(producer: qfrefund_producer::Producer) -> Result<(), qfrefund_producer::Error> {
+    /// use qfrefund_producer::{Enqueued, NewRefund};
+    ///
+    /// let mut refund = NewRefund::new("10000000000000000000000003", "RF-1003", 1500);
+    /// refund.merchant = Some("shop-b".into()); // a named merchant; `default` when None
+    /// match producer.enqueue(refund).await {
+    ///     Ok(Enqueued::Created(r) | Enqueued::Duplicate(r)) => println!("{} is {}", r.out_trade_no, r.state),
+    ///     // Conflict (another request under this id) and Invalid: the request must change.
+    ///     Err(e) if !e.is_retryable() => return Err(e),
+    ///     // Unavailable or outcome unknown: the same request again is safe.
+    ///     Err(e) => eprintln!("retry the same request later: {e}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn enqueue(&self, refund: NewRefund) -> Result<Enqueued, Error> {
         refund.clone().normalised().validate().map_err(ledger::LedgerError::Invalid)?;
         self.known_merchant(&refund).await?;
@@ -132,6 +162,22 @@ impl Producer {
     /// have been written by this very call), one Redis answered for and did not write is
     /// [`Error::Unavailable`], and any other is [`Error::OutcomeUnknown`] — never "not written"
     /// for a line that may have been.
+    ///
+    /// ```no_run
+    /// # async fn run(producer: qfrefund_producer::Producer) {
+    /// use qfrefund_producer::NewRefund;
+    ///
+    /// let refunds: Vec<NewRefund> =
+    ///     (1..=3).map(|i| NewRefund::new("10000000000000000000000004", &format!("RF-B{i}"), 100)).collect();
+    /// for (refund, result) in ["RF-B1", "RF-B2", "RF-B3"].iter().zip(producer.enqueue_batch(refunds).await) {
+    ///     match result {
+    ///         Ok(accepted) => println!("{refund}: {accepted:?}"),
+    ///         Err(e) if e.is_retryable() => println!("{refund}: send this line again ({e})"),
+    ///         Err(e) => println!("{refund}: refused: {e}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub async fn enqueue_batch(&self, refunds: Vec<NewRefund>) -> Vec<Result<Accepted, Error>> {
         let mut checked: Vec<Option<Error>> = Vec::with_capacity(refunds.len());
         // The configured merchants, and (read once, when a line names another) those live
@@ -179,6 +225,14 @@ impl Producer {
 
     /// `merchant`'s refund `out_trade_no` as it is now (`None`: no such refund in Redis; a refund
     /// archived after its retention is in the archive).
+    ///
+    /// ```no_run
+    /// # async fn run(producer: qfrefund_producer::Producer) -> Result<(), qfrefund_producer::Error> {
+    /// if let Some(r) = producer.get("default", "RF-1003").await? {
+    ///     println!("{}: {} (respcd {:?}, QFPay refund {:?})", r.out_trade_no, r.state, r.respcd, r.refund_syssn);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn get(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Record>, Error> {
         self.ledger.get(merchant, out_trade_no).await.map_err(Error::not_a_write)
     }
@@ -186,6 +240,20 @@ impl Producer {
     /// Up to `count` outcomes from the outcome stream, after the entry id `after` (`"0"`: from the
     /// oldest kept, as is `""`; otherwise an [`Event`]'s `id`, `<ms>-<n>`). Each [`Event`] carries its `id`:
     /// pass the last one to read on.
+    ///
+    /// ```no_run
+    /// # async fn run(producer: qfrefund_producer::Producer) -> Result<(), qfrefund_producer::Error> {
+    /// let mut after = String::from("0");
+    /// loop {
+    ///     let page = producer.events(&after, 100).await?;
+    ///     let Some(last) = page.last() else { break };
+    ///     after = last.id.clone();
+    ///     for e in &page {
+    ///         println!("{} {} → {}", e.merchant, e.out_trade_no, e.state);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn events(&self, after: &str, count: usize) -> Result<Vec<Event>, Error> {
         let after = if after.is_empty() { "0" } else { after };
         if !stream_id(after) {
