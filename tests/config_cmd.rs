@@ -76,7 +76,16 @@ fn check_validates_without_starting_and_names_what_is_wrong() {
     let out = run(&env, &["config", "check", "--for", "worker"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(said.contains("worker: valid") && said.contains("configuration is valid"), "{said}");
+    let rows: Vec<serde_json::Value> = said.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let found = |part: &str| rows.iter().find(|r| r["part"] == part).map(|r| r["found"].to_string());
+    assert!(found("worker").is_some_and(|f| f.starts_with("\"valid")), "{said}");
+    assert_eq!(found("configuration").as_deref(), Some("\"valid\""), "{said}");
+    // As a table (a terminal's default) and as CSV, like every command.
+    let table = run(&env, &["config", "check", "--output", "table"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("PART") && table.contains("\nconfiguration  valid"), "{table}");
+    let csv = run(&env, &["config", "check", "--output", "csv"]);
+    assert!(String::from_utf8_lossy(&csv.stdout).starts_with("part,found\n"));
     // The API needs a token.
     let out = run(&env, &["config", "check", "--for", "api"]);
     assert_eq!(out.status.code(), Some(2));

@@ -94,6 +94,12 @@ fn check(config: Option<&Path>, role: Option<Role>) -> anyhow::Result<ExitCode> 
         }
         said.push("api: no token configured (`serve` would refuse to start)".into());
     }
-    said.push("configuration is valid".into());
-    crate::cmd::docs::print((said.join("\n") + "\n").as_bytes())
+    said.push("configuration: valid".into());
+    // One row per part: `part` and what was found (`--output`; a table on a terminal).
+    let mut rows = Rows::new(&[("part", 13), ("found", 0)]);
+    for line in &said {
+        let (part, found) = line.split_once(": ").unwrap_or(("", line));
+        rows.print(&serde_json::json!({"part": part, "found": found}))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,6 @@ use ledger::store::retention::TombstoneForm;
 use serde_json::json;
 
 use crate::connect::open_producer;
-use crate::exit::out;
 
 pub async fn enable(
     config: Option<&Path>,
@@ -30,14 +29,11 @@ pub async fn enable(
     // Going back: the requests enqueued fresh get their whole hashes back (see
     // `Ledger::restore_whole_hashes`), so an older version answers them again as duplicates.
     let hashes_restored = if compact_queue == Some(false) { Some(ledger.restore_whole_hashes().await?) } else { None };
-    out!(
-        "{}",
-        json!({"retention_enabled": true, "compact_tombstones": now == TombstoneForm::Compact,
+    crate::output::one(&json!({"retention_enabled": true, "compact_tombstones": now == TombstoneForm::Compact,
                "was_enabled": before != TombstoneForm::Disabled, "was_compact": before == TombstoneForm::Compact,
                "summaries": !summaries_now.is_empty(), "had_summaries": !had_summaries.is_empty(),
                "archived_early": names(summaries_now), "had_archived_early": names(had_summaries),
                "compact_queue": compact_queue_now, "had_compact_queue": had_compact_queue,
-               "fresh_waiting": fresh_waiting, "hashes_restored": hashes_restored})
-    );
+               "fresh_waiting": fresh_waiting, "hashes_restored": hashes_restored}))?;
     Ok(ExitCode::SUCCESS)
 }

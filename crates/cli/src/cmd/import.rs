@@ -13,7 +13,6 @@ use ledger::{Ledger, LedgerError, LineFate, NewRefund, State};
 use serde_json::json;
 
 use crate::connect::{EXIT_OUTCOME_UNKNOWN, open_enqueuer};
-use crate::exit::out;
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
@@ -332,11 +331,10 @@ fn dry_run<R: std::io::BufRead>(lines: &mut Lines<R>) -> anyhow::Result<ExitCode
         }
     }
     let ok = conflicts == 0 && invalid.is_empty();
-    out!(
-        "{}",
-        json!({"dry_run": true, "valid": valid, "duplicates_in_file": duplicates, "conflicts_in_file": conflicts,
+    crate::output::one(
+        &json!({"dry_run": true, "valid": valid, "duplicates_in_file": duplicates, "conflicts_in_file": conflicts,
                "invalid": invalid, "conflicting": conflicting,
-               "note": "checked against the file only: refunds already in the ledger are reported when imported"})
-    );
+               "note": "checked against the file only: refunds already in the ledger are reported when imported"}),
+    )?;
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -7,7 +7,11 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::connect::{open_producer, open_reader};
-use crate::exit::out;
+use crate::output::{Rows, one};
+
+/// The dry run's row for each shard.
+const SHARD_COLUMNS: &[(&str, usize)] =
+    &[("shard", 5), ("would_archive", 13), ("would_archive_early", 19), ("summaries", 9), ("tombstones", 10)];
 
 pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitCode> {
     let c = Config::load(config)?;
@@ -16,6 +20,7 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
         let ledger = open_reader(config).await?;
         let enabled = ledger.retention_enabled().await?;
         let (mut total, mut total_early) = (0, 0);
+        let mut rows = Rows::new(SHARD_COLUMNS);
         for shard in 0..ledger.shard_count() {
             let n = ledger.retention_backlog(shard, r.retention).await?;
             let early = match r.summary_after.filter(|a| *a < r.retention) {
@@ -28,18 +33,14 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
             let summaries = ledger.summary_count(shard).await?;
             total += n;
             total_early += early;
-            out!(
-                "{}",
-                json!({"shard": shard, "would_archive": n, "would_archive_early": early, "summaries": summaries,
-                       "tombstones": tombstones})
-            );
+            rows.print(&json!({"shard": shard, "would_archive": n, "would_archive_early": early,
+                               "summaries": summaries, "tombstones": tombstones}))?;
         }
-        out!(
-            "{}",
-            json!({"would_archive": total, "would_archive_early": total_early, "retention_s": r.retention.as_secs(),
-                   "summary_after_s": r.summary_after.map(|a| a.as_secs()), "archive": r.archive.as_deref().map(|a| archive::Sink::from_setting(a).map(|s| s.describe()).unwrap_or_default()),
-                   "removes": r.archive.is_some() && enabled, "retention_enabled": enabled})
-        );
+        let archive =
+            r.archive.as_deref().map(|a| archive::Sink::from_setting(a).map(|s| s.describe()).unwrap_or_default());
+        one(&json!({"would_archive": total, "would_archive_early": total_early, "retention_s": r.retention.as_secs(),
+                    "summary_after_s": r.summary_after.map(|a| a.as_secs()), "archive": archive,
+                    "removes": r.archive.is_some() && enabled, "retention_enabled": enabled}))?;
         return Ok(ExitCode::SUCCESS);
     }
     let Some(setting) = r.archive.clone() else {
@@ -53,6 +54,6 @@ pub async fn prune(config: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitC
     let owner = format!("qfrefund-prune-{}", std::process::id());
     let (archived, removed) =
         worker::retention::prune_once(&ledger, &shards, &sink, &r, &owner).await.map_err(anyhow::Error::msg)?;
-    out!("{}", json!({"archived": archived, "removed": removed, "archive": sink.describe()}));
+    one(&json!({"archived": archived, "removed": removed, "archive": sink.describe()}))?;
     Ok(ExitCode::SUCCESS)
 }

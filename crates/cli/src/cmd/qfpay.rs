@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::exit::out;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use qfpay::time::DEFAULT_OFFSET_SECS;
@@ -151,6 +150,6 @@ pub async fn run(cmd: QfpayCommand, config: Option<&Path>) -> anyhow::Result<()>
             serde_json::to_value(client(&endpoint, t)?.enquire(&req).await?)?
         }
     };
-    out!("{answer}");
+    crate::output::one(&answer)?;
     Ok(())
 }

@@ -9,7 +9,6 @@ use clap::Args;
 
 use crate::config::Config;
 use crate::connect::open_reader;
-use crate::exit::out;
 
 #[derive(Args, Debug)]
 pub struct ReconcileArgs {
@@ -61,7 +60,7 @@ pub async fn reconcile(config: Option<&Path>, a: ReconcileArgs) -> anyhow::Resul
             );
             let s = worker::reconcile::run(&ledger, &wc, from, to, &mut f).await?;
             f.flush()?;
-            out!("{}", serde_json::to_string(&s)?);
+            crate::output::one(&s)?;
             s
         }
         None => {
