@@ -73,6 +73,21 @@ fn list_pages_with_cursors_filters_and_all_and_events_follow_one_refund() {
     assert_eq!(otns(&events), ["RF-L3"]);
     assert!(otns(&run(&env, &["events", "--out-trade-no", "RF-L3", "--merchant", "other"])).is_empty());
     assert_eq!(otns(&run(&env, &["events"])).len(), 7);
+    // The events' filters: payment, answer, time (read from `--since`, stopped at `--until`).
+    assert_eq!(otns(&run(&env, &["events", "--syssn", &b])), ["RF-L5", "RF-L6"]);
+    assert!(otns(&run(&env, &["events", "--respcd", "0000"])).is_empty(), "no QFPay answer yet");
+    let an_hour_ago = (qfpay::time::unix_now_ms() - 3_600_000).to_string();
+    assert_eq!(otns(&run(&env, &["events", "--since", &an_hour_ago, "--until", "2099-01-01"])).len(), 7);
+    assert!(otns(&run(&env, &["events", "--since", "2099-01-01"])).is_empty());
+    assert!(otns(&run(&env, &["events", "--until", "2000-01-01"])).is_empty());
+    let bad = run(&env, &["events", "--since", "soon"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
+    // The list's other filters.
+    assert!(otns(&run(&env, &["list", "--merchant", "other"])).is_empty());
+    assert!(otns(&run(&env, &["list", "--respcd", "0000"])).is_empty());
+    assert!(otns(&run(&env, &["list", "--updated-from", "2099-01-01"])).is_empty());
+    assert_eq!(otns(&run(&env, &["list", "--updated-to", "2099-01-01"])).len(), 7);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `qfrefund events`: the outcome stream as JSON lines, all of it or one refund's, followed or not.
+//! `qfrefund events`: the outcome stream, all of it or what the filters keep, followed or not.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::cmd::reconcile::parse_bound;
 use crate::connect::open_reader;
+use crate::exit::invalid;
 use crate::output::Rows;
 
 #[derive(Args, Debug)]
@@ -27,6 +29,19 @@ pub struct EventsArgs {
     /// Only this merchant's events.
     #[arg(long)]
     merchant: Option<String>,
+    /// Only the events of refunds of this payment (QFPay's syssn of the original payment).
+    #[arg(long)]
+    syssn: Option<String>,
+    /// Only events whose QFPay answer carried this respcd.
+    #[arg(long)]
+    respcd: Option<String>,
+    /// Only events at or after this time: YYYY-MM-DD, YYYY-MM-DD HH:MM:SS (UTC+8, QFPay's time)
+    /// or unix ms; the stream is read from there.
+    #[arg(long, conflicts_with = "from")]
+    since: Option<String>,
+    /// Only events at or before this time (a date alone: the end of that day); reading stops there.
+    #[arg(long, conflicts_with = "follow")]
+    until: Option<String>,
     /// Stop after this many events (default: all there are; with --follow, for ever).
     #[arg(long)]
     limit: Option<usize>,
@@ -34,12 +49,18 @@ pub struct EventsArgs {
 
 /// Prints the outcome stream as JSON lines; each line's `id` is where to resume (`--from`).
 pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<ExitCode> {
+    let bound = |v: &Option<String>, flag: &str, end_of_day: bool| {
+        v.as_deref().map(|v| parse_bound(v, end_of_day).map_err(|e| invalid(e.context(flag.to_owned())))).transpose()
+    };
+    let (since, until) = (bound(&a.since, "--since", false)?, bound(&a.until, "--until", true)?);
     let ledger = open_reader(config).await?;
-    let mut after = match (&a.from, a.follow) {
-        (Some(id), _) => id.clone(),
-        (None, false) => "0".into(),
+    let mut after = match (&a.from, since, a.follow) {
+        (Some(id), _, _) => id.clone(),
+        // Stream ids are the time of the entry: start just before `since`'s first millisecond.
+        (None, Some(ms), _) if ms > 0 => format!("{}-{}", ms - 1, u64::MAX),
+        (None, _, false) => "0".into(),
         // Following from now: the newest id, so only what happens from here on is printed.
-        (None, true) => ledger.last_event_id().await?.unwrap_or_else(|| "0".into()),
+        (None, _, true) => ledger.last_event_id().await?.unwrap_or_else(|| "0".into()),
     };
     // A refund named without a merchant is the default merchant's.
     let merchant = a.merchant.clone().or_else(|| a.out_trade_no.as_ref().map(|_| ledger::DEFAULT_MERCHANT.to_owned()));
@@ -59,9 +80,17 @@ pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<Exit
         let batch = ledger.events(&after, 500).await?;
         for e in &batch {
             after.clone_from(&e.id);
+            let at: i64 = e.at.parse().unwrap_or(0);
+            if until.is_some_and(|u| id_ms(&e.id) > u) {
+                return Ok(ExitCode::SUCCESS);
+            }
             let wanted = (!a.final_only || e.is_final())
                 && a.out_trade_no.as_ref().is_none_or(|o| &e.out_trade_no == o)
-                && merchant.as_ref().is_none_or(|m| &e.merchant == m);
+                && merchant.as_ref().is_none_or(|m| &e.merchant == m)
+                && a.syssn.as_ref().is_none_or(|s| &e.syssn == s)
+                && a.respcd.as_ref().is_none_or(|c| &e.respcd == c)
+                && since.is_none_or(|s| at >= s)
+                && until.is_none_or(|u| at <= u);
             if !wanted {
                 continue;
             }
@@ -78,4 +107,9 @@ pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<Exit
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// The milliseconds of a stream id (`<ms>-<seq>`).
+fn id_ms(id: &str) -> i64 {
+    id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(0)
 }
