@@ -37,17 +37,18 @@ pub struct ImportArgs {
 pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<ExitCode> {
     let file = std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = progress_bar(size, !a.dry_run);
     let format = match a.format.as_deref() {
         Some("csv") => Some(Format::Csv),
         Some("jsonl") => Some(Format::Jsonl),
         _ => None,
     };
-    let mut lines = Lines::new(BufReader::with_capacity(1 << 20, bar.wrap_read(file)), format);
     if a.dry_run {
-        return dry_run(&mut lines);
+        return dry_run(&mut Lines::new(BufReader::with_capacity(1 << 20, file), format));
     }
+    // Connected (and any warning said) before the bar is drawn, so that the two never share a line.
     let ledger = open_enqueuer(config).await?;
+    let bar = progress_bar(size);
+    let mut lines = Lines::new(BufReader::with_capacity(1 << 20, bar.wrap_read(file)), format);
     // Merchants a refund may name: this configuration's, and those live workers serve now.
     let configured = crate::config::Config::load(config)?.merchant_names();
     let served = ledger.served_merchants().await?;
@@ -193,8 +194,8 @@ pub async fn import(config: Option<&Path>, a: ImportArgs) -> anyhow::Result<Exit
 
 /// A progress bar on stderr when it is a terminal (the file's bytes read, rows per second in the
 /// message, the time left), else nothing.
-fn progress_bar(bytes: u64, shown: bool) -> indicatif::ProgressBar {
-    if !shown || !std::io::stderr().is_terminal() {
+fn progress_bar(bytes: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(bytes);
