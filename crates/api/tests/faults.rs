@@ -116,3 +116,30 @@ async fn a_503_never_claims_nothing_was_written_when_redis_froze_mid_request() {
     assert_eq!(status, StatusCode::OK, "the retry finds the refund: {body}");
     assert_eq!(api.ledger.counts().await.unwrap()[0], (State::Queued, 2));
 }
+
+/// A request past `api.request_timeout_ms` (Redis frozen, its own timeout longer): a read is `408`
+/// ("nothing was changed, try again"), a write `504 outcome_unknown` (it may yet be applied), both
+/// in the JSON error envelope.
+#[tokio::test]
+async fn a_request_past_its_time_is_408_for_a_read_and_504_for_a_write() {
+    let redis = RedisServer::start().unwrap();
+    let config = LedgerConfig {
+        namespace: unique_namespace("api-408"),
+        response_timeout: Duration::from_secs(10),
+        ..LedgerConfig::default().with_shards(testkit::test_shards())
+    };
+    let api = Api::start_tweaked(&redis.url(), config, |c| c.request_timeout = Duration::from_millis(300)).await;
+    let (status, _) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-WARM", 100))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    redis.pause(true).unwrap();
+    let started = std::time::Instant::now();
+    let (read, read_body) = api.send("GET", "/v1/refunds/RF-WARM", Some(PRODUCER), None).await;
+    let waited = started.elapsed();
+    let (write, write_body) = api.send("POST", "/v1/refunds", Some(PRODUCER), Some(refund("RF-LATE", 100))).await;
+    redis.pause(false).unwrap();
+    assert_eq!(read, StatusCode::REQUEST_TIMEOUT, "{read_body}");
+    assert_eq!(read_body["error"], "timeout", "the JSON envelope: {read_body}");
+    assert!(waited < Duration::from_secs(5), "answered at the API's limit, not Redis': {waited:?}");
+    assert_eq!(write, StatusCode::GATEWAY_TIMEOUT, "{write_body}");
+    assert_eq!(write_body["error"], "outcome_unknown", "{write_body}");
+}

@@ -42,12 +42,18 @@ impl Api {
     #[allow(dead_code)]
     pub async fn start_proxied(redis_url: &str, name: &str, proxy: qfrefund_api::ConsoleProxy) -> Self {
         let config = LedgerConfig { namespace: testkit::unique_namespace(name), ..LedgerConfig::default() };
-        Self::start_full(redis_url, config, None, proxy).await
+        Self::start_full(redis_url, config, None, proxy, |_| {}).await
     }
 
     /// An API that reads archived refunds from `archive` (the workers' archive setting).
     pub async fn start_archived(redis_url: &str, config: LedgerConfig, archive: Option<String>) -> Self {
-        Self::start_full(redis_url, config, archive, qfrefund_api::ConsoleProxy::default()).await
+        Self::start_full(redis_url, config, archive, qfrefund_api::ConsoleProxy::default(), |_| {}).await
+    }
+
+    /// An API whose configuration `tweak` changes after the tests' usual one is made.
+    #[allow(dead_code)]
+    pub async fn start_tweaked(redis_url: &str, config: LedgerConfig, tweak: impl FnOnce(&mut ApiConfig)) -> Self {
+        Self::start_full(redis_url, config, None, qfrefund_api::ConsoleProxy::default(), tweak).await
     }
 
     async fn start_full(
@@ -55,9 +61,10 @@ impl Api {
         config: LedgerConfig,
         archive: Option<String>,
         console_proxy: qfrefund_api::ConsoleProxy,
+        tweak: impl FnOnce(&mut ApiConfig),
     ) -> Self {
         let ledger = Ledger::connect(redis_url, config).await.unwrap();
-        let api_config = ApiConfig {
+        let mut api_config = ApiConfig {
             tokens: vec![
                 ApiToken::new("shop", Role::Produce, PRODUCER).unwrap(),
                 ApiToken::new("dashboard", Role::Read, READER).unwrap(),
@@ -75,6 +82,7 @@ impl Api {
             console_proxy,
             ..ApiConfig::default()
         };
+        tweak(&mut api_config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let app = qfrefund_api::app(ledger.clone(), api_config);
