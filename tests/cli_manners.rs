@@ -1,6 +1,6 @@
 //! How the `qfrefund` binary behaves at the shell: bad values reach the validator and are named,
 //! an unknown log format is refused, a closed pipe ends output quietly, no colour codes where no
-//! terminal reads them.
+//! terminal reads them, and a Redis URL that is wrong is told apart from a Redis that is not there.
 
 #![allow(clippy::unwrap_used)]
 
@@ -109,4 +109,43 @@ fn an_import_report_says_when_no_worker_is_alive_and_a_timeout_means_run_it_agai
     assert_eq!(out.status.code(), Some(75), "not final in time: run it again: {err}");
     assert!(err.contains("no worker is alive"), "{err}");
     assert!(std::fs::read_to_string(&report).unwrap().contains("RF-R1,accepted,queued"));
+}
+
+#[test]
+fn a_redis_url_that_is_no_redis_url_or_no_redis_gets_a_hint_that_says_which() {
+    // Not a URL at all, or not one of Redis: refused before connecting (exit 2), with the forms.
+    for url in ["localhost:6379", "http://127.0.0.1:6379", "redis://127.0.0.1:99999", "redis+sentinel://h:26379"] {
+        let env = env_for(url, &unique_namespace("manners-url"), "http://127.0.0.1:1");
+        let out = run(&env, &["stats"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+        assert!(err.contains("QFREFUND_REDIS_URL") && err.contains("expected redis://host:port"), "{url}: {err}");
+    }
+    // A server that answers, but not in Redis' protocol (here an HTTP server).
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = http.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut conn in http.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let env = env_for(&format!("redis://127.0.0.1:{port}"), &unique_namespace("manners-resp"), "http://127.0.0.1:1");
+    let err = String::from_utf8_lossy(&run(&env, &["stats"]).stderr).to_string();
+    assert!(err.contains("hint: that server does not speak Redis' protocol (RESP)"), "{err}");
+}
+
+#[test]
+fn a_log_line_in_a_pipe_carries_no_colour() {
+    let redis = RedisServer::start().unwrap();
+    let env = env_for(&redis.url(), &unique_namespace("manners-warn"), "http://127.0.0.1:1");
+    let dir = qfrefund_e2e::Scratch::new("manners-warn");
+    std::fs::write(dir.path("one.csv"), format!("syssn,out_trade_no,txamt\n{},RF-W1,1\n", generated_syssn(1))).unwrap();
+    let out = run(&env, &["import", dir.path("one.csv").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The WARN that no worker has used this ledger: a tracing line, plain in a pipe.
+    assert!(err.contains(" WARN ") && err.contains("no worker has used the ledger"), "{err}");
+    assert!(!out.stderr.contains(&0x1b), "no ANSI escape in {err:?}");
 }

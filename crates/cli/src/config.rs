@@ -52,6 +52,7 @@ impl Config {
             ..LedgerConfig::default()
         };
         ledger.validate().map_err(anyhow::Error::msg)?;
+        ledger::check_redis_url(&s.redis_url).map_err(|e| anyhow::anyhow!("redis_url (QFREFUND_REDIS_URL): {e}"))?;
         for m in s.merchant_shards.keys() {
             qfpay::request::validate_id("merchant", m, 64)
                 .map_err(|e| anyhow::anyhow!("merchant_shards: merchant {m:?}: {}", e.rule))?;

@@ -47,6 +47,7 @@ pub use ready::NotUsable;
 pub use record::Record;
 pub use schedule::Policy;
 pub use state::State;
+pub use store::check_redis_url;
 pub use store::due::Waiter;
 
 /// The Redis every process uses when none is configured (`QFREFUND_REDIS_URL`).

@@ -132,6 +132,21 @@ impl LedgerConfig {
     }
 }
 
+/// Whether `url` is a Redis URL a ledger can connect to (checked without connecting): the reason
+/// when it is not, which never repeats the URL (it may hold a password).
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    const FORMS: &str = "expected redis://host:port[/db], rediss://host:port (TLS), \
+                         redis+sentinel://host:26379[,host:26379]/<service> or redis+cluster://host:port[,host:port]";
+    if !url.contains("://") {
+        return Err(format!("{FORMS}; the scheme is missing"));
+    }
+    match Endpoint::parse(url, None) {
+        Ok(_) => Ok(()),
+        Err(LedgerError::Redis(e)) => Err(format!("{FORMS}; {}", e.detail().unwrap_or("it did not parse"))),
+        Err(e) => Err(format!("{FORMS}; {e}")),
+    }
+}
+
 impl Default for LedgerConfig {
     fn default() -> Self {
         Self {
