@@ -255,11 +255,19 @@ fn every_command_has_complete_help() {
     let text = String::from_utf8_lossy(&top.stdout).to_string();
     // Every command the binary lists (the definition itself is checked by clap's debug_assert in
     // the cli crate's unit tests).
+    // The commands come in groups ("Run:", "Operate:", …), before the options.
+    let groups: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Usage:"))
+        .take_while(|l| !l.starts_with("Options:"))
+        .filter(|l| !l.starts_with(' ') && l.ends_with(':'))
+        .collect();
+    assert!(groups.len() >= 4 && groups.contains(&"Run:") && groups.contains(&"Operate:"), "{text}");
     let commands: Vec<&str> = text
         .lines()
-        .skip_while(|l| !l.starts_with("Commands:"))
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
+        .skip_while(|l| !l.starts_with("Usage:"))
+        .take_while(|l| !l.starts_with("Options:"))
+        .filter(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .filter(|c| *c != "help")
         .collect();

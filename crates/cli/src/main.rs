@@ -6,6 +6,7 @@ mod cmd;
 mod config;
 mod connect;
 mod exit;
+mod groups;
 mod output;
 mod settings;
 
@@ -35,7 +36,7 @@ enum Command {
     /// Enqueue one refund; prints its record (a table on a terminal, else JSON; see --output).
     Enqueue(cmd::enqueue::EnqueueArgs),
     /// Enqueue every refund of a CSV (header syssn,out_trade_no,txamt[,orig_txamt,mchid,udid,merchant])
-    /// or JSON Lines file; prints a JSON summary. Exit 0 when every line was accepted or a duplicate.
+    /// or JSON Lines file; prints a summary. Exit 0 when every line was accepted or a duplicate.
     Import(cmd::import::ImportArgs),
     /// Print one refund's record (exit 3 if unknown); an archived refund from the archive.
     Status {
@@ -48,7 +49,7 @@ enum Command {
         #[arg(long)]
         attempts: bool,
     },
-    /// Print refunds as JSON lines, oldest first.
+    /// Print refunds, oldest first, filtered.
     List(cmd::list::ListArgs),
     /// Archive the final refunds past the retention now, then remove them from Redis (what the
     /// workers do in the background); `--dry-run` only says, per shard, what that would archive.
@@ -120,18 +121,18 @@ enum Command {
     /// Serve the HTTP API (POST/GET /v1/refunds, operator actions, QFPay notifications,
     /// /healthz, /readyz, /metrics, /openapi.json) on QFREFUND_API_LISTEN (default 127.0.0.1:8080).
     Serve,
-    /// Print the outcome stream (one entry per transition) as JSON lines; `id` resumes (--from).
+    /// Print the outcome stream (one entry per transition), filtered; each `id` resumes (--from).
     Events(cmd::events::EventsArgs),
-    /// Print the audit trail of operator actions (who, why, what) as JSON lines.
+    /// Print the audit trail of operator actions (who, why, what).
     Audit {
         /// Start after this entry id.
         #[arg(long)]
         from: Option<String>,
     },
     /// Counts by state, the oldest non-final refund's age, the due backlog, the queue depth and
-    /// paused merchants, as JSON.
+    /// paused merchants.
     Stats,
-    /// The live workers, one JSON line each: name, host, version, concurrency, refunds in flight,
+    /// The live workers, one row each: name, host, version, concurrency, refunds in flight,
     /// the merchants and shards it serves, when it started and last sent its heartbeat.
     Workers,
     /// Send given-up webhook deliveries again (they go back on the retry schedule, due now).
@@ -189,7 +190,7 @@ enum Command {
 
 /// The command line as parsed and documented: each command's help ends with the variables it reads.
 fn command() -> clap::Command {
-    settings::help::with_environment(Cli::command())
+    groups::grouped(settings::help::with_environment(Cli::command()))
 }
 
 /// Logs to stderr: `QFREFUND_LOG_FORMAT` `pretty` (the default; coloured only on a terminal) or
