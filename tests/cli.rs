@@ -411,6 +411,10 @@ fn ping_follow_and_the_webhook_commands() {
     assert!(failed.status.success() && failed.stdout.is_empty());
     assert_eq!(json(&run(&env, &["redeliver", "--all"]))["rescheduled"], 0);
     assert_eq!(run(&env, &["redeliver"]).status.code(), Some(2), "names ids or --all");
+    let unknown = run(&env, &["redeliver", "evt_nobody_knows", "evt_nobody_knows"]);
+    assert_eq!(unknown.status.code(), Some(3), "not found, as everywhere");
+    assert_eq!((json(&unknown)["rescheduled"].as_u64(), json(&unknown)["not_found"].as_u64()), (Some(0), Some(1)));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not given up"));
     // Redis gone: ping says so, with exit 1.
     redis.kill();
     let down = run(&env, &["ping"]);

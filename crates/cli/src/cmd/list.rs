@@ -99,8 +99,12 @@ pub async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode
     if a.webhook_failed {
         let mut failed =
             Rows::new(&[("event_id", 40), ("merchant", 12), ("out_trade_no", 24), ("attempts", 8), ("error", 0)]);
-        for f in ledger.failed_webhooks(limit).await? {
-            failed.print(&f)?;
+        let given_up = ledger.failed_webhooks(if a.all { isize::MAX as usize } else { limit }).await?;
+        for f in &given_up {
+            failed.print(f)?;
+        }
+        if !a.all && given_up.len() >= limit {
+            eprintln!("{limit} given-up deliveries shown; there may be more: raise --limit or pass --all");
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -24,8 +24,21 @@ pub async fn redeliver(
         return Err(crate::exit::invalid(anyhow::anyhow!("--reason must say why")));
     }
     let who = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into());
+    let mut ids = ids;
+    ids.sort();
+    ids.dedup();
     let ledger = open(config).await?;
     let n = ledger.redeliver_webhooks(&ids, &who, reason.trim()).await?;
-    crate::output::one(&json!({"rescheduled": n}))?;
+    let missing = if all { 0 } else { ids.len().saturating_sub(n) };
+    crate::output::one(&json!({"rescheduled": n, "not_found": missing}))?;
+    if missing > 0 {
+        // Not found is exit 3, as everywhere: a named delivery that is not given up.
+        eprintln!(
+            "{missing} of the {} named deliveries are not given up (unknown ids, or already back on the schedule): \
+             see `qfrefund list --webhook-failed`",
+            ids.len()
+        );
+        return Ok(ExitCode::from(3));
+    }
     Ok(ExitCode::SUCCESS)
 }
