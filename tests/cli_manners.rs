@@ -121,6 +121,14 @@ fn a_redis_url_that_is_no_redis_url_or_no_redis_gets_a_hint_that_says_which() {
         assert_eq!(out.status.code(), Some(2), "{url}: {err}");
         assert!(err.contains("QFREFUND_REDIS_URL") && err.contains("expected redis://host:port"), "{url}: {err}");
     }
+    // A Redis that is not there: the error names where it looked, never a password in the URL.
+    for url in ["redis://:pw-s3cret@127.0.0.1:1", "redis+sentinel://127.0.0.1:1/mymaster?sentinel_password=pw-s3cret"] {
+        let env = env_for(url, &unique_namespace("manners-pw"), "http://127.0.0.1:1");
+        let out = run(&env, &["stats"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(75), "{err}");
+        assert!(err.contains("127.0.0.1:1") && !err.contains("pw-s3cret"), "{err}");
+    }
     // A server that answers, but not in Redis' protocol (here an HTTP server).
     let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = http.local_addr().unwrap().port();

@@ -13,7 +13,7 @@ pub(crate) async fn open(config: Option<&Path>) -> anyhow::Result<Ledger> {
     let c = Config::load(config)?;
     Ledger::connect(&c.redis_url, c.ledger.clone())
         .await
-        .with_context(|| format!("connecting to Redis at {}", redact_url(&c.redis_url)))
+        .with_context(|| format!("connecting to Redis at {}", ledger::redact_url(&c.redis_url)))
 }
 
 /// The ledger for a command that only reads (status, list, events, audit, stats, reconcile): it
@@ -24,7 +24,7 @@ pub(crate) async fn open_reader(config: Option<&Path>) -> anyhow::Result<Ledger>
     let ledger = ledger::LedgerConfig { record_layout: false, ..c.ledger.clone() };
     Ledger::connect(&c.redis_url, ledger)
         .await
-        .with_context(|| format!("connecting to Redis at {}", redact_url(&c.redis_url)))
+        .with_context(|| format!("connecting to Redis at {}", ledger::redact_url(&c.redis_url)))
 }
 
 /// The ledger for a command that writes refunds (enqueue, import, operator actions, ping):
@@ -39,7 +39,9 @@ async fn connect_producer(c: &Config, ledger: ledger::LedgerConfig) -> anyhow::R
     match Ledger::connect_producer(&c.redis_url, ledger, c.require_aof).await {
         Ok(l) => Ok(l),
         Err(ledger::NotUsable::Refused(why)) => anyhow::bail!("refusing this Redis: {why}"),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("connecting to Redis at {}", redact_url(&c.redis_url)))),
+        Err(e) => {
+            Err(anyhow::Error::new(e).context(format!("connecting to Redis at {}", ledger::redact_url(&c.redis_url))))
+        }
     }
 }
 
@@ -59,14 +61,6 @@ pub(crate) async fn open_enqueuer(config: Option<&Path>) -> anyhow::Result<Ledge
         c.ledger.tag
     );
     connect_producer(&c, c.ledger.clone()).await
-}
-
-/// A Redis URL without its password, for messages.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
 }
 
 pub(crate) async fn wait_for_signal() {

@@ -50,6 +50,24 @@ pub use state::State;
 pub use store::check_redis_url;
 pub use store::due::Waiter;
 
+/// `url` without what could be a secret: everything before the last `@` (the credentials; a
+/// password may hold `,` or `@`) and the query (`?sentinel_password=…`). When a `?` comes before
+/// that `@` (a password with `?`, or a query with `@`), only the scheme is shown.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
+    let scheme = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
+    let at = rest.rfind('@');
+    let question = rest.find('?');
+    if let (Some(at), Some(q)) = (at, question)
+        && q < at
+    {
+        return format!("{scheme}***");
+    }
+    let hosts = at.map_or(rest, |at| &rest[at + 1..]);
+    let (hosts, query) = hosts.split_once('?').map_or((hosts, ""), |(h, _)| (h, "?***"));
+    format!("{scheme}{}{hosts}{query}", if at.is_some() { "***@" } else { "" })
+}
+
 /// The Redis every process uses when none is configured (`QFREFUND_REDIS_URL`).
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub use store::fetch::{Claimed, Fetched};

@@ -54,7 +54,7 @@ pub struct ProducerConfig {
 impl std::fmt::Debug for ProducerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProducerConfig")
-            .field("redis_url", &redact(&self.redis_url))
+            .field("redis_url", &ledger::redact_url(&self.redis_url))
             .field("namespace", &self.namespace)
             .field("queue_tag", &self.queue_tag)
             .field("shards", &self.shards)
@@ -69,24 +69,6 @@ impl std::fmt::Debug for ProducerConfig {
             .field("create_ledger", &self.create_ledger)
             .finish()
     }
-}
-
-/// `url` without what could be a secret: everything before the last `@` (the credentials; a
-/// password may hold `,` or `@`) and the query (`?sentinel_password=…`). When a `?` comes before
-/// that `@` (a password with `?`, or a query with `@`), only the scheme is shown.
-fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
-    let scheme = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
-    let at = rest.rfind('@');
-    let question = rest.find('?');
-    if let (Some(at), Some(q)) = (at, question)
-        && q < at
-    {
-        return format!("{scheme}***");
-    }
-    let hosts = at.map_or(rest, |at| &rest[at + 1..]);
-    let (hosts, query) = hosts.split_once('?').map_or((hosts, ""), |(h, _)| (h, "?***"));
-    format!("{scheme}{}{hosts}{query}", if at.is_some() { "***@" } else { "" })
 }
 
 impl Default for ProducerConfig {
