@@ -28,7 +28,8 @@ if [ -z "${QFREFUND_REDIS_URL:-}" ]; then
 	for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
 	echo "== Redis: started a private redis-server (AOF, fsync always) at $QFREFUND_REDIS_URL"
 else
-	echo "== Redis: using $QFREFUND_REDIS_URL"
+	# Shown without what may be a password (before the last @, and any ?query).
+	echo "== Redis: using $(sed -E 's#^(([a-z+]+://)?).*@#\1***@#; s#\?.*#?***#' <<<"$QFREFUND_REDIS_URL")"
 fi
 export QFREFUND_NAMESPACE="qfrefund-demo-$(date +%s)"
 

@@ -95,6 +95,21 @@ fn check_validates_without_starting_and_names_what_is_wrong() {
     let out = run(&bad, &["config", "check"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("lease"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Values that could only fail later are refused now, each naming its setting.
+    for (var, value, named) in [
+        ("QFREFUND_NOT_FOUND_MIN", "1", "not_found_min"),
+        ("QFREFUND_REDIS_WAIT_REPLICAS", "1", "redis_wait_timeout_ms"),
+        ("QFREFUND_WEBHOOK_CLAIM_IDLE_MS", "1000", "webhook_claim_idle_ms"),
+        ("QFREFUND_PAUSED_WAIT_MS", "5", "paused_wait_ms"),
+        ("QFREFUND_REDIS_RESPONSE_TIMEOUT_MS", "900", "redis_response_timeout_ms"),
+    ] {
+        let mut bad = env.clone();
+        bad.insert(var.into(), value.into());
+        let out = run(&bad, &["config", "check", "--for", "worker"]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
+        assert!(err.contains(named), "{var}={value} names {named}: {err}");
+    }
     let mut bad = env.clone();
     bad.insert("QFREFUND_QUIET_WINDOW".into(), "sometimes".into());
     let err = String::from_utf8_lossy(&run(&bad, &["config", "check"]).stderr).to_string();

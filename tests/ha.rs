@@ -116,6 +116,8 @@ async fn a_sentinel_failover_mid_run_loses_and_doubles_nothing() {
     let mut env = env_for(&url, &ns, &sim.url());
     env.insert("QFREFUND_REQUIRE_AOF".into(), "on".into());
     env.insert("QFREFUND_REDIS_WAIT_REPLICAS".into(), "1".into());
+    // The claim's WAIT comes out of the tests' short lease (3 s, HTTP 2 s): keep it within.
+    env.insert("QFREFUND_REDIS_WAIT_TIMEOUT_MS".into(), "400".into());
     env.insert("QFREFUND_CONCURRENCY".into(), "4".into());
     let mut workers: Vec<WorkerProcess> =
         (0..2).map(|i| WorkerProcess::spawn(&env, scratch.path(&format!("worker{i}.log")))).collect();

@@ -80,6 +80,15 @@ fn list_pages_with_cursors_filters_and_all_and_events_follow_one_refund() {
     assert_eq!(otns(&run(&env, &["events", "--since", &an_hour_ago, "--until", "2099-01-01"])).len(), 7);
     assert!(otns(&run(&env, &["events", "--since", "2099-01-01"])).is_empty());
     assert!(otns(&run(&env, &["events", "--until", "2000-01-01"])).is_empty());
+    // On the very millisecond: --since and --until are inclusive.
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&run(&env, &["events", "--limit", "1"]).stdout).trim()).unwrap();
+    let at = first["at"].as_i64().unwrap().to_string();
+    let first_otn = first["out_trade_no"].as_str().unwrap().to_owned();
+    assert!(otns(&run(&env, &["events", "--since", &at])).contains(&first_otn), "--since its own at");
+    assert!(otns(&run(&env, &["events", "--until", &at])).contains(&first_otn), "--until its own at");
+    let after = (first["at"].as_i64().unwrap() + 1).to_string();
+    assert!(!otns(&run(&env, &["events", "--since", &after, "--out-trade-no", &first_otn])).contains(&first_otn));
     let bad = run(&env, &["events", "--since", "soon"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));

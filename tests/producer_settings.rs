@@ -140,12 +140,17 @@ fn the_producer_reads_every_top_level_setting_as_the_workers_do() {
 
 #[test]
 fn what_the_workers_refuse_the_producer_refuses() {
+    // Nothing set: both accept it (so that the refusals below are the values' doing).
+    let plain =
+        Command::new(qfrefund_bin()).args(["config", "check", "--for", "producer"]).env_clear().output().unwrap();
+    assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stderr));
+    assert!(ProducerConfig::from_lookup(|_| None).is_ok());
     for (var, value) in [
-        ("QFREFUND_EVENTS_MAXLEN", "10"),
+        ("QFREFUND_EVENTS_MAXLEN", "50000"),
         ("QFREFUND_REDIS_WAIT_TIMEOUT_MS", "0"),
-        ("QFREFUND_REDIS_RESPONSE_TIMEOUT_MS", "5"),
+        ("QFREFUND_REDIS_WAIT_TIMEOUT_MS", "120000"),
+        ("QFREFUND_REDIS_RESPONSE_TIMEOUT_MS", "1000"),
         ("QFREFUND_SHARDS", "0"),
-        ("QFREFUND_NAMESPACE", "a b"),
     ] {
         let out = Command::new(qfrefund_bin())
             .args(["config", "check", "--for", "producer"])
@@ -157,4 +162,19 @@ fn what_the_workers_refuse_the_producer_refuses() {
         let e = ProducerConfig::from_lookup(|k| (k == var).then(|| value.to_owned())).unwrap_err();
         assert!(!e.is_retryable(), "{var}={value}: {e}");
     }
+}
+
+#[test]
+fn an_odd_ledger_name_is_warned_about_not_refused() {
+    // A ledger laid out under such a name works; refusing it would strand its refunds.
+    let out = Command::new(qfrefund_bin())
+        .args(["config", "check", "--for", "producer"])
+        .env_clear()
+        .env("QFREFUND_QUEUE_TAG", "{eu}")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("queue_tag \\\"{eu}\\\" is empty or holds braces"));
+    let c = ProducerConfig::from_lookup(|k| (k == "QFREFUND_QUEUE_TAG").then(|| "{eu}".to_owned())).unwrap();
+    assert_eq!(c.queue_tag, "{eu}");
 }

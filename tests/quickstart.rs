@@ -18,8 +18,11 @@ fn quick_start() -> String {
     block.to_owned()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Two distinct free ports (both held while the second is chosen, so they cannot be the same).
+fn two_free_ports() -> (u16, u16) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
 }
 
 /// Shuts the quick start's Redis down if the script did not get to it.
@@ -38,18 +41,23 @@ fn the_readmes_quick_start_runs_as_written() {
         assert!(block.contains(must), "the quick start no longer says {must:?}: update this test");
     }
     let dir = Scratch::new("quickstart");
-    let (redis_port, sim_port) = (free_port(), free_port());
+    let (redis_port, sim_port) = two_free_ports();
     let _redis = RedisGuard(redis_port);
     let bin_dir = qfrefund_bin().parent().unwrap().to_owned();
     let redis_dir = dir.path("redis");
     // The build is the test harness's; everything else runs as written. Before the clean-up, wait
     // for the refund to be final, and keep its record for the assertions below.
+    // (Through placeholders, so that a port chosen here cannot be rewritten by the next swap.)
     let script = block
         .replace("cargo build --release -p qfrefund\n", "")
-        .replace("$PWD/target/release", bin_dir.to_str().unwrap())
-        .replace("6390", &redis_port.to_string())
-        .replace("8480", &sim_port.to_string())
-        .replace("/tmp/qfrefund-redis", redis_dir.to_str().unwrap())
+        .replace("$PWD/target/release", "@BIN@")
+        .replace("6390", "@REDIS_PORT@")
+        .replace("8480", "@SIM_PORT@")
+        .replace("/tmp/qfrefund-redis", "@REDIS_DIR@")
+        .replace("@BIN@", bin_dir.to_str().unwrap())
+        .replace("@REDIS_PORT@", &redis_port.to_string())
+        .replace("@SIM_PORT@", &sim_port.to_string())
+        .replace("@REDIS_DIR@", redis_dir.to_str().unwrap())
         .replace(
             "# 5. Clean up\n",
             "for _ in $(seq 150); do qfrefund status RF-1001 --output json | grep -q '\"succeeded\"' && break; \

@@ -45,6 +45,8 @@ fn wait_replicas_above_the_connected_replicas_refuses_to_start_naming_both_numbe
     let redis = RedisServer::start().unwrap();
     let mut env = env_for(&redis.url(), &unique_namespace("wait-replicas"), "http://127.0.0.1:1");
     env.insert("QFREFUND_REDIS_WAIT_REPLICAS".into(), "2".into());
+    // The claim's WAIT comes out of the tests' short lease (3 s, HTTP 2 s): keep it within.
+    env.insert("QFREFUND_REDIS_WAIT_TIMEOUT_MS".into(), "400".into());
     env.insert("QFREFUND_API_LISTEN".into(), "127.0.0.1:0".into());
     env.insert("QFREFUND_API_TOKENS".into(), "shop:produce:startup-token-0123456789".into());
     let enqueue = enqueue_args("RF-W1");

@@ -18,8 +18,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "qfrefund", version, about = "Durable QFPay refunds: at most one refund per (merchant, out_trade_no)")]
 struct Cli {
-    /// TOML configuration file; the environment's settings override it.
-    #[arg(long, global = true, env = "QFREFUND_CONFIG")]
+    /// TOML configuration file (also QFREFUND_CONFIG, where a blank value means none); the
+    /// environment's settings override it.
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// How to print what commands find: json (one object per line; the default when standard
     /// output is not a terminal), table (the default on a terminal) or csv.

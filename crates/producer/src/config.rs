@@ -223,7 +223,7 @@ impl ProducerConfig {
         env::with_secrets_dir(lookup)
     }
 
-    fn checked(self) -> Result<Self, Error> {
+    pub(crate) fn checked(self) -> Result<Self, Error> {
         if self.redis_url.trim().is_empty() {
             return Err(bad("redis_url", "is empty"));
         }
@@ -234,7 +234,7 @@ impl ProducerConfig {
         ledger::refund::placement::Placement::new(self.shards, self.merchant_shards.clone())
             .map_err(|e| bad("shards / merchant_shards", e))?;
         let (_, ledger, _) = self.clone().into_parts()?;
-        ledger.validate().map_err(|e| bad(e.split_once(' ').map_or("ledger", |(setting, _)| setting), e.clone()))?;
+        ledger.validate().map_err(|e| bad("ledger", e))?;
         Ok(self)
     }
 

@@ -82,6 +82,8 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub async fn connect(config: ProducerConfig) -> Result<Self, Error> {
+        // Checked again: its fields are public, so it may have changed since it was built.
+        let config = config.checked()?;
         let (create, pins, merchants) =
             (config.create_ledger, config.merchant_shards.clone(), config.merchants.clone());
         let (namespace, tag) = (config.namespace.clone(), config.queue_tag.clone());

@@ -186,14 +186,35 @@ impl WorkerConfig {
                 self.policy.not_found_grace, self.policy.lease
             ));
         }
-        if self.policy.paused_wait.is_zero() || self.policy.syssn_busy_wait.is_zero() {
-            return Err("paused_wait and syssn_busy_wait must be more than zero: a deferral to now would be fetched again at once, for ever".into());
+        let hour = Duration::from_secs(3600);
+        if self.policy.paused_wait < Duration::from_millis(100) || self.policy.paused_wait > hour {
+            return Err(
+                "paused_wait_ms must be 100..=3600000: shorter looks at a paused merchant's refunds in a hot loop, \
+                        longer leaves them waiting that long after a resume"
+                    .into(),
+            );
+        }
+        if self.policy.syssn_busy_wait < Duration::from_millis(10) || self.policy.syssn_busy_wait > hour {
+            return Err(
+                "syssn_busy_wait_ms must be 10..=3600000: shorter spins on a payment with a refund in flight".into()
+            );
+        }
+        // A claim waits up to wait_timeout for its replicas before the request goes out, within
+        // the same lease: what is left must still hold the whole QFPay exchange.
+        if self.ledger.wait_replicas > 0
+            && self.policy.lease < self.http.timeout + self.ledger.wait_timeout + Duration::from_millis(500)
+        {
+            return Err(format!(
+                "lease ({:?}) must exceed the HTTP timeout ({:?}) plus redis_wait_timeout_ms ({:?}) by 500 ms when redis_wait_replicas is set: \
+                 a claim's WAIT comes out of the same lease",
+                self.policy.lease, self.http.timeout, self.ledger.wait_timeout
+            ));
         }
         if self.concurrency == 0 {
             return Err("concurrency must be at least 1".into());
         }
-        if self.policy.not_found_min == 0 {
-            return Err("not_found_min must be at least 1: a resend needs QFPay to have said \"not found\"".into());
+        if self.policy.not_found_min < 2 {
+            return Err("not_found_min must be at least 2: one \"not found\" can be QFPay's records lagging behind a refund it took".into());
         }
         self.webhooks.validate()?;
         self.ledger.validate()?;

@@ -113,6 +113,9 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), RunErro
             None
         }
     };
+    for warning in config.ledger.name_warnings() {
+        warn!("{warning}");
+    }
 
     let backend = LedgerBackend::new(
         processor.clone(),

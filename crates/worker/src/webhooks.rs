@@ -119,7 +119,8 @@ impl WebhookPolicy {
         }
         if self.claim_idle <= self.timeout {
             return Err(format!(
-                "webhook_claim_idle_ms ({}) must exceed webhook_timeout_ms ({}): a delivery still in flight would be taken over and sent twice",
+                "webhook_claim_idle_ms ({}) must exceed webhook_timeout_ms ({}): a delivery in flight would be taken over by another worker \
+                 at once (receivers de-duplicate on webhook-id, but every slow delivery would be sent twice)",
                 self.claim_idle.as_millis(),
                 self.timeout.as_millis()
             ));

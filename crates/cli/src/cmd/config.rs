@@ -61,8 +61,9 @@ fn check(config: Option<&Path>, role: Option<Role>) -> anyhow::Result<ExitCode> 
         "ledger: namespace {:?}, {} shard(s), Redis {}",
         s.namespace,
         s.shards,
-        archive::postgres::redact(&c.redis_url)
+        ledger::redact_url(&c.redis_url)
     )];
+    said.extend(c.ledger.name_warnings().into_iter().map(|w| format!("warning: {w}")));
     let merchants = c.merchants()?;
     let mut names: Vec<&String> = merchants.keys().collect();
     names.sort();

@@ -56,8 +56,9 @@ pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<Exit
     let ledger = open_reader(config).await?;
     let mut after = match (&a.from, since, a.follow) {
         (Some(id), _, _) => id.clone(),
-        // Stream ids are the time of the entry: start just before `since`'s first millisecond.
-        (None, Some(ms), _) if ms > 0 => format!("{}-{}", ms - 1, u64::MAX),
+        // Stream ids are Redis' time of the entry, and `at` the ledger's time of the transition,
+        // the same clock but not the same instant: start a minute early, filter on `at`.
+        (None, Some(ms), _) if ms > ID_SLACK_MS => format!("{}-{}", ms - ID_SLACK_MS - 1, u64::MAX),
         (None, _, false) => "0".into(),
         // Following from now: the newest id, so only what happens from here on is printed.
         (None, _, true) => ledger.last_event_id().await?.unwrap_or_else(|| "0".into()),
@@ -81,7 +82,7 @@ pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<Exit
         for e in &batch {
             after.clone_from(&e.id);
             let at: i64 = e.at.parse().unwrap_or(0);
-            if until.is_some_and(|u| id_ms(&e.id) > u) {
+            if until.is_some_and(|u| id_ms(&e.id) > u.saturating_add(ID_SLACK_MS)) {
                 return Ok(ExitCode::SUCCESS);
             }
             let wanted = (!a.final_only || e.is_final())
@@ -113,3 +114,6 @@ pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<Exit
 fn id_ms(id: &str) -> i64 {
     id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(0)
 }
+
+/// How far a stream id's time may be from its entry's `at` (see [`events`]).
+const ID_SLACK_MS: i64 = 60_000;

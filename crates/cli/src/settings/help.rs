@@ -57,12 +57,16 @@ fn environment(command: &str) -> Option<String> {
     ))
 }
 
-/// `cmd` with every subcommand's environment appended to its long help.
+/// `cmd` with every subcommand's environment appended to its long help (`--help`), and a line
+/// saying how many it reads to its short help (`-h`).
 pub fn with_environment(mut cmd: clap::Command) -> clap::Command {
     let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_owned()).collect();
     for name in names {
         if let Some(text) = environment(&name) {
-            cmd = cmd.mut_subcommand(&name, |sub| sub.after_long_help(text));
+            let n = declared().iter().filter(|d| reads(&name, d)).count();
+            let short =
+                format!("Environment: reads {n} QFREFUND_*/QFPAY_* variables over the config file (--help lists them)");
+            cmd = cmd.mut_subcommand(&name, |sub| sub.after_help(short).after_long_help(text));
         }
     }
     cmd

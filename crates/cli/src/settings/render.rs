@@ -160,7 +160,10 @@ fn shown(v: &Value, kind: Kind) -> Option<String> {
     };
     Some(match kind {
         Kind::Secret => "<redacted>".into(),
-        Kind::Url => archive::postgres::redact(&text),
+        // PostgreSQL's redaction keeps the user (and knows `password=` keywords); every other
+        // URL (Redis, with or without a scheme, a Sentinel's query) goes through the ledger's.
+        Kind::Url if text.starts_with("postgres") => archive::postgres::redact(&text),
+        Kind::Url => ledger::redact_url(&text),
         _ => text,
     })
 }

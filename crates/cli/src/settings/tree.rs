@@ -47,11 +47,11 @@ section! {
         require_aof: OnOff = OnOff(worker().require_aof) => "QFREFUND_REQUIRE_AOF", Switch;
         /// Replicas that must hold an enqueue (else "not replicated, retry") and a claim before its refund is sent; 1 with Sentinel and two replicas. Above the replicas connected to the primary: refused at start-up; 0 with a `redis+sentinel://` URL: a WARN.
         redis_wait_replicas: usize = ledger().wait_replicas => "QFREFUND_REDIS_WAIT_REPLICAS", Whole;
-        /// How long `redis_wait_replicas` (and an AOF fsync) may take to confirm a write; past it an enqueue answers "not replicated, retry" and a claim is not sent (its lease runs out and it is tried again).
+        /// How long `redis_wait_replicas` (and an AOF fsync) may take to confirm a write (1 ms to a minute); past it an enqueue answers "not replicated, retry" and a claim is not sent (its lease runs out and it is tried again).
         redis_wait_timeout_ms: u64 = ms(ledger().wait_timeout) => "QFREFUND_REDIS_WAIT_TIMEOUT_MS", Whole;
-        /// A Redis command not answered in this long fails and its connection is re-established; a write's outcome is then unknown (read back, or retried idempotently).
+        /// A Redis command not answered in this long fails and its connection is re-established (at least 1500, and `redis_wait_timeout_ms` + 500); a write's outcome is then unknown (read back, or retried idempotently).
         redis_response_timeout_ms: u64 = ms(ledger().response_timeout) => "QFREFUND_REDIS_RESPONSE_TIMEOUT_MS", Whole;
-        /// The outcome stream's approximate cap, in entries (at least 10000): past it the oldest entries go whether or not a webhook delivered them; `events_retention_s` trims by age first.
+        /// The outcome stream's approximate cap, in entries (at least 100000): past it the oldest entries go whether or not a webhook delivered them; `events_retention_s` trims by age first.
         events_maxlen: u64 = ledger().events_maxlen => "QFREFUND_EVENTS_MAXLEN", Whole;
     }
     nested {
@@ -89,11 +89,11 @@ section! {
         code_delay_cap_ms: Option<u64> = worker().policy.code_delay_cap.map(ms) => "QFREFUND_CODE_DELAY_CAP_MS", Whole;
         /// "Not found" `not_found_min` times over at least this long before a resend (at least the lease).
         not_found_grace_ms: u64 = ms(worker().policy.not_found_grace) => "QFREFUND_NOT_FOUND_GRACE_MS", Whole;
-        /// Enquiries answering "not found" before a resend (at least 1; QFPay's records can lag).
+        /// Enquiries answering "not found" before a resend (at least 2; QFPay's records can lag).
         not_found_min: u32 = worker().policy.not_found_min => "QFREFUND_NOT_FOUND_MIN", Whole;
-        /// A refund whose payment has another refund in flight waits this long before it is looked at again.
+        /// A refund whose payment has another refund in flight waits this long before it is looked at again (10 ms to an hour).
         syssn_busy_wait_ms: u64 = ms(worker().policy.syssn_busy_wait) => "QFREFUND_SYSSN_BUSY_WAIT_MS", Whole;
-        /// A paused merchant's refund waits this long before it is looked at again.
+        /// A paused merchant's refund waits this long before it is looked at again (100 ms to an hour).
         paused_wait_ms: u64 = ms(worker().policy.paused_wait) => "QFREFUND_PAUSED_WAIT_MS", Whole;
         /// A refund not final this long after it was created goes to `needs_review`.
         max_age_s: u64 = worker().policy.max_age.as_secs() => "QFREFUND_MAX_AGE_S", Whole;

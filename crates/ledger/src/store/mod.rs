@@ -100,24 +100,42 @@ pub struct LedgerConfig {
 
 impl LedgerConfig {
     /// The smallest `events_maxlen`: the cap drops entries whether or not a webhook delivered them.
-    pub const MIN_EVENTS_MAXLEN: u64 = 10_000;
+    pub const MIN_EVENTS_MAXLEN: u64 = 100_000;
+
+    /// What is odd about the ledger's names, said as warnings rather than refused: a ledger laid
+    /// out under such a name works (a brace moves Redis Cluster's hash tag onto it, so every
+    /// shard shares one slot), and refusing it would strand the refunds it holds.
+    pub fn name_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (setting, value) in [("namespace", &self.namespace), ("queue_tag", &self.tag)] {
+            if value.is_empty() || value.contains(['{', '}']) || value.chars().any(char::is_whitespace) {
+                out.push(format!(
+                    "{setting} {value:?} is empty or holds braces or spaces: with Redis Cluster a brace (or an empty \
+                     queue_tag) moves the hash tag, so the ledger's shards share one slot, or its scripts fail CROSSSLOT; \
+                     choose another for a new ledger"
+                ));
+            }
+        }
+        out
+    }
 
     /// Refuses what would fail later and obscurely: `WAIT` with a timeout of 0 blocks for ever, a
     /// response timeout of 0 fails every command, a tiny stream cap drops outcomes unannounced.
     pub fn validate(&self) -> Result<(), String> {
-        // A brace would move the hash tag (Redis Cluster hashes the first `{…}`), a space makes
-        // keys no shell or tool quotes the same way twice.
-        for (setting, value) in [("namespace", &self.namespace), ("queue_tag", &self.tag)] {
-            if value.is_empty() || value.contains(['{', '}']) || value.chars().any(char::is_whitespace) {
-                return Err(format!("{setting} must be non-empty, without braces or spaces (got {value:?})"));
-            }
-        }
-        if self.wait_timeout.is_zero() {
-            return Err("redis_wait_timeout_ms must be more than 0 (Redis' WAIT with 0 waits for ever)".into());
-        }
-        if self.response_timeout < Duration::from_millis(100) {
+        if self.wait_timeout.is_zero() || self.wait_timeout > Duration::from_secs(60) {
             return Err(format!(
-                "redis_response_timeout_ms must be at least 100 (got {}): every command would time out",
+                "redis_wait_timeout_ms must be 1..=60000 (got {}): Redis' WAIT with 0 waits for ever",
+                self.wait_timeout.as_millis()
+            ));
+        }
+        // The webhook reader blocks up to a second in Redis, and a durable write waits up to
+        // `wait_timeout` there: a command timeout shorter than either fails them every time.
+        let floor = (self.wait_timeout + Duration::from_millis(500)).max(Duration::from_millis(1_500));
+        if self.response_timeout < floor {
+            return Err(format!(
+                "redis_response_timeout_ms must be at least {} (got {}): the larger of 1500 and redis_wait_timeout_ms + 500, \
+                 or blocking reads and durable writes would time out every time",
+                floor.as_millis(),
                 self.response_timeout.as_millis()
             ));
         }
