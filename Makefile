@@ -6,19 +6,31 @@ CARGO ?= cargo
 # Share one target dir between every target (and with CI); builds are the slow part here.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: run run-deps test deps check-tools fmt lint deny audit unit bins chaos fuzz bench deploy-check api-contract producer cluster
+.PHONY: run run-deps docs test deps check-tools fmt lint deny audit unit bins chaos fuzz bench deploy-check api-contract producer cluster
 
 ## run: build, start the QFPay simulator (and Redis when needed), push refunds through, show the outcome
 run: run-deps
 	@bash deploy/run-local.sh
 
 ## test: formatting, clippy with warnings as errors, and every test against real redis-server processes
-test: deps fmt lint deny deploy-check unit api-contract producer
+test: deps fmt lint deny deploy-check docs unit api-contract producer
 
 ## deploy-check: validate deploy/ (Dockerfile, compose, Kubernetes manifests) offline after the
 ## first install of the pinned tools from PyPI (see deploy/check.sh)
 deploy-check:
 	@bash deploy/check.sh
+
+## docs: docs/ builds as a book (mdBook, pinned with the deploy tools) into target/book, and every
+## page there is in its table of contents (docs/SUMMARY.md)
+docs:
+	@. deploy/venv.sh && bin="$$(deploy_venv docs)" && \
+	for page in docs/*.md; do \
+		name="$${page#docs/}"; [ "$$name" = SUMMARY.md ] || grep -q "]($$name)" docs/SUMMARY.md || \
+			{ echo "docs: $$page is in no chapter of docs/SUMMARY.md" >&2; exit 1; }; \
+	done && \
+	out="$$("$$bin/mdbook" build docs -d "$(CARGO_TARGET_DIR)/book" 2>&1)" || { echo "$$out" >&2; exit 1; }; \
+	if grep -E "WARN|ERROR" <<<"$$out"; then echo "docs: mdbook warned (above)" >&2; exit 1; fi; \
+	echo "docs: the book is in $(CARGO_TARGET_DIR)/book/index.html"
 
 ## api-contract: Schemathesis against a running `qfrefund serve`, once per token role, every check
 ## on (see deploy/check_api.sh; the tools come from the same pinned venv as deploy-check)
