@@ -47,7 +47,7 @@ pub struct EventsArgs {
     limit: Option<usize>,
 }
 
-/// Prints the outcome stream as JSON lines; each line's `id` is where to resume (`--from`).
+/// Prints the outcome stream, as --output says; each entry's `id` is where to resume (`--from`).
 pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<ExitCode> {
     let bound = |v: &Option<String>, flag: &str, end_of_day: bool| {
         v.as_deref().map(|v| parse_bound(v, end_of_day).map_err(|e| invalid(e.context(flag.to_owned())))).transpose()
