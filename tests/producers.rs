@@ -136,8 +136,17 @@ async fn ping_is_unhealthy_when_redis_answers_but_refuses_writes_at_maxmemory() 
         .unwrap();
     let env = env_for(&redis.url(), &unique_namespace("ping-oom"), "http://127.0.0.1:1");
     assert!(run(&env, &["ping"]).status.success(), "{}", String::from_utf8_lossy(&run(&env, &["ping"]).stderr));
-    fill_to_maxmemory(&redis.url()).await;
-    let out = run(&env, &["ping"]);
+    // The filler's own buffers are freed when its connection closes, which can bring Redis back
+    // just under maxmemory on a busy machine: fill again until full is what ping sees.
+    let mut rounds = 0;
+    let out = loop {
+        fill_to_maxmemory(&redis.url()).await;
+        let out = run(&env, &["ping"]);
+        rounds += 1;
+        if out.status.code() == Some(1) || rounds == 5 {
+            break out;
+        }
+    };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "PING answers, but no refund can be written: {stderr}");
     assert!(stderr.contains("does not take writes") && stderr.contains("OOM"), "{stderr}");

@@ -141,7 +141,7 @@ enum Command {
         /// Event ids, from `qfrefund list --webhook-failed`.
         ids: Vec<String>,
         /// Every given-up delivery.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ids")]
         all: bool,
         /// Why (kept in the audit trail).
         #[arg(long, default_value = "redelivered from the command line")]

@@ -231,8 +231,7 @@ impl ProducerConfig {
             qfpay::request::validate_id("merchant", m, 64)
                 .map_err(|e| bad("merchant_shards / merchants", format!("merchant {m:?}: {}", e.rule)))?;
         }
-        ledger::refund::placement::Placement::new(self.shards, self.merchant_shards.clone())
-            .map_err(|e| bad("shards / merchant_shards", e))?;
+        // The ledger's configuration as connect would use it: the placement, then the rest.
         let (_, ledger, _) = self.clone().into_parts()?;
         ledger.validate().map_err(|e| bad("ledger", e))?;
         Ok(self)

@@ -57,13 +57,12 @@ fn show(config: Option<&Path>) -> anyhow::Result<ExitCode> {
 fn check(config: Option<&Path>, role: Option<Role>) -> anyhow::Result<ExitCode> {
     let c = Config::load(config)?;
     let s = &c.loaded.settings;
-    let mut said = vec![format!(
-        "ledger: namespace {:?}, {} shard(s), Redis {}",
-        s.namespace,
-        s.shards,
-        ledger::redact_url(&c.redis_url)
+    // One row per part checked: the part, and what was found.
+    let mut said: Vec<(&str, String)> = vec![(
+        "ledger",
+        format!("namespace {:?}, {} shard(s), Redis {}", s.namespace, s.shards, ledger::redact_url(&c.redis_url)),
     )];
-    said.extend(c.ledger.name_warnings().into_iter().map(|w| format!("warning: {w}")));
+    said.extend(c.ledger.name_warnings().into_iter().map(|w| ("warning", w)));
     let merchants = c.merchants()?;
     let mut names: Vec<&String> = merchants.keys().collect();
     names.sort();
@@ -73,33 +72,35 @@ fn check(config: Option<&Path>, role: Option<Role>) -> anyhow::Result<ExitCode> 
                 "a worker needs a merchant: set QFPAY_APP_CODE, QFPAY_CLIENT_KEY and QFPAY_BASE_URL, or [merchants.NAME] in the config file"
             )));
         }
-        said.push("worker: no merchant configured (a worker would refuse to start)".into());
+        said.push(("worker", "no merchant configured (a worker would refuse to start)".into()));
     } else {
         let w = c.worker()?;
         let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
-        said.push(format!("worker: valid, concurrency {}, merchants {}", w.concurrency, names.join(", ")));
+        said.push(("worker", format!("valid, concurrency {}, merchants {}", w.concurrency, names.join(", "))));
     }
     let r = c.retention()?;
-    said.push(match &r.archive {
-        Some(a) => format!("retention: archive {}", archive::postgres::redact(a)),
-        None => "retention: no archive (nothing is ever removed from Redis)".into(),
-    });
+    said.push((
+        "retention",
+        match &r.archive {
+            Some(a) => format!("archive {}", archive::postgres::redact(a)),
+            None => "no archive (nothing is ever removed from Redis)".into(),
+        },
+    ));
     if s.api.tokens.any() {
         let (listen, a) = c.api()?;
-        said.push(format!("api: valid, listening on {listen}, {} token(s)", a.tokens.len()));
+        said.push(("api", format!("valid, listening on {listen}, {} token(s)", a.tokens.len())));
     } else {
         if role == Some(Role::Api) {
             return Err(crate::exit::invalid(anyhow::anyhow!(
                 "the API needs at least one token: set QFREFUND_API_TOKENS=name:role:token or [[api.tokens]] in the config file"
             )));
         }
-        said.push("api: no token configured (`serve` would refuse to start)".into());
+        said.push(("api", "no token configured (`serve` would refuse to start)".into()));
     }
-    said.push("configuration: valid".into());
-    // One row per part: `part` and what was found (`--output`; a table on a terminal).
+    said.push(("configuration", "valid".into()));
+    // As `--output` says: a table on a terminal.
     let mut rows = Rows::new(&[("part", 13), ("found", 0)]);
-    for line in &said {
-        let (part, found) = line.split_once(": ").unwrap_or(("", line));
+    for (part, found) in &said {
         rows.print(&serde_json::json!({"part": part, "found": found}))?;
     }
     Ok(ExitCode::SUCCESS)

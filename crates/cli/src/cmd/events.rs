@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::cmd::reconcile::parse_bound;
+use crate::cmd::reconcile::bound_flag;
 use crate::connect::open_reader;
-use crate::exit::invalid;
 use crate::output::Rows;
 
 #[derive(Args, Debug)]
@@ -49,10 +48,8 @@ pub struct EventsArgs {
 
 /// Prints the outcome stream, as --output says; each entry's `id` is where to resume (`--from`).
 pub async fn events(config: Option<&Path>, a: EventsArgs) -> anyhow::Result<ExitCode> {
-    let bound = |v: &Option<String>, flag: &str, end_of_day: bool| {
-        v.as_deref().map(|v| parse_bound(v, end_of_day).map_err(|e| invalid(e.context(flag.to_owned())))).transpose()
-    };
-    let (since, until) = (bound(&a.since, "--since", false)?, bound(&a.until, "--until", true)?);
+    let (since, until) =
+        (bound_flag(a.since.as_ref(), "--since", false)?, bound_flag(a.until.as_ref(), "--until", true)?);
     let ledger = open_reader(config).await?;
     let mut after = match (&a.from, since, a.follow) {
         (Some(id), _, _) => id.clone(),

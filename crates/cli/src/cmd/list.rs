@@ -23,7 +23,7 @@ pub const COLUMNS: &[(&str, usize)] = &[
     ("updated_at", 24),
     ("reason", 0),
 ];
-use crate::cmd::reconcile::parse_bound;
+use crate::cmd::reconcile::bound_flag as bound;
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
@@ -68,10 +68,6 @@ pub struct ListArgs {
     /// last error); `qfrefund redeliver` puts them back on the schedule.
     #[arg(long, conflicts_with_all = ["state", "merchant", "syssn", "respcd", "cursor"])]
     webhook_failed: bool,
-}
-
-fn bound(value: Option<&String>, flag: &str, end_of_day: bool) -> anyhow::Result<Option<i64>> {
-    value.map(|v| parse_bound(v, end_of_day).map_err(|e| invalid(e.context(flag.to_owned())))).transpose()
 }
 
 pub async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode> {

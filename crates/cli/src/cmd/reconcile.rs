@@ -24,6 +24,12 @@ pub struct ReconcileArgs {
     out: Option<std::path::PathBuf>,
 }
 
+/// An optional time flag (`--created-from`, `--since`, …) parsed as [`parse_bound`]; an error
+/// names the flag and is invalid input (exit 2).
+pub fn bound_flag(value: Option<&String>, flag: &str, end_of_day: bool) -> anyhow::Result<Option<i64>> {
+    value.map(|v| parse_bound(v, end_of_day).map_err(|e| crate::exit::invalid(e.context(flag.to_owned())))).transpose()
+}
+
 /// Parses a report bound: a date (start or end of day), a QFPay-local date-time, or unix ms.
 pub fn parse_bound(s: &str, end_of_day: bool) -> anyhow::Result<i64> {
     let s = s.trim();

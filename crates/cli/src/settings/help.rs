@@ -33,8 +33,8 @@ fn reads(command: &str, d: &Declared) -> bool {
         })
 }
 
-/// The text after a command's help: its variables, each with its default.
-fn environment(command: &str) -> Option<String> {
+/// The text after a command's help: its variables, each with its default; and how many.
+fn environment(command: &str) -> Option<(String, usize)> {
     let rows: Vec<String> = declared()
         .iter()
         .filter(|d| reads(command, d))
@@ -50,11 +50,12 @@ fn environment(command: &str) -> Option<String> {
     if rows.is_empty() {
         return None;
     }
-    Some(format!(
+    let text = format!(
         "Environment (over the config file; every setting: `qfrefund config reference`):\n  {:<36} the file's key\n{}\n  QFREFUND_CONFIG, QFREFUND_SECRETS_DIR, QFREFUND_LOG_FORMAT, RUST_LOG",
         "variable",
         rows.join("\n")
-    ))
+    );
+    Some((text, rows.len()))
 }
 
 /// `cmd` with every subcommand's environment appended to its long help (`--help`), and a line
@@ -62,8 +63,7 @@ fn environment(command: &str) -> Option<String> {
 pub fn with_environment(mut cmd: clap::Command) -> clap::Command {
     let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_owned()).collect();
     for name in names {
-        if let Some(text) = environment(&name) {
-            let n = declared().iter().filter(|d| reads(&name, d)).count();
+        if let Some((text, n)) = environment(&name) {
             let short =
                 format!("Environment: reads {n} QFREFUND_*/QFPAY_* variables over the config file (--help lists them)");
             cmd = cmd.mut_subcommand(&name, |sub| sub.after_help(short).after_long_help(text));

@@ -120,7 +120,8 @@ impl LedgerConfig {
     }
 
     /// Refuses what would fail later and obscurely: `WAIT` with a timeout of 0 blocks for ever, a
-    /// response timeout of 0 fails every command, a tiny stream cap drops outcomes unannounced.
+    /// response timeout under what Redis may take to answer fails every such command, a small
+    /// stream cap drops outcomes unannounced.
     pub fn validate(&self) -> Result<(), String> {
         if self.wait_timeout.is_zero() || self.wait_timeout > Duration::from_secs(60) {
             return Err(format!(
